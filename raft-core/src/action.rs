@@ -1,0 +1,39 @@
+//! What `Node::step` asks the driver to do.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::log_entry::Entry;
+use crate::message::Envelope;
+use crate::persist::PersistRequest;
+use crate::types::{LogIndex, NodeId, RequestId, Term};
+
+/// One effect. A step returns them in the order Persist, Send..., Apply, Reply...
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Make this durable, after every earlier `Persist`, then feed back `Input::PersistDone`.
+    Persist(PersistRequest),
+    /// Send this message; fire and forget. It never depends on a pending `Persist`.
+    Send(Envelope),
+    /// Apply these entries to the state machine: committed, locally durable, contiguous, each
+    /// exactly once, in index order. No-op entries are included so applied indexes have no gaps.
+    Apply { entries: Vec<Entry> },
+    /// The answer to an `Input::Propose`.
+    Reply { request_id: RequestId, reply: Reply },
+}
+
+/// The fate of a proposal. `Accepted` is followed later by exactly one of `Committed` or
+/// `Dropped`; every other reply is final.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The leader appended the command at `index` in `term`; its outcome follows later.
+    Accepted { index: LogIndex, term: Term },
+    /// The entry is committed and was applied in the same step (after its `Action::Apply`).
+    Committed { index: LogIndex, term: Term },
+    /// This node is not the leader; `leader_hint` is the leader it knows of, if any.
+    NotLeader { leader_hint: Option<NodeId> },
+    /// Too many proposals are in flight (`Config::uncommitted_entries_max`); retry later.
+    Busy,
+    /// The entry was appended but will never commit: a new leader overwrote it.
+    Dropped { index: LogIndex, term: Term },
+}

@@ -1,0 +1,101 @@
+//! Node configuration: identity, membership, timing in ticks, randomness and limits.
+
+use alloc::collections::BTreeSet;
+
+use crate::error::ConfigError;
+use crate::types::NodeId;
+
+/// Everything a node needs besides its durable state. Validated by `Node::new`/`Node::restore`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; must be one of `voters`.
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub voters: BTreeSet<NodeId>,
+    /// A leader sends AppendEntries (possibly empty) to each follower at least this often.
+    pub heartbeat_interval_ticks: u32,
+    /// Each election timeout is drawn uniformly from `min..=max` (Raft §5.2).
+    pub election_timeout_ticks_min: u32,
+    pub election_timeout_ticks_max: u32,
+    /// Seeds the only random number generator in the core.
+    pub rng_seed: u64,
+    /// Entries per AppendEntries message.
+    pub append_entries_max: usize,
+    /// Payload bytes per AppendEntries message (at least one entry is always sent).
+    pub append_bytes_max: usize,
+    /// AppendEntries messages in flight to one follower before the leader waits for acks.
+    pub inflight_appends_max: usize,
+    /// Entries past the commit index before the leader answers `Reply::Busy`.
+    pub uncommitted_entries_max: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults below: at 10 ms per tick, heartbeats every 50 ms and
+    /// elections after 300-600 ms.
+    #[must_use]
+    pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Config {
+        Config {
+            id,
+            voters: voters.into_iter().collect(),
+            heartbeat_interval_ticks: 5,
+            election_timeout_ticks_min: 30,
+            election_timeout_ticks_max: 60,
+            rng_seed: id.0,
+            append_entries_max: 256,
+            append_bytes_max: 32 * 1024,
+            inflight_appends_max: 64,
+            uncommitted_entries_max: 16 * 1024,
+        }
+    }
+
+    /// Checks every rule a running node relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.0 == 0 || self.voters.contains(&NodeId(0)) {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if self.voters.is_empty() {
+            return Err(ConfigError::EmptyVoters);
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::SelfNotAVoter { id: self.id });
+        }
+        for (field, value) in [
+            ("heartbeat_interval_ticks", self.heartbeat_interval_ticks),
+            ("election_timeout_ticks_min", self.election_timeout_ticks_min),
+            ("election_timeout_ticks_max", self.election_timeout_ticks_max),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroTicks { field });
+            }
+        }
+        if self.election_timeout_ticks_min > self.election_timeout_ticks_max {
+            return Err(ConfigError::ElectionRangeEmpty {
+                min: self.election_timeout_ticks_min,
+                max: self.election_timeout_ticks_max,
+            });
+        }
+        if self.election_timeout_ticks_min <= self.heartbeat_interval_ticks {
+            return Err(ConfigError::ElectionTimeoutNotAboveHeartbeat {
+                election_min: self.election_timeout_ticks_min,
+                heartbeat: self.heartbeat_interval_ticks,
+            });
+        }
+        for (field, value) in [
+            ("append_entries_max", self.append_entries_max),
+            ("append_bytes_max", self.append_bytes_max),
+            ("inflight_appends_max", self.inflight_appends_max),
+            ("uncommitted_entries_max", self.uncommitted_entries_max),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit { field });
+            }
+        }
+        Ok(())
+    }
+
+    /// Votes needed to win an election or match indexes needed to commit.
+    #[must_use]
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}

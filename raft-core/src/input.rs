@@ -1,0 +1,22 @@
+//! What a driver feeds into `Node::step`.
+
+use alloc::vec::Vec;
+
+use crate::message::Envelope;
+use crate::types::{PersistId, RequestId};
+
+/// One cause. Every effect it has comes back from the same `step` call as actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One logical tick elapsed. Election and heartbeat timeouts are counted in ticks.
+    Tick,
+    /// A peer message arrived (already decoded).
+    Receive(Envelope),
+    /// A client asks to append `command` to the log.
+    Propose {
+        request_id: RequestId,
+        command: Vec<u8>,
+    },
+    /// Every `Action::Persist` with an id up to and including `persist_id` is durable.
+    PersistDone { persist_id: PersistId },
+}

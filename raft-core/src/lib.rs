@@ -1,0 +1,89 @@
+//! A pure, deterministic, sans-IO Raft state machine.
+//!
+//! A [`Node`] holds one server's Raft state. The driver (a simulator, a network node, a test)
+//! feeds it [`Input`]s with [`Node::step`] and carries out the [`Action`]s each step returns. The
+//! crate never reads a clock, touches a socket or a file, spawns a thread or draws unseeded
+//! randomness: time arrives as [`Input::Tick`], and election jitter comes from
+//! [`Config::rng_seed`]. The same inputs therefore always produce the same actions.
+//!
+//! # The contract
+//!
+//! 1. Feed one `Input`, take every returned `Action`, then the next input. `step` is the only
+//!    mutator; results of actions (a finished fsync, a datagram) come back as new inputs.
+//! 2. Execute [`Action::Persist`] requests in order and report [`Input::PersistDone`] in order
+//!    (it is cumulative). A crash may lose requests that were not reported done, never reorder
+//!    them; restart with [`Node::restore`] from what is durable ([`DurableState::apply`] shows
+//!    how a request changes it).
+//! 3. The core withholds every message that certifies durable state (vote replies, append
+//!    acknowledgements) until a `PersistDone` covers it, and counts its own vote and its own
+//!    match index only once durable. Requests (RequestVote, AppendEntries) go out at once, in
+//!    parallel with the local write (Raft thesis §10.2.1). So [`Action::Send`] needs no
+//!    ordering against `Persist`.
+//! 4. Each step emits at most one `Persist` (everything that step made unstable), with
+//!    increasing `persist_id`s. Actions come out in the order Persist, Send..., Apply, Reply...,
+//!    so a driver that executes them in order, synchronously, is also correct.
+//! 5. [`Action::Apply`] hands over committed, locally durable entries exactly once, in index
+//!    order. A proposal accepted by a leader ([`Reply::Accepted`]) is later reported exactly
+//!    once more: [`Reply::Committed`] (right after its `Apply`) or [`Reply::Dropped`] (a new
+//!    leader overwrote it).
+//!
+//! `step` never fails: stale, forged or unknown-peer messages are ignored and counted in
+//! [`Stats::messages_ignored`]; client rejections are [`Reply`] values. Only constructors
+//! return errors ([`ConfigError`], [`RestoreError`]), and the wire decoder ([`wire::decode`])
+//! returns [`DecodeError`]. A broken internal invariant is a bug and panics with its name.
+//!
+//! # Example
+//!
+//! ```
+//! use raft_core::{Action, Config, Input, Node, NodeId, Role};
+//!
+//! let mut node = Node::new(Config::new(NodeId(1), [NodeId(1)])).unwrap();
+//! // Tick until the election timeout fires; the node becomes a candidate and asks to persist
+//! // its new term and vote.
+//! let mut persisted = None;
+//! while persisted.is_none() {
+//!     for action in node.step(Input::Tick) {
+//!         if let Action::Persist(request) = action {
+//!             persisted = Some(request.persist_id);
+//!         }
+//!     }
+//! }
+//! // Once the vote is durable the single voter wins its election.
+//! let _ = node.step(Input::PersistDone { persist_id: persisted.unwrap() });
+//! assert_eq!(node.role(), Role::Leader);
+//! ```
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod action;
+mod config;
+mod error;
+mod input;
+mod invariants;
+mod log;
+mod log_entry;
+mod message;
+mod node;
+mod persist;
+mod progress;
+mod quorum;
+mod role;
+mod timer;
+mod types;
+pub mod wire;
+
+pub use action::{Action, Reply};
+pub use config::Config;
+pub use error::{ConfigError, DecodeError, RestoreError};
+pub use input::Input;
+pub use log_entry::{Entry, EntryPayload};
+pub use message::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, Envelope, Message, RequestVote,
+    RequestVoteResponse,
+};
+pub use node::{Node, Stats, Status};
+pub use persist::{DurableState, HardState, LogSplice, PersistRequest};
+pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};

@@ -1,0 +1,41 @@
+//! Log entries as they are replicated, persisted and applied.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{LogIndex, Term};
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: LogIndex,
+    pub term: Term,
+    pub payload: EntryPayload,
+}
+
+/// What an entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// Appended by every new leader so it can commit entries of earlier terms (Raft §5.4.2, §8).
+    Noop,
+    /// An application command, opaque to the core.
+    Command(Vec<u8>),
+}
+
+impl Entry {
+    /// Bytes this entry contributes to a message, for the `append_bytes_max` budget. An estimate
+    /// of the encoded size: the payload plus a fixed allowance for index, term and framing.
+    #[must_use]
+    pub fn size_bytes(&self) -> usize {
+        const HEADER_BYTES: usize = 24;
+        match &self.payload {
+            EntryPayload::Noop => HEADER_BYTES,
+            EntryPayload::Command(bytes) => HEADER_BYTES + bytes.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_command(&self) -> bool {
+        matches!(self.payload, EntryPayload::Command(_))
+    }
+}

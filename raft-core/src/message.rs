@@ -1,0 +1,95 @@
+//! Peer messages (Figure 2's RPCs, as one-way messages).
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::log_entry::Entry;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// A message between two nodes, with the sender's current term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub message: Message,
+}
+
+/// The messages of Figure 2. Requests and responses are separate messages: the network may lose,
+/// duplicate or reorder any of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    RequestVote(RequestVote),
+    RequestVoteResponse(RequestVoteResponse),
+    AppendEntries(AppendEntries),
+    AppendEntriesResponse(AppendEntriesResponse),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    pub last_log_index: LogIndex,
+    pub last_log_term: Term,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVoteResponse {
+    pub vote_granted: bool,
+}
+
+/// Replicates `entries` after `prev_log_index`; with no entries it is a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    pub prev_log_index: LogIndex,
+    /// The term of the entry at `prev_log_index` in the leader's log (not the leader's term).
+    pub prev_log_term: Term,
+    pub entries: Vec<Entry>,
+    pub leader_commit: LogIndex,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendEntriesResponse {
+    /// The follower's log matches the leader's up to and including `match_index`
+    /// (`prev_log_index + entries.len()` of the request), and that prefix is durable.
+    Success { match_index: LogIndex },
+    /// The consistency check failed at `rejected_prev_index`; `hint` lets the leader skip a whole
+    /// conflicting term at once instead of one index per round trip.
+    Reject {
+        rejected_prev_index: LogIndex,
+        hint: ConflictHint,
+    },
+    /// The request carried a term older than the follower's; the envelope's term tells the sender.
+    StaleTerm,
+}
+
+/// Fast log backtracking (Raft §5.3, "the follower can include the term of the conflicting
+/// entry and the first index it stores for that term").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at `rejected_prev_index`, or `None` when its log is
+    /// shorter than that.
+    pub conflict_term: Option<Term>,
+    /// The first index the follower stores for `conflict_term`, or its last index + 1.
+    pub first_index: LogIndex,
+}
+
+impl Message {
+    /// A short name for traces and metrics.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::RequestVote(_) => "RequestVote",
+            Message::RequestVoteResponse(_) => "RequestVoteResponse",
+            Message::AppendEntries(_) => "AppendEntries",
+            Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
+        }
+    }
+
+    /// True for messages that answer another message.
+    #[must_use]
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
+        )
+    }
+}

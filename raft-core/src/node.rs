@@ -1,0 +1,504 @@
+//! The step pipeline and the term logic shared by every role (Figure 2, "All Servers").
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use crate::action::{Action, Reply};
+use crate::config::Config;
+use crate::error::{ConfigError, RestoreError};
+use crate::input::Input;
+use crate::log::RaftLog;
+use crate::log_entry::Entry;
+use crate::message::{AppendEntriesResponse, Envelope, Message, RequestVoteResponse};
+use crate::persist::{DurableState, HardState, LogSplice, PersistRequest, PersistTracker};
+use crate::progress::Progress;
+use crate::timer::ElectionTimer;
+use crate::types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
+
+/// One Raft server. Feed it `Input`s with `step`; carry out the `Action`s it returns.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    // Persistent state (Figure 2).
+    pub(crate) current_term: Term,
+    pub(crate) voted_for: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    // Volatile state.
+    pub(crate) role: Role,
+    pub(crate) leader_id: Option<NodeId>,
+    pub(crate) commit_index: LogIndex,
+    pub(crate) applied_index: LogIndex,
+    pub(crate) election_timer: ElectionTimer,
+    pub(crate) heartbeat_elapsed_ticks: u32,
+    pub(crate) persist: PersistTracker,
+    /// Candidate: peers that granted their vote this term.
+    pub(crate) votes_granted: BTreeSet<NodeId>,
+    /// Candidate: the persist that makes this node's vote for itself durable.
+    pub(crate) self_vote_persist: Option<PersistId>,
+    /// Leader: one entry per other voter.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Proposals this node accepted whose fate is not yet reported: index -> (term, request).
+    pub(crate) pending_proposals: BTreeMap<LogIndex, (Term, RequestId)>,
+    pub(crate) stats: Stats,
+    pub(crate) out: StepOutput,
+}
+
+/// Counters for traces and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages ignored: addressed elsewhere, from a non-member, from an older term, or
+    /// inconsistent with what a correct leader could send.
+    pub messages_ignored: u64,
+    pub elections_started: u64,
+    pub persist_requests: u64,
+}
+
+/// A snapshot of a node's state for display and checking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+    pub leader_id: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+    pub last_log_index: LogIndex,
+    pub last_log_term: Term,
+    /// The last log index known durable on this node.
+    pub durable_index: LogIndex,
+    pub last_persist_issued: PersistId,
+    pub last_persist_durable: PersistId,
+    pub messages_held: usize,
+    pub stats: Stats,
+}
+
+/// What the current step has produced so far.
+#[derive(Debug, Default)]
+pub(crate) struct StepOutput {
+    hard_state_dirty: bool,
+    /// The lowest log index this step changed.
+    unstable_from: Option<LogIndex>,
+    requests: Vec<Envelope>,
+    responses: Vec<Envelope>,
+    replies: Vec<(RequestId, Reply)>,
+}
+
+impl Node {
+    /// A node with empty durable state: term 0, no vote, empty log.
+    pub fn new(config: Config) -> Result<Node, ConfigError> {
+        config.validate()?;
+        Ok(Node::from_parts(config, HardState::default(), Vec::new()))
+    }
+
+    /// A node restarted from what its earlier incarnation made durable.
+    pub fn restore(config: Config, durable: DurableState) -> Result<Node, RestoreError> {
+        config.validate()?;
+        let current_term = durable.hard_state.current_term;
+        let mut previous_term = Term::ZERO;
+        for (position, entry) in durable.entries.iter().enumerate() {
+            if entry.index != LogIndex(position as u64 + 1) {
+                return Err(RestoreError::NonContiguousLog {
+                    position,
+                    index: entry.index,
+                });
+            }
+            if entry.term < previous_term {
+                return Err(RestoreError::TermDecreases { index: entry.index });
+            }
+            if entry.term > current_term {
+                return Err(RestoreError::EntryTermAboveCurrent {
+                    index: entry.index,
+                    term: entry.term,
+                    current_term,
+                });
+            }
+            previous_term = entry.term;
+        }
+        if let Some(voted_for) = durable.hard_state.voted_for {
+            if !config.voters.contains(&voted_for) {
+                return Err(RestoreError::VoteForUnknownNode { voted_for });
+            }
+        }
+        Ok(Node::from_parts(config, durable.hard_state, durable.entries))
+    }
+
+    fn from_parts(config: Config, hard_state: HardState, entries: Vec<Entry>) -> Node {
+        let log = RaftLog::from_entries(entries);
+        let election_timer = ElectionTimer::new(
+            config.rng_seed,
+            config.election_timeout_ticks_min,
+            config.election_timeout_ticks_max,
+        );
+        Node {
+            current_term: hard_state.current_term,
+            voted_for: hard_state.voted_for,
+            persist: PersistTracker::new(log.last_index()),
+            log,
+            role: Role::Follower,
+            leader_id: None,
+            commit_index: LogIndex::ZERO,
+            applied_index: LogIndex::ZERO,
+            election_timer,
+            heartbeat_elapsed_ticks: 0,
+            votes_granted: BTreeSet::new(),
+            self_vote_persist: None,
+            progress: BTreeMap::new(),
+            pending_proposals: BTreeMap::new(),
+            stats: Stats::default(),
+            out: StepOutput::default(),
+            config,
+        }
+    }
+
+    /// Feeds one input and returns every action it causes, in the order
+    /// Persist, Send..., Apply, Reply... (see the crate documentation for the contract).
+    #[must_use]
+    pub fn step(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Receive(envelope) => self.on_receive(envelope),
+            Input::Propose {
+                request_id,
+                command,
+            } => self.on_propose(request_id, command),
+            Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
+        }
+        self.finish_step()
+    }
+
+    fn on_tick(&mut self) {
+        match self.role {
+            Role::Leader => {
+                self.heartbeat_elapsed_ticks += 1;
+                if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+                    self.heartbeat_elapsed_ticks = 0;
+                    self.on_heartbeat_timeout();
+                }
+            }
+            Role::Follower | Role::Candidate => {
+                if self.election_timer.tick() {
+                    self.on_election_timeout();
+                }
+            }
+        }
+    }
+
+    fn on_receive(&mut self, envelope: Envelope) {
+        let Envelope {
+            from,
+            to,
+            term,
+            message,
+        } = envelope;
+        if to != self.config.id || from == self.config.id || !self.config.voters.contains(&from)
+        {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if term > self.current_term {
+            // Figure 2, All Servers: "If RPC request or response contains term T > currentTerm:
+            // set currentTerm = T, convert to follower".
+            let leader = matches!(message, Message::AppendEntries(_)).then_some(from);
+            self.become_follower(term, leader);
+        } else if term < self.current_term {
+            self.on_stale_term_message(from, &message);
+            return;
+        }
+        match message {
+            Message::RequestVote(request) => self.on_request_vote(from, &request),
+            Message::RequestVoteResponse(response) => self.on_request_vote_response(from, response),
+            Message::AppendEntries(request) => self.on_append_entries(from, request),
+            Message::AppendEntriesResponse(response) => {
+                self.on_append_entries_response(from, response);
+            }
+        }
+    }
+
+    /// Requests from an older term are answered with our term so the sender steps down;
+    /// responses from an older term are dropped.
+    fn on_stale_term_message(&mut self, from: NodeId, message: &Message) {
+        self.stats.messages_ignored += 1;
+        match message {
+            Message::RequestVote(_) => self.respond(
+                from,
+                Message::RequestVoteResponse(RequestVoteResponse {
+                    vote_granted: false,
+                }),
+            ),
+            Message::AppendEntries(_) => self.respond(
+                from,
+                Message::AppendEntriesResponse(AppendEntriesResponse::StaleTerm),
+            ),
+            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) => {}
+        }
+    }
+
+    fn on_persist_done(&mut self, persist_id: PersistId) {
+        if !self.persist.mark_durable(persist_id) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match self.role {
+            Role::Candidate => self.maybe_win_election(),
+            Role::Leader => self.maybe_advance_commit(),
+            Role::Follower => {}
+        }
+    }
+
+    fn on_propose(&mut self, request_id: RequestId, command: Vec<u8>) {
+        if self.role != Role::Leader {
+            let leader_hint = self.leader_id;
+            self.reply(request_id, Reply::NotLeader { leader_hint });
+            return;
+        }
+        self.propose_as_leader(request_id, command);
+    }
+
+    /// Figure 2, All Servers: "If commitIndex > lastApplied: increment lastApplied, apply
+    /// log[lastApplied] to state machine", restricted to entries this node has made durable.
+    fn take_entries_to_apply(&mut self) -> Vec<Entry> {
+        let target = self.commit_index.min(self.persist.durable_index());
+        if target <= self.applied_index {
+            return Vec::new();
+        }
+        let entries = self.log.slice(self.applied_index.next(), target).to_vec();
+        self.applied_index = target;
+        while let Some(entry) = self.pending_proposals.first_entry() {
+            if *entry.key() > target {
+                break;
+            }
+            let index = *entry.key();
+            let (term, request_id) = entry.remove();
+            let reply = if self.log.term_at(index) == Some(term) {
+                Reply::Committed { index, term }
+            } else {
+                Reply::Dropped { index, term }
+            };
+            self.out.replies.push((request_id, reply));
+        }
+        entries
+    }
+
+    fn finish_step(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Some(request) = self.take_persist_request() {
+            actions.push(Action::Persist(request));
+        }
+        let requests = core::mem::take(&mut self.out.requests);
+        actions.extend(requests.into_iter().map(Action::Send));
+        let mut ready = Vec::new();
+        self.persist.release(&mut ready);
+        for response in core::mem::take(&mut self.out.responses) {
+            if let Some(envelope) = self.persist.hold_until_durable(response) {
+                ready.push(envelope);
+            }
+        }
+        actions.extend(ready.into_iter().map(Action::Send));
+        let entries = self.take_entries_to_apply();
+        if !entries.is_empty() {
+            actions.push(Action::Apply { entries });
+        }
+        for (request_id, reply) in core::mem::take(&mut self.out.replies) {
+            actions.push(Action::Reply { request_id, reply });
+        }
+        crate::invariants::check_node(self);
+        actions
+    }
+
+    fn take_persist_request(&mut self) -> Option<PersistRequest> {
+        let hard_state = core::mem::take(&mut self.out.hard_state_dirty).then_some(HardState {
+            current_term: self.current_term,
+            voted_for: self.voted_for,
+        });
+        let log = self.out.unstable_from.take().map(|from| LogSplice {
+            from,
+            entries: self.log.slice(from, self.log.last_index()).to_vec(),
+        });
+        if hard_state.is_none() && log.is_none() {
+            return None;
+        }
+        self.stats.persist_requests += 1;
+        let persist_id = self.persist.issue(self.log.last_index());
+        Some(PersistRequest {
+            persist_id,
+            hard_state,
+            log,
+        })
+    }
+
+    // ---- helpers shared by the roles ----
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.current_term {
+            self.current_term = term;
+            self.voted_for = None;
+            self.out.hard_state_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader_id = leader;
+        self.votes_granted.clear();
+        self.self_vote_persist = None;
+        self.progress.clear();
+        self.election_timer.reset();
+    }
+
+    pub(crate) fn send_request(&mut self, to: NodeId, message: Message) {
+        let envelope = self.envelope(to, message);
+        self.out.requests.push(envelope);
+    }
+
+    /// Responses certify durable state, so they wait for every persist issued so far.
+    pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
+        let envelope = self.envelope(to, message);
+        self.out.responses.push(envelope);
+    }
+
+    fn envelope(&self, to: NodeId, message: Message) -> Envelope {
+        Envelope {
+            from: self.config.id,
+            to,
+            term: self.current_term,
+            message,
+        }
+    }
+
+    pub(crate) fn reply(&mut self, request_id: RequestId, reply: Reply) {
+        self.out.replies.push((request_id, reply));
+    }
+
+    pub(crate) fn mark_hard_state_dirty(&mut self) {
+        self.out.hard_state_dirty = true;
+    }
+
+    pub(crate) fn next_persist_id(&self) -> PersistId {
+        self.persist.last_issued().next()
+    }
+
+    pub(crate) fn append_to_log(&mut self, entry: Entry) {
+        let index = entry.index;
+        self.log.append(entry);
+        self.mark_log_unstable_from(index);
+    }
+
+    /// Removes the log suffix from `from` on (never a committed entry); proposals there failed.
+    pub(crate) fn truncate_log_from(&mut self, from: LogIndex) {
+        assert!(
+            from > self.commit_index,
+            "committed_entries_never_truncated: truncate from {from} with commit {}",
+            self.commit_index
+        );
+        self.log.truncate_from(from);
+        self.persist.on_truncate(from);
+        self.mark_log_unstable_from(from);
+        let dropped = self.pending_proposals.split_off(&from);
+        for (index, (term, request_id)) in dropped {
+            self.out
+                .replies
+                .push((request_id, Reply::Dropped { index, term }));
+        }
+    }
+
+    fn mark_log_unstable_from(&mut self, index: LogIndex) {
+        let from = self.out.unstable_from.map_or(index, |from| from.min(index));
+        self.out.unstable_from = Some(from);
+    }
+
+    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != me)
+            .collect()
+    }
+
+    // ---- read-only view ----
+
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    #[must_use]
+    pub fn term(&self) -> Term {
+        self.current_term
+    }
+
+    #[must_use]
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+
+    #[must_use]
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.leader_id
+    }
+
+    #[must_use]
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    #[must_use]
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    #[must_use]
+    pub fn last_log_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The entry at `index`, if the log holds it.
+    #[must_use]
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The entries with indexes in `from..=to` that the log holds.
+    #[must_use]
+    pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
+        self.log.slice(from, to)
+    }
+
+    /// The leader's `match_index` for `peer`; `None` on a non-leader or for an unknown peer.
+    #[must_use]
+    pub fn match_index(&self, peer: NodeId) -> Option<LogIndex> {
+        if peer == self.config.id && self.role == Role::Leader {
+            return Some(self.persist.durable_index());
+        }
+        self.progress.get(&peer).map(|progress| progress.match_index)
+    }
+
+    #[must_use]
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.config.id,
+            role: self.role,
+            term: self.current_term,
+            voted_for: self.voted_for,
+            leader_id: self.leader_id,
+            commit_index: self.commit_index,
+            applied_index: self.applied_index,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            durable_index: self.persist.durable_index(),
+            last_persist_issued: self.persist.last_issued(),
+            last_persist_durable: self.persist.durable(),
+            messages_held: self.persist.held_count(),
+            stats: self.stats,
+        }
+    }
+}

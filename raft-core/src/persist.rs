@@ -1,0 +1,150 @@
+//! What the core asks to be made durable, and what it is restored from.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::log_entry::Entry;
+use crate::types::{LogIndex, NodeId, PersistId, Term};
+
+/// Figure 2's persistent state other than the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub current_term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// Everything one step made unstable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistRequest {
+    pub persist_id: PersistId,
+    /// The new hard state, when it changed.
+    pub hard_state: Option<HardState>,
+    /// The log change, when there is one.
+    pub log: Option<LogSplice>,
+}
+
+/// Remove every stored entry with index `>= from`, then append `entries` (which start at `from`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSplice {
+    pub from: LogIndex,
+    pub entries: Vec<Entry>,
+}
+
+/// What a restarted node recovers from: the result of applying every completed `Persist`, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableState {
+    pub hard_state: HardState,
+    /// The whole log, starting at index 1.
+    pub entries: Vec<Entry>,
+}
+
+impl DurableState {
+    /// Applies one completed persist request, the way durable storage must.
+    pub fn apply(&mut self, request: &PersistRequest) {
+        if let Some(hard_state) = request.hard_state {
+            self.hard_state = hard_state;
+        }
+        if let Some(splice) = &request.log {
+            let keep = usize::try_from(splice.from.0.saturating_sub(1)).unwrap_or(usize::MAX);
+            self.entries.truncate(keep);
+            self.entries.extend(splice.entries.iter().cloned());
+        }
+    }
+}
+
+/// Tracks which persist requests are durable and withholds the messages that certify them
+/// (DESIGN rule 3). Requests are numbered from 1; `PersistId(0)` means "nothing".
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PersistTracker {
+    last_issued: PersistId,
+    durable: PersistId,
+    /// For each issued, not yet durable request: the last log index it makes durable.
+    in_flight: alloc::collections::VecDeque<(PersistId, LogIndex)>,
+    /// The last index of the current in-memory log that is known durable.
+    durable_index: LogIndex,
+    /// Messages waiting for a persist id to become durable, in the order they were produced.
+    held: alloc::collections::VecDeque<(PersistId, crate::message::Envelope)>,
+}
+
+impl PersistTracker {
+    pub(crate) fn new(durable_index: LogIndex) -> PersistTracker {
+        PersistTracker {
+            durable_index,
+            ..PersistTracker::default()
+        }
+    }
+
+    pub(crate) fn last_issued(&self) -> PersistId {
+        self.last_issued
+    }
+
+    pub(crate) fn durable(&self) -> PersistId {
+        self.durable
+    }
+
+    pub(crate) fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+
+    pub(crate) fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Allocates the id of a new request covering the log up to `last_index`.
+    pub(crate) fn issue(&mut self, last_index: LogIndex) -> PersistId {
+        self.last_issued = self.last_issued.next();
+        self.in_flight.push_back((self.last_issued, last_index));
+        self.last_issued
+    }
+
+    /// The in-memory log lost every entry from `from` on: whatever was (or will be) durable
+    /// there belongs to the old suffix.
+    pub(crate) fn on_truncate(&mut self, from: LogIndex) {
+        let kept = from.prev();
+        self.durable_index = self.durable_index.min(kept);
+        for (_, last_index) in &mut self.in_flight {
+            *last_index = (*last_index).min(kept);
+        }
+    }
+
+    /// Records that every request up to `persist_id` is durable; returns false for ids that were
+    /// never issued or are already durable.
+    pub(crate) fn mark_durable(&mut self, persist_id: PersistId) -> bool {
+        if persist_id <= self.durable || persist_id > self.last_issued {
+            return false;
+        }
+        self.durable = persist_id;
+        while let Some(&(id, last_index)) = self.in_flight.front() {
+            if id > persist_id {
+                break;
+            }
+            self.durable_index = last_index;
+            self.in_flight.pop_front();
+        }
+        true
+    }
+
+    /// Sends `envelope` once everything issued so far is durable: `Some` if that is already so.
+    pub(crate) fn hold_until_durable(
+        &mut self,
+        envelope: crate::message::Envelope,
+    ) -> Option<crate::message::Envelope> {
+        if self.last_issued <= self.durable {
+            return Some(envelope);
+        }
+        self.held.push_back((self.last_issued, envelope));
+        None
+    }
+
+    /// Messages whose persist id is now durable, in the order they were held.
+    pub(crate) fn release(&mut self, out: &mut Vec<crate::message::Envelope>) {
+        while let Some((id, _)) = self.held.front() {
+            if *id > self.durable {
+                break;
+            }
+            if let Some((_, envelope)) = self.held.pop_front() {
+                out.push(envelope);
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The leader's view of each follower's log (Figure 2: `nextIndex`, `matchIndex`), with the
+//! flow control that lets it pipeline AppendEntries without resending the log to a slow follower.
+
+use alloc::collections::VecDeque;
+
+use crate::types::LogIndex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplicationState {
+    /// The leader does not know where the logs match: one AppendEntries at a time, retried each
+    /// heartbeat, backing off with the follower's conflict hints.
+    Probe { paused: bool },
+    /// The logs match up to `match_index`: stream entries, up to `inflight_appends_max` messages
+    /// ahead of the acknowledgements.
+    Replicate,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub(crate) match_index: LogIndex,
+    pub(crate) next_index: LogIndex,
+    pub(crate) state: ReplicationState,
+    /// Last index of each AppendEntries sent in `Replicate` and not yet acknowledged.
+    pub(crate) inflight: VecDeque<LogIndex>,
+    /// `match_index` advanced since the last heartbeat; without it, in-flight appends are
+    /// presumed lost and resent.
+    pub(crate) advanced_since_heartbeat: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(next_index: LogIndex) -> Progress {
+        Progress {
+            match_index: LogIndex::ZERO,
+            next_index,
+            state: ReplicationState::Probe { paused: false },
+            inflight: VecDeque::new(),
+            advanced_since_heartbeat: false,
+        }
+    }
+
+    pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {
+        match self.state {
+            ReplicationState::Probe { paused } => paused,
+            ReplicationState::Replicate => self.inflight.len() >= inflight_max,
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self, next_index: LogIndex) {
+        assert!(
+            next_index > self.match_index,
+            "progress_next_above_match: probe at {next_index} with match {}",
+            self.match_index
+        );
+        self.state = ReplicationState::Probe { paused: false };
+        self.next_index = next_index;
+        self.inflight.clear();
+    }
+
+    /// A success acknowledgement for `match_index`: returns true when it taught us something new.
+    pub(crate) fn on_success(&mut self, match_index: LogIndex) -> bool {
+        while self.inflight.front().is_some_and(|&last| last <= match_index) {
+            self.inflight.pop_front();
+        }
+        let advanced = match_index > self.match_index;
+        if advanced {
+            self.match_index = match_index;
+            self.advanced_since_heartbeat = true;
+        }
+        self.next_index = self.next_index.max(match_index.next());
+        if let ReplicationState::Probe { .. } = self.state {
+            self.state = ReplicationState::Replicate;
+            self.inflight.clear();
+        }
+        advanced
+    }
+
+    /// Records an AppendEntries covering up to `last_index` was sent.
+    pub(crate) fn on_sent(&mut self, last_index: LogIndex, carried_entries: bool) {
+        match &mut self.state {
+            ReplicationState::Probe { paused } => *paused = true,
+            ReplicationState::Replicate => {
+                if carried_entries {
+                    self.next_index = last_index.next();
+                    self.inflight.push_back(last_index);
+                }
+            }
+        }
+    }
+}

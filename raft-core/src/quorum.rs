@@ -1,0 +1,36 @@
+//! Majority arithmetic.
+
+use alloc::vec::Vec;
+
+use crate::types::LogIndex;
+
+/// The highest index that at least `quorum` of `match_indexes` have reached.
+pub(crate) fn quorum_index(mut match_indexes: Vec<LogIndex>, quorum: usize) -> LogIndex {
+    assert!(
+        quorum >= 1 && quorum <= match_indexes.len(),
+        "quorum_within_voters: quorum {quorum} of {} voters",
+        match_indexes.len()
+    );
+    match_indexes.sort_unstable_by(|a, b| b.cmp(a));
+    match_indexes[quorum - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn idx(values: &[u64]) -> Vec<LogIndex> {
+        values.iter().copied().map(LogIndex).collect()
+    }
+
+    #[test]
+    fn quorum_index_is_the_majority_th_largest() {
+        assert_eq!(quorum_index(idx(&[5]), 1), LogIndex(5));
+        assert_eq!(quorum_index(idx(&[5, 3, 9]), 2), LogIndex(5));
+        assert_eq!(quorum_index(idx(&[1, 1, 9]), 2), LogIndex(1));
+        assert_eq!(quorum_index(idx(&[4, 8, 6, 2, 7]), 3), LogIndex(6));
+        assert_eq!(quorum_index(idx(&[0, 0, 0, 7]), 3), LogIndex(0));
+        assert_eq!(quorum_index(vec![LogIndex(3); 4], 3), LogIndex(3));
+    }
+}

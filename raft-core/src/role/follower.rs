@@ -1,0 +1,120 @@
+//! The AppendEntries receiver (Figure 2).
+
+use alloc::vec::Vec;
+
+use crate::log_entry::Entry;
+use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::node::Node;
+use crate::types::{LogIndex, NodeId, Role};
+
+impl Node {
+    pub(crate) fn on_append_entries(&mut self, leader: NodeId, request: AppendEntries) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen (Election Safety); only a forged or
+            // corrupted message gets here.
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if self.role == Role::Candidate || self.leader_id != Some(leader) {
+            // Figure 2, Candidates: "If AppendEntries RPC received from new leader: convert to
+            // follower".
+            self.become_follower(self.current_term, Some(leader));
+        }
+        self.election_timer.reset();
+
+        let prev = request.prev_log_index;
+        // Figure 2, receiver rule 2: reply false if the log doesn't contain an entry at
+        // prevLogIndex whose term matches prevLogTerm.
+        match self.log.term_at(prev) {
+            None => {
+                let hint = ConflictHint {
+                    conflict_term: None,
+                    first_index: self.log.last_index().next(),
+                };
+                self.reject_append(leader, prev, hint);
+                return;
+            }
+            Some(term) if term != request.prev_log_term => {
+                let hint = ConflictHint {
+                    conflict_term: Some(term),
+                    first_index: self.log.first_index_of_term_at(prev),
+                };
+                self.reject_append(leader, prev, hint);
+                return;
+            }
+            Some(_) => {}
+        }
+        let Some(conflict) = self.find_conflict(&request) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        let last_new_index = LogIndex(prev.0 + request.entries.len() as u64);
+        self.append_from_conflict(conflict, request.entries);
+        // Figure 2, receiver rule 5: commitIndex = min(leaderCommit, index of last new entry).
+        let commit = request.leader_commit.min(last_new_index);
+        if commit > self.commit_index {
+            self.commit_index = commit;
+        }
+        self.respond(
+            leader,
+            Message::AppendEntriesResponse(AppendEntriesResponse::Success {
+                match_index: last_new_index,
+            }),
+        );
+    }
+
+    /// The position in `request.entries` of the first entry this log lacks or holds with another
+    /// term (`entries.len()` when it holds them all), or `None` when no correct leader could have
+    /// sent the request: entries out of sequence, terms out of order, or a conflict at a
+    /// committed index.
+    fn find_conflict(&self, request: &AppendEntries) -> Option<usize> {
+        let mut previous_term = request.prev_log_term;
+        for (offset, entry) in request.entries.iter().enumerate() {
+            let expected_index = LogIndex(request.prev_log_index.0 + offset as u64 + 1);
+            if entry.index != expected_index
+                || entry.term < previous_term
+                || entry.term > self.current_term
+            {
+                return None;
+            }
+            previous_term = entry.term;
+        }
+        let conflict = request
+            .entries
+            .iter()
+            .position(|entry| self.log.term_at(entry.index) != Some(entry.term))
+            .unwrap_or(request.entries.len());
+        if let Some(entry) = request.entries.get(conflict) {
+            if entry.index <= self.commit_index {
+                return None;
+            }
+        }
+        Some(conflict)
+    }
+
+    /// Figure 2, receiver rules 3 and 4: delete a conflicting entry and all that follow it, then
+    /// append any new entries. Entries already held are kept: a delayed or duplicated request
+    /// must never shorten the log.
+    fn append_from_conflict(&mut self, conflict: usize, entries: Vec<Entry>) {
+        let mut entries = entries.into_iter().skip(conflict).peekable();
+        let Some(first) = entries.peek() else {
+            return;
+        };
+        if first.index <= self.log.last_index() {
+            self.truncate_log_from(first.index);
+        }
+        for entry in entries {
+            self.append_to_log(entry);
+        }
+    }
+
+    fn reject_append(&mut self, leader: NodeId, rejected_prev_index: LogIndex, hint: ConflictHint) {
+        self.respond(
+            leader,
+            Message::AppendEntriesResponse(AppendEntriesResponse::Reject {
+                rejected_prev_index,
+                hint,
+            }),
+        );
+    }
+}

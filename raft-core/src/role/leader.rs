@@ -1,0 +1,257 @@
+//! Leader duties: taking office, replication with flow control, the commit rule, proposals.
+
+use alloc::vec::Vec;
+
+use crate::action::Reply;
+use crate::log_entry::{Entry, EntryPayload};
+use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::node::Node;
+use crate::progress::{Progress, ReplicationState};
+use crate::quorum::quorum_index;
+use crate::types::{LogIndex, NodeId, RequestId, Role};
+
+impl Node {
+    /// Takes office: fresh progress for every follower and a no-op entry of the new term, which
+    /// lets the leader commit the entries it inherited (Raft §5.4.2, §8).
+    pub(crate) fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader_id = Some(self.config.id);
+        self.votes_granted.clear();
+        self.self_vote_persist = None;
+        self.heartbeat_elapsed_ticks = 0;
+        let next_index = self.log.last_index().next();
+        self.progress = self
+            .other_voters()
+            .into_iter()
+            .map(|peer| (peer, Progress::new(next_index)))
+            .collect();
+        self.append_to_log(Entry {
+            index: next_index,
+            term: self.current_term,
+            payload: EntryPayload::Noop,
+        });
+        self.broadcast_append();
+        self.maybe_advance_commit();
+    }
+
+    pub(crate) fn propose_as_leader(&mut self, request_id: RequestId, command: Vec<u8>) {
+        let uncommitted = self.log.last_index().0 - self.commit_index.0;
+        if uncommitted >= self.config.uncommitted_entries_max as u64 {
+            self.reply(request_id, Reply::Busy);
+            return;
+        }
+        let index = self.log.last_index().next();
+        let term = self.current_term;
+        self.append_to_log(Entry {
+            index,
+            term,
+            payload: EntryPayload::Command(command),
+        });
+        self.pending_proposals.insert(index, (term, request_id));
+        self.reply(request_id, Reply::Accepted { index, term });
+        self.broadcast_append();
+    }
+
+    /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
+    /// election timers from firing; also where lost appends are detected and resent.
+    pub(crate) fn on_heartbeat_timeout(&mut self) {
+        for peer in self.other_voters() {
+            let Some(progress) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            let heartbeat_only = match progress.state {
+                ReplicationState::Probe { .. } => {
+                    progress.state = ReplicationState::Probe { paused: false };
+                    false
+                }
+                ReplicationState::Replicate => {
+                    let stalled =
+                        !progress.inflight.is_empty() && !progress.advanced_since_heartbeat;
+                    if stalled {
+                        let next_index = progress.match_index.next();
+                        progress.become_probe(next_index);
+                    }
+                    !stalled
+                }
+            };
+            progress.advanced_since_heartbeat = false;
+            if heartbeat_only {
+                self.send_heartbeat(peer);
+            } else {
+                self.send_append(peer, true);
+            }
+        }
+    }
+
+    /// An empty AppendEntries at the follower's known match point: it always passes the
+    /// consistency check, so it never disturbs appends still in flight.
+    fn send_heartbeat(&mut self, peer: NodeId) {
+        let Some(progress) = self.progress.get(&peer) else {
+            return;
+        };
+        let prev_log_index = progress.match_index;
+        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+            return;
+        };
+        let request = AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit: self.commit_index,
+        };
+        self.send_request(peer, Message::AppendEntries(request));
+    }
+
+    fn broadcast_append(&mut self) {
+        for peer in self.other_voters() {
+            self.send_append(peer, false);
+        }
+    }
+
+    /// Sends AppendEntries to `peer` from its `next_index` until its flow control pauses it or
+    /// nothing is left to send. An empty request goes out only when `allow_empty`.
+    fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
+        let inflight_max = self.config.inflight_appends_max;
+        loop {
+            let Some(progress) = self.progress.get(&peer) else {
+                return;
+            };
+            if progress.is_paused(inflight_max) {
+                return;
+            }
+            let prev_log_index = progress.next_index.prev();
+            let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+                return;
+            };
+            let entries = self.entries_for_message(progress.next_index);
+            if entries.is_empty() && !allow_empty {
+                return;
+            }
+            let last_index = LogIndex(prev_log_index.0 + entries.len() as u64);
+            let carried_entries = !entries.is_empty();
+            let request = AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: self.commit_index,
+            };
+            self.send_request(peer, Message::AppendEntries(request));
+            let Some(progress) = self.progress.get_mut(&peer) else {
+                return;
+            };
+            progress.on_sent(last_index, carried_entries);
+            if !carried_entries || progress.state != ReplicationState::Replicate {
+                return;
+            }
+        }
+    }
+
+    /// Entries from `next_index` within the per-message count and byte limits (at least one).
+    fn entries_for_message(&self, next_index: LogIndex) -> Vec<Entry> {
+        let last = LogIndex(
+            (next_index.0 + self.config.append_entries_max as u64 - 1).min(self.log.last_index().0),
+        );
+        let mut bytes = 0;
+        let mut entries = Vec::new();
+        for entry in self.log.slice(next_index, last) {
+            bytes += entry.size_bytes();
+            if !entries.is_empty() && bytes > self.config.append_bytes_max {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        entries
+    }
+
+    pub(crate) fn on_append_entries_response(
+        &mut self,
+        follower: NodeId,
+        response: AppendEntriesResponse,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        match response {
+            AppendEntriesResponse::Success { match_index } => {
+                self.on_append_success(follower, match_index);
+            }
+            AppendEntriesResponse::Reject {
+                rejected_prev_index,
+                hint,
+            } => self.on_append_reject(follower, rejected_prev_index, hint),
+            // Same-term StaleTerm cannot come from a correct follower.
+            AppendEntriesResponse::StaleTerm => self.stats.messages_ignored += 1,
+        }
+    }
+
+    fn on_append_success(&mut self, follower: NodeId, match_index: LogIndex) {
+        if match_index > self.log.last_index() {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return;
+        };
+        // Figure 2, Leaders: "If successful: update nextIndex and matchIndex for follower".
+        if progress.on_success(match_index) {
+            self.maybe_advance_commit();
+        }
+        self.send_append(follower, false);
+    }
+
+    /// Figure 2, Leaders: "If AppendEntries fails because of log inconsistency: decrement
+    /// nextIndex and retry", jumping a whole term at a time with the follower's hint.
+    fn on_append_reject(&mut self, follower: NodeId, rejected_prev_index: LogIndex, hint: ConflictHint) {
+        let Some(progress) = self.progress.get(&follower) else {
+            return;
+        };
+        let is_current = match progress.state {
+            ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
+            ReplicationState::Replicate => rejected_prev_index > progress.match_index,
+        };
+        if !is_current || rejected_prev_index <= progress.match_index {
+            return;
+        }
+        let hinted_next = match hint.conflict_term {
+            Some(term) => self
+                .log
+                .last_index_of_term(term)
+                .map_or(hint.first_index, LogIndex::next),
+            None => hint.first_index,
+        };
+        let next_index = hinted_next
+            .min(rejected_prev_index)
+            .max(progress.match_index.next());
+        if let Some(progress) = self.progress.get_mut(&follower) {
+            progress.become_probe(next_index);
+        }
+        self.send_append(follower, true);
+    }
+
+    /// Figure 2, Leaders: "If there exists an N such that N > commitIndex, a majority of
+    /// matchIndex[i] >= N, and log[N].term == currentTerm: set commitIndex = N". The leader's own
+    /// match index is what it has made durable. Entries of earlier terms are never committed by
+    /// counting replicas (Figure 8); they commit with the first entry of this term.
+    pub(crate) fn maybe_advance_commit(&mut self) {
+        let me = self.config.id;
+        let match_indexes: Vec<LogIndex> = self
+            .config
+            .voters
+            .iter()
+            .map(|&voter| {
+                if voter == me {
+                    self.persist.durable_index()
+                } else {
+                    self.progress
+                        .get(&voter)
+                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
+                }
+            })
+            .collect();
+        let candidate = quorum_index(match_indexes, self.config.quorum());
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term)
+        {
+            self.commit_index = candidate;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Newtypes for every id and index, so no function takes two bare `u64`s.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+macro_rules! newtype {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(value: u64) -> Self {
+                $name(value)
+            }
+        }
+    };
+}
+
+newtype!(
+    /// A cluster member's identity. Zero is reserved as "nobody" on the wire and is refused in
+    /// configurations.
+    NodeId, "n"
+);
+newtype!(
+    /// A Raft term (Figure 2: `currentTerm`).
+    Term, "t"
+);
+newtype!(
+    /// A position in the replicated log; the first entry has index 1, index 0 is the empty prefix.
+    LogIndex, "i"
+);
+newtype!(
+    /// Chosen by the caller of `Input::Propose` to match replies to requests.
+    RequestId, "r"
+);
+newtype!(
+    /// Names one `Action::Persist`; ids increase by one per request.
+    PersistId, "p"
+);
+
+impl LogIndex {
+    pub const ZERO: LogIndex = LogIndex(0);
+
+    #[must_use]
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+
+    /// The index before this one; `LogIndex::ZERO` stays zero.
+    #[must_use]
+    pub fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+impl Term {
+    pub const ZERO: Term = Term(0);
+
+    #[must_use]
+    pub fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl PersistId {
+    #[must_use]
+    pub fn next(self) -> PersistId {
+        PersistId(self.0 + 1)
+    }
+}
+
+/// What a node currently is (Figure 2, "Rules for Servers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    /// The upper-case name the seed HTTP API uses (`"LEADER"`, ...).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "FOLLOWER",
+            Role::Candidate => "CANDIDATE",
+            Role::Leader => "LEADER",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,1 @@
+//! Raft node over UDP and HTTP.
