@@ -61,8 +61,14 @@ impl Config {
         }
         for (field, value) in [
             ("heartbeat_interval_ticks", self.heartbeat_interval_ticks),
-            ("election_timeout_ticks_min", self.election_timeout_ticks_min),
-            ("election_timeout_ticks_max", self.election_timeout_ticks_max),
+            (
+                "election_timeout_ticks_min",
+                self.election_timeout_ticks_min,
+            ),
+            (
+                "election_timeout_ticks_max",
+                self.election_timeout_ticks_max,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroTicks { field });

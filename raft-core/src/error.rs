@@ -44,13 +44,24 @@ impl fmt::Display for ConfigError {
 pub enum RestoreError {
     Config(ConfigError),
     /// Entries must be numbered 1, 2, 3, ... without gaps.
-    NonContiguousLog { position: usize, index: LogIndex },
+    NonContiguousLog {
+        position: usize,
+        index: LogIndex,
+    },
     /// Entry terms never decrease along the log.
-    TermDecreases { index: LogIndex },
+    TermDecreases {
+        index: LogIndex,
+    },
     /// No entry can carry a term above the current term.
-    EntryTermAboveCurrent { index: LogIndex, term: Term, current_term: Term },
+    EntryTermAboveCurrent {
+        index: LogIndex,
+        term: Term,
+        current_term: Term,
+    },
     /// The recorded vote is for a node outside the voter set.
-    VoteForUnknownNode { voted_for: NodeId },
+    VoteForUnknownNode {
+        voted_for: NodeId,
+    },
 }
 
 impl From<ConfigError> for RestoreError {

@@ -27,10 +27,18 @@ pub(crate) fn check_node(node: &Node) {
     match node.role {
         Role::Leader => {
             assert_eq!(node.leader_id, Some(node.config.id), "leader_knows_itself");
-            assert_eq!(node.voted_for, Some(node.config.id), "leader_voted_for_itself");
+            assert_eq!(
+                node.voted_for,
+                Some(node.config.id),
+                "leader_voted_for_itself"
+            );
         }
         Role::Candidate => {
-            assert_eq!(node.voted_for, Some(node.config.id), "candidate_voted_for_itself");
+            assert_eq!(
+                node.voted_for,
+                Some(node.config.id),
+                "candidate_voted_for_itself"
+            );
             assert!(node.progress.is_empty(), "only_leaders_track_progress");
         }
         Role::Follower => assert!(node.progress.is_empty(), "only_leaders_track_progress"),

@@ -120,7 +120,11 @@ impl Node {
                 return Err(RestoreError::VoteForUnknownNode { voted_for });
             }
         }
-        Ok(Node::from_parts(config, durable.hard_state, durable.entries))
+        Ok(Node::from_parts(
+            config,
+            durable.hard_state,
+            durable.entries,
+        ))
     }
 
     fn from_parts(config: Config, hard_state: HardState, entries: Vec<Entry>) -> Node {
@@ -191,8 +195,7 @@ impl Node {
             term,
             message,
         } = envelope;
-        if to != self.config.id || from == self.config.id || !self.config.voters.contains(&from)
-        {
+        if to != self.config.id || from == self.config.id || !self.config.voters.contains(&from) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -479,7 +482,9 @@ impl Node {
         if peer == self.config.id && self.role == Role::Leader {
             return Some(self.persist.durable_index());
         }
-        self.progress.get(&peer).map(|progress| progress.match_index)
+        self.progress
+            .get(&peer)
+            .map(|progress| progress.match_index)
     }
 
     #[must_use]

@@ -58,7 +58,11 @@ impl Progress {
 
     /// A success acknowledgement for `match_index`: returns true when it taught us something new.
     pub(crate) fn on_success(&mut self, match_index: LogIndex) -> bool {
-        while self.inflight.front().is_some_and(|&last| last <= match_index) {
+        while self
+            .inflight
+            .front()
+            .is_some_and(|&last| last <= match_index)
+        {
             self.inflight.pop_front();
         }
         let advanced = match_index > self.match_index;

@@ -54,7 +54,11 @@ impl Node {
         );
     }
 
-    pub(crate) fn on_request_vote_response(&mut self, voter: NodeId, response: RequestVoteResponse) {
+    pub(crate) fn on_request_vote_response(
+        &mut self,
+        voter: NodeId,
+        response: RequestVoteResponse,
+    ) {
         if self.role != Role::Candidate {
             return;
         }

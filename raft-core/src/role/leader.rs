@@ -201,7 +201,12 @@ impl Node {
 
     /// Figure 2, Leaders: "If AppendEntries fails because of log inconsistency: decrement
     /// nextIndex and retry", jumping a whole term at a time with the follower's hint.
-    fn on_append_reject(&mut self, follower: NodeId, rejected_prev_index: LogIndex, hint: ConflictHint) {
+    fn on_append_reject(
+        &mut self,
+        follower: NodeId,
+        rejected_prev_index: LogIndex,
+        hint: ConflictHint,
+    ) {
         let Some(progress) = self.progress.get(&follower) else {
             return;
         };
@@ -249,8 +254,7 @@ impl Node {
             })
             .collect();
         let candidate = quorum_index(match_indexes, self.config.quorum());
-        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term)
-        {
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
         }
     }

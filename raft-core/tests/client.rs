@@ -1,0 +1,134 @@
+//! The client side of the core: proposals and their replies.
+
+mod support;
+
+use raft_core::{AppendEntriesResponse, Input, LogIndex, Reply, RequestId, Term};
+use support::*;
+
+#[test]
+fn propose_on_follower_returns_leader_hint() {
+    let mut n = node(1, 3);
+    let _ = step_durably(&mut n, append(3, 1, 1, (0, 0), vec![], 0));
+    let actions = n.step(Input::Propose {
+        request_id: RequestId(1),
+        command: b"x".to_vec(),
+    });
+    assert_eq!(
+        replies(&actions),
+        vec![(
+            RequestId(1),
+            Reply::NotLeader {
+                leader_hint: Some(id(3))
+            }
+        )]
+    );
+}
+
+#[test]
+fn propose_on_candidate_returns_no_leader() {
+    let mut n = node(1, 3);
+    let _ = tick_until_candidate(&mut n);
+    let actions = n.step(Input::Propose {
+        request_id: RequestId(1),
+        command: b"x".to_vec(),
+    });
+    assert_eq!(
+        replies(&actions),
+        vec![(RequestId(1), Reply::NotLeader { leader_hint: None })]
+    );
+}
+
+#[test]
+fn propose_on_leader_returns_index_and_term_and_replicates_at_once() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let actions = n.step(Input::Propose {
+        request_id: RequestId(5),
+        command: b"x".to_vec(),
+    });
+    assert_eq!(
+        replies(&actions),
+        vec![(
+            RequestId(5),
+            Reply::Accepted {
+                index: LogIndex(2),
+                term: Term(1)
+            }
+        )]
+    );
+    assert!(persist_id(&actions).is_some());
+}
+
+#[test]
+fn busy_when_uncommitted_limit_reached() {
+    let mut config = config(1, 3);
+    config.uncommitted_entries_max = 3;
+    let mut n = raft_core::Node::new(config).unwrap();
+    let _ = make_leader(&mut n); // the no-op is uncommitted entry 1
+    for i in 0..2 {
+        let a = n.step(Input::Propose {
+            request_id: RequestId(i),
+            command: b"x".to_vec(),
+        });
+        assert!(matches!(replies(&a)[0].1, Reply::Accepted { .. }));
+    }
+    let a = n.step(Input::Propose {
+        request_id: RequestId(9),
+        command: b"x".to_vec(),
+    });
+    assert_eq!(replies(&a), vec![(RequestId(9), Reply::Busy)]);
+}
+
+#[test]
+fn overwritten_proposal_reported_dropped() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let _ = n.step(Input::Propose {
+        request_id: RequestId(7),
+        command: b"lost".to_vec(),
+    });
+    // A leader of term 2 that never saw entry 2 overwrites it.
+    let actions = step_durably(
+        &mut n,
+        append(2, 1, 2, (1, 1), vec![entry(2, 2, "other")], 0),
+    );
+    assert_eq!(
+        replies(&actions),
+        vec![(
+            RequestId(7),
+            Reply::Dropped {
+                index: LogIndex(2),
+                term: Term(1)
+            }
+        )]
+    );
+}
+
+#[test]
+fn proposal_of_deposed_leader_still_commits_if_new_leader_keeps_it() {
+    let mut n = node(1, 3);
+    let actions = make_leader(&mut n);
+    let _ = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    let proposed = n.step(Input::Propose {
+        request_id: RequestId(7),
+        command: b"kept".to_vec(),
+    });
+    let _ = n.step(Input::PersistDone {
+        persist_id: persist_id(&proposed).unwrap(),
+    });
+    let _ = n.step(append_response(2, 1, 2, AppendEntriesResponse::StaleTerm));
+    // The new leader of term 2 kept entry 2 and commits it with its own no-op at 3.
+    let actions = step_durably(&mut n, append(2, 1, 2, (2, 1), vec![noop(3, 2)], 3));
+    assert_eq!(
+        replies(&actions),
+        vec![(
+            RequestId(7),
+            Reply::Committed {
+                index: LogIndex(2),
+                term: Term(1)
+            }
+        )]
+    );
+}

@@ -1,0 +1,471 @@
+//! Shared helpers: hand-built messages for single-node tests and a small in-memory cluster
+//! driver with FIFO delivery, instant persistence and link cuts.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+use raft_core::{
+    Action, AppendEntries, AppendEntriesResponse, Config, DurableState, Entry, EntryPayload,
+    Envelope, Input, LogIndex, Message, Node, NodeId, PersistId, Reply, RequestId, RequestVote,
+    RequestVoteResponse, Role, Term,
+};
+
+pub fn config(id: u64, voters: u64) -> Config {
+    let mut config = Config::new(NodeId(id), (1..=voters).map(NodeId));
+    config.heartbeat_interval_ticks = 2;
+    config.election_timeout_ticks_min = 10;
+    config.election_timeout_ticks_max = 20;
+    config.rng_seed = 1000 + id;
+    config
+}
+
+pub fn node(id: u64, voters: u64) -> Node {
+    Node::new(config(id, voters)).expect("valid test config")
+}
+
+pub fn entry(index: u64, term: u64, command: &str) -> Entry {
+    Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        payload: EntryPayload::Command(command.as_bytes().to_vec()),
+    }
+}
+
+pub fn noop(index: u64, term: u64) -> Entry {
+    Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        payload: EntryPayload::Noop,
+    }
+}
+
+/// A node whose durable state holds `terms` as its log (entry i+1 has term terms[i]).
+pub fn node_with_log(id: u64, voters: u64, current_term: u64, terms: &[u64]) -> Node {
+    let entries = terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| entry(i as u64 + 1, t, &format!("e{}", i + 1)))
+        .collect();
+    let durable = DurableState {
+        hard_state: raft_core::HardState {
+            current_term: Term(current_term),
+            voted_for: None,
+        },
+        entries,
+    };
+    Node::restore(config(id, voters), durable).expect("valid durable state")
+}
+
+pub fn envelope(from: u64, to: u64, term: u64, message: Message) -> Envelope {
+    Envelope {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        message,
+    }
+}
+
+pub fn request_vote(from: u64, to: u64, term: u64, last_index: u64, last_term: u64) -> Input {
+    Input::Receive(envelope(
+        from,
+        to,
+        term,
+        Message::RequestVote(RequestVote {
+            last_log_index: LogIndex(last_index),
+            last_log_term: Term(last_term),
+        }),
+    ))
+}
+
+pub fn vote_response(from: u64, to: u64, term: u64, granted: bool) -> Input {
+    Input::Receive(envelope(
+        from,
+        to,
+        term,
+        Message::RequestVoteResponse(RequestVoteResponse {
+            vote_granted: granted,
+        }),
+    ))
+}
+
+pub fn append(
+    from: u64,
+    to: u64,
+    term: u64,
+    prev: (u64, u64),
+    entries: Vec<Entry>,
+    commit: u64,
+) -> Input {
+    Input::Receive(envelope(
+        from,
+        to,
+        term,
+        Message::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            entries,
+            leader_commit: LogIndex(commit),
+        }),
+    ))
+}
+
+pub fn append_response(from: u64, to: u64, term: u64, response: AppendEntriesResponse) -> Input {
+    Input::Receive(envelope(
+        from,
+        to,
+        term,
+        Message::AppendEntriesResponse(response),
+    ))
+}
+
+pub fn sends(actions: &[Action]) -> Vec<Envelope> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send(envelope) => Some(envelope.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn persist_id(actions: &[Action]) -> Option<PersistId> {
+    actions.iter().find_map(|action| match action {
+        Action::Persist(request) => Some(request.persist_id),
+        _ => None,
+    })
+}
+
+pub fn replies(actions: &[Action]) -> Vec<(RequestId, Reply)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Reply { request_id, reply } => Some((*request_id, reply.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn applied(actions: &[Action]) -> Vec<Entry> {
+    actions
+        .iter()
+        .flat_map(|action| match action {
+            Action::Apply { entries } => entries.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Steps `input`, then reports the step's persist (if any) done; returns both steps' actions.
+pub fn step_durably(node: &mut Node, input: Input) -> Vec<Action> {
+    let mut actions = node.step(input);
+    if let Some(persist_id) = persist_id(&actions) {
+        actions.extend(node.step(Input::PersistDone { persist_id }));
+    }
+    actions
+}
+
+/// Ticks until the node starts an election; returns that step's actions.
+pub fn tick_until_candidate(node: &mut Node) -> Vec<Action> {
+    for _ in 0..1000 {
+        let actions = node.step(Input::Tick);
+        if node.role() == Role::Candidate {
+            return actions;
+        }
+    }
+    panic!("node never started an election");
+}
+
+/// Makes `node` (a fresh member of an n-voter cluster) leader of term 1 with durable vote and
+/// log; returns the actions of the step that made it leader.
+pub fn make_leader(node: &mut Node) -> Vec<Action> {
+    let actions = tick_until_candidate(node);
+    let term = node.term().0;
+    let id = node.id().0;
+    let mut out = node.step(Input::PersistDone {
+        persist_id: persist_id(&actions).expect("candidate persists its vote"),
+    });
+    let peers: Vec<u64> = node
+        .config()
+        .voters
+        .iter()
+        .map(|n| n.0)
+        .filter(|&n| n != id)
+        .collect();
+    for peer in peers {
+        if node.role() == Role::Leader {
+            break;
+        }
+        out = node.step(vote_response(peer, id, term, true));
+    }
+    assert_eq!(node.role(), Role::Leader);
+    out
+}
+
+/// One line per action, for snapshots a reviewer can read.
+pub fn describe(actions: &[Action]) -> String {
+    let mut text = String::new();
+    for action in actions {
+        match action {
+            Action::Persist(request) => {
+                let _ = write!(text, "persist {}", request.persist_id);
+                if let Some(hs) = request.hard_state {
+                    let vote = hs.voted_for.map_or("-".to_string(), |v| v.to_string());
+                    let _ = write!(text, " term={} vote={vote}", hs.current_term);
+                }
+                if let Some(splice) = &request.log {
+                    let _ = write!(
+                        text,
+                        " log[{}..]={}",
+                        splice.from,
+                        describe_entries(&splice.entries)
+                    );
+                }
+            }
+            Action::Send(envelope) => {
+                let _ = write!(
+                    text,
+                    "send {}->{} {} {}",
+                    envelope.from,
+                    envelope.to,
+                    envelope.term,
+                    describe_message(&envelope.message)
+                );
+            }
+            Action::Apply { entries } => {
+                let _ = write!(text, "apply {}", describe_entries(entries));
+            }
+            Action::Reply { request_id, reply } => {
+                let _ = write!(text, "reply {request_id} {reply:?}");
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+pub fn describe_entries(entries: &[Entry]) -> String {
+    let cells: Vec<String> = entries
+        .iter()
+        .map(|e| match &e.payload {
+            EntryPayload::Noop => format!("{}:{}:noop", e.index.0, e.term.0),
+            EntryPayload::Command(c) => {
+                format!("{}:{}:{}", e.index.0, e.term.0, String::from_utf8_lossy(c))
+            }
+        })
+        .collect();
+    format!("[{}]", cells.join(" "))
+}
+
+pub fn describe_message(message: &Message) -> String {
+    match message {
+        Message::RequestVote(m) => {
+            format!("RequestVote last={}/{}", m.last_log_index, m.last_log_term)
+        }
+        Message::RequestVoteResponse(m) => {
+            format!("RequestVoteResponse granted={}", m.vote_granted)
+        }
+        Message::AppendEntries(m) => format!(
+            "AppendEntries prev={}/{} commit={} entries={}",
+            m.prev_log_index,
+            m.prev_log_term,
+            m.leader_commit,
+            describe_entries(&m.entries)
+        ),
+        Message::AppendEntriesResponse(m) => format!("AppendEntriesResponse {m:?}"),
+    }
+}
+
+/// Nodes wired together by hand: messages are delivered in FIFO order, persistence completes
+/// right after each step, and links can be cut.
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub durable: BTreeMap<NodeId, DurableState>,
+    pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    pub replies: Vec<(NodeId, RequestId, Reply)>,
+    pub down: BTreeSet<NodeId>,
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    queue: VecDeque<Envelope>,
+    pub trace: String,
+    next_request: u64,
+}
+
+impl Cluster {
+    pub fn new(size: u64) -> Cluster {
+        let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
+        Cluster {
+            nodes: ids.iter().map(|&id| (id, node(id.0, size))).collect(),
+            durable: ids
+                .iter()
+                .map(|&id| (id, DurableState::default()))
+                .collect(),
+            applied: ids.iter().map(|&id| (id, Vec::new())).collect(),
+            replies: Vec::new(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            queue: VecDeque::new(),
+            trace: String::new(),
+            next_request: 1,
+        }
+    }
+
+    pub fn step(&mut self, id: NodeId, input: Input) {
+        if self.down.contains(&id) {
+            return;
+        }
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let actions = node.step(input);
+        let _ = write!(self.trace, "{}", describe(&actions));
+        let mut done = None;
+        for action in actions {
+            match action {
+                Action::Persist(request) => {
+                    self.durable.get_mut(&id).expect("known").apply(&request);
+                    done = Some(request.persist_id);
+                }
+                Action::Send(envelope) => self.queue.push_back(envelope),
+                Action::Apply { entries } => {
+                    let applied = self.applied.get_mut(&id).expect("known");
+                    for entry in entries {
+                        assert_eq!(entry.index.0, applied.len() as u64 + 1, "apply in order");
+                        applied.push(entry);
+                    }
+                }
+                Action::Reply { request_id, reply } => self.replies.push((id, request_id, reply)),
+            }
+        }
+        if let Some(persist_id) = done {
+            self.step(id, Input::PersistDone { persist_id });
+        }
+    }
+
+    /// Delivers queued messages until none are left (messages over cut links are lost).
+    pub fn deliver_all(&mut self) {
+        let mut budget = 100_000;
+        while let Some(envelope) = self.queue.pop_front() {
+            budget -= 1;
+            assert!(budget > 0, "message storm");
+            if self.down.contains(&envelope.to) || self.cut.contains(&(envelope.from, envelope.to))
+            {
+                continue;
+            }
+            self.step(envelope.to, Input::Receive(envelope));
+        }
+    }
+
+    pub fn tick(&mut self, id: NodeId) {
+        self.step(id, Input::Tick);
+        self.deliver_all();
+    }
+
+    pub fn tick_all(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.step(id, Input::Tick);
+            }
+            self.deliver_all();
+        }
+    }
+
+    /// Ticks everyone until exactly one live node leads; returns it.
+    pub fn elect(&mut self) -> NodeId {
+        for _ in 0..500 {
+            self.tick_all(1);
+            if let Some(leader) = self.leader() {
+                return leader;
+            }
+        }
+        panic!("no leader elected");
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        let leaders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(id, n)| !self.down.contains(id) && n.role() == Role::Leader)
+            .map(|(id, _)| *id)
+            .collect();
+        // Stale leaders of older terms may remain while partitioned; take the newest.
+        leaders.into_iter().max_by_key(|id| self.nodes[id].term())
+    }
+
+    pub fn propose(&mut self, via: NodeId, command: &str) -> RequestId {
+        let request_id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.step(
+            via,
+            Input::Propose {
+                request_id,
+                command: command.as_bytes().to_vec(),
+            },
+        );
+        self.deliver_all();
+        request_id
+    }
+
+    pub fn isolate(&mut self, id: NodeId) {
+        for &other in self.nodes.keys() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    pub fn crash(&mut self, id: NodeId) {
+        self.down.insert(id);
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        self.down.remove(&id);
+        let durable = self.durable[&id].clone();
+        let node = Node::restore(config(id.0, self.nodes.len() as u64), durable)
+            .expect("durable state restores");
+        self.nodes.insert(id, node);
+        self.applied.insert(id, Vec::new());
+    }
+
+    pub fn commands(&self, id: NodeId) -> Vec<String> {
+        self.applied[&id]
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Command(c) => Some(String::from_utf8_lossy(c).into_owned()),
+                EntryPayload::Noop => None,
+            })
+            .collect()
+    }
+
+    /// Checks log matching and state machine safety across all nodes.
+    pub fn check_safety(&self) {
+        let nodes: Vec<&Node> = self.nodes.values().collect();
+        for a in &nodes {
+            for b in &nodes {
+                let common = a.commit_index().min(b.commit_index());
+                assert_eq!(
+                    a.entries(LogIndex(1), common),
+                    b.entries(LogIndex(1), common),
+                    "committed prefixes of {} and {} differ",
+                    a.id(),
+                    b.id()
+                );
+            }
+        }
+        let applied: Vec<&Vec<Entry>> = self.applied.values().collect();
+        for a in &applied {
+            for b in &applied {
+                let n = a.len().min(b.len());
+                assert_eq!(a[..n], b[..n], "applied sequences diverge");
+            }
+        }
+    }
+}
+
+pub const fn id(n: u64) -> NodeId {
+    NodeId(n)
+}

@@ -1,0 +1,167 @@
+//! Every type that crosses the wire or goes to disk round-trips through postcard.
+
+use proptest::prelude::*;
+use raft_core::wire::{decode, encode, WIRE_VERSION};
+use raft_core::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, DecodeError, DurableState, Entry,
+    EntryPayload, Envelope, HardState, LogIndex, LogSplice, Message, NodeId, PersistId,
+    PersistRequest, Reply, RequestVote, RequestVoteResponse, Term,
+};
+
+fn entry_strategy() -> impl Strategy<Value = Entry> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+    )
+        .prop_map(|(index, term, command)| Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            payload: command.map_or(EntryPayload::Noop, EntryPayload::Command),
+        })
+}
+
+fn message_strategy() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>()).prop_map(|(i, t)| Message::RequestVote(RequestVote {
+            last_log_index: LogIndex(i),
+            last_log_term: Term(t),
+        })),
+        any::<bool>()
+            .prop_map(|g| Message::RequestVoteResponse(RequestVoteResponse { vote_granted: g })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(entry_strategy(), 0..8),
+            any::<u64>()
+        )
+            .prop_map(|(p, t, entries, c)| Message::AppendEntries(AppendEntries {
+                prev_log_index: LogIndex(p),
+                prev_log_term: Term(t),
+                entries,
+                leader_commit: LogIndex(c),
+            })),
+        any::<u64>().prop_map(
+            |m| Message::AppendEntriesResponse(AppendEntriesResponse::Success {
+                match_index: LogIndex(m)
+            })
+        ),
+        (
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            any::<u64>()
+        )
+            .prop_map(|(r, t, f)| {
+                Message::AppendEntriesResponse(AppendEntriesResponse::Reject {
+                    rejected_prev_index: LogIndex(r),
+                    hint: ConflictHint {
+                        conflict_term: t.map(Term),
+                        first_index: LogIndex(f),
+                    },
+                })
+            }),
+        Just(Message::AppendEntriesResponse(
+            AppendEntriesResponse::StaleTerm
+        )),
+    ]
+}
+
+fn envelope_strategy() -> impl Strategy<Value = Envelope> {
+    (any::<u64>(), any::<u64>(), any::<u64>(), message_strategy()).prop_map(
+        |(from, to, term, message)| Envelope {
+            from: NodeId(from),
+            to: NodeId(to),
+            term: Term(term),
+            message,
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn every_message_round_trips(envelope in envelope_strategy()) {
+        let frame = encode(&envelope);
+        prop_assert_eq!(frame[0], WIRE_VERSION);
+        prop_assert_eq!(decode(&frame, usize::MAX).unwrap(), envelope);
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_to_an_error_or_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode(&bytes, 1024);
+    }
+
+    #[test]
+    fn persist_requests_and_durable_state_round_trip(
+        entries in proptest::collection::vec(entry_strategy(), 0..8),
+        term in any::<u64>(),
+        vote in proptest::option::of(any::<u64>()),
+    ) {
+        let hard_state = HardState { current_term: Term(term), voted_for: vote.map(NodeId) };
+        let request = PersistRequest {
+            persist_id: PersistId(term),
+            hard_state: Some(hard_state),
+            log: Some(LogSplice { from: LogIndex(1), entries: entries.clone() }),
+        };
+        let bytes = postcard::to_allocvec(&request).unwrap();
+        prop_assert_eq!(postcard::from_bytes::<PersistRequest>(&bytes).unwrap(), request);
+        let durable = DurableState { hard_state, entries };
+        let bytes = postcard::to_allocvec(&durable).unwrap();
+        prop_assert_eq!(postcard::from_bytes::<DurableState>(&bytes).unwrap(), durable);
+    }
+
+    #[test]
+    fn replies_round_trip(index in any::<u64>(), term in any::<u64>()) {
+        for reply in [
+            Reply::Accepted { index: LogIndex(index), term: Term(term) },
+            Reply::Committed { index: LogIndex(index), term: Term(term) },
+            Reply::Dropped { index: LogIndex(index), term: Term(term) },
+            Reply::NotLeader { leader_hint: Some(NodeId(index)) },
+            Reply::Busy,
+        ] {
+            let bytes = postcard::to_allocvec(&reply).unwrap();
+            prop_assert_eq!(postcard::from_bytes::<Reply>(&bytes).unwrap(), reply);
+        }
+    }
+}
+
+#[test]
+fn decode_rejects_bad_frames_with_reasons() {
+    let frame = encode(&Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        message: Message::RequestVoteResponse(RequestVoteResponse { vote_granted: true }),
+    });
+    assert_eq!(decode(&[], 100), Err(DecodeError::Empty));
+    assert_eq!(
+        decode(&[9, 0, 0], 100),
+        Err(DecodeError::UnsupportedVersion { version: 9 })
+    );
+    assert_eq!(
+        decode(&frame, 2),
+        Err(DecodeError::TooLarge {
+            len: frame.len(),
+            max: 2
+        })
+    );
+    assert_eq!(
+        decode(&frame[..frame.len() - 1], 100),
+        Err(DecodeError::Malformed)
+    );
+    let mut long = frame.clone();
+    long.push(0);
+    assert_eq!(
+        decode(&long, 100),
+        Err(DecodeError::TrailingBytes { count: 1 })
+    );
+}
+
+#[test]
+fn a_huge_length_prefix_does_not_allocate() {
+    // Version, from, to, term, AppendEntries tag, prev index, prev term, then an entry count of
+    // u64::MAX as a varint: decoding must fail on the short input, not reserve memory.
+    let mut frame = vec![WIRE_VERSION, 1, 2, 3, 2, 0, 0];
+    frame.extend([0xff; 9]);
+    frame.push(0x01);
+    assert!(decode(&frame, 1024).is_err());
+}
