@@ -22,9 +22,10 @@ pub(crate) struct Progress {
     pub(crate) state: ReplicationState,
     /// Last index of each AppendEntries sent in `Replicate` and not yet acknowledged.
     pub(crate) inflight: VecDeque<LogIndex>,
-    /// `match_index` advanced since the last heartbeat; without it, in-flight appends are
-    /// presumed lost and resent.
+    /// `match_index` advanced since the last heartbeat.
     pub(crate) advanced_since_heartbeat: bool,
+    /// Appends were in flight at the last heartbeat.
+    pub(crate) inflight_at_last_heartbeat: bool,
 }
 
 impl Progress {
@@ -35,7 +36,20 @@ impl Progress {
             state: ReplicationState::Probe { paused: false },
             inflight: VecDeque::new(),
             advanced_since_heartbeat: false,
+            inflight_at_last_heartbeat: false,
         }
+    }
+
+    /// Called once per heartbeat interval: true when appends have been in flight for a whole
+    /// interval without any acknowledgement advancing `match_index`, so they are presumed lost.
+    pub(crate) fn is_stalled_at_heartbeat(&mut self) -> bool {
+        let stalled = self.state == ReplicationState::Replicate
+            && !self.inflight.is_empty()
+            && self.inflight_at_last_heartbeat
+            && !self.advanced_since_heartbeat;
+        self.advanced_since_heartbeat = false;
+        self.inflight_at_last_heartbeat = !self.inflight.is_empty();
+        stalled
     }
 
     pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {

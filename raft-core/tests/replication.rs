@@ -386,3 +386,33 @@ fn lost_appends_are_resent_after_a_silent_heartbeat_interval() {
     assert!(resent);
     assert_eq!(n.role(), Role::Leader);
 }
+
+#[test]
+fn appends_in_flight_less_than_an_interval_are_not_resent() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let _ = n.step(append_response(
+        2,
+        1,
+        1,
+        AppendEntriesResponse::Success {
+            match_index: LogIndex(1),
+        },
+    ));
+    let _ = n.step(Input::Tick);
+    let _ = n.step(Input::Propose {
+        request_id: raft_core::RequestId(1),
+        command: b"x".to_vec(),
+    });
+    // The heartbeat right after the send finds the append young: it sends an empty heartbeat.
+    let actions = n.step(Input::Tick);
+    let to_two: Vec<_> = sends(&actions)
+        .into_iter()
+        .filter(|e| e.to == id(2))
+        .collect();
+    assert_eq!(to_two.len(), 1);
+    let Message::AppendEntries(request) = &to_two[0].message else {
+        panic!("expected heartbeat");
+    };
+    assert!(request.entries.is_empty());
+}

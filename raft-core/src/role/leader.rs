@@ -59,22 +59,19 @@ impl Node {
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
+            let stalled = progress.is_stalled_at_heartbeat();
             let heartbeat_only = match progress.state {
                 ReplicationState::Probe { .. } => {
                     progress.state = ReplicationState::Probe { paused: false };
                     false
                 }
-                ReplicationState::Replicate => {
-                    let stalled =
-                        !progress.inflight.is_empty() && !progress.advanced_since_heartbeat;
-                    if stalled {
-                        let next_index = progress.match_index.next();
-                        progress.become_probe(next_index);
-                    }
-                    !stalled
+                ReplicationState::Replicate if stalled => {
+                    let next_index = progress.match_index.next();
+                    progress.become_probe(next_index);
+                    false
                 }
+                ReplicationState::Replicate => true,
             };
-            progress.advanced_since_heartbeat = false;
             if heartbeat_only {
                 self.send_heartbeat(peer);
             } else {
