@@ -75,6 +75,11 @@ mod timer;
 mod types;
 pub mod wire;
 
+/// The top-level README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
+
 pub use action::{Action, Reply};
 pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
