@@ -63,6 +63,7 @@ mod config;
 mod error;
 mod input;
 mod invariants;
+pub mod kv;
 mod log;
 mod log_entry;
 mod message;

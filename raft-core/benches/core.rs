@@ -1,0 +1,211 @@
+//! Core throughput: a 3-node cluster driven in one thread with instant persistence, plus the
+//! per-message costs of the hottest paths. Run with `cargo bench -p raft-core`.
+
+use std::collections::VecDeque;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use raft_core::{
+    Action, AppendEntries, AppendEntriesResponse, Config, Entry, EntryPayload, Envelope, Input,
+    LogIndex, Message, Node, NodeId, RequestId, Role, Term,
+};
+
+/// Three nodes, FIFO delivery, persistence completes right after the step that asked for it.
+struct Cluster {
+    nodes: Vec<Node>,
+    queue: VecDeque<Envelope>,
+    committed: u64,
+    next_request: u64,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let nodes = voters
+            .iter()
+            .map(|&id| {
+                let mut config = Config::new(id, voters);
+                config.uncommitted_entries_max = 1 << 20;
+                Node::new(config).expect("valid config")
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            queue: VecDeque::new(),
+            committed: 0,
+            next_request: 0,
+        };
+        while cluster.nodes[0].role() != Role::Leader {
+            cluster.step(0, Input::Tick);
+            cluster.deliver();
+        }
+        cluster
+    }
+
+    fn step(&mut self, position: usize, input: Input) {
+        let actions = self.nodes[position].step(input);
+        let mut done = None;
+        for action in actions {
+            match action {
+                Action::Persist(request) => done = Some(request.persist_id),
+                Action::Send(envelope) => self.queue.push_back(envelope),
+                Action::Apply { entries } => {
+                    black_box(entries);
+                }
+                Action::Reply { reply, .. } => {
+                    if matches!(reply, raft_core::Reply::Committed { .. }) {
+                        self.committed += 1;
+                    }
+                }
+            }
+        }
+        if let Some(persist_id) = done {
+            self.step(position, Input::PersistDone { persist_id });
+        }
+    }
+
+    fn deliver(&mut self) {
+        while let Some(envelope) = self.queue.pop_front() {
+            let position = (envelope.to.0 - 1) as usize;
+            self.step(position, Input::Receive(envelope));
+        }
+    }
+
+    fn propose(&mut self, command: &[u8]) {
+        self.next_request += 1;
+        let request_id = RequestId(self.next_request);
+        self.step(
+            0,
+            Input::Propose {
+                request_id,
+                command: command.to_vec(),
+            },
+        );
+    }
+}
+
+fn propose_commit(c: &mut Criterion) {
+    let command = [7u8; 16];
+    let mut group = c.benchmark_group("three_nodes");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("propose_to_commit_1_in_flight", |b| {
+        let mut cluster = Cluster::new();
+        b.iter(|| {
+            let before = cluster.committed;
+            cluster.propose(&command);
+            cluster.deliver();
+            assert_eq!(cluster.committed, before + 1);
+        });
+    });
+    for batch in [64u64, 256] {
+        group.throughput(Throughput::Elements(batch));
+        group.bench_function(format!("propose_{batch}_then_commit"), |b| {
+            let mut cluster = Cluster::new();
+            b.iter(|| {
+                let before = cluster.committed;
+                for _ in 0..batch {
+                    cluster.propose(&command);
+                }
+                cluster.deliver();
+                assert_eq!(cluster.committed, before + batch);
+            });
+        });
+    }
+    group.finish();
+}
+
+fn follower_with_log() -> Node {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut follower = Node::new(Config::new(NodeId(2), voters)).expect("valid config");
+    let entries = (1..=10)
+        .map(|i| Entry {
+            index: LogIndex(i),
+            term: Term(1),
+            payload: EntryPayload::Noop,
+        })
+        .collect();
+    let _ = follower.step(Input::Receive(Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        message: Message::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries,
+            leader_commit: LogIndex(0),
+        }),
+    }));
+    let _ = follower.step(Input::PersistDone {
+        persist_id: raft_core::PersistId(2),
+    });
+    follower
+}
+
+fn single_steps(c: &mut Criterion) {
+    let heartbeat = Input::Receive(Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        message: Message::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(10),
+            prev_log_term: Term(1),
+            entries: Vec::new(),
+            leader_commit: LogIndex(10),
+        }),
+    });
+    let mut follower = follower_with_log();
+    c.bench_function("follower_step_heartbeat", |b| {
+        b.iter(|| black_box(follower.step(heartbeat.clone())));
+    });
+
+    let mut cluster = Cluster::new();
+    for _ in 0..100 {
+        cluster.propose(b"x");
+    }
+    cluster.deliver();
+    let ack = Input::Receive(Envelope {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: cluster.nodes[0].term(),
+        message: Message::AppendEntriesResponse(AppendEntriesResponse::Success {
+            match_index: cluster.nodes[0].last_log_index(),
+        }),
+    });
+    c.bench_function("leader_step_append_response", |b| {
+        b.iter(|| black_box(cluster.nodes[0].step(ack.clone())));
+    });
+}
+
+fn wire(c: &mut Criterion) {
+    let envelope = Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        message: Message::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(1000),
+            prev_log_term: Term(3),
+            entries: (1001..1065)
+                .map(|i| Entry {
+                    index: LogIndex(i),
+                    term: Term(3),
+                    payload: EntryPayload::Command(vec![42; 128]),
+                })
+                .collect(),
+            leader_commit: LogIndex(999),
+        }),
+    };
+    let frame = raft_core::wire::encode(&envelope);
+    c.bench_function("encode_append_64x128B", |b| {
+        b.iter(|| black_box(raft_core::wire::encode(black_box(&envelope))));
+    });
+    c.bench_function("decode_append_64x128B", |b| {
+        b.iter_batched(
+            || frame.clone(),
+            |frame| black_box(raft_core::wire::decode(&frame, usize::MAX)),
+            BatchSize::SmallInput,
+        );
+    });
+}
+
+criterion_group!(benches, propose_commit, single_steps, wire);
+criterion_main!(benches);
