@@ -1,0 +1,97 @@
+//! Errors of the library. Bugs panic; everything the network, the disk or the command line can
+//! cause is one of these.
+
+use std::io;
+use std::path::PathBuf;
+
+use raft_core::{NodeId, RestoreError};
+
+/// Something wrong with the data dir, found at start-up or while writing.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt write-ahead log {path} at byte offset {offset}: {reason}; refusing to start (the damage is before the tail, so it is not a torn write)")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("data dir {dir} belongs to node {on_disk}; refusing to start it as node {requested}")]
+    NodeIdMismatch {
+        dir: PathBuf,
+        on_disk: NodeId,
+        requested: NodeId,
+    },
+    #[error("data dir {dir} was created for voters {on_disk}; the flags give {requested} (membership changes are not supported yet)")]
+    VotersMismatch {
+        dir: PathBuf,
+        on_disk: String,
+        requested: String,
+    },
+    #[error("{path}: unreadable metadata: {reason}")]
+    BadMeta { path: PathBuf, reason: String },
+    #[error("{dir} holds write-ahead log segments but no metadata file; refusing to guess whose they are")]
+    MissingMeta { dir: PathBuf },
+    #[error("a persist request of {len} bytes exceeds the record limit of {max} bytes")]
+    RecordTooLarge { len: usize, max: usize },
+    #[error("cannot encode a persist request: {reason}")]
+    Encode { reason: String },
+    #[error("the recovered state is not one raft-core could have produced: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("the storage thread stopped")]
+    ThreadGone,
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { path, source }
+    }
+}
+
+/// A command-line or configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid --peer {spec:?}: {reason} (expected ID=RAFT_HOST:PORT@HTTP_HOST:PORT)")]
+    Peer { spec: String, reason: String },
+    #[error("invalid node id {0:?}: expected a positive integer such as 1 or n1")]
+    NodeId(String),
+    #[error("cannot resolve {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("peer {0} is listed twice or is this node itself")]
+    DuplicatePeer(NodeId),
+    #[error("{0} is missing: give the flag or set the environment variable")]
+    Missing(&'static str),
+    #[error("membership changes are not supported yet: --join cannot add this node to a running cluster; start every node with the same --peer list instead")]
+    JoinUnsupported,
+    #[error("the datagram limit of {datagram_bytes_max} bytes leaves no room for log entries (at least {min} bytes are needed)")]
+    DatagramTooSmall {
+        datagram_bytes_max: usize,
+        min: usize,
+    },
+    #[error("raft configuration: {0}")]
+    Raft(#[from] raft_core::ConfigError),
+}
+
+/// Why a node stopped running.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Http(#[source] io::Error),
+}

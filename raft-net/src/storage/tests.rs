@@ -1,0 +1,316 @@
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use raft_core::{
+    DurableState, Entry, EntryPayload, HardState, LogIndex, LogSplice, NodeId, PersistId,
+    PersistRequest, Term,
+};
+
+use super::wal::{encode_record, list_segments, SEGMENT_MAGIC};
+use super::*;
+use crate::metrics::Metrics;
+
+fn voters() -> BTreeSet<NodeId> {
+    [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect()
+}
+
+fn entry(index: u64, term: u64, command: &str) -> Entry {
+    Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        payload: EntryPayload::Command(command.as_bytes().to_vec()),
+    }
+}
+
+/// A realistic sequence: a vote, some appends, a conflicting suffix replaced, a term change.
+fn requests() -> Vec<PersistRequest> {
+    let hard = |term, voted_for| {
+        Some(HardState {
+            current_term: Term(term),
+            voted_for,
+        })
+    };
+    let splice = |from, entries| {
+        Some(LogSplice {
+            from: LogIndex(from),
+            entries,
+        })
+    };
+    vec![
+        PersistRequest {
+            persist_id: PersistId(1),
+            hard_state: hard(1, Some(NodeId(1))),
+            log: None,
+        },
+        PersistRequest {
+            persist_id: PersistId(2),
+            hard_state: None,
+            log: splice(1, vec![entry(1, 1, "a"), entry(2, 1, "b")]),
+        },
+        PersistRequest {
+            persist_id: PersistId(3),
+            hard_state: None,
+            log: splice(3, vec![entry(3, 1, "c")]),
+        },
+        PersistRequest {
+            persist_id: PersistId(4),
+            hard_state: hard(2, None),
+            log: splice(2, vec![entry(2, 2, "B")]),
+        },
+    ]
+}
+
+fn expected(requests: &[PersistRequest]) -> DurableState {
+    let mut state = DurableState::default();
+    for request in requests {
+        state.apply(request);
+    }
+    state
+}
+
+/// Writes `requests` directly as records, one append and sync each.
+fn write_records(dir: &Path, requests: &[PersistRequest]) {
+    let mut opened = open(dir, NodeId(1), &voters()).unwrap();
+    for request in requests {
+        let mut buf = Vec::new();
+        encode_record(request, &mut buf).unwrap();
+        opened.wal.append(&buf).unwrap();
+        opened.wal.sync().unwrap();
+    }
+}
+
+fn only_segment(dir: &Path) -> std::path::PathBuf {
+    let segments = list_segments(&dir.join("wal")).unwrap();
+    assert_eq!(segments.len(), 1);
+    segments[0].1.clone()
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut file = OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+#[test]
+fn missing_dir_is_initialised() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("does/not/exist");
+    let opened = open(&dir, NodeId(1), &voters()).unwrap();
+    assert!(opened.created);
+    assert_eq!(opened.durable, DurableState::default());
+    assert!(dir.join("meta.json").is_file());
+    assert_eq!(list_segments(&dir.join("wal")).unwrap().len(), 1);
+    drop(opened);
+    let reopened = open(&dir, NodeId(1), &voters()).unwrap();
+    assert!(!reopened.created);
+    assert_eq!(reopened.durable, DurableState::default());
+}
+
+#[test]
+fn empty_existing_dir_is_initialised() {
+    let temp = tempfile::tempdir().unwrap();
+    let opened = open(temp.path(), NodeId(2), &voters()).unwrap();
+    assert!(opened.created);
+    assert_eq!(opened.report.records, 0);
+}
+
+#[test]
+fn round_trip_through_the_storage_thread() {
+    let temp = tempfile::tempdir().unwrap();
+    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = spawn_writer(opened.wal, done_tx, Arc::new(Metrics::default())).unwrap();
+    for request in requests() {
+        handle.persist(request).unwrap();
+    }
+    let mut highest = PersistId(0);
+    while highest < PersistId(4) {
+        let done = done_rx.blocking_recv().unwrap().unwrap();
+        assert!(
+            done > highest,
+            "completions are reported in increasing order"
+        );
+        highest = done;
+    }
+    handle.shutdown();
+    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(reopened.durable, expected(&requests()));
+    assert_eq!(reopened.report.records, 4);
+    assert_eq!(reopened.report.truncated, None);
+}
+
+#[test]
+fn torn_tail_is_truncated() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all);
+    let segment = only_segment(temp.path());
+    let good_len = fs::metadata(&segment).unwrap().len();
+    // Half of a fifth record: the crash hit in the middle of an append.
+    let mut torn = Vec::new();
+    encode_record(&all[1], &mut torn).unwrap();
+    append_raw(&segment, &torn[..torn.len() / 2]);
+
+    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(opened.durable, expected(&all));
+    assert_eq!(opened.report.truncated, Some((segment.clone(), good_len)));
+    assert_eq!(fs::metadata(&segment).unwrap().len(), good_len);
+}
+
+#[test]
+fn full_length_tail_with_bad_crc_is_truncated() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all[..3]);
+    let segment = only_segment(temp.path());
+    let good_len = fs::metadata(&segment).unwrap().len();
+    let mut torn = Vec::new();
+    encode_record(&all[3], &mut torn).unwrap();
+    let last = torn.len() - 1;
+    torn[last] ^= 0xff;
+    append_raw(&segment, &torn);
+
+    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(opened.durable, expected(&all[..3]));
+    assert_eq!(opened.report.truncated, Some((segment, good_len)));
+}
+
+#[test]
+fn zeroed_tail_is_truncated() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all);
+    let segment = only_segment(temp.path());
+    append_raw(&segment, &[0; 100]);
+    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(opened.durable, expected(&all));
+    assert!(opened.report.truncated.is_some());
+}
+
+#[test]
+fn corruption_before_the_tail_is_refused_with_file_and_offset() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all);
+    let segment = only_segment(temp.path());
+    let mut bytes = fs::read(&segment).unwrap();
+    // Flip a payload byte of the second record; two good records follow it.
+    let mut first = Vec::new();
+    encode_record(&all[0], &mut first).unwrap();
+    let second_offset = SEGMENT_MAGIC.len() + first.len();
+    bytes[second_offset + 10] ^= 0x40;
+    fs::write(&segment, &bytes).unwrap();
+
+    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    match &error {
+        StorageError::Corrupt { path, offset, .. } => {
+            assert_eq!(path, &segment);
+            assert_eq!(*offset, second_offset as u64);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(&segment.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("offset {second_offset}")),
+        "{message}"
+    );
+    // Refusing must not have modified the file.
+    assert_eq!(fs::read(&segment).unwrap(), bytes);
+}
+
+#[test]
+fn another_node_id_is_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    write_records(temp.path(), &requests());
+    let error = open(temp.path(), NodeId(2), &voters()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StorageError::NodeIdMismatch {
+                on_disk: NodeId(1),
+                requested: NodeId(2),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let other_voters: BTreeSet<NodeId> = [NodeId(1), NodeId(2)].into_iter().collect();
+    let error = open(temp.path(), NodeId(1), &other_voters).unwrap_err();
+    assert!(
+        matches!(error, StorageError::VotersMismatch { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn segments_without_metadata_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    write_records(temp.path(), &requests());
+    fs::remove_file(temp.path().join("meta.json")).unwrap();
+    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    assert!(
+        matches!(error, StorageError::MissingMeta { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn rotation_spreads_records_over_segments_and_recovers_them() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    opened.wal.set_segment_bytes_max(64);
+    let mut all = Vec::new();
+    for index in 1..=20 {
+        let request = PersistRequest {
+            persist_id: PersistId(index),
+            hard_state: (index == 1).then_some(HardState {
+                current_term: Term(1),
+                voted_for: None,
+            }),
+            log: Some(LogSplice {
+                from: LogIndex(index),
+                entries: vec![entry(index, 1, "value")],
+            }),
+        };
+        let mut buf = Vec::new();
+        encode_record(&request, &mut buf).unwrap();
+        opened.wal.append(&buf).unwrap();
+        all.push(request);
+    }
+    opened.wal.sync().unwrap();
+    drop(opened);
+    assert!(list_segments(&temp.path().join("wal")).unwrap().len() > 2);
+    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(reopened.durable, expected(&all));
+    assert_eq!(reopened.durable.entries.len(), 20);
+}
+
+#[test]
+fn a_bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    opened.wal.set_segment_bytes_max(1);
+    let all = requests();
+    for request in &all {
+        let mut buf = Vec::new();
+        encode_record(request, &mut buf).unwrap();
+        opened.wal.append(&buf).unwrap();
+    }
+    opened.wal.sync().unwrap();
+    drop(opened);
+    let segments = list_segments(&temp.path().join("wal")).unwrap();
+    assert_eq!(segments.len(), 4);
+    let first = &segments[0].1;
+    let mut bytes = fs::read(first).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(first, &bytes).unwrap();
+    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    assert!(matches!(error, StorageError::Corrupt { ref path, .. } if path == first));
+}

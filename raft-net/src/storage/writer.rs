@@ -1,0 +1,114 @@
+//! The storage thread: group commit of persist requests.
+//!
+//! The driver hands every `Action::Persist` over a channel and never waits. The thread takes
+//! whatever has queued up (one request or thousands), appends them in order, calls `fdatasync`
+//! once for the whole batch, and only then reports the highest `persist_id` of the batch. Since
+//! `Input::PersistDone` is cumulative, one report covers the batch, and the core releases the
+//! acknowledgements that depend on it (DESIGN rule 3) only after the data is on disk.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use raft_core::{PersistId, PersistRequest};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::error::StorageError;
+use crate::metrics::Metrics;
+use crate::storage::wal::{encode_record, Wal};
+
+/// Persist requests per batch, so one fsync never waits behind an unbounded queue.
+pub const BATCH_REQUESTS_MAX: usize = 4096;
+/// Encoded bytes per batch.
+pub const BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// What the storage thread reports: every request up to this id is durable, or the write failed
+/// (after which nothing more is ever reported: a node that cannot write must stop).
+pub type PersistCompletion = Result<PersistId, StorageError>;
+
+/// The driver's end of the storage thread.
+#[derive(Debug)]
+pub struct StorageHandle {
+    requests: mpsc::Sender<PersistRequest>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl StorageHandle {
+    /// Queues a request behind every earlier one.
+    pub fn persist(&self, request: PersistRequest) -> Result<(), StorageError> {
+        self.requests
+            .send(request)
+            .map_err(|_| StorageError::ThreadGone)
+    }
+
+    /// Stops the thread after it has written everything queued.
+    pub fn shutdown(mut self) {
+        let (sender, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.requests, sender));
+        if let Some(thread) = self.thread.take() {
+            // A panic in the thread has already been reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the storage thread writing to `wal`; completions go to `done`.
+pub fn spawn_writer(
+    wal: Wal,
+    done: UnboundedSender<PersistCompletion>,
+    metrics: Arc<Metrics>,
+) -> Result<StorageHandle, StorageError> {
+    let (requests, receiver) = mpsc::channel();
+    let path = wal.path().to_path_buf();
+    let thread = thread::Builder::new()
+        .name("raft-storage".to_string())
+        .spawn(move || run(wal, &receiver, &done, &metrics))
+        .map_err(StorageError::io(path))?;
+    Ok(StorageHandle {
+        requests,
+        thread: Some(thread),
+    })
+}
+
+fn run(
+    mut wal: Wal,
+    receiver: &mpsc::Receiver<PersistRequest>,
+    done: &UnboundedSender<PersistCompletion>,
+    metrics: &Metrics,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Ok(first) = receiver.recv() {
+        buf.clear();
+        let mut last = first.persist_id;
+        let mut count = 1;
+        let mut result = encode_record(&first, &mut buf);
+        while result.is_ok() && count < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
+            let Ok(next) = receiver.try_recv() else { break };
+            last = next.persist_id;
+            count += 1;
+            result = encode_record(&next, &mut buf);
+        }
+        let result = result.and_then(|()| write_batch(&mut wal, &buf, metrics));
+        let failed = result.is_err();
+        metrics
+            .persist_requests
+            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+        if done.send(result.map(|()| last)).is_err() || failed {
+            // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
+            return;
+        }
+    }
+}
+
+fn write_batch(wal: &mut Wal, buf: &[u8], metrics: &Metrics) -> Result<(), StorageError> {
+    wal.append(buf)?;
+    let started = Instant::now();
+    wal.sync()?;
+    metrics.observe_fsync(started.elapsed());
+    crate::metrics::inc(&metrics.persist_batches);
+    metrics
+        .persist_bytes
+        .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
