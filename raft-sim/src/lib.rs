@@ -1,1 +1,24 @@
 //! Deterministic cluster simulator for `raft-core`.
+//!
+//! A [`sim::Sim`] drives several [`raft_core::Node`]s with a discrete-event loop over virtual
+//! milliseconds: node ticks (each node at its own rate), message deliveries through a faulty
+//! [`network`], disk completions from a [`disk`] model, and a [`client`] workload. After every
+//! event the [`checker`] verifies Raft's safety properties over every node past and present;
+//! a violation stops the run with the seed, the event number and the last [`trace`] events.
+//!
+//! Every random choice comes from one master seed, split per component ([`rng::sub_seed`]),
+//! so the same seed and the same script give a byte-identical trace. Scenarios
+//! ([`scenario`]) script a run in a small text language; [`explore`] runs random fault
+//! schedules per seed and checks liveness once the faults heal.
+
+pub mod checker;
+pub mod client;
+pub mod disk;
+pub mod event;
+pub mod explore;
+pub mod network;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
+pub mod state;
+pub mod trace;

@@ -1,0 +1,497 @@
+//! Cluster-wide safety invariants (Raft Figure 3 and more), checked after every event.
+//!
+//! Each event steps exactly one node, so the checker works incrementally: it mirrors every
+//! node's log as `(term, chain hash)` pairs, where an entry's chain hash covers the entry and
+//! every entry before it. Comparing two chain hashes compares two whole log prefixes in O(1).
+//! Global records cover every node past and present: the leader of each term, the chain hash
+//! of every `(index, term)` ever written, and the committed log.
+
+use std::collections::BTreeMap;
+
+use raft_core::{
+    Entry, EntryPayload, LogIndex, LogSplice, Node, NodeId, Reply, RequestId, Role, Term,
+};
+
+/// A broken invariant, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
+    Err(Violation { invariant, detail })
+}
+
+/// What the checker needs to know about a node just before a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub role: Role,
+    pub term: Term,
+    pub commit_index: LogIndex,
+    pub last_log_index: LogIndex,
+}
+
+impl Observed {
+    #[must_use]
+    pub fn of(node: &Node) -> Observed {
+        Observed {
+            role: node.role(),
+            term: node.term(),
+            commit_index: node.commit_index(),
+            last_log_index: node.last_log_index(),
+        }
+    }
+}
+
+/// Everything one step did that the checker reads.
+#[derive(Debug, Default)]
+pub struct StepEffects<'a> {
+    pub splice: Option<&'a LogSplice>,
+    pub applied: &'a [Entry],
+    pub replies: &'a [(RequestId, Reply)],
+}
+
+fn payload_hash(payload: &EntryPayload) -> u64 {
+    match payload {
+        EntryPayload::Noop => 0x6E6F_6F70,
+        EntryPayload::Command(bytes) => command_hash(bytes),
+    }
+}
+
+/// FNV-1a over the command bytes.
+#[must_use]
+pub fn command_hash(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    for &byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    hash | 1
+}
+
+fn chain(previous: u64, term: Term, payload: u64) -> u64 {
+    let mut hash = previous ^ term.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    hash = (hash ^ payload).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    hash ^ (hash >> 31)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CommittedEntry {
+    term: Term,
+    chain: u64,
+    payload: u64,
+    /// The term of the node that first saw the entry committed: at least the term in which it
+    /// was committed, so every leader of a later term must hold it (Leader Completeness).
+    commit_term: Term,
+}
+
+#[derive(Debug, Default)]
+struct NodeRecord {
+    up: bool,
+    /// The highest term this node ever had in memory, and the highest it ever made durable.
+    max_term: Term,
+    max_durable_term: Term,
+    /// The current incarnation's log as (term, chain hash), index `i` at position `i - 1`.
+    log: Vec<(Term, u64)>,
+    commit_index: LogIndex,
+    applied_index: LogIndex,
+    /// `Some(term)` while this incarnation leads in `term`.
+    leading: Option<Term>,
+}
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    leaders: BTreeMap<Term, NodeId>,
+    chains: BTreeMap<(LogIndex, Term), u64>,
+    committed: Vec<CommittedEntry>,
+    /// Writes a client was told are committed: (index, request).
+    acked: Vec<(LogIndex, RequestId)>,
+}
+
+fn position(index: LogIndex) -> usize {
+    // Log indexes come from in-memory logs, so they fit in usize.
+    usize::try_from(index.0).unwrap_or(usize::MAX)
+}
+
+impl Checker {
+    #[must_use]
+    pub fn new() -> Checker {
+        Checker::default()
+    }
+
+    /// Every leader so far, by term.
+    #[must_use]
+    pub fn leaders(&self) -> &BTreeMap<Term, NodeId> {
+        &self.leaders
+    }
+
+    #[must_use]
+    pub fn committed_len(&self) -> usize {
+        self.committed.len()
+    }
+
+    #[must_use]
+    pub fn acked(&self) -> &[(LogIndex, RequestId)] {
+        &self.acked
+    }
+
+    /// A node (re)started: mirror its log and check it against everything seen so far.
+    pub fn on_start(&mut self, node: &Node) -> Result<(), Violation> {
+        let id = node.id();
+        let record = self.nodes.entry(id).or_default();
+        if node.term() < record.max_durable_term {
+            return violation(
+                "term_monotonic",
+                format!(
+                    "{id} restarted in {} below its durable {}",
+                    node.term(),
+                    record.max_durable_term
+                ),
+            );
+        }
+        record.up = true;
+        record.log.clear();
+        record.commit_index = node.commit_index();
+        record.applied_index = node.applied_index();
+        record.leading = None;
+        record.max_term = record.max_term.max(node.term());
+        let entries = node.entries(LogIndex(1), node.last_log_index());
+        self.append_entries(id, entries)
+    }
+
+    pub fn on_crash(&mut self, id: NodeId) {
+        if let Some(record) = self.nodes.get_mut(&id) {
+            record.up = false;
+            record.log.clear();
+            record.leading = None;
+        }
+    }
+
+    /// A persist of `id` became durable with `term` as its hard state term, if it had one.
+    pub fn on_durable_term(&mut self, id: NodeId, term: Term) {
+        let record = self.nodes.entry(id).or_default();
+        record.max_durable_term = record.max_durable_term.max(term);
+    }
+
+    /// Appends entries to the mirror of `id`, checking Log Matching for each.
+    fn append_entries(&mut self, id: NodeId, entries: &[Entry]) -> Result<(), Violation> {
+        let Some(record) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        for entry in entries {
+            let expected = LogIndex(record.log.len() as u64 + 1);
+            if entry.index != expected {
+                return violation(
+                    "log_contiguous",
+                    format!("{id} wrote {} where {expected} was next", entry.index),
+                );
+            }
+            let previous = record.log.last().map_or(0, |&(_, hash)| hash);
+            let hash = chain(previous, entry.term, payload_hash(&entry.payload));
+            record.log.push((entry.term, hash));
+            let known = *self
+                .chains
+                .entry((entry.index, entry.term))
+                .or_insert(hash);
+            if known != hash {
+                return violation(
+                    "log_matching",
+                    format!(
+                        "{id} holds an entry at {} in {} whose log prefix differs from another log's entry with the same index and term",
+                        entry.index, entry.term
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything after one step of `node`; `before` was observed just before it.
+    pub fn after_step(
+        &mut self,
+        node: &Node,
+        before: Observed,
+        effects: &StepEffects<'_>,
+        commands: impl Fn(RequestId) -> Option<u64>,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        self.check_log(node, before, effects.splice)?;
+        self.check_term_and_leader(node, before)?;
+        self.check_commit(node)?;
+        self.check_applied(node, effects.applied)?;
+        self.check_replies(id, effects.replies, commands)
+    }
+
+    fn check_log(
+        &mut self,
+        node: &Node,
+        before: Observed,
+        splice: Option<&LogSplice>,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        if let Some(splice) = splice {
+            let same_leader = before.role == Role::Leader
+                && node.role() == Role::Leader
+                && before.term == node.term();
+            if same_leader && splice.from <= before.last_log_index {
+                return violation(
+                    "leader_append_only",
+                    format!(
+                        "leader {id} in {} rewrote its log from {} (last index was {})",
+                        node.term(),
+                        splice.from,
+                        before.last_log_index
+                    ),
+                );
+            }
+            let Some(record) = self.nodes.get_mut(&id) else {
+                return Ok(());
+            };
+            let keep = position(splice.from).saturating_sub(1);
+            if keep > record.log.len() {
+                return violation(
+                    "log_contiguous",
+                    format!("{id} persisted a splice from {} past its log end", splice.from),
+                );
+            }
+            record.log.truncate(keep);
+            self.append_entries(id, &splice.entries)?;
+        }
+        let last = node.last_log_index();
+        let last_term = node.entry(last).map_or(Term::ZERO, |entry| entry.term);
+        let mirrored = self
+            .nodes
+            .get(&id)
+            .map(|record| (record.log.len(), record.log.last().map_or(Term::ZERO, |e| e.0)));
+        if mirrored != Some((position(last), last_term)) {
+            return violation(
+                "persist_covers_log_changes",
+                format!(
+                    "{id}'s log ends at {last} in {last_term}, but its persist requests describe {mirrored:?}"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_term_and_leader(&mut self, node: &Node, before: Observed) -> Result<(), Violation> {
+        let id = node.id();
+        let term = node.term();
+        let Some(record) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        if term < record.max_term {
+            return violation(
+                "term_monotonic",
+                format!("{id} went from {} back to {term}", record.max_term),
+            );
+        }
+        record.max_term = term;
+        if node.role() != Role::Leader {
+            record.leading = None;
+            return Ok(());
+        }
+        record.leading = Some(term);
+        let leader = *self.leaders.entry(term).or_insert(id);
+        if leader != id {
+            return violation(
+                "election_safety",
+                format!("{id} and {leader} both lead in {term}"),
+            );
+        }
+        if before.role != Role::Leader || before.term != term {
+            self.check_new_leader_complete(id, term)?;
+        }
+        Ok(())
+    }
+
+    /// Leader Completeness at election time: the new leader of `term` holds every entry
+    /// committed before `term`. The chain hash of the last such entry covers all earlier ones.
+    fn check_new_leader_complete(&self, id: NodeId, term: Term) -> Result<(), Violation> {
+        let Some(last) = self.committed.iter().rposition(|e| e.commit_term < term) else {
+            return Ok(());
+        };
+        let expected = self.committed[last];
+        let held = self
+            .nodes
+            .get(&id)
+            .and_then(|record| record.log.get(last).copied());
+        if held.map(|(_, hash)| hash) != Some(expected.chain) {
+            return violation(
+                "leader_completeness",
+                format!(
+                    "{id} became leader in {term} without the committed log up to i{} (committed in {})",
+                    last + 1,
+                    expected.commit_term
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_commit(&mut self, node: &Node) -> Result<(), Violation> {
+        let id = node.id();
+        let commit = node.commit_index();
+        let Some(record) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        if commit < record.commit_index {
+            return violation(
+                "commit_monotonic",
+                format!("{id} commit index went from {} to {commit}", record.commit_index),
+            );
+        }
+        let from = position(record.commit_index);
+        record.commit_index = commit;
+        let upto = position(commit);
+        for pos in from..upto {
+            let Some(&(term, hash)) = self.nodes.get(&id).and_then(|r| r.log.get(pos)) else {
+                return violation(
+                    "commit_within_log",
+                    format!("{id} committed i{} beyond its log", pos + 1),
+                );
+            };
+            match self.committed.get(pos) {
+                Some(known) if known.chain != hash => {
+                    return violation(
+                        "state_machine_safety",
+                        format!(
+                            "{id} committed i{} in {term}, but i{} was already committed in {} with a different log prefix",
+                            pos + 1,
+                            pos + 1,
+                            known.term
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    let payload = node
+                        .entry(LogIndex(pos as u64 + 1))
+                        .map_or(0, |entry| payload_hash(&entry.payload));
+                    self.committed.push(CommittedEntry {
+                        term,
+                        chain: hash,
+                        payload,
+                        commit_term: node.term(),
+                    });
+                    self.check_leaders_hold(pos, node.term())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader Completeness for a newly committed entry: every current leader of a later term
+    /// already holds it.
+    fn check_leaders_hold(&self, pos: usize, commit_term: Term) -> Result<(), Violation> {
+        let expected = self.committed[pos].chain;
+        for (&id, record) in &self.nodes {
+            let Some(term) = record.leading else { continue };
+            if term <= commit_term {
+                continue;
+            }
+            if record.log.get(pos).map(|e| e.1) != Some(expected) {
+                return violation(
+                    "leader_completeness",
+                    format!(
+                        "i{} was committed in {commit_term}, but {id}, leader in {term}, does not hold it",
+                        pos + 1
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// State Machine Safety: every applied entry is the committed entry at its index, applied
+    /// once, in order, so all applied sequences are prefixes of the committed log.
+    fn check_applied(&mut self, node: &Node, applied: &[Entry]) -> Result<(), Violation> {
+        let id = node.id();
+        let Some(record) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        for entry in applied {
+            if entry.index != record.applied_index.next() {
+                return violation(
+                    "apply_in_order_once",
+                    format!(
+                        "{id} applied {} after {}",
+                        entry.index, record.applied_index
+                    ),
+                );
+            }
+            let pos = position(entry.index) - 1;
+            let Some(known) = self.committed.get(pos) else {
+                return violation(
+                    "apply_only_committed",
+                    format!("{id} applied {} before anyone committed it", entry.index),
+                );
+            };
+            let previous = pos.checked_sub(1).map_or(0, |p| self.committed[p].chain);
+            if chain(previous, entry.term, payload_hash(&entry.payload)) != known.chain {
+                return violation(
+                    "state_machine_safety",
+                    format!(
+                        "{id} applied {} in {}, which differs from the committed entry in {}",
+                        entry.index, entry.term, known.term
+                    ),
+                );
+            }
+            record.applied_index = entry.index;
+        }
+        Ok(())
+    }
+
+    /// A `Committed` reply names the committed entry that holds the client's command.
+    fn check_replies(
+        &mut self,
+        id: NodeId,
+        replies: &[(RequestId, Reply)],
+        commands: impl Fn(RequestId) -> Option<u64>,
+    ) -> Result<(), Violation> {
+        for &(request_id, ref reply) in replies {
+            let Reply::Committed { index, term } = *reply else {
+                continue;
+            };
+            let known = position(index)
+                .checked_sub(1)
+                .and_then(|pos| self.committed.get(pos));
+            let matches = known.is_some_and(|known| {
+                known.term == term && commands(request_id).is_none_or(|hash| hash == known.payload)
+            });
+            if !matches {
+                return violation(
+                    "acknowledged_write_committed",
+                    format!(
+                        "{id} told {request_id} its write committed at {index} in {term}, but the committed log holds something else there"
+                    ),
+                );
+            }
+            self.acked.push((index, request_id));
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged write is applied on a majority of `voters` nodes; called once the
+    /// cluster has healed and caught up.
+    pub fn check_acked_applied_on_majority(&self, voters: usize) -> Result<(), Violation> {
+        let majority = voters / 2 + 1;
+        for &(index, request_id) in &self.acked {
+            let applied = self
+                .nodes
+                .values()
+                .filter(|record| record.up && record.applied_index >= index)
+                .count();
+            if applied < majority {
+                return violation(
+                    "acknowledged_write_applied_on_majority",
+                    format!(
+                        "{request_id} was acknowledged at {index} but only {applied} of {voters} nodes applied it"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}

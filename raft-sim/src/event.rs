@@ -1,0 +1,121 @@
+//! The event queue: events ordered by (virtual time, sequence number), so events at the same
+//! millisecond run in the order they were scheduled and every run is reproducible.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use raft_core::{Envelope, NodeId, PersistId, RequestId};
+
+use crate::client::Invocation;
+
+/// Something scheduled to happen.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A node's clock ticks; stale if the node paused, crashed or restarted since
+    /// (`generation` no longer matches).
+    Tick { node: NodeId, generation: u64 },
+    /// A message arrives; lost if its destination crashed or restarted since it was sent
+    /// (`incarnation` no longer matches).
+    Deliver {
+        envelope: Envelope,
+        incarnation: u64,
+    },
+    /// A disk write finishes.
+    DiskDone {
+        node: NodeId,
+        persist_id: PersistId,
+        incarnation: u64,
+    },
+    /// A client is ready to invoke (a new operation or a retry).
+    ClientWake { client: usize },
+    /// A client request reaches its node.
+    ClientArrive { invocation: Invocation },
+    /// A client gives up waiting for `request_id`.
+    ClientTimeout { request_id: RequestId },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    time_ms: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time_ms, self.seq) == (other.time_ms, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    /// Reversed, so the max-heap pops the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time_ms, other.seq).cmp(&(self.time_ms, self.seq))
+    }
+}
+
+/// A priority queue of events by (time, insertion order).
+#[derive(Debug, Default)]
+pub struct EventQueue {
+    heap: BinaryHeap<Scheduled>,
+    next_seq: u64,
+}
+
+impl EventQueue {
+    pub fn push(&mut self, time_ms: u64, event: Event) {
+        self.next_seq += 1;
+        self.heap.push(Scheduled {
+            time_ms,
+            seq: self.next_seq,
+            event,
+        });
+    }
+
+    /// The time of the earliest event.
+    #[must_use]
+    pub fn peek_time(&self) -> Option<u64> {
+        self.heap.peek().map(|s| s.time_ms)
+    }
+
+    pub fn pop(&mut self) -> Option<(u64, Event)> {
+        self.heap.pop().map(|s| (s.time_ms, s.event))
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_by_time_then_insertion_order() {
+        let mut queue = EventQueue::default();
+        queue.push(5, Event::ClientWake { client: 1 });
+        queue.push(3, Event::ClientWake { client: 2 });
+        queue.push(5, Event::ClientWake { client: 3 });
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop())
+            .map(|(time, event)| match event {
+                Event::ClientWake { client } => (time, client),
+                _ => (time, 0),
+            })
+            .collect();
+        assert_eq!(order, [(3, 2), (5, 1), (5, 3)]);
+    }
+}

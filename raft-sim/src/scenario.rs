@@ -1,0 +1,641 @@
+//! Scenario scripts: a line-based language that drives a [`Sim`] and produces a transcript a
+//! reviewer can read. One command per line, `#` starts a comment; each command has one
+//! handler below. The language is documented in the crate README.
+//!
+//! Setup commands (`cluster`, `latency`, `loss`, `duplicate`, `disk`, `tick`, `config`,
+//! `clients`) shape the simulation and must come before the first command that runs it.
+
+use std::fmt::Write as _;
+
+use raft_core::{LogIndex, NodeId};
+
+use crate::sim::{Life, Sim, SimConfig};
+use crate::state::{state_json, status_line};
+
+/// The transcript, and the error that stopped the script early, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub transcript: String,
+    pub error: Option<String>,
+}
+
+/// Runs a whole script. A parse error, a failed expectation (`run until` timing out, a control
+/// on a node in the wrong state) or an invariant violation stops it.
+#[must_use]
+pub fn run_script(text: &str) -> Outcome {
+    let mut runner = Runner::default();
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            if raw.trim_start().starts_with('#') {
+                runner.out.push_str(raw.trim());
+                runner.out.push('\n');
+            }
+            continue;
+        }
+        let _ = writeln!(runner.out, "> {line}");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let result = runner.execute(&words);
+        runner.flush_notes();
+        let failure = runner.sim.as_ref().and_then(|s| s.failure().cloned());
+        if let Some(failure) = failure {
+            let _ = write!(runner.out, "VIOLATION {failure}");
+            return Outcome {
+                transcript: runner.out,
+                error: Some(format!("line {}: invariant {} violated", number + 1, failure.invariant)),
+            };
+        }
+        if let Err(error) = result {
+            let _ = writeln!(runner.out, "ERROR line {}: {error}", number + 1);
+            return Outcome {
+                transcript: runner.out,
+                error: Some(format!("line {}: {error}", number + 1)),
+            };
+        }
+    }
+    Outcome {
+        transcript: runner.out,
+        error: None,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Runner {
+    config: Option<SimConfig>,
+    sim: Option<Sim>,
+    out: String,
+}
+
+type Handled = Result<(), String>;
+
+const RUN_LIMIT_DEFAULT_MS: u64 = 10_000;
+
+impl Runner {
+    fn execute(&mut self, words: &[&str]) -> Handled {
+        let (&command, args) = words.split_first().ok_or("empty command")?;
+        match command {
+            "cluster" => self.cmd_cluster(args),
+            "latency" => self.cmd_latency(args),
+            "loss" => self.cmd_loss(args),
+            "duplicate" => self.cmd_duplicate(args),
+            "disk" => self.cmd_disk(args),
+            "tick" => self.cmd_tick(args),
+            "config" => self.cmd_config(args),
+            "clients" => self.cmd_clients(args),
+            "start" => self.each_node(args, Sim::start),
+            "restart" => self.cmd_restart(args),
+            "stop" => self.each_node(args, Sim::stop),
+            "crash" => self.each_node(args, Sim::crash),
+            "pause" => self.each_node(args, Sim::pause),
+            "resume" => self.each_node(args, Sim::resume),
+            "campaign" => self.each_node(args, Sim::campaign),
+            "partition" => self.cmd_partition(args),
+            "isolate" => self.cmd_isolate(args),
+            "rejoin" => self.cmd_rejoin(args),
+            "cut" => self.cmd_cut(args),
+            "uncut" => self.cmd_uncut(args),
+            "heal" => self.cmd_heal(args),
+            "hold" => self.cmd_hold(args),
+            "deliver" => self.cmd_deliver(args),
+            "drop" => self.cmd_drop(args),
+            "release" => self.cmd_release(args),
+            "propose" => self.cmd_propose(args),
+            "workload" => self.cmd_workload(args),
+            "run" => self.cmd_run(args),
+            "state" => self.cmd_state(args),
+            "status" => self.cmd_status(args),
+            "leaders" => self.cmd_leaders(args),
+            other => Err(format!("unknown command {other:?}")),
+        }
+    }
+
+    fn flush_notes(&mut self) {
+        if let Some(sim) = &mut self.sim {
+            for note in sim.take_notes() {
+                let _ = writeln!(self.out, "  {note}");
+            }
+        }
+    }
+
+    fn say(&mut self, text: impl AsRef<str>) {
+        self.flush_notes();
+        let _ = writeln!(self.out, "  {}", text.as_ref());
+    }
+
+    // ---- setup ----
+
+    fn setup(&mut self) -> Result<&mut SimConfig, String> {
+        if self.sim.is_some() {
+            return Err("setup commands must come before the simulation starts".to_owned());
+        }
+        self.config
+            .as_mut()
+            .ok_or_else(|| "the script must begin with `cluster N`".to_owned())
+    }
+
+    fn cmd_cluster(&mut self, args: &[&str]) -> Handled {
+        if self.config.is_some() {
+            return Err("`cluster` may appear only once".to_owned());
+        }
+        let (nodes, seed) = match args {
+            [n] => (parse_u64(n)?, 0),
+            [n, "seed", s] => (parse_u64(n)?, parse_u64(s)?),
+            _ => return Err("usage: cluster N [seed S]".to_owned()),
+        };
+        if !(1..=64).contains(&nodes) {
+            return Err(format!("a cluster has 1 to 64 nodes, not {nodes}"));
+        }
+        self.config = Some(SimConfig::new(seed, nodes));
+        Ok(())
+    }
+
+    fn cmd_latency(&mut self, args: &[&str]) -> Handled {
+        let (min, max) = parse_range(one(args, "latency MIN..MAX (ms)")?)?;
+        self.network_setting(|c| {
+            c.latency_ms_min = min;
+            c.latency_ms_max = max;
+        })
+    }
+
+    fn cmd_loss(&mut self, args: &[&str]) -> Handled {
+        let p = parse_probability(one(args, "loss P")?)?;
+        self.network_setting(|c| c.loss = p)
+    }
+
+    fn cmd_duplicate(&mut self, args: &[&str]) -> Handled {
+        let p = parse_probability(one(args, "duplicate P")?)?;
+        self.network_setting(|c| c.duplicate = p)
+    }
+
+    /// Network settings may change mid-run too.
+    fn network_setting(&mut self, change: impl Fn(&mut crate::network::NetworkConfig)) -> Handled {
+        if let Some(sim) = &mut self.sim {
+            change(&mut sim.network.config);
+            return Ok(());
+        }
+        change(&mut self.setup()?.network);
+        Ok(())
+    }
+
+    fn cmd_disk(&mut self, args: &[&str]) -> Handled {
+        let (min, max) = parse_range(one(args, "disk MIN..MAX (ms)")?)?;
+        let config = self.setup()?;
+        config.disk.latency_ms_min = min;
+        config.disk.latency_ms_max = max;
+        Ok(())
+    }
+
+    fn cmd_tick(&mut self, args: &[&str]) -> Handled {
+        let [node, ms] = args else {
+            return Err("usage: tick NODE MS".to_owned());
+        };
+        let node = parse_u64(node)?;
+        let ms = parse_duration(ms)?.max(1);
+        let config = self.setup()?;
+        if node == 0 || node > config.nodes {
+            return Err(format!("no node {node}"));
+        }
+        let nodes = usize::try_from(config.nodes).map_err(|e| e.to_string())?;
+        config.tick_ms.resize(nodes, SimConfig::TICK_MS_DEFAULT);
+        config.tick_ms[usize::try_from(node - 1).map_err(|e| e.to_string())?] = ms;
+        Ok(())
+    }
+
+    fn cmd_config(&mut self, args: &[&str]) -> Handled {
+        let [key, value] = args else {
+            return Err("usage: config KEY VALUE".to_owned());
+        };
+        let value = parse_u64(value)?;
+        let raft = &mut self.setup()?.raft;
+        let small = || u32::try_from(value).map_err(|e| e.to_string());
+        let large = || usize::try_from(value).map_err(|e| e.to_string());
+        match *key {
+            "heartbeat_interval_ticks" => raft.heartbeat_interval_ticks = small()?,
+            "election_timeout_ticks_min" => raft.election_timeout_ticks_min = small()?,
+            "election_timeout_ticks_max" => raft.election_timeout_ticks_max = small()?,
+            "append_entries_max" => raft.append_entries_max = large()?,
+            "inflight_appends_max" => raft.inflight_appends_max = large()?,
+            "uncommitted_entries_max" => raft.uncommitted_entries_max = large()?,
+            other => return Err(format!("unknown config key {other:?}")),
+        }
+        raft.validate().map_err(|e| e.to_string())
+    }
+
+    fn cmd_clients(&mut self, args: &[&str]) -> Handled {
+        let count = parse_u64(one(args, "clients N")?)?;
+        self.setup()?.clients.clients = usize::try_from(count).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    // ---- nodes ----
+
+    fn sim(&mut self) -> Result<&mut Sim, String> {
+        if self.sim.is_none() {
+            let config = self
+                .config
+                .take()
+                .ok_or("the script must begin with `cluster N`")?;
+            let mut sim = Sim::new(config);
+            sim.collect_notes();
+            self.sim = Some(sim);
+        }
+        self.sim.as_mut().ok_or_else(|| "no simulation".to_owned())
+    }
+
+    fn each_node(
+        &mut self,
+        args: &[&str],
+        control: fn(&mut Sim, NodeId) -> Result<(), crate::sim::ControlError>,
+    ) -> Handled {
+        if args.is_empty() {
+            return Err("expected one or more node ids".to_owned());
+        }
+        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
+        let sim = self.sim()?;
+        for node in nodes {
+            control(sim, node).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cmd_restart(&mut self, args: &[&str]) -> Handled {
+        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
+        let sim = self.sim()?;
+        for &node in &nodes {
+            let life = sim.life(node).map_err(|e| e.to_string())?;
+            if !matches!(life, Life::Crashed | Life::Stopped) {
+                return Err(format!("{node} is not down, so it cannot restart"));
+            }
+        }
+        self.each_node(args, Sim::start)
+    }
+
+    // ---- network ----
+
+    fn cmd_partition(&mut self, args: &[&str]) -> Handled {
+        if args.len() < 2 {
+            return Err("usage: partition A,B C,D ... (two or more groups)".to_owned());
+        }
+        let groups = args
+            .iter()
+            .map(|group| group.split(',').map(parse_node).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let sim = self.sim()?;
+        check_nodes(sim, groups.iter().flatten())?;
+        sim.record_control(format!("partition {}", args.join(" ")));
+        sim.network.partition(&groups);
+        Ok(())
+    }
+
+    fn cmd_isolate(&mut self, args: &[&str]) -> Handled {
+        let node = parse_node(one(args, "isolate N")?)?;
+        let sim = self.sim()?;
+        check_nodes(sim, [node].iter())?;
+        sim.record_control(format!("isolate {node}"));
+        sim.network.isolate(node);
+        Ok(())
+    }
+
+    fn cmd_rejoin(&mut self, args: &[&str]) -> Handled {
+        let node = parse_node(one(args, "rejoin N")?)?;
+        let sim = self.sim()?;
+        check_nodes(sim, [node].iter())?;
+        sim.record_control(format!("rejoin {node}"));
+        sim.network.rejoin(node);
+        Ok(())
+    }
+
+    fn cmd_cut(&mut self, args: &[&str]) -> Handled {
+        let (from, to) = link(args, "cut FROM TO")?;
+        let sim = self.sim()?;
+        check_nodes(sim, [from, to].iter())?;
+        sim.record_control(format!("cut {from} -> {to}"));
+        sim.network.cut_one_way(from, to);
+        Ok(())
+    }
+
+    fn cmd_uncut(&mut self, args: &[&str]) -> Handled {
+        let (from, to) = link(args, "uncut FROM TO")?;
+        let sim = self.sim()?;
+        check_nodes(sim, [from, to].iter())?;
+        sim.record_control(format!("uncut {from} -> {to}"));
+        sim.network.restore_one_way(from, to);
+        Ok(())
+    }
+
+    fn cmd_heal(&mut self, args: &[&str]) -> Handled {
+        no_args(args, "heal")?;
+        let sim = self.sim()?;
+        sim.record_control("heal".to_owned());
+        sim.network.heal();
+        Ok(())
+    }
+
+    fn cmd_hold(&mut self, args: &[&str]) -> Handled {
+        let (from, to) = link(args, "hold FROM TO")?;
+        let sim = self.sim()?;
+        check_nodes(sim, [from, to].iter())?;
+        sim.network.hold(from, to);
+        Ok(())
+    }
+
+    fn cmd_deliver(&mut self, args: &[&str]) -> Handled {
+        let (link_args, count) = match args {
+            [a, b] => ([*a, *b], 1),
+            [a, b, "all"] => ([*a, *b], usize::MAX),
+            [a, b, n] => ([*a, *b], usize::try_from(parse_u64(n)?).map_err(|e| e.to_string())?),
+            _ => return Err("usage: deliver FROM TO [COUNT|all]".to_owned()),
+        };
+        let (from, to) = link(&link_args, "deliver FROM TO")?;
+        let sim = self.sim()?;
+        if !sim.network.is_held(from, to) {
+            return Err(format!("link {from} -> {to} is not held"));
+        }
+        let delivered = sim.deliver_held(from, to, count).map_err(|e| e.to_string())?;
+        let waiting = sim.network.held_count(from, to);
+        self.say(format!("delivered {delivered}, {waiting} still held"));
+        Ok(())
+    }
+
+    fn cmd_drop(&mut self, args: &[&str]) -> Handled {
+        let (from, to) = link(args, "drop FROM TO")?;
+        let sim = self.sim()?;
+        let dropped = sim.drop_held(from, to).map_err(|e| e.to_string())?;
+        self.say(format!("dropped {dropped}"));
+        Ok(())
+    }
+
+    fn cmd_release(&mut self, args: &[&str]) -> Handled {
+        let (from, to) = link(args, "release FROM TO")?;
+        let sim = self.sim()?;
+        let waiting = sim.network.held_count(from, to);
+        sim.deliver_held(from, to, waiting).map_err(|e| e.to_string())?;
+        sim.network.release(from, to);
+        Ok(())
+    }
+
+    // ---- clients ----
+
+    fn cmd_propose(&mut self, args: &[&str]) -> Handled {
+        let [target, command @ ..] = args else {
+            return Err("usage: propose N|leader COMMAND".to_owned());
+        };
+        if command.is_empty() {
+            return Err("usage: propose N|leader COMMAND".to_owned());
+        }
+        let command = command.join(" ");
+        let sim = self.sim()?;
+        let node = if *target == "leader" {
+            sim.current_leader().ok_or("there is no leader")?
+        } else {
+            parse_node(target)?
+        };
+        let request = sim.propose(node, &command).map_err(|e| e.to_string())?;
+        let reply = sim
+            .clients
+            .record(request)
+            .map(|r| (r.accepted, r.outcome));
+        let text = match reply {
+            Some((Some((index, term)), _)) => format!("{node} accepted {command:?} at {index} in {term}"),
+            Some((None, outcome)) => format!("{node} answered {command:?}: {outcome:?}"),
+            None => format!("{node} received {command:?}"),
+        };
+        self.say(text);
+        Ok(())
+    }
+
+    fn cmd_workload(&mut self, args: &[&str]) -> Handled {
+        let sim = self.sim()?;
+        match args {
+            ["start"] => sim.start_clients(),
+            ["stop"] => sim.stop_clients(),
+            ["summary"] => {
+                let (committed, rejected, timed_out, pending) = sim.clients.summary();
+                self.say(format!(
+                    "client requests: {committed} committed, {rejected} rejected (not leader, busy or dropped), {timed_out} timed out, {pending} pending"
+                ));
+            }
+            _ => return Err("usage: workload start|stop|summary".to_owned()),
+        }
+        Ok(())
+    }
+
+    // ---- time ----
+
+    fn cmd_run(&mut self, args: &[&str]) -> Handled {
+        match args {
+            [duration] => {
+                let ms = parse_duration(duration)?;
+                let sim = self.sim()?;
+                let deadline = sim.now_ms() + ms;
+                sim.run_until_time(deadline);
+                Ok(())
+            }
+            ["until", condition @ ..] => self.run_until(condition),
+            _ => Err("usage: run DURATION | run until leader [N] [within D] | run until committed INDEX [within D]".to_owned()),
+        }
+    }
+
+    fn run_until(&mut self, condition: &[&str]) -> Handled {
+        let (condition, limit) = match condition {
+            [rest @ .., "within", d] => (rest, parse_duration(d)?),
+            rest => (rest, RUN_LIMIT_DEFAULT_MS),
+        };
+        let sim = self.sim()?;
+        let start = sim.now_ms();
+        let deadline = start + limit;
+        let reached = match condition {
+            ["leader"] => sim.run_until(deadline, |s| s.current_leader().is_some()),
+            ["leader", nodes] => {
+                let nodes = nodes.split(',').map(parse_node).collect::<Result<Vec<_>, _>>()?;
+                sim.run_until(deadline, |s| {
+                    s.current_leader().is_some_and(|leader| nodes.contains(&leader))
+                })
+            }
+            ["committed", index] => {
+                let index = LogIndex(parse_u64(index)?);
+                sim.run_until(deadline, |s| s.committed_everywhere(index))
+            }
+            _ => return Err("unknown condition: use `leader [N,...]` or `committed INDEX`".to_owned()),
+        };
+        let elapsed = sim.now_ms() - start;
+        if sim.failure().is_some() {
+            return Ok(());
+        }
+        if !reached {
+            return Err(format!("condition not reached within {limit} ms"));
+        }
+        let now = sim.now_ms();
+        self.say(format!("reached after {elapsed} ms (at {now} ms)"));
+        Ok(())
+    }
+
+    // ---- output ----
+
+    fn selected(&mut self, args: &[&str]) -> Result<Vec<NodeId>, String> {
+        let sim = self.sim()?;
+        if args.is_empty() {
+            return Ok(sim.node_ids());
+        }
+        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
+        check_nodes(sim, nodes.iter())?;
+        Ok(nodes)
+    }
+
+    fn cmd_state(&mut self, args: &[&str]) -> Handled {
+        self.print_nodes(args, state_json)
+    }
+
+    fn cmd_status(&mut self, args: &[&str]) -> Handled {
+        self.print_nodes(args, status_line)
+    }
+
+    fn print_nodes(&mut self, args: &[&str], show: fn(&raft_core::Node) -> String) -> Handled {
+        let nodes = self.selected(args)?;
+        let sim = self.sim()?;
+        let mut lines = Vec::new();
+        for id in nodes {
+            let life = sim.life(id).map_err(|e| e.to_string())?;
+            let line = match (sim.node(id), life) {
+                (Some(node), Life::Paused) => format!("{id} (paused) {}", show(node)),
+                (Some(node), _) => format!("{id} {}", show(node)),
+                (None, Life::NeverStarted) => format!("{id} down (never started)"),
+                (None, life) => {
+                    let (term, entries) = sim.durable_summary(id).map_err(|e| e.to_string())?;
+                    let how = if life == Life::Stopped { "stopped" } else { "crashed" };
+                    format!("{id} down ({how}; durable: {term}, {entries} entries)")
+                }
+            };
+            lines.push(line);
+        }
+        for line in lines {
+            self.say(line);
+        }
+        Ok(())
+    }
+
+    fn cmd_leaders(&mut self, args: &[&str]) -> Handled {
+        no_args(args, "leaders")?;
+        let sim = self.sim()?;
+        let text = sim
+            .checker()
+            .leaders()
+            .iter()
+            .map(|(term, node)| format!("{term}:{node}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.say(format!("leaders by term: {text}"));
+        Ok(())
+    }
+}
+
+// ---- argument parsing ----
+
+fn one<'a>(args: &[&'a str], usage: &str) -> Result<&'a str, String> {
+    match args {
+        [only] => Ok(only),
+        _ => Err(format!("usage: {usage}")),
+    }
+}
+
+fn no_args(args: &[&str], usage: &str) -> Handled {
+    if args.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("usage: {usage} (no arguments)"))
+    }
+}
+
+fn link(args: &[&str], usage: &str) -> Result<(NodeId, NodeId), String> {
+    match args {
+        [from, to] => Ok((parse_node(from)?, parse_node(to)?)),
+        _ => Err(format!("usage: {usage}")),
+    }
+}
+
+fn check_nodes<'a>(sim: &Sim, nodes: impl Iterator<Item = &'a NodeId>) -> Handled {
+    for &node in nodes {
+        sim.life(node).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn parse_u64(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("expected a non-negative number, got {text:?}"))
+}
+
+fn parse_node(text: &str) -> Result<NodeId, String> {
+    let id = parse_u64(text.trim_start_matches('n'))?;
+    if id == 0 {
+        return Err("node ids start at 1".to_owned());
+    }
+    Ok(NodeId(id))
+}
+
+/// `250ms`, `2s` or a bare number of milliseconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        (text, 1)
+    };
+    parse_u64(number)?
+        .checked_mul(scale)
+        .ok_or_else(|| format!("duration {text} is too long"))
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (min, max) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected MIN..MAX, got {text:?}"))?;
+    let (min, max) = (parse_duration(min)?, parse_duration(max)?);
+    if min > max {
+        return Err(format!("empty range {text}"));
+    }
+    Ok((min, max))
+}
+
+fn parse_probability(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .parse()
+        .map_err(|_| format!("expected a probability, got {text:?}"))?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(format!("probability {p} is not within 0..1"));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_an_error_with_a_line_number() {
+        let outcome = run_script("cluster 3\nstart 1\nfrobnicate 2\n");
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("line 3: unknown command \"frobnicate\"")
+        );
+        let outcome = run_script("start 1\n");
+        assert!(outcome.error.is_some_and(|e| e.contains("cluster N")));
+        let outcome = run_script("cluster 3\nstart 9\n");
+        assert!(outcome.error.is_some_and(|e| e.starts_with("line 2: no node n9")));
+        let outcome = run_script("cluster 3\nloss 2\n");
+        assert!(outcome.error.is_some_and(|e| e.contains("not within")));
+        let outcome = run_script("cluster 3\nstart 1\nrun until leader within 10ms\n");
+        assert!(outcome.error.is_some_and(|e| e.contains("not reached")));
+    }
+
+    #[test]
+    fn durations_and_ranges() {
+        assert_eq!(parse_duration("2s"), Ok(2000));
+        assert_eq!(parse_duration("250ms"), Ok(250));
+        assert_eq!(parse_duration("7"), Ok(7));
+        assert!(parse_duration("x").is_err());
+        assert_eq!(parse_range("1..5"), Ok((1, 5)));
+        assert!(parse_range("5..1").is_err());
+    }
+}

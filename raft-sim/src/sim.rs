@@ -1,0 +1,867 @@
+//! The simulator: a cluster of `raft-core` nodes driven by a discrete-event loop over virtual
+//! time, with the network, disk and client models, fault controls, and the checker run after
+//! every event.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use raft_core::{
+    Action, Config, Entry, Envelope, Input, LogIndex, Node, NodeId, PersistRequest, Reply,
+    RequestId, Role, Term,
+};
+
+use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
+use crate::client::{ClientConfig, Clients, FollowUp, Invocation};
+use crate::disk::{Disk, DiskConfig};
+use crate::event::{Event, EventQueue};
+use crate::network::{Network, NetworkConfig, Route};
+use crate::rng::{sub_seed, SimRng};
+use crate::trace::{DropReason, Trace, TraceEvent, TraceKind};
+
+/// Everything that shapes a run besides the script or fault schedule.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: u64,
+    pub network: NetworkConfig,
+    pub disk: DiskConfig,
+    pub clients: ClientConfig,
+    /// Milliseconds per tick of each node (index 0 is node 1); missing entries use 10 ms.
+    /// Different values simulate clock rate skew.
+    pub tick_ms: Vec<u64>,
+    /// The node configuration template; `id` and `rng_seed` are set per node.
+    pub raft: Config,
+    /// Events kept for failure reports.
+    pub trace_tail: usize,
+}
+
+impl SimConfig {
+    #[must_use]
+    pub fn new(seed: u64, nodes: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes,
+            network: NetworkConfig::default(),
+            disk: DiskConfig::default(),
+            clients: ClientConfig::default(),
+            tick_ms: Vec::new(),
+            raft: Config::new(NodeId(1), (1..=nodes.max(1)).map(NodeId)),
+            trace_tail: 40,
+        }
+    }
+
+    /// The default tick length, at which the core's default timeouts mean heartbeats every
+    /// 50 ms and elections after 300-600 ms.
+    pub const TICK_MS_DEFAULT: u64 = 10;
+
+    #[must_use]
+    pub fn tick_ms_of(&self, node: NodeId) -> u64 {
+        usize::try_from(node.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.tick_ms.get(i).copied())
+            .unwrap_or(Self::TICK_MS_DEFAULT)
+            .max(1)
+    }
+}
+
+/// Why a run stopped early: a safety violation or a liveness failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub seed: u64,
+    pub event: u64,
+    pub time_ms: u64,
+    pub invariant: &'static str,
+    pub detail: String,
+    pub trace_tail: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invariant {} violated at event {} ({} ms), seed {}",
+            self.invariant, self.event, self.time_ms, self.seed
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "  last {} events:", self.trace_tail.len())?;
+        for line in &self.trace_tail {
+            writeln!(f, "    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    NeverStarted,
+    Running,
+    Paused,
+    Crashed,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: NodeId,
+    tick_ms: u64,
+    node: Option<Node>,
+    life: Life,
+    /// Inputs that arrived while paused, in arrival order.
+    inbox: VecDeque<Input>,
+    /// Bumped on every start and crash: messages and disk completions for an older incarnation
+    /// are lost.
+    incarnation: u64,
+    /// Bumped whenever the tick chain must stop (pause, crash, stop).
+    tick_generation: u64,
+    disk: Disk,
+}
+
+/// An error from a control command (bad node id, node in the wrong state, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlError(pub String);
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+#[derive(Debug)]
+pub struct Sim {
+    config: SimConfig,
+    now_ms: u64,
+    events: u64,
+    queue: EventQueue,
+    slots: Vec<Slot>,
+    pub network: Network,
+    disk_rng: SimRng,
+    workload_rng: SimRng,
+    pub clients: Clients,
+    checker: Checker,
+    trace: Trace,
+    failure: Option<Failure>,
+    /// Human-readable notes (elections, replies to scenario proposals) for transcripts.
+    notes: Option<Vec<String>>,
+}
+
+impl Sim {
+    #[must_use]
+    pub fn new(config: SimConfig) -> Sim {
+        let seed = config.seed;
+        let slots = (1..=config.nodes)
+            .map(|id| Slot {
+                id: NodeId(id),
+                tick_ms: config.tick_ms_of(NodeId(id)),
+                node: None,
+                life: Life::NeverStarted,
+                inbox: VecDeque::new(),
+                incarnation: 0,
+                tick_generation: 0,
+                disk: Disk::default(),
+            })
+            .collect();
+        let node_count = usize::try_from(config.nodes).unwrap_or(0);
+        Sim {
+            network: Network::new(
+                config.network.clone(),
+                node_count,
+                sub_seed(seed, "network", 0),
+            ),
+            disk_rng: SimRng::new(sub_seed(seed, "disk", 0)),
+            workload_rng: SimRng::new(sub_seed(seed, "workload", 0)),
+            clients: Clients::new(config.clients.clone(), config.nodes),
+            checker: Checker::new(),
+            trace: Trace::new(config.trace_tail),
+            queue: EventQueue::default(),
+            now_ms: 0,
+            events: 0,
+            slots,
+            failure: None,
+            notes: None,
+            config,
+        }
+    }
+
+    // ---- read-only view ----
+
+    #[must_use]
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    #[must_use]
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Events processed so far (ticks, deliveries, disk completions, client arrivals).
+    #[must_use]
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    #[must_use]
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    #[must_use]
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.hash()
+    }
+
+    pub fn trace_mut(&mut self) -> &mut Trace {
+        &mut self.trace
+    }
+
+    #[must_use]
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    #[must_use]
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.slots.iter().map(|s| s.id).collect()
+    }
+
+    /// The running (or paused) node with this id.
+    #[must_use]
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.slot(id).ok().and_then(|s| s.node.as_ref())
+    }
+
+    pub fn life(&self, id: NodeId) -> Result<Life, ControlError> {
+        self.slot(id).map(|s| s.life)
+    }
+
+    /// Ids of nodes that are running or paused.
+    #[must_use]
+    pub fn up_nodes(&self) -> Vec<NodeId> {
+        self.slots
+            .iter()
+            .filter(|s| s.node.is_some())
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// The leader of the highest term among up nodes, if that term has one.
+    #[must_use]
+    pub fn current_leader(&self) -> Option<NodeId> {
+        let nodes = self.slots.iter().filter_map(|s| s.node.as_ref());
+        let max_term = nodes.clone().map(Node::term).max()?;
+        nodes
+            .filter(|n| n.term() == max_term && n.role() == Role::Leader)
+            .map(Node::id)
+            .next()
+    }
+
+    /// True when every running node has committed `index`.
+    #[must_use]
+    pub fn committed_everywhere(&self, index: LogIndex) -> bool {
+        let mut running = self
+            .slots
+            .iter()
+            .filter(|s| s.life == Life::Running)
+            .filter_map(|s| s.node.as_ref())
+            .peekable();
+        running.peek().is_some() && running.all(|n| n.commit_index() >= index)
+    }
+
+    /// Starts collecting notes for a transcript.
+    pub fn collect_notes(&mut self) {
+        self.notes = Some(Vec::new());
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        self.notes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(notes) = &mut self.notes {
+            notes.push(text());
+        }
+    }
+
+    fn slot(&self, id: NodeId) -> Result<&Slot, ControlError> {
+        usize::try_from(id.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.slots.get(i))
+            .ok_or_else(|| ControlError(format!("no node {id} in a {}-node cluster", self.slots.len())))
+    }
+
+    fn index_of(&self, id: NodeId) -> Result<usize, ControlError> {
+        self.slot(id)?;
+        // `slot` succeeded, so the id is 1..=len.
+        Ok(usize::try_from(id.0 - 1).unwrap_or(0))
+    }
+
+    fn record(&mut self, kind: TraceKind) {
+        self.trace.record(TraceEvent {
+            seq: self.events,
+            time_ms: self.now_ms,
+            kind,
+        });
+    }
+
+    fn fail(&mut self, violation: Violation) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.failure = Some(Failure {
+            seed: self.config.seed,
+            event: self.events,
+            time_ms: self.now_ms,
+            invariant: violation.invariant,
+            detail: violation.detail,
+            trace_tail: self.trace.tail_lines(),
+        });
+    }
+
+    /// Reports a liveness failure found by a driver of the simulation.
+    pub fn fail_liveness(&mut self, invariant: &'static str, detail: String) {
+        self.fail(Violation { invariant, detail });
+    }
+
+    /// Checks that every acknowledged write is applied on a majority of the cluster.
+    pub fn check_acked_applied(&mut self) {
+        let voters = self.slots.len();
+        if let Err(violation) = self.checker.check_acked_applied_on_majority(voters) {
+            self.fail(violation);
+        }
+    }
+
+    // ---- the event loop ----
+
+    /// Processes the next event if it is due by `deadline_ms`; false when there is none.
+    pub fn step_event(&mut self, deadline_ms: u64) -> bool {
+        if self.failure.is_some() || self.queue.peek_time().is_none_or(|t| t > deadline_ms) {
+            return false;
+        }
+        let Some((time_ms, event)) = self.queue.pop() else {
+            return false;
+        };
+        self.now_ms = self.now_ms.max(time_ms);
+        self.dispatch(event);
+        true
+    }
+
+    /// Runs every event up to `deadline_ms`, then sets the clock there.
+    pub fn run_until_time(&mut self, deadline_ms: u64) {
+        while self.step_event(deadline_ms) {}
+        if self.failure.is_none() {
+            self.now_ms = self.now_ms.max(deadline_ms);
+        }
+    }
+
+    /// Runs until `done` holds (checked before and after each event) or `deadline_ms` passes.
+    pub fn run_until(&mut self, deadline_ms: u64, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step_event(deadline_ms) {
+                if self.failure.is_none() {
+                    self.now_ms = self.now_ms.max(deadline_ms);
+                }
+                return false;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, generation } => self.on_tick(node, generation),
+            Event::Deliver {
+                envelope,
+                incarnation,
+            } => self.on_deliver(envelope, incarnation),
+            Event::DiskDone {
+                node,
+                persist_id,
+                incarnation,
+            } => {
+                let Ok(i) = self.index_of(node) else { return };
+                let slot = &mut self.slots[i];
+                if slot.incarnation != incarnation || !slot.disk.complete(persist_id) {
+                    return;
+                }
+                let term = slot.disk.durable.hard_state.current_term;
+                self.checker.on_durable_term(node, term);
+                self.events += 1;
+                self.record(TraceKind::Persisted { node, persist_id });
+                self.input(i, Input::PersistDone { persist_id });
+            }
+            Event::ClientWake { client } => self.on_client_wake(client),
+            Event::ClientArrive { invocation } => {
+                let Ok(i) = self.index_of(invocation.node) else {
+                    return;
+                };
+                if self.slots[i].node.is_none() {
+                    return;
+                }
+                self.events += 1;
+                self.record(TraceKind::Propose {
+                    node: invocation.node,
+                    request_id: invocation.request_id,
+                });
+                self.input(
+                    i,
+                    Input::Propose {
+                        request_id: invocation.request_id,
+                        command: invocation.command,
+                    },
+                );
+            }
+            Event::ClientTimeout { request_id } => {
+                let follow_up = self.clients.on_timeout(request_id, self.now_ms);
+                self.follow_up(follow_up);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, node: NodeId, generation: u64) {
+        let Ok(i) = self.index_of(node) else { return };
+        let slot = &self.slots[i];
+        if slot.tick_generation != generation || slot.life != Life::Running {
+            return;
+        }
+        let next = self.now_ms + slot.tick_ms;
+        self.queue.push(next, Event::Tick { node, generation });
+        self.events += 1;
+        self.record(TraceKind::Tick { node });
+        self.step_node(i, Input::Tick);
+    }
+
+    fn on_deliver(&mut self, envelope: Envelope, incarnation: u64) {
+        let (from, to) = (envelope.from, envelope.to);
+        let kind = envelope.message.kind();
+        let Ok(i) = self.index_of(to) else { return };
+        if self.slots[i].incarnation != incarnation || self.slots[i].node.is_none() {
+            self.record(TraceKind::Drop {
+                from,
+                to,
+                kind,
+                reason: DropReason::Down,
+            });
+            return;
+        }
+        // A partition made while the message was in flight still stops it.
+        if self.network.is_cut(from, to) {
+            self.record(TraceKind::Drop {
+                from,
+                to,
+                kind,
+                reason: DropReason::Cut,
+            });
+            return;
+        }
+        if self.network.is_held(from, to) {
+            self.network.push_held(envelope);
+            return;
+        }
+        self.deliver_now(i, envelope);
+    }
+
+    fn deliver_now(&mut self, i: usize, envelope: Envelope) {
+        self.events += 1;
+        self.record(TraceKind::Deliver {
+            from: envelope.from,
+            to: envelope.to,
+            kind: envelope.message.kind(),
+            term: envelope.term,
+        });
+        self.input(i, Input::Receive(envelope));
+    }
+
+    /// Feeds an input to a running node, or queues it on a paused one.
+    fn input(&mut self, i: usize, input: Input) {
+        match self.slots[i].life {
+            Life::Running => self.step_node(i, input),
+            Life::Paused => self.slots[i].inbox.push_back(input),
+            Life::NeverStarted | Life::Crashed | Life::Stopped => {}
+        }
+    }
+
+    /// One `step`, then action routing, then every checker.
+    fn step_node(&mut self, i: usize, input: Input) {
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return;
+        };
+        let id = node.id();
+        let before = Observed::of(node);
+        let actions = node.step(input);
+        let mut persist: Option<PersistRequest> = None;
+        let mut sends = Vec::new();
+        let mut applied: Vec<Entry> = Vec::new();
+        let mut replies: Vec<(RequestId, Reply)> = Vec::new();
+        for action in actions {
+            match action {
+                Action::Persist(request) => persist = Some(request),
+                Action::Send(envelope) => sends.push(envelope),
+                Action::Apply { entries } => applied.extend(entries),
+                Action::Reply { request_id, reply } => replies.push((request_id, reply)),
+            }
+        }
+        let effects = StepEffects {
+            splice: persist.as_ref().and_then(|p| p.log.as_ref()),
+            applied: &applied,
+            replies: &replies,
+        };
+        let clients = &self.clients;
+        let commands = |request_id| {
+            clients
+                .record(request_id)
+                .map(|r| command_hash(r.command.as_bytes()))
+        };
+        let result = self.checker.after_step(node, before, &effects, commands);
+        let (role, term) = (node.role(), node.term());
+        if role != before.role || (role != Role::Follower && term != before.term) {
+            self.record(TraceKind::Role { node: id, role, term });
+            if role == Role::Leader {
+                self.note(|| format!("{id} became LEADER in {term}"));
+            }
+        }
+        if let Err(violation) = result {
+            self.fail(violation);
+            return;
+        }
+        if let Some(request) = persist {
+            let persist_id = request.persist_id;
+            let done = self.slots[i].disk.submit(
+                request,
+                self.now_ms,
+                &self.config.disk,
+                &mut self.disk_rng,
+            );
+            let incarnation = self.slots[i].incarnation;
+            self.queue.push(
+                done,
+                Event::DiskDone {
+                    node: id,
+                    persist_id,
+                    incarnation,
+                },
+            );
+        }
+        for envelope in sends {
+            self.send(envelope);
+        }
+        for (request_id, reply) in replies {
+            self.on_reply(id, request_id, reply);
+        }
+    }
+
+    fn send(&mut self, envelope: Envelope) {
+        let (from, to) = (envelope.from, envelope.to);
+        let kind = envelope.message.kind();
+        let reason = match self.network.route(from, to) {
+            Route::Deliver { first, second } => {
+                let incarnation = self.slot(to).map_or(0, |s| s.incarnation);
+                if let Some(second) = second {
+                    let copy = Event::Deliver {
+                        envelope: envelope.clone(),
+                        incarnation,
+                    };
+                    self.queue.push(self.now_ms + second, copy);
+                }
+                self.queue.push(
+                    self.now_ms + first,
+                    Event::Deliver {
+                        envelope,
+                        incarnation,
+                    },
+                );
+                return;
+            }
+            Route::Cut => DropReason::Cut,
+            Route::Lost => DropReason::Loss,
+        };
+        self.record(TraceKind::Drop {
+            from,
+            to,
+            kind,
+            reason,
+        });
+    }
+
+    fn on_reply(&mut self, node: NodeId, request_id: RequestId, reply: Reply) {
+        let direct = self
+            .clients
+            .record(request_id)
+            .is_some_and(|r| r.client.is_none());
+        if direct && !matches!(reply, Reply::Accepted { .. }) {
+            self.note(|| format!("{node} replied to {request_id}: {}", describe_reply(&reply)));
+        }
+        let think = self.workload_rng.between(
+            self.clients.config.think_ms_min,
+            self.clients.config.think_ms_max,
+        );
+        let follow_up = self
+            .clients
+            .on_reply(request_id, &reply, self.now_ms, think);
+        self.record(TraceKind::Reply {
+            node,
+            request_id,
+            reply,
+        });
+        self.follow_up(follow_up);
+    }
+
+    fn follow_up(&mut self, follow_up: FollowUp) {
+        if let FollowUp::Wake { client, ms } = follow_up {
+            self.queue
+                .push(self.now_ms + ms, Event::ClientWake { client });
+        }
+    }
+
+    fn on_client_wake(&mut self, client: usize) {
+        let Some(invocation) = self.clients.invoke(client, self.now_ms) else {
+            return;
+        };
+        let timeout = self.now_ms + self.clients.config.timeout_ms;
+        self.queue.push(
+            timeout,
+            Event::ClientTimeout {
+                request_id: invocation.request_id,
+            },
+        );
+        // Clients reach every node directly: partitions are between servers.
+        self.queue
+            .push(self.now_ms + 1, Event::ClientArrive { invocation });
+    }
+
+    // ---- controls (faults and scenario commands) ----
+
+    /// Starts a node: fresh the first time, else restored from its durable state.
+    pub fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        let slot = &mut self.slots[i];
+        if slot.node.is_some() {
+            return Err(ControlError(format!("{id} is already up")));
+        }
+        slot.incarnation += 1;
+        slot.tick_generation += 1;
+        slot.inbox.clear();
+        let mut config = self.config.raft.clone();
+        config.id = id;
+        config.voters = (1..=self.config.nodes).map(NodeId).collect();
+        config.rng_seed = sub_seed(self.config.seed, "node", id.0 * 1_000_000 + slot.incarnation);
+        let restored = slot.life != Life::NeverStarted;
+        let node = if restored {
+            Node::restore(config, slot.disk.durable.clone())
+                .map_err(|e| ControlError(format!("{id} cannot restore: {e}")))?
+        } else {
+            Node::new(config).map_err(|e| ControlError(format!("{id} config: {e}")))?
+        };
+        let result = self.checker.on_start(&node);
+        slot.node = Some(node);
+        slot.life = Life::Running;
+        let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
+        // A random phase, so nodes with equal tick lengths do not tick in lockstep.
+        let phase = self.workload_rng.between(1, tick_ms);
+        self.queue
+            .push(self.now_ms + phase, Event::Tick { node: id, generation });
+        let verb = if restored { "restart" } else { "start" };
+        self.record(TraceKind::Control(format!("{verb} {id}")));
+        if let Err(violation) = result {
+            self.fail(violation);
+        }
+        Ok(())
+    }
+
+    fn take_down(&mut self, id: NodeId, life: Life) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        let slot = &mut self.slots[i];
+        if slot.node.is_none() {
+            return Err(ControlError(format!("{id} is not up")));
+        }
+        if life == Life::Stopped {
+            // A clean shutdown finishes its writes; a crash loses them.
+            slot.disk.flush();
+        } else {
+            slot.disk.crash();
+        }
+        let term = slot.disk.durable.hard_state.current_term;
+        slot.node = None;
+        slot.life = life;
+        slot.inbox.clear();
+        slot.incarnation += 1;
+        slot.tick_generation += 1;
+        self.checker.on_durable_term(id, term);
+        self.checker.on_crash(id);
+        let verb = if life == Life::Stopped { "stop" } else { "crash" };
+        self.record(TraceKind::Control(format!("{verb} {id}")));
+        Ok(())
+    }
+
+    /// Kills a node: volatile state and unfinished writes are lost.
+    pub fn crash(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.take_down(id, Life::Crashed)
+    }
+
+    /// Shuts a node down cleanly: pending writes complete first.
+    pub fn stop(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.take_down(id, Life::Stopped)
+    }
+
+    /// Freezes a node: no ticks; messages, client requests and disk completions queue up.
+    pub fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        let slot = &mut self.slots[i];
+        if slot.life != Life::Running {
+            return Err(ControlError(format!("{id} is not running")));
+        }
+        slot.life = Life::Paused;
+        slot.tick_generation += 1;
+        self.record(TraceKind::Control(format!("pause {id}")));
+        Ok(())
+    }
+
+    /// Unfreezes a node: queued inputs are delivered in order, then ticks resume.
+    pub fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        if self.slots[i].life != Life::Paused {
+            return Err(ControlError(format!("{id} is not paused")));
+        }
+        self.slots[i].life = Life::Running;
+        self.record(TraceKind::Control(format!("resume {id}")));
+        while let Some(input) = self.slots[i].inbox.pop_front() {
+            if self.failure.is_some() {
+                break;
+            }
+            self.events += 1;
+            self.step_node(i, input);
+        }
+        let slot = &self.slots[i];
+        let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
+        self.queue
+            .push(self.now_ms + tick_ms, Event::Tick { node: id, generation });
+        Ok(())
+    }
+
+    /// Ticks one node until its election timeout fires (it becomes a candidate), bounded by
+    /// the longest election timeout. Lets a script choose who campaigns.
+    pub fn campaign(&mut self, id: NodeId) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        if self.slots[i].life != Life::Running {
+            return Err(ControlError(format!("{id} is not running")));
+        }
+        let bound = u64::from(self.config.raft.election_timeout_ticks_max) + 1;
+        let elections = |sim: &Sim| sim.node(id).map_or(0, |n| n.status().stats.elections_started);
+        let start = elections(self);
+        for _ in 0..bound {
+            if elections(self) > start || self.failure.is_some() {
+                break;
+            }
+            self.events += 1;
+            self.record(TraceKind::Tick { node: id });
+            self.step_node(i, Input::Tick);
+        }
+        if elections(self) == start {
+            return Err(ControlError(format!("{id} did not start an election (is it the leader?)")));
+        }
+        Ok(())
+    }
+
+    /// Proposes `command` directly to `node`, as a scenario does.
+    pub fn propose(&mut self, node: NodeId, command: &str) -> Result<RequestId, ControlError> {
+        let i = self.index_of(node)?;
+        if self.slots[i].node.is_none() {
+            return Err(ControlError(format!("{node} is not up")));
+        }
+        let Invocation {
+            node,
+            request_id,
+            command,
+        } = self.clients.invoke_direct(node, command, self.now_ms);
+        self.events += 1;
+        self.record(TraceKind::Propose { node, request_id });
+        self.input(i, Input::Propose { request_id, command });
+        Ok(request_id)
+    }
+
+    /// Starts the client workload: every client begins invoking.
+    pub fn start_clients(&mut self) {
+        self.clients.active = true;
+        for client in 0..self.clients.count() {
+            let ms = self.workload_rng.between(0, self.clients.config.think_ms_max);
+            self.queue
+                .push(self.now_ms + ms, Event::ClientWake { client });
+        }
+    }
+
+    /// Stops new invocations; outstanding requests still complete or time out.
+    pub fn stop_clients(&mut self) {
+        self.clients.active = false;
+    }
+
+    /// Delivers up to `count` messages waiting on the held link `from -> to`, now.
+    pub fn deliver_held(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        count: usize,
+    ) -> Result<usize, ControlError> {
+        let i = self.index_of(to)?;
+        self.index_of(from)?;
+        let messages = self.network.take_held(from, to, count);
+        let delivered = messages.len();
+        for envelope in messages {
+            if self.slots[i].node.is_none() || self.failure.is_some() {
+                break;
+            }
+            self.deliver_now(i, envelope);
+        }
+        Ok(delivered)
+    }
+
+    /// Discards every message waiting on the held link `from -> to`.
+    pub fn drop_held(&mut self, from: NodeId, to: NodeId) -> Result<usize, ControlError> {
+        self.index_of(to)?;
+        self.index_of(from)?;
+        let count = self.network.held_count(from, to);
+        for envelope in self.network.take_held(from, to, count) {
+            self.record(TraceKind::Drop {
+                from,
+                to,
+                kind: envelope.message.kind(),
+                reason: DropReason::Discarded,
+            });
+        }
+        Ok(count)
+    }
+
+    /// Records a control action in the trace.
+    pub fn record_control(&mut self, text: String) {
+        self.record(TraceKind::Control(text));
+    }
+
+    /// A node's durable term and log length, for status lines of nodes that are down.
+    pub fn durable_summary(&self, id: NodeId) -> Result<(Term, usize), ControlError> {
+        let slot = self.slot(id)?;
+        Ok((
+            slot.disk.durable.hard_state.current_term,
+            slot.disk.durable.entries.len(),
+        ))
+    }
+}
+
+/// A reply in words, for transcripts.
+#[must_use]
+pub fn describe_reply(reply: &Reply) -> String {
+    match reply {
+        Reply::Accepted { index, term } => format!("accepted at {index} in {term}"),
+        Reply::Committed { index, term } => format!("committed at {index} in {term}"),
+        Reply::NotLeader {
+            leader_hint: Some(hint),
+        } => format!("not leader (try {hint})"),
+        Reply::NotLeader { leader_hint: None } => "not leader (no hint)".to_owned(),
+        Reply::Busy => "busy".to_owned(),
+        Reply::Dropped { index, term } => format!("dropped (was at {index} in {term})"),
+    }
+}
