@@ -1,0 +1,356 @@
+//! A node's settings, already validated: identity, addresses, peers, timing and size limits.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft_core::NodeId;
+
+use crate::error::ConfigError;
+use crate::transport::DATAGRAM_OVERHEAD_BYTES;
+
+/// Default cap on one peer datagram: well below the 64 KiB UDP limit, one loopback packet.
+pub const DATAGRAM_BYTES_MAX_DEFAULT: usize = 48 * 1024;
+/// Request bodies above this are refused with 413.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Keys above this are refused with 400.
+pub const KEY_BYTES_MAX: usize = 1024;
+/// Room an AppendEntries message needs besides its entries' `Entry::size_bytes` estimates:
+/// the envelope fields (a few varints), and up to 2 bytes per entry that the estimate's 24-byte
+/// allowance can fall short of postcard's worst case (10 + 10 + 1 + 5 bytes).
+const APPEND_FIXED_BYTES: usize = 256;
+const APPEND_PER_ENTRY_SLACK_BYTES: usize = 2;
+/// `Entry::size_bytes`' per-entry allowance, so a single command entry fits the budget.
+const ENTRY_HEADER_BYTES: usize = 24;
+
+/// Another voter: its id, where its Raft datagrams go, where its clients go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: NodeId,
+    pub raft_addr: SocketAddr,
+    /// `host:port`, used to redirect clients to the leader.
+    pub http_addr: String,
+}
+
+/// Timing, in the core's logical ticks and the driver's wall-clock tick length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub tick: Duration,
+    pub heartbeat_ticks: u32,
+    pub election_ticks_min: u32,
+    pub election_ticks_max: u32,
+    /// How long a client write waits for its commit before the answer is 504.
+    pub commit_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            tick: Duration::from_millis(10),
+            heartbeat_ticks: 5,
+            election_ticks_min: 30,
+            election_ticks_max: 60,
+            commit_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything `node::run` needs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub raft_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The other initial voters.
+    pub peers: Vec<Peer>,
+    /// Serve the isolate/heal routes.
+    pub admin: bool,
+    /// Authenticates every datagram when set.
+    pub cluster_key: Option<String>,
+    pub timing: Timing,
+    pub datagram_bytes_max: usize,
+}
+
+impl NodeConfig {
+    /// Checks the peer list and the datagram budget.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = vec![self.id];
+        for peer in &self.peers {
+            if seen.contains(&peer.id) {
+                return Err(ConfigError::DuplicatePeer(peer.id));
+            }
+            seen.push(peer.id);
+        }
+        let min = DATAGRAM_OVERHEAD_BYTES + APPEND_FIXED_BYTES + 1024;
+        if self.datagram_bytes_max < min {
+            return Err(ConfigError::DatagramTooSmall {
+                datagram_bytes_max: self.datagram_bytes_max,
+                min,
+            });
+        }
+        self.raft_config().validate()?;
+        Ok(())
+    }
+
+    /// The core's configuration: timing from `timing`, and an AppendEntries byte budget that
+    /// keeps every message's datagram under `datagram_bytes_max`.
+    #[must_use]
+    pub fn raft_config(&self) -> raft_core::Config {
+        let voters = self.peers.iter().map(|peer| peer.id).chain([self.id]);
+        let mut config = raft_core::Config::new(self.id, voters);
+        config.heartbeat_interval_ticks = self.timing.heartbeat_ticks;
+        config.election_timeout_ticks_min = self.timing.election_ticks_min;
+        config.election_timeout_ticks_max = self.timing.election_ticks_max;
+        config.append_bytes_max = self.append_bytes_max(config.append_entries_max);
+        config
+    }
+
+    fn append_bytes_max(&self, append_entries_max: usize) -> usize {
+        self.datagram_bytes_max
+            .saturating_sub(DATAGRAM_OVERHEAD_BYTES)
+            .saturating_sub(APPEND_FIXED_BYTES)
+            .saturating_sub(APPEND_PER_ENTRY_SLACK_BYTES * append_entries_max)
+            .max(1)
+    }
+
+    /// The largest encoded command a client may propose: one entry must fit one datagram.
+    #[must_use]
+    pub fn command_bytes_max(&self) -> usize {
+        let config = self.raft_config();
+        config.append_bytes_max.saturating_sub(ENTRY_HEADER_BYTES)
+    }
+
+    /// Every voter's HTTP address, this node's included.
+    #[must_use]
+    pub fn http_addrs(&self) -> BTreeMap<NodeId, String> {
+        self.peers
+            .iter()
+            .map(|peer| (peer.id, peer.http_addr.clone()))
+            .chain([(self.id, self.http_addr.to_string())])
+            .collect()
+    }
+}
+
+/// Parses `1` or `n1` (the seed KV store names nodes `n1`, `n2`, ...).
+pub fn parse_node_id(text: &str) -> Result<NodeId, ConfigError> {
+    let digits = text.trim().trim_start_matches(['n', 'N']);
+    match digits.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(NodeId(id)),
+        _ => Err(ConfigError::NodeId(text.to_string())),
+    }
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
+    let error = |reason: String| ConfigError::Address {
+        addr: addr.to_string(),
+        reason,
+    };
+    addr.to_socket_addrs()
+        .map_err(|e| error(e.to_string()))?
+        .next()
+        .ok_or_else(|| error("no address found".to_string()))
+}
+
+/// Parses `ID=RAFT_HOST:PORT@HTTP_HOST:PORT`.
+pub fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
+    let error = |reason: &str| ConfigError::Peer {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let (id, addrs) = spec.split_once('=').ok_or_else(|| error("missing '='"))?;
+    let (raft, http) = addrs
+        .split_once('@')
+        .ok_or_else(|| error("missing '@' between the Raft and HTTP addresses"))?;
+    let id = parse_node_id(id).map_err(|e| error(&e.to_string()))?;
+    let raft_addr = resolve(raft).map_err(|e| error(&e.to_string()))?;
+    if http.is_empty() || !http.contains(':') {
+        return Err(error("the HTTP address must be host:port"));
+    }
+    Ok(Peer {
+        id,
+        raft_addr,
+        http_addr: http.to_string(),
+    })
+}
+
+/// `raft-net node`: flags, with the seed KV store's environment variables as fallbacks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// This node's id (`1` or `n1`).
+    #[arg(long, env = "RAFT_NODE_ID")]
+    pub id: String,
+    /// UDP address for peer traffic, host:port.
+    #[arg(long)]
+    pub raft_addr: Option<String>,
+    /// Raft port on 127.0.0.1 when --raft-addr is not given.
+    #[arg(long, env = "RAFT_SERVER_PORT", hide = true)]
+    pub raft_port: Option<u16>,
+    /// TCP address for the HTTP API, host:port.
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// HTTP port on 127.0.0.1 when --http-addr is not given.
+    #[arg(long, env = "HTTP_SERVER_PORT", hide = true)]
+    pub http_port: Option<u16>,
+    /// Where the write-ahead log and metadata live.
+    #[arg(long, env = "RAFT_VOLUME_DIR")]
+    pub data_dir: PathBuf,
+    /// Another initial voter: ID=RAFT_HOST:PORT@HTTP_HOST:PORT (repeat; the same set on every
+    /// node).
+    #[arg(long = "peer", value_name = "ID=RAFT@HTTP")]
+    pub peers: Vec<String>,
+    /// Ask a running member to add this node (needs membership changes: not supported yet).
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// Serve the isolate/heal admin routes.
+    #[arg(long)]
+    pub admin: bool,
+    /// Authenticate every peer datagram with a MAC keyed by this secret.
+    #[arg(long, env = "RAFT_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
+    /// Wall-clock length of one Raft tick.
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
+    /// Leader heartbeat interval, in ticks.
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat_ticks: u32,
+    /// Election timeouts are drawn from [min, max] ticks.
+    #[arg(long, default_value_t = 30)]
+    pub election_ticks_min: u32,
+    #[arg(long, default_value_t = 60)]
+    pub election_ticks_max: u32,
+    /// A write not committed within this long is answered 504 (outcome unknown).
+    #[arg(long, default_value_t = 5000)]
+    pub commit_timeout_ms: u64,
+    /// Largest peer datagram, in bytes; AppendEntries batches are sized to fit.
+    #[arg(long, default_value_t = DATAGRAM_BYTES_MAX_DEFAULT)]
+    pub datagram_bytes_max: usize,
+}
+
+impl NodeArgs {
+    /// Resolves and validates the flags.
+    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
+        if self.join.is_some() {
+            return Err(ConfigError::JoinUnsupported);
+        }
+        let raft_addr = address(
+            self.raft_addr,
+            self.raft_port,
+            "--raft-addr or RAFT_SERVER_PORT",
+        )?;
+        let http_addr = address(
+            self.http_addr,
+            self.http_port,
+            "--http-addr or HTTP_SERVER_PORT",
+        )?;
+        let peers = self
+            .peers
+            .iter()
+            .map(|spec| parse_peer(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = NodeConfig {
+            id: parse_node_id(&self.id)?,
+            raft_addr,
+            http_addr,
+            data_dir: self.data_dir,
+            peers,
+            admin: self.admin,
+            cluster_key: self.cluster_key.filter(|key| !key.is_empty()),
+            timing: Timing {
+                tick: Duration::from_millis(self.tick_ms.max(1)),
+                heartbeat_ticks: self.heartbeat_ticks,
+                election_ticks_min: self.election_ticks_min,
+                election_ticks_max: self.election_ticks_max,
+                commit_timeout: Duration::from_millis(self.commit_timeout_ms),
+            },
+            datagram_bytes_max: self.datagram_bytes_max,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn address(
+    addr: Option<String>,
+    port: Option<u16>,
+    what: &'static str,
+) -> Result<SocketAddr, ConfigError> {
+    match (addr, port) {
+        (Some(addr), _) => resolve(&addr),
+        (None, Some(port)) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        (None, None) => Err(ConfigError::Missing(what)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(datagram_bytes_max: usize) -> NodeConfig {
+        NodeConfig {
+            id: NodeId(1),
+            raft_addr: "127.0.0.1:9000".parse().unwrap(),
+            http_addr: "127.0.0.1:8000".parse().unwrap(),
+            data_dir: PathBuf::from("data"),
+            peers: vec![parse_peer("2=127.0.0.1:9001@127.0.0.1:8001").unwrap()],
+            admin: false,
+            cluster_key: None,
+            timing: Timing::default(),
+            datagram_bytes_max,
+        }
+    }
+
+    #[test]
+    fn peers_parse() {
+        let peer = parse_peer("n3=127.0.0.1:9002@localhost:8002").unwrap();
+        assert_eq!(peer.id, NodeId(3));
+        assert_eq!(peer.raft_addr, "127.0.0.1:9002".parse().unwrap());
+        assert_eq!(peer.http_addr, "localhost:8002");
+        for bad in [
+            "3",
+            "3=127.0.0.1:9002",
+            "x=127.0.0.1:9002@h:1",
+            "0=127.0.0.1:1@h:1",
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_ids_parse() {
+        assert_eq!(parse_node_id("n2").unwrap(), NodeId(2));
+        assert_eq!(parse_node_id("7").unwrap(), NodeId(7));
+        assert!(parse_node_id("0").is_err());
+        assert!(parse_node_id("node").is_err());
+    }
+
+    #[test]
+    fn append_budget_fits_the_datagram() {
+        let config = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        config.validate().unwrap();
+        let raft = config.raft_config();
+        let worst = raft.append_bytes_max
+            + APPEND_PER_ENTRY_SLACK_BYTES * raft.append_entries_max
+            + APPEND_FIXED_BYTES
+            + DATAGRAM_OVERHEAD_BYTES;
+        assert!(worst <= DATAGRAM_BYTES_MAX_DEFAULT);
+        assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
+        assert!(config.command_bytes_max() > 40 * 1024);
+    }
+
+    #[test]
+    fn duplicate_peers_and_tiny_datagrams_are_refused() {
+        let mut duplicate = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        duplicate.peers.push(duplicate.peers[0].clone());
+        assert!(matches!(
+            duplicate.validate(),
+            Err(ConfigError::DuplicatePeer(NodeId(2)))
+        ));
+        assert!(matches!(
+            config(512).validate(),
+            Err(ConfigError::DatagramTooSmall { .. })
+        ));
+    }
+}

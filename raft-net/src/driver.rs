@@ -1,0 +1,372 @@
+//! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex).
+//!
+//! It waits on four sources: a peer datagram, the tick interval, a client request from HTTP, and
+//! a persist completion from the storage thread. Each turns into exactly one `Input`; the
+//! driver calls `step` and carries out the returned actions in order before it looks at the
+//! next input (DESIGN rule 1):
+//!
+//! - `Persist` goes to the storage thread (group commit). Its completion comes back later as
+//!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
+//!   depends on it, so the driver never orders anything itself.
+//! - `Send` is encoded and sent as one datagram.
+//! - `Apply` runs the key-value store; the outputs are kept for the replies of the same step.
+//! - `Reply` answers the HTTP request that proposed the command.
+//!
+//! This is the only place in the system that reads a clock (the tick interval).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use raft_core::kv::{Command, KvStore, Output};
+use raft_core::{
+    Action, Entry, EntryPayload, Input, LogIndex, Node, NodeId, Reply, RequestId, Role, Term,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, MissedTickBehavior};
+
+use crate::error::StorageError;
+use crate::metrics::{inc, Metrics};
+use crate::storage::{PersistCompletion, StorageHandle};
+use crate::transport::Transport;
+
+/// Requests queued from HTTP before senders wait.
+pub const REQUEST_QUEUE_MAX: usize = 4096;
+/// Inputs of one kind taken in a row before the driver looks at the other sources again.
+const BURST_MAX: usize = 64;
+/// Entries returned by one `/api/v1/state` page at most.
+pub const STATE_PAGE_MAX: usize = 10_000;
+
+/// What HTTP asks of the driver.
+#[derive(Debug)]
+pub enum Request {
+    /// Propose an encoded `kv::Command`; answered once its fate is known.
+    Propose {
+        command: Vec<u8>,
+        respond: oneshot::Sender<Outcome>,
+    },
+    /// A page of the log and the node's status.
+    State {
+        from: LogIndex,
+        limit: usize,
+        respond: oneshot::Sender<StateView>,
+    },
+    /// This replica's value for a key, without consulting the leader.
+    StaleGet {
+        key: String,
+        respond: oneshot::Sender<Option<Vec<u8>>>,
+    },
+}
+
+/// The fate of a proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed and applied; `output` is what the state machine returned.
+    Committed {
+        index: LogIndex,
+        term: Term,
+        output: Output,
+    },
+    NotLeader {
+        leader_hint: Option<NodeId>,
+    },
+    Busy,
+    /// Appended, then overwritten by a new leader: it will never commit.
+    Dropped {
+        index: LogIndex,
+        term: Term,
+    },
+}
+
+/// `GET /api/v1/state`, in the seed's shape plus id, leader, indexes.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateView {
+    pub id: u64,
+    pub term: u64,
+    pub state: &'static str,
+    pub leader: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub log: Vec<EntryView>,
+    pub uncommitted: Vec<EntryView>,
+    /// The `from` of the next page, when this one was cut at `limit`.
+    pub next: Option<u64>,
+}
+
+/// One application entry, as `/api/v1/state` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EntryView {
+    pub index: u64,
+    pub term: u64,
+    pub command: String,
+}
+
+/// A proposal waiting for its fate.
+#[derive(Debug)]
+struct Waiter {
+    respond: oneshot::Sender<Outcome>,
+}
+
+/// Everything the driver task owns.
+#[derive(Debug)]
+pub struct Driver {
+    node: Node,
+    kv: KvStore,
+    transport: Arc<Transport>,
+    storage: StorageHandle,
+    metrics: Arc<Metrics>,
+    waiters: HashMap<RequestId, Waiter>,
+    next_request_id: u64,
+    /// Outputs of the entries applied in the current step, for its `Committed` replies.
+    step_outputs: HashMap<LogIndex, Output>,
+    last_seen: (Role, Term, Option<NodeId>),
+}
+
+impl Driver {
+    #[must_use]
+    pub fn new(
+        node: Node,
+        transport: Arc<Transport>,
+        storage: StorageHandle,
+        metrics: Arc<Metrics>,
+    ) -> Driver {
+        let last_seen = (node.role(), node.term(), node.leader_id());
+        Driver {
+            node,
+            kv: KvStore::new(),
+            transport,
+            storage,
+            metrics,
+            waiters: HashMap::new(),
+            next_request_id: 1,
+            step_outputs: HashMap::new(),
+            last_seen,
+        }
+    }
+
+    /// Runs until the request channel closes (the HTTP side is gone) or storage fails.
+    pub async fn run(
+        mut self,
+        tick: std::time::Duration,
+        mut requests: mpsc::Receiver<Request>,
+        mut persisted: mpsc::UnboundedReceiver<PersistCompletion>,
+    ) -> Result<(), StorageError> {
+        let mut ticks = interval(tick);
+        // Missed ticks are not replayed in a burst: a stalled process must not fire elections
+        // the moment it resumes.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let transport = Arc::clone(&self.transport);
+        let mut buf = transport.recv_buffer();
+        self.publish();
+        let result = loop {
+            tokio::select! {
+                completion = persisted.recv() => match completion {
+                    Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
+                    Some(Err(error)) => break Err(error),
+                    None => break Err(StorageError::ThreadGone),
+                },
+                received = transport.recv(&mut buf) => {
+                    match received {
+                        Ok((len, from)) => self.on_datagram(&buf[..len], from)?,
+                        Err(error) => tracing::debug!(%error, "UDP receive failed"),
+                    }
+                    for _ in 1..BURST_MAX {
+                        let Ok((len, from)) = transport.try_recv(&mut buf) else { break };
+                        self.on_datagram(&buf[..len], from)?;
+                    }
+                }
+                _ = ticks.tick() => self.step(Input::Tick)?,
+                request = requests.recv() => {
+                    let Some(request) = request else { break Ok(()) };
+                    self.on_request(request)?;
+                    for _ in 1..BURST_MAX {
+                        let Ok(request) = requests.try_recv() else { break };
+                        self.on_request(request)?;
+                    }
+                }
+            }
+        };
+        self.storage.shutdown();
+        result
+    }
+
+    fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        from: std::net::SocketAddr,
+    ) -> Result<(), StorageError> {
+        match self.transport.accept(datagram, from) {
+            Some(envelope) => self.step(Input::Receive(envelope)),
+            None => Ok(()),
+        }
+    }
+
+    fn on_request(&mut self, request: Request) -> Result<(), StorageError> {
+        match request {
+            Request::Propose { command, respond } => {
+                let request_id = RequestId(self.next_request_id);
+                self.next_request_id += 1;
+                self.waiters.insert(request_id, Waiter { respond });
+                inc(&self.metrics.proposals);
+                self.step(Input::Propose {
+                    request_id,
+                    command,
+                })
+            }
+            Request::State {
+                from,
+                limit,
+                respond,
+            } => {
+                // The client may have given up; nothing to do then.
+                let _ = respond.send(self.state_view(from, limit));
+                Ok(())
+            }
+            Request::StaleGet { key, respond } => {
+                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
+                Ok(())
+            }
+        }
+    }
+
+    /// One input, then every action it caused, in order.
+    fn step(&mut self, input: Input) -> Result<(), StorageError> {
+        let actions = self.node.step(input);
+        for action in actions {
+            match action {
+                Action::Persist(request) => self.storage.persist(request)?,
+                Action::Send(envelope) => self.transport.send(&envelope),
+                Action::Apply { entries } => self.apply(entries),
+                Action::Reply { request_id, reply } => self.on_reply(request_id, reply),
+            }
+        }
+        self.step_outputs.clear();
+        self.publish();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            if let EntryPayload::Command(bytes) = &entry.payload {
+                let output = self.kv.apply(bytes);
+                if output == Output::Invalid {
+                    tracing::warn!(index = %entry.index, "applied an entry that is not a key-value command");
+                }
+                self.step_outputs.insert(entry.index, output);
+            }
+        }
+    }
+
+    fn on_reply(&mut self, request_id: RequestId, reply: Reply) {
+        let outcome = match reply {
+            // The fate follows in a later step.
+            Reply::Accepted { .. } => return,
+            Reply::Committed { index, term } => {
+                inc(&self.metrics.proposals_committed);
+                let output = self.step_outputs.remove(&index).unwrap_or(Output::Invalid);
+                Outcome::Committed {
+                    index,
+                    term,
+                    output,
+                }
+            }
+            Reply::NotLeader { leader_hint } => {
+                inc(&self.metrics.proposals_rejected);
+                Outcome::NotLeader { leader_hint }
+            }
+            Reply::Busy => {
+                inc(&self.metrics.proposals_rejected);
+                Outcome::Busy
+            }
+            Reply::Dropped { index, term } => {
+                inc(&self.metrics.proposals_dropped);
+                Outcome::Dropped { index, term }
+            }
+        };
+        if let Some(waiter) = self.waiters.remove(&request_id) {
+            // The client may have timed out already; its answer was then 504.
+            let _ = waiter.respond.send(outcome);
+        }
+    }
+
+    /// Updates the gauges and logs role, term and leader changes.
+    fn publish(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let node = &self.node;
+        let seen = (node.role(), node.term(), node.leader_id());
+        if seen != self.last_seen {
+            let leader = seen
+                .2
+                .map_or_else(|| "none".to_string(), |id| id.to_string());
+            tracing::info!(role = %seen.0, term = seen.1.0, %leader, "role/term change");
+            self.last_seen = seen;
+        }
+        self.metrics.set_role(node.role());
+        self.metrics.term.store(node.term().0, Relaxed);
+        self.metrics
+            .commit_index
+            .store(node.commit_index().0, Relaxed);
+        self.metrics
+            .applied_index
+            .store(node.applied_index().0, Relaxed);
+        self.metrics
+            .last_log_index
+            .store(node.last_log_index().0, Relaxed);
+    }
+
+    fn state_view(&self, from: LogIndex, limit: usize) -> StateView {
+        let node = &self.node;
+        let commit = node.commit_index();
+        let mut view = StateView {
+            id: node.id().0,
+            term: node.term().0,
+            state: node.role().as_str(),
+            leader: node.leader_id().map(|id| id.0),
+            commit_index: commit.0,
+            applied_index: node.applied_index().0,
+            last_log_index: node.last_log_index().0,
+            log: Vec::new(),
+            uncommitted: Vec::new(),
+            next: None,
+        };
+        let limit = limit.min(STATE_PAGE_MAX);
+        let from = LogIndex(from.0.max(1));
+        for entry in node.entries(from, node.last_log_index()) {
+            let Some(command) = describe(entry) else {
+                continue;
+            };
+            if view.log.len() + view.uncommitted.len() == limit {
+                view.next = Some(entry.index.0);
+                break;
+            }
+            let item = EntryView {
+                index: entry.index.0,
+                term: entry.term.0,
+                command,
+            };
+            if entry.index <= commit {
+                view.log.push(item);
+            } else {
+                view.uncommitted.push(item);
+            }
+        }
+        view
+    }
+}
+
+/// How an application entry is shown; `None` for internal ones (no-ops, linearizable reads).
+fn describe(entry: &Entry) -> Option<String> {
+    let EntryPayload::Command(bytes) = &entry.payload else {
+        return None;
+    };
+    match Command::decode(bytes) {
+        Some(Command::Append { command }) => Some(command),
+        Some(Command::Put { key, value }) => {
+            Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
+        }
+        Some(Command::Delete { key }) => Some(format!("DELETE {key}")),
+        Some(Command::Read { .. }) => None,
+        None => Some(format!("<{} undecodable bytes>", bytes.len())),
+    }
+}

@@ -1,0 +1,508 @@
+//! The client API (axum). Every handler turns its request into a `driver::Request`, waits for
+//! the answer, and maps it to a status: `200` only after commit and apply; `307` to the leader
+//! (same path) from a follower; `503` when no leader is known or the leader is busy; `409` when
+//! the entry was overwritten (a definite failure); `504` when the commit timeout passes first
+//! (the outcome is unknown: the entry may still commit). Every error body is
+//! `{"error": "..."}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use raft_core::kv::{Command, Output};
+use raft_core::{LogIndex, NodeId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{BODY_BYTES_MAX, KEY_BYTES_MAX};
+use crate::driver::{Outcome, Request, StateView};
+use crate::metrics::Metrics;
+
+/// Entries per `/api/v1/state` page when `limit` is not given.
+const STATE_PAGE_DEFAULT: usize = 1000;
+/// How long a read-only request may wait for the driver before the node counts as stuck.
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub id: NodeId,
+    pub requests: mpsc::Sender<Request>,
+    /// Every voter's HTTP `host:port`, for redirects and `/api/v1/members`.
+    pub http_addrs: Arc<BTreeMap<NodeId, String>>,
+    pub raft_addrs: Arc<BTreeMap<NodeId, String>>,
+    pub commit_timeout: Duration,
+    pub command_bytes_max: usize,
+    pub isolated: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A JSON error with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+    /// The `Location` header of a redirect.
+    location: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+            location: None,
+        }
+    }
+
+    fn with(mut self, field: &str, value: Value) -> ApiError {
+        if let Value::Object(map) = &mut self.body {
+            map.insert(field.to_string(), value);
+        }
+        self
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(value) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> ApiError {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body exceeds the limit of {BODY_BYTES_MAX} bytes")
+        } else {
+            rejection.body_text()
+        };
+        ApiError::new(status, message)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The router for one node; `admin` adds the isolate/heal routes.
+pub fn router(state: AppState, admin: bool) -> Router {
+    let mut router = Router::new()
+        .route("/api/v1/state", get(get_state))
+        .route("/api/v1/append", post(append))
+        .route(
+            "/api/v1/kv/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .route("/api/v1/members", get(members))
+        .route("/set", get(compat_set))
+        .route("/get", get(compat_get))
+        .route("/remove", get(compat_remove))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    if admin {
+        router = router
+            .route("/api/v1/admin/isolate", post(isolate))
+            .route("/api/v1/admin/block", post(isolate))
+            .route("/api/v1/admin/heal", post(heal))
+            .route("/api/v1/admin/unblock", post(heal))
+            .route("/block", get(isolate).post(isolate))
+            .route("/unblock", get(heal).post(heal));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed for {}", uri.path()),
+    )
+}
+
+impl AppState {
+    /// Sends a request to the driver and waits for its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
+        let (respond, answer) = oneshot::channel();
+        if self.requests.send(make(respond)).await.is_err() {
+            return Err(ApiError::unavailable("the node is shutting down"));
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
+            Err(_) => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "not committed within {} ms; the outcome is unknown: the entry may still commit later",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// Proposes `command`; `Ok` only once it is committed and applied.
+    async fn propose(
+        &self,
+        command: &Command,
+        uri: &Uri,
+    ) -> Result<(LogIndex, u64, Output), ApiError> {
+        let command = command.encode();
+        if command.len() > self.command_bytes_max {
+            return Err(ApiError::bad_request(format!(
+                "the command is {} bytes encoded; the limit is {} bytes (one entry must fit one datagram)",
+                command.len(),
+                self.command_bytes_max
+            )));
+        }
+        let outcome = self
+            .ask(
+                |respond| Request::Propose { command, respond },
+                self.commit_timeout,
+            )
+            .await?;
+        match outcome {
+            Outcome::Committed {
+                index,
+                term,
+                output,
+            } => Ok((index, term.0, output)),
+            Outcome::NotLeader { leader_hint } => Err(self.not_leader(leader_hint, uri)),
+            Outcome::Busy => Err(ApiError::unavailable(
+                "too many uncommitted entries; retry later",
+            )),
+            Outcome::Dropped { index, term } => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "the entry was overwritten by a new leader and will never commit; it is safe to retry",
+            )
+            .with("index", json!(index.0))
+            .with("term", json!(term.0))),
+        }
+    }
+
+    /// `307` to the leader's same URL, or `503` when it (or its address) is unknown.
+    fn not_leader(&self, leader_hint: Option<NodeId>, uri: &Uri) -> ApiError {
+        let Some(leader) = leader_hint else {
+            return ApiError::unavailable("no leader").with("leader", Value::Null);
+        };
+        let Some(addr) = self.http_addrs.get(&leader).filter(|_| leader != self.id) else {
+            return ApiError::unavailable("not the leader, and its HTTP address is unknown")
+                .with("leader", json!(leader.0));
+        };
+        let path = uri.path_and_query().map_or("/", |path| path.as_str());
+        let location = format!("http://{addr}{path}");
+        let mut error = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not the leader")
+            .with("leader", json!(leader.0))
+            .with("location", json!(location));
+        error.location = Some(location);
+        error
+    }
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request("the key is empty"));
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "the key is {} bytes; the limit is {KEY_BYTES_MAX} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct StateQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_state(
+    State(state): State<AppState>,
+    query: Result<Query<StateQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    let from = LogIndex(query.from.unwrap_or(1));
+    let limit = query.limit.unwrap_or(STATE_PAGE_DEFAULT);
+    let view: StateView = state
+        .ask(
+            |respond| Request::State {
+                from,
+                limit,
+                respond,
+            },
+            DRIVER_TIMEOUT,
+        )
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendBody {
+    command: String,
+}
+
+async fn append(
+    State(state): State<AppState>,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body?;
+    let AppendBody { command } = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "malformed JSON: {error}; expected {{\"command\": \"...\"}}"
+        ))
+    })?;
+    let (index, term, _) = state.propose(&Command::Append { command }, &uri).await?;
+    Ok(Json(json!({ "index": index.0, "term": term })).into_response())
+}
+
+async fn kv_put(
+    State(state): State<AppState>,
+    uri: Uri,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path(key) = key?;
+    check_key(&key)?;
+    let value = body?.to_vec();
+    write(&state, Command::Put { key, value }, &uri).await
+}
+
+async fn write(state: &AppState, command: Command, uri: &Uri) -> ApiResult {
+    let (index, term, output) = state.propose(&command, uri).await?;
+    let mut body = json!({ "index": index.0, "term": term });
+    match output {
+        Output::Written { replaced } => body["replaced"] = json!(replaced),
+        Output::Deleted { existed } => body["existed"] = json!(existed),
+        Output::Appended | Output::Value(_) | Output::Invalid => {}
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn kv_delete(
+    State(state): State<AppState>,
+    uri: Uri,
+    key: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(key) = key?;
+    check_key(&key)?;
+    write(&state, Command::Delete { key }, &uri).await
+}
+
+#[derive(Debug, Deserialize)]
+struct GetQuery {
+    #[serde(default)]
+    stale: bool,
+}
+
+async fn kv_get(
+    State(state): State<AppState>,
+    uri: Uri,
+    key: Result<Path<String>, PathRejection>,
+    query: Result<Query<GetQuery>, QueryRejection>,
+) -> ApiResult {
+    let Path(key) = key?;
+    let Query(query) = query?;
+    check_key(&key)?;
+    match read(&state, key, query.stale, &uri).await? {
+        Some(value) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
+        }
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
+    }
+}
+
+/// A stale read asks this replica; a linearizable one commits a `Read` through the log, so its
+/// result reflects every write committed before it (and a deposed leader cannot answer it).
+async fn read(
+    state: &AppState,
+    key: String,
+    stale: bool,
+    uri: &Uri,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if stale {
+        return state
+            .ask(|respond| Request::StaleGet { key, respond }, DRIVER_TIMEOUT)
+            .await;
+    }
+    match state.propose(&Command::Read { key }, uri).await? {
+        (_, _, Output::Value(value)) => Ok(value),
+        (index, _, other) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the read at index {index} applied as {other:?}"),
+        )),
+    }
+}
+
+/// The seed KV store's query parameters.
+#[derive(Debug, Deserialize)]
+struct CompatQuery {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+fn compat_query(
+    query: Result<Query<CompatQuery>, QueryRejection>,
+) -> Result<(String, Option<String>), ApiError> {
+    let Query(query) = query?;
+    let key = query
+        .key
+        .ok_or_else(|| ApiError::bad_request("missing ?key="))?;
+    check_key(&key)?;
+    Ok((key, query.value))
+}
+
+async fn compat_set(
+    State(state): State<AppState>,
+    uri: Uri,
+    query: Result<Query<CompatQuery>, QueryRejection>,
+) -> ApiResult {
+    let (key, value) = compat_query(query)?;
+    let value = value.ok_or_else(|| ApiError::bad_request("missing ?value="))?;
+    let value = value.into_bytes();
+    write(&state, Command::Put { key, value }, &uri).await
+}
+
+async fn compat_get(
+    State(state): State<AppState>,
+    uri: Uri,
+    query: Result<Query<CompatQuery>, QueryRejection>,
+) -> ApiResult {
+    let (key, _) = compat_query(query)?;
+    match read(&state, key.clone(), false, &uri).await? {
+        Some(value) => {
+            let value = String::from_utf8_lossy(&value);
+            Ok(Json(json!({ "key": key, "value": value })).into_response())
+        }
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
+    }
+}
+
+async fn compat_remove(
+    State(state): State<AppState>,
+    uri: Uri,
+    query: Result<Query<CompatQuery>, QueryRejection>,
+) -> ApiResult {
+    let (key, _) = compat_query(query)?;
+    write(&state, Command::Delete { key }, &uri).await
+}
+
+async fn members(State(state): State<AppState>) -> ApiResult {
+    let view: StateView = state
+        .ask(
+            |respond| Request::State {
+                from: LogIndex(1),
+                limit: 0,
+                respond,
+            },
+            DRIVER_TIMEOUT,
+        )
+        .await?;
+    let members: Vec<Value> = state
+        .http_addrs
+        .iter()
+        .map(|(id, http)| {
+            json!({
+                "id": id.0,
+                "http_addr": http,
+                "raft_addr": state.raft_addrs.get(id),
+                "voter": true,
+                "leader": view.leader == Some(id.0),
+            })
+        })
+        .collect();
+    Ok(
+        Json(json!({ "id": state.id.0, "leader": view.leader, "members": members }))
+            .into_response(),
+    )
+}
+
+async fn healthz(State(state): State<AppState>) -> ApiResult {
+    // A round trip through the driver: a stuck driver loop is unhealthy even if HTTP answers.
+    let view: StateView = state
+        .ask(
+            |respond| Request::State {
+                from: LogIndex(1),
+                limit: 0,
+                respond,
+            },
+            DRIVER_TIMEOUT,
+        )
+        .await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "id": view.id,
+        "state": view.state,
+        "term": view.term,
+        "leader": view.leader,
+        "isolated": state.isolated.load(Ordering::Relaxed),
+    }))
+    .into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.id.0),
+    )
+        .into_response()
+}
+
+async fn isolate(State(state): State<AppState>) -> Response {
+    state.isolated.store(true, Ordering::Relaxed);
+    tracing::warn!("isolated: dropping all peer traffic");
+    Json(json!({ "isolated": true })).into_response()
+}
+
+async fn heal(State(state): State<AppState>) -> Response {
+    state.isolated.store(false, Ordering::Relaxed);
+    tracing::warn!("healed: peer traffic flows again");
+    Json(json!({ "isolated": false })).into_response()
+}

@@ -1,0 +1,324 @@
+//! Peer messages over UDP: one datagram per message.
+//!
+//! ```text
+//! [magic 0x52 'R'][version 1][flags][raft_core::wire frame][32-byte MAC if flags & KEYED]
+//! ```
+//!
+//! The MAC is keyed BLAKE3 over everything before it, with a key derived from `--cluster-key`.
+//! Loss, duplication and reordering are left to Raft's own retries, so sending never waits:
+//! a full socket buffer drops the message like the network would. Every inbound datagram that
+//! is oversize, undecodable, unauthenticated, from an address that is not a peer, or that names
+//! the wrong sender or receiver, is dropped and counted; none can panic or stop the node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use raft_core::{wire, Envelope, NodeId};
+use tokio::net::UdpSocket;
+
+use crate::metrics::{inc, DropReason, Metrics};
+
+const MAGIC: u8 = 0x52;
+const VERSION: u8 = 1;
+const FLAG_KEYED: u8 = 1;
+const HEADER_BYTES: usize = 3;
+const MAC_BYTES: usize = 32;
+/// Bytes a datagram carries besides the core's wire frame.
+pub const DATAGRAM_OVERHEAD_BYTES: usize = HEADER_BYTES + MAC_BYTES;
+/// Socket buffers large enough for a burst of full AppendEntries (the kernel may cap them).
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Context string for deriving the MAC key from the cluster key (BLAKE3 `derive_key`).
+const KEY_CONTEXT: &str = "raft-net 2026 peer datagram MAC v1";
+
+/// Framing, authentication and address checks; no I/O, so it is easy to test.
+#[derive(Debug, Clone)]
+pub struct Codec {
+    id: NodeId,
+    key: Option<[u8; 32]>,
+    datagram_bytes_max: usize,
+    peers_by_addr: HashMap<SocketAddr, NodeId>,
+}
+
+impl Codec {
+    #[must_use]
+    pub fn new(
+        id: NodeId,
+        cluster_key: Option<&str>,
+        datagram_bytes_max: usize,
+        peers: &BTreeMap<NodeId, SocketAddr>,
+    ) -> Codec {
+        Codec {
+            id,
+            key: cluster_key.map(|key| blake3::derive_key(KEY_CONTEXT, key.as_bytes())),
+            datagram_bytes_max,
+            peers_by_addr: peers.iter().map(|(&id, &addr)| (addr, id)).collect(),
+        }
+    }
+
+    /// The datagram for `envelope`, or `None` when it would exceed the limit.
+    #[must_use]
+    pub fn seal(&self, envelope: &Envelope) -> Option<Vec<u8>> {
+        let frame = wire::encode(envelope);
+        let mut datagram = Vec::with_capacity(DATAGRAM_OVERHEAD_BYTES + frame.len());
+        let flags = if self.key.is_some() { FLAG_KEYED } else { 0 };
+        datagram.extend_from_slice(&[MAGIC, VERSION, flags]);
+        datagram.extend_from_slice(&frame);
+        if let Some(key) = &self.key {
+            let mac = blake3::keyed_hash(key, &datagram);
+            datagram.extend_from_slice(mac.as_bytes());
+        }
+        (datagram.len() <= self.datagram_bytes_max).then_some(datagram)
+    }
+
+    /// The envelope in a datagram from `from`, or why it must be dropped.
+    pub fn open(&self, datagram: &[u8], from: SocketAddr) -> Result<Envelope, DropReason> {
+        let Some(&sender) = self.peers_by_addr.get(&from) else {
+            return Err(DropReason::UnknownSender);
+        };
+        if datagram.len() > self.datagram_bytes_max {
+            return Err(DropReason::Oversize);
+        }
+        let Some((&[magic, version, flags], rest)) = datagram.split_first_chunk::<HEADER_BYTES>()
+        else {
+            return Err(DropReason::Undecodable);
+        };
+        if magic != MAGIC || version != VERSION {
+            return Err(DropReason::Undecodable);
+        }
+        let frame = match (&self.key, flags) {
+            (None, 0) => rest,
+            (Some(key), FLAG_KEYED) => {
+                let Some(signed_len) = datagram
+                    .len()
+                    .checked_sub(MAC_BYTES)
+                    .filter(|&len| len >= HEADER_BYTES)
+                else {
+                    return Err(DropReason::Unauthenticated);
+                };
+                let Ok(mac) = <[u8; MAC_BYTES]>::try_from(&datagram[signed_len..]) else {
+                    return Err(DropReason::Unauthenticated);
+                };
+                // `blake3::Hash` equality is constant time.
+                if blake3::keyed_hash(key, &datagram[..signed_len]) != blake3::Hash::from_bytes(mac)
+                {
+                    return Err(DropReason::Unauthenticated);
+                }
+                &datagram[HEADER_BYTES..signed_len]
+            }
+            _ => return Err(DropReason::Unauthenticated),
+        };
+        let envelope =
+            wire::decode(frame, self.datagram_bytes_max).map_err(|_| DropReason::Undecodable)?;
+        if envelope.from != sender || envelope.to != self.id {
+            return Err(DropReason::Misaddressed);
+        }
+        Ok(envelope)
+    }
+}
+
+/// The node's UDP socket and its peers.
+#[derive(Debug)]
+pub struct Transport {
+    socket: UdpSocket,
+    codec: Codec,
+    peer_addrs: BTreeMap<NodeId, SocketAddr>,
+    /// Set by the admin API: every datagram in and out is dropped.
+    isolated: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Binds `addr` with large socket buffers.
+    pub fn bind(
+        addr: SocketAddr,
+        codec: Codec,
+        peer_addrs: BTreeMap<NodeId, SocketAddr>,
+        isolated: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Transport> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+        // Larger buffers absorb bursts of appends; the kernel caps them at its maximum, which
+        // is fine: a smaller buffer only means more loss for Raft to retry.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        Ok(Transport {
+            socket,
+            codec,
+            peer_addrs,
+            isolated,
+            metrics,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Waits for the next datagram (cancel safe). `buf` must hold one more byte than the
+    /// datagram limit so oversize datagrams can be told apart.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.recv_from(buf).await
+    }
+
+    /// The next datagram if one is already queued.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.try_recv_from(buf)
+    }
+
+    /// A buffer sized for `recv`.
+    #[must_use]
+    pub fn recv_buffer(&self) -> Vec<u8> {
+        vec![0; self.codec.datagram_bytes_max + 1]
+    }
+
+    /// Checks and decodes a received datagram; `None` (counted) when it must be dropped.
+    pub fn accept(&self, datagram: &[u8], from: SocketAddr) -> Option<Envelope> {
+        if self.isolated.load(Ordering::Relaxed) {
+            self.metrics.count_dropped(DropReason::Isolated);
+            return None;
+        }
+        match self.codec.open(datagram, from) {
+            Ok(envelope) => {
+                inc(&self.metrics.datagrams_in);
+                Some(envelope)
+            }
+            Err(reason) => {
+                tracing::debug!(%from, ?reason, len = datagram.len(), "dropped a datagram");
+                self.metrics.count_dropped(reason);
+                None
+            }
+        }
+    }
+
+    /// Sends one message without waiting; failures count as loss.
+    pub fn send(&self, envelope: &Envelope) {
+        if self.isolated.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(&addr) = self.peer_addrs.get(&envelope.to) else {
+            inc(&self.metrics.datagrams_send_failed);
+            return;
+        };
+        let Some(datagram) = self.codec.seal(envelope) else {
+            tracing::warn!(to = %envelope.to, kind = envelope.message.kind(), "message exceeds the datagram limit; not sent");
+            inc(&self.metrics.datagrams_send_failed);
+            return;
+        };
+        match self.socket.try_send_to(&datagram, addr) {
+            Ok(_) => inc(&self.metrics.datagrams_out),
+            Err(error) => {
+                tracing::debug!(%addr, %error, "datagram not sent");
+                inc(&self.metrics.datagrams_send_failed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{Message, RequestVote, Term};
+
+    fn peers() -> BTreeMap<NodeId, SocketAddr> {
+        [
+            (NodeId(1), "127.0.0.1:9001".parse().unwrap()),
+            (NodeId(2), "127.0.0.1:9002".parse().unwrap()),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn vote_request(from: u64, to: u64) -> Envelope {
+        Envelope {
+            from: NodeId(from),
+            to: NodeId(to),
+            term: Term(3),
+            message: Message::RequestVote(RequestVote {
+                last_log_index: raft_core::LogIndex(7),
+                last_log_term: Term(2),
+            }),
+        }
+    }
+
+    const FROM_1: &str = "127.0.0.1:9001";
+
+    #[test]
+    fn round_trip_with_and_without_key() {
+        for key in [None, Some("secret")] {
+            let sender = Codec::new(NodeId(1), key, 1024, &peers());
+            let receiver = Codec::new(NodeId(2), key, 1024, &peers());
+            let datagram = sender.seal(&vote_request(1, 2)).unwrap();
+            let opened = receiver.open(&datagram, FROM_1.parse().unwrap());
+            assert_eq!(opened, Ok(vote_request(1, 2)));
+        }
+    }
+
+    #[test]
+    fn wrong_or_missing_key_is_unauthenticated() {
+        let receiver = Codec::new(NodeId(2), Some("secret"), 1024, &peers());
+        let from = FROM_1.parse().unwrap();
+        for sender_key in [None, Some("guess")] {
+            let sender = Codec::new(NodeId(1), sender_key, 1024, &peers());
+            let datagram = sender.seal(&vote_request(1, 2)).unwrap();
+            assert_eq!(
+                receiver.open(&datagram, from),
+                Err(DropReason::Unauthenticated)
+            );
+        }
+        let keyed = Codec::new(NodeId(1), Some("secret"), 1024, &peers());
+        let mut tampered = keyed.seal(&vote_request(1, 2)).unwrap();
+        tampered[5] ^= 1;
+        assert_eq!(
+            receiver.open(&tampered, from),
+            Err(DropReason::Unauthenticated)
+        );
+        assert_eq!(
+            receiver.open(&[MAGIC, VERSION, FLAG_KEYED], from),
+            Err(DropReason::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn strangers_garbage_oversize_and_spoofed_senders_are_dropped() {
+        let codec = Codec::new(NodeId(2), None, 64, &peers());
+        let from = FROM_1.parse().unwrap();
+        let good = Codec::new(NodeId(1), None, 64, &peers())
+            .seal(&vote_request(1, 2))
+            .unwrap();
+        assert_eq!(
+            codec.open(&good, "127.0.0.1:4444".parse().unwrap()),
+            Err(DropReason::UnknownSender)
+        );
+        assert_eq!(codec.open(&[0; 65], from), Err(DropReason::Oversize));
+        for garbage in [
+            &[][..],
+            &[MAGIC][..],
+            &[MAGIC, 9, 0, 1][..],
+            &[MAGIC, VERSION, 0, 1, 2, 3][..],
+        ] {
+            assert_eq!(codec.open(garbage, from), Err(DropReason::Undecodable));
+        }
+        // A peer claiming to be another node, or a message for someone else.
+        let spoofed = Codec::new(NodeId(1), None, 64, &peers())
+            .seal(&vote_request(3, 2))
+            .unwrap();
+        assert_eq!(codec.open(&spoofed, from), Err(DropReason::Misaddressed));
+        let elsewhere = Codec::new(NodeId(1), None, 64, &peers())
+            .seal(&vote_request(1, 5))
+            .unwrap();
+        assert_eq!(codec.open(&elsewhere, from), Err(DropReason::Misaddressed));
+    }
+
+    #[test]
+    fn seal_refuses_messages_over_the_limit() {
+        let codec = Codec::new(NodeId(1), Some("k"), 40, &peers());
+        assert_eq!(codec.seal(&vote_request(1, 2)), None);
+    }
+}
