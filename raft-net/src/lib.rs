@@ -7,6 +7,9 @@
 //! [`node`] wires them together. [`cluster`], [`client`] and [`bench`] are the other
 //! subcommands of the `raft-net` binary.
 
+pub mod bench;
+pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;

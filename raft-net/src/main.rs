@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use raft_net::bench::BenchArgs;
+use raft_net::client::ClientArgs;
+use raft_net::cluster::ClusterArgs;
 use raft_net::config::NodeArgs;
 use tracing_subscriber::EnvFilter;
 
@@ -23,6 +26,12 @@ struct Cli {
 enum Command {
     /// Run one node.
     Node(NodeArgs),
+    /// Start N nodes on localhost as child processes; Ctrl-C stops them all.
+    Cluster(ClusterArgs),
+    /// Send one request to a cluster, following leader redirects; prints JSON.
+    Client(ClientArgs),
+    /// Measure committed writes/s and latency against a local (or --target) cluster.
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Node(args) => {
                 let config = args.into_config()?;
                 raft_net::node::run(config, shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Cluster(args) => {
+                raft_net::cluster::run(args, shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Client(args) => {
+                let value = raft_net::client::run(&args).await?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                Ok(())
+            }
+            Command::Bench(args) => {
+                let report = raft_net::bench::run(&args).await?;
+                println!("{}", report.render(&args));
                 Ok(())
             }
         }
