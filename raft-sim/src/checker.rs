@@ -155,7 +155,10 @@ impl Checker {
         record.commit_index = node.commit_index();
         record.applied_index = node.applied_index();
         record.leading = None;
-        record.max_term = record.max_term.max(node.term());
+        // A term adopted in memory but never made durable is legitimately forgotten by a
+        // crash (the core counts its own vote only once durable); the durable term is the
+        // floor across restarts, checked above.
+        record.max_term = node.term();
         let entries = node.entries(LogIndex(1), node.last_log_index());
         self.append_entries(id, entries)
     }
@@ -190,10 +193,7 @@ impl Checker {
             let previous = record.log.last().map_or(0, |&(_, hash)| hash);
             let hash = chain(previous, entry.term, payload_hash(&entry.payload));
             record.log.push((entry.term, hash));
-            let known = *self
-                .chains
-                .entry((entry.index, entry.term))
-                .or_insert(hash);
+            let known = *self.chains.entry((entry.index, entry.term)).or_insert(hash);
             if known != hash {
                 return violation(
                     "log_matching",
@@ -252,7 +252,10 @@ impl Checker {
             if keep > record.log.len() {
                 return violation(
                     "log_contiguous",
-                    format!("{id} persisted a splice from {} past its log end", splice.from),
+                    format!(
+                        "{id} persisted a splice from {} past its log end",
+                        splice.from
+                    ),
                 );
             }
             record.log.truncate(keep);
@@ -260,10 +263,12 @@ impl Checker {
         }
         let last = node.last_log_index();
         let last_term = node.entry(last).map_or(Term::ZERO, |entry| entry.term);
-        let mirrored = self
-            .nodes
-            .get(&id)
-            .map(|record| (record.log.len(), record.log.last().map_or(Term::ZERO, |e| e.0)));
+        let mirrored = self.nodes.get(&id).map(|record| {
+            (
+                record.log.len(),
+                record.log.last().map_or(Term::ZERO, |e| e.0),
+            )
+        });
         if mirrored != Some((position(last), last_term)) {
             return violation(
                 "persist_covers_log_changes",
@@ -339,7 +344,10 @@ impl Checker {
         if commit < record.commit_index {
             return violation(
                 "commit_monotonic",
-                format!("{id} commit index went from {} to {commit}", record.commit_index),
+                format!(
+                    "{id} commit index went from {} to {commit}",
+                    record.commit_index
+                ),
             );
         }
         let from = position(record.commit_index);

@@ -69,7 +69,10 @@ pub struct Invocation {
 pub enum FollowUp {
     Nothing,
     /// Wake `client` after `ms` to invoke (a new operation or a retry).
-    Wake { client: usize, ms: u64 },
+    Wake {
+        client: usize,
+        ms: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -278,7 +281,10 @@ mod tests {
         let mut c = clients();
         let first = c.invoke(0, 0).expect("idle client invokes");
         assert_eq!(first.node, NodeId(1));
-        assert!(c.invoke(0, 1).is_none(), "one outstanding request at a time");
+        assert!(
+            c.invoke(0, 1).is_none(),
+            "one outstanding request at a time"
+        );
         let hint = Reply::NotLeader {
             leader_hint: Some(NodeId(3)),
         };

@@ -11,7 +11,11 @@ use raft_sim::explore::{run_seed, ExploreConfig, Summary};
 use raft_sim::scenario;
 
 #[derive(Debug, Parser)]
-#[command(name = "raft-sim", about = "Deterministic Raft cluster simulator", version)]
+#[command(
+    name = "raft-sim",
+    about = "Deterministic Raft cluster simulator",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,9 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
     let (start, end) = text
         .split_once("..")
         .ok_or_else(|| format!("expected START..END, got {text:?}"))?;
-    let start: u64 = start.parse().map_err(|e| format!("bad start {start:?}: {e}"))?;
+    let start: u64 = start
+        .parse()
+        .map_err(|e| format!("bad start {start:?}: {e}"))?;
     let end: u64 = end.parse().map_err(|e| format!("bad end {end:?}: {e}"))?;
     if end <= start {
         return Err(format!("empty range {text}"));
@@ -106,6 +112,7 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     let mut summary = Summary::default();
     let mut failed = Vec::new();
     let mut stderr = std::io::stderr();
+    let mut drawn = usize::MAX;
     for seed in seeds {
         let report = run_seed(seed, &config, None);
         summary.add(&report);
@@ -115,8 +122,13 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
             failed.push(seed);
         }
         let done = summary.seeds;
+        // Redraw only when the bar or the failure count changes, to keep stderr small.
         let width = 30;
         let filled = usize::try_from(done * width / total).unwrap_or(0);
+        if filled == drawn && report.failure.is_none() && done != total {
+            continue;
+        }
+        drawn = filled;
         let _ = write!(
             stderr,
             "\r[{}{}] {done}/{total} seeds, {} failed",
@@ -130,7 +142,10 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     println!("seeds run:          {}", summary.seeds);
     println!("violations:         {}", summary.violations);
     println!("liveness failures:  {}", summary.liveness_failures);
-    println!("simulated time:     {:.1} s", summary.sim_ms as f64 / 1000.0);
+    println!(
+        "simulated time:     {:.1} s",
+        summary.sim_ms as f64 / 1000.0
+    );
     println!("events:             {}", summary.events);
     println!(
         "events per second:  {:.0} (wall {:.2} s)",

@@ -34,7 +34,10 @@ impl Default for NetworkConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// Arrives after `first` ms, and a duplicate after `second` ms if set.
-    Deliver { first: u64, second: Option<u64> },
+    Deliver {
+        first: u64,
+        second: Option<u64>,
+    },
     Cut,
     Lost,
 }

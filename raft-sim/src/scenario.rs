@@ -42,7 +42,11 @@ pub fn run_script(text: &str) -> Outcome {
             let _ = write!(runner.out, "VIOLATION {failure}");
             return Outcome {
                 transcript: runner.out,
-                error: Some(format!("line {}: invariant {} violated", number + 1, failure.invariant)),
+                error: Some(format!(
+                    "line {}: invariant {} violated",
+                    number + 1,
+                    failure.invariant
+                )),
             };
         }
         if let Err(error) = result {
@@ -250,24 +254,45 @@ impl Runner {
         if args.is_empty() {
             return Err("expected one or more node ids".to_owned());
         }
-        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
         let sim = self.sim()?;
+        let nodes = args
+            .iter()
+            .map(|a| parse_target(sim, a))
+            .collect::<Result<Vec<_>, _>>()?;
         for node in nodes {
             control(sim, node).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 
+    /// `restart N...`, or `restart` alone for every crashed or stopped node.
     fn cmd_restart(&mut self, args: &[&str]) -> Handled {
-        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
         let sim = self.sim()?;
+        let down = |sim: &Sim, node| {
+            sim.life(node)
+                .is_ok_and(|life| matches!(life, Life::Crashed | Life::Stopped))
+        };
+        let nodes = if args.is_empty() {
+            let all = sim.node_ids();
+            all.into_iter().filter(|&n| down(sim, n)).collect()
+        } else {
+            args.iter()
+                .map(|a| parse_node(a))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         for &node in &nodes {
-            let life = sim.life(node).map_err(|e| e.to_string())?;
-            if !matches!(life, Life::Crashed | Life::Stopped) {
+            check_nodes(sim, [node].iter())?;
+            if !down(sim, node) {
                 return Err(format!("{node} is not down, so it cannot restart"));
             }
         }
-        self.each_node(args, Sim::start)
+        for &node in &nodes {
+            sim.start(node).map_err(|e| e.to_string())?;
+        }
+        for node in nodes {
+            self.say(format!("restarted {node}"));
+        }
+        Ok(())
     }
 
     // ---- network ----
@@ -278,7 +303,12 @@ impl Runner {
         }
         let groups = args
             .iter()
-            .map(|group| group.split(',').map(parse_node).collect::<Result<Vec<_>, _>>())
+            .map(|group| {
+                group
+                    .split(',')
+                    .map(parse_node)
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let sim = self.sim()?;
         check_nodes(sim, groups.iter().flatten())?;
@@ -343,7 +373,10 @@ impl Runner {
         let (link_args, count) = match args {
             [a, b] => ([*a, *b], 1),
             [a, b, "all"] => ([*a, *b], usize::MAX),
-            [a, b, n] => ([*a, *b], usize::try_from(parse_u64(n)?).map_err(|e| e.to_string())?),
+            [a, b, n] => (
+                [*a, *b],
+                usize::try_from(parse_u64(n)?).map_err(|e| e.to_string())?,
+            ),
             _ => return Err("usage: deliver FROM TO [COUNT|all]".to_owned()),
         };
         let (from, to) = link(&link_args, "deliver FROM TO")?;
@@ -351,7 +384,9 @@ impl Runner {
         if !sim.network.is_held(from, to) {
             return Err(format!("link {from} -> {to} is not held"));
         }
-        let delivered = sim.deliver_held(from, to, count).map_err(|e| e.to_string())?;
+        let delivered = sim
+            .deliver_held(from, to, count)
+            .map_err(|e| e.to_string())?;
         let waiting = sim.network.held_count(from, to);
         self.say(format!("delivered {delivered}, {waiting} still held"));
         Ok(())
@@ -369,7 +404,8 @@ impl Runner {
         let (from, to) = link(args, "release FROM TO")?;
         let sim = self.sim()?;
         let waiting = sim.network.held_count(from, to);
-        sim.deliver_held(from, to, waiting).map_err(|e| e.to_string())?;
+        sim.deliver_held(from, to, waiting)
+            .map_err(|e| e.to_string())?;
         sim.network.release(from, to);
         Ok(())
     }
@@ -385,18 +421,13 @@ impl Runner {
         }
         let command = command.join(" ");
         let sim = self.sim()?;
-        let node = if *target == "leader" {
-            sim.current_leader().ok_or("there is no leader")?
-        } else {
-            parse_node(target)?
-        };
+        let node = parse_target(sim, target)?;
         let request = sim.propose(node, &command).map_err(|e| e.to_string())?;
-        let reply = sim
-            .clients
-            .record(request)
-            .map(|r| (r.accepted, r.outcome));
+        let reply = sim.clients.record(request).map(|r| (r.accepted, r.outcome));
         let text = match reply {
-            Some((Some((index, term)), _)) => format!("{node} accepted {command:?} at {index} in {term}"),
+            Some((Some((index, term)), _)) => {
+                format!("{node} accepted {command:?} at {index} in {term}")
+            }
             Some((None, outcome)) => format!("{node} answered {command:?}: {outcome:?}"),
             None => format!("{node} received {command:?}"),
         };
@@ -447,16 +478,26 @@ impl Runner {
         let reached = match condition {
             ["leader"] => sim.run_until(deadline, |s| s.current_leader().is_some()),
             ["leader", nodes] => {
-                let nodes = nodes.split(',').map(parse_node).collect::<Result<Vec<_>, _>>()?;
+                let nodes = nodes
+                    .split(',')
+                    .map(parse_node)
+                    .collect::<Result<Vec<_>, _>>()?;
                 sim.run_until(deadline, |s| {
-                    s.current_leader().is_some_and(|leader| nodes.contains(&leader))
+                    s.current_leader()
+                        .is_some_and(|leader| nodes.contains(&leader))
                 })
             }
             ["committed", index] => {
                 let index = LogIndex(parse_u64(index)?);
                 sim.run_until(deadline, |s| s.committed_everywhere(index))
             }
-            _ => return Err("unknown condition: use `leader [N,...]` or `committed INDEX`".to_owned()),
+            ["converged"] => sim.run_until(deadline, Sim::converged),
+            _ => {
+                return Err(
+                    "unknown condition: use `leader [N,...]`, `committed INDEX` or `converged`"
+                        .to_owned(),
+                )
+            }
         };
         let elapsed = sim.now_ms() - start;
         if sim.failure().is_some() {
@@ -477,7 +518,10 @@ impl Runner {
         if args.is_empty() {
             return Ok(sim.node_ids());
         }
-        let nodes = args.iter().map(|a| parse_node(a)).collect::<Result<Vec<_>, _>>()?;
+        let nodes = args
+            .iter()
+            .map(|a| parse_node(a))
+            .collect::<Result<Vec<_>, _>>()?;
         check_nodes(sim, nodes.iter())?;
         Ok(nodes)
     }
@@ -502,7 +546,11 @@ impl Runner {
                 (None, Life::NeverStarted) => format!("{id} down (never started)"),
                 (None, life) => {
                     let (term, entries) = sim.durable_summary(id).map_err(|e| e.to_string())?;
-                    let how = if life == Life::Stopped { "stopped" } else { "crashed" };
+                    let how = if life == Life::Stopped {
+                        "stopped"
+                    } else {
+                        "crashed"
+                    };
                     format!("{id} down ({how}; durable: {term}, {entries} entries)")
                 }
             };
@@ -573,6 +621,16 @@ fn parse_node(text: &str) -> Result<NodeId, String> {
     Ok(NodeId(id))
 }
 
+/// A node id, or `leader` for the current leader.
+fn parse_target(sim: &Sim, text: &str) -> Result<NodeId, String> {
+    if text == "leader" {
+        return sim
+            .current_leader()
+            .ok_or_else(|| "there is no leader".to_owned());
+    }
+    parse_node(text)
+}
+
 /// `250ms`, `2s` or a bare number of milliseconds.
 fn parse_duration(text: &str) -> Result<u64, String> {
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
@@ -622,7 +680,9 @@ mod tests {
         let outcome = run_script("start 1\n");
         assert!(outcome.error.is_some_and(|e| e.contains("cluster N")));
         let outcome = run_script("cluster 3\nstart 9\n");
-        assert!(outcome.error.is_some_and(|e| e.starts_with("line 2: no node n9")));
+        assert!(outcome
+            .error
+            .is_some_and(|e| e.starts_with("line 2: no node n9")));
         let outcome = run_script("cluster 3\nloss 2\n");
         assert!(outcome.error.is_some_and(|e| e.contains("not within")));
         let outcome = run_script("cluster 3\nstart 1\nrun until leader within 10ms\n");

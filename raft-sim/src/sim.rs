@@ -271,6 +271,25 @@ impl Sim {
         running.peek().is_some() && running.all(|n| n.commit_index() >= index)
     }
 
+    /// True when every node is running, all logs end at the same index, and every node has
+    /// committed and applied all of it.
+    #[must_use]
+    pub fn converged(&self) -> bool {
+        let mut nodes = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            match (&slot.node, slot.life) {
+                (Some(node), Life::Running) => nodes.push(node),
+                _ => return false,
+            }
+        }
+        let Some(last) = nodes.first().map(|n| n.last_log_index()) else {
+            return false;
+        };
+        nodes.iter().all(|n| {
+            n.last_log_index() == last && n.commit_index() == last && n.applied_index() == last
+        })
+    }
+
     /// Starts collecting notes for a transcript.
     pub fn collect_notes(&mut self) {
         self.notes = Some(Vec::new());
@@ -291,7 +310,12 @@ impl Sim {
             .ok()
             .and_then(|n| n.checked_sub(1))
             .and_then(|i| self.slots.get(i))
-            .ok_or_else(|| ControlError(format!("no node {id} in a {}-node cluster", self.slots.len())))
+            .ok_or_else(|| {
+                ControlError(format!(
+                    "no node {id} in a {}-node cluster",
+                    self.slots.len()
+                ))
+            })
     }
 
     fn index_of(&self, id: NodeId) -> Result<usize, ControlError> {
@@ -521,7 +545,11 @@ impl Sim {
         let result = self.checker.after_step(node, before, &effects, commands);
         let (role, term) = (node.role(), node.term());
         if role != before.role || (role != Role::Follower && term != before.term) {
-            self.record(TraceKind::Role { node: id, role, term });
+            self.record(TraceKind::Role {
+                node: id,
+                role,
+                term,
+            });
             if role == Role::Leader {
                 self.note(|| format!("{id} became LEADER in {term}"));
             }
@@ -650,7 +678,11 @@ impl Sim {
         let mut config = self.config.raft.clone();
         config.id = id;
         config.voters = (1..=self.config.nodes).map(NodeId).collect();
-        config.rng_seed = sub_seed(self.config.seed, "node", id.0 * 1_000_000 + slot.incarnation);
+        config.rng_seed = sub_seed(
+            self.config.seed,
+            "node",
+            id.0 * 1_000_000 + slot.incarnation,
+        );
         let restored = slot.life != Life::NeverStarted;
         let node = if restored {
             Node::restore(config, slot.disk.durable.clone())
@@ -664,8 +696,13 @@ impl Sim {
         let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
         // A random phase, so nodes with equal tick lengths do not tick in lockstep.
         let phase = self.workload_rng.between(1, tick_ms);
-        self.queue
-            .push(self.now_ms + phase, Event::Tick { node: id, generation });
+        self.queue.push(
+            self.now_ms + phase,
+            Event::Tick {
+                node: id,
+                generation,
+            },
+        );
         let verb = if restored { "restart" } else { "start" };
         self.record(TraceKind::Control(format!("{verb} {id}")));
         if let Err(violation) = result {
@@ -694,7 +731,11 @@ impl Sim {
         slot.tick_generation += 1;
         self.checker.on_durable_term(id, term);
         self.checker.on_crash(id);
-        let verb = if life == Life::Stopped { "stop" } else { "crash" };
+        let verb = if life == Life::Stopped {
+            "stop"
+        } else {
+            "crash"
+        };
         self.record(TraceKind::Control(format!("{verb} {id}")));
         Ok(())
     }
@@ -739,8 +780,13 @@ impl Sim {
         }
         let slot = &self.slots[i];
         let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
-        self.queue
-            .push(self.now_ms + tick_ms, Event::Tick { node: id, generation });
+        self.queue.push(
+            self.now_ms + tick_ms,
+            Event::Tick {
+                node: id,
+                generation,
+            },
+        );
         Ok(())
     }
 
@@ -752,7 +798,10 @@ impl Sim {
             return Err(ControlError(format!("{id} is not running")));
         }
         let bound = u64::from(self.config.raft.election_timeout_ticks_max) + 1;
-        let elections = |sim: &Sim| sim.node(id).map_or(0, |n| n.status().stats.elections_started);
+        let elections = |sim: &Sim| {
+            sim.node(id)
+                .map_or(0, |n| n.status().stats.elections_started)
+        };
         let start = elections(self);
         for _ in 0..bound {
             if elections(self) > start || self.failure.is_some() {
@@ -763,7 +812,9 @@ impl Sim {
             self.step_node(i, Input::Tick);
         }
         if elections(self) == start {
-            return Err(ControlError(format!("{id} did not start an election (is it the leader?)")));
+            return Err(ControlError(format!(
+                "{id} did not start an election (is it the leader?)"
+            )));
         }
         Ok(())
     }
@@ -781,7 +832,13 @@ impl Sim {
         } = self.clients.invoke_direct(node, command, self.now_ms);
         self.events += 1;
         self.record(TraceKind::Propose { node, request_id });
-        self.input(i, Input::Propose { request_id, command });
+        self.input(
+            i,
+            Input::Propose {
+                request_id,
+                command,
+            },
+        );
         Ok(request_id)
     }
 
@@ -789,7 +846,9 @@ impl Sim {
     pub fn start_clients(&mut self) {
         self.clients.active = true;
         for client in 0..self.clients.count() {
-            let ms = self.workload_rng.between(0, self.clients.config.think_ms_max);
+            let ms = self
+                .workload_rng
+                .between(0, self.clients.config.think_ms_max);
             self.queue
                 .push(self.now_ms + ms, Event::ClientWake { client });
         }
