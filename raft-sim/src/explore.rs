@@ -125,42 +125,41 @@ fn nodes_in(sim: &Sim, lives: &[Life]) -> Vec<NodeId> {
 }
 
 /// One fault, chosen among those that apply to the cluster as it is now. Control errors
-/// cannot happen: every choice is made from nodes in the right state.
+/// cannot happen: every choice is made from nodes in the right state. Crashes and pauses are
+/// kept to a minority most of the time, so the cluster spends most of the run able to make
+/// progress (and so exercises replication, not just elections); now and then a majority goes
+/// down too, to exercise recovery from durable state alone.
 fn random_fault(sim: &mut Sim, rng: &mut SimRng) {
     let ids = sim.node_ids();
-    let up = nodes_in(sim, &[Life::Running, Life::Paused]);
     let running = nodes_in(sim, &[Life::Running]);
     let down = nodes_in(sim, &[Life::Crashed, Life::Stopped]);
     let paused = nodes_in(sim, &[Life::Paused]);
-    match rng.below(9) {
-        0 => {
-            if let Some(&id) = rng.pick(&up) {
+    let minority = ids.len().saturating_sub(1) / 2;
+    let may_take_down = down.len() + paused.len() < minority.max(1) || rng.chance(0.1);
+    match rng.below(10) {
+        0 if may_take_down => {
+            if let Some(&id) = rng.pick(&running) {
                 let _ = sim.crash(id);
             }
         }
-        1 => {
-            if let Some(&id) = rng.pick(&up) {
+        1 if may_take_down => {
+            if let Some(&id) = rng.pick(&running) {
                 let _ = sim.stop(id);
             }
         }
-        2 | 3 => {
-            if let Some(&id) = rng.pick(&down) {
-                let _ = sim.start(id);
-            }
-        }
-        4 => {
+        2 if may_take_down => {
             if let Some(&id) = rng.pick(&running) {
                 let _ = sim.pause(id);
+            }
+        }
+        0..=4 => {
+            if let Some(&id) = rng.pick(&down) {
+                let _ = sim.start(id);
             } else if let Some(&id) = rng.pick(&paused) {
                 let _ = sim.resume(id);
             }
         }
-        5 => {
-            if let Some(&id) = rng.pick(&paused) {
-                let _ = sim.resume(id);
-            }
-        }
-        6 => {
+        5 | 6 => {
             let side: Vec<NodeId> = ids.iter().copied().filter(|_| rng.chance(0.5)).collect();
             sim.record_control(format!("partition {side:?} from the rest"));
             sim.network.partition(&[side]);

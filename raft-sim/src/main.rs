@@ -168,17 +168,20 @@ fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool) -> ExitCode {
     };
     let sink: Option<Box<dyn Write>> = trace.then(|| Box::new(std::io::stdout()) as Box<dyn Write>);
     let report = run_seed(seed, &config, sink);
-    println!(
+    // Output may go to a closed pipe (`| head`); that must not turn into a panic.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "seed {seed}: {} events, {} ms simulated, trace hash {:016x}",
         report.events, report.sim_ms, report.trace_hash
     );
     match report.failure {
         None => {
-            println!("ok");
+            let _ = writeln!(out, "ok");
             ExitCode::SUCCESS
         }
         Some(failure) => {
-            println!("{failure}");
+            let _ = writeln!(out, "{failure}");
             ExitCode::FAILURE
         }
     }

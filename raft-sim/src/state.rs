@@ -36,7 +36,7 @@ pub fn state_json(node: &Node) -> String {
     )
 }
 
-/// Role, term, leader and indexes on one line.
+/// Role, term, leader, indexes and elections started (by this incarnation) on one line.
 #[must_use]
 pub fn status_line(node: &Node) -> String {
     let status = node.status();
@@ -44,13 +44,14 @@ pub fn status_line(node: &Node) -> String {
         .leader_id
         .map_or_else(|| "-".to_owned(), |id| id.to_string());
     format!(
-        "{} {} leader={} last={} commit={} applied={}",
+        "{} {} leader={} last={} commit={} applied={} elections={}",
         status.role.as_str(),
         status.term,
         leader,
         status.last_log_index,
         status.commit_index,
-        status.applied_index
+        status.applied_index,
+        status.stats.elections_started
     )
 }
 
