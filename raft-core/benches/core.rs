@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raft_core::{
-    Action, AppendEntries, AppendEntriesResponse, Config, Entry, EntryPayload, Envelope, Input,
-    LogIndex, Message, Node, NodeId, RequestId, Role, Term,
+    Action, AppendEntries, AppendEntriesResponse, AppendResult, Config, Entry, EntryPayload,
+    Envelope, Input, LogIndex, Message, Node, NodeId, RequestId, Role, Term,
 };
 
 /// Three nodes, FIFO delivery, persistence completes right after the step that asked for it.
@@ -133,6 +133,7 @@ fn follower_with_log() -> Node {
             prev_log_term: Term(0),
             entries,
             leader_commit: LogIndex(0),
+            read_round: 0,
         }),
     }));
     let _ = follower.step(Input::PersistDone {
@@ -151,6 +152,7 @@ fn single_steps(c: &mut Criterion) {
             prev_log_term: Term(1),
             entries: Vec::new(),
             leader_commit: LogIndex(10),
+            read_round: 0,
         }),
     });
     let mut follower = follower_with_log();
@@ -167,8 +169,11 @@ fn single_steps(c: &mut Criterion) {
         from: NodeId(2),
         to: NodeId(1),
         term: cluster.nodes[0].term(),
-        message: Message::AppendEntriesResponse(AppendEntriesResponse::Success {
-            match_index: cluster.nodes[0].last_log_index(),
+        message: Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: 0,
+            result: AppendResult::Success {
+                match_index: cluster.nodes[0].last_log_index(),
+            },
         }),
     });
     c.bench_function("leader_step_append_response", |b| {
@@ -192,6 +197,7 @@ fn wire(c: &mut Criterion) {
                 })
                 .collect(),
             leader_commit: LogIndex(999),
+            read_round: 0,
         }),
     };
     let frame = raft_core::wire::encode(&envelope);

@@ -27,6 +27,15 @@ pub struct Config {
     pub inflight_appends_max: usize,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,
+    /// Ask for pre-votes before starting an election, so a node that was cut off does not
+    /// disrupt a healthy cluster when it returns (Raft thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum for an election timeout steps down, and a
+    /// follower that heard from its leader within the minimum election timeout ignores vote
+    /// requests (Raft thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Reads pending confirmation before the leader answers `Reply::Busy`.
+    pub pending_reads_max: usize,
 }
 
 impl Config {
@@ -45,6 +54,9 @@ impl Config {
             append_bytes_max: 32 * 1024,
             inflight_appends_max: 64,
             uncommitted_entries_max: 16 * 1024,
+            pre_vote: true,
+            check_quorum: true,
+            pending_reads_max: 16 * 1024,
         }
     }
 
@@ -91,6 +103,7 @@ impl Config {
             ("append_bytes_max", self.append_bytes_max),
             ("inflight_appends_max", self.inflight_appends_max),
             ("uncommitted_entries_max", self.uncommitted_entries_max),
+            ("pending_reads_max", self.pending_reads_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { field });

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::message::Envelope;
-use crate::types::{PersistId, RequestId};
+use crate::types::{NodeId, PersistId, RequestId};
 
 /// One cause. Every effect it has comes back from the same `step` call as actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,4 +19,10 @@ pub enum Input {
     },
     /// Every `Action::Persist` with an id up to and including `persist_id` is durable.
     PersistDone { persist_id: PersistId },
+    /// A client asks for a linearizable read. The leader answers `Reply::ReadReady` once it has
+    /// confirmed its leadership and applied everything committed when the read arrived
+    /// (ReadIndex, Raft thesis §6.4); the state machine may then be read.
+    Read { request_id: RequestId },
+    /// Hand leadership to `to` (Raft thesis §3.10). Only a leader acts on it.
+    TransferLeader { to: NodeId },
 }

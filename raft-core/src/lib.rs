@@ -25,7 +25,18 @@
 //! 5. [`Action::Apply`] hands over committed, locally durable entries exactly once, in index
 //!    order. A proposal accepted by a leader ([`Reply::Accepted`]) is later reported exactly
 //!    once more: [`Reply::Committed`] (right after its `Apply`) or [`Reply::Dropped`] (a new
-//!    leader overwrote it).
+//!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]
+//!    after the `Apply` that brings the state machine up to the read's index, so the driver can
+//!    read its state machine right then; or a rejection.
+//!
+//! # Beyond Figure 2
+//!
+//! On by default ([`Config`] switches): pre-vote (Raft thesis §9.6), so a node that was cut off
+//! cannot disrupt a healthy cluster when it returns; check-quorum (§6.2), so a leader that lost
+//! its quorum steps down, with leader stickiness (§4.2.3): followers that hear from a live
+//! leader ignore vote requests. Always available: leadership transfer
+//! ([`Input::TransferLeader`], §3.10) and linearizable reads by ReadIndex ([`Input::Read`],
+//! §6.4).
 //!
 //! `step` never fails: stale, forged or unknown-peer messages are ignored and counted in
 //! [`Stats::messages_ignored`]; client rejections are [`Reply`] values. Only constructors
@@ -71,8 +82,10 @@ mod node;
 mod persist;
 mod progress;
 mod quorum;
+mod read_index;
 mod role;
 mod timer;
+mod transfer;
 mod types;
 pub mod wire;
 
@@ -87,8 +100,8 @@ pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
 pub use message::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, Envelope, Message, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, Message,
+    RequestVote, RequestVoteResponse,
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest};

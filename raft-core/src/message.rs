@@ -21,14 +21,24 @@ pub struct Envelope {
 pub enum Message {
     RequestVote(RequestVote),
     RequestVoteResponse(RequestVoteResponse),
+    /// Asks whether the receiver would vote in the envelope's term (one above the sender's),
+    /// without changing anyone's term or vote (Raft thesis §9.6).
+    PreVote(RequestVote),
+    /// Grants carry the pre-vote's term; refusals carry the receiver's current term.
+    PreVoteResponse(RequestVoteResponse),
     AppendEntries(AppendEntries),
     AppendEntriesResponse(AppendEntriesResponse),
+    /// Leadership transfer: the receiver starts an election at once (Raft thesis §3.10).
+    TimeoutNow,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestVote {
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
+    /// Set when the election follows a `TimeoutNow`: voters that still hear from the current
+    /// leader vote anyway, because that leader asked for it.
+    pub leadership_transfer: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +54,20 @@ pub struct AppendEntries {
     pub prev_log_term: Term,
     pub entries: Vec<Entry>,
     pub leader_commit: LogIndex,
+    /// The leader's heartbeat round when it sent this; echoed in the response so the leader
+    /// knows which of its messages a follower has seen (ReadIndex, Raft thesis §6.4).
+    pub read_round: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppendEntriesResponse {
+pub struct AppendEntriesResponse {
+    /// The `read_round` of the request this answers.
+    pub read_round: u64,
+    pub result: AppendResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
     /// The follower's log matches the leader's up to and including `match_index`
     /// (`prev_log_index + entries.len()` of the request), and that prefix is durable.
     Success { match_index: LogIndex },
@@ -79,6 +99,9 @@ impl Message {
         match self {
             Message::RequestVote(_) => "RequestVote",
             Message::RequestVoteResponse(_) => "RequestVoteResponse",
+            Message::PreVote(_) => "PreVote",
+            Message::PreVoteResponse(_) => "PreVoteResponse",
+            Message::TimeoutNow => "TimeoutNow",
             Message::AppendEntries(_) => "AppendEntries",
             Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
         }
@@ -89,7 +112,9 @@ impl Message {
     pub fn is_response(&self) -> bool {
         matches!(
             self,
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
+            Message::RequestVoteResponse(_)
+                | Message::PreVoteResponse(_)
+                | Message::AppendEntriesResponse(_)
         )
     }
 }

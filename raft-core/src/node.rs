@@ -9,7 +9,7 @@ use crate::error::{ConfigError, RestoreError};
 use crate::input::Input;
 use crate::log::RaftLog;
 use crate::log_entry::Entry;
-use crate::message::{AppendEntriesResponse, Envelope, Message, RequestVoteResponse};
+use crate::message::{AppendEntriesResponse, AppendResult, Envelope, Message, RequestVoteResponse};
 use crate::persist::{DurableState, HardState, LogSplice, PersistRequest, PersistTracker};
 use crate::progress::Progress;
 use crate::timer::ElectionTimer;
@@ -35,8 +35,16 @@ pub struct Node {
     pub(crate) votes_granted: BTreeSet<NodeId>,
     /// Candidate: the persist that makes this node's vote for itself durable.
     pub(crate) self_vote_persist: Option<PersistId>,
+    /// Pre-candidate: `Some` while asking for pre-votes, with the peers that granted theirs.
+    pub(crate) pre_votes_granted: Option<BTreeSet<NodeId>>,
     /// Leader: one entry per other voter.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader: ticks since the last check that a quorum is still in touch.
+    pub(crate) check_quorum_elapsed_ticks: u32,
+    /// Leader: a leadership transfer under way.
+    pub(crate) transfer: Option<crate::transfer::Transfer>,
+    /// Leader: linearizable reads not yet answered.
+    pub(crate) reads: crate::read_index::ReadQueue,
     /// Proposals this node accepted whose fate is not yet reported: index -> (term, request).
     pub(crate) pending_proposals: BTreeMap<LogIndex, (Term, RequestId)>,
     pub(crate) stats: Stats,
@@ -147,7 +155,11 @@ impl Node {
             heartbeat_elapsed_ticks: 0,
             votes_granted: BTreeSet::new(),
             self_vote_persist: None,
+            pre_votes_granted: None,
             progress: BTreeMap::new(),
+            check_quorum_elapsed_ticks: 0,
+            transfer: None,
+            reads: crate::read_index::ReadQueue::default(),
             pending_proposals: BTreeMap::new(),
             stats: Stats::default(),
             out: StepOutput::default(),
@@ -167,6 +179,8 @@ impl Node {
                 command,
             } => self.on_propose(request_id, command),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
+            Input::Read { request_id } => self.on_read(request_id),
+            Input::TransferLeader { to } => self.on_transfer_leader(to),
         }
         self.finish_step()
     }
@@ -179,6 +193,12 @@ impl Node {
                     self.heartbeat_elapsed_ticks = 0;
                     self.on_heartbeat_timeout();
                 }
+                self.check_quorum_elapsed_ticks += 1;
+                if self.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks_min {
+                    self.check_quorum_elapsed_ticks = 0;
+                    self.on_check_quorum_timeout();
+                }
+                self.tick_transfer();
             }
             Role::Follower | Role::Candidate => {
                 if self.election_timer.tick() {
@@ -199,6 +219,18 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
+        if term > self.current_term && self.ignores_vote_request_in_lease(&message) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        // Pre-votes ask about a future term: they change no one's term (Raft thesis §9.6).
+        match message {
+            Message::PreVote(request) => return self.on_pre_vote(from, term, &request),
+            Message::PreVoteResponse(response) => {
+                return self.on_pre_vote_response(from, term, response)
+            }
+            _ => {}
+        }
         if term > self.current_term {
             // Figure 2, All Servers: "If RPC request or response contains term T > currentTerm:
             // set currentTerm = T, convert to follower".
@@ -208,12 +240,40 @@ impl Node {
             self.on_stale_term_message(from, &message);
             return;
         }
+        if let Some(progress) = self.progress.get_mut(&from) {
+            progress.recent_active = true;
+        }
         match message {
             Message::RequestVote(request) => self.on_request_vote(from, &request),
             Message::RequestVoteResponse(response) => self.on_request_vote_response(from, response),
             Message::AppendEntries(request) => self.on_append_entries(from, request),
             Message::AppendEntriesResponse(response) => {
                 self.on_append_entries_response(from, response);
+            }
+            Message::TimeoutNow => self.on_timeout_now(),
+            Message::PreVote(_) | Message::PreVoteResponse(_) => {}
+        }
+    }
+
+    /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
+    /// requests for a higher term are ignored, unless the leader itself asked for the election.
+    fn ignores_vote_request_in_lease(&self, message: &Message) -> bool {
+        let request = match message {
+            Message::RequestVote(request) | Message::PreVote(request) => request,
+            _ => return false,
+        };
+        self.config.check_quorum && !request.leadership_transfer && self.is_in_leader_lease()
+    }
+
+    /// True while a leader is known to be alive: this node leads, or it heard from its leader
+    /// less than the minimum election timeout ago.
+    pub(crate) fn is_in_leader_lease(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            Role::Candidate => false,
+            Role::Follower => {
+                self.leader_id.is_some()
+                    && self.election_timer.elapsed_ticks < self.config.election_timeout_ticks_min
             }
         }
     }
@@ -229,11 +289,18 @@ impl Node {
                     vote_granted: false,
                 }),
             ),
-            Message::AppendEntries(_) => self.respond(
+            Message::AppendEntries(request) => self.respond(
                 from,
-                Message::AppendEntriesResponse(AppendEntriesResponse::StaleTerm),
+                Message::AppendEntriesResponse(AppendEntriesResponse {
+                    read_round: request.read_round,
+                    result: AppendResult::StaleTerm,
+                }),
             ),
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) => {}
+            Message::RequestVoteResponse(_)
+            | Message::AppendEntriesResponse(_)
+            | Message::PreVote(_)
+            | Message::PreVoteResponse(_)
+            | Message::TimeoutNow => {}
         }
     }
 
@@ -302,6 +369,7 @@ impl Node {
         if !entries.is_empty() {
             actions.push(Action::Apply { entries });
         }
+        self.release_ready_reads();
         for (request_id, reply) in core::mem::take(&mut self.out.replies) {
             actions.push(Action::Reply { request_id, reply });
         }
@@ -338,22 +406,34 @@ impl Node {
             self.voted_for = None;
             self.out.hard_state_dirty = true;
         }
+        if self.role == Role::Leader {
+            self.on_leadership_lost(leader);
+        }
         self.role = Role::Follower;
         self.leader_id = leader;
         self.votes_granted.clear();
         self.self_vote_persist = None;
+        self.pre_votes_granted = None;
         self.progress.clear();
         self.election_timer.reset();
     }
 
     pub(crate) fn send_request(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
+        self.push_request(envelope);
+    }
+
+    pub(crate) fn push_request(&mut self, envelope: Envelope) {
         self.out.requests.push(envelope);
     }
 
     /// Responses certify durable state, so they wait for every persist issued so far.
     pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
+        self.push_response(envelope);
+    }
+
+    pub(crate) fn push_response(&mut self, envelope: Envelope) {
         self.out.responses.push(envelope);
     }
 
@@ -474,6 +554,18 @@ impl Node {
     #[must_use]
     pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         self.log.slice(from, to)
+    }
+
+    /// The peer a leadership transfer is handing over to, while one is under way.
+    #[must_use]
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.as_ref().map(|transfer| transfer.to)
+    }
+
+    /// True while this node is asking for pre-votes (it is still a follower of its term).
+    #[must_use]
+    pub fn is_pre_candidate(&self) -> bool {
+        self.pre_votes_granted.is_some()
     }
 
     /// The leader's `match_index` for `peer`; `None` on a non-leader or for an unknown peer.

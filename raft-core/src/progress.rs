@@ -26,6 +26,10 @@ pub(crate) struct Progress {
     pub(crate) advanced_since_heartbeat: bool,
     /// Appends were in flight at the last heartbeat.
     pub(crate) inflight_at_last_heartbeat: bool,
+    /// Heard from this follower since the last check-quorum round.
+    pub(crate) recent_active: bool,
+    /// The highest `read_round` this follower has answered in the current term.
+    pub(crate) acked_read_round: u64,
 }
 
 impl Progress {
@@ -37,6 +41,8 @@ impl Progress {
             inflight: VecDeque::new(),
             advanced_since_heartbeat: false,
             inflight_at_last_heartbeat: false,
+            recent_active: true,
+            acked_read_round: 0,
         }
     }
 

@@ -275,7 +275,7 @@ proptest! {
                     append(from, 1, term, (index, log_term), entries, commit)
                 }
                 3 => Input::Tick,
-                _ => append_response(from, 1, term, raft_core::AppendEntriesResponse::Success { match_index: raft_core::LogIndex(index) }),
+                _ => append_response(from, 1, term, raft_core::AppendResult::Success { match_index: raft_core::LogIndex(index) }),
             };
             let _ = step_durably(&mut n, input);
             prop_assert!(n.term().0 >= last_term);

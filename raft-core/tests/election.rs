@@ -2,7 +2,7 @@
 
 mod support;
 
-use raft_core::{Input, Message, Role, Term};
+use raft_core::{AppendResult, Input, Message, Role, Term};
 use support::*;
 
 #[test]
@@ -189,12 +189,7 @@ fn steps_down_on_higher_term_in_any_message() {
 
     let mut candidate = node(1, 3);
     let _ = tick_until_candidate(&mut candidate);
-    let _ = candidate.step(append_response(
-        2,
-        1,
-        5,
-        raft_core::AppendEntriesResponse::StaleTerm,
-    ));
+    let _ = candidate.step(append_response(2, 1, 5, raft_core::AppendResult::StaleTerm));
     assert_eq!(candidate.role(), Role::Follower);
     assert_eq!(candidate.term(), Term(5));
 }
@@ -209,7 +204,7 @@ fn answers_stale_term_request_with_current_term() {
     let actions = n.step(append(2, 1, 4, (0, 0), vec![], 0));
     assert!(matches!(
         &sends(&actions)[0].message,
-        Message::AppendEntriesResponse(raft_core::AppendEntriesResponse::StaleTerm)
+        Message::AppendEntriesResponse(r) if r.result == AppendResult::StaleTerm
     ));
     assert_eq!(n.term(), Term(5));
 }

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::log_entry::Entry;
-use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
 use crate::types::{LogIndex, NodeId, Role};
 
@@ -31,7 +31,7 @@ impl Node {
                     conflict_term: None,
                     first_index: self.log.last_index().next(),
                 };
-                self.reject_append(leader, prev, hint);
+                self.reject_append(leader, request.read_round, prev, hint);
                 return;
             }
             Some(term) if term != request.prev_log_term => {
@@ -39,7 +39,7 @@ impl Node {
                     conflict_term: Some(term),
                     first_index: self.log.first_index_of_term_at(prev),
                 };
-                self.reject_append(leader, prev, hint);
+                self.reject_append(leader, request.read_round, prev, hint);
                 return;
             }
             Some(_) => {}
@@ -57,8 +57,11 @@ impl Node {
         }
         self.respond(
             leader,
-            Message::AppendEntriesResponse(AppendEntriesResponse::Success {
-                match_index: last_new_index,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                read_round: request.read_round,
+                result: AppendResult::Success {
+                    match_index: last_new_index,
+                },
             }),
         );
     }
@@ -108,12 +111,21 @@ impl Node {
         }
     }
 
-    fn reject_append(&mut self, leader: NodeId, rejected_prev_index: LogIndex, hint: ConflictHint) {
+    fn reject_append(
+        &mut self,
+        leader: NodeId,
+        read_round: u64,
+        rejected_prev_index: LogIndex,
+        hint: ConflictHint,
+    ) {
         self.respond(
             leader,
-            Message::AppendEntriesResponse(AppendEntriesResponse::Reject {
-                rejected_prev_index,
-                hint,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                read_round,
+                result: AppendResult::Reject {
+                    rejected_prev_index,
+                    hint,
+                },
             }),
         );
     }

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
-use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
 use crate::progress::{Progress, ReplicationState};
 use crate::quorum::quorum_index;
@@ -19,6 +19,8 @@ impl Node {
         self.votes_granted.clear();
         self.self_vote_persist = None;
         self.heartbeat_elapsed_ticks = 0;
+        self.check_quorum_elapsed_ticks = 0;
+        self.transfer = None;
         let next_index = self.log.last_index().next();
         self.progress = self
             .other_voters()
@@ -35,6 +37,10 @@ impl Node {
     }
 
     pub(crate) fn propose_as_leader(&mut self, request_id: RequestId, command: Vec<u8>) {
+        if self.transfer.is_some() {
+            self.reply(request_id, Reply::Busy);
+            return;
+        }
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         if uncommitted >= self.config.uncommitted_entries_max as u64 {
             self.reply(request_id, Reply::Busy);
@@ -82,7 +88,7 @@ impl Node {
 
     /// An empty AppendEntries at the follower's known match point: it always passes the
     /// consistency check, so it never disturbs appends still in flight.
-    fn send_heartbeat(&mut self, peer: NodeId) {
+    pub(crate) fn send_heartbeat(&mut self, peer: NodeId) {
         let Some(progress) = self.progress.get(&peer) else {
             return;
         };
@@ -95,6 +101,7 @@ impl Node {
             prev_log_term,
             entries: Vec::new(),
             leader_commit: self.commit_index,
+            read_round: self.reads.round(),
         };
         self.send_request(peer, Message::AppendEntries(request));
     }
@@ -107,7 +114,7 @@ impl Node {
 
     /// Sends AppendEntries to `peer` from its `next_index` until its flow control pauses it or
     /// nothing is left to send. An empty request goes out only when `allow_empty`.
-    fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
+    pub(crate) fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
         let inflight_max = self.config.inflight_appends_max;
         loop {
             let Some(progress) = self.progress.get(&peer) else {
@@ -131,6 +138,7 @@ impl Node {
                 prev_log_term,
                 entries,
                 leader_commit: self.commit_index,
+                read_round: self.reads.round(),
             };
             self.send_request(peer, Message::AppendEntries(request));
             let Some(progress) = self.progress.get_mut(&peer) else {
@@ -168,16 +176,20 @@ impl Node {
         if self.role != Role::Leader {
             return;
         }
-        match response {
-            AppendEntriesResponse::Success { match_index } => {
+        if let Some(progress) = self.progress.get_mut(&follower) {
+            progress.acked_read_round = progress.acked_read_round.max(response.read_round);
+        }
+        self.maybe_confirm_reads();
+        match response.result {
+            AppendResult::Success { match_index } => {
                 self.on_append_success(follower, match_index);
             }
-            AppendEntriesResponse::Reject {
+            AppendResult::Reject {
                 rejected_prev_index,
                 hint,
             } => self.on_append_reject(follower, rejected_prev_index, hint),
             // Same-term StaleTerm cannot come from a correct follower.
-            AppendEntriesResponse::StaleTerm => self.stats.messages_ignored += 1,
+            AppendResult::StaleTerm => self.stats.messages_ignored += 1,
         }
     }
 
@@ -194,6 +206,24 @@ impl Node {
             self.maybe_advance_commit();
         }
         self.send_append(follower, false);
+        self.maybe_send_timeout_now(follower);
+    }
+
+    /// Check-quorum (Raft thesis §6.2): a leader that has not heard from a quorum within an
+    /// election timeout steps down, so clients stop waiting on a leader that cannot commit.
+    pub(crate) fn on_check_quorum_timeout(&mut self) {
+        if !self.config.check_quorum {
+            return;
+        }
+        let active = 1 + self
+            .progress
+            .values_mut()
+            .map(|progress| core::mem::replace(&mut progress.recent_active, false))
+            .filter(|&active| active)
+            .count();
+        if active < self.config.quorum() {
+            self.become_follower(self.current_term, None);
+        }
     }
 
     /// Figure 2, Leaders: "If AppendEntries fails because of log inconsistency: decrement
@@ -253,6 +283,7 @@ impl Node {
         let candidate = quorum_index(match_indexes, self.config.quorum());
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
+            self.on_current_term_commit();
         }
     }
 }

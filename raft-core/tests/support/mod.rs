@@ -7,12 +7,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use raft_core::{
-    Action, AppendEntries, AppendEntriesResponse, Config, DurableState, Entry, EntryPayload,
-    Envelope, Input, LogIndex, Message, Node, NodeId, PersistId, Reply, RequestId, RequestVote,
-    RequestVoteResponse, Role, Term,
+    Action, AppendEntries, AppendEntriesResponse, AppendResult, Config, DurableState, Entry,
+    EntryPayload, Envelope, Input, LogIndex, Message, Node, NodeId, PersistId, Reply, RequestId,
+    RequestVote, RequestVoteResponse, Role, Term,
 };
 
+/// Figure 2 exactly: the thesis extensions (pre-vote, check-quorum) off.
 pub fn config(id: u64, voters: u64) -> Config {
+    let mut config = production_config(id, voters);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config
+}
+
+/// The defaults, with short timeouts.
+pub fn production_config(id: u64, voters: u64) -> Config {
     let mut config = Config::new(NodeId(id), (1..=voters).map(NodeId));
     config.heartbeat_interval_ticks = 2;
     config.election_timeout_ticks_min = 10;
@@ -75,6 +84,7 @@ pub fn request_vote(from: u64, to: u64, term: u64, last_index: u64, last_term: u
         Message::RequestVote(RequestVote {
             last_log_index: LogIndex(last_index),
             last_log_term: Term(last_term),
+            leadership_transfer: false,
         }),
     ))
 }
@@ -107,16 +117,20 @@ pub fn append(
             prev_log_term: Term(prev.1),
             entries,
             leader_commit: LogIndex(commit),
+            read_round: 0,
         }),
     ))
 }
 
-pub fn append_response(from: u64, to: u64, term: u64, response: AppendEntriesResponse) -> Input {
+pub fn append_response(from: u64, to: u64, term: u64, result: AppendResult) -> Input {
     Input::Receive(envelope(
         from,
         to,
         term,
-        Message::AppendEntriesResponse(response),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: 0,
+            result,
+        }),
     ))
 }
 
@@ -177,15 +191,10 @@ pub fn tick_until_candidate(node: &mut Node) -> Vec<Action> {
     panic!("node never started an election");
 }
 
-/// Makes `node` (a fresh member of an n-voter cluster) leader of term 1 with durable vote and
-/// log; returns the actions of the step that made it leader.
+/// Makes `node` (a fresh member of an n-voter cluster) leader with a durable vote, answering
+/// its pre-votes and votes from its peers; returns the actions of the step that made it leader.
 pub fn make_leader(node: &mut Node) -> Vec<Action> {
-    let actions = tick_until_candidate(node);
-    let term = node.term().0;
     let id = node.id().0;
-    let mut out = node.step(Input::PersistDone {
-        persist_id: persist_id(&actions).expect("candidate persists its vote"),
-    });
     let peers: Vec<u64> = node
         .config()
         .voters
@@ -193,6 +202,30 @@ pub fn make_leader(node: &mut Node) -> Vec<Action> {
         .map(|n| n.0)
         .filter(|&n| n != id)
         .collect();
+    let mut actions = Vec::new();
+    for _ in 0..1000 {
+        actions = node.step(Input::Tick);
+        if node.role() != Role::Follower || node.is_pre_candidate() {
+            break;
+        }
+    }
+    for &peer in &peers {
+        if !node.is_pre_candidate() {
+            break;
+        }
+        let next_term = node.term().0 + 1;
+        actions = node.step(Input::Receive(envelope(
+            peer,
+            id,
+            next_term,
+            Message::PreVoteResponse(RequestVoteResponse { vote_granted: true }),
+        )));
+    }
+    assert_eq!(node.role(), Role::Candidate);
+    let term = node.term().0;
+    let mut out = node.step(Input::PersistDone {
+        persist_id: persist_id(&actions).expect("candidate persists its vote"),
+    });
     for peer in peers {
         if node.role() == Role::Leader {
             break;
@@ -273,7 +306,15 @@ pub fn describe_message(message: &Message) -> String {
             m.leader_commit,
             describe_entries(&m.entries)
         ),
-        Message::AppendEntriesResponse(m) => format!("AppendEntriesResponse {m:?}"),
+        Message::AppendEntriesResponse(m) => {
+            format!(
+                "AppendEntriesResponse round={} {:?}",
+                m.read_round, m.result
+            )
+        }
+        Message::PreVote(m) => format!("PreVote last={}/{}", m.last_log_index, m.last_log_term),
+        Message::PreVoteResponse(m) => format!("PreVoteResponse granted={}", m.vote_granted),
+        Message::TimeoutNow => "TimeoutNow".to_string(),
     }
 }
 
@@ -289,13 +330,33 @@ pub struct Cluster {
     queue: VecDeque<Envelope>,
     pub trace: String,
     next_request: u64,
+    make_config: fn(u64, u64) -> Config,
 }
 
 impl Cluster {
+    /// Figure 2 nodes.
     pub fn new(size: u64) -> Cluster {
+        Cluster::with_config(size, config)
+    }
+
+    /// Nodes with the default configuration: pre-vote and check-quorum on.
+    pub fn production(size: u64) -> Cluster {
+        Cluster::with_config(size, production_config)
+    }
+
+    pub fn with_config(size: u64, make_config: fn(u64, u64) -> Config) -> Cluster {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
         Cluster {
-            nodes: ids.iter().map(|&id| (id, node(id.0, size))).collect(),
+            make_config,
+            nodes: ids
+                .iter()
+                .map(|&id| {
+                    (
+                        id,
+                        Node::new(make_config(id.0, size)).expect("valid config"),
+                    )
+                })
+                .collect(),
             durable: ids
                 .iter()
                 .map(|&id| (id, DurableState::default()))
@@ -425,7 +486,7 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         self.down.remove(&id);
         let durable = self.durable[&id].clone();
-        let node = Node::restore(config(id.0, self.nodes.len() as u64), durable)
+        let node = Node::restore((self.make_config)(id.0, self.nodes.len() as u64), durable)
             .expect("durable state restores");
         self.nodes.insert(id, node);
         self.applied.insert(id, Vec::new());
