@@ -52,6 +52,9 @@ impl Cluster {
                 Action::Apply { entries } => {
                     black_box(entries);
                 }
+                Action::ApplySnapshot { snapshot } => {
+                    black_box(snapshot);
+                }
                 Action::Reply { reply, .. } => {
                     if matches!(reply, raft_core::Reply::Committed { .. }) {
                         self.committed += 1;

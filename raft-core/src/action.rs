@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
 use crate::message::Envelope;
-use crate::persist::PersistRequest;
+use crate::persist::{PersistRequest, Snapshot};
 use crate::types::{LogIndex, NodeId, RequestId, Term};
 
-/// One effect. A step returns them in the order Persist, Send..., Apply, Reply...
+/// One effect. A step returns them in the order Persist, Send..., ApplySnapshot, Apply,
+/// Reply...
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Make this durable, after every earlier `Persist`, then feed back `Input::PersistDone`.
@@ -18,12 +19,15 @@ pub enum Action {
     /// Apply these entries to the state machine: committed, locally durable, contiguous, each
     /// exactly once, in index order. No-op entries are included so applied indexes have no gaps.
     Apply { entries: Vec<Entry> },
+    /// Replace the state machine with this snapshot from the leader; entries after its last
+    /// index follow in later `Apply` actions.
+    ApplySnapshot { snapshot: Snapshot },
     /// The answer to an `Input::Propose` or `Input::Read`.
     Reply { request_id: RequestId, reply: Reply },
 }
 
-/// The fate of a proposal or read. `Accepted` is followed later by exactly one of `Committed`
-/// or `Dropped`; every other reply is final. A read gets exactly one of `ReadReady`,
+/// The fate of a proposal or read. `Accepted` is followed later by exactly one of `Committed`,
+/// `Dropped` or `Unknown`; every other reply is final. A read gets exactly one of `ReadReady`,
 /// `NotLeader` or `Busy`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -41,4 +45,7 @@ pub enum Reply {
     ReadReady { index: LogIndex },
     /// The entry was appended but will never commit: a new leader overwrote it.
     Dropped { index: LogIndex, term: Term },
+    /// This node learned the entry's fate only through a snapshot, which does not say whether
+    /// the entry at `index` was this proposal; it may or may not have been applied.
+    Unknown { index: LogIndex, term: Term },
 }

@@ -36,6 +36,10 @@ pub struct Config {
     pub check_quorum: bool,
     /// Reads pending confirmation before the leader answers `Reply::Busy`.
     pub pending_reads_max: usize,
+    /// Snapshot bytes per InstallSnapshot message.
+    pub snapshot_chunk_bytes_max: usize,
+    /// The largest snapshot a follower accepts from a leader.
+    pub snapshot_bytes_max: u64,
 }
 
 impl Config {
@@ -57,6 +61,8 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             pending_reads_max: 16 * 1024,
+            snapshot_chunk_bytes_max: 32 * 1024,
+            snapshot_bytes_max: 1 << 30,
         }
     }
 
@@ -104,6 +110,7 @@ impl Config {
             ("inflight_appends_max", self.inflight_appends_max),
             ("uncommitted_entries_max", self.uncommitted_entries_max),
             ("pending_reads_max", self.pending_reads_max),
+            ("snapshot_chunk_bytes_max", self.snapshot_chunk_bytes_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { field });

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::message::Envelope;
-use crate::types::{NodeId, PersistId, RequestId};
+use crate::types::{LogIndex, NodeId, PersistId, RequestId};
 
 /// One cause. Every effect it has comes back from the same `step` call as actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,4 +25,8 @@ pub enum Input {
     Read { request_id: RequestId },
     /// Hand leadership to `to` (Raft thesis §3.10). Only a leader acts on it.
     TransferLeader { to: NodeId },
+    /// The application's state machine snapshot as of `index` (at most the applied index): the
+    /// core persists it, drops the log up to `index`, and sends it to followers that need
+    /// entries from before it (Raft §7).
+    Compact { index: LogIndex, data: Vec<u8> },
 }

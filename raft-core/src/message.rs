@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
+use crate::persist::SnapshotMeta;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A message between two nodes, with the sender's current term.
@@ -30,6 +31,29 @@ pub enum Message {
     AppendEntriesResponse(AppendEntriesResponse),
     /// Leadership transfer: the receiver starts an election at once (Raft thesis §3.10).
     TimeoutNow,
+    /// One chunk of the leader's snapshot, for a follower whose next entry was compacted away
+    /// (Raft §7).
+    InstallSnapshot(InstallSnapshot),
+    InstallSnapshotResponse(InstallSnapshotResponse),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    pub meta: SnapshotMeta,
+    /// The size of the whole snapshot.
+    pub total_bytes: u64,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// How far the follower got: the leader sends from `received_bytes` next; once it equals the
+/// snapshot's size, the snapshot is installed and durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    pub last_included_index: LogIndex,
+    pub received_bytes: u64,
+    pub installed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +126,8 @@ impl Message {
             Message::PreVote(_) => "PreVote",
             Message::PreVoteResponse(_) => "PreVoteResponse",
             Message::TimeoutNow => "TimeoutNow",
+            Message::InstallSnapshot(_) => "InstallSnapshot",
+            Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
             Message::AppendEntries(_) => "AppendEntries",
             Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
         }
@@ -115,6 +141,7 @@ impl Message {
             Message::RequestVoteResponse(_)
                 | Message::PreVoteResponse(_)
                 | Message::AppendEntriesResponse(_)
+                | Message::InstallSnapshotResponse(_)
         )
     }
 }

@@ -9,8 +9,12 @@ use crate::error::{ConfigError, RestoreError};
 use crate::input::Input;
 use crate::log::RaftLog;
 use crate::log_entry::Entry;
-use crate::message::{AppendEntriesResponse, AppendResult, Envelope, Message, RequestVoteResponse};
-use crate::persist::{DurableState, HardState, LogSplice, PersistRequest, PersistTracker};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Envelope, Message, RequestVoteResponse,
+};
+use crate::persist::{
+    DurableState, HardState, LogSplice, PersistRequest, PersistTracker, Snapshot,
+};
 use crate::progress::Progress;
 use crate::timer::ElectionTimer;
 use crate::types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
@@ -23,6 +27,10 @@ pub struct Node {
     pub(crate) current_term: Term,
     pub(crate) voted_for: Option<NodeId>,
     pub(crate) log: RaftLog,
+    /// The latest snapshot; the log holds what follows it.
+    pub(crate) snapshot: Option<Snapshot>,
+    /// Follower: chunks of a snapshot the leader is sending.
+    pub(crate) incoming_snapshot: Option<Snapshot>,
     // Volatile state.
     pub(crate) role: Role,
     pub(crate) leader_id: Option<NodeId>,
@@ -85,6 +93,9 @@ pub struct Status {
 #[derive(Debug, Default)]
 pub(crate) struct StepOutput {
     hard_state_dirty: bool,
+    /// A snapshot this step adopted: to persist, and to apply when it came from the leader.
+    pub(crate) snapshot_to_persist: Option<Snapshot>,
+    pub(crate) snapshot_to_apply: Option<Snapshot>,
     /// The lowest log index this step changed.
     unstable_from: Option<LogIndex>,
     requests: Vec<Envelope>,
@@ -96,16 +107,37 @@ impl Node {
     /// A node with empty durable state: term 0, no vote, empty log.
     pub fn new(config: Config) -> Result<Node, ConfigError> {
         config.validate()?;
-        Ok(Node::from_parts(config, HardState::default(), Vec::new()))
+        Ok(Node::from_parts(
+            config,
+            HardState::default(),
+            RaftLog::default(),
+        ))
     }
 
     /// A node restarted from what its earlier incarnation made durable.
     pub fn restore(config: Config, durable: DurableState) -> Result<Node, RestoreError> {
         config.validate()?;
         let current_term = durable.hard_state.current_term;
-        let mut previous_term = Term::ZERO;
+        let (snapshot_index, snapshot_term) =
+            durable
+                .snapshot
+                .as_ref()
+                .map_or((LogIndex::ZERO, Term::ZERO), |snapshot| {
+                    (
+                        snapshot.meta.last_included_index,
+                        snapshot.meta.last_included_term,
+                    )
+                });
+        if snapshot_term > current_term {
+            return Err(RestoreError::EntryTermAboveCurrent {
+                index: snapshot_index,
+                term: snapshot_term,
+                current_term,
+            });
+        }
+        let mut previous_term = snapshot_term;
         for (position, entry) in durable.entries.iter().enumerate() {
-            if entry.index != LogIndex(position as u64 + 1) {
+            if entry.index != LogIndex(snapshot_index.0 + position as u64 + 1) {
                 return Err(RestoreError::NonContiguousLog {
                     position,
                     index: entry.index,
@@ -128,15 +160,16 @@ impl Node {
                 return Err(RestoreError::VoteForUnknownNode { voted_for });
             }
         }
-        Ok(Node::from_parts(
-            config,
-            durable.hard_state,
-            durable.entries,
-        ))
+        let log = RaftLog::new(snapshot_index, snapshot_term, durable.entries);
+        let mut node = Node::from_parts(config, durable.hard_state, log);
+        // The driver restores its state machine from the snapshot: everything in it is applied.
+        node.commit_index = snapshot_index;
+        node.applied_index = snapshot_index;
+        node.snapshot = durable.snapshot;
+        Ok(node)
     }
 
-    fn from_parts(config: Config, hard_state: HardState, entries: Vec<Entry>) -> Node {
-        let log = RaftLog::from_entries(entries);
+    fn from_parts(config: Config, hard_state: HardState, log: RaftLog) -> Node {
         let election_timer = ElectionTimer::new(
             config.rng_seed,
             config.election_timeout_ticks_min,
@@ -147,6 +180,8 @@ impl Node {
             voted_for: hard_state.voted_for,
             persist: PersistTracker::new(log.last_index()),
             log,
+            snapshot: None,
+            incoming_snapshot: None,
             role: Role::Follower,
             leader_id: None,
             commit_index: LogIndex::ZERO,
@@ -181,6 +216,7 @@ impl Node {
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
             Input::Read { request_id } => self.on_read(request_id),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
+            Input::Compact { index, data } => self.on_compact(index, data),
         }
         self.finish_step()
     }
@@ -251,6 +287,10 @@ impl Node {
                 self.on_append_entries_response(from, response);
             }
             Message::TimeoutNow => self.on_timeout_now(),
+            Message::InstallSnapshot(request) => self.on_install_snapshot(from, request),
+            Message::InstallSnapshotResponse(response) => {
+                self.on_install_snapshot_response(from, &response);
+            }
             Message::PreVote(_) | Message::PreVoteResponse(_) => {}
         }
     }
@@ -289,10 +329,18 @@ impl Node {
                     vote_granted: false,
                 }),
             ),
-            Message::AppendEntries(request) => self.respond(
+            Message::AppendEntries(AppendEntries { read_round, .. }) => self.respond(
                 from,
                 Message::AppendEntriesResponse(AppendEntriesResponse {
-                    read_round: request.read_round,
+                    read_round: *read_round,
+                    result: AppendResult::StaleTerm,
+                }),
+            ),
+            // A stale snapshot sender learns our term from any reply.
+            Message::InstallSnapshot(_) => self.respond(
+                from,
+                Message::AppendEntriesResponse(AppendEntriesResponse {
+                    read_round: 0,
                     result: AppendResult::StaleTerm,
                 }),
             ),
@@ -300,6 +348,7 @@ impl Node {
             | Message::AppendEntriesResponse(_)
             | Message::PreVote(_)
             | Message::PreVoteResponse(_)
+            | Message::InstallSnapshotResponse(_)
             | Message::TimeoutNow => {}
         }
     }
@@ -365,6 +414,9 @@ impl Node {
             }
         }
         actions.extend(ready.into_iter().map(Action::Send));
+        if let Some(snapshot) = self.out.snapshot_to_apply.take() {
+            actions.push(Action::ApplySnapshot { snapshot });
+        }
         let entries = self.take_entries_to_apply();
         if !entries.is_empty() {
             actions.push(Action::Apply { entries });
@@ -382,11 +434,12 @@ impl Node {
             current_term: self.current_term,
             voted_for: self.voted_for,
         });
+        let snapshot = self.out.snapshot_to_persist.take();
         let log = self.out.unstable_from.take().map(|from| LogSplice {
             from,
             entries: self.log.slice(from, self.log.last_index()).to_vec(),
         });
-        if hard_state.is_none() && log.is_none() {
+        if hard_state.is_none() && snapshot.is_none() && log.is_none() {
             return None;
         }
         self.stats.persist_requests += 1;
@@ -394,6 +447,7 @@ impl Node {
         Some(PersistRequest {
             persist_id,
             hard_state,
+            snapshot,
             log,
         })
     }
@@ -482,7 +536,7 @@ impl Node {
         }
     }
 
-    fn mark_log_unstable_from(&mut self, index: LogIndex) {
+    pub(crate) fn mark_log_unstable_from(&mut self, index: LogIndex) {
         let from = self.out.unstable_from.map_or(index, |from| from.min(index));
         self.out.unstable_from = Some(from);
     }

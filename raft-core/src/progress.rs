@@ -3,6 +3,7 @@
 
 use alloc::collections::VecDeque;
 
+use crate::persist::SnapshotMeta;
 use crate::types::LogIndex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,13 @@ pub(crate) enum ReplicationState {
     /// The logs match up to `match_index`: stream entries, up to `inflight_appends_max` messages
     /// ahead of the acknowledgements.
     Replicate,
+    /// The follower needs entries the leader compacted away: send the snapshot, one chunk in
+    /// flight, resuming from `offset` (resent each heartbeat while unanswered).
+    Snapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        paused: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -60,7 +68,9 @@ impl Progress {
 
     pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {
         match self.state {
-            ReplicationState::Probe { paused } => paused,
+            ReplicationState::Probe { paused } | ReplicationState::Snapshot { paused, .. } => {
+                paused
+            }
             ReplicationState::Replicate => self.inflight.len() >= inflight_max,
         }
     }
@@ -95,13 +105,20 @@ impl Progress {
             self.state = ReplicationState::Replicate;
             self.inflight.clear();
         }
+        if let ReplicationState::Snapshot { meta, .. } = self.state {
+            if self.match_index >= meta.last_included_index {
+                self.become_probe(self.match_index.next());
+            }
+        }
         advanced
     }
 
     /// Records an AppendEntries covering up to `last_index` was sent.
     pub(crate) fn on_sent(&mut self, last_index: LogIndex, carried_entries: bool) {
         match &mut self.state {
-            ReplicationState::Probe { paused } => *paused = true,
+            ReplicationState::Probe { paused } | ReplicationState::Snapshot { paused, .. } => {
+                *paused = true;
+            }
             ReplicationState::Replicate => {
                 if carried_entries {
                     self.next_index = last_index.next();

@@ -14,8 +14,9 @@ fn check_step_shape(actions: &[Action], last_persist: &mut u64) {
     let rank = |a: &Action| match a {
         Action::Persist(_) => 0,
         Action::Send(_) => 1,
-        Action::Apply { .. } => 2,
-        Action::Reply { .. } => 3,
+        Action::ApplySnapshot { .. } => 2,
+        Action::Apply { .. } => 3,
+        Action::Reply { .. } => 4,
     };
     let ranks: Vec<u8> = actions.iter().map(rank).collect();
     assert!(
@@ -189,6 +190,7 @@ fn restore_rejects_state_this_core_cannot_have_written() {
             current_term: Term(2),
             voted_for: None,
         },
+        snapshot: None,
         entries: vec![entry(1, 1, "a"), entry(3, 1, "b")],
     };
     assert!(matches!(
@@ -200,6 +202,7 @@ fn restore_rejects_state_this_core_cannot_have_written() {
             current_term: Term(2),
             voted_for: None,
         },
+        snapshot: None,
         entries: vec![entry(1, 2, "a"), entry(2, 1, "b")],
     };
     assert!(matches!(
@@ -211,6 +214,7 @@ fn restore_rejects_state_this_core_cannot_have_written() {
             current_term: Term(1),
             voted_for: None,
         },
+        snapshot: None,
         entries: vec![entry(1, 2, "a")],
     };
     assert!(matches!(
@@ -222,6 +226,7 @@ fn restore_rejects_state_this_core_cannot_have_written() {
             current_term: Term(1),
             voted_for: Some(NodeId(9)),
         },
+        snapshot: None,
         entries: vec![],
     };
     assert!(matches!(

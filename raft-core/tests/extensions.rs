@@ -66,6 +66,7 @@ fn pre_vote_granted_only_for_up_to_date_log_and_changes_nothing() {
                 current_term: Term(2),
                 voted_for: None,
             },
+            snapshot: None,
             entries: vec![entry(1, 2, "a")],
         },
     )

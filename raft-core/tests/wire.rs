@@ -4,8 +4,9 @@ use proptest::prelude::*;
 use raft_core::wire::{decode, encode, WIRE_VERSION};
 use raft_core::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, DecodeError, DurableState,
-    Entry, EntryPayload, Envelope, HardState, LogIndex, LogSplice, Message, NodeId, PersistId,
-    PersistRequest, Reply, RequestVote, RequestVoteResponse, Term,
+    Entry, EntryPayload, Envelope, HardState, InstallSnapshot, InstallSnapshotResponse, LogIndex,
+    LogSplice, Message, NodeId, PersistId, PersistRequest, Reply, RequestVote, RequestVoteResponse,
+    Snapshot, SnapshotMeta, Term,
 };
 
 fn entry_strategy() -> impl Strategy<Value = Entry> {
@@ -78,6 +79,30 @@ fn message_strategy() -> impl Strategy<Value = Message> {
             Message::AppendEntriesResponse(AppendEntriesResponse { read_round, result })
         }),
         Just(Message::TimeoutNow),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(index, term, offset, data)| Message::InstallSnapshot(
+                InstallSnapshot {
+                    meta: SnapshotMeta {
+                        last_included_index: LogIndex(index),
+                        last_included_term: Term(term),
+                    },
+                    total_bytes: offset + data.len() as u64,
+                    offset,
+                    data,
+                }
+            )),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(index, received, installed)| {
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                last_included_index: LogIndex(index),
+                received_bytes: received,
+                installed,
+            })
+        }),
     ]
 }
 
@@ -115,11 +140,15 @@ proptest! {
         let request = PersistRequest {
             persist_id: PersistId(term),
             hard_state: Some(hard_state),
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta { last_included_index: LogIndex(term / 2), last_included_term: Term(term / 3) },
+                data: vec![1, 2, 3],
+            }),
             log: Some(LogSplice { from: LogIndex(1), entries: entries.clone() }),
         };
         let bytes = postcard::to_allocvec(&request).unwrap();
         prop_assert_eq!(postcard::from_bytes::<PersistRequest>(&bytes).unwrap(), request);
-        let durable = DurableState { hard_state, entries };
+        let durable = DurableState { hard_state, snapshot: None, entries };
         let bytes = postcard::to_allocvec(&durable).unwrap();
         prop_assert_eq!(postcard::from_bytes::<DurableState>(&bytes).unwrap(), durable);
     }

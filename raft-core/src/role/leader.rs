@@ -77,6 +77,10 @@ impl Node {
                     false
                 }
                 ReplicationState::Replicate => true,
+                ReplicationState::Snapshot { offset, .. } => {
+                    self.send_snapshot_chunk(peer, offset);
+                    continue;
+                }
             };
             if heartbeat_only {
                 self.send_heartbeat(peer);
@@ -125,6 +129,8 @@ impl Node {
             }
             let prev_log_index = progress.next_index.prev();
             let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+                // The entries this follower needs were compacted into the snapshot.
+                self.send_snapshot_chunk(peer, 0);
                 return;
             };
             let entries = self.entries_for_message(progress.next_index);
@@ -240,6 +246,7 @@ impl Node {
         let is_current = match progress.state {
             ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
             ReplicationState::Replicate => rejected_prev_index > progress.match_index,
+            ReplicationState::Snapshot { .. } => false,
         };
         if !is_current || rejected_prev_index <= progress.match_index {
             return;

@@ -62,6 +62,7 @@ pub fn node_with_log(id: u64, voters: u64, current_term: u64, terms: &[u64]) -> 
             current_term: Term(current_term),
             voted_for: None,
         },
+        snapshot: None,
         entries,
     };
     Node::restore(config(id, voters), durable).expect("valid durable state")
@@ -247,6 +248,13 @@ pub fn describe(actions: &[Action]) -> String {
                     let vote = hs.voted_for.map_or("-".to_string(), |v| v.to_string());
                     let _ = write!(text, " term={} vote={vote}", hs.current_term);
                 }
+                if let Some(snapshot) = &request.snapshot {
+                    let _ = write!(
+                        text,
+                        " snapshot={}/{}",
+                        snapshot.meta.last_included_index, snapshot.meta.last_included_term
+                    );
+                }
                 if let Some(splice) = &request.log {
                     let _ = write!(
                         text,
@@ -268,6 +276,15 @@ pub fn describe(actions: &[Action]) -> String {
             }
             Action::Apply { entries } => {
                 let _ = write!(text, "apply {}", describe_entries(entries));
+            }
+            Action::ApplySnapshot { snapshot } => {
+                let _ = write!(
+                    text,
+                    "apply-snapshot through {}/{} ({} bytes)",
+                    snapshot.meta.last_included_index,
+                    snapshot.meta.last_included_term,
+                    snapshot.data.len()
+                );
             }
             Action::Reply { request_id, reply } => {
                 let _ = write!(text, "reply {request_id} {reply:?}");
@@ -315,6 +332,18 @@ pub fn describe_message(message: &Message) -> String {
         Message::PreVote(m) => format!("PreVote last={}/{}", m.last_log_index, m.last_log_term),
         Message::PreVoteResponse(m) => format!("PreVoteResponse granted={}", m.vote_granted),
         Message::TimeoutNow => "TimeoutNow".to_string(),
+        Message::InstallSnapshot(m) => format!(
+            "InstallSnapshot through {}/{} bytes {}..{} of {}",
+            m.meta.last_included_index,
+            m.meta.last_included_term,
+            m.offset,
+            m.offset + m.data.len() as u64,
+            m.total_bytes
+        ),
+        Message::InstallSnapshotResponse(m) => format!(
+            "InstallSnapshotResponse through {} received {} installed={}",
+            m.last_included_index, m.received_bytes, m.installed
+        ),
     }
 }
 
@@ -393,6 +422,11 @@ impl Cluster {
                         applied.push(entry);
                     }
                 }
+                Action::ApplySnapshot { snapshot } => {
+                    let restored: Vec<Entry> =
+                        postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries");
+                    self.applied.insert(id, restored);
+                }
                 Action::Reply { request_id, reply } => self.replies.push((id, request_id, reply)),
             }
         }
@@ -466,6 +500,13 @@ impl Cluster {
         request_id
     }
 
+    /// Compacts `id`'s log through everything it applied; the snapshot is its applied entries.
+    pub fn compact(&mut self, id: NodeId) {
+        let index = self.nodes[&id].applied_index();
+        let data = postcard::to_allocvec(&self.applied[&id]).expect("entries encode");
+        self.step(id, Input::Compact { index, data });
+    }
+
     pub fn isolate(&mut self, id: NodeId) {
         for &other in self.nodes.keys() {
             if other != id {
@@ -486,10 +527,16 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         self.down.remove(&id);
         let durable = self.durable[&id].clone();
-        let node = Node::restore((self.make_config)(id.0, self.nodes.len() as u64), durable)
-            .expect("durable state restores");
+        let node = Node::restore(
+            (self.make_config)(id.0, self.nodes.len() as u64),
+            durable.clone(),
+        )
+        .expect("durable state restores");
         self.nodes.insert(id, node);
-        self.applied.insert(id, Vec::new());
+        let applied = durable.snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
+            postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries")
+        });
+        self.applied.insert(id, applied);
     }
 
     pub fn commands(&self, id: NodeId) -> Vec<String> {
@@ -507,14 +554,20 @@ impl Cluster {
         let nodes: Vec<&Node> = self.nodes.values().collect();
         for a in &nodes {
             for b in &nodes {
+                // Compare what both still hold: compaction drops committed prefixes.
                 let common = a.commit_index().min(b.commit_index());
-                assert_eq!(
-                    a.entries(LogIndex(1), common),
-                    b.entries(LogIndex(1), common),
-                    "committed prefixes of {} and {} differ",
-                    a.id(),
-                    b.id()
-                );
+                for index in 1..=common.0 {
+                    let (x, y) = (a.entry(LogIndex(index)), b.entry(LogIndex(index)));
+                    if let (Some(x), Some(y)) = (x, y) {
+                        assert_eq!(
+                            x,
+                            y,
+                            "committed entries of {} and {} differ",
+                            a.id(),
+                            b.id()
+                        );
+                    }
+                }
             }
         }
         let applied: Vec<&Vec<Entry>> = self.applied.values().collect();
