@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
+use crate::membership::ChangeRejection;
 use crate::message::Envelope;
 use crate::persist::{PersistRequest, Snapshot};
 use crate::types::{LogIndex, NodeId, RequestId, Term};
@@ -40,6 +41,8 @@ pub enum Reply {
     /// Too many proposals or reads are in flight, or a leadership transfer is under way;
     /// retry later.
     Busy,
+    /// The membership change cannot be made (now).
+    ChangeRejected { reason: ChangeRejection },
     /// A linearizable read may be served: the state machine has applied through `index`, which
     /// covers every write committed before the read arrived.
     ReadReady { index: LogIndex },

@@ -10,7 +10,9 @@ use crate::types::NodeId;
 pub struct Config {
     /// This node's id; must be one of `voters`.
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The voters of a new cluster, this node included; empty for a node that an existing
+    /// cluster will add (it waits to be contacted). Once the log or a snapshot records a
+    /// membership, that membership rules instead.
     pub voters: BTreeSet<NodeId>,
     /// A leader sends AppendEntries (possibly empty) to each follower at least this often.
     pub heartbeat_interval_ticks: u32,
@@ -71,10 +73,7 @@ impl Config {
         if self.id.0 == 0 || self.voters.contains(&NodeId(0)) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if self.voters.is_empty() {
-            return Err(ConfigError::EmptyVoters);
-        }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::SelfNotAVoter { id: self.id });
         }
         for (field, value) in [
@@ -117,11 +116,5 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Votes needed to win an election or match indexes needed to commit.
-    #[must_use]
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
     }
 }

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::membership::MembershipChange;
 use crate::message::Envelope;
 use crate::types::{LogIndex, NodeId, PersistId, RequestId};
 
@@ -29,4 +30,11 @@ pub enum Input {
     /// core persists it, drops the log up to `index`, and sends it to followers that need
     /// entries from before it (Raft §7).
     Compact { index: LogIndex, data: Vec<u8> },
+    /// Change the cluster's membership by one server. The leader answers like a proposal
+    /// (`Accepted`, then `Committed` once the new membership is committed) or with
+    /// `Reply::ChangeRejected`.
+    ChangeMembership {
+        request_id: RequestId,
+        change: MembershipChange,
+    },
 }

@@ -38,6 +38,11 @@
 //! ([`Input::TransferLeader`], §3.10) and linearizable reads by ReadIndex ([`Input::Read`],
 //! §6.4).
 //!
+//! Membership changes ([`Input::ChangeMembership`], thesis §4): one server at a time, one
+//! change in flight, new servers join as learners and are promoted once caught up; the
+//! membership lives in the log and in snapshots. A node configured with no voters waits for a
+//! leader to add it.
+//!
 //! Snapshots (Raft §7): the application hands the core a snapshot of its state machine with
 //! [`Input::Compact`]; the core persists it, drops the log it covers, and streams it in chunks
 //! ([`Config::snapshot_chunk_bytes_max`]) to followers that need compacted entries, which hand
@@ -83,6 +88,7 @@ mod invariants;
 pub mod kv;
 mod log;
 mod log_entry;
+mod membership;
 mod message;
 mod node;
 mod persist;
@@ -106,6 +112,7 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
+pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,
     InstallSnapshotResponse, Message, RequestVote, RequestVoteResponse,

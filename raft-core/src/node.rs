@@ -9,6 +9,7 @@ use crate::error::{ConfigError, RestoreError};
 use crate::input::Input;
 use crate::log::RaftLog;
 use crate::log_entry::Entry;
+use crate::membership::Membership;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Envelope, Message, RequestVoteResponse,
 };
@@ -27,6 +28,10 @@ pub struct Node {
     pub(crate) current_term: Term,
     pub(crate) voted_for: Option<NodeId>,
     pub(crate) log: RaftLog,
+    /// The latest membership in the log (or snapshot, or initial config), and the index of the
+    /// entry that set it (0 when it comes from the config).
+    pub(crate) membership: Membership,
+    pub(crate) membership_index: LogIndex,
     /// The latest snapshot; the log holds what follows it.
     pub(crate) snapshot: Option<Snapshot>,
     /// Follower: chunks of a snapshot the leader is sending.
@@ -155,17 +160,13 @@ impl Node {
             }
             previous_term = entry.term;
         }
-        if let Some(voted_for) = durable.hard_state.voted_for {
-            if !config.voters.contains(&voted_for) {
-                return Err(RestoreError::VoteForUnknownNode { voted_for });
-            }
-        }
         let log = RaftLog::new(snapshot_index, snapshot_term, durable.entries);
         let mut node = Node::from_parts(config, durable.hard_state, log);
         // The driver restores its state machine from the snapshot: everything in it is applied.
         node.commit_index = snapshot_index;
         node.applied_index = snapshot_index;
         node.snapshot = durable.snapshot;
+        node.recompute_membership();
         Ok(node)
     }
 
@@ -179,6 +180,8 @@ impl Node {
             current_term: hard_state.current_term,
             voted_for: hard_state.voted_for,
             persist: PersistTracker::new(log.last_index()),
+            membership: Membership::new(config.voters.iter().copied()),
+            membership_index: LogIndex::ZERO,
             log,
             snapshot: None,
             incoming_snapshot: None,
@@ -217,6 +220,9 @@ impl Node {
             Input::Read { request_id } => self.on_read(request_id),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
             Input::Compact { index, data } => self.on_compact(index, data),
+            Input::ChangeMembership { request_id, change } => {
+                self.on_change_membership(request_id, change);
+            }
         }
         self.finish_step()
     }
@@ -251,7 +257,10 @@ impl Node {
             term,
             message,
         } = envelope;
-        if to != self.config.id || from == self.config.id || !self.config.voters.contains(&from) {
+        if to != self.config.id
+            || from == self.config.id
+            || !self.accepts_messages_from(from, &message)
+        {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -293,6 +302,19 @@ impl Node {
             }
             Message::PreVote(_) | Message::PreVoteResponse(_) => {}
         }
+    }
+
+    /// Members may send anything. A node outside this node's membership may be a leader whose
+    /// log adds this node (or a newer membership) that this node has not seen yet, so its
+    /// replication is accepted; but it cannot be a candidate this node should vote for.
+    fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
+        if self.membership.contains(from) {
+            return true;
+        }
+        matches!(
+            message,
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) | Message::TimeoutNow
+        )
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
@@ -514,6 +536,7 @@ impl Node {
 
     pub(crate) fn append_to_log(&mut self, entry: Entry) {
         let index = entry.index;
+        self.on_membership_appended(&entry);
         self.log.append(entry);
         self.mark_log_unstable_from(index);
     }
@@ -526,6 +549,9 @@ impl Node {
             self.commit_index
         );
         self.log.truncate_from(from);
+        if self.membership_index >= from {
+            self.recompute_membership();
+        }
         self.persist.on_truncate(from);
         self.mark_log_unstable_from(from);
         let dropped = self.pending_proposals.split_off(&from);
@@ -539,16 +565,6 @@ impl Node {
     pub(crate) fn mark_log_unstable_from(&mut self, index: LogIndex) {
         let from = self.out.unstable_from.map_or(index, |from| from.min(index));
         self.out.unstable_from = Some(from);
-    }
-
-    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
-        let me = self.config.id;
-        self.config
-            .voters
-            .iter()
-            .copied()
-            .filter(|&id| id != me)
-            .collect()
     }
 
     // ---- read-only view ----
@@ -596,6 +612,12 @@ impl Node {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The membership this node follows: the latest one in its log.
+    #[must_use]
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
 
     /// The entry at `index`, if the log holds it.

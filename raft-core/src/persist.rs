@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
+use crate::membership::Membership;
 use crate::types::{LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
@@ -26,11 +27,12 @@ pub struct PersistRequest {
     pub log: Option<LogSplice>,
 }
 
-/// Where a snapshot ends in the log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a snapshot ends in the log, and the membership as of that point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub last_included_index: LogIndex,
     pub last_included_term: Term,
+    pub membership: Membership,
 }
 
 /// The application's state machine as of `meta.last_included_index`, opaque to the core.
@@ -74,7 +76,7 @@ impl DurableState {
             self.hard_state = hard_state;
         }
         if let Some(snapshot) = &request.snapshot {
-            let meta = snapshot.meta;
+            let meta = &snapshot.meta;
             let first = self.first_index();
             let covered = meta
                 .last_included_index

@@ -3,7 +3,6 @@
 
 use alloc::collections::VecDeque;
 
-use crate::persist::SnapshotMeta;
 use crate::types::LogIndex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +16,7 @@ pub(crate) enum ReplicationState {
     /// The follower needs entries the leader compacted away: send the snapshot, one chunk in
     /// flight, resuming from `offset` (resent each heartbeat while unanswered).
     Snapshot {
-        meta: SnapshotMeta,
+        last_included_index: LogIndex,
         offset: u64,
         paused: bool,
     },
@@ -105,8 +104,12 @@ impl Progress {
             self.state = ReplicationState::Replicate;
             self.inflight.clear();
         }
-        if let ReplicationState::Snapshot { meta, .. } = self.state {
-            if self.match_index >= meta.last_included_index {
+        if let ReplicationState::Snapshot {
+            last_included_index,
+            ..
+        } = self.state
+        {
+            if self.match_index >= last_included_index {
                 self.become_probe(self.match_index.next());
             }
         }

@@ -76,7 +76,8 @@ impl Node {
                 round,
                 request_id,
             }));
-        for peer in self.other_voters() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             self.send_heartbeat(peer);
         }
         self.maybe_confirm_reads();
@@ -85,12 +86,12 @@ impl Node {
     /// Moves reads whose round a quorum (this leader included) has answered to `confirmed`.
     pub(crate) fn maybe_confirm_reads(&mut self) {
         while let Some(read) = self.reads.unconfirmed.front().copied() {
-            let acks = 1 + self
+            let acked = self
                 .progress
-                .values()
-                .filter(|progress| progress.acked_read_round >= read.round)
-                .count();
-            if acks < self.config.quorum() {
+                .iter()
+                .filter(|(_, progress)| progress.acked_read_round >= read.round)
+                .map(|(id, _)| id);
+            if self.count_voters(acked, true) < self.membership.quorum() {
                 break;
             }
             self.reads.unconfirmed.pop_front();

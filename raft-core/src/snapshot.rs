@@ -21,10 +21,12 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
+        let (membership, _) = self.membership_at(index);
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 last_included_index: index,
                 last_included_term: term,
+                membership,
             },
             data,
         };
@@ -41,22 +43,27 @@ impl Node {
         let total_bytes = snapshot.data.len() as u64;
         // A chunk offset only means something for the snapshot it was sent from.
         let resuming = self.progress.get(&peer).is_some_and(|progress| {
-            matches!(progress.state, ReplicationState::Snapshot { meta, .. } if meta == snapshot.meta)
+            matches!(
+                progress.state,
+                ReplicationState::Snapshot { last_included_index, .. }
+                    if last_included_index == snapshot.meta.last_included_index
+            )
         });
         let offset = if resuming { offset } else { 0 };
         let start = usize::try_from(offset.min(total_bytes)).unwrap_or(snapshot.data.len());
         let end = start
             .saturating_add(self.config.snapshot_chunk_bytes_max)
             .min(snapshot.data.len());
+        let last_included_index = snapshot.meta.last_included_index;
         let request = InstallSnapshot {
-            meta: snapshot.meta,
+            meta: snapshot.meta.clone(),
             total_bytes,
             offset: start as u64,
             data: snapshot.data[start..end].to_vec(),
         };
         if let Some(progress) = self.progress.get_mut(&peer) {
             progress.state = ReplicationState::Snapshot {
-                meta: snapshot.meta,
+                last_included_index,
                 offset: start as u64,
                 paused: true,
             };
@@ -74,11 +81,10 @@ impl Node {
             self.become_follower(self.current_term, Some(leader));
         }
         self.election_timer.reset();
-        let meta = request.meta;
-        if meta.last_included_index <= self.commit_index {
+        let index = request.meta.last_included_index;
+        if index <= self.commit_index {
             // Everything it covers is already committed here.
-            let installed = true;
-            self.respond_snapshot(leader, meta, request.total_bytes, installed);
+            self.respond_snapshot(leader, index, request.total_bytes, true);
             return;
         }
         if request.total_bytes > self.config.snapshot_bytes_max {
@@ -88,9 +94,9 @@ impl Node {
         let incoming = self
             .incoming_snapshot
             .take()
-            .filter(|incoming| incoming.meta == meta)
+            .filter(|incoming| incoming.meta == request.meta)
             .unwrap_or(Snapshot {
-                meta,
+                meta: request.meta.clone(),
                 data: Vec::new(),
             });
         let mut incoming = incoming;
@@ -104,19 +110,19 @@ impl Node {
         }
         if received < request.total_bytes {
             self.incoming_snapshot = Some(incoming);
-            self.respond_snapshot(leader, meta, received, false);
+            self.respond_snapshot(leader, index, received, false);
             return;
         }
         self.install_snapshot(incoming);
-        self.respond_snapshot(leader, meta, received, true);
+        self.respond_snapshot(leader, index, received, true);
     }
 
     /// Adopts a complete snapshot from the leader: the log keeps what follows it only if it
     /// agrees with the snapshot's last entry (Raft §7).
     fn install_snapshot(&mut self, snapshot: Snapshot) {
-        let meta = snapshot.meta;
-        let index = meta.last_included_index;
-        let keeps_suffix = self.log.term_at(index) == Some(meta.last_included_term);
+        let index = snapshot.meta.last_included_index;
+        let term = snapshot.meta.last_included_term;
+        let keeps_suffix = self.log.term_at(index) == Some(term);
         // Proposals the snapshot covers may or may not be the entries it applied; proposals
         // after it, in a log that disagrees with it, were overwritten.
         let mut pending = core::mem::take(&mut self.pending_proposals);
@@ -133,29 +139,30 @@ impl Node {
             self.reply(request_id, Reply::Unknown { index, term });
         }
         self.pending_proposals = after;
-        self.log.compact_to(index, meta.last_included_term);
+        self.log.compact_to(index, term);
         if !keeps_suffix {
             self.persist.on_truncate(index.next());
         }
+        self.snapshot = Some(snapshot.clone());
+        self.recompute_membership();
         self.commit_index = self.commit_index.max(index);
         self.applied_index = index;
         self.incoming_snapshot = None;
         self.out.snapshot_to_persist = Some(snapshot.clone());
-        self.out.snapshot_to_apply = Some(snapshot.clone());
-        self.snapshot = Some(snapshot);
+        self.out.snapshot_to_apply = Some(snapshot);
     }
 
     fn respond_snapshot(
         &mut self,
         leader: NodeId,
-        meta: SnapshotMeta,
+        last_included_index: LogIndex,
         received: u64,
         installed: bool,
     ) {
         self.respond(
             leader,
             Message::InstallSnapshotResponse(InstallSnapshotResponse {
-                last_included_index: meta.last_included_index,
+                last_included_index,
                 received_bytes: received,
                 installed,
             }),
@@ -173,14 +180,18 @@ impl Node {
         let Some(progress) = self.progress.get_mut(&follower) else {
             return;
         };
-        let ReplicationState::Snapshot { meta, .. } = progress.state else {
+        let ReplicationState::Snapshot {
+            last_included_index,
+            ..
+        } = progress.state
+        else {
             return;
         };
-        if response.last_included_index != meta.last_included_index {
+        if response.last_included_index != last_included_index {
             return;
         }
         if response.installed {
-            let index = meta.last_included_index;
+            let index = last_included_index;
             progress.match_index = progress.match_index.max(index);
             progress.advanced_since_heartbeat = true;
             progress.become_probe(progress.match_index.next());

@@ -15,7 +15,7 @@ pub(crate) struct Transfer {
 impl Node {
     pub(crate) fn on_transfer_leader(&mut self, to: NodeId) {
         let valid =
-            self.role == Role::Leader && to != self.config.id && self.config.voters.contains(&to);
+            self.role == Role::Leader && to != self.config.id && self.membership.is_voter(to);
         if !valid {
             self.stats.messages_ignored += 1;
             return;

@@ -13,6 +13,7 @@ fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
         meta: SnapshotMeta {
             last_included_index: LogIndex(index),
             last_included_term: Term(term),
+            membership: raft_core::Membership::new((1..=3).map(NodeId)),
         },
         data: data.to_vec(),
     }
@@ -165,19 +166,20 @@ fn follower_installs_snapshot_from_chunks_and_withholds_the_ack_until_durable() 
     let meta = SnapshotMeta {
         last_included_index: LogIndex(20),
         last_included_term: Term(3),
+        membership: raft_core::Membership::new((1..=3).map(NodeId)),
     };
-    let first = step_durably(&mut n, chunk(meta, data, 0, 4, 10));
+    let first = step_durably(&mut n, chunk(meta.clone(), data, 0, 4, 10));
     assert!(matches!(
         &sends(&first)[0].message,
         Message::InstallSnapshotResponse(r) if r.received_bytes == 4 && !r.installed
     ));
     // A duplicate of the first chunk changes nothing.
-    let again = step_durably(&mut n, chunk(meta, data, 0, 4, 10));
+    let again = step_durably(&mut n, chunk(meta.clone(), data, 0, 4, 10));
     assert!(matches!(
         &sends(&again)[0].message,
         Message::InstallSnapshotResponse(r) if r.received_bytes == 4
     ));
-    let last = n.step(chunk(meta, data, 4, 6, 10));
+    let last = n.step(chunk(meta.clone(), data, 4, 6, 10));
     assert!(
         sends(&last).is_empty(),
         "installed is only said once durable"
@@ -263,8 +265,9 @@ fn proposal_covered_by_an_installed_snapshot_is_reported_unknown() {
     let meta = SnapshotMeta {
         last_included_index: LogIndex(4),
         last_included_term: Term(3),
+        membership: raft_core::Membership::new((1..=3).map(NodeId)),
     };
-    let actions = step_durably(&mut n, chunk(meta, b"xyz", 0, 3, 3));
+    let actions = step_durably(&mut n, chunk(meta.clone(), b"xyz", 0, 3, 3));
     assert_eq!(
         replies(&actions),
         vec![(

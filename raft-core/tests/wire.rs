@@ -90,6 +90,7 @@ fn message_strategy() -> impl Strategy<Value = Message> {
                     meta: SnapshotMeta {
                         last_included_index: LogIndex(index),
                         last_included_term: Term(term),
+                        membership: raft_core::Membership::new([NodeId(index | 1)]),
                     },
                     total_bytes: offset + data.len() as u64,
                     offset,
@@ -141,7 +142,11 @@ proptest! {
             persist_id: PersistId(term),
             hard_state: Some(hard_state),
             snapshot: Some(Snapshot {
-                meta: SnapshotMeta { last_included_index: LogIndex(term / 2), last_included_term: Term(term / 3) },
+                meta: SnapshotMeta {
+                    last_included_index: LogIndex(term / 2),
+                    last_included_term: Term(term / 3),
+                    membership: raft_core::Membership::new([NodeId(1), NodeId(2)]),
+                },
                 data: vec![1, 2, 3],
             }),
             log: Some(LogSplice { from: LogIndex(1), entries: entries.clone() }),

@@ -11,6 +11,11 @@ impl Node {
     /// AppendEntries RPC from current leader or granting vote to candidate: convert to
     /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
+        if !self.membership.is_voter(self.config.id) {
+            // Learners and servers outside the membership never campaign.
+            self.election_timer.reset();
+            return;
+        }
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
@@ -20,7 +25,7 @@ impl Node {
 
     /// A leader asked this node to take over: campaign at once, skipping the pre-vote.
     pub(crate) fn on_timeout_now(&mut self) {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader && self.membership.is_voter(self.config.id) {
             self.become_candidate(true);
         }
     }
@@ -136,11 +141,10 @@ impl Node {
     }
 
     fn maybe_finish_pre_vote(&mut self) {
-        let granted = self
-            .pre_votes_granted
-            .as_ref()
-            .map_or(0, |granted| granted.len() + 1);
-        if granted >= self.config.quorum() {
+        let Some(granted) = &self.pre_votes_granted else {
+            return;
+        };
+        if self.count_voters(granted.iter(), true) >= self.membership.quorum() {
             self.become_candidate(false);
         }
     }
@@ -164,8 +168,8 @@ impl Node {
         let self_vote_durable = self
             .self_vote_persist
             .is_some_and(|persist_id| persist_id <= self.persist.durable());
-        let votes = self.votes_granted.len() + usize::from(self_vote_durable);
-        if votes >= self.config.quorum() {
+        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
+        if votes >= self.membership.quorum() {
             self.become_leader();
         }
     }

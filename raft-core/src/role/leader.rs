@@ -6,7 +6,7 @@ use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
-use crate::progress::{Progress, ReplicationState};
+use crate::progress::ReplicationState;
 use crate::quorum::quorum_index;
 use crate::types::{LogIndex, NodeId, RequestId, Role};
 
@@ -22,11 +22,8 @@ impl Node {
         self.check_quorum_elapsed_ticks = 0;
         self.transfer = None;
         let next_index = self.log.last_index().next();
-        self.progress = self
-            .other_voters()
-            .into_iter()
-            .map(|peer| (peer, Progress::new(next_index)))
-            .collect();
+        self.progress.clear();
+        self.sync_progress_with_membership();
         self.append_to_log(Entry {
             index: next_index,
             term: self.current_term,
@@ -41,6 +38,12 @@ impl Node {
             self.reply(request_id, Reply::Busy);
             return;
         }
+        self.propose_entry(request_id, EntryPayload::Command(command));
+    }
+
+    /// Appends `payload` as a new entry of this term and starts replicating it; its fate is
+    /// reported to `request_id`.
+    pub(crate) fn propose_entry(&mut self, request_id: RequestId, payload: EntryPayload) {
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         if uncommitted >= self.config.uncommitted_entries_max as u64 {
             self.reply(request_id, Reply::Busy);
@@ -51,7 +54,7 @@ impl Node {
         self.append_to_log(Entry {
             index,
             term,
-            payload: EntryPayload::Command(command),
+            payload,
         });
         self.pending_proposals.insert(index, (term, request_id));
         self.reply(request_id, Reply::Accepted { index, term });
@@ -61,7 +64,8 @@ impl Node {
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
-        for peer in self.other_voters() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
@@ -111,7 +115,8 @@ impl Node {
     }
 
     fn broadcast_append(&mut self) {
-        for peer in self.other_voters() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             self.send_append(peer, false);
         }
     }
@@ -221,13 +226,14 @@ impl Node {
         if !self.config.check_quorum {
             return;
         }
-        let active = 1 + self
+        let active: Vec<NodeId> = self
             .progress
-            .values_mut()
-            .map(|progress| core::mem::replace(&mut progress.recent_active, false))
-            .filter(|&active| active)
-            .count();
-        if active < self.config.quorum() {
+            .iter_mut()
+            .filter_map(|(&id, progress)| {
+                core::mem::replace(&mut progress.recent_active, false).then_some(id)
+            })
+            .collect();
+        if self.count_voters(active.iter(), true) < self.membership.quorum() {
             self.become_follower(self.current_term, None);
         }
     }
@@ -273,8 +279,11 @@ impl Node {
     /// counting replicas (Figure 8); they commit with the first entry of this term.
     pub(crate) fn maybe_advance_commit(&mut self) {
         let me = self.config.id;
+        if self.membership.voters.is_empty() {
+            return;
+        }
         let match_indexes: Vec<LogIndex> = self
-            .config
+            .membership
             .voters
             .iter()
             .map(|&voter| {
@@ -287,10 +296,11 @@ impl Node {
                 }
             })
             .collect();
-        let candidate = quorum_index(match_indexes, self.config.quorum());
+        let candidate = quorum_index(match_indexes, self.membership.quorum());
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
             self.on_current_term_commit();
+            self.maybe_step_down_after_removal();
         }
     }
 }

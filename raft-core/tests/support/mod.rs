@@ -303,6 +303,21 @@ pub fn describe_entries(entries: &[Entry]) -> String {
             EntryPayload::Command(c) => {
                 format!("{}:{}:{}", e.index.0, e.term.0, String::from_utf8_lossy(c))
             }
+            EntryPayload::Membership(m) => {
+                let ids = |set: &std::collections::BTreeSet<NodeId>| {
+                    set.iter()
+                        .map(|id| id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                format!(
+                    "{}:{}:voters={};learners={}",
+                    e.index.0,
+                    e.term.0,
+                    ids(&m.voters),
+                    ids(&m.learners)
+                )
+            }
         })
         .collect();
     format!("[{}]", cells.join(" "))
@@ -500,6 +515,35 @@ impl Cluster {
         request_id
     }
 
+    /// Starts a new node with no voters configured: it waits for a leader to add it.
+    pub fn add_node(&mut self, id: NodeId) {
+        let mut config = (self.make_config)(id.0, 1);
+        config.id = id;
+        config.voters.clear();
+        self.nodes
+            .insert(id, Node::new(config).expect("valid config"));
+        self.durable.insert(id, DurableState::default());
+        self.applied.insert(id, Vec::new());
+    }
+
+    /// Asks `via` to change the membership; returns the request id.
+    pub fn change(&mut self, via: NodeId, change: raft_core::MembershipChange) -> RequestId {
+        let request_id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.step(via, Input::ChangeMembership { request_id, change });
+        self.deliver_all();
+        request_id
+    }
+
+    /// The last reply to `request_id`.
+    pub fn reply_to(&self, request_id: RequestId) -> Option<&Reply> {
+        self.replies
+            .iter()
+            .rev()
+            .find(|(_, r, _)| *r == request_id)
+            .map(|(_, _, reply)| reply)
+    }
+
     /// Compacts `id`'s log through everything it applied; the snapshot is its applied entries.
     pub fn compact(&mut self, id: NodeId) {
         let index = self.nodes[&id].applied_index();
@@ -527,11 +571,8 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         self.down.remove(&id);
         let durable = self.durable[&id].clone();
-        let node = Node::restore(
-            (self.make_config)(id.0, self.nodes.len() as u64),
-            durable.clone(),
-        )
-        .expect("durable state restores");
+        let config = self.nodes[&id].config().clone();
+        let node = Node::restore(config, durable.clone()).expect("durable state restores");
         self.nodes.insert(id, node);
         let applied = durable.snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
             postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries")
@@ -544,7 +585,7 @@ impl Cluster {
             .iter()
             .filter_map(|e| match &e.payload {
                 EntryPayload::Command(c) => Some(String::from_utf8_lossy(c).into_owned()),
-                EntryPayload::Noop => None,
+                EntryPayload::Noop | EntryPayload::Membership(_) => None,
             })
             .collect()
     }
