@@ -477,6 +477,7 @@ impl Node {
     // ---- helpers shared by the roles ----
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was_leader = self.role == Role::Leader;
         if term > self.current_term {
             self.current_term = term;
             self.voted_for = None;
@@ -491,7 +492,13 @@ impl Node {
         self.self_vote_persist = None;
         self.pre_votes_granted = None;
         self.progress.clear();
-        self.election_timer.reset();
+        // Figure 2 restarts the election timer only on hearing from a current leader or on
+        // granting a vote (the caller does that); a mere higher term must not, or candidates
+        // with stale logs could keep every up-to-date server from ever campaigning. A leader's
+        // timer was not running, so it starts afresh.
+        if leader.is_some() || was_leader {
+            self.election_timer.reset();
+        }
     }
 
     pub(crate) fn send_request(&mut self, to: NodeId, message: Message) {

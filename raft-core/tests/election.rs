@@ -266,3 +266,24 @@ fn same_seed_same_election_timeouts() {
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
 }
+
+#[test]
+fn refused_higher_term_vote_does_not_restart_the_election_timer() {
+    // A candidate with a stale log keeps asking with ever higher terms; the up-to-date node
+    // refuses each time and must still reach its own election timeout (at most 20 ticks).
+    let mut n = node_with_log(1, 3, 1, &[1]);
+    for tick in 0..20 {
+        let term = n.term().0 + 1;
+        let actions = step_durably(&mut n, request_vote(2, 1, term, 0, 0));
+        assert!(matches!(
+            &sends(&actions)[0].message,
+            Message::RequestVoteResponse(r) if !r.vote_granted
+        ));
+        let _ = n.step(Input::Tick);
+        if n.role() == Role::Candidate {
+            assert!(tick < 20);
+            return;
+        }
+    }
+    panic!("refused vote requests kept the node from ever campaigning");
+}
