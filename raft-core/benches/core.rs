@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raft_core::{
-    Action, AppendEntries, AppendEntriesResponse, Config, Entry, EntryPayload, Envelope, Input,
-    LogIndex, Message, Node, NodeId, RequestId, Role, Term,
+    Action, AppendEntries, AppendEntriesResponse, AppendResult, Config, Entry, EntryPayload,
+    Envelope, Input, LogIndex, Message, Node, NodeId, RequestId, Role, Term,
 };
 
 /// Three nodes, FIFO delivery, persistence completes right after the step that asked for it.
@@ -51,6 +51,9 @@ impl Cluster {
                 Action::Send(envelope) => self.queue.push_back(envelope),
                 Action::Apply { entries } => {
                     black_box(entries);
+                }
+                Action::ApplySnapshot { snapshot } => {
+                    black_box(snapshot);
                 }
                 Action::Reply { reply, .. } => {
                     if matches!(reply, raft_core::Reply::Committed { .. }) {
@@ -133,6 +136,7 @@ fn follower_with_log() -> Node {
             prev_log_term: Term(0),
             entries,
             leader_commit: LogIndex(0),
+            read_round: 0,
         }),
     }));
     let _ = follower.step(Input::PersistDone {
@@ -151,6 +155,7 @@ fn single_steps(c: &mut Criterion) {
             prev_log_term: Term(1),
             entries: Vec::new(),
             leader_commit: LogIndex(10),
+            read_round: 0,
         }),
     });
     let mut follower = follower_with_log();
@@ -167,8 +172,11 @@ fn single_steps(c: &mut Criterion) {
         from: NodeId(2),
         to: NodeId(1),
         term: cluster.nodes[0].term(),
-        message: Message::AppendEntriesResponse(AppendEntriesResponse::Success {
-            match_index: cluster.nodes[0].last_log_index(),
+        message: Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: 0,
+            result: AppendResult::Success {
+                match_index: cluster.nodes[0].last_log_index(),
+            },
         }),
     });
     c.bench_function("leader_step_append_response", |b| {
@@ -192,6 +200,7 @@ fn wire(c: &mut Criterion) {
                 })
                 .collect(),
             leader_commit: LogIndex(999),
+            read_round: 0,
         }),
     };
     let frame = raft_core::wire::encode(&envelope);

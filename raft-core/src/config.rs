@@ -10,7 +10,9 @@ use crate::types::NodeId;
 pub struct Config {
     /// This node's id; must be one of `voters`.
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The voters of a new cluster, this node included; empty for a node that an existing
+    /// cluster will add (it waits to be contacted). Once the log or a snapshot records a
+    /// membership, that membership rules instead.
     pub voters: BTreeSet<NodeId>,
     /// A leader sends AppendEntries (possibly empty) to each follower at least this often.
     pub heartbeat_interval_ticks: u32,
@@ -27,6 +29,19 @@ pub struct Config {
     pub inflight_appends_max: usize,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,
+    /// Ask for pre-votes before starting an election, so a node that was cut off does not
+    /// disrupt a healthy cluster when it returns (Raft thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum for an election timeout steps down, and a
+    /// follower that heard from its leader within the minimum election timeout ignores vote
+    /// requests (Raft thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Reads pending confirmation before the leader answers `Reply::Busy`.
+    pub pending_reads_max: usize,
+    /// Snapshot bytes per InstallSnapshot message.
+    pub snapshot_chunk_bytes_max: usize,
+    /// The largest snapshot a follower accepts from a leader.
+    pub snapshot_bytes_max: u64,
 }
 
 impl Config {
@@ -45,6 +60,11 @@ impl Config {
             append_bytes_max: 32 * 1024,
             inflight_appends_max: 64,
             uncommitted_entries_max: 16 * 1024,
+            pre_vote: true,
+            check_quorum: true,
+            pending_reads_max: 16 * 1024,
+            snapshot_chunk_bytes_max: 32 * 1024,
+            snapshot_bytes_max: 1 << 30,
         }
     }
 
@@ -53,10 +73,7 @@ impl Config {
         if self.id.0 == 0 || self.voters.contains(&NodeId(0)) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if self.voters.is_empty() {
-            return Err(ConfigError::EmptyVoters);
-        }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::SelfNotAVoter { id: self.id });
         }
         for (field, value) in [
@@ -91,17 +108,13 @@ impl Config {
             ("append_bytes_max", self.append_bytes_max),
             ("inflight_appends_max", self.inflight_appends_max),
             ("uncommitted_entries_max", self.uncommitted_entries_max),
+            ("pending_reads_max", self.pending_reads_max),
+            ("snapshot_chunk_bytes_max", self.snapshot_chunk_bytes_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { field });
             }
         }
         Ok(())
-    }
-
-    /// Votes needed to win an election or match indexes needed to commit.
-    #[must_use]
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
     }
 }

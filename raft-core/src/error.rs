@@ -8,7 +8,6 @@ use crate::types::{LogIndex, NodeId, Term};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     ZeroNodeId,
-    EmptyVoters,
     SelfNotAVoter { id: NodeId },
     ZeroTicks { field: &'static str },
     ElectionRangeEmpty { min: u32, max: u32 },
@@ -20,7 +19,6 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroNodeId => f.write_str("node id 0 is reserved"),
-            ConfigError::EmptyVoters => f.write_str("the voter set is empty"),
             ConfigError::SelfNotAVoter { id } => write!(f, "node {id} is not in the voter set"),
             ConfigError::ZeroTicks { field } => write!(f, "{field} must be at least 1 tick"),
             ConfigError::ElectionRangeEmpty { min, max } => write!(
@@ -58,10 +56,6 @@ pub enum RestoreError {
         term: Term,
         current_term: Term,
     },
-    /// The recorded vote is for a node outside the voter set.
-    VoteForUnknownNode {
-        voted_for: NodeId,
-    },
 }
 
 impl From<ConfigError> for RestoreError {
@@ -90,9 +84,6 @@ impl fmt::Display for RestoreError {
                 f,
                 "log entry {index} has term {term}, above the current term {current_term}"
             ),
-            RestoreError::VoteForUnknownNode { voted_for } => {
-                write!(f, "voted_for {voted_for} is not a voter")
-            }
         }
     }
 }

@@ -2,8 +2,9 @@
 
 use alloc::vec::Vec;
 
+use crate::membership::MembershipChange;
 use crate::message::Envelope;
-use crate::types::{PersistId, RequestId};
+use crate::types::{LogIndex, NodeId, PersistId, RequestId};
 
 /// One cause. Every effect it has comes back from the same `step` call as actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,4 +20,21 @@ pub enum Input {
     },
     /// Every `Action::Persist` with an id up to and including `persist_id` is durable.
     PersistDone { persist_id: PersistId },
+    /// A client asks for a linearizable read. The leader answers `Reply::ReadReady` once it has
+    /// confirmed its leadership and applied everything committed when the read arrived
+    /// (ReadIndex, Raft thesis §6.4); the state machine may then be read.
+    Read { request_id: RequestId },
+    /// Hand leadership to `to` (Raft thesis §3.10). Only a leader acts on it.
+    TransferLeader { to: NodeId },
+    /// The application's state machine snapshot as of `index` (at most the applied index): the
+    /// core persists it, drops the log up to `index`, and sends it to followers that need
+    /// entries from before it (Raft §7).
+    Compact { index: LogIndex, data: Vec<u8> },
+    /// Change the cluster's membership by one server. The leader answers like a proposal
+    /// (`Accepted`, then `Committed` once the new membership is committed) or with
+    /// `Reply::ChangeRejected`.
+    ChangeMembership {
+        request_id: RequestId,
+        change: MembershipChange,
+    },
 }

@@ -21,6 +21,12 @@ pub(crate) fn check_node(node: &Node) {
         "durable_within_log"
     );
     assert!(
+        node.applied_index >= node.log.snapshot_index(),
+        "snapshot_is_applied: applied {} < snapshot {}",
+        node.applied_index,
+        node.log.snapshot_index()
+    );
+    assert!(
         node.log.last_term() <= node.current_term,
         "log_term_within_current_term"
     );

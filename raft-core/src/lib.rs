@@ -20,12 +20,34 @@
 //!    parallel with the local write (Raft thesis §10.2.1). So [`Action::Send`] needs no
 //!    ordering against `Persist`.
 //! 4. Each step emits at most one `Persist` (everything that step made unstable), with
-//!    increasing `persist_id`s. Actions come out in the order Persist, Send..., Apply, Reply...,
-//!    so a driver that executes them in order, synchronously, is also correct.
+//!    increasing `persist_id`s. Actions come out in the order Persist, Send..., ApplySnapshot,
+//!    Apply, Reply..., so a driver that executes them in order, synchronously, is also correct.
 //! 5. [`Action::Apply`] hands over committed, locally durable entries exactly once, in index
 //!    order. A proposal accepted by a leader ([`Reply::Accepted`]) is later reported exactly
 //!    once more: [`Reply::Committed`] (right after its `Apply`) or [`Reply::Dropped`] (a new
-//!    leader overwrote it).
+//!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]
+//!    after the `Apply` that brings the state machine up to the read's index, so the driver can
+//!    read its state machine right then; or a rejection.
+//!
+//! # Beyond Figure 2
+//!
+//! On by default ([`Config`] switches): pre-vote (Raft thesis §9.6), so a node that was cut off
+//! cannot disrupt a healthy cluster when it returns; check-quorum (§6.2), so a leader that lost
+//! its quorum steps down, with leader stickiness (§4.2.3): followers that hear from a live
+//! leader ignore vote requests. Always available: leadership transfer
+//! ([`Input::TransferLeader`], §3.10) and linearizable reads by ReadIndex ([`Input::Read`],
+//! §6.4).
+//!
+//! Membership changes ([`Input::ChangeMembership`], thesis §4): one server at a time, one
+//! change in flight, new servers join as learners and are promoted once caught up; the
+//! membership lives in the log and in snapshots. A node configured with no voters waits for a
+//! leader to add it.
+//!
+//! Snapshots (Raft §7): the application hands the core a snapshot of its state machine with
+//! [`Input::Compact`]; the core persists it, drops the log it covers, and streams it in chunks
+//! ([`Config::snapshot_chunk_bytes_max`]) to followers that need compacted entries, which hand
+//! it to their application as [`Action::ApplySnapshot`]. A restarted node is restored from its
+//! latest snapshot plus the log after it ([`DurableState`]).
 //!
 //! `step` never fails: stale, forged or unknown-peer messages are ignored and counted in
 //! [`Stats::messages_ignored`]; client rejections are [`Reply`] values. Only constructors
@@ -66,13 +88,17 @@ mod invariants;
 pub mod kv;
 mod log;
 mod log_entry;
+mod membership;
 mod message;
 mod node;
 mod persist;
 mod progress;
 mod quorum;
+mod read_index;
 mod role;
+mod snapshot;
 mod timer;
+mod transfer;
 mod types;
 pub mod wire;
 
@@ -86,10 +112,11 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
+pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, Envelope, Message, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,
+    InstallSnapshotResponse, Message, RequestVote, RequestVoteResponse,
 };
 pub use node::{Node, Stats, Status};
-pub use persist::{DurableState, HardState, LogSplice, PersistRequest};
+pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
 pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};

@@ -1,4 +1,5 @@
-//! The in-memory log: every entry since the start of the log, indexed from 1.
+//! The in-memory log: the entries after the last snapshot, and the index and term the snapshot
+//! ends with (index 0, term 0 when there is none).
 
 use alloc::vec::Vec;
 
@@ -7,52 +8,81 @@ use crate::types::{LogIndex, Term};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RaftLog {
+    snapshot_index: LogIndex,
+    snapshot_term: Term,
     entries: Vec<Entry>,
 }
 
 impl RaftLog {
-    /// `entries` must already be validated as contiguous from index 1 with non-decreasing terms.
-    pub(crate) fn from_entries(entries: Vec<Entry>) -> RaftLog {
-        RaftLog { entries }
+    /// `entries` must already be validated as contiguous from `snapshot_index + 1` with
+    /// non-decreasing terms, none below `snapshot_term`.
+    pub(crate) fn new(
+        snapshot_index: LogIndex,
+        snapshot_term: Term,
+        entries: Vec<Entry>,
+    ) -> RaftLog {
+        RaftLog {
+            snapshot_index,
+            snapshot_term,
+            entries,
+        }
+    }
+
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.snapshot_index
+    }
+
+    pub(crate) fn first_index(&self) -> LogIndex {
+        self.snapshot_index.next()
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+        LogIndex(self.snapshot_index.0 + self.entries.len() as u64)
     }
 
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.last().map_or(Term::ZERO, |entry| entry.term)
+        self.entries
+            .last()
+            .map_or(self.snapshot_term, |entry| entry.term)
     }
 
-    /// The term of the entry at `index`; `Term::ZERO` for index 0; `None` past the end.
+    /// The term of the entry at `index`: the snapshot's term at its last index, `None` for
+    /// indexes compacted away or past the end.
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == LogIndex::ZERO {
-            return Some(Term::ZERO);
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
         }
         self.entry(index).map(|entry| entry.term)
     }
 
-    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let position = usize::try_from(index.0).ok()?.checked_sub(1)?;
-        self.entries.get(position)
+    fn position(&self, index: LogIndex) -> Option<usize> {
+        let offset = index.0.checked_sub(self.first_index().0)?;
+        usize::try_from(offset).ok()
     }
 
-    /// Entries with indexes in `from..=to` (clamped to the log).
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.entries.get(self.position(index)?)
+    }
+
+    /// Entries with indexes in `from..=to` that the log holds (clamped to it).
     pub(crate) fn slice(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
-        let last = self.entries.len();
-        let start = usize::try_from(from.0.max(1) - 1).map_or(last, |s| s.min(last));
-        let end = usize::try_from(to.0).map_or(last, |e| e.min(last));
-        if start >= end {
+        let from = from.max(self.first_index());
+        let to = to.min(self.last_index());
+        if from > to {
             return &[];
         }
-        &self.entries[start..end]
+        match (self.position(from), self.position(to)) {
+            (Some(start), Some(end)) => &self.entries[start..=end],
+            _ => &[],
+        }
     }
 
-    /// The first index holding `term`, searching back from `index` (which holds `term`).
+    /// The first index holding the same term as `index` (which the log holds), searching back
+    /// no further than the snapshot.
     pub(crate) fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let term = self.term_at(index);
         let mut first = index;
-        while first.0 > 1 && self.term_at(first.prev()) == term {
+        while first > self.snapshot_index && self.term_at(first.prev()) == term {
             first = first.prev();
         }
         first
@@ -87,9 +117,24 @@ impl RaftLog {
         self.entries.push(entry);
     }
 
-    /// Removes every entry with index `>= from`.
+    /// Removes every entry with index `>= from` (which must lie after the snapshot).
     pub(crate) fn truncate_from(&mut self, from: LogIndex) {
-        let keep = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
-        self.entries.truncate(keep);
+        assert!(from > self.snapshot_index, "snapshot_never_truncated");
+        if let Some(keep) = self.position(from) {
+            self.entries.truncate(keep);
+        }
+    }
+
+    /// Drops every entry up to and including `index`, which becomes the snapshot's last index.
+    /// Entries after it are kept only when the log holds `index` with `term` (Raft §7).
+    pub(crate) fn compact_to(&mut self, index: LogIndex, term: Term) {
+        if self.term_at(index) == Some(term) {
+            let drop = self.position(index).map_or(0, |position| position + 1);
+            self.entries.drain(..drop);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
     }
 }

@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::types::{LogIndex, Term};
 
 /// One entry of the replicated log.
@@ -20,6 +21,8 @@ pub enum EntryPayload {
     Noop,
     /// An application command, opaque to the core.
     Command(Vec<u8>),
+    /// The cluster's membership from this entry on (it takes effect once appended).
+    Membership(Membership),
 }
 
 impl Entry {
@@ -31,6 +34,9 @@ impl Entry {
         match &self.payload {
             EntryPayload::Noop => HEADER_BYTES,
             EntryPayload::Command(bytes) => HEADER_BYTES + bytes.len(),
+            EntryPayload::Membership(membership) => {
+                HEADER_BYTES + 10 * (membership.voters.len() + membership.learners.len())
+            }
         }
     }
 

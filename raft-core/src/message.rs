@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
+use crate::persist::SnapshotMeta;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A message between two nodes, with the sender's current term.
@@ -21,14 +22,47 @@ pub struct Envelope {
 pub enum Message {
     RequestVote(RequestVote),
     RequestVoteResponse(RequestVoteResponse),
+    /// Asks whether the receiver would vote in the envelope's term (one above the sender's),
+    /// without changing anyone's term or vote (Raft thesis §9.6).
+    PreVote(RequestVote),
+    /// Grants carry the pre-vote's term; refusals carry the receiver's current term.
+    PreVoteResponse(RequestVoteResponse),
     AppendEntries(AppendEntries),
     AppendEntriesResponse(AppendEntriesResponse),
+    /// Leadership transfer: the receiver starts an election at once (Raft thesis §3.10).
+    TimeoutNow,
+    /// One chunk of the leader's snapshot, for a follower whose next entry was compacted away
+    /// (Raft §7).
+    InstallSnapshot(InstallSnapshot),
+    InstallSnapshotResponse(InstallSnapshotResponse),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    pub meta: SnapshotMeta,
+    /// The size of the whole snapshot.
+    pub total_bytes: u64,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// How far the follower got: the leader sends from `received_bytes` next; once it equals the
+/// snapshot's size, the snapshot is installed and durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    pub last_included_index: LogIndex,
+    pub received_bytes: u64,
+    pub installed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestVote {
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
+    /// Set when the election follows a `TimeoutNow`: voters that still hear from the current
+    /// leader vote anyway, because that leader asked for it.
+    pub leadership_transfer: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +78,20 @@ pub struct AppendEntries {
     pub prev_log_term: Term,
     pub entries: Vec<Entry>,
     pub leader_commit: LogIndex,
+    /// The leader's heartbeat round when it sent this; echoed in the response so the leader
+    /// knows which of its messages a follower has seen (ReadIndex, Raft thesis §6.4).
+    pub read_round: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppendEntriesResponse {
+pub struct AppendEntriesResponse {
+    /// The `read_round` of the request this answers.
+    pub read_round: u64,
+    pub result: AppendResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
     /// The follower's log matches the leader's up to and including `match_index`
     /// (`prev_log_index + entries.len()` of the request), and that prefix is durable.
     Success { match_index: LogIndex },
@@ -79,6 +123,11 @@ impl Message {
         match self {
             Message::RequestVote(_) => "RequestVote",
             Message::RequestVoteResponse(_) => "RequestVoteResponse",
+            Message::PreVote(_) => "PreVote",
+            Message::PreVoteResponse(_) => "PreVoteResponse",
+            Message::TimeoutNow => "TimeoutNow",
+            Message::InstallSnapshot(_) => "InstallSnapshot",
+            Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
             Message::AppendEntries(_) => "AppendEntries",
             Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
         }
@@ -89,7 +138,10 @@ impl Message {
     pub fn is_response(&self) -> bool {
         matches!(
             self,
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
+            Message::RequestVoteResponse(_)
+                | Message::PreVoteResponse(_)
+                | Message::AppendEntriesResponse(_)
+                | Message::InstallSnapshotResponse(_)
         )
     }
 }

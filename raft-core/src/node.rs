@@ -9,8 +9,13 @@ use crate::error::{ConfigError, RestoreError};
 use crate::input::Input;
 use crate::log::RaftLog;
 use crate::log_entry::Entry;
-use crate::message::{AppendEntriesResponse, Envelope, Message, RequestVoteResponse};
-use crate::persist::{DurableState, HardState, LogSplice, PersistRequest, PersistTracker};
+use crate::membership::Membership;
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Envelope, Message, RequestVoteResponse,
+};
+use crate::persist::{
+    DurableState, HardState, LogSplice, PersistRequest, PersistTracker, Snapshot,
+};
 use crate::progress::Progress;
 use crate::timer::ElectionTimer;
 use crate::types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
@@ -23,6 +28,14 @@ pub struct Node {
     pub(crate) current_term: Term,
     pub(crate) voted_for: Option<NodeId>,
     pub(crate) log: RaftLog,
+    /// The latest membership in the log (or snapshot, or initial config), and the index of the
+    /// entry that set it (0 when it comes from the config).
+    pub(crate) membership: Membership,
+    pub(crate) membership_index: LogIndex,
+    /// The latest snapshot; the log holds what follows it.
+    pub(crate) snapshot: Option<Snapshot>,
+    /// Follower: chunks of a snapshot the leader is sending.
+    pub(crate) incoming_snapshot: Option<Snapshot>,
     // Volatile state.
     pub(crate) role: Role,
     pub(crate) leader_id: Option<NodeId>,
@@ -35,8 +48,16 @@ pub struct Node {
     pub(crate) votes_granted: BTreeSet<NodeId>,
     /// Candidate: the persist that makes this node's vote for itself durable.
     pub(crate) self_vote_persist: Option<PersistId>,
+    /// Pre-candidate: `Some` while asking for pre-votes, with the peers that granted theirs.
+    pub(crate) pre_votes_granted: Option<BTreeSet<NodeId>>,
     /// Leader: one entry per other voter.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader: ticks since the last check that a quorum is still in touch.
+    pub(crate) check_quorum_elapsed_ticks: u32,
+    /// Leader: a leadership transfer under way.
+    pub(crate) transfer: Option<crate::transfer::Transfer>,
+    /// Leader: linearizable reads not yet answered.
+    pub(crate) reads: crate::read_index::ReadQueue,
     /// Proposals this node accepted whose fate is not yet reported: index -> (term, request).
     pub(crate) pending_proposals: BTreeMap<LogIndex, (Term, RequestId)>,
     pub(crate) stats: Stats,
@@ -77,6 +98,9 @@ pub struct Status {
 #[derive(Debug, Default)]
 pub(crate) struct StepOutput {
     hard_state_dirty: bool,
+    /// A snapshot this step adopted: to persist, and to apply when it came from the leader.
+    pub(crate) snapshot_to_persist: Option<Snapshot>,
+    pub(crate) snapshot_to_apply: Option<Snapshot>,
     /// The lowest log index this step changed.
     unstable_from: Option<LogIndex>,
     requests: Vec<Envelope>,
@@ -88,16 +112,37 @@ impl Node {
     /// A node with empty durable state: term 0, no vote, empty log.
     pub fn new(config: Config) -> Result<Node, ConfigError> {
         config.validate()?;
-        Ok(Node::from_parts(config, HardState::default(), Vec::new()))
+        Ok(Node::from_parts(
+            config,
+            HardState::default(),
+            RaftLog::default(),
+        ))
     }
 
     /// A node restarted from what its earlier incarnation made durable.
     pub fn restore(config: Config, durable: DurableState) -> Result<Node, RestoreError> {
         config.validate()?;
         let current_term = durable.hard_state.current_term;
-        let mut previous_term = Term::ZERO;
+        let (snapshot_index, snapshot_term) =
+            durable
+                .snapshot
+                .as_ref()
+                .map_or((LogIndex::ZERO, Term::ZERO), |snapshot| {
+                    (
+                        snapshot.meta.last_included_index,
+                        snapshot.meta.last_included_term,
+                    )
+                });
+        if snapshot_term > current_term {
+            return Err(RestoreError::EntryTermAboveCurrent {
+                index: snapshot_index,
+                term: snapshot_term,
+                current_term,
+            });
+        }
+        let mut previous_term = snapshot_term;
         for (position, entry) in durable.entries.iter().enumerate() {
-            if entry.index != LogIndex(position as u64 + 1) {
+            if entry.index != LogIndex(snapshot_index.0 + position as u64 + 1) {
                 return Err(RestoreError::NonContiguousLog {
                     position,
                     index: entry.index,
@@ -115,20 +160,17 @@ impl Node {
             }
             previous_term = entry.term;
         }
-        if let Some(voted_for) = durable.hard_state.voted_for {
-            if !config.voters.contains(&voted_for) {
-                return Err(RestoreError::VoteForUnknownNode { voted_for });
-            }
-        }
-        Ok(Node::from_parts(
-            config,
-            durable.hard_state,
-            durable.entries,
-        ))
+        let log = RaftLog::new(snapshot_index, snapshot_term, durable.entries);
+        let mut node = Node::from_parts(config, durable.hard_state, log);
+        // The driver restores its state machine from the snapshot: everything in it is applied.
+        node.commit_index = snapshot_index;
+        node.applied_index = snapshot_index;
+        node.snapshot = durable.snapshot;
+        node.recompute_membership();
+        Ok(node)
     }
 
-    fn from_parts(config: Config, hard_state: HardState, entries: Vec<Entry>) -> Node {
-        let log = RaftLog::from_entries(entries);
+    fn from_parts(config: Config, hard_state: HardState, log: RaftLog) -> Node {
         let election_timer = ElectionTimer::new(
             config.rng_seed,
             config.election_timeout_ticks_min,
@@ -138,7 +180,11 @@ impl Node {
             current_term: hard_state.current_term,
             voted_for: hard_state.voted_for,
             persist: PersistTracker::new(log.last_index()),
+            membership: Membership::new(config.voters.iter().copied()),
+            membership_index: LogIndex::ZERO,
             log,
+            snapshot: None,
+            incoming_snapshot: None,
             role: Role::Follower,
             leader_id: None,
             commit_index: LogIndex::ZERO,
@@ -147,7 +193,11 @@ impl Node {
             heartbeat_elapsed_ticks: 0,
             votes_granted: BTreeSet::new(),
             self_vote_persist: None,
+            pre_votes_granted: None,
             progress: BTreeMap::new(),
+            check_quorum_elapsed_ticks: 0,
+            transfer: None,
+            reads: crate::read_index::ReadQueue::default(),
             pending_proposals: BTreeMap::new(),
             stats: Stats::default(),
             out: StepOutput::default(),
@@ -167,6 +217,12 @@ impl Node {
                 command,
             } => self.on_propose(request_id, command),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
+            Input::Read { request_id } => self.on_read(request_id),
+            Input::TransferLeader { to } => self.on_transfer_leader(to),
+            Input::Compact { index, data } => self.on_compact(index, data),
+            Input::ChangeMembership { request_id, change } => {
+                self.on_change_membership(request_id, change);
+            }
         }
         self.finish_step()
     }
@@ -179,6 +235,12 @@ impl Node {
                     self.heartbeat_elapsed_ticks = 0;
                     self.on_heartbeat_timeout();
                 }
+                self.check_quorum_elapsed_ticks += 1;
+                if self.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks_min {
+                    self.check_quorum_elapsed_ticks = 0;
+                    self.on_check_quorum_timeout();
+                }
+                self.tick_transfer();
             }
             Role::Follower | Role::Candidate => {
                 if self.election_timer.tick() {
@@ -195,9 +257,24 @@ impl Node {
             term,
             message,
         } = envelope;
-        if to != self.config.id || from == self.config.id || !self.config.voters.contains(&from) {
+        if to != self.config.id
+            || from == self.config.id
+            || !self.accepts_messages_from(from, &message)
+        {
             self.stats.messages_ignored += 1;
             return;
+        }
+        if term > self.current_term && self.ignores_vote_request_in_lease(&message) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        // Pre-votes ask about a future term: they change no one's term (Raft thesis §9.6).
+        match message {
+            Message::PreVote(request) => return self.on_pre_vote(from, term, &request),
+            Message::PreVoteResponse(response) => {
+                return self.on_pre_vote_response(from, term, response)
+            }
+            _ => {}
         }
         if term > self.current_term {
             // Figure 2, All Servers: "If RPC request or response contains term T > currentTerm:
@@ -208,12 +285,57 @@ impl Node {
             self.on_stale_term_message(from, &message);
             return;
         }
+        if let Some(progress) = self.progress.get_mut(&from) {
+            progress.recent_active = true;
+        }
         match message {
             Message::RequestVote(request) => self.on_request_vote(from, &request),
             Message::RequestVoteResponse(response) => self.on_request_vote_response(from, response),
             Message::AppendEntries(request) => self.on_append_entries(from, request),
             Message::AppendEntriesResponse(response) => {
                 self.on_append_entries_response(from, response);
+            }
+            Message::TimeoutNow => self.on_timeout_now(),
+            Message::InstallSnapshot(request) => self.on_install_snapshot(from, request),
+            Message::InstallSnapshotResponse(response) => {
+                self.on_install_snapshot_response(from, &response);
+            }
+            Message::PreVote(_) | Message::PreVoteResponse(_) => {}
+        }
+    }
+
+    /// Members may send anything. A node outside this node's membership may be a leader whose
+    /// log adds this node (or a newer membership) that this node has not seen yet, so its
+    /// replication is accepted; but it cannot be a candidate this node should vote for.
+    fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
+        if self.membership.contains(from) {
+            return true;
+        }
+        matches!(
+            message,
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) | Message::TimeoutNow
+        )
+    }
+
+    /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
+    /// requests for a higher term are ignored, unless the leader itself asked for the election.
+    fn ignores_vote_request_in_lease(&self, message: &Message) -> bool {
+        let request = match message {
+            Message::RequestVote(request) | Message::PreVote(request) => request,
+            _ => return false,
+        };
+        self.config.check_quorum && !request.leadership_transfer && self.is_in_leader_lease()
+    }
+
+    /// True while a leader is known to be alive: this node leads, or it heard from its leader
+    /// less than the minimum election timeout ago.
+    pub(crate) fn is_in_leader_lease(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            Role::Candidate => false,
+            Role::Follower => {
+                self.leader_id.is_some()
+                    && self.election_timer.elapsed_ticks < self.config.election_timeout_ticks_min
             }
         }
     }
@@ -229,11 +351,27 @@ impl Node {
                     vote_granted: false,
                 }),
             ),
-            Message::AppendEntries(_) => self.respond(
+            Message::AppendEntries(AppendEntries { read_round, .. }) => self.respond(
                 from,
-                Message::AppendEntriesResponse(AppendEntriesResponse::StaleTerm),
+                Message::AppendEntriesResponse(AppendEntriesResponse {
+                    read_round: *read_round,
+                    result: AppendResult::StaleTerm,
+                }),
             ),
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) => {}
+            // A stale snapshot sender learns our term from any reply.
+            Message::InstallSnapshot(_) => self.respond(
+                from,
+                Message::AppendEntriesResponse(AppendEntriesResponse {
+                    read_round: 0,
+                    result: AppendResult::StaleTerm,
+                }),
+            ),
+            Message::RequestVoteResponse(_)
+            | Message::AppendEntriesResponse(_)
+            | Message::PreVote(_)
+            | Message::PreVoteResponse(_)
+            | Message::InstallSnapshotResponse(_)
+            | Message::TimeoutNow => {}
         }
     }
 
@@ -298,10 +436,14 @@ impl Node {
             }
         }
         actions.extend(ready.into_iter().map(Action::Send));
+        if let Some(snapshot) = self.out.snapshot_to_apply.take() {
+            actions.push(Action::ApplySnapshot { snapshot });
+        }
         let entries = self.take_entries_to_apply();
         if !entries.is_empty() {
             actions.push(Action::Apply { entries });
         }
+        self.release_ready_reads();
         for (request_id, reply) in core::mem::take(&mut self.out.replies) {
             actions.push(Action::Reply { request_id, reply });
         }
@@ -314,11 +456,12 @@ impl Node {
             current_term: self.current_term,
             voted_for: self.voted_for,
         });
+        let snapshot = self.out.snapshot_to_persist.take();
         let log = self.out.unstable_from.take().map(|from| LogSplice {
             from,
             entries: self.log.slice(from, self.log.last_index()).to_vec(),
         });
-        if hard_state.is_none() && log.is_none() {
+        if hard_state.is_none() && snapshot.is_none() && log.is_none() {
             return None;
         }
         self.stats.persist_requests += 1;
@@ -326,6 +469,7 @@ impl Node {
         Some(PersistRequest {
             persist_id,
             hard_state,
+            snapshot,
             log,
         })
     }
@@ -333,27 +477,46 @@ impl Node {
     // ---- helpers shared by the roles ----
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was_leader = self.role == Role::Leader;
         if term > self.current_term {
             self.current_term = term;
             self.voted_for = None;
             self.out.hard_state_dirty = true;
         }
+        if self.role == Role::Leader {
+            self.on_leadership_lost(leader);
+        }
         self.role = Role::Follower;
         self.leader_id = leader;
         self.votes_granted.clear();
         self.self_vote_persist = None;
+        self.pre_votes_granted = None;
         self.progress.clear();
-        self.election_timer.reset();
+        // Figure 2 restarts the election timer only on hearing from a current leader or on
+        // granting a vote (the caller does that); a mere higher term must not, or candidates
+        // with stale logs could keep every up-to-date server from ever campaigning. A leader's
+        // timer was not running, so it starts afresh.
+        if leader.is_some() || was_leader {
+            self.election_timer.reset();
+        }
     }
 
     pub(crate) fn send_request(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
+        self.push_request(envelope);
+    }
+
+    pub(crate) fn push_request(&mut self, envelope: Envelope) {
         self.out.requests.push(envelope);
     }
 
     /// Responses certify durable state, so they wait for every persist issued so far.
     pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
+        self.push_response(envelope);
+    }
+
+    pub(crate) fn push_response(&mut self, envelope: Envelope) {
         self.out.responses.push(envelope);
     }
 
@@ -380,6 +543,7 @@ impl Node {
 
     pub(crate) fn append_to_log(&mut self, entry: Entry) {
         let index = entry.index;
+        self.on_membership_appended(&entry);
         self.log.append(entry);
         self.mark_log_unstable_from(index);
     }
@@ -392,6 +556,9 @@ impl Node {
             self.commit_index
         );
         self.log.truncate_from(from);
+        if self.membership_index >= from {
+            self.recompute_membership();
+        }
         self.persist.on_truncate(from);
         self.mark_log_unstable_from(from);
         let dropped = self.pending_proposals.split_off(&from);
@@ -402,19 +569,9 @@ impl Node {
         }
     }
 
-    fn mark_log_unstable_from(&mut self, index: LogIndex) {
+    pub(crate) fn mark_log_unstable_from(&mut self, index: LogIndex) {
         let from = self.out.unstable_from.map_or(index, |from| from.min(index));
         self.out.unstable_from = Some(from);
-    }
-
-    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
-        let me = self.config.id;
-        self.config
-            .voters
-            .iter()
-            .copied()
-            .filter(|&id| id != me)
-            .collect()
     }
 
     // ---- read-only view ----
@@ -464,6 +621,12 @@ impl Node {
         &self.config
     }
 
+    /// The membership this node follows: the latest one in its log.
+    #[must_use]
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
     /// The entry at `index`, if the log holds it.
     #[must_use]
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
@@ -474,6 +637,18 @@ impl Node {
     #[must_use]
     pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         self.log.slice(from, to)
+    }
+
+    /// The peer a leadership transfer is handing over to, while one is under way.
+    #[must_use]
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.as_ref().map(|transfer| transfer.to)
+    }
+
+    /// True while this node is asking for pre-votes (it is still a follower of its term).
+    #[must_use]
+    pub fn is_pre_candidate(&self) -> bool {
+        self.pre_votes_granted.is_some()
     }
 
     /// The leader's `match_index` for `peer`; `None` on a non-leader or for an unknown peer.

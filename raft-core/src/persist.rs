@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
+use crate::membership::Membership;
 use crate::types::{LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
@@ -13,14 +14,32 @@ pub struct HardState {
     pub voted_for: Option<NodeId>,
 }
 
-/// Everything one step made unstable.
+/// Everything one step made unstable. Storage applies the parts in field order: hard state,
+/// snapshot, log splice (see `DurableState::apply`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRequest {
     pub persist_id: PersistId,
     /// The new hard state, when it changed.
     pub hard_state: Option<HardState>,
+    /// A new snapshot: it replaces the log prefix it covers.
+    pub snapshot: Option<Snapshot>,
     /// The log change, when there is one.
     pub log: Option<LogSplice>,
+}
+
+/// Where a snapshot ends in the log, and the membership as of that point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub last_included_index: LogIndex,
+    pub last_included_term: Term,
+    pub membership: Membership,
+}
+
+/// The application's state machine as of `meta.last_included_index`, opaque to the core.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
 }
 
 /// Remove every stored entry with index `>= from`, then append `entries` (which start at `from`).
@@ -30,23 +49,54 @@ pub struct LogSplice {
     pub entries: Vec<Entry>,
 }
 
-/// What a restarted node recovers from: the result of applying every completed `Persist`, in order.
+/// What a restarted node recovers from: the result of applying every completed `Persist`, in
+/// order. A driver restoring a node also loads `snapshot` into its state machine: the restored
+/// node has applied through the snapshot's last index.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DurableState {
     pub hard_state: HardState,
-    /// The whole log, starting at index 1.
+    /// The latest snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The log after the snapshot (from index 1 without one).
     pub entries: Vec<Entry>,
 }
 
 impl DurableState {
+    /// The index of the first entry in `entries`.
+    #[must_use]
+    pub fn first_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(LogIndex(1), |snapshot| {
+            snapshot.meta.last_included_index.next()
+        })
+    }
+
     /// Applies one completed persist request, the way durable storage must.
     pub fn apply(&mut self, request: &PersistRequest) {
         if let Some(hard_state) = request.hard_state {
             self.hard_state = hard_state;
         }
+        if let Some(snapshot) = &request.snapshot {
+            let meta = &snapshot.meta;
+            let first = self.first_index();
+            let covered = meta
+                .last_included_index
+                .0
+                .checked_sub(first.0)
+                .and_then(|offset| {
+                    let position = usize::try_from(offset).ok()?;
+                    let entry = self.entries.get(position)?;
+                    (entry.term == meta.last_included_term).then_some(position + 1)
+                });
+            match covered {
+                Some(count) => drop(self.entries.drain(..count)),
+                None => self.entries.clear(),
+            }
+            self.snapshot = Some(snapshot.clone());
+        }
         if let Some(splice) = &request.log {
-            let keep = usize::try_from(splice.from.0.saturating_sub(1)).unwrap_or(usize::MAX);
-            self.entries.truncate(keep);
+            let keep = splice.from.0.saturating_sub(self.first_index().0);
+            self.entries
+                .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
             self.entries.extend(splice.entries.iter().cloned());
         }
     }

@@ -13,6 +13,13 @@ pub(crate) enum ReplicationState {
     /// The logs match up to `match_index`: stream entries, up to `inflight_appends_max` messages
     /// ahead of the acknowledgements.
     Replicate,
+    /// The follower needs entries the leader compacted away: send the snapshot, one chunk in
+    /// flight, resuming from `offset` (resent each heartbeat while unanswered).
+    Snapshot {
+        last_included_index: LogIndex,
+        offset: u64,
+        paused: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -26,6 +33,10 @@ pub(crate) struct Progress {
     pub(crate) advanced_since_heartbeat: bool,
     /// Appends were in flight at the last heartbeat.
     pub(crate) inflight_at_last_heartbeat: bool,
+    /// Heard from this follower since the last check-quorum round.
+    pub(crate) recent_active: bool,
+    /// The highest `read_round` this follower has answered in the current term.
+    pub(crate) acked_read_round: u64,
 }
 
 impl Progress {
@@ -37,6 +48,8 @@ impl Progress {
             inflight: VecDeque::new(),
             advanced_since_heartbeat: false,
             inflight_at_last_heartbeat: false,
+            recent_active: true,
+            acked_read_round: 0,
         }
     }
 
@@ -54,7 +67,9 @@ impl Progress {
 
     pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {
         match self.state {
-            ReplicationState::Probe { paused } => paused,
+            ReplicationState::Probe { paused } | ReplicationState::Snapshot { paused, .. } => {
+                paused
+            }
             ReplicationState::Replicate => self.inflight.len() >= inflight_max,
         }
     }
@@ -89,13 +104,24 @@ impl Progress {
             self.state = ReplicationState::Replicate;
             self.inflight.clear();
         }
+        if let ReplicationState::Snapshot {
+            last_included_index,
+            ..
+        } = self.state
+        {
+            if self.match_index >= last_included_index {
+                self.become_probe(self.match_index.next());
+            }
+        }
         advanced
     }
 
     /// Records an AppendEntries covering up to `last_index` was sent.
     pub(crate) fn on_sent(&mut self, last_index: LogIndex, carried_entries: bool) {
         match &mut self.state {
-            ReplicationState::Probe { paused } => *paused = true,
+            ReplicationState::Probe { paused } | ReplicationState::Snapshot { paused, .. } => {
+                *paused = true;
+            }
             ReplicationState::Replicate => {
                 if carried_entries {
                     self.next_index = last_index.next();

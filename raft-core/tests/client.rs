@@ -2,7 +2,7 @@
 
 mod support;
 
-use raft_core::{AppendEntriesResponse, Input, LogIndex, Reply, RequestId, Term};
+use raft_core::{AppendResult, Input, LogIndex, Reply, RequestId, Term};
 use support::*;
 
 #[test]
@@ -118,7 +118,7 @@ fn proposal_of_deposed_leader_still_commits_if_new_leader_keeps_it() {
     let _ = n.step(Input::PersistDone {
         persist_id: persist_id(&proposed).unwrap(),
     });
-    let _ = n.step(append_response(2, 1, 2, AppendEntriesResponse::StaleTerm));
+    let _ = n.step(append_response(2, 1, 2, AppendResult::StaleTerm));
     // The new leader of term 2 kept entry 2 and commits it with its own no-op at 3.
     let actions = step_durably(&mut n, append(2, 1, 2, (2, 1), vec![noop(3, 2)], 3));
     assert_eq!(

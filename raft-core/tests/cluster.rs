@@ -3,12 +3,38 @@
 
 mod support;
 
+use raft_core::NodeId;
 use raft_core::{LogIndex, Reply, Role};
 use support::*;
 
-#[test]
-fn three_nodes_elect_one_leader_and_replicate() {
-    let mut c = Cluster::new(3);
+/// Each scenario runs with Figure 2 alone and with the default extensions (pre-vote,
+/// check-quorum).
+macro_rules! in_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        $(mod $scenario {
+            #[test]
+            fn figure2() {
+                super::$scenario(super::Cluster::new);
+            }
+            #[test]
+            fn production() {
+                super::$scenario(super::Cluster::production);
+            }
+        })*
+    };
+}
+
+in_both_modes!(
+    three_nodes_elect_one_leader_and_replicate,
+    five_nodes_survive_leader_crash_and_elect_a_new_leader,
+    lagging_follower_catches_up_after_partition_heals,
+    isolated_leader_is_replaced_and_its_uncommitted_entry_dropped,
+    restarted_node_recovers_and_reapplies_committed_log,
+    same_seed_gives_the_same_action_sequence,
+);
+
+fn three_nodes_elect_one_leader_and_replicate(new_cluster: fn(u64) -> Cluster) {
+    let mut c = new_cluster(3);
     let leader = c.elect();
     for i in 0..10 {
         let _ = c.propose(leader, &format!("cmd{i}"));
@@ -32,11 +58,8 @@ fn three_nodes_elect_one_leader_and_replicate() {
     assert_eq!(committed.len(), 10);
 }
 
-use raft_core::NodeId;
-
-#[test]
-fn five_nodes_survive_leader_crash_and_elect_a_new_leader() {
-    let mut c = Cluster::new(5);
+fn five_nodes_survive_leader_crash_and_elect_a_new_leader(new_cluster: fn(u64) -> Cluster) {
+    let mut c = new_cluster(5);
     let first = c.elect();
     let _ = c.propose(first, "before");
     c.tick_all(4);
@@ -52,9 +75,8 @@ fn five_nodes_survive_leader_crash_and_elect_a_new_leader() {
     }
 }
 
-#[test]
-fn lagging_follower_catches_up_after_partition_heals() {
-    let mut c = Cluster::new(3);
+fn lagging_follower_catches_up_after_partition_heals(new_cluster: fn(u64) -> Cluster) {
+    let mut c = new_cluster(3);
     let leader = c.elect();
     let lagging = NodeId(if leader.0 == 3 { 2 } else { 3 });
     c.isolate(lagging);
@@ -74,9 +96,8 @@ fn lagging_follower_catches_up_after_partition_heals() {
     assert_eq!(c.commands(lagging).len(), 600);
 }
 
-#[test]
-fn isolated_leader_is_replaced_and_its_uncommitted_entry_dropped() {
-    let mut c = Cluster::new(3);
+fn isolated_leader_is_replaced_and_its_uncommitted_entry_dropped(new_cluster: fn(u64) -> Cluster) {
+    let mut c = new_cluster(3);
     let old = c.elect();
     let _ = c.propose(old, "msg1");
     c.tick_all(4);
@@ -110,9 +131,8 @@ fn isolated_leader_is_replaced_and_its_uncommitted_entry_dropped() {
         .any(|(_, r, reply)| *r == orphan && matches!(reply, Reply::Dropped { .. })));
 }
 
-#[test]
-fn restarted_node_recovers_and_reapplies_committed_log() {
-    let mut c = Cluster::new(3);
+fn restarted_node_recovers_and_reapplies_committed_log(new_cluster: fn(u64) -> Cluster) {
+    let mut c = new_cluster(3);
     let leader = c.elect();
     for i in 0..5 {
         let _ = c.propose(leader, &format!("v{i}"));
@@ -129,10 +149,9 @@ fn restarted_node_recovers_and_reapplies_committed_log() {
     assert!(c.nodes[&follower].commit_index() >= LogIndex(7));
 }
 
-#[test]
-fn same_seed_gives_the_same_action_sequence() {
+fn same_seed_gives_the_same_action_sequence(new_cluster: fn(u64) -> Cluster) {
     let run = || {
-        let mut c = Cluster::new(5);
+        let mut c = new_cluster(5);
         let leader = c.elect();
         for i in 0..20 {
             let _ = c.propose(leader, &format!("x{i}"));

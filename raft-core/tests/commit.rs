@@ -2,7 +2,7 @@
 
 mod support;
 
-use raft_core::{AppendEntriesResponse, Input, LogIndex, Reply, RequestId, Term};
+use raft_core::{AppendResult, Input, LogIndex, Reply, RequestId, Term};
 use support::*;
 
 fn ack(from: u64, term: u64, index: u64) -> Input {
@@ -10,7 +10,7 @@ fn ack(from: u64, term: u64, index: u64) -> Input {
         from,
         1,
         term,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(index),
         },
     )

@@ -2,7 +2,7 @@
 
 mod support;
 
-use raft_core::{Input, Message, Role, Term};
+use raft_core::{AppendResult, Input, Message, Role, Term};
 use support::*;
 
 #[test]
@@ -189,12 +189,7 @@ fn steps_down_on_higher_term_in_any_message() {
 
     let mut candidate = node(1, 3);
     let _ = tick_until_candidate(&mut candidate);
-    let _ = candidate.step(append_response(
-        2,
-        1,
-        5,
-        raft_core::AppendEntriesResponse::StaleTerm,
-    ));
+    let _ = candidate.step(append_response(2, 1, 5, raft_core::AppendResult::StaleTerm));
     assert_eq!(candidate.role(), Role::Follower);
     assert_eq!(candidate.term(), Term(5));
 }
@@ -209,7 +204,7 @@ fn answers_stale_term_request_with_current_term() {
     let actions = n.step(append(2, 1, 4, (0, 0), vec![], 0));
     assert!(matches!(
         &sends(&actions)[0].message,
-        Message::AppendEntriesResponse(raft_core::AppendEntriesResponse::StaleTerm)
+        Message::AppendEntriesResponse(r) if r.result == AppendResult::StaleTerm
     ));
     assert_eq!(n.term(), Term(5));
 }
@@ -270,4 +265,25 @@ fn same_seed_same_election_timeouts() {
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
+}
+
+#[test]
+fn refused_higher_term_vote_does_not_restart_the_election_timer() {
+    // A candidate with a stale log keeps asking with ever higher terms; the up-to-date node
+    // refuses each time and must still reach its own election timeout (at most 20 ticks).
+    let mut n = node_with_log(1, 3, 1, &[1]);
+    for tick in 0..20 {
+        let term = n.term().0 + 1;
+        let actions = step_durably(&mut n, request_vote(2, 1, term, 0, 0));
+        assert!(matches!(
+            &sends(&actions)[0].message,
+            Message::RequestVoteResponse(r) if !r.vote_granted
+        ));
+        let _ = n.step(Input::Tick);
+        if n.role() == Role::Candidate {
+            assert!(tick < 20);
+            return;
+        }
+    }
+    panic!("refused vote requests kept the node from ever campaigning");
 }

@@ -3,15 +3,15 @@
 mod support;
 
 use raft_core::{
-    Action, AppendEntriesResponse, ConflictHint, EntryPayload, Input, LogIndex, Message, Role, Term,
+    Action, AppendResult, ConflictHint, EntryPayload, Input, LogIndex, Message, Role, Term,
 };
 use support::*;
 
-fn only_response(actions: &[Action]) -> AppendEntriesResponse {
+fn only_response(actions: &[Action]) -> AppendResult {
     let sent = sends(actions);
     assert_eq!(sent.len(), 1, "{actions:?}");
     match &sent[0].message {
-        Message::AppendEntriesResponse(response) => response.clone(),
+        Message::AppendEntriesResponse(response) => response.result.clone(),
         other => panic!("expected an append response, got {other:?}"),
     }
 }
@@ -38,7 +38,7 @@ fn rejects_append_when_prev_log_missing_with_last_index_hint() {
     let actions = step_durably(&mut n, append(2, 1, 2, (5, 2), vec![entry(6, 2, "x")], 0));
     assert_eq!(
         only_response(&actions),
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(5),
             hint: ConflictHint {
                 conflict_term: None,
@@ -55,7 +55,7 @@ fn rejects_append_on_prev_term_mismatch_with_conflict_term_hint() {
     let actions = step_durably(&mut n, append(2, 1, 3, (4, 3), vec![], 0));
     assert_eq!(
         only_response(&actions),
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(4),
             hint: ConflictHint {
                 conflict_term: Some(Term(2)),
@@ -74,7 +74,7 @@ fn truncates_conflicting_suffix_and_appends() {
     );
     assert_eq!(
         only_response(&actions),
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(3)
         }
     );
@@ -94,7 +94,7 @@ fn ignores_duplicate_append_without_truncating() {
     let actions = step_durably(&mut n, append(2, 1, 1, (1, 1), vec![entry(2, 1, "e2")], 0));
     assert_eq!(
         only_response(&actions),
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(2)
         }
     );
@@ -118,7 +118,7 @@ fn append_ack_withheld_until_persisted() {
     });
     assert_eq!(
         only_response(&released),
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1)
         }
     );
@@ -147,7 +147,7 @@ fn append_entries_carries_prev_entry_term_not_leader_term() {
         2,
         1,
         3,
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(2),
             hint: ConflictHint {
                 conflict_term: None,
@@ -177,7 +177,7 @@ fn leader_backs_up_next_index_by_whole_term_using_hint() {
         2,
         1,
         5,
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(6),
             hint: ConflictHint {
                 conflict_term: Some(Term(2)),
@@ -201,7 +201,7 @@ fn leader_backs_up_next_index_by_whole_term_using_hint() {
         2,
         1,
         5,
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(6),
             hint: ConflictHint {
                 conflict_term: Some(Term(2)),
@@ -223,7 +223,7 @@ fn stale_reject_does_not_move_next_index_back() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));
@@ -231,7 +231,7 @@ fn stale_reject_does_not_move_next_index_back() {
         2,
         1,
         1,
-        AppendEntriesResponse::Reject {
+        AppendResult::Reject {
             rejected_prev_index: LogIndex(0),
             hint: ConflictHint {
                 conflict_term: None,
@@ -254,7 +254,7 @@ fn leader_pipelines_up_to_inflight_limit() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));
@@ -272,7 +272,7 @@ fn leader_pipelines_up_to_inflight_limit() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(4),
         },
     ));
@@ -319,7 +319,7 @@ fn slow_follower_is_not_sent_the_log_again() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));
@@ -332,7 +332,7 @@ fn slow_follower_is_not_sent_the_log_again() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));
@@ -344,7 +344,7 @@ fn slow_follower_is_not_sent_the_log_again() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(2),
         },
     ));
@@ -366,7 +366,7 @@ fn lost_appends_are_resent_after_a_silent_heartbeat_interval() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));
@@ -395,7 +395,7 @@ fn appends_in_flight_less_than_an_interval_are_not_resent() {
         2,
         1,
         1,
-        AppendEntriesResponse::Success {
+        AppendResult::Success {
             match_index: LogIndex(1),
         },
     ));

@@ -3,7 +3,7 @@
 
 mod support;
 
-use raft_core::{AppendEntriesResponse, Input, LogIndex};
+use raft_core::{AppendResult, Input, LogIndex};
 use support::*;
 
 #[test]
@@ -62,7 +62,7 @@ fn leader_stepping_down() {
         command: b"pending".to_vec(),
     });
     let mut text = String::from("## response from a higher term\n");
-    text += &describe(&n.step(append_response(2, 1, 4, AppendEntriesResponse::StaleTerm)));
+    text += &describe(&n.step(append_response(2, 1, 4, AppendResult::StaleTerm)));
     text += "## new leader overwrites the pending entry\n";
     text += &describe(&step_durably(
         &mut n,

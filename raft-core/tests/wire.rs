@@ -3,9 +3,10 @@
 use proptest::prelude::*;
 use raft_core::wire::{decode, encode, WIRE_VERSION};
 use raft_core::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, DecodeError, DurableState, Entry,
-    EntryPayload, Envelope, HardState, LogIndex, LogSplice, Message, NodeId, PersistId,
-    PersistRequest, Reply, RequestVote, RequestVoteResponse, Term,
+    AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, DecodeError, DurableState,
+    Entry, EntryPayload, Envelope, HardState, InstallSnapshot, InstallSnapshotResponse, LogIndex,
+    LogSplice, Message, NodeId, PersistId, PersistRequest, Reply, RequestVote, RequestVoteResponse,
+    Snapshot, SnapshotMeta, Term,
 };
 
 fn entry_strategy() -> impl Strategy<Value = Entry> {
@@ -21,48 +22,88 @@ fn entry_strategy() -> impl Strategy<Value = Entry> {
         })
 }
 
-fn message_strategy() -> impl Strategy<Value = Message> {
+fn result_strategy() -> impl Strategy<Value = AppendResult> {
     prop_oneof![
-        (any::<u64>(), any::<u64>()).prop_map(|(i, t)| Message::RequestVote(RequestVote {
-            last_log_index: LogIndex(i),
-            last_log_term: Term(t),
-        })),
-        any::<bool>()
-            .prop_map(|g| Message::RequestVoteResponse(RequestVoteResponse { vote_granted: g })),
-        (
-            any::<u64>(),
-            any::<u64>(),
-            proptest::collection::vec(entry_strategy(), 0..8),
-            any::<u64>()
-        )
-            .prop_map(|(p, t, entries, c)| Message::AppendEntries(AppendEntries {
-                prev_log_index: LogIndex(p),
-                prev_log_term: Term(t),
-                entries,
-                leader_commit: LogIndex(c),
-            })),
-        any::<u64>().prop_map(
-            |m| Message::AppendEntriesResponse(AppendEntriesResponse::Success {
-                match_index: LogIndex(m)
-            })
-        ),
+        any::<u64>().prop_map(|m| AppendResult::Success {
+            match_index: LogIndex(m)
+        }),
         (
             any::<u64>(),
             proptest::option::of(any::<u64>()),
             any::<u64>()
         )
             .prop_map(|(r, t, f)| {
-                Message::AppendEntriesResponse(AppendEntriesResponse::Reject {
+                AppendResult::Reject {
                     rejected_prev_index: LogIndex(r),
                     hint: ConflictHint {
                         conflict_term: t.map(Term),
                         first_index: LogIndex(f),
                     },
-                })
+                }
             }),
-        Just(Message::AppendEntriesResponse(
-            AppendEntriesResponse::StaleTerm
-        )),
+        Just(AppendResult::StaleTerm),
+    ]
+}
+
+fn message_strategy() -> impl Strategy<Value = Message> {
+    let vote =
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(i, t, transfer)| RequestVote {
+            last_log_index: LogIndex(i),
+            last_log_term: Term(t),
+            leadership_transfer: transfer,
+        });
+    prop_oneof![
+        vote.clone().prop_map(Message::RequestVote),
+        vote.prop_map(Message::PreVote),
+        any::<bool>()
+            .prop_map(|g| Message::RequestVoteResponse(RequestVoteResponse { vote_granted: g })),
+        any::<bool>()
+            .prop_map(|g| Message::PreVoteResponse(RequestVoteResponse { vote_granted: g })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(entry_strategy(), 0..8),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(p, t, entries, c, round)| Message::AppendEntries(AppendEntries {
+                    prev_log_index: LogIndex(p),
+                    prev_log_term: Term(t),
+                    entries,
+                    leader_commit: LogIndex(c),
+                    read_round: round,
+                })
+            ),
+        (any::<u64>(), result_strategy()).prop_map(|(read_round, result)| {
+            Message::AppendEntriesResponse(AppendEntriesResponse { read_round, result })
+        }),
+        Just(Message::TimeoutNow),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(index, term, offset, data)| Message::InstallSnapshot(
+                InstallSnapshot {
+                    meta: SnapshotMeta {
+                        last_included_index: LogIndex(index),
+                        last_included_term: Term(term),
+                        membership: raft_core::Membership::new([NodeId(index | 1)]),
+                    },
+                    total_bytes: offset + data.len() as u64,
+                    offset,
+                    data,
+                }
+            )),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(index, received, installed)| {
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                last_included_index: LogIndex(index),
+                received_bytes: received,
+                installed,
+            })
+        }),
     ]
 }
 
@@ -100,11 +141,19 @@ proptest! {
         let request = PersistRequest {
             persist_id: PersistId(term),
             hard_state: Some(hard_state),
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta {
+                    last_included_index: LogIndex(term / 2),
+                    last_included_term: Term(term / 3),
+                    membership: raft_core::Membership::new([NodeId(1), NodeId(2)]),
+                },
+                data: vec![1, 2, 3],
+            }),
             log: Some(LogSplice { from: LogIndex(1), entries: entries.clone() }),
         };
         let bytes = postcard::to_allocvec(&request).unwrap();
         prop_assert_eq!(postcard::from_bytes::<PersistRequest>(&bytes).unwrap(), request);
-        let durable = DurableState { hard_state, entries };
+        let durable = DurableState { hard_state, snapshot: None, entries };
         let bytes = postcard::to_allocvec(&durable).unwrap();
         prop_assert_eq!(postcard::from_bytes::<DurableState>(&bytes).unwrap(), durable);
     }
@@ -117,6 +166,7 @@ proptest! {
             Reply::Dropped { index: LogIndex(index), term: Term(term) },
             Reply::NotLeader { leader_hint: Some(NodeId(index)) },
             Reply::Busy,
+            Reply::ReadReady { index: LogIndex(index) },
         ] {
             let bytes = postcard::to_allocvec(&reply).unwrap();
             prop_assert_eq!(postcard::from_bytes::<Reply>(&bytes).unwrap(), reply);

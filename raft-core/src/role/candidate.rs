@@ -1,35 +1,83 @@
-//! Elections (Raft §5.2): becoming a candidate, counting votes, and granting votes.
+//! Elections (Raft §5.2): pre-votes, becoming a candidate, counting votes, granting votes.
 
-use crate::message::{Message, RequestVote, RequestVoteResponse};
+use alloc::collections::BTreeSet;
+
+use crate::message::{Envelope, Message, RequestVote, RequestVoteResponse};
 use crate::node::Node;
-use crate::types::{NodeId, Role};
+use crate::types::{NodeId, Role, Term};
 
 impl Node {
     /// Figure 2, Followers/Candidates: "If election timeout elapses without receiving
-    /// AppendEntries RPC from current leader or granting vote to candidate: convert to candidate".
+    /// AppendEntries RPC from current leader or granting vote to candidate: convert to
+    /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
-        self.become_candidate();
+        if !self.membership.is_voter(self.config.id) {
+            // Learners and servers outside the membership never campaign.
+            self.election_timer.reset();
+            return;
+        }
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate(false);
+        }
+    }
+
+    /// A leader asked this node to take over: campaign at once, skipping the pre-vote.
+    pub(crate) fn on_timeout_now(&mut self) {
+        if self.role != Role::Leader && self.membership.is_voter(self.config.id) {
+            self.become_candidate(true);
+        }
+    }
+
+    /// Asks every voter whether it would vote for this node in the next term, without changing
+    /// this node's term or vote, so a node that cannot win cannot disrupt the cluster.
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::Follower;
+        self.leader_id = None;
+        self.votes_granted.clear();
+        self.self_vote_persist = None;
+        self.pre_votes_granted = Some(BTreeSet::new());
+        self.election_timer.reset();
+        let request = self.vote_request(false);
+        let term = self.current_term.next();
+        for peer in self.other_voters() {
+            let envelope = Envelope {
+                from: self.config.id,
+                to: peer,
+                term,
+                message: Message::PreVote(request.clone()),
+            };
+            self.push_request(envelope);
+        }
+        self.maybe_finish_pre_vote();
     }
 
     /// Figure 2, Candidates: increment currentTerm, vote for self, reset election timer, send
     /// RequestVote to all other servers. The own vote counts once it is durable.
-    fn become_candidate(&mut self) {
+    pub(crate) fn become_candidate(&mut self, leadership_transfer: bool) {
         self.current_term = self.current_term.next();
         self.voted_for = Some(self.config.id);
         self.mark_hard_state_dirty();
         self.role = Role::Candidate;
         self.leader_id = None;
         self.votes_granted.clear();
+        self.pre_votes_granted = None;
         self.self_vote_persist = Some(self.next_persist_id());
         self.progress.clear();
         self.election_timer.reset();
         self.stats.elections_started += 1;
-        let request = RequestVote {
-            last_log_index: self.log.last_index(),
-            last_log_term: self.log.last_term(),
-        };
+        let request = self.vote_request(leadership_transfer);
         for peer in self.other_voters() {
             self.send_request(peer, Message::RequestVote(request.clone()));
+        }
+    }
+
+    fn vote_request(&self, leadership_transfer: bool) -> RequestVote {
+        RequestVote {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            leadership_transfer,
         }
     }
 
@@ -54,6 +102,53 @@ impl Node {
         );
     }
 
+    /// A pre-vote is granted when its term is above ours and the candidate's log is at least
+    /// as up-to-date; it changes nothing here. (Leader stickiness was checked by the caller.)
+    pub(crate) fn on_pre_vote(&mut self, candidate: NodeId, term: Term, request: &RequestVote) {
+        let vote_granted = term > self.current_term
+            && self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term);
+        let envelope = Envelope {
+            from: self.config.id,
+            to: candidate,
+            term: if vote_granted {
+                term
+            } else {
+                self.current_term
+            },
+            message: Message::PreVoteResponse(RequestVoteResponse { vote_granted }),
+        };
+        self.push_response(envelope);
+    }
+
+    pub(crate) fn on_pre_vote_response(
+        &mut self,
+        voter: NodeId,
+        term: Term,
+        response: RequestVoteResponse,
+    ) {
+        if response.vote_granted {
+            if term == self.current_term.next() {
+                if let Some(granted) = &mut self.pre_votes_granted {
+                    granted.insert(voter);
+                    self.maybe_finish_pre_vote();
+                }
+            }
+        } else if term > self.current_term {
+            self.become_follower(term, None);
+        }
+    }
+
+    fn maybe_finish_pre_vote(&mut self) {
+        let Some(granted) = &self.pre_votes_granted else {
+            return;
+        };
+        if self.count_voters(granted.iter(), true) >= self.membership.quorum() {
+            self.become_candidate(false);
+        }
+    }
+
     pub(crate) fn on_request_vote_response(
         &mut self,
         voter: NodeId,
@@ -73,8 +168,8 @@ impl Node {
         let self_vote_durable = self
             .self_vote_persist
             .is_some_and(|persist_id| persist_id <= self.persist.durable());
-        let votes = self.votes_granted.len() + usize::from(self_vote_durable);
-        if votes >= self.config.quorum() {
+        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
+        if votes >= self.membership.quorum() {
             self.become_leader();
         }
     }

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::log_entry::Entry;
-use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
 use crate::types::{LogIndex, NodeId, Role};
 
@@ -21,6 +21,10 @@ impl Node {
             self.become_follower(self.current_term, Some(leader));
         }
         self.election_timer.reset();
+        let Some(request) = self.skip_compacted_entries(request) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
 
         let prev = request.prev_log_index;
         // Figure 2, receiver rule 2: reply false if the log doesn't contain an entry at
@@ -31,7 +35,7 @@ impl Node {
                     conflict_term: None,
                     first_index: self.log.last_index().next(),
                 };
-                self.reject_append(leader, prev, hint);
+                self.reject_append(leader, request.read_round, prev, hint);
                 return;
             }
             Some(term) if term != request.prev_log_term => {
@@ -39,7 +43,7 @@ impl Node {
                     conflict_term: Some(term),
                     first_index: self.log.first_index_of_term_at(prev),
                 };
-                self.reject_append(leader, prev, hint);
+                self.reject_append(leader, request.read_round, prev, hint);
                 return;
             }
             Some(_) => {}
@@ -57,10 +61,41 @@ impl Node {
         }
         self.respond(
             leader,
-            Message::AppendEntriesResponse(AppendEntriesResponse::Success {
-                match_index: last_new_index,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                read_round: request.read_round,
+                result: AppendResult::Success {
+                    match_index: last_new_index,
+                },
             }),
         );
+    }
+
+    /// Entries up to this node's snapshot are committed, so they match the leader's (Log
+    /// Matching): drop them from a request that starts before the snapshot and check the rest
+    /// against the snapshot's last entry instead. `None` when the request contradicts it.
+    fn skip_compacted_entries(&self, mut request: AppendEntries) -> Option<AppendEntries> {
+        let snapshot_index = self.log.snapshot_index();
+        if request.prev_log_index >= snapshot_index {
+            return Some(request);
+        }
+        let covered = snapshot_index.0 - request.prev_log_index.0;
+        let covered = usize::try_from(covered).unwrap_or(usize::MAX);
+        let snapshot_term = self.log.term_at(snapshot_index)?;
+        if covered > request.entries.len() {
+            // Everything the request carries is in the snapshot: answer as of the snapshot.
+            request.entries.clear();
+            request.prev_log_index = snapshot_index;
+            request.prev_log_term = snapshot_term;
+            return Some(request);
+        }
+        let boundary = request.entries.get(covered.checked_sub(1)?)?;
+        if boundary.index != snapshot_index || boundary.term != snapshot_term {
+            return None;
+        }
+        request.prev_log_term = boundary.term;
+        request.prev_log_index = snapshot_index;
+        request.entries.drain(..covered);
+        Some(request)
     }
 
     /// The position in `request.entries` of the first entry this log lacks or holds with another
@@ -108,12 +143,21 @@ impl Node {
         }
     }
 
-    fn reject_append(&mut self, leader: NodeId, rejected_prev_index: LogIndex, hint: ConflictHint) {
+    fn reject_append(
+        &mut self,
+        leader: NodeId,
+        read_round: u64,
+        rejected_prev_index: LogIndex,
+        hint: ConflictHint,
+    ) {
         self.respond(
             leader,
-            Message::AppendEntriesResponse(AppendEntriesResponse::Reject {
-                rejected_prev_index,
-                hint,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                read_round,
+                result: AppendResult::Reject {
+                    rejected_prev_index,
+                    hint,
+                },
             }),
         );
     }

@@ -4,9 +4,9 @@ use alloc::vec::Vec;
 
 use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
-use crate::message::{AppendEntries, AppendEntriesResponse, ConflictHint, Message};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
-use crate::progress::{Progress, ReplicationState};
+use crate::progress::ReplicationState;
 use crate::quorum::quorum_index;
 use crate::types::{LogIndex, NodeId, RequestId, Role};
 
@@ -19,12 +19,11 @@ impl Node {
         self.votes_granted.clear();
         self.self_vote_persist = None;
         self.heartbeat_elapsed_ticks = 0;
+        self.check_quorum_elapsed_ticks = 0;
+        self.transfer = None;
         let next_index = self.log.last_index().next();
-        self.progress = self
-            .other_voters()
-            .into_iter()
-            .map(|peer| (peer, Progress::new(next_index)))
-            .collect();
+        self.progress.clear();
+        self.sync_progress_with_membership();
         self.append_to_log(Entry {
             index: next_index,
             term: self.current_term,
@@ -35,6 +34,16 @@ impl Node {
     }
 
     pub(crate) fn propose_as_leader(&mut self, request_id: RequestId, command: Vec<u8>) {
+        if self.transfer.is_some() {
+            self.reply(request_id, Reply::Busy);
+            return;
+        }
+        self.propose_entry(request_id, EntryPayload::Command(command));
+    }
+
+    /// Appends `payload` as a new entry of this term and starts replicating it; its fate is
+    /// reported to `request_id`.
+    pub(crate) fn propose_entry(&mut self, request_id: RequestId, payload: EntryPayload) {
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         if uncommitted >= self.config.uncommitted_entries_max as u64 {
             self.reply(request_id, Reply::Busy);
@@ -45,7 +54,7 @@ impl Node {
         self.append_to_log(Entry {
             index,
             term,
-            payload: EntryPayload::Command(command),
+            payload,
         });
         self.pending_proposals.insert(index, (term, request_id));
         self.reply(request_id, Reply::Accepted { index, term });
@@ -55,7 +64,8 @@ impl Node {
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
-        for peer in self.other_voters() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
@@ -71,6 +81,10 @@ impl Node {
                     false
                 }
                 ReplicationState::Replicate => true,
+                ReplicationState::Snapshot { offset, .. } => {
+                    self.send_snapshot_chunk(peer, offset);
+                    continue;
+                }
             };
             if heartbeat_only {
                 self.send_heartbeat(peer);
@@ -82,7 +96,7 @@ impl Node {
 
     /// An empty AppendEntries at the follower's known match point: it always passes the
     /// consistency check, so it never disturbs appends still in flight.
-    fn send_heartbeat(&mut self, peer: NodeId) {
+    pub(crate) fn send_heartbeat(&mut self, peer: NodeId) {
         let Some(progress) = self.progress.get(&peer) else {
             return;
         };
@@ -95,19 +109,21 @@ impl Node {
             prev_log_term,
             entries: Vec::new(),
             leader_commit: self.commit_index,
+            read_round: self.reads.round(),
         };
         self.send_request(peer, Message::AppendEntries(request));
     }
 
     fn broadcast_append(&mut self) {
-        for peer in self.other_voters() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             self.send_append(peer, false);
         }
     }
 
     /// Sends AppendEntries to `peer` from its `next_index` until its flow control pauses it or
     /// nothing is left to send. An empty request goes out only when `allow_empty`.
-    fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
+    pub(crate) fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
         let inflight_max = self.config.inflight_appends_max;
         loop {
             let Some(progress) = self.progress.get(&peer) else {
@@ -118,6 +134,8 @@ impl Node {
             }
             let prev_log_index = progress.next_index.prev();
             let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+                // The entries this follower needs were compacted into the snapshot.
+                self.send_snapshot_chunk(peer, 0);
                 return;
             };
             let entries = self.entries_for_message(progress.next_index);
@@ -131,6 +149,7 @@ impl Node {
                 prev_log_term,
                 entries,
                 leader_commit: self.commit_index,
+                read_round: self.reads.round(),
             };
             self.send_request(peer, Message::AppendEntries(request));
             let Some(progress) = self.progress.get_mut(&peer) else {
@@ -168,16 +187,20 @@ impl Node {
         if self.role != Role::Leader {
             return;
         }
-        match response {
-            AppendEntriesResponse::Success { match_index } => {
+        if let Some(progress) = self.progress.get_mut(&follower) {
+            progress.acked_read_round = progress.acked_read_round.max(response.read_round);
+        }
+        self.maybe_confirm_reads();
+        match response.result {
+            AppendResult::Success { match_index } => {
                 self.on_append_success(follower, match_index);
             }
-            AppendEntriesResponse::Reject {
+            AppendResult::Reject {
                 rejected_prev_index,
                 hint,
             } => self.on_append_reject(follower, rejected_prev_index, hint),
             // Same-term StaleTerm cannot come from a correct follower.
-            AppendEntriesResponse::StaleTerm => self.stats.messages_ignored += 1,
+            AppendResult::StaleTerm => self.stats.messages_ignored += 1,
         }
     }
 
@@ -194,6 +217,25 @@ impl Node {
             self.maybe_advance_commit();
         }
         self.send_append(follower, false);
+        self.maybe_send_timeout_now(follower);
+    }
+
+    /// Check-quorum (Raft thesis §6.2): a leader that has not heard from a quorum within an
+    /// election timeout steps down, so clients stop waiting on a leader that cannot commit.
+    pub(crate) fn on_check_quorum_timeout(&mut self) {
+        if !self.config.check_quorum {
+            return;
+        }
+        let active: Vec<NodeId> = self
+            .progress
+            .iter_mut()
+            .filter_map(|(&id, progress)| {
+                core::mem::replace(&mut progress.recent_active, false).then_some(id)
+            })
+            .collect();
+        if self.count_voters(active.iter(), true) < self.membership.quorum() {
+            self.become_follower(self.current_term, None);
+        }
     }
 
     /// Figure 2, Leaders: "If AppendEntries fails because of log inconsistency: decrement
@@ -210,6 +252,7 @@ impl Node {
         let is_current = match progress.state {
             ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
             ReplicationState::Replicate => rejected_prev_index > progress.match_index,
+            ReplicationState::Snapshot { .. } => false,
         };
         if !is_current || rejected_prev_index <= progress.match_index {
             return;
@@ -236,8 +279,11 @@ impl Node {
     /// counting replicas (Figure 8); they commit with the first entry of this term.
     pub(crate) fn maybe_advance_commit(&mut self) {
         let me = self.config.id;
+        if self.membership.voters.is_empty() {
+            return;
+        }
         let match_indexes: Vec<LogIndex> = self
-            .config
+            .membership
             .voters
             .iter()
             .map(|&voter| {
@@ -250,9 +296,11 @@ impl Node {
                 }
             })
             .collect();
-        let candidate = quorum_index(match_indexes, self.config.quorum());
+        let candidate = quorum_index(match_indexes, self.membership.quorum());
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
+            self.on_current_term_commit();
+            self.maybe_step_down_after_removal();
         }
     }
 }

@@ -7,12 +7,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use raft_core::{
-    Action, AppendEntries, AppendEntriesResponse, Config, DurableState, Entry, EntryPayload,
-    Envelope, Input, LogIndex, Message, Node, NodeId, PersistId, Reply, RequestId, RequestVote,
-    RequestVoteResponse, Role, Term,
+    Action, AppendEntries, AppendEntriesResponse, AppendResult, Config, DurableState, Entry,
+    EntryPayload, Envelope, Input, LogIndex, Message, Node, NodeId, PersistId, Reply, RequestId,
+    RequestVote, RequestVoteResponse, Role, Term,
 };
 
+/// Figure 2 exactly: the thesis extensions (pre-vote, check-quorum) off.
 pub fn config(id: u64, voters: u64) -> Config {
+    let mut config = production_config(id, voters);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config
+}
+
+/// The defaults, with short timeouts.
+pub fn production_config(id: u64, voters: u64) -> Config {
     let mut config = Config::new(NodeId(id), (1..=voters).map(NodeId));
     config.heartbeat_interval_ticks = 2;
     config.election_timeout_ticks_min = 10;
@@ -53,6 +62,7 @@ pub fn node_with_log(id: u64, voters: u64, current_term: u64, terms: &[u64]) -> 
             current_term: Term(current_term),
             voted_for: None,
         },
+        snapshot: None,
         entries,
     };
     Node::restore(config(id, voters), durable).expect("valid durable state")
@@ -75,6 +85,7 @@ pub fn request_vote(from: u64, to: u64, term: u64, last_index: u64, last_term: u
         Message::RequestVote(RequestVote {
             last_log_index: LogIndex(last_index),
             last_log_term: Term(last_term),
+            leadership_transfer: false,
         }),
     ))
 }
@@ -107,16 +118,20 @@ pub fn append(
             prev_log_term: Term(prev.1),
             entries,
             leader_commit: LogIndex(commit),
+            read_round: 0,
         }),
     ))
 }
 
-pub fn append_response(from: u64, to: u64, term: u64, response: AppendEntriesResponse) -> Input {
+pub fn append_response(from: u64, to: u64, term: u64, result: AppendResult) -> Input {
     Input::Receive(envelope(
         from,
         to,
         term,
-        Message::AppendEntriesResponse(response),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: 0,
+            result,
+        }),
     ))
 }
 
@@ -177,15 +192,10 @@ pub fn tick_until_candidate(node: &mut Node) -> Vec<Action> {
     panic!("node never started an election");
 }
 
-/// Makes `node` (a fresh member of an n-voter cluster) leader of term 1 with durable vote and
-/// log; returns the actions of the step that made it leader.
+/// Makes `node` (a fresh member of an n-voter cluster) leader with a durable vote, answering
+/// its pre-votes and votes from its peers; returns the actions of the step that made it leader.
 pub fn make_leader(node: &mut Node) -> Vec<Action> {
-    let actions = tick_until_candidate(node);
-    let term = node.term().0;
     let id = node.id().0;
-    let mut out = node.step(Input::PersistDone {
-        persist_id: persist_id(&actions).expect("candidate persists its vote"),
-    });
     let peers: Vec<u64> = node
         .config()
         .voters
@@ -193,6 +203,30 @@ pub fn make_leader(node: &mut Node) -> Vec<Action> {
         .map(|n| n.0)
         .filter(|&n| n != id)
         .collect();
+    let mut actions = Vec::new();
+    for _ in 0..1000 {
+        actions = node.step(Input::Tick);
+        if node.role() != Role::Follower || node.is_pre_candidate() {
+            break;
+        }
+    }
+    for &peer in &peers {
+        if !node.is_pre_candidate() {
+            break;
+        }
+        let next_term = node.term().0 + 1;
+        actions = node.step(Input::Receive(envelope(
+            peer,
+            id,
+            next_term,
+            Message::PreVoteResponse(RequestVoteResponse { vote_granted: true }),
+        )));
+    }
+    assert_eq!(node.role(), Role::Candidate);
+    let term = node.term().0;
+    let mut out = node.step(Input::PersistDone {
+        persist_id: persist_id(&actions).expect("candidate persists its vote"),
+    });
     for peer in peers {
         if node.role() == Role::Leader {
             break;
@@ -213,6 +247,13 @@ pub fn describe(actions: &[Action]) -> String {
                 if let Some(hs) = request.hard_state {
                     let vote = hs.voted_for.map_or("-".to_string(), |v| v.to_string());
                     let _ = write!(text, " term={} vote={vote}", hs.current_term);
+                }
+                if let Some(snapshot) = &request.snapshot {
+                    let _ = write!(
+                        text,
+                        " snapshot={}/{}",
+                        snapshot.meta.last_included_index, snapshot.meta.last_included_term
+                    );
                 }
                 if let Some(splice) = &request.log {
                     let _ = write!(
@@ -236,6 +277,15 @@ pub fn describe(actions: &[Action]) -> String {
             Action::Apply { entries } => {
                 let _ = write!(text, "apply {}", describe_entries(entries));
             }
+            Action::ApplySnapshot { snapshot } => {
+                let _ = write!(
+                    text,
+                    "apply-snapshot through {}/{} ({} bytes)",
+                    snapshot.meta.last_included_index,
+                    snapshot.meta.last_included_term,
+                    snapshot.data.len()
+                );
+            }
             Action::Reply { request_id, reply } => {
                 let _ = write!(text, "reply {request_id} {reply:?}");
             }
@@ -252,6 +302,21 @@ pub fn describe_entries(entries: &[Entry]) -> String {
             EntryPayload::Noop => format!("{}:{}:noop", e.index.0, e.term.0),
             EntryPayload::Command(c) => {
                 format!("{}:{}:{}", e.index.0, e.term.0, String::from_utf8_lossy(c))
+            }
+            EntryPayload::Membership(m) => {
+                let ids = |set: &std::collections::BTreeSet<NodeId>| {
+                    set.iter()
+                        .map(|id| id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                format!(
+                    "{}:{}:voters={};learners={}",
+                    e.index.0,
+                    e.term.0,
+                    ids(&m.voters),
+                    ids(&m.learners)
+                )
             }
         })
         .collect();
@@ -273,7 +338,27 @@ pub fn describe_message(message: &Message) -> String {
             m.leader_commit,
             describe_entries(&m.entries)
         ),
-        Message::AppendEntriesResponse(m) => format!("AppendEntriesResponse {m:?}"),
+        Message::AppendEntriesResponse(m) => {
+            format!(
+                "AppendEntriesResponse round={} {:?}",
+                m.read_round, m.result
+            )
+        }
+        Message::PreVote(m) => format!("PreVote last={}/{}", m.last_log_index, m.last_log_term),
+        Message::PreVoteResponse(m) => format!("PreVoteResponse granted={}", m.vote_granted),
+        Message::TimeoutNow => "TimeoutNow".to_string(),
+        Message::InstallSnapshot(m) => format!(
+            "InstallSnapshot through {}/{} bytes {}..{} of {}",
+            m.meta.last_included_index,
+            m.meta.last_included_term,
+            m.offset,
+            m.offset + m.data.len() as u64,
+            m.total_bytes
+        ),
+        Message::InstallSnapshotResponse(m) => format!(
+            "InstallSnapshotResponse through {} received {} installed={}",
+            m.last_included_index, m.received_bytes, m.installed
+        ),
     }
 }
 
@@ -289,13 +374,33 @@ pub struct Cluster {
     queue: VecDeque<Envelope>,
     pub trace: String,
     next_request: u64,
+    make_config: fn(u64, u64) -> Config,
 }
 
 impl Cluster {
+    /// Figure 2 nodes.
     pub fn new(size: u64) -> Cluster {
+        Cluster::with_config(size, config)
+    }
+
+    /// Nodes with the default configuration: pre-vote and check-quorum on.
+    pub fn production(size: u64) -> Cluster {
+        Cluster::with_config(size, production_config)
+    }
+
+    pub fn with_config(size: u64, make_config: fn(u64, u64) -> Config) -> Cluster {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
         Cluster {
-            nodes: ids.iter().map(|&id| (id, node(id.0, size))).collect(),
+            make_config,
+            nodes: ids
+                .iter()
+                .map(|&id| {
+                    (
+                        id,
+                        Node::new(make_config(id.0, size)).expect("valid config"),
+                    )
+                })
+                .collect(),
             durable: ids
                 .iter()
                 .map(|&id| (id, DurableState::default()))
@@ -331,6 +436,11 @@ impl Cluster {
                         assert_eq!(entry.index.0, applied.len() as u64 + 1, "apply in order");
                         applied.push(entry);
                     }
+                }
+                Action::ApplySnapshot { snapshot } => {
+                    let restored: Vec<Entry> =
+                        postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries");
+                    self.applied.insert(id, restored);
                 }
                 Action::Reply { request_id, reply } => self.replies.push((id, request_id, reply)),
             }
@@ -405,6 +515,42 @@ impl Cluster {
         request_id
     }
 
+    /// Starts a new node with no voters configured: it waits for a leader to add it.
+    pub fn add_node(&mut self, id: NodeId) {
+        let mut config = (self.make_config)(id.0, 1);
+        config.id = id;
+        config.voters.clear();
+        self.nodes
+            .insert(id, Node::new(config).expect("valid config"));
+        self.durable.insert(id, DurableState::default());
+        self.applied.insert(id, Vec::new());
+    }
+
+    /// Asks `via` to change the membership; returns the request id.
+    pub fn change(&mut self, via: NodeId, change: raft_core::MembershipChange) -> RequestId {
+        let request_id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.step(via, Input::ChangeMembership { request_id, change });
+        self.deliver_all();
+        request_id
+    }
+
+    /// The last reply to `request_id`.
+    pub fn reply_to(&self, request_id: RequestId) -> Option<&Reply> {
+        self.replies
+            .iter()
+            .rev()
+            .find(|(_, r, _)| *r == request_id)
+            .map(|(_, _, reply)| reply)
+    }
+
+    /// Compacts `id`'s log through everything it applied; the snapshot is its applied entries.
+    pub fn compact(&mut self, id: NodeId) {
+        let index = self.nodes[&id].applied_index();
+        let data = postcard::to_allocvec(&self.applied[&id]).expect("entries encode");
+        self.step(id, Input::Compact { index, data });
+    }
+
     pub fn isolate(&mut self, id: NodeId) {
         for &other in self.nodes.keys() {
             if other != id {
@@ -425,10 +571,13 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         self.down.remove(&id);
         let durable = self.durable[&id].clone();
-        let node = Node::restore(config(id.0, self.nodes.len() as u64), durable)
-            .expect("durable state restores");
+        let config = self.nodes[&id].config().clone();
+        let node = Node::restore(config, durable.clone()).expect("durable state restores");
         self.nodes.insert(id, node);
-        self.applied.insert(id, Vec::new());
+        let applied = durable.snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
+            postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries")
+        });
+        self.applied.insert(id, applied);
     }
 
     pub fn commands(&self, id: NodeId) -> Vec<String> {
@@ -436,7 +585,7 @@ impl Cluster {
             .iter()
             .filter_map(|e| match &e.payload {
                 EntryPayload::Command(c) => Some(String::from_utf8_lossy(c).into_owned()),
-                EntryPayload::Noop => None,
+                EntryPayload::Noop | EntryPayload::Membership(_) => None,
             })
             .collect()
     }
@@ -446,14 +595,20 @@ impl Cluster {
         let nodes: Vec<&Node> = self.nodes.values().collect();
         for a in &nodes {
             for b in &nodes {
+                // Compare what both still hold: compaction drops committed prefixes.
                 let common = a.commit_index().min(b.commit_index());
-                assert_eq!(
-                    a.entries(LogIndex(1), common),
-                    b.entries(LogIndex(1), common),
-                    "committed prefixes of {} and {} differ",
-                    a.id(),
-                    b.id()
-                );
+                for index in 1..=common.0 {
+                    let (x, y) = (a.entry(LogIndex(index)), b.entry(LogIndex(index)));
+                    if let (Some(x), Some(y)) = (x, y) {
+                        assert_eq!(
+                            x,
+                            y,
+                            "committed entries of {} and {} differ",
+                            a.id(),
+                            b.id()
+                        );
+                    }
+                }
             }
         }
         let applied: Vec<&Vec<Entry>> = self.applied.values().collect();
