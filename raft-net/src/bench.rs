@@ -42,6 +42,12 @@ pub struct BenchArgs {
     /// Data dir of the local cluster (a fresh temporary one by default, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Runtime threads of the load generator (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Flags for every node of the local cluster, after `--`.
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
 }
 
 /// Why the benchmark could not run.
@@ -128,9 +134,10 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         raft_base: args.raft_base,
         data_dir: data_dir.clone(),
         cluster_key: None,
+        node_args: Vec::new(),
     })?;
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
-    let cluster = LocalCluster::start(&exe, specs, None, &[], true)?;
+    let cluster = LocalCluster::start(&exe, specs, None, &args.node_args, true)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url()).collect();
     let result = match find_leader(&client, &urls).await {
         Ok(leader) => load(&client, &leader, args).await,
@@ -162,10 +169,32 @@ async fn find_leader(client: &reqwest::Client, urls: &[String]) -> Result<String
             if state["state"] == "LEADER" {
                 return Ok(url.clone());
             }
+            if let Some(leader) = leader_url(client, url, &state).await {
+                return Ok(leader);
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(BenchError::NoLeader(LEADER_WAIT))
+}
+
+/// The leader's URL from a follower's view of the members, when it names a leader.
+async fn leader_url(client: &reqwest::Client, url: &str, state: &Value) -> Option<String> {
+    let leader = state["leader"].as_u64()?;
+    let members: Value = client
+        .get(format!("{url}/api/v1/members"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    members["members"]
+        .as_array()?
+        .iter()
+        .find(|member| member["id"].as_u64() == Some(leader))
+        .and_then(|member| member["http_addr"].as_str())
+        .map(|addr| format!("http://{addr}"))
 }
 
 fn histogram() -> Result<Histogram<u64>, BenchError> {

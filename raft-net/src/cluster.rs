@@ -25,6 +25,9 @@ pub struct ClusterArgs {
     /// Authenticate peer datagrams with this key (passed to every node).
     #[arg(long, env = "RAFT_CLUSTER_KEY", hide_env_values = true)]
     pub cluster_key: Option<String>,
+    /// Flags for every node, after `--` (e.g. `-- --commit-timeout-ms 2000`).
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
 }
 
 /// Why the cluster could not run.
@@ -176,7 +179,13 @@ pub async fn run(
 ) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     let specs = plan(&args)?;
-    let mut cluster = LocalCluster::start(&exe, specs, args.cluster_key.as_deref(), &[], false)?;
+    let mut cluster = LocalCluster::start(
+        &exe,
+        specs,
+        args.cluster_key.as_deref(),
+        &args.node_args,
+        false,
+    )?;
     print_usage(&cluster.specs, &args.data_dir);
     let result = tokio::select! {
         () = shutdown => Ok(()),
@@ -227,6 +236,7 @@ mod tests {
             raft_base: 9000,
             data_dir: PathBuf::from("d"),
             cluster_key: None,
+            node_args: Vec::new(),
         }
     }
 

@@ -12,6 +12,10 @@ use crate::transport::DATAGRAM_OVERHEAD_BYTES;
 
 /// Default cap on one peer datagram: well below the 64 KiB UDP limit, one loopback packet.
 pub const DATAGRAM_BYTES_MAX_DEFAULT: usize = 48 * 1024;
+/// AppendEntries in flight per follower. Small on purpose: while the pipeline is full, new
+/// entries queue in the leader's log and leave in one datagram with the next acknowledgement,
+/// instead of one datagram (and one follower fsync request) per proposal.
+pub const INFLIGHT_APPENDS_MAX_DEFAULT: usize = 4;
 /// Request bodies above this are refused with 413.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Keys above this are refused with 400.
@@ -71,6 +75,7 @@ pub struct NodeConfig {
     pub cluster_key: Option<String>,
     pub timing: Timing,
     pub datagram_bytes_max: usize,
+    pub inflight_appends_max: usize,
 }
 
 impl NodeConfig {
@@ -104,6 +109,7 @@ impl NodeConfig {
         config.election_timeout_ticks_min = self.timing.election_ticks_min;
         config.election_timeout_ticks_max = self.timing.election_ticks_max;
         config.append_bytes_max = self.append_bytes_max(config.append_entries_max);
+        config.inflight_appends_max = self.inflight_appends_max;
         config
     }
 
@@ -227,6 +233,13 @@ pub struct NodeArgs {
     /// Largest peer datagram, in bytes; AppendEntries batches are sized to fit.
     #[arg(long, default_value_t = DATAGRAM_BYTES_MAX_DEFAULT)]
     pub datagram_bytes_max: usize,
+    /// AppendEntries in flight to one follower before the leader waits for acknowledgements.
+    /// Fewer in flight means more entries per datagram under load.
+    #[arg(long, default_value_t = INFLIGHT_APPENDS_MAX_DEFAULT)]
+    pub inflight_appends_max: usize,
+    /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 impl NodeArgs {
@@ -266,6 +279,7 @@ impl NodeArgs {
                 commit_timeout: Duration::from_millis(self.commit_timeout_ms),
             },
             datagram_bytes_max: self.datagram_bytes_max,
+            inflight_appends_max: self.inflight_appends_max,
         };
         config.validate()?;
         Ok(config)
@@ -299,6 +313,7 @@ mod tests {
             cluster_key: None,
             timing: Timing::default(),
             datagram_bytes_max,
+            inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
         }
     }
 

@@ -53,7 +53,24 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let threads = match &cli.command {
+        Command::Node(args) => args.threads,
+        Command::Bench(args) => args.threads,
+        Command::Cluster(_) | Command::Client(_) => 1,
+    };
+    let runtime = if threads <= 1 {
+        // One thread for the driver and HTTP: on a small machine the hand-offs between worker
+        // threads cost more than they buy. The storage thread is separate either way.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => {
