@@ -123,6 +123,27 @@ impl KvStore {
         self.appended
     }
 
+    /// The whole store as bytes, for `Input::Compact`. Deterministic: the same store always
+    /// gives the same bytes.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<u8> {
+        let image = (&self.map, self.appended);
+        // Serializing into a growable Vec cannot fail for these plain data types.
+        match postcard::to_allocvec(&image) {
+            Ok(bytes) => bytes,
+            Err(error) => panic!("kv_snapshot_infallible: {error}"),
+        }
+    }
+
+    /// The store a `snapshot` was taken of; `None` for bytes that are not a snapshot.
+    #[must_use]
+    pub fn restore(bytes: &[u8]) -> Option<KvStore> {
+        match postcard::take_from_bytes::<(BTreeMap<String, Vec<u8>>, u64)>(bytes) {
+            Ok(((map, appended), [])) => Some(KvStore { map, appended }),
+            _ => None,
+        }
+    }
+
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.map
@@ -206,6 +227,29 @@ mod tests {
         trailing.push(0);
         assert_eq!(store.apply(&trailing), Output::Invalid);
         assert_eq!(store, before);
+    }
+
+    #[test]
+    fn snapshots_restore_the_same_store() {
+        let mut store = KvStore::new();
+        store.apply(&put("b", b"2"));
+        store.apply(&put("a", b"1"));
+        store.apply(
+            &Command::Append {
+                command: "m".to_string(),
+            }
+            .encode(),
+        );
+        let bytes = store.snapshot();
+        assert_eq!(KvStore::restore(&bytes), Some(store.clone()));
+        assert_eq!(
+            KvStore::restore(&KvStore::new().snapshot()),
+            Some(KvStore::new())
+        );
+        assert_eq!(KvStore::restore(&bytes[..bytes.len() - 1]), None);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(KvStore::restore(&longer), None);
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub const DATAGRAM_BYTES_MAX_DEFAULT: usize = 48 * 1024;
 /// entries queue in the leader's log and leave in one datagram with the next acknowledgement,
 /// instead of one datagram (and one follower fsync request) per proposal.
 pub const INFLIGHT_APPENDS_MAX_DEFAULT: usize = 4;
+/// Applied entries between snapshots by default.
+pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
+/// Room for an InstallSnapshot message's fields besides its data chunk: indexes, terms and the
+/// membership (up to ~400 member ids at 10 bytes each).
+const SNAPSHOT_META_BYTES: usize = 4096;
 /// Request bodies above this are refused with 413.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Keys above this are refused with 400.
@@ -76,6 +81,8 @@ pub struct NodeConfig {
     pub timing: Timing,
     pub datagram_bytes_max: usize,
     pub inflight_appends_max: usize,
+    /// Take a snapshot (and compact the log) after this many applied entries; 0 never.
+    pub snapshot_entries: u64,
 }
 
 impl NodeConfig {
@@ -110,6 +117,11 @@ impl NodeConfig {
         config.election_timeout_ticks_max = self.timing.election_ticks_max;
         config.append_bytes_max = self.append_bytes_max(config.append_entries_max);
         config.inflight_appends_max = self.inflight_appends_max;
+        // An InstallSnapshot chunk plus its metadata (the membership) must fit one datagram too.
+        config.snapshot_chunk_bytes_max = config
+            .append_bytes_max
+            .saturating_sub(SNAPSHOT_META_BYTES)
+            .max(1);
         config
     }
 
@@ -237,6 +249,10 @@ pub struct NodeArgs {
     /// Fewer in flight means more entries per datagram under load.
     #[arg(long, default_value_t = INFLIGHT_APPENDS_MAX_DEFAULT)]
     pub inflight_appends_max: usize,
+    /// Take a snapshot of the key-value store and compact the log every this many applied
+    /// entries (0: never).
+    #[arg(long, default_value_t = SNAPSHOT_ENTRIES_DEFAULT)]
+    pub snapshot_entries: u64,
     /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -280,6 +296,7 @@ impl NodeArgs {
             },
             datagram_bytes_max: self.datagram_bytes_max,
             inflight_appends_max: self.inflight_appends_max,
+            snapshot_entries: self.snapshot_entries,
         };
         config.validate()?;
         Ok(config)
@@ -314,6 +331,7 @@ mod tests {
             timing: Timing::default(),
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
+            snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
         }
     }
 
@@ -353,6 +371,7 @@ mod tests {
         assert!(worst <= DATAGRAM_BYTES_MAX_DEFAULT);
         assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
         assert!(config.command_bytes_max() > 40 * 1024);
+        assert!(raft.snapshot_chunk_bytes_max + SNAPSHOT_META_BYTES <= raft.append_bytes_max);
     }
 
     #[test]

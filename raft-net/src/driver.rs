@@ -9,8 +9,12 @@
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
 //!   depends on it, so the driver never orders anything itself.
 //! - `Send` is encoded and sent as one datagram.
+//! - `ApplySnapshot` replaces the key-value store with the leader's snapshot.
 //! - `Apply` runs the key-value store; the outputs are kept for the replies of the same step.
-//! - `Reply` answers the HTTP request that proposed the command.
+//! - `Reply` answers the HTTP request that proposed the command (or asked for a read).
+//!
+//! After the actions, when `snapshot_entries` entries were applied since the last snapshot, the
+//! driver feeds `Input::Compact` with the store's snapshot so the log (and the WAL) stay bounded.
 //!
 //! This is the only place in the system that reads a clock (the tick interval).
 
@@ -19,13 +23,14 @@ use std::sync::Arc;
 
 use raft_core::kv::{Command, KvStore, Output};
 use raft_core::{
-    Action, Entry, EntryPayload, Input, LogIndex, Node, NodeId, Reply, RequestId, Role, Term,
+    Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, MembershipChange, Node, NodeId,
+    Reply, RequestId, Role, Snapshot, Term,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, MissedTickBehavior};
 
-use crate::error::StorageError;
+use crate::error::{DriverError, StorageError};
 use crate::metrics::{inc, Metrics};
 use crate::storage::{PersistCompletion, StorageHandle};
 use crate::transport::Transport;
@@ -43,6 +48,17 @@ pub enum Request {
     /// Propose an encoded `kv::Command`; answered once its fate is known.
     Propose {
         command: Vec<u8>,
+        respond: oneshot::Sender<Outcome>,
+    },
+    /// A linearizable read of `key` (ReadIndex: answered once leadership is confirmed and the
+    /// store has applied everything committed when the read arrived).
+    Read {
+        key: String,
+        respond: oneshot::Sender<Outcome>,
+    },
+    /// A single-server membership change.
+    ChangeMembership {
+        change: MembershipChange,
         respond: oneshot::Sender<Outcome>,
     },
     /// A page of the log and the node's status.
@@ -76,6 +92,16 @@ pub enum Outcome {
         index: LogIndex,
         term: Term,
     },
+    /// This node learned the entry's fate only through a snapshot: it may or may not have been
+    /// applied.
+    Unknown {
+        index: LogIndex,
+        term: Term,
+    },
+    /// A linearizable read's value.
+    Value(Option<Vec<u8>>),
+    /// The membership change cannot be made (now).
+    ChangeRejected(ChangeRejection),
 }
 
 /// `GET /api/v1/state`, in the seed's shape plus id, leader, indexes.
@@ -88,6 +114,10 @@ pub struct StateView {
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_log_index: u64,
+    /// Entries up to here are compacted into a snapshot and no longer listed.
+    pub snapshot_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
     pub log: Vec<EntryView>,
     pub uncommitted: Vec<EntryView>,
     /// The `from` of the next page, when this one was cut at `limit`.
@@ -102,10 +132,12 @@ pub struct EntryView {
     pub command: String,
 }
 
-/// A proposal waiting for its fate.
+/// A proposal or read waiting for its answer.
 #[derive(Debug)]
 struct Waiter {
     respond: oneshot::Sender<Outcome>,
+    /// The key of a read.
+    read_key: Option<String>,
 }
 
 /// Everything the driver task owns.
@@ -121,20 +153,28 @@ pub struct Driver {
     /// Outputs of the entries applied in the current step, for its `Committed` replies.
     step_outputs: HashMap<LogIndex, Output>,
     last_seen: (Role, Term, Option<NodeId>),
+    /// Take a snapshot after this many applied entries (0: never).
+    snapshot_entries: u64,
+    /// The index of the latest snapshot this node has (taken or installed).
+    snapshot_index: LogIndex,
 }
 
 impl Driver {
+    /// `kv` must be the store as of the node's restored snapshot (empty without one).
     #[must_use]
     pub fn new(
         node: Node,
+        kv: KvStore,
         transport: Arc<Transport>,
         storage: StorageHandle,
         metrics: Arc<Metrics>,
+        snapshot_entries: u64,
     ) -> Driver {
         let last_seen = (node.role(), node.term(), node.leader_id());
+        let snapshot_index = node.applied_index();
         Driver {
             node,
-            kv: KvStore::new(),
+            kv,
             transport,
             storage,
             metrics,
@@ -142,6 +182,8 @@ impl Driver {
             next_request_id: 1,
             step_outputs: HashMap::new(),
             last_seen,
+            snapshot_entries,
+            snapshot_index,
         }
     }
 
@@ -151,7 +193,7 @@ impl Driver {
         tick: std::time::Duration,
         mut requests: mpsc::Receiver<Request>,
         mut persisted: mpsc::UnboundedReceiver<PersistCompletion>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), DriverError> {
         let mut ticks = interval(tick);
         // Missed ticks are not replayed in a burst: a stalled process must not fire elections
         // the moment it resumes.
@@ -163,8 +205,8 @@ impl Driver {
             tokio::select! {
                 completion = persisted.recv() => match completion {
                     Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
-                    Some(Err(error)) => break Err(error),
-                    None => break Err(StorageError::ThreadGone),
+                    Some(Err(error)) => break Err(error.into()),
+                    None => break Err(StorageError::ThreadGone.into()),
                 },
                 received = transport.recv(&mut buf) => {
                     match received {
@@ -195,24 +237,30 @@ impl Driver {
         &mut self,
         datagram: &[u8],
         from: std::net::SocketAddr,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), DriverError> {
         match self.transport.accept(datagram, from) {
             Some(envelope) => self.step(Input::Receive(envelope)),
             None => Ok(()),
         }
     }
 
-    fn on_request(&mut self, request: Request) -> Result<(), StorageError> {
+    fn on_request(&mut self, request: Request) -> Result<(), DriverError> {
         match request {
             Request::Propose { command, respond } => {
-                let request_id = RequestId(self.next_request_id);
-                self.next_request_id += 1;
-                self.waiters.insert(request_id, Waiter { respond });
+                let request_id = self.wait(respond, None);
                 inc(&self.metrics.proposals);
                 self.step(Input::Propose {
                     request_id,
                     command,
                 })
+            }
+            Request::Read { key, respond } => {
+                let request_id = self.wait(respond, Some(key));
+                self.step(Input::Read { request_id })
+            }
+            Request::ChangeMembership { change, respond } => {
+                let request_id = self.wait(respond, None);
+                self.step(Input::ChangeMembership { request_id, change })
             }
             Request::State {
                 from,
@@ -230,19 +278,58 @@ impl Driver {
         }
     }
 
-    /// One input, then every action it caused, in order.
-    fn step(&mut self, input: Input) -> Result<(), StorageError> {
+    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read_key: Option<String>) -> RequestId {
+        let request_id = RequestId(self.next_request_id);
+        self.next_request_id += 1;
+        self.waiters
+            .insert(request_id, Waiter { respond, read_key });
+        request_id
+    }
+
+    /// One input, then every action it caused, in order; then a snapshot if one is due.
+    fn step(&mut self, input: Input) -> Result<(), DriverError> {
+        self.execute(input)?;
+        let applied = self.node.applied_index();
+        if self.snapshot_entries > 0 && applied.0 >= self.snapshot_index.0 + self.snapshot_entries {
+            // A fresh input, not a re-entry: the previous step's actions are all done.
+            let data = self.kv.snapshot();
+            tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
+            self.snapshot_index = applied;
+            self.execute(Input::Compact {
+                index: applied,
+                data,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, input: Input) -> Result<(), DriverError> {
         let actions = self.node.step(input);
         for action in actions {
             match action {
                 Action::Persist(request) => self.storage.persist(request)?,
                 Action::Send(envelope) => self.transport.send(&envelope),
+                Action::ApplySnapshot { snapshot } => self.apply_snapshot(&snapshot)?,
                 Action::Apply { entries } => self.apply(entries),
                 Action::Reply { request_id, reply } => self.on_reply(request_id, reply),
             }
         }
         self.step_outputs.clear();
         self.publish();
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), DriverError> {
+        let index = snapshot.meta.last_included_index;
+        // The data came from a leader's `KvStore::snapshot`; anything else means the cluster
+        // runs incompatible builds, and going on would diverge from the other replicas.
+        self.kv = KvStore::restore(&snapshot.data).ok_or(DriverError::BadSnapshot { index })?;
+        self.snapshot_index = index;
+        tracing::info!(
+            index = index.0,
+            keys = self.kv.len(),
+            "installed the leader's snapshot"
+        );
         Ok(())
     }
 
@@ -282,6 +369,16 @@ impl Driver {
             Reply::Dropped { index, term } => {
                 inc(&self.metrics.proposals_dropped);
                 Outcome::Dropped { index, term }
+            }
+            Reply::Unknown { index, term } => Outcome::Unknown { index, term },
+            Reply::ChangeRejected { reason } => Outcome::ChangeRejected(reason),
+            Reply::ReadReady { .. } => {
+                // The store has applied through the read index: read it now, in this step.
+                let key = self
+                    .waiters
+                    .get(&request_id)
+                    .and_then(|waiter| waiter.read_key.as_deref());
+                Outcome::Value(key.and_then(|key| self.kv.get(key)).map(<[u8]>::to_vec))
             }
         };
         if let Some(waiter) = self.waiters.remove(&request_id) {
@@ -326,6 +423,9 @@ impl Driver {
             commit_index: commit.0,
             applied_index: node.applied_index().0,
             last_log_index: node.last_log_index().0,
+            snapshot_index: self.snapshot_index.0,
+            voters: node.membership().voters.iter().map(|id| id.0).collect(),
+            learners: node.membership().learners.iter().map(|id| id.0).collect(),
             log: Vec::new(),
             uncommitted: Vec::new(),
             next: None,

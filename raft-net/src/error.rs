@@ -45,6 +45,8 @@ pub enum StorageError {
     Restore(#[from] RestoreError),
     #[error("the storage thread stopped")]
     ThreadGone,
+    #[error("the snapshot in the data dir (index {index}) is not a key-value store snapshot")]
+    BadSnapshot { index: raft_core::LogIndex },
 }
 
 impl StorageError {
@@ -84,6 +86,8 @@ pub enum NodeError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot bind {what} {addr}: {source}")]
     Bind {
@@ -94,4 +98,13 @@ pub enum NodeError {
     },
     #[error("HTTP server: {0}")]
     Http(#[source] io::Error),
+}
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the snapshot at index {index} is not a key-value store snapshot this build can read; stopping rather than diverging from the other replicas")]
+    BadSnapshot { index: raft_core::LogIndex },
 }

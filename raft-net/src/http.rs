@@ -178,7 +178,7 @@ impl AppState {
             Err(_) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "not committed within {} ms; the outcome is unknown: the entry may still commit later",
+                    "no answer within {} ms; the outcome is unknown: a write may still commit later",
                     timeout.as_millis()
                 ),
             )),
@@ -211,16 +211,35 @@ impl AppState {
                 term,
                 output,
             } => Ok((index, term.0, output)),
-            Outcome::NotLeader { leader_hint } => Err(self.not_leader(leader_hint, uri)),
-            Outcome::Busy => Err(ApiError::unavailable(
-                "too many uncommitted entries; retry later",
-            )),
-            Outcome::Dropped { index, term } => Err(ApiError::new(
+            other => Err(self.failure(other, uri)),
+        }
+    }
+
+    /// The error for an outcome other than success.
+    fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+        match outcome {
+            Outcome::NotLeader { leader_hint } => self.not_leader(leader_hint, uri),
+            Outcome::Busy => ApiError::unavailable("too many requests in flight; retry later"),
+            Outcome::Dropped { index, term } => ApiError::new(
                 StatusCode::CONFLICT,
                 "the entry was overwritten by a new leader and will never commit; it is safe to retry",
             )
             .with("index", json!(index.0))
-            .with("term", json!(term.0))),
+            .with("term", json!(term.0)),
+            Outcome::Unknown { index, term } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the outcome is unknown: this node learned what happened at the entry's index only through a snapshot",
+            )
+            .with("index", json!(index.0))
+            .with("term", json!(term.0)),
+            Outcome::ChangeRejected(reason) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("membership change rejected: {reason:?}"),
+            ),
+            Outcome::Committed { .. } | Outcome::Value(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the node answered a different kind of request",
+            ),
         }
     }
 
@@ -359,8 +378,9 @@ async fn kv_get(
     }
 }
 
-/// A stale read asks this replica; a linearizable one commits a `Read` through the log, so its
-/// result reflects every write committed before it (and a deposed leader cannot answer it).
+/// A stale read asks this replica. A linearizable one goes through the core's ReadIndex: the
+/// leader confirms with a quorum that it still leads, waits until it has applied everything
+/// committed when the read arrived, and only then reads (a deposed leader cannot answer it).
 async fn read(
     state: &AppState,
     key: String,
@@ -372,12 +392,15 @@ async fn read(
             .ask(|respond| Request::StaleGet { key, respond }, DRIVER_TIMEOUT)
             .await;
     }
-    match state.propose(&Command::Read { key }, uri).await? {
-        (_, _, Output::Value(value)) => Ok(value),
-        (index, _, other) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the read at index {index} applied as {other:?}"),
-        )),
+    let outcome = state
+        .ask(
+            |respond| Request::Read { key, respond },
+            state.commit_timeout,
+        )
+        .await?;
+    match outcome {
+        Outcome::Value(value) => Ok(value),
+        other => Err(state.failure(other, uri)),
     }
 }
 

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use raft_core::kv::KvStore;
 use raft_core::{Node, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -38,6 +39,13 @@ pub async fn run(
         entries = opened.durable.entries.len(),
         "storage recovered"
     );
+    let kv = match &opened.durable.snapshot {
+        Some(snapshot) => KvStore::restore(&snapshot.data).ok_or(StorageError::BadSnapshot {
+            index: snapshot.meta.last_included_index,
+        })?,
+        None => KvStore::new(),
+    };
+    let storage_mirror = opened.durable.clone();
     let node = Node::restore(raft_config, opened.durable).map_err(StorageError::from)?;
 
     let metrics = Arc::new(Metrics::default());
@@ -74,9 +82,21 @@ pub async fn run(
         })?;
 
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
-    let storage = spawn_writer(opened.wal, persisted_tx, Arc::clone(&metrics))?;
+    let storage = spawn_writer(
+        opened.wal,
+        storage_mirror,
+        persisted_tx,
+        Arc::clone(&metrics),
+    )?;
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
-    let driver = Driver::new(node, Arc::new(transport), storage, Arc::clone(&metrics));
+    let driver = Driver::new(
+        node,
+        kv,
+        Arc::new(transport),
+        storage,
+        Arc::clone(&metrics),
+        config.snapshot_entries,
+    );
 
     let state = AppState {
         id: config.id,

@@ -243,6 +243,7 @@ mod tests {
             message: Message::RequestVote(RequestVote {
                 last_log_index: raft_core::LogIndex(7),
                 last_log_term: Term(2),
+                leadership_transfer: false,
             }),
         }
     }

@@ -115,6 +115,7 @@ fn vote_request() -> Envelope {
         message: Message::RequestVote(RequestVote {
             last_log_index: LogIndex(0),
             last_log_term: Term(0),
+            leadership_transfer: false,
         }),
     }
 }

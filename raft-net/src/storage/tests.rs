@@ -43,21 +43,25 @@ fn requests() -> Vec<PersistRequest> {
         PersistRequest {
             persist_id: PersistId(1),
             hard_state: hard(1, Some(NodeId(1))),
+            snapshot: None,
             log: None,
         },
         PersistRequest {
             persist_id: PersistId(2),
             hard_state: None,
+            snapshot: None,
             log: splice(1, vec![entry(1, 1, "a"), entry(2, 1, "b")]),
         },
         PersistRequest {
             persist_id: PersistId(3),
             hard_state: None,
+            snapshot: None,
             log: splice(3, vec![entry(3, 1, "c")]),
         },
         PersistRequest {
             persist_id: PersistId(4),
             hard_state: hard(2, None),
+            snapshot: None,
             log: splice(2, vec![entry(2, 2, "B")]),
         },
     ]
@@ -121,7 +125,13 @@ fn round_trip_through_the_storage_thread() {
     let temp = tempfile::tempdir().unwrap();
     let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(opened.wal, done_tx, Arc::new(Metrics::default())).unwrap();
+    let handle = spawn_writer(
+        opened.wal,
+        opened.durable,
+        done_tx,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
     for request in requests() {
         handle.persist(request).unwrap();
     }
@@ -273,6 +283,7 @@ fn rotation_spreads_records_over_segments_and_recovers_them() {
                 current_term: Term(1),
                 voted_for: None,
             }),
+            snapshot: None,
             log: Some(LogSplice {
                 from: LogIndex(index),
                 entries: vec![entry(index, 1, "value")],
@@ -313,4 +324,36 @@ fn a_bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
     fs::write(first, &bytes).unwrap();
     let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
     assert!(matches!(error, StorageError::Corrupt { ref path, .. } if path == first));
+}
+
+#[test]
+fn unwritten_sector_inside_the_last_batch_is_a_torn_write() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all[..1]);
+    let segment = only_segment(temp.path());
+    let good_len = fs::metadata(&segment).unwrap().len() as usize;
+    // One unsynced batch: a large record, then a small one. The crash kept the small record but
+    // not one sector in the middle of the large one.
+    let big = PersistRequest {
+        persist_id: PersistId(2),
+        hard_state: None,
+        snapshot: None,
+        log: Some(LogSplice {
+            from: LogIndex(1),
+            entries: vec![entry(1, 1, &"x".repeat(4000))],
+        }),
+    };
+    let mut batch = Vec::new();
+    encode_record(&big, &mut batch).unwrap();
+    encode_record(&all[2], &mut batch).unwrap();
+    append_raw(&segment, &batch);
+    let mut bytes = fs::read(&segment).unwrap();
+    let sector = (good_len / 512 + 2) * 512;
+    bytes[sector..sector + 512].fill(0);
+    fs::write(&segment, &bytes).unwrap();
+
+    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(opened.durable, expected(&all[..1]));
+    assert_eq!(opened.report.truncated, Some((segment, good_len as u64)));
 }

@@ -2,10 +2,15 @@
 //!
 //! A segment starts with an 8-byte magic; then records, each
 //! `[payload length: u32 LE][crc32c(length bytes ++ payload): u32 LE][payload]`. The payload is
-//! the `postcard` encoding of one `raft_core::PersistRequest`; replaying the records in order
-//! with `DurableState::apply` rebuilds exactly what the core asked to make durable, hard state
-//! included (like etcd's WAL, the hard state is a record, so it is ordered with the log for
-//! free).
+//! the `postcard` encoding of a [`WalRecord`]: one `raft_core::PersistRequest`, or a checkpoint
+//! of the whole `DurableState`. Replaying the records in order with `DurableState::apply`
+//! rebuilds exactly what the core asked to make durable, hard state included (like etcd's WAL,
+//! the hard state is a record, so it is ordered with the log for free).
+//!
+//! Compaction: once a persisted request carries a snapshot, the storage thread starts a new
+//! segment whose first record is a checkpoint (hard state, snapshot, and the entries after it),
+//! syncs it, and only then deletes the older segments. Recovery starts at the last segment that
+//! begins with a checkpoint, so a crash at any point of this leaves a complete state.
 //!
 //! Recovery tells a torn tail from corruption: only the last record of the last segment may be
 //! incomplete or fail its CRC (a crash while appending), or the tail may be zeros (a file
@@ -17,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use raft_core::{DurableState, PersistRequest};
+use serde::{Deserialize, Serialize};
 
 use crate::error::StorageError;
 use crate::storage::sync_dir;
@@ -25,9 +31,24 @@ use crate::storage::sync_dir;
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL1";
 /// Length and CRC.
 pub const RECORD_HEADER_BYTES: usize = 8;
-/// No single record may exceed this (a persist request is at most one AppendEntries' worth of
-/// entries, far below it); a longer length field is garbage.
-pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// No single record may exceed this: a persist request is at most one AppendEntries' worth of
+/// entries, a checkpoint at most a snapshot (which the core caps at `snapshot_bytes_max`, 1 GiB)
+/// plus the entries after it. A longer length field is garbage.
+pub const RECORD_BYTES_MAX: usize = 2 * 1024 * 1024 * 1024 - 1;
+
+/// One record, as read back.
+#[derive(Debug, Deserialize)]
+pub enum WalRecord {
+    Persist(PersistRequest),
+    Checkpoint(DurableState),
+}
+
+/// One record, as written (borrowing, so writing copies nothing). Same layout as [`WalRecord`].
+#[derive(Debug, Serialize)]
+pub enum WalRecordRef<'a> {
+    Persist(&'a PersistRequest),
+    Checkpoint(&'a DurableState),
+}
 /// A new segment is started once the current one reaches this size.
 pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -55,10 +76,15 @@ pub struct RecoveryReport {
 
 /// Appends one framed record for `request` to `buf`.
 pub fn encode_record(request: &PersistRequest, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+    encode(&WalRecordRef::Persist(request), buf)
+}
+
+/// Appends one framed record to `buf`.
+pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), StorageError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     let mut buf_taken = std::mem::take(buf);
-    buf_taken = match postcard::to_extend(request, buf_taken) {
+    buf_taken = match postcard::to_extend(record, buf_taken) {
         Ok(extended) => extended,
         Err(error) => {
             return Err(StorageError::Encode {
@@ -118,7 +144,7 @@ enum BadRecord {
 }
 
 /// Reads the record at `offset`: the request and the offset after it.
-fn read_record(bytes: &[u8], offset: usize) -> Result<(PersistRequest, usize), BadRecord> {
+fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRecord> {
     let rest = &bytes[offset..];
     let Some((header, body)) = rest.split_first_chunk::<RECORD_HEADER_BYTES>() else {
         return Err(BadRecord::Incomplete);
@@ -139,7 +165,7 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(PersistRequest, usize), B
     if record_crc(len_bytes, payload) != stored_crc {
         return Err(BadRecord::Invalid("CRC mismatch".to_string()));
     }
-    match postcard::from_bytes::<PersistRequest>(payload) {
+    match postcard::from_bytes::<WalRecord>(payload) {
         Ok(request) => Ok((request, offset + RECORD_HEADER_BYTES + len)),
         Err(error) => Err(BadRecord::Invalid(format!(
             "record passes its CRC but does not decode: {error}"
@@ -170,18 +196,18 @@ fn replay_segment(
     let mut offset = SEGMENT_MAGIC.len();
     while offset < bytes.len() {
         match read_record(&bytes, offset) {
-            Ok((request, next)) => {
-                state.apply(&request);
+            Ok((record, next)) => {
+                match record {
+                    WalRecord::Persist(request) => state.apply(&request),
+                    WalRecord::Checkpoint(checkpoint) => *state = checkpoint,
+                }
                 report.records += 1;
                 offset = next;
             }
             Err(bad) => {
-                let tail = &bytes[offset..];
                 let torn = match &bad {
                     BadRecord::Incomplete => true,
-                    BadRecord::Invalid(_) => {
-                        tail.iter().all(|&byte| byte == 0) || ends_at_eof(tail)
-                    }
+                    BadRecord::Invalid(_) => is_torn(&bytes, offset),
                 };
                 if is_last && torn {
                     return Ok(Some(offset as u64));
@@ -197,21 +223,59 @@ fn replay_segment(
     Ok(None)
 }
 
-/// True when the record at the start of `tail` claims to end exactly at the end of the file: a
-/// write that reached its full length but not all its bytes, the classic torn append.
-fn ends_at_eof(tail: &[u8]) -> bool {
+/// The sector size torn writes are detected in: an append that the crash interrupted leaves
+/// whole sectors of the file unwritten, and those read back as zeros.
+const SECTOR_BYTES: usize = 512;
+
+/// Whether the invalid record at `offset` of the last segment is a torn write rather than
+/// corruption. Writes after the last `fdatasync` may reach the disk partly and in any order,
+/// so a crash can leave a record with unwritten (zero) sectors, possibly followed by later
+/// records of the same batch. None of that batch was acknowledged (its fsync never returned),
+/// so it is cut. The rule, as in etcd's WAL: the tail is all zeros, or the record ends exactly at
+/// the end of the file, or some sector-aligned piece of the record is all zeros. A flipped bit in
+/// an otherwise written record is none of these, and stays an error.
+fn is_torn(bytes: &[u8], offset: usize) -> bool {
+    let tail = &bytes[offset..];
+    if tail.iter().all(|&byte| byte == 0) {
+        return true;
+    }
     let Some(header) = tail.first_chunk::<4>() else {
         return true;
     };
-    let len = u32::from_le_bytes(*header) as usize;
-    RECORD_HEADER_BYTES + len == tail.len()
+    let record_end = offset
+        .saturating_add(RECORD_HEADER_BYTES)
+        .saturating_add(u32::from_le_bytes(*header) as usize);
+    if record_end == bytes.len() {
+        return true;
+    }
+    let end = record_end.min(bytes.len());
+    let mut start = offset;
+    while start < end {
+        let piece_end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
+        if bytes[start..piece_end].iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = piece_end;
+    }
+    false
 }
 
 impl Wal {
     /// Replays every segment in `dir` (which must exist) and opens the last one for appends,
     /// creating the first segment when there is none.
     pub fn recover(dir: &Path) -> Result<(Wal, DurableState, RecoveryReport), StorageError> {
-        let segments = list_segments(dir)?;
+        let mut segments = list_segments(dir)?;
+        let start = segments
+            .iter()
+            .rposition(|(_, path)| starts_with_checkpoint(path))
+            .unwrap_or(0);
+        // Segments before the last checkpoint are left over from an interrupted compaction.
+        for (_, path) in segments.drain(..start) {
+            fs::remove_file(&path).map_err(StorageError::io(&path))?;
+        }
+        if start > 0 {
+            sync_dir(dir)?;
+        }
         let mut state = DurableState::default();
         let mut report = RecoveryReport {
             segments: segments.len(),
@@ -230,6 +294,30 @@ impl Wal {
         }
         let wal = Wal::open_segment(dir, last_sequence, &last_path)?;
         Ok((wal, state, report))
+    }
+
+    /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
+    /// every older segment: they are fully described by the checkpoint.
+    pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
+        let mut buf = Vec::new();
+        encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
+        self.sync()?;
+        let next = Wal::create_segment(&self.dir, self.sequence + 1)?;
+        *self = Wal {
+            segment_bytes_max: self.segment_bytes_max,
+            ..next
+        };
+        self.file
+            .write_all(&buf)
+            .map_err(StorageError::io(&self.path))?;
+        self.len += buf.len() as u64;
+        self.sync()?;
+        for (sequence, path) in list_segments(&self.dir)? {
+            if sequence < self.sequence {
+                fs::remove_file(&path).map_err(StorageError::io(&path))?;
+            }
+        }
+        sync_dir(&self.dir)
     }
 
     fn create_segment(dir: &Path, sequence: u64) -> Result<Wal, StorageError> {
@@ -316,6 +404,18 @@ impl Wal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Whether the segment's first record is an intact checkpoint.
+fn starts_with_checkpoint(path: &Path) -> bool {
+    let Ok(bytes) = fs::read(path) else {
+        return false;
+    };
+    bytes.starts_with(SEGMENT_MAGIC)
+        && matches!(
+            read_record(&bytes, SEGMENT_MAGIC.len()),
+            Ok((WalRecord::Checkpoint(_), _))
+        )
 }
 
 fn truncate(path: &Path, offset: u64) -> Result<(), StorageError> {

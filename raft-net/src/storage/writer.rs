@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use raft_core::{PersistId, PersistRequest};
+use raft_core::{DurableState, PersistId, PersistRequest};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::StorageError;
@@ -53,9 +53,11 @@ impl StorageHandle {
     }
 }
 
-/// Starts the storage thread writing to `wal`; completions go to `done`.
+/// Starts the storage thread writing to `wal`, whose recovered contents are `durable`;
+/// completions go to `done`.
 pub fn spawn_writer(
     wal: Wal,
+    durable: DurableState,
     done: UnboundedSender<PersistCompletion>,
     metrics: Arc<Metrics>,
 ) -> Result<StorageHandle, StorageError> {
@@ -63,7 +65,7 @@ pub fn spawn_writer(
     let path = wal.path().to_path_buf();
     let thread = thread::Builder::new()
         .name("raft-storage".to_string())
-        .spawn(move || run(wal, &receiver, &done, &metrics))
+        .spawn(move || run(wal, durable, &receiver, &done, &metrics))
         .map_err(StorageError::io(path))?;
     Ok(StorageHandle {
         requests,
@@ -71,32 +73,53 @@ pub fn spawn_writer(
     })
 }
 
+/// The thread's body. `durable` mirrors what the log holds, so that a checkpoint can be written
+/// when a snapshot lets the older segments go.
 fn run(
     mut wal: Wal,
+    mut durable: DurableState,
     receiver: &mpsc::Receiver<PersistRequest>,
     done: &UnboundedSender<PersistCompletion>,
     metrics: &Metrics,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut batch = Vec::new();
     while let Ok(first) = receiver.recv() {
         buf.clear();
-        let mut last = first.persist_id;
-        let mut count = 1;
+        batch.clear();
         let mut result = encode_record(&first, &mut buf);
-        while result.is_ok() && count < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
+        batch.push(first);
+        while result.is_ok() && batch.len() < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
             let Ok(next) = receiver.try_recv() else { break };
-            last = next.persist_id;
-            count += 1;
             result = encode_record(&next, &mut buf);
+            batch.push(next);
         }
-        let result = result.and_then(|()| write_batch(&mut wal, &buf, metrics));
-        let failed = result.is_err();
+        if result.is_ok() {
+            result = write_batch(&mut wal, &buf, metrics);
+        }
         metrics
             .persist_requests
-            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let last = batch
+            .last()
+            .map_or(PersistId(0), |request| request.persist_id);
+        let failed = result.is_err();
         if done.send(result.map(|()| last)).is_err() || failed {
             // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
             return;
+        }
+        let mut compact = false;
+        for request in &batch {
+            durable.apply(request);
+            compact |= request.snapshot.is_some();
+        }
+        if compact {
+            if let Err(error) = wal.checkpoint(&durable) {
+                // Nothing was acknowledged on the strength of the checkpoint, but a node whose
+                // disk fails must stop rather than go on with unknown state.
+                let _ = done.send(Err(error));
+                return;
+            }
         }
     }
 }
