@@ -83,6 +83,7 @@ extern crate alloc;
 mod action;
 mod config;
 mod error;
+pub mod fuzzing;
 mod input;
 mod invariants;
 pub mod kv;

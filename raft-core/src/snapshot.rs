@@ -87,7 +87,8 @@ impl Node {
             self.respond_snapshot(leader, index, request.total_bytes, true);
             return;
         }
-        if request.total_bytes > self.config.snapshot_bytes_max {
+        let forged = request.meta.last_included_term > self.current_term;
+        if forged || request.total_bytes > self.config.snapshot_bytes_max {
             self.stats.messages_ignored += 1;
             return;
         }
