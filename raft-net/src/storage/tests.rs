@@ -357,3 +357,87 @@ fn unwritten_sector_inside_the_last_batch_is_a_torn_write() {
     assert_eq!(opened.durable, expected(&all[..1]));
     assert_eq!(opened.report.truncated, Some((segment, good_len as u64)));
 }
+
+fn snapshot_request(persist_id: u64, index: u64, term: u64) -> PersistRequest {
+    PersistRequest {
+        persist_id: PersistId(persist_id),
+        hard_state: None,
+        snapshot: Some(raft_core::Snapshot {
+            meta: raft_core::SnapshotMeta {
+                last_included_index: LogIndex(index),
+                last_included_term: Term(term),
+                membership: raft_core::Membership::new(voters()),
+            },
+            data: b"state machine image".to_vec(),
+        }),
+        log: None,
+    }
+}
+
+#[test]
+fn a_snapshot_checkpoints_the_log_and_drops_older_segments() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    opened.wal.set_segment_bytes_max(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = spawn_writer(
+        opened.wal,
+        opened.durable,
+        done_tx,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let mut all = requests();
+    // Entries 1 (term 1) and 2 (term 2) exist after the fourth request; snapshot through 1.
+    all.push(snapshot_request(5, 1, 1));
+    all.push(PersistRequest {
+        persist_id: PersistId(6),
+        hard_state: None,
+        snapshot: None,
+        log: Some(LogSplice {
+            from: LogIndex(3),
+            entries: vec![entry(3, 2, "after")],
+        }),
+    });
+    for request in all.clone() {
+        handle.persist(request).unwrap();
+        // One request per batch, so the segments really rotate before the checkpoint.
+        done_rx.blocking_recv().unwrap().unwrap();
+    }
+    handle.shutdown();
+    let segments = list_segments(&temp.path().join("wal")).unwrap();
+    assert!(
+        segments.len() <= 2,
+        "segments before the checkpoint are deleted: {segments:?}"
+    );
+    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let want = expected(&all);
+    assert_eq!(want.first_index(), LogIndex(2));
+    assert_eq!(reopened.durable, want);
+}
+
+#[test]
+fn leftover_segments_before_a_checkpoint_are_ignored_and_removed() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    write_records(temp.path(), &all);
+    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut state = opened.durable.clone();
+    state.apply(&snapshot_request(5, 2, 2));
+    opened.wal.checkpoint(&state).unwrap();
+    drop(opened);
+    // As if the crash came before the old segment was deleted: put a copy of it back.
+    let wal_dir = temp.path().join("wal");
+    let segments = list_segments(&wal_dir).unwrap();
+    assert_eq!(segments.len(), 1);
+    let mut old = Vec::new();
+    old.extend_from_slice(SEGMENT_MAGIC);
+    for request in &all {
+        encode_record(request, &mut old).unwrap();
+    }
+    fs::write(wal_dir.join("00000000000000000001.wal"), &old).unwrap();
+
+    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    assert_eq!(reopened.durable, state);
+    assert_eq!(list_segments(&wal_dir).unwrap().len(), 1);
+}
