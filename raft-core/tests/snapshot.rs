@@ -279,3 +279,18 @@ fn proposal_covered_by_an_installed_snapshot_is_reported_unknown() {
         )]
     );
 }
+
+#[test]
+fn snapshot_claiming_a_term_above_the_senders_is_ignored() {
+    // Found by fuzzing: a forged snapshot ending in a future term must not enter the log.
+    let mut n = node(1, 3);
+    let meta = SnapshotMeta {
+        last_included_index: LogIndex(3),
+        last_included_term: Term(9),
+        membership: raft_core::Membership::new((1..=3).map(NodeId)),
+    };
+    let actions = step_durably(&mut n, chunk(meta, b"abc", 0, 3, 3));
+    assert!(sends(&actions).is_empty());
+    assert_eq!(n.last_log_index(), LogIndex(0));
+    assert_eq!(n.status().stats.messages_ignored, 1);
+}
