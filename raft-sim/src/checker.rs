@@ -47,7 +47,11 @@ impl Observed {
 /// Everything one step did that the checker reads.
 #[derive(Debug, Default)]
 pub struct StepEffects<'a> {
+    /// The snapshot the step's `Persist` made durable-to-be (index and term), if any.
+    pub persisted_snapshot: Option<(LogIndex, Term)>,
     pub splice: Option<&'a LogSplice>,
+    /// The snapshot an `Action::ApplySnapshot` installed (index, term, data), if any.
+    pub applied_snapshot: Option<(LogIndex, Term, &'a [u8])>,
     pub applied: &'a [Entry],
     pub replies: &'a [(RequestId, Reply)],
 }
@@ -56,6 +60,16 @@ fn payload_hash(payload: &EntryPayload) -> u64 {
     match payload {
         EntryPayload::Noop => 0x6E6F_6F70,
         EntryPayload::Command(bytes) => command_hash(bytes),
+        EntryPayload::Membership(membership) => {
+            let mut bytes = Vec::new();
+            for (tag, set) in [(b'v', &membership.voters), (b'l', &membership.learners)] {
+                bytes.push(tag);
+                for id in set {
+                    bytes.extend_from_slice(&id.0.to_le_bytes());
+                }
+            }
+            command_hash(&bytes) ^ 0x6D65_6D62
+        }
     }
 }
 
@@ -67,6 +81,13 @@ pub fn command_hash(bytes: &[u8]) -> u64 {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
     }
     hash | 1
+}
+
+/// The simulator's state machine is the applied log itself, summarized by its chain hash: a
+/// snapshot's data is the chain hash of the last entry it covers.
+#[must_use]
+pub fn snapshot_data(chain: u64) -> Vec<u8> {
+    chain.to_le_bytes().to_vec()
 }
 
 fn chain(previous: u64, term: Term, payload: u64) -> u64 {
@@ -91,12 +112,39 @@ struct NodeRecord {
     /// The highest term this node ever had in memory, and the highest it ever made durable.
     max_term: Term,
     max_durable_term: Term,
-    /// The current incarnation's log as (term, chain hash), index `i` at position `i - 1`.
+    /// The last index covered by the current incarnation's snapshot (0 without one) and the
+    /// chain hash there; compacted entries are committed ones, held in `Checker::committed`.
+    base: LogIndex,
+    base_chain: u64,
+    /// The current incarnation's log after `base` as (term, chain hash): index `i` at position
+    /// `i - base - 1`.
     log: Vec<(Term, u64)>,
     commit_index: LogIndex,
     applied_index: LogIndex,
     /// `Some(term)` while this incarnation leads in `term`.
     leading: Option<Term>,
+}
+
+impl NodeRecord {
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.base.0 + self.log.len() as u64)
+    }
+
+    fn last_chain(&self) -> u64 {
+        self.log.last().map_or(self.base_chain, |&(_, hash)| hash)
+    }
+
+    /// The (term, chain hash) at `index`: from the mirror, or from the committed log for
+    /// compacted indexes.
+    fn at(&self, index: LogIndex, committed: &[CommittedEntry]) -> Option<(Term, u64)> {
+        if index <= self.base {
+            let entry = committed.get(position(index).checked_sub(1)?)?;
+            return Some((entry.term, entry.chain));
+        }
+        self.log
+            .get(position(index) - position(self.base) - 1)
+            .copied()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +155,8 @@ pub struct Checker {
     committed: Vec<CommittedEntry>,
     /// Writes a client was told are committed: (index, request).
     acked: Vec<(LogIndex, RequestId)>,
+    /// Writes a client was told were dropped: (index, term, request).
+    dropped: Vec<(LogIndex, Term, RequestId)>,
 }
 
 fn position(index: LogIndex) -> usize {
@@ -136,8 +186,13 @@ impl Checker {
         &self.acked
     }
 
-    /// A node (re)started: mirror its log and check it against everything seen so far.
-    pub fn on_start(&mut self, node: &Node) -> Result<(), Violation> {
+    /// A node (re)started, from `snapshot` (index and term) if its durable state has one:
+    /// mirror its log and check it against everything seen so far.
+    pub fn on_start(
+        &mut self,
+        node: &Node,
+        snapshot: Option<(LogIndex, Term)>,
+    ) -> Result<(), Violation> {
         let id = node.id();
         let record = self.nodes.entry(id).or_default();
         if node.term() < record.max_durable_term {
@@ -152,6 +207,8 @@ impl Checker {
         }
         record.up = true;
         record.log.clear();
+        record.base = LogIndex::ZERO;
+        record.base_chain = 0;
         record.commit_index = node.commit_index();
         record.applied_index = node.applied_index();
         record.leading = None;
@@ -159,8 +216,53 @@ impl Checker {
         // crash (the core counts its own vote only once durable); the durable term is the
         // floor across restarts, checked above.
         record.max_term = node.term();
-        let entries = node.entries(LogIndex(1), node.last_log_index());
+        if let Some((index, term)) = snapshot {
+            self.rebase(id, index, term)?;
+        }
+        let first = self
+            .nodes
+            .get(&id)
+            .map_or(LogIndex(1), |record| record.base.next());
+        let entries = node.entries(first, node.last_log_index());
         self.append_entries(id, entries)
+    }
+
+    /// The log of `id` now starts after a snapshot through `index` in `term`: everything up to
+    /// there must be committed, and the mirror keeps what follows only if it agrees.
+    fn rebase(&mut self, id: NodeId, index: LogIndex, term: Term) -> Result<(), Violation> {
+        let Some(known) = position(index)
+            .checked_sub(1)
+            .and_then(|pos| self.committed.get(pos).copied())
+        else {
+            return violation(
+                "snapshot_only_committed",
+                format!("{id} holds a snapshot through {index}, beyond the committed log"),
+            );
+        };
+        if known.term != term {
+            return violation(
+                "snapshot_only_committed",
+                format!(
+                    "{id} holds a snapshot through {index} in {term}, but {index} was committed in {}",
+                    known.term
+                ),
+            );
+        }
+        let Some(record) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let held = record.at(index, &self.committed);
+        if index > record.base && held == Some((term, known.chain)) {
+            let drop = position(index) - position(record.base);
+            record.log.drain(..drop);
+        } else if index > record.base {
+            record.log.clear();
+        } else {
+            return Ok(());
+        }
+        record.base = index;
+        record.base_chain = known.chain;
+        Ok(())
     }
 
     pub fn on_crash(&mut self, id: NodeId) {
@@ -183,15 +285,18 @@ impl Checker {
             return Ok(());
         };
         for entry in entries {
-            let expected = LogIndex(record.log.len() as u64 + 1);
+            let expected = record.last_index().next();
             if entry.index != expected {
                 return violation(
                     "log_contiguous",
                     format!("{id} wrote {} where {expected} was next", entry.index),
                 );
             }
-            let previous = record.log.last().map_or(0, |&(_, hash)| hash);
-            let hash = chain(previous, entry.term, payload_hash(&entry.payload));
+            let hash = chain(
+                record.last_chain(),
+                entry.term,
+                payload_hash(&entry.payload),
+            );
             record.log.push((entry.term, hash));
             let known = *self.chains.entry((entry.index, entry.term)).or_insert(hash);
             if known != hash {
@@ -216,9 +321,10 @@ impl Checker {
         commands: impl Fn(RequestId) -> Option<u64>,
     ) -> Result<(), Violation> {
         let id = node.id();
-        self.check_log(node, before, effects.splice)?;
+        self.check_log(node, before, effects)?;
         self.check_term_and_leader(node, before)?;
         self.check_commit(node)?;
+        self.check_applied_snapshot(id, effects.applied_snapshot)?;
         self.check_applied(node, effects.applied)?;
         self.check_replies(id, effects.replies, commands)
     }
@@ -227,10 +333,13 @@ impl Checker {
         &mut self,
         node: &Node,
         before: Observed,
-        splice: Option<&LogSplice>,
+        effects: &StepEffects<'_>,
     ) -> Result<(), Violation> {
         let id = node.id();
-        if let Some(splice) = splice {
+        if let Some((index, term)) = effects.persisted_snapshot {
+            self.rebase(id, index, term)?;
+        }
+        if let Some(splice) = effects.splice {
             let same_leader = before.role == Role::Leader
                 && node.role() == Role::Leader
                 && before.term == node.term();
@@ -248,32 +357,36 @@ impl Checker {
             let Some(record) = self.nodes.get_mut(&id) else {
                 return Ok(());
             };
-            let keep = position(splice.from).saturating_sub(1);
-            if keep > record.log.len() {
+            if splice.from <= record.base || splice.from > record.last_index().next() {
                 return violation(
                     "log_contiguous",
                     format!(
-                        "{id} persisted a splice from {} past its log end",
-                        splice.from
+                        "{id} persisted a splice from {}, outside {}..={}",
+                        splice.from,
+                        record.base.next(),
+                        record.last_index().next()
                     ),
                 );
             }
-            record.log.truncate(keep);
+            record
+                .log
+                .truncate(position(splice.from) - position(record.base) - 1);
             self.append_entries(id, &splice.entries)?;
         }
         let last = node.last_log_index();
-        let last_term = node.entry(last).map_or(Term::ZERO, |entry| entry.term);
         let mirrored = self.nodes.get(&id).map(|record| {
-            (
-                record.log.len(),
-                record.log.last().map_or(Term::ZERO, |e| e.0),
-            )
+            let term = record.at(record.last_index(), &self.committed).map(|e| e.0);
+            (record.last_index(), term)
         });
-        if mirrored != Some((position(last), last_term)) {
+        let actual_term = node.entry(last).map(|entry| entry.term);
+        let consistent = mirrored.is_some_and(|(index, term)| {
+            index == last && (actual_term.is_none() || term == actual_term)
+        });
+        if !consistent {
             return violation(
                 "persist_covers_log_changes",
                 format!(
-                    "{id}'s log ends at {last} in {last_term}, but its persist requests describe {mirrored:?}"
+                    "{id}'s log ends at {last} in {actual_term:?}, but its persist requests describe {mirrored:?}"
                 ),
             );
         }
@@ -318,10 +431,11 @@ impl Checker {
             return Ok(());
         };
         let expected = self.committed[last];
+        let index = LogIndex(last as u64 + 1);
         let held = self
             .nodes
             .get(&id)
-            .and_then(|record| record.log.get(last).copied());
+            .and_then(|record| record.at(index, &self.committed));
         if held.map(|(_, hash)| hash) != Some(expected.chain) {
             return violation(
                 "leader_completeness",
@@ -354,7 +468,12 @@ impl Checker {
         record.commit_index = commit;
         let upto = position(commit);
         for pos in from..upto {
-            let Some(&(term, hash)) = self.nodes.get(&id).and_then(|r| r.log.get(pos)) else {
+            let index = LogIndex(pos as u64 + 1);
+            let held = self
+                .nodes
+                .get(&id)
+                .and_then(|r| r.at(index, &self.committed));
+            let Some((term, hash)) = held else {
                 return violation(
                     "commit_within_log",
                     format!("{id} committed i{} beyond its log", pos + 1),
@@ -375,7 +494,7 @@ impl Checker {
                 Some(_) => {}
                 None => {
                     let payload = node
-                        .entry(LogIndex(pos as u64 + 1))
+                        .entry(index)
                         .map_or(0, |entry| payload_hash(&entry.payload));
                     self.committed.push(CommittedEntry {
                         term,
@@ -399,7 +518,8 @@ impl Checker {
             if term <= commit_term {
                 continue;
             }
-            if record.log.get(pos).map(|e| e.1) != Some(expected) {
+            let index = LogIndex(pos as u64 + 1);
+            if record.at(index, &self.committed).map(|e| e.1) != Some(expected) {
                 return violation(
                     "leader_completeness",
                     format!(
@@ -410,6 +530,48 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// An installed snapshot holds a committed prefix, and its data is the one the simulator's
+    /// state machine wrote for that prefix (its chain hash, see [`snapshot_data`]).
+    fn check_applied_snapshot(
+        &mut self,
+        id: NodeId,
+        applied: Option<(LogIndex, Term, &[u8])>,
+    ) -> Result<(), Violation> {
+        let Some((index, term, data)) = applied else {
+            return Ok(());
+        };
+        let known = position(index)
+            .checked_sub(1)
+            .and_then(|pos| self.committed.get(pos));
+        let Some(known) = known.filter(|known| known.term == term) else {
+            return violation(
+                "snapshot_only_committed",
+                format!(
+                    "{id} installed a snapshot through {index} in {term}, which is not committed"
+                ),
+            );
+        };
+        if data != snapshot_data(known.chain) {
+            return violation(
+                "state_machine_safety",
+                format!("{id} installed a snapshot through {index} whose state differs from the committed log's"),
+            );
+        }
+        if let Some(record) = self.nodes.get_mut(&id) {
+            record.applied_index = record.applied_index.max(index);
+        }
+        Ok(())
+    }
+
+    /// The state machine as of the committed log through `index`, for `Input::Compact`.
+    #[must_use]
+    pub fn snapshot_at(&self, index: LogIndex) -> Option<Vec<u8>> {
+        let pos = position(index).checked_sub(1)?;
+        self.committed
+            .get(pos)
+            .map(|entry| snapshot_data(entry.chain))
     }
 
     /// State Machine Safety: every applied entry is the committed entry at its index, applied
@@ -429,7 +591,7 @@ impl Checker {
                     ),
                 );
             }
-            let pos = position(entry.index) - 1;
+            let pos = position(entry.index).saturating_sub(1);
             let Some(known) = self.committed.get(pos) else {
                 return violation(
                     "apply_only_committed",
@@ -459,8 +621,14 @@ impl Checker {
         commands: impl Fn(RequestId) -> Option<u64>,
     ) -> Result<(), Violation> {
         for &(request_id, ref reply) in replies {
-            let Reply::Committed { index, term } = *reply else {
-                continue;
+            let (index, term) = match *reply {
+                Reply::Committed { index, term } => (index, term),
+                Reply::Dropped { index, term } => {
+                    self.dropped.push((index, term, request_id));
+                    self.check_dropped(index, term, request_id)?;
+                    continue;
+                }
+                _ => continue,
             };
             let known = position(index)
                 .checked_sub(1)
@@ -477,6 +645,34 @@ impl Checker {
                 );
             }
             self.acked.push((index, request_id));
+        }
+        Ok(())
+    }
+
+    /// A write reported dropped at (index, term) is not the committed entry there: by Log
+    /// Matching, an entry with the same index and term would be that very write.
+    fn check_dropped(
+        &self,
+        index: LogIndex,
+        term: Term,
+        request_id: RequestId,
+    ) -> Result<(), Violation> {
+        let committed = position(index)
+            .checked_sub(1)
+            .and_then(|pos| self.committed.get(pos));
+        if committed.is_some_and(|entry| entry.term == term) {
+            return violation(
+                "dropped_write_not_committed",
+                format!("{request_id} was reported dropped, but its entry {index} in {term} is committed"),
+            );
+        }
+        Ok(())
+    }
+
+    /// No write reported dropped was committed later.
+    pub fn check_dropped_not_committed(&self) -> Result<(), Violation> {
+        for &(index, term, request_id) in &self.dropped {
+            self.check_dropped(index, term, request_id)?;
         }
         Ok(())
     }

@@ -35,10 +35,17 @@ impl Default for ClientConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Pending,
-    Committed { index: LogIndex, term: Term },
+    Committed {
+        index: LogIndex,
+        term: Term,
+    },
     NotLeader,
     Busy,
     Dropped,
+    /// The node learned the entry's fate only from a snapshot: it may or may not be applied.
+    Unknown,
+    /// A reply this client does not expect for a write (a read or membership answer).
+    Unexpected,
     TimedOut,
 }
 
@@ -204,6 +211,8 @@ impl Clients {
             Reply::NotLeader { .. } => Outcome::NotLeader,
             Reply::Busy => Outcome::Busy,
             Reply::Dropped { .. } => Outcome::Dropped,
+            Reply::Unknown { .. } => Outcome::Unknown,
+            Reply::ReadReady { .. } | Reply::ChangeRejected { .. } => Outcome::Unexpected,
         };
         // A late answer after a timeout still goes in the history: the client was told.
         if record.outcome == Outcome::Pending || record.outcome == Outcome::TimedOut {
@@ -250,7 +259,8 @@ impl Clients {
         FollowUp::Wake { client, ms: 0 }
     }
 
-    /// Counts of each outcome, for transcripts: (committed, rejected, timed out, pending).
+    /// Counts of each outcome, for transcripts: (committed, rejected, indeterminate (timed
+    /// out or unknown), pending).
     #[must_use]
     pub fn summary(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);
@@ -258,7 +268,7 @@ impl Clients {
             match record.outcome {
                 Outcome::Committed { .. } => counts.0 += 1,
                 Outcome::NotLeader | Outcome::Busy | Outcome::Dropped => counts.1 += 1,
-                Outcome::TimedOut => counts.2 += 1,
+                Outcome::TimedOut | Outcome::Unknown | Outcome::Unexpected => counts.2 += 1,
                 Outcome::Pending => counts.3 += 1,
             }
         }

@@ -94,6 +94,7 @@ mod tests {
                 current_term: Term(term),
                 voted_for: Some(NodeId(1)),
             }),
+            snapshot: None,
             log: None,
         }
     }

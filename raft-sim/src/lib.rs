@@ -9,13 +9,15 @@
 //! Every random choice comes from one master seed, split per component ([`rng::sub_seed`]),
 //! so the same seed and the same script give a byte-identical trace. Scenarios
 //! ([`scenario`]) script a run in a small text language; [`explore`] runs random fault
-//! schedules per seed and checks liveness once the faults heal.
+//! schedules per seed and checks liveness once the faults heal, and the client [`history`]
+//! for linearizability.
 
 pub mod checker;
 pub mod client;
 pub mod disk;
 pub mod event;
 pub mod explore;
+pub mod history;
 pub mod network;
 pub mod rng;
 pub mod scenario;

@@ -104,6 +104,7 @@ impl Runner {
             "drop" => self.cmd_drop(args),
             "release" => self.cmd_release(args),
             "propose" => self.cmd_propose(args),
+            "compact" => self.cmd_compact(args),
             "workload" => self.cmd_workload(args),
             "run" => self.cmd_run(args),
             "state" => self.cmd_state(args),
@@ -210,6 +211,11 @@ impl Runner {
             return Err("usage: config KEY VALUE".to_owned());
         };
         let value = parse_u64(value)?;
+        let flag = |value: u64| match value {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("{key} takes 0 or 1, not {other}")),
+        };
         let raft = &mut self.setup()?.raft;
         let small = || u32::try_from(value).map_err(|e| e.to_string());
         let large = || usize::try_from(value).map_err(|e| e.to_string());
@@ -220,6 +226,8 @@ impl Runner {
             "append_entries_max" => raft.append_entries_max = large()?,
             "inflight_appends_max" => raft.inflight_appends_max = large()?,
             "uncommitted_entries_max" => raft.uncommitted_entries_max = large()?,
+            "pre_vote" => raft.pre_vote = flag(value)?,
+            "check_quorum" => raft.check_quorum = flag(value)?,
             other => return Err(format!("unknown config key {other:?}")),
         }
         raft.validate().map_err(|e| e.to_string())
@@ -435,6 +443,15 @@ impl Runner {
         Ok(())
     }
 
+    fn cmd_compact(&mut self, args: &[&str]) -> Handled {
+        let target = one(args, "compact N|leader")?;
+        let sim = self.sim()?;
+        let node = parse_target(sim, target)?;
+        let index = sim.compact(node).map_err(|e| e.to_string())?;
+        self.say(format!("{node} compacts its log through {index}"));
+        Ok(())
+    }
+
     fn cmd_workload(&mut self, args: &[&str]) -> Handled {
         let sim = self.sim()?;
         match args {
@@ -443,7 +460,7 @@ impl Runner {
             ["summary"] => {
                 let (committed, rejected, timed_out, pending) = sim.clients.summary();
                 self.say(format!(
-                    "client requests: {committed} committed, {rejected} rejected (not leader, busy or dropped), {timed_out} timed out, {pending} pending"
+                    "client requests: {committed} committed, {rejected} rejected (not leader, busy or dropped), {timed_out} timed out or unknown, {pending} pending"
                 ));
             }
             _ => return Err("usage: workload start|stop|summary".to_owned()),

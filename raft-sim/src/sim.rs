@@ -351,10 +351,16 @@ impl Sim {
         self.fail(Violation { invariant, detail });
     }
 
-    /// Checks that every acknowledged write is applied on a majority of the cluster.
-    pub fn check_acked_applied(&mut self) {
+    /// The end-of-run checks: every acknowledged write is applied on a majority, no write
+    /// reported dropped was committed, and the client history is linearizable.
+    pub fn check_history(&mut self) {
         let voters = self.slots.len();
-        if let Err(violation) = self.checker.check_acked_applied_on_majority(voters) {
+        let result = self
+            .checker
+            .check_acked_applied_on_majority(voters)
+            .and_then(|()| self.checker.check_dropped_not_committed())
+            .and_then(|()| crate::history::check_linearizable(self.clients.history()));
+        if let Err(violation) = result {
             self.fail(violation);
         }
     }
@@ -522,17 +528,30 @@ impl Sim {
         let mut persist: Option<PersistRequest> = None;
         let mut sends = Vec::new();
         let mut applied: Vec<Entry> = Vec::new();
+        let mut applied_snapshot = None;
         let mut replies: Vec<(RequestId, Reply)> = Vec::new();
         for action in actions {
             match action {
                 Action::Persist(request) => persist = Some(request),
                 Action::Send(envelope) => sends.push(envelope),
                 Action::Apply { entries } => applied.extend(entries),
+                Action::ApplySnapshot { snapshot } => applied_snapshot = Some(snapshot),
                 Action::Reply { request_id, reply } => replies.push((request_id, reply)),
             }
         }
         let effects = StepEffects {
+            persisted_snapshot: persist
+                .as_ref()
+                .and_then(|p| p.snapshot.as_ref())
+                .map(|s| (s.meta.last_included_index, s.meta.last_included_term)),
             splice: persist.as_ref().and_then(|p| p.log.as_ref()),
+            applied_snapshot: applied_snapshot.as_ref().map(|s| {
+                (
+                    s.meta.last_included_index,
+                    s.meta.last_included_term,
+                    s.data.as_slice(),
+                )
+            }),
             applied: &applied,
             replies: &replies,
         };
@@ -690,7 +709,13 @@ impl Sim {
         } else {
             Node::new(config).map_err(|e| ControlError(format!("{id} config: {e}")))?
         };
-        let result = self.checker.on_start(&node);
+        let snapshot = slot
+            .disk
+            .durable
+            .snapshot
+            .as_ref()
+            .map(|s| (s.meta.last_included_index, s.meta.last_included_term));
+        let result = self.checker.on_start(&node, snapshot);
         slot.node = Some(node);
         slot.life = Life::Running;
         let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
@@ -790,17 +815,20 @@ impl Sim {
         Ok(())
     }
 
-    /// Ticks one node until its election timeout fires (it becomes a candidate), bounded by
-    /// the longest election timeout. Lets a script choose who campaigns.
+    /// Ticks one node until its election timeout fires (it becomes a candidate, or a
+    /// pre-candidate with pre-vote on), bounded by the longest election timeout. Lets a script
+    /// choose who campaigns.
     pub fn campaign(&mut self, id: NodeId) -> Result<(), ControlError> {
         let i = self.index_of(id)?;
         if self.slots[i].life != Life::Running {
             return Err(ControlError(format!("{id} is not running")));
         }
         let bound = u64::from(self.config.raft.election_timeout_ticks_max) + 1;
+        // With pre-vote on, the timeout first makes the node a pre-candidate.
         let elections = |sim: &Sim| {
-            sim.node(id)
-                .map_or(0, |n| n.status().stats.elections_started)
+            sim.node(id).map_or(0, |n| {
+                n.status().stats.elections_started + u64::from(n.is_pre_candidate())
+            })
         };
         let start = elections(self);
         for _ in 0..bound {
@@ -817,6 +845,24 @@ impl Sim {
             )));
         }
         Ok(())
+    }
+
+    /// Asks `id` to compact its log through its applied index, handing it the simulated state
+    /// machine's snapshot there (the committed log's chain hash). Returns the index.
+    pub fn compact(&mut self, id: NodeId) -> Result<LogIndex, ControlError> {
+        let i = self.index_of(id)?;
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return Err(ControlError(format!("{id} is not up")));
+        };
+        let index = node.applied_index();
+        let data = self
+            .checker
+            .snapshot_at(index)
+            .ok_or_else(|| ControlError(format!("{id} has applied nothing to compact")))?;
+        self.events += 1;
+        self.record(TraceKind::Control(format!("compact {id} through {index}")));
+        self.input(i, Input::Compact { index, data });
+        Ok(index)
     }
 
     /// Proposes `command` directly to `node`, as a scenario does.
@@ -922,5 +968,10 @@ pub fn describe_reply(reply: &Reply) -> String {
         Reply::NotLeader { leader_hint: None } => "not leader (no hint)".to_owned(),
         Reply::Busy => "busy".to_owned(),
         Reply::Dropped { index, term } => format!("dropped (was at {index} in {term})"),
+        Reply::Unknown { index, term } => {
+            format!("unknown (covered by a snapshot at {index} in {term})")
+        }
+        Reply::ReadReady { index } => format!("read ready at {index}"),
+        Reply::ChangeRejected { reason } => format!("change rejected: {reason:?}"),
     }
 }
