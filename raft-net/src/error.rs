@@ -69,7 +69,7 @@ pub enum ConfigError {
     DuplicatePeer(NodeId),
     #[error("{0} is missing: give the flag or set the environment variable")]
     Missing(&'static str),
-    #[error("membership changes are not supported yet: --join cannot add this node to a running cluster; start every node with the same --peer list instead")]
+    #[error("joining a running cluster is not supported yet: raft-net has no replicated address book for new members, so --join cannot add this node; start every node with the same --peer list instead")]
     JoinUnsupported,
     #[error("the datagram limit of {datagram_bytes_max} bytes leaves no room for log entries (at least {min} bytes are needed)")]
     DatagramTooSmall {

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use raft_core::kv::{Command, Output};
-use raft_core::{LogIndex, NodeId};
+use raft_core::{LogIndex, MembershipChange, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -126,6 +126,7 @@ pub fn router(state: AppState, admin: bool) -> Router {
             get(kv_get).put(kv_put).delete(kv_delete),
         )
         .route("/api/v1/members", get(members))
+        .route("/api/v1/members/{id}", axum::routing::delete(remove_member))
         .route("/set", get(compat_set))
         .route("/get", get(compat_get))
         .route("/remove", get(compat_remove))
@@ -468,23 +469,51 @@ async fn members(State(state): State<AppState>) -> ApiResult {
             DRIVER_TIMEOUT,
         )
         .await?;
-    let members: Vec<Value> = state
-        .http_addrs
-        .iter()
-        .map(|(id, http)| {
-            json!({
-                "id": id.0,
-                "http_addr": http,
-                "raft_addr": state.raft_addrs.get(id),
-                "voter": true,
-                "leader": view.leader == Some(id.0),
-            })
+    // Membership comes from the core (the log's latest membership); addresses from the flags.
+    let member = |id: u64, voter: bool| {
+        let node = NodeId(id);
+        json!({
+            "id": id,
+            "http_addr": state.http_addrs.get(&node),
+            "raft_addr": state.raft_addrs.get(&node),
+            "voter": voter,
+            "leader": view.leader == Some(id),
         })
+    };
+    let members: Vec<Value> = view
+        .voters
+        .iter()
+        .map(|&id| member(id, true))
+        .chain(view.learners.iter().map(|&id| member(id, false)))
         .collect();
     Ok(
         Json(json!({ "id": state.id.0, "leader": view.leader, "members": members }))
             .into_response(),
     )
+}
+
+/// Removes a voter or learner (a single-server change through the log). A removed leader
+/// steps down once the removal commits.
+async fn remove_member(
+    State(state): State<AppState>,
+    uri: Uri,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(id) = id?;
+    let id = crate::config::parse_node_id(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let change = MembershipChange::Remove(id);
+    let outcome = state
+        .ask(
+            |respond| Request::ChangeMembership { change, respond },
+            state.commit_timeout,
+        )
+        .await?;
+    match outcome {
+        Outcome::Committed { index, term, .. } => {
+            Ok(Json(json!({ "removed": id.0, "index": index.0, "term": term.0 })).into_response())
+        }
+        other => Err(state.failure(other, &uri)),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> ApiResult {
