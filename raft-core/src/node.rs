@@ -422,20 +422,21 @@ impl Node {
     }
 
     fn finish_step(&mut self) -> Vec<Action> {
-        let mut actions = Vec::new();
+        // The staging buffers are drained, not replaced, so their capacity is reused across
+        // steps: the returned Vec is the only allocation of a quiet step.
+        let mut actions =
+            Vec::with_capacity(2 + self.out.requests.len() + self.out.responses.len());
         if let Some(request) = self.take_persist_request() {
             actions.push(Action::Persist(request));
         }
-        let requests = core::mem::take(&mut self.out.requests);
-        actions.extend(requests.into_iter().map(Action::Send));
-        let mut ready = Vec::new();
-        self.persist.release(&mut ready);
-        for response in core::mem::take(&mut self.out.responses) {
+        actions.extend(self.out.requests.drain(..).map(Action::Send));
+        self.persist
+            .release(|envelope| actions.push(Action::Send(envelope)));
+        for response in self.out.responses.drain(..) {
             if let Some(envelope) = self.persist.hold_until_durable(response) {
-                ready.push(envelope);
+                actions.push(Action::Send(envelope));
             }
         }
-        actions.extend(ready.into_iter().map(Action::Send));
         if let Some(snapshot) = self.out.snapshot_to_apply.take() {
             actions.push(Action::ApplySnapshot { snapshot });
         }
@@ -444,9 +445,12 @@ impl Node {
             actions.push(Action::Apply { entries });
         }
         self.release_ready_reads();
-        for (request_id, reply) in core::mem::take(&mut self.out.replies) {
-            actions.push(Action::Reply { request_id, reply });
-        }
+        actions.extend(
+            self.out
+                .replies
+                .drain(..)
+                .map(|(request_id, reply)| Action::Reply { request_id, reply }),
+        );
         crate::invariants::check_node(self);
         actions
     }

@@ -187,13 +187,13 @@ impl PersistTracker {
     }
 
     /// Messages whose persist id is now durable, in the order they were held.
-    pub(crate) fn release(&mut self, out: &mut Vec<crate::message::Envelope>) {
+    pub(crate) fn release(&mut self, mut send: impl FnMut(crate::message::Envelope)) {
         while let Some((id, _)) = self.held.front() {
             if *id > self.durable {
                 break;
             }
             if let Some((_, envelope)) = self.held.pop_front() {
-                out.push(envelope);
+                send(envelope);
             }
         }
     }
