@@ -9,11 +9,17 @@ use common::{http, state, wait_for_state, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(15);
 const WRITES: usize = 120;
+/// Values large enough that the snapshot (about 120 KB) needs several InstallSnapshot chunks.
+const VALUE_BYTES: usize = 1000;
+
+fn value(key: &str) -> String {
+    format!("value-{key}-{}", "v".repeat(VALUE_BYTES))
+}
 
 async fn put(client: &reqwest::Client, url: &str, key: &str) {
     let response = client
         .put(format!("{url}/api/v1/kv/{key}"))
-        .body(format!("value-{key}"))
+        .body(value(key))
         .send()
         .await
         .unwrap();
@@ -29,7 +35,7 @@ async fn assert_all_keys(client: &reqwest::Client, url: &str, node: u64) {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200, "{key} on node {node}");
-        assert_eq!(response.text().await.unwrap(), format!("value-{key}"));
+        assert_eq!(response.text().await.unwrap(), value(&key));
     }
 }
 
