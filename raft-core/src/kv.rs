@@ -24,6 +24,13 @@ pub enum Command {
     /// Reads `key` at this point of the log. Committing a read through the log is what makes it
     /// linearizable: its result reflects every write committed before it.
     Read { key: String },
+    /// Cluster metadata: where member `id` listens for peers and for clients. Replicated so
+    /// that every member can reach a server that joins later.
+    SetAddress {
+        id: u64,
+        raft_addr: String,
+        http_addr: String,
+    },
 }
 
 /// The result of applying one command.
@@ -37,6 +44,8 @@ pub enum Output {
     Appended,
     /// `Read` applied: the value at that point of the log.
     Value(Option<Vec<u8>>),
+    /// `SetAddress` applied.
+    AddressSet,
     /// The entry did not decode as a `Command`; nothing changed.
     Invalid,
 }
@@ -67,7 +76,16 @@ impl Command {
 pub struct KvStore {
     map: BTreeMap<String, Vec<u8>>,
     appended: u64,
+    /// Member id -> (Raft address, HTTP address), from `SetAddress`.
+    addresses: BTreeMap<u64, (String, String)>,
 }
+
+/// What `KvStore::snapshot` encodes.
+type Image = (
+    BTreeMap<String, Vec<u8>>,
+    u64,
+    BTreeMap<u64, (String, String)>,
+);
 
 impl KvStore {
     #[must_use]
@@ -97,6 +115,14 @@ impl KvStore {
                 Output::Appended
             }
             Command::Read { key } => Output::Value(self.map.get(&key).cloned()),
+            Command::SetAddress {
+                id,
+                raft_addr,
+                http_addr,
+            } => {
+                self.addresses.insert(id, (raft_addr, http_addr));
+                Output::AddressSet
+            }
         }
     }
 
@@ -127,7 +153,7 @@ impl KvStore {
     /// gives the same bytes.
     #[must_use]
     pub fn snapshot(&self) -> Vec<u8> {
-        let image = (&self.map, self.appended);
+        let image = (&self.map, self.appended, &self.addresses);
         // Serializing into a growable Vec cannot fail for these plain data types.
         match postcard::to_allocvec(&image) {
             Ok(bytes) => bytes,
@@ -138,10 +164,21 @@ impl KvStore {
     /// The store a `snapshot` was taken of; `None` for bytes that are not a snapshot.
     #[must_use]
     pub fn restore(bytes: &[u8]) -> Option<KvStore> {
-        match postcard::take_from_bytes::<(BTreeMap<String, Vec<u8>>, u64)>(bytes) {
-            Ok(((map, appended), [])) => Some(KvStore { map, appended }),
+        match postcard::take_from_bytes::<Image>(bytes) {
+            Ok(((map, appended, addresses), [])) => Some(KvStore {
+                map,
+                appended,
+                addresses,
+            }),
             _ => None,
         }
+    }
+
+    /// Every member address recorded by `SetAddress`: id, Raft address, HTTP address.
+    pub fn addresses(&self) -> impl Iterator<Item = (u64, &str, &str)> {
+        self.addresses
+            .iter()
+            .map(|(&id, (raft, http))| (id, raft.as_str(), http.as_str()))
     }
 
     /// Every key and value, in key order.
@@ -240,8 +277,19 @@ mod tests {
             }
             .encode(),
         );
+        let address = Command::SetAddress {
+            id: 4,
+            raft_addr: "127.0.0.1:9003".to_string(),
+            http_addr: "127.0.0.1:8003".to_string(),
+        };
+        assert_eq!(store.apply(&address.encode()), Output::AddressSet);
         let bytes = store.snapshot();
         assert_eq!(KvStore::restore(&bytes), Some(store.clone()));
+        let restored = KvStore::restore(&bytes).unwrap();
+        assert_eq!(
+            restored.addresses().collect::<Vec<_>>(),
+            vec![(4, "127.0.0.1:9003", "127.0.0.1:8003")]
+        );
         assert_eq!(
             KvStore::restore(&KvStore::new().snapshot()),
             Some(KvStore::new())

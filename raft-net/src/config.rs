@@ -1,6 +1,5 @@
 //! A node's settings, already validated: identity, addresses, peers, timing and size limits.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +77,8 @@ pub struct NodeConfig {
     pub admin: bool,
     /// Authenticates every datagram when set.
     pub cluster_key: Option<String>,
+    /// Ask the cluster at this URL to add this node (when its data dir is empty).
+    pub join: Option<String>,
     pub timing: Timing,
     pub datagram_bytes_max: usize,
     pub inflight_appends_max: usize,
@@ -110,7 +111,17 @@ impl NodeConfig {
     /// keeps every message's datagram under `datagram_bytes_max`.
     #[must_use]
     pub fn raft_config(&self) -> raft_core::Config {
-        let voters = self.peers.iter().map(|peer| peer.id).chain([self.id]);
+        // A joining node starts with no voters: it waits for the leader to contact it, and the
+        // membership in the log it receives rules from then on.
+        let voters: Vec<NodeId> = if self.join.is_some() {
+            Vec::new()
+        } else {
+            self.peers
+                .iter()
+                .map(|peer| peer.id)
+                .chain([self.id])
+                .collect()
+        };
         let mut config = raft_core::Config::new(self.id, voters);
         config.heartbeat_interval_ticks = self.timing.heartbeat_ticks;
         config.election_timeout_ticks_min = self.timing.election_ticks_min;
@@ -138,16 +149,6 @@ impl NodeConfig {
     pub fn command_bytes_max(&self) -> usize {
         let config = self.raft_config();
         config.append_bytes_max.saturating_sub(ENTRY_HEADER_BYTES)
-    }
-
-    /// Every voter's HTTP address, this node's included.
-    #[must_use]
-    pub fn http_addrs(&self) -> BTreeMap<NodeId, String> {
-        self.peers
-            .iter()
-            .map(|peer| (peer.id, peer.http_addr.clone()))
-            .chain([(self.id, self.http_addr.to_string())])
-            .collect()
     }
 }
 
@@ -219,7 +220,8 @@ pub struct NodeArgs {
     /// node).
     #[arg(long = "peer", value_name = "ID=RAFT@HTTP")]
     pub peers: Vec<String>,
-    /// Ask a running member to add this node (needs membership changes: not supported yet).
+    /// Ask the cluster at this URL to add this node: it joins as a learner, catches up, then
+    /// becomes a voter. Only acted on while the data dir is empty.
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
     /// Serve the isolate/heal admin routes.
@@ -261,8 +263,8 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Resolves and validates the flags.
     pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
-        if self.join.is_some() {
-            return Err(ConfigError::JoinUnsupported);
+        if self.join.is_some() && !self.peers.is_empty() {
+            return Err(ConfigError::JoinWithPeers);
         }
         let raft_addr = address(
             self.raft_addr,
@@ -287,6 +289,7 @@ impl NodeArgs {
             peers,
             admin: self.admin,
             cluster_key: self.cluster_key.filter(|key| !key.is_empty()),
+            join: self.join,
             timing: Timing {
                 tick: Duration::from_millis(self.tick_ms.max(1)),
                 heartbeat_ticks: self.heartbeat_ticks,
@@ -328,6 +331,7 @@ mod tests {
             peers: vec![parse_peer("2=127.0.0.1:9001@127.0.0.1:8001").unwrap()],
             admin: false,
             cluster_key: None,
+            join: None,
             timing: Timing::default(),
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,

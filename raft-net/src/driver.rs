@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, MissedTickBehavior};
 
+use crate::addresses::AddressBook;
 use crate::error::{DriverError, StorageError};
 use crate::metrics::{inc, Metrics};
 use crate::storage::{PersistCompletion, StorageHandle};
@@ -146,6 +147,7 @@ pub struct Driver {
     node: Node,
     kv: KvStore,
     transport: Arc<Transport>,
+    addresses: Arc<AddressBook>,
     storage: StorageHandle,
     metrics: Arc<Metrics>,
     waiters: HashMap<RequestId, Waiter>,
@@ -165,6 +167,7 @@ impl Driver {
     pub fn new(
         node: Node,
         kv: KvStore,
+        addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
         storage: StorageHandle,
         metrics: Arc<Metrics>,
@@ -176,6 +179,7 @@ impl Driver {
             node,
             kv,
             transport,
+            addresses,
             storage,
             metrics,
             waiters: HashMap::new(),
@@ -337,10 +341,38 @@ impl Driver {
         for entry in entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
                 let output = self.kv.apply(bytes);
-                if output == Output::Invalid {
-                    tracing::warn!(index = %entry.index, "applied an entry that is not a key-value command");
+                match output {
+                    Output::Invalid => tracing::warn!(
+                        index = %entry.index,
+                        "applied an entry that is not a key-value command"
+                    ),
+                    Output::AddressSet => self.learn_address(bytes),
+                    _ => {}
                 }
                 self.step_outputs.insert(entry.index, output);
+            }
+        }
+    }
+
+    /// A committed `SetAddress`: peers (and redirects) can reach that member from now on.
+    fn learn_address(&self, command: &[u8]) {
+        let Some(Command::SetAddress {
+            id,
+            raft_addr,
+            http_addr,
+        }) = Command::decode(command)
+        else {
+            return;
+        };
+        let id = NodeId(id);
+        match raft_addr.parse() {
+            Ok(raft) if id != self.node.id() => {
+                tracing::info!(member = %id, raft = %raft, http = %http_addr, "member address");
+                self.addresses.insert(id, raft, http_addr);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(member = %id, %raft_addr, %error, "unusable member address")
             }
         }
     }
@@ -466,7 +498,7 @@ fn describe(entry: &Entry) -> Option<String> {
             Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
         }
         Some(Command::Delete { key }) => Some(format!("DELETE {key}")),
-        Some(Command::Read { .. }) => None,
+        Some(Command::Read { .. } | Command::SetAddress { .. }) => None,
         None => Some(format!("<{} undecodable bytes>", bytes.len())),
     }
 }

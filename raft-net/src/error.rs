@@ -69,8 +69,10 @@ pub enum ConfigError {
     DuplicatePeer(NodeId),
     #[error("{0} is missing: give the flag or set the environment variable")]
     Missing(&'static str),
-    #[error("joining a running cluster is not supported yet: raft-net has no replicated address book for new members, so --join cannot add this node; start every node with the same --peer list instead")]
-    JoinUnsupported,
+    #[error(
+        "--join and --peer cannot be combined: a joining node learns its peers from the cluster"
+    )]
+    JoinWithPeers,
     #[error("the datagram limit of {datagram_bytes_max} bytes leaves no room for log entries (at least {min} bytes are needed)")]
     DatagramTooSmall {
         datagram_bytes_max: usize,
@@ -98,6 +100,8 @@ pub enum NodeError {
     },
     #[error("HTTP server: {0}")]
     Http(#[source] io::Error),
+    #[error("joining the cluster at {url} failed: {reason}")]
+    Join { url: String, reason: String },
 }
 
 /// Why the driver stopped.

@@ -7,6 +7,7 @@
 //! [`node`] wires them together. [`cluster`], [`client`] and [`bench`] are the other
 //! subcommands of the `raft-net` binary.
 
+pub mod addresses;
 pub mod bench;
 pub mod client;
 pub mod cluster;

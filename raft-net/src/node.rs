@@ -1,17 +1,19 @@
 //! Wiring: open the data dir, restore the core, bind the sockets, start the storage thread, the
 //! driver task and the HTTP server.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-use raft_core::kv::KvStore;
-use raft_core::{Node, NodeId};
+use raft_core::kv::{Command, KvStore};
+use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId};
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::addresses::AddressBook;
 use crate::config::NodeConfig;
 use crate::driver::{Driver, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
@@ -46,25 +48,22 @@ pub async fn run(
         None => KvStore::new(),
     };
     let storage_mirror = opened.durable.clone();
+    let fresh = is_fresh(&opened.durable);
     let node = Node::restore(raft_config, opened.durable).map_err(StorageError::from)?;
 
     let metrics = Arc::new(Metrics::default());
     let isolated = Arc::new(AtomicBool::new(false));
-    let peer_addrs: BTreeMap<NodeId, SocketAddr> = config
-        .peers
-        .iter()
-        .map(|peer| (peer.id, peer.raft_addr))
-        .collect();
+    let addresses = Arc::new(AddressBook::new());
+    seed_addresses(&addresses, &config, &kv, &storage_mirror.entries);
     let codec = Codec::new(
         config.id,
         config.cluster_key.as_deref(),
         config.datagram_bytes_max,
-        &peer_addrs,
     );
     let transport = Transport::bind(
         config.raft_addr,
         codec,
-        peer_addrs,
+        Arc::clone(&addresses),
         Arc::clone(&isolated),
         Arc::clone(&metrics),
     )
@@ -92,6 +91,7 @@ pub async fn run(
     let driver = Driver::new(
         node,
         kv,
+        Arc::clone(&addresses),
         Arc::new(transport),
         storage,
         Arc::clone(&metrics),
@@ -101,15 +101,7 @@ pub async fn run(
     let state = AppState {
         id: config.id,
         requests: requests_tx,
-        http_addrs: Arc::new(config.http_addrs()),
-        raft_addrs: Arc::new(
-            config
-                .peers
-                .iter()
-                .map(|peer| (peer.id, peer.raft_addr.to_string()))
-                .chain([(config.id, config.raft_addr.to_string())])
-                .collect(),
-        ),
+        addresses: Arc::clone(&addresses),
         commit_timeout: config.timing.commit_timeout,
         command_bytes_max: config.command_bytes_max(),
         isolated,
@@ -126,9 +118,118 @@ pub async fn run(
         "node started"
     );
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let join = async {
+        match &config.join {
+            // Only an empty data dir joins; a restarted member is already in the log.
+            Some(url) if fresh => join_cluster(url, &config, &addresses).await?,
+            _ => {}
+        }
+        std::future::pending::<Result<(), NodeError>>().await
+    };
     tokio::select! {
         result = driver.run(config.timing.tick, requests_rx, persisted_rx) => result?,
         result = server => result.map_err(NodeError::Http)?,
+        result = join => result?,
     }
+    Ok(())
+}
+
+/// Whether the data dir held nothing yet.
+fn is_fresh(durable: &DurableState) -> bool {
+    durable.snapshot.is_none()
+        && durable.entries.is_empty()
+        && durable.hard_state.current_term.0 == 0
+}
+
+/// Fills the address book: addresses recorded in the snapshot and the log (committed or not:
+/// an address is harmless, and a restarted node must reach members that joined later before it
+/// learns what is committed), then the flags, which win.
+fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, entries: &[Entry]) {
+    let add = |id: u64, raft: &str, http: &str| {
+        if let Ok(raft) = raft.parse::<SocketAddr>() {
+            addresses.insert(NodeId(id), raft, http.to_string());
+        }
+    };
+    for (id, raft, http) in kv.addresses() {
+        add(id, raft, http);
+    }
+    for entry in entries {
+        if let EntryPayload::Command(bytes) = &entry.payload {
+            if let Some(Command::SetAddress {
+                id,
+                raft_addr,
+                http_addr,
+            }) = Command::decode(bytes)
+            {
+                add(id, &raft_addr, &http_addr);
+            }
+        }
+    }
+    for peer in &config.peers {
+        addresses.insert(peer.id, peer.raft_addr, peer.http_addr.clone());
+    }
+    addresses.insert(config.id, config.raft_addr, config.http_addr.to_string());
+}
+
+/// How long a join may take: the learner has to catch up before it is promoted.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Asks the cluster at `url` to add this node: learn the members' addresses, then
+/// `POST /api/v1/members`, which answers once this node is a voter.
+async fn join_cluster(
+    url: &str,
+    config: &NodeConfig,
+    addresses: &AddressBook,
+) -> Result<(), NodeError> {
+    let failed = |reason: String| NodeError::Join {
+        url: url.to_string(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(JOIN_TIMEOUT)
+        .build()
+        .map_err(|error| failed(error.to_string()))?;
+    let url = url.trim_end_matches('/');
+    let members: Value = client
+        .get(format!("{url}/api/v1/members"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| failed(error.to_string()))?
+        .json()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    for member in members["members"].as_array().into_iter().flatten() {
+        let (Some(id), Some(raft), Some(http)) = (
+            member["id"].as_u64(),
+            member["raft_addr"].as_str(),
+            member["http_addr"].as_str(),
+        ) else {
+            continue;
+        };
+        if let Ok(raft) = raft.parse::<SocketAddr>() {
+            if id != config.id.0 {
+                addresses.insert(NodeId(id), raft, http.to_string());
+            }
+        }
+    }
+    tracing::info!(%url, "asking the cluster to add this node");
+    let body = json!({
+        "id": config.id.0,
+        "raft_addr": config.raft_addr.to_string(),
+        "http_addr": config.http_addr.to_string(),
+    });
+    let response = client
+        .post(format!("{url}/api/v1/members"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(failed(format!("{status}: {text}")));
+    }
+    tracing::info!(%url, "joined the cluster as a voter");
     Ok(())
 }

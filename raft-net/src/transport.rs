@@ -10,7 +10,6 @@
 //! is oversize, undecodable, unauthenticated, from an address that is not a peer, or that names
 //! the wrong sender or receiver, is dropped and counted; none can panic or stop the node.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +18,7 @@ use std::sync::Arc;
 use raft_core::{wire, Envelope, NodeId};
 use tokio::net::UdpSocket;
 
+use crate::addresses::AddressBook;
 use crate::metrics::{inc, DropReason, Metrics};
 
 const MAGIC: u8 = 0x52;
@@ -33,28 +33,21 @@ const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Context string for deriving the MAC key from the cluster key (BLAKE3 `derive_key`).
 const KEY_CONTEXT: &str = "raft-net 2026 peer datagram MAC v1";
 
-/// Framing, authentication and address checks; no I/O, so it is easy to test.
+/// Framing, authentication and sender checks; no I/O, so it is easy to test.
 #[derive(Debug, Clone)]
 pub struct Codec {
     id: NodeId,
     key: Option<[u8; 32]>,
     datagram_bytes_max: usize,
-    peers_by_addr: HashMap<SocketAddr, NodeId>,
 }
 
 impl Codec {
     #[must_use]
-    pub fn new(
-        id: NodeId,
-        cluster_key: Option<&str>,
-        datagram_bytes_max: usize,
-        peers: &BTreeMap<NodeId, SocketAddr>,
-    ) -> Codec {
+    pub fn new(id: NodeId, cluster_key: Option<&str>, datagram_bytes_max: usize) -> Codec {
         Codec {
             id,
             key: cluster_key.map(|key| blake3::derive_key(KEY_CONTEXT, key.as_bytes())),
             datagram_bytes_max,
-            peers_by_addr: peers.iter().map(|(&id, &addr)| (addr, id)).collect(),
         }
     }
 
@@ -73,11 +66,9 @@ impl Codec {
         (datagram.len() <= self.datagram_bytes_max).then_some(datagram)
     }
 
-    /// The envelope in a datagram from `from`, or why it must be dropped.
-    pub fn open(&self, datagram: &[u8], from: SocketAddr) -> Result<Envelope, DropReason> {
-        let Some(&sender) = self.peers_by_addr.get(&from) else {
-            return Err(DropReason::UnknownSender);
-        };
+    /// The envelope in a datagram from member `sender` (known by its source address), or why
+    /// it must be dropped.
+    pub fn open(&self, datagram: &[u8], sender: NodeId) -> Result<Envelope, DropReason> {
         if datagram.len() > self.datagram_bytes_max {
             return Err(DropReason::Oversize);
         }
@@ -112,7 +103,7 @@ impl Codec {
         };
         let envelope =
             wire::decode(frame, self.datagram_bytes_max).map_err(|_| DropReason::Undecodable)?;
-        if envelope.from != sender || envelope.to != self.id {
+        if envelope.from != sender || envelope.from == self.id || envelope.to != self.id {
             return Err(DropReason::Misaddressed);
         }
         Ok(envelope)
@@ -124,7 +115,7 @@ impl Codec {
 pub struct Transport {
     socket: UdpSocket,
     codec: Codec,
-    peer_addrs: BTreeMap<NodeId, SocketAddr>,
+    addresses: Arc<AddressBook>,
     /// Set by the admin API: every datagram in and out is dropped.
     isolated: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -135,7 +126,7 @@ impl Transport {
     pub fn bind(
         addr: SocketAddr,
         codec: Codec,
-        peer_addrs: BTreeMap<NodeId, SocketAddr>,
+        addresses: Arc<AddressBook>,
         isolated: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
     ) -> io::Result<Transport> {
@@ -151,7 +142,7 @@ impl Transport {
         Ok(Transport {
             socket,
             codec,
-            peer_addrs,
+            addresses,
             isolated,
             metrics,
         })
@@ -184,7 +175,12 @@ impl Transport {
             self.metrics.count_dropped(DropReason::Isolated);
             return None;
         }
-        match self.codec.open(datagram, from) {
+        let Some(sender) = self.addresses.id_of(from) else {
+            tracing::debug!(%from, len = datagram.len(), "dropped a datagram from a stranger");
+            self.metrics.count_dropped(DropReason::UnknownSender);
+            return None;
+        };
+        match self.codec.open(datagram, sender) {
             Ok(envelope) => {
                 inc(&self.metrics.datagrams_in);
                 Some(envelope)
@@ -202,7 +198,7 @@ impl Transport {
         if self.isolated.load(Ordering::Relaxed) {
             return;
         }
-        let Some(&addr) = self.peer_addrs.get(&envelope.to) else {
+        let Some(addr) = self.addresses.raft_addr(envelope.to) else {
             inc(&self.metrics.datagrams_send_failed);
             return;
         };
@@ -226,15 +222,6 @@ mod tests {
     use super::*;
     use raft_core::{Message, RequestVote, Term};
 
-    fn peers() -> BTreeMap<NodeId, SocketAddr> {
-        [
-            (NodeId(1), "127.0.0.1:9001".parse().unwrap()),
-            (NodeId(2), "127.0.0.1:9002".parse().unwrap()),
-        ]
-        .into_iter()
-        .collect()
-    }
-
     fn vote_request(from: u64, to: u64) -> Envelope {
         Envelope {
             from: NodeId(from),
@@ -248,32 +235,32 @@ mod tests {
         }
     }
 
-    const FROM_1: &str = "127.0.0.1:9001";
+    const FROM_1: NodeId = NodeId(1);
 
     #[test]
     fn round_trip_with_and_without_key() {
         for key in [None, Some("secret")] {
-            let sender = Codec::new(NodeId(1), key, 1024, &peers());
-            let receiver = Codec::new(NodeId(2), key, 1024, &peers());
+            let sender = Codec::new(NodeId(1), key, 1024);
+            let receiver = Codec::new(NodeId(2), key, 1024);
             let datagram = sender.seal(&vote_request(1, 2)).unwrap();
-            let opened = receiver.open(&datagram, FROM_1.parse().unwrap());
+            let opened = receiver.open(&datagram, FROM_1);
             assert_eq!(opened, Ok(vote_request(1, 2)));
         }
     }
 
     #[test]
     fn wrong_or_missing_key_is_unauthenticated() {
-        let receiver = Codec::new(NodeId(2), Some("secret"), 1024, &peers());
-        let from = FROM_1.parse().unwrap();
+        let receiver = Codec::new(NodeId(2), Some("secret"), 1024);
+        let from = FROM_1;
         for sender_key in [None, Some("guess")] {
-            let sender = Codec::new(NodeId(1), sender_key, 1024, &peers());
+            let sender = Codec::new(NodeId(1), sender_key, 1024);
             let datagram = sender.seal(&vote_request(1, 2)).unwrap();
             assert_eq!(
                 receiver.open(&datagram, from),
                 Err(DropReason::Unauthenticated)
             );
         }
-        let keyed = Codec::new(NodeId(1), Some("secret"), 1024, &peers());
+        let keyed = Codec::new(NodeId(1), Some("secret"), 1024);
         let mut tampered = keyed.seal(&vote_request(1, 2)).unwrap();
         tampered[5] ^= 1;
         assert_eq!(
@@ -287,16 +274,14 @@ mod tests {
     }
 
     #[test]
-    fn strangers_garbage_oversize_and_spoofed_senders_are_dropped() {
-        let codec = Codec::new(NodeId(2), None, 64, &peers());
-        let from = FROM_1.parse().unwrap();
-        let good = Codec::new(NodeId(1), None, 64, &peers())
+    fn garbage_oversize_and_spoofed_senders_are_dropped() {
+        let codec = Codec::new(NodeId(2), None, 64);
+        let from = FROM_1;
+        let good = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(1, 2))
             .unwrap();
-        assert_eq!(
-            codec.open(&good, "127.0.0.1:4444".parse().unwrap()),
-            Err(DropReason::UnknownSender)
-        );
+        assert_eq!(codec.open(&good, from), Ok(vote_request(1, 2)));
+        assert_eq!(codec.open(&good, NodeId(2)), Err(DropReason::Misaddressed));
         assert_eq!(codec.open(&[0; 65], from), Err(DropReason::Oversize));
         for garbage in [
             &[][..],
@@ -307,11 +292,11 @@ mod tests {
             assert_eq!(codec.open(garbage, from), Err(DropReason::Undecodable));
         }
         // A peer claiming to be another node, or a message for someone else.
-        let spoofed = Codec::new(NodeId(1), None, 64, &peers())
+        let spoofed = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(3, 2))
             .unwrap();
         assert_eq!(codec.open(&spoofed, from), Err(DropReason::Misaddressed));
-        let elsewhere = Codec::new(NodeId(1), None, 64, &peers())
+        let elsewhere = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(1, 5))
             .unwrap();
         assert_eq!(codec.open(&elsewhere, from), Err(DropReason::Misaddressed));
@@ -319,7 +304,7 @@ mod tests {
 
     #[test]
     fn seal_refuses_messages_over_the_limit() {
-        let codec = Codec::new(NodeId(1), Some("k"), 40, &peers());
+        let codec = Codec::new(NodeId(1), Some("k"), 40);
         assert_eq!(codec.seal(&vote_request(1, 2)), None);
     }
 }

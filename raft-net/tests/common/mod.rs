@@ -29,7 +29,7 @@ pub struct TestNode {
     pub raft_addr: String,
     pub http_addr: String,
     pub data_dir: PathBuf,
-    child: Option<Child>,
+    pub child: Option<Child>,
 }
 
 impl TestNode {

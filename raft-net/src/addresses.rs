@@ -1,0 +1,99 @@
+//! Where each member listens: its Raft (UDP) address and its HTTP address.
+//!
+//! Seeded from `--peer` flags and from what the data dir holds, then kept up to date by the
+//! driver as `SetAddress` commands are applied, so a server that joins later is reachable by
+//! every member. The transport reads it on every datagram and HTTP for redirects; only the
+//! driver writes it, rarely, so a `RwLock` is uncontended.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{PoisonError, RwLock};
+
+use raft_core::NodeId;
+
+#[derive(Debug, Default)]
+struct Inner {
+    raft: BTreeMap<NodeId, SocketAddr>,
+    by_raft: HashMap<SocketAddr, NodeId>,
+    http: BTreeMap<NodeId, String>,
+}
+
+/// The address book, shared by the driver, the transport and HTTP.
+#[derive(Debug, Default)]
+pub struct AddressBook {
+    inner: RwLock<Inner>,
+}
+
+/// One member's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAddress {
+    pub raft: SocketAddr,
+    pub http: String,
+}
+
+impl AddressBook {
+    #[must_use]
+    pub fn new() -> AddressBook {
+        AddressBook::default()
+    }
+
+    // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+    // (each update is a few inserts), so a poisoned lock is used as is.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records (or moves) member `id`.
+    pub fn insert(&self, id: NodeId, raft: SocketAddr, http: String) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = inner.raft.insert(id, raft) {
+            inner.by_raft.remove(&old);
+        }
+        inner.by_raft.insert(raft, id);
+        inner.http.insert(id, http);
+    }
+
+    #[must_use]
+    pub fn raft_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.read().raft.get(&id).copied()
+    }
+
+    /// The member whose Raft address is `addr`.
+    #[must_use]
+    pub fn id_of(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.read().by_raft.get(&addr).copied()
+    }
+
+    #[must_use]
+    pub fn http_addr(&self, id: NodeId) -> Option<String> {
+        self.read().http.get(&id).cloned()
+    }
+
+    #[must_use]
+    pub fn get(&self, id: NodeId) -> Option<MemberAddress> {
+        let inner = self.read();
+        Some(MemberAddress {
+            raft: *inner.raft.get(&id)?,
+            http: inner.http.get(&id)?.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_a_member_forgets_its_old_address() {
+        let book = AddressBook::new();
+        let first: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let second: SocketAddr = "127.0.0.1:9101".parse().unwrap();
+        book.insert(NodeId(2), first, "127.0.0.1:8001".to_string());
+        assert_eq!(book.id_of(first), Some(NodeId(2)));
+        book.insert(NodeId(2), second, "127.0.0.1:8101".to_string());
+        assert_eq!(book.id_of(first), None);
+        assert_eq!(book.id_of(second), Some(NodeId(2)));
+        assert_eq!(book.raft_addr(NodeId(2)), Some(second));
+        assert_eq!(book.http_addr(NodeId(2)).as_deref(), Some("127.0.0.1:8101"));
+    }
+}

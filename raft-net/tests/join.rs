@@ -1,0 +1,156 @@
+//! `raft-net node --join`: a new server joins a running cluster as a learner, catches up, is
+//! promoted to voter, and survives a restart.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, http, wait_for_state, TestCluster, TestNode, BIN};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(cluster.dir.path().join("node4.log"))
+        .unwrap();
+    Command::new(BIN)
+        .arg("node")
+        .args(["--id", "4"])
+        .args(["--raft-addr", &node.raft_addr])
+        .args(["--http-addr", &node.http_addr])
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(["--join", join_url])
+        .env_remove("RAFT_CLUSTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn voters(url: &str) -> Vec<u64> {
+    let Ok(response) = http()
+        .get(format!("{url}/api/v1/state?limit=0"))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let state: Value = response.json().await.unwrap_or_default();
+    state["voters"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_joins_catches_up_and_votes() {
+    let cluster = TestCluster::start(3, &[]);
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], WAIT).await;
+    let client = http();
+    let leader_url = cluster.node(leader).url("");
+    for i in 0..20 {
+        let response = client
+            .put(format!("{leader_url}/api/v1/kv/before-{i}"))
+            .body(format!("v{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    let joiner = TestNode {
+        id: 4,
+        raft_addr: format!("127.0.0.1:{}", free_port()),
+        http_addr: format!("127.0.0.1:{}", free_port()),
+        data_dir: cluster.dir.path().join("node4"),
+        child: None,
+    };
+    // Join through a follower: it redirects to the leader.
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let mut child = start_joiner(&cluster, &joiner, &cluster.node(follower).url(""));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !voters(&leader_url).await.contains(&4) {
+        let log = std::fs::read_to_string(cluster.dir.path().join("node4.log")).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 never became a voter\n{log}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "node 4 exited\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The new voter has the old data and takes part in new writes.
+    let response = client
+        .put(format!("{leader_url}/api/v1/kv/after"))
+        .body("joined")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let commit = common::state(cluster.node(leader)).await["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for_state(&joiner, WAIT, |s| {
+        s["applied_index"].as_u64().unwrap() >= commit
+    })
+    .await;
+    for key in ["before-0", "before-19", "after"] {
+        let response = client
+            .get(joiner.url(&format!("/api/v1/kv/{key}?stale=true")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{key}");
+    }
+    // Every member now knows where node 4 is.
+    let members: Value = client
+        .get(cluster.node(follower).url("/api/v1/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let four = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["id"] == 4)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(four["voter"], true, "{members}");
+    assert_eq!(four["http_addr"].as_str(), Some(joiner.http_addr.as_str()));
+
+    // Restart: the data dir is not empty, so it does not join again; it just catches up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = start_joiner(&cluster, &joiner, &cluster.node(follower).url(""));
+    let response = client
+        .put(format!("{leader_url}/api/v1/kv/after-restart"))
+        .body("yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let commit = common::state(cluster.node(leader)).await["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for_state(&joiner, WAIT, |s| {
+        s["applied_index"].as_u64().unwrap() >= commit
+    })
+    .await;
+    let response = client
+        .get(joiner.url("/api/v1/kv/after-restart?stale=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "yes");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
