@@ -623,6 +623,10 @@ impl Checker {
         for &(request_id, ref reply) in replies {
             let (index, term) = match *reply {
                 Reply::Committed { index, term } => (index, term),
+                Reply::ReadReady { index } => {
+                    self.check_read_ready(id, index, request_id)?;
+                    continue;
+                }
                 Reply::Dropped { index, term } => {
                     self.dropped.push((index, term, request_id));
                     self.check_dropped(index, term, request_id)?;
@@ -664,6 +668,30 @@ impl Checker {
             return violation(
                 "dropped_write_not_committed",
                 format!("{request_id} was reported dropped, but its entry {index} in {term} is committed"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A read is released only once the node has applied through its read index, which is
+    /// committed (ReadIndex, Raft thesis §6.4).
+    fn check_read_ready(
+        &self,
+        id: NodeId,
+        index: LogIndex,
+        request_id: RequestId,
+    ) -> Result<(), Violation> {
+        let applied = self
+            .nodes
+            .get(&id)
+            .map_or(LogIndex::ZERO, |record| record.applied_index);
+        if index > applied || position(index) > self.committed.len() {
+            return violation(
+                "read_after_apply",
+                format!(
+                    "{id} released read {request_id} at {index} with only {applied} applied and {} committed",
+                    self.committed.len()
+                ),
             );
         }
         Ok(())

@@ -1,4 +1,5 @@
-//! The client model: clients propose commands to the node they believe leads, follow
+//! The client model: clients propose commands (and ask for linearizable reads) to the node
+//! they believe leads, follow
 //! `NotLeader` hints, retry after `Busy`, `Dropped` or a timeout, and every invocation and
 //! response is recorded in a history. Like the core it is sans-IO: it says what to send and
 //! when to wake up; the simulator does the rest.
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 
 use raft_core::{LogIndex, NodeId, Reply, RequestId, Term};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
     pub clients: usize,
     /// Pause between one operation's success and the next invocation.
@@ -17,6 +18,8 @@ pub struct ClientConfig {
     pub timeout_ms: u64,
     /// Pause before retrying after a rejection without a usable hint.
     pub backoff_ms: u64,
+    /// The share of operations that are reads rather than writes.
+    pub read_ratio: f64,
 }
 
 impl Default for ClientConfig {
@@ -27,6 +30,7 @@ impl Default for ClientConfig {
             think_ms_max: 50,
             timeout_ms: 1000,
             backoff_ms: 50,
+            read_ratio: 0.0,
         }
     }
 }
@@ -39,12 +43,16 @@ pub enum Outcome {
         index: LogIndex,
         term: Term,
     },
+    /// A read served once the node had applied through `index`.
+    Read {
+        index: LogIndex,
+    },
     NotLeader,
     Busy,
     Dropped,
     /// The node learned the entry's fate only from a snapshot: it may or may not be applied.
     Unknown,
-    /// A reply this client does not expect for a write (a read or membership answer).
+    /// A reply that does not fit the request (a read answer to a write, a membership answer).
     Unexpected,
     TimedOut,
 }
@@ -55,7 +63,9 @@ pub struct Record {
     /// `None` for proposals made directly by a scenario.
     pub client: Option<usize>,
     pub request_id: RequestId,
+    /// The command written; empty for a read.
     pub command: String,
+    pub read: bool,
     pub node: NodeId,
     pub invoked_ms: u64,
     pub accepted: Option<(LogIndex, Term)>,
@@ -68,7 +78,14 @@ pub struct Record {
 pub struct Invocation {
     pub node: NodeId,
     pub request_id: RequestId,
-    pub command: Vec<u8>,
+    pub op: Op,
+}
+
+/// What a client asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Write(Vec<u8>),
+    Read,
 }
 
 /// What a client wants next.
@@ -139,7 +156,7 @@ impl Clients {
         &mut self,
         client: Option<usize>,
         node: NodeId,
-        command: String,
+        command: Option<String>,
         now_ms: u64,
     ) -> RequestId {
         let request_id = RequestId(self.next_request_id);
@@ -148,7 +165,8 @@ impl Clients {
         self.history.push(Record {
             client,
             request_id,
-            command,
+            read: command.is_none(),
+            command: command.unwrap_or_default(),
             node,
             invoked_ms: now_ms,
             accepted: None,
@@ -158,30 +176,27 @@ impl Clients {
         request_id
     }
 
-    /// A proposal a scenario sends straight to `node`.
-    pub fn invoke_direct(&mut self, node: NodeId, command: &str, now_ms: u64) -> Invocation {
-        let request_id = self.new_record(None, node, command.to_owned(), now_ms);
-        Invocation {
-            node,
-            request_id,
-            command: command.as_bytes().to_vec(),
-        }
+    /// Records a proposal of `command` that a scenario sends straight to `node`.
+    pub fn invoke_direct(&mut self, node: NodeId, command: &str, now_ms: u64) -> RequestId {
+        self.new_record(None, node, Some(command.to_owned()), now_ms)
     }
 
-    /// Client `client` woke up: a new invocation, unless it is inactive or still waiting.
-    pub fn invoke(&mut self, client: usize, now_ms: u64) -> Option<Invocation> {
+    /// Client `client` woke up: a new invocation (a read if `read`), unless it is inactive or
+    /// still waiting.
+    pub fn invoke(&mut self, client: usize, now_ms: u64, read: bool) -> Option<Invocation> {
         let state = self.clients.get(client)?;
         if !self.active || state.outstanding.is_some() {
             return None;
         }
         let node = state.believed_leader;
-        let command = format!("c{}-{}", client + 1, self.next_request_id);
+        let command = (!read).then(|| format!("c{}-{}", client + 1, self.next_request_id));
         let request_id = self.new_record(Some(client), node, command.clone(), now_ms);
         self.clients[client].outstanding = Some(request_id);
+        let op = command.map_or(Op::Read, |command| Op::Write(command.into_bytes()));
         Some(Invocation {
             node,
             request_id,
-            command: command.into_bytes(),
+            op,
         })
     }
 
@@ -212,6 +227,7 @@ impl Clients {
             Reply::Busy => Outcome::Busy,
             Reply::Dropped { .. } => Outcome::Dropped,
             Reply::Unknown { .. } => Outcome::Unknown,
+            Reply::ReadReady { index } if record.read => Outcome::Read { index },
             Reply::ReadReady { .. } | Reply::ChangeRejected { .. } => Outcome::Unexpected,
         };
         // A late answer after a timeout still goes in the history: the client was told.
@@ -228,7 +244,7 @@ impl Clients {
         self.clients[client].outstanding = None;
         let backoff = self.config.backoff_ms;
         let (leader, wait) = match *reply {
-            Reply::Committed { .. } => (node, think_ms),
+            Reply::Committed { .. } | Reply::ReadReady { .. } => (node, think_ms),
             Reply::NotLeader {
                 leader_hint: Some(hint),
             } if hint != node => (hint, 0),
@@ -259,14 +275,14 @@ impl Clients {
         FollowUp::Wake { client, ms: 0 }
     }
 
-    /// Counts of each outcome, for transcripts: (committed, rejected, indeterminate (timed
-    /// out or unknown), pending).
+    /// Counts of each outcome, for transcripts: (committed writes and served reads, rejected,
+    /// indeterminate (timed out or unknown), pending).
     #[must_use]
     pub fn summary(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);
         for record in self.history.iter().filter(|r| r.client.is_some()) {
             match record.outcome {
-                Outcome::Committed { .. } => counts.0 += 1,
+                Outcome::Committed { .. } | Outcome::Read { .. } => counts.0 += 1,
                 Outcome::NotLeader | Outcome::Busy | Outcome::Dropped => counts.1 += 1,
                 Outcome::TimedOut | Outcome::Unknown | Outcome::Unexpected => counts.2 += 1,
                 Outcome::Pending => counts.3 += 1,
@@ -289,10 +305,10 @@ mod tests {
     #[test]
     fn follows_leader_hint_and_records_history() {
         let mut c = clients();
-        let first = c.invoke(0, 0).expect("idle client invokes");
+        let first = c.invoke(0, 0, false).expect("idle client invokes");
         assert_eq!(first.node, NodeId(1));
         assert!(
-            c.invoke(0, 1).is_none(),
+            c.invoke(0, 1, false).is_none(),
             "one outstanding request at a time"
         );
         let hint = Reply::NotLeader {
@@ -302,7 +318,7 @@ mod tests {
             c.on_reply(first.request_id, &hint, 2, 10),
             FollowUp::Wake { client: 0, ms: 0 }
         );
-        let second = c.invoke(0, 2).expect("retry");
+        let second = c.invoke(0, 2, false).expect("retry");
         assert_eq!(second.node, NodeId(3));
         let committed = Reply::Committed {
             index: LogIndex(2),
@@ -326,12 +342,12 @@ mod tests {
     #[test]
     fn timeout_moves_to_the_next_node() {
         let mut c = clients();
-        let first = c.invoke(0, 0).expect("invoke");
+        let first = c.invoke(0, 0, false).expect("invoke");
         assert_eq!(
             c.on_timeout(first.request_id, 1000),
             FollowUp::Wake { client: 0, ms: 0 }
         );
-        assert_eq!(c.invoke(0, 1000).map(|i| i.node), Some(NodeId(2)));
+        assert_eq!(c.invoke(0, 1000, false).map(|i| i.node), Some(NodeId(2)));
         // A stale timeout of the old request changes nothing.
         assert_eq!(c.on_timeout(first.request_id, 1001), FollowUp::Nothing);
     }

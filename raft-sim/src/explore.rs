@@ -72,6 +72,7 @@ pub fn sim_config(seed: u64, nodes: u64) -> SimConfig {
     };
     config.clients = ClientConfig {
         clients: usize::try_from(rng.between(1, 3)).unwrap_or(1),
+        read_ratio: *rng.pick(&[0.0, 0.3]).unwrap_or(&0.0),
         ..ClientConfig::default()
     };
     // Both election variants: plain Raft, and with pre-vote and check-quorum (thesis §9.6).

@@ -11,7 +11,7 @@ use raft_core::{
 };
 
 use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
-use crate::client::{ClientConfig, Clients, FollowUp, Invocation};
+use crate::client::{ClientConfig, Clients, FollowUp, Op};
 use crate::disk::{Disk, DiskConfig};
 use crate::event::{Event, EventQueue};
 use crate::network::{Network, NetworkConfig, Route};
@@ -439,13 +439,15 @@ impl Sim {
                     node: invocation.node,
                     request_id: invocation.request_id,
                 });
-                self.input(
-                    i,
-                    Input::Propose {
-                        request_id: invocation.request_id,
-                        command: invocation.command,
+                let request_id = invocation.request_id;
+                let input = match invocation.op {
+                    Op::Write(command) => Input::Propose {
+                        request_id,
+                        command,
                     },
-                );
+                    Op::Read => Input::Read { request_id },
+                };
+                self.input(i, input);
             }
             Event::ClientTimeout { request_id } => {
                 let follow_up = self.clients.on_timeout(request_id, self.now_ms);
@@ -667,7 +669,8 @@ impl Sim {
     }
 
     fn on_client_wake(&mut self, client: usize) {
-        let Some(invocation) = self.clients.invoke(client, self.now_ms) else {
+        let read = self.workload_rng.chance(self.clients.config.read_ratio);
+        let Some(invocation) = self.clients.invoke(client, self.now_ms, read) else {
             return;
         };
         let timeout = self.now_ms + self.clients.config.timeout_ms;
@@ -871,13 +874,10 @@ impl Sim {
         if self.slots[i].node.is_none() {
             return Err(ControlError(format!("{node} is not up")));
         }
-        let Invocation {
-            node,
-            request_id,
-            command,
-        } = self.clients.invoke_direct(node, command, self.now_ms);
+        let request_id = self.clients.invoke_direct(node, command, self.now_ms);
         self.events += 1;
         self.record(TraceKind::Propose { node, request_id });
+        let command = command.as_bytes().to_vec();
         self.input(
             i,
             Input::Propose {
