@@ -27,7 +27,7 @@ pub enum StorageError {
         on_disk: NodeId,
         requested: NodeId,
     },
-    #[error("data dir {dir} was created for voters {on_disk}; the flags give {requested} (membership changes are not supported yet)")]
+    #[error("data dir {dir} was created with initial voters {on_disk}; the flags give {requested}. Restart a node with the --peer/--join flags it was created with: later membership changes live in its log")]
     VotersMismatch {
         dir: PathBuf,
         on_disk: String,
