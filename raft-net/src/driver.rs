@@ -62,6 +62,11 @@ pub enum Request {
         change: MembershipChange,
         respond: oneshot::Sender<Outcome>,
     },
+    /// Hand leadership to `to` (Raft thesis §3.10); answered with this node's view right after.
+    TransferLeader {
+        to: NodeId,
+        respond: oneshot::Sender<TransferView>,
+    },
     /// A page of the log and the node's status.
     State {
         from: LogIndex,
@@ -123,6 +128,15 @@ pub struct StateView {
     pub uncommitted: Vec<EntryView>,
     /// The `from` of the next page, when this one was cut at `limit`.
     pub next: Option<u64>,
+}
+
+/// What a leadership transfer request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferView {
+    /// The node this one knows as leader (itself, while the transfer runs).
+    pub leader: Option<NodeId>,
+    /// The transfer under way, if the request started one (or one was already running).
+    pub target: Option<NodeId>,
 }
 
 /// One application entry, as `/api/v1/state` lists it.
@@ -273,6 +287,15 @@ impl Driver {
             } => {
                 // The client may have given up; nothing to do then.
                 let _ = respond.send(self.state_view(from, limit));
+                Ok(())
+            }
+            Request::TransferLeader { to, respond } => {
+                self.step(Input::TransferLeader { to })?;
+                let view = TransferView {
+                    leader: self.node.leader_id(),
+                    target: self.node.transfer_target(),
+                };
+                let _ = respond.send(view);
                 Ok(())
             }
             Request::StaleGet { key, respond } => {

@@ -136,6 +136,7 @@ pub fn router(state: AppState, admin: bool) -> Router {
             .route("/api/v1/admin/isolate", post(isolate))
             .route("/api/v1/admin/block", post(isolate))
             .route("/api/v1/admin/heal", post(heal))
+            .route("/api/v1/admin/transfer-leader", post(transfer_leader))
             .route("/api/v1/admin/unblock", post(heal))
             .route("/block", get(isolate).post(isolate))
             .route("/unblock", get(heal).post(heal));
@@ -690,6 +691,41 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(state.id.0),
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct TransferQuery {
+    to: String,
+}
+
+/// Asks the leader to hand over to `?to=ID` (it catches the target up, then tells it to start
+/// an election at once). `202` once the transfer has started; a follower redirects.
+async fn transfer_leader(
+    State(state): State<AppState>,
+    uri: Uri,
+    query: Result<Query<TransferQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    let to = crate::config::parse_node_id(&query.to)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let view = state
+        .ask(
+            |respond| Request::TransferLeader { to, respond },
+            DRIVER_TIMEOUT,
+        )
+        .await?;
+    match view.target {
+        Some(target) if target == to => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "transferring_to": to.0 })),
+        )
+            .into_response()),
+        _ if view.leader == Some(state.id) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("cannot transfer leadership to {to}: not a voter, this node itself, or another transfer is under way"),
+        )),
+        _ => Err(state.not_leader(view.leader, &uri)),
+    }
 }
 
 async fn isolate(State(state): State<AppState>) -> Response {

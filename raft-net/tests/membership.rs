@@ -64,3 +64,26 @@ async fn a_removed_member_no_longer_counts() {
     let (status, body) = append(cluster.node(leader), "after").await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_on_request() {
+    let cluster = TestCluster::start(3, &[]);
+    let (leader, term) = cluster.wait_for_leader(&[1, 2, 3], WAIT).await;
+    let target = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let client = http();
+    let response = client
+        .post(
+            cluster
+                .node(leader)
+                .url(&format!("/api/v1/admin/transfer-leader?to={target}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let (new_leader, new_term) = cluster.wait_for_leader(&[target], WAIT).await;
+    assert_eq!(new_leader, target);
+    assert!(new_term > term);
+    let (status, body) = append(cluster.node(target), "after transfer").await;
+    assert_eq!(status, 200, "{body}");
+}
