@@ -77,18 +77,20 @@ async fn seed_story_over_http() {
     }
 
     let (status, body) = msg5.await.unwrap();
-    assert_eq!(status, 504, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("outcome is unknown"),
-        "{body}"
-    );
     let old_state = state(leader).await;
     assert_eq!(old_state["term"].as_u64(), Some(old_term));
     assert_eq!(commands(&old_state, "log"), ["msg1", "msg2"]);
-    assert_eq!(commands(&old_state, "uncommitted"), ["msg5"]);
+    match status {
+        // The usual case: appended by the old leader, never committed.
+        504 => {
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains("outcome is unknown"), "{body}");
+            assert_eq!(commands(&old_state, "uncommitted"), ["msg5"]);
+        }
+        // A very slow machine: check-quorum deposed the old leader before msg5 arrived.
+        503 => assert!(commands(&old_state, "uncommitted").is_empty()),
+        other => panic!("msg5 through the old leader answered {other}: {body}"),
+    }
 
     // A write to the cut-off node now fails at once or times out: never 200.
     let (status, body) = append(leader, "msg6").await;
