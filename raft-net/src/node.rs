@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use raft_core::kv::{Command, KvStore};
 use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId};
 use serde_json::{json, Value};
@@ -117,6 +118,12 @@ pub async fn run(
         authenticated = config.cluster_key.is_some(),
         "node started"
     );
+    // Responses are small and written once; Nagle's algorithm would only delay them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let join = async {
         match &config.join {
