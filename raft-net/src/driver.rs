@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use raft_core::kv::{Command, KvStore, Output};
 use raft_core::{
-    Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, MembershipChange, Node, NodeId,
-    Reply, RequestId, Role, Snapshot, Term,
+    Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange,
+    Node, NodeId, Reply, RequestId, Role, Snapshot, Term,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -169,6 +169,8 @@ pub struct Driver {
     /// Outputs of the entries applied in the current step, for its `Committed` replies.
     step_outputs: HashMap<LogIndex, Output>,
     last_seen: (Role, Term, Option<NodeId>),
+    /// The membership last logged.
+    last_membership: Membership,
     /// Take a snapshot after this many applied entries (0: never).
     snapshot_entries: u64,
     /// The index of the latest snapshot this node has (taken or installed).
@@ -188,6 +190,7 @@ impl Driver {
         snapshot_entries: u64,
     ) -> Driver {
         let last_seen = (node.role(), node.term(), node.leader_id());
+        let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
         Driver {
             node,
@@ -200,6 +203,7 @@ impl Driver {
             next_request_id: 1,
             step_outputs: HashMap::new(),
             last_seen,
+            last_membership,
             snapshot_entries,
             snapshot_index,
         }
@@ -453,6 +457,16 @@ impl Driver {
                 .map_or_else(|| "none".to_string(), |id| id.to_string());
             tracing::info!(role = %seen.0, term = seen.1.0, %leader, "role/term change");
             self.last_seen = seen;
+        }
+        // Comparing two small sets per step; a change is rare and worth a line.
+        if *node.membership() != self.last_membership {
+            let membership = node.membership().clone();
+            tracing::info!(
+                voters = ?membership.voters.iter().map(|id| id.0).collect::<Vec<_>>(),
+                learners = ?membership.learners.iter().map(|id| id.0).collect::<Vec<_>>(),
+                "membership change"
+            );
+            self.last_membership = membership;
         }
         self.metrics.set_role(node.role());
         self.metrics.term.store(node.term().0, Relaxed);
