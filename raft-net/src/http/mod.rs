@@ -17,10 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use raft_core::kv::{Command, Output};
-use raft_core::{ChangeRejection, LogIndex, MembershipChange, NodeId};
+use raft_core::{LogIndex, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+
+mod members;
 
 use crate::addresses::AddressBook;
 use crate::config::{BODY_BYTES_MAX, KEY_BYTES_MAX};
@@ -124,8 +126,14 @@ pub fn router(state: AppState, admin: bool) -> Router {
             "/api/v1/kv/{key}",
             get(kv_get).put(kv_put).delete(kv_delete),
         )
-        .route("/api/v1/members", get(members).post(add_member))
-        .route("/api/v1/members/{id}", axum::routing::delete(remove_member))
+        .route(
+            "/api/v1/members",
+            get(members::members).post(members::add_member),
+        )
+        .route(
+            "/api/v1/members/{id}",
+            axum::routing::delete(members::remove_member),
+        )
         .route("/set", get(compat_set))
         .route("/get", get(compat_get))
         .route("/remove", get(compat_remove))
@@ -184,6 +192,19 @@ impl AppState {
                 ),
             )),
         }
+    }
+
+    /// This node's status (a state view without log entries).
+    async fn status(&self) -> Result<StateView, ApiError> {
+        self.ask(
+            |respond| Request::State {
+                from: LogIndex(1),
+                limit: 0,
+                respond,
+            },
+            DRIVER_TIMEOUT,
+        )
+        .await
     }
 
     /// Proposes `command`; `Ok` only once it is committed and applied.
@@ -462,218 +483,9 @@ async fn compat_remove(
     write(&state, Command::Delete { key }, &uri).await
 }
 
-async fn members(State(state): State<AppState>) -> ApiResult {
-    let view: StateView = state
-        .ask(
-            |respond| Request::State {
-                from: LogIndex(1),
-                limit: 0,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-        )
-        .await?;
-    // Membership comes from the core (the log's latest membership); addresses from the flags.
-    let member = |id: u64, voter: bool| {
-        let address = state.addresses.get(NodeId(id));
-        json!({
-            "id": id,
-            "http_addr": address.as_ref().map(|address| address.http.clone()),
-            "raft_addr": address.as_ref().map(|address| address.raft.to_string()),
-            "voter": voter,
-            "leader": view.leader == Some(id),
-        })
-    };
-    let members: Vec<Value> = view
-        .voters
-        .iter()
-        .map(|&id| member(id, true))
-        .chain(view.learners.iter().map(|&id| member(id, false)))
-        .collect();
-    Ok(
-        Json(json!({ "id": state.id.0, "leader": view.leader, "members": members }))
-            .into_response(),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddMemberBody {
-    id: u64,
-    raft_addr: String,
-    http_addr: String,
-}
-
-/// How long `POST /api/v1/members` waits for the learner to catch up before giving up.
-const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause between attempts while a change is in progress or the learner is behind.
-const CHANGE_RETRY: Duration = Duration::from_millis(100);
-
-/// Adds a server (what `raft-net node --join` calls): record its addresses through the log so
-/// every member can reach it, add it as a learner, and promote it to voter once it has caught
-/// up (Raft thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat.
-async fn add_member(
-    State(state): State<AppState>,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let body = body?;
-    let request: AddMemberBody = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::bad_request(format!(
-            "malformed JSON: {error}; expected {{\"id\": 4, \"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
-        ))
-    })?;
-    if request.id == 0 {
-        return Err(ApiError::bad_request("node id 0 is reserved"));
-    }
-    let raft = crate::config::resolve(&request.raft_addr)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    if !request.http_addr.contains(':') || request.http_addr.len() > KEY_BYTES_MAX {
-        return Err(ApiError::bad_request("http_addr must be host:port"));
-    }
-    let id = NodeId(request.id);
-    // Record every member's addresses in the log, the new one's included: the log (and the
-    // snapshots) are what a member has after a restart, and the first members only know each
-    // other from their flags.
-    let view: StateView = state
-        .ask(
-            |respond| Request::State {
-                from: LogIndex(1),
-                limit: 0,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-        )
-        .await?;
-    let mut records = Vec::new();
-    for member in view.voters.iter().chain(&view.learners) {
-        if let Some(address) = state
-            .addresses
-            .get(NodeId(*member))
-            .filter(|_| *member != id.0)
-        {
-            records.push(Command::SetAddress {
-                id: *member,
-                raft_addr: address.raft.to_string(),
-                http_addr: address.http,
-            });
-        }
-    }
-    records.push(Command::SetAddress {
-        id: id.0,
-        raft_addr: raft.to_string(),
-        http_addr: request.http_addr,
-    });
-    for record in &records {
-        state.propose(record, &uri).await?;
-    }
-    let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
-    let mut change = MembershipChange::AddLearner(id);
-    loop {
-        let outcome = state
-            .ask(
-                |respond| Request::ChangeMembership { change, respond },
-                state.commit_timeout,
-            )
-            .await?;
-        let retry = match (change, outcome) {
-            (MembershipChange::AddLearner(_), Outcome::Committed { .. }) => {
-                change = MembershipChange::PromoteLearner(id);
-                false
-            }
-            // Already a learner (a repeated join) or already a voter: try the promotion.
-            (
-                MembershipChange::AddLearner(_),
-                Outcome::ChangeRejected(ChangeRejection::NotApplicable),
-            ) => {
-                change = MembershipChange::PromoteLearner(id);
-                false
-            }
-            (_, Outcome::Committed { index, term, .. }) => {
-                let body = json!({ "id": id.0, "voter": true, "index": index.0, "term": term.0 });
-                return Ok(Json(body).into_response());
-            }
-            (_, Outcome::ChangeRejected(ChangeRejection::NotApplicable)) => {
-                // Not a learner any more: it is a voter already if the membership says so.
-                return already_voter(&state, id).await;
-            }
-            (
-                _,
-                Outcome::ChangeRejected(
-                    ChangeRejection::ChangeInProgress | ChangeRejection::NotCaughtUp,
-                ),
-            ) => true,
-            (_, other) => return Err(state.failure(other, &uri)),
-        };
-        if retry {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("node {id} did not catch up within {PROMOTION_TIMEOUT:?}; it stays a learner"),
-                ));
-            }
-            tokio::time::sleep(CHANGE_RETRY).await;
-        }
-    }
-}
-
-async fn already_voter(state: &AppState, id: NodeId) -> ApiResult {
-    let view: StateView = state
-        .ask(
-            |respond| Request::State {
-                from: LogIndex(1),
-                limit: 0,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-        )
-        .await?;
-    if view.voters.contains(&id.0) {
-        Ok(Json(json!({ "id": id.0, "voter": true })).into_response())
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("node {id} cannot be promoted: it is not a learner"),
-        ))
-    }
-}
-
-/// Removes a voter or learner (a single-server change through the log). A removed leader
-/// steps down once the removal commits.
-async fn remove_member(
-    State(state): State<AppState>,
-    uri: Uri,
-    id: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    let Path(id) = id?;
-    let id = crate::config::parse_node_id(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let change = MembershipChange::Remove(id);
-    let outcome = state
-        .ask(
-            |respond| Request::ChangeMembership { change, respond },
-            state.commit_timeout,
-        )
-        .await?;
-    match outcome {
-        Outcome::Committed { index, term, .. } => {
-            Ok(Json(json!({ "removed": id.0, "index": index.0, "term": term.0 })).into_response())
-        }
-        other => Err(state.failure(other, &uri)),
-    }
-}
-
 async fn healthz(State(state): State<AppState>) -> ApiResult {
     // A round trip through the driver: a stuck driver loop is unhealthy even if HTTP answers.
-    let view: StateView = state
-        .ask(
-            |respond| Request::State {
-                from: LogIndex(1),
-                limit: 0,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-        )
-        .await?;
+    let view = state.status().await?;
     Ok(Json(json!({
         "status": "ok",
         "id": view.id,
