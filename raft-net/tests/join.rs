@@ -11,7 +11,17 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Child {
+/// The joining node's process, killed on drop (also when an assertion fails).
+struct Joiner(Child);
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Joiner {
     let log = std::fs::File::options()
         .create(true)
         .append(true)
@@ -30,6 +40,7 @@ fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Child
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(Joiner)
         .unwrap()
 }
 
@@ -81,7 +92,10 @@ async fn a_new_node_joins_catches_up_and_votes() {
             std::time::Instant::now() < deadline,
             "node 4 never became a voter\n{log}"
         );
-        assert!(child.try_wait().unwrap().is_none(), "node 4 exited\n{log}");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "node 4 exited\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -128,9 +142,8 @@ async fn a_new_node_joins_catches_up_and_votes() {
     assert_eq!(four["http_addr"].as_str(), Some(joiner.http_addr.as_str()));
 
     // Restart: the data dir is not empty, so it does not join again; it just catches up.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut child = start_joiner(&cluster, &joiner, &cluster.node(follower).url(""));
+    drop(child);
+    let child = start_joiner(&cluster, &joiner, &cluster.node(follower).url(""));
     let response = client
         .put(format!("{leader_url}/api/v1/kv/after-restart"))
         .body("yes")
@@ -151,6 +164,5 @@ async fn a_new_node_joins_catches_up_and_votes() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "yes");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
