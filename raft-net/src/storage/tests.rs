@@ -493,3 +493,17 @@ fn every_truncation_and_every_bit_flip_is_handled() {
         }
     }
 }
+
+#[test]
+fn the_checkpoint_tag_matches_the_record_encoding() {
+    let mut buf = Vec::new();
+    super::wal::encode(
+        &super::wal::WalRecordRef::Checkpoint(&DurableState::default()),
+        &mut buf,
+    )
+    .unwrap();
+    assert_eq!(buf[super::wal::RECORD_HEADER_BYTES], 1);
+    let mut persist = Vec::new();
+    encode_record(&requests()[0], &mut persist).unwrap();
+    assert_eq!(persist[super::wal::RECORD_HEADER_BYTES], 0);
+}

@@ -18,7 +18,7 @@
 //! the file and offset, because acknowledged data after it would otherwise be silently lost.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use raft_core::{DurableState, PersistRequest};
@@ -406,17 +406,34 @@ impl Wal {
     }
 }
 
-/// Whether the segment's first record is an intact checkpoint.
+/// Whether the segment's first record is an intact checkpoint. Reads only that record, not the
+/// whole segment: recovery asks this of every segment.
 fn starts_with_checkpoint(path: &Path) -> bool {
-    let Ok(bytes) = fs::read(path) else {
+    let Ok(mut file) = File::open(path) else {
         return false;
     };
-    bytes.starts_with(SEGMENT_MAGIC)
-        && matches!(
-            read_record(&bytes, SEGMENT_MAGIC.len()),
-            Ok((WalRecord::Checkpoint(_), _))
-        )
+    let mut head = [0; SEGMENT_MAGIC.len() + RECORD_HEADER_BYTES];
+    if file.read_exact(&mut head).is_err() || !head.starts_with(SEGMENT_MAGIC) {
+        return false;
+    }
+    let len_bytes = [head[8], head[9], head[10], head[11]];
+    let stored_crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    let Ok(len) = usize::try_from(u32::from_le_bytes(len_bytes)) else {
+        return false;
+    };
+    if len == 0 || len > RECORD_BYTES_MAX {
+        return false;
+    }
+    let mut payload = vec![0; len];
+    if file.read_exact(&mut payload).is_err() || record_crc(len_bytes, &payload) != stored_crc {
+        return false;
+    }
+    // postcard writes the enum variant index first: `WalRecord::Checkpoint` is variant 1.
+    payload[0] == CHECKPOINT_TAG
 }
+
+/// The first payload byte of a `WalRecord::Checkpoint` record.
+const CHECKPOINT_TAG: u8 = 1;
 
 fn truncate(path: &Path, offset: u64) -> Result<(), StorageError> {
     let file = OpenOptions::new()
