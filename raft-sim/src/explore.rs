@@ -1,5 +1,5 @@
 //! Random exploration: per seed, a random cluster configuration, client workload and fault
-//! schedule; then every fault heals and the cluster must elect a leader and commit a new
+//! schedule (with log compaction and leadership transfers mixed in); then every fault heals and the cluster must elect a leader and commit a new
 //! proposal within a bound (the liveness check).
 
 use std::io::Write;
@@ -124,6 +124,12 @@ fn inject_faults(sim: &mut Sim, seed: u64, fault_ms: u64) {
             let running = nodes_in(sim, &[Life::Running]);
             if let Some(&id) = rng.pick(&running) {
                 let _ = sim.compact(id);
+            }
+        }
+        // And now and then the leader is asked to hand over to another node.
+        if rng.chance(0.1) {
+            if let Some(&to) = rng.pick(&sim.node_ids()) {
+                let _ = sim.transfer_leadership(to);
             }
         }
     }

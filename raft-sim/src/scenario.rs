@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use raft_core::{LogIndex, NodeId};
 
+use crate::client::Outcome as ClientOutcome;
 use crate::sim::{Life, Sim, SimConfig};
 use crate::state::{state_json, status_line};
 
@@ -105,11 +106,13 @@ impl Runner {
             "release" => self.cmd_release(args),
             "propose" => self.cmd_propose(args),
             "compact" => self.cmd_compact(args),
+            "transfer" => self.cmd_transfer(args),
             "workload" => self.cmd_workload(args),
             "run" => self.cmd_run(args),
             "state" => self.cmd_state(args),
             "status" => self.cmd_status(args),
             "leaders" => self.cmd_leaders(args),
+            "messages" => self.cmd_messages(args),
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -224,6 +227,7 @@ impl Runner {
             "election_timeout_ticks_min" => raft.election_timeout_ticks_min = small()?,
             "election_timeout_ticks_max" => raft.election_timeout_ticks_max = small()?,
             "append_entries_max" => raft.append_entries_max = large()?,
+            "append_bytes_max" => raft.append_bytes_max = large()?,
             "inflight_appends_max" => raft.inflight_appends_max = large()?,
             "uncommitted_entries_max" => raft.uncommitted_entries_max = large()?,
             "pre_vote" => raft.pre_vote = flag(value)?,
@@ -431,15 +435,17 @@ impl Runner {
         let sim = self.sim()?;
         let node = parse_target(sim, target)?;
         let request = sim.propose(node, &command).map_err(|e| e.to_string())?;
-        let reply = sim.clients.record(request).map(|r| (r.accepted, r.outcome));
-        let text = match reply {
+        // An immediate refusal is printed as a note, like every later outcome.
+        let record = sim.clients.record(request).map(|r| (r.accepted, r.outcome));
+        match record {
             Some((Some((index, term)), _)) => {
-                format!("{node} accepted {command:?} at {index} in {term}")
+                self.say(format!("{node} accepted {command:?} at {index} in {term}"));
             }
-            Some((None, outcome)) => format!("{node} answered {command:?}: {outcome:?}"),
-            None => format!("{node} received {command:?}"),
-        };
-        self.say(text);
+            Some((None, ClientOutcome::Pending)) | None => {
+                self.say(format!("{node} has not answered {command:?} yet"));
+            }
+            Some((None, _)) => {}
+        }
         Ok(())
     }
 
@@ -449,6 +455,14 @@ impl Runner {
         let node = parse_target(sim, target)?;
         let index = sim.compact(node).map_err(|e| e.to_string())?;
         self.say(format!("{node} compacts its log through {index}"));
+        Ok(())
+    }
+
+    fn cmd_transfer(&mut self, args: &[&str]) -> Handled {
+        let to = parse_node(one(args, "transfer N")?)?;
+        let sim = self.sim()?;
+        let leader = sim.transfer_leadership(to).map_err(|e| e.to_string())?;
+        self.say(format!("{leader} asked to hand leadership to {to}"));
         Ok(())
     }
 
@@ -572,6 +586,37 @@ impl Runner {
                 }
             };
             lines.push(line);
+        }
+        for line in lines {
+            self.say(line);
+        }
+        Ok(())
+    }
+
+    /// Messages sent so far, per node and kind, with the entries AppendEntries carried.
+    fn cmd_messages(&mut self, args: &[&str]) -> Handled {
+        let nodes = self.selected(args)?;
+        let sim = self.sim()?;
+        let sent = sim.messages_sent().cloned().unwrap_or_default();
+        let mut lines = Vec::new();
+        for node in nodes {
+            let kinds: Vec<String> = sent
+                .range((node, "")..)
+                .take_while(|((from, _), _)| *from == node)
+                .map(|((_, kind), (count, entries))| {
+                    if *entries > 0 {
+                        format!("{kind} {count} ({entries} entries)")
+                    } else {
+                        format!("{kind} {count}")
+                    }
+                })
+                .collect();
+            let text = if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds.join(", ")
+            };
+            lines.push(format!("{node} sent {text}"));
         }
         for line in lines {
             self.say(line);

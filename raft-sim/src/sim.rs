@@ -2,11 +2,11 @@
 //! time, with the network, disk and client models, fault controls, and the checker run after
 //! every event.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, Envelope, Input, LogIndex, Node, NodeId, PersistRequest, Reply,
+    Action, Config, Entry, Envelope, Input, LogIndex, Message, Node, NodeId, PersistRequest, Reply,
     RequestId, Role, Term,
 };
 
@@ -92,6 +92,9 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Messages sent per (sender, message kind): (messages, entries carried).
+pub type MessageCounts = BTreeMap<(NodeId, &'static str), (u64, u64)>;
+
 /// Where a node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Life {
@@ -146,6 +149,9 @@ pub struct Sim {
     failure: Option<Failure>,
     /// Human-readable notes (elections, replies to scenario proposals) for transcripts.
     notes: Option<Vec<String>>,
+    /// Messages sent per (sender, kind): (messages, entries carried). Counted only for
+    /// transcripts, since a map update per message would slow exploration down.
+    sent: Option<MessageCounts>,
 }
 
 impl Sim {
@@ -182,6 +188,7 @@ impl Sim {
             slots,
             failure: None,
             notes: None,
+            sent: None,
             config,
         }
     }
@@ -290,9 +297,16 @@ impl Sim {
         })
     }
 
-    /// Starts collecting notes for a transcript.
+    /// Starts collecting notes and message counts for a transcript.
     pub fn collect_notes(&mut self) {
         self.notes = Some(Vec::new());
+        self.sent = Some(BTreeMap::new());
+    }
+
+    /// Messages sent so far per (sender, kind) as (messages, entries carried), when collected.
+    #[must_use]
+    pub fn messages_sent(&self) -> Option<&MessageCounts> {
+        self.sent.as_ref()
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
@@ -608,6 +622,15 @@ impl Sim {
     fn send(&mut self, envelope: Envelope) {
         let (from, to) = (envelope.from, envelope.to);
         let kind = envelope.message.kind();
+        if let Some(sent) = &mut self.sent {
+            let entries = match &envelope.message {
+                Message::AppendEntries(request) => request.entries.len() as u64,
+                _ => 0,
+            };
+            let count = sent.entry((from, kind)).or_default();
+            count.0 += 1;
+            count.1 += entries;
+        }
         let reason = match self.network.route(from, to) {
             Route::Deliver { first, second } => {
                 let incarnation = self.slot(to).map_or(0, |s| s.incarnation);
@@ -866,6 +889,20 @@ impl Sim {
         self.record(TraceKind::Control(format!("compact {id} through {index}")));
         self.input(i, Input::Compact { index, data });
         Ok(index)
+    }
+
+    /// Asks the current leader to hand leadership to `to` (Raft thesis §3.10). Returns the
+    /// leader asked.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<NodeId, ControlError> {
+        self.index_of(to)?;
+        let leader = self
+            .current_leader()
+            .ok_or_else(|| ControlError("there is no leader to transfer from".to_owned()))?;
+        let i = self.index_of(leader)?;
+        self.events += 1;
+        self.record(TraceKind::Control(format!("transfer {leader} -> {to}")));
+        self.input(i, Input::TransferLeader { to });
+        Ok(leader)
     }
 
     /// Proposes `command` directly to `node`, as a scenario does.
