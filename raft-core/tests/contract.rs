@@ -4,7 +4,8 @@ mod support;
 
 use proptest::prelude::*;
 use raft_core::{
-    Action, Config, ConfigError, DurableState, HardState, Input, Node, NodeId, RestoreError, Term,
+    Action, AppendResult, Config, ConfigError, DurableState, HardState, Input, Node, NodeId,
+    RestoreError, Term,
 };
 use support::*;
 
@@ -280,4 +281,37 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn forged_appends_with_malformed_entries_are_ignored_and_counted() {
+    let cases = [
+        // Indexes out of sequence after prev.
+        vec![entry(1, 1, "a"), entry(3, 1, "b")],
+        // Terms decreasing along the entries.
+        vec![entry(1, 2, "a"), entry(2, 1, "b")],
+        // An entry from a term above the sender's.
+        vec![entry(1, 5, "a")],
+    ];
+    for entries in cases {
+        let mut n = node(1, 3);
+        let actions = step_durably(&mut n, append(2, 1, 2, (0, 0), entries.clone(), 0));
+        assert!(sends(&actions).is_empty(), "{entries:?}");
+        assert_eq!(n.last_log_index().0, 0, "{entries:?}");
+        assert_eq!(n.status().stats.messages_ignored, 1, "{entries:?}");
+    }
+}
+
+#[test]
+fn forged_same_term_messages_to_a_leader_are_ignored_and_counted() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let before = n.status().stats.messages_ignored;
+    // A second leader in the same term, and a same-term StaleTerm, cannot come from correct
+    // peers.
+    let a = n.step(append(2, 1, 1, (0, 0), vec![], 0));
+    let b = n.step(append_response(2, 1, 1, AppendResult::StaleTerm));
+    assert!(sends(&a).is_empty() && sends(&b).is_empty());
+    assert_eq!(n.role(), raft_core::Role::Leader);
+    assert_eq!(n.status().stats.messages_ignored, before + 2);
 }
