@@ -315,3 +315,20 @@ fn forged_same_term_messages_to_a_leader_are_ignored_and_counted() {
     assert_eq!(n.role(), raft_core::Role::Leader);
     assert_eq!(n.status().stats.messages_ignored, before + 2);
 }
+
+#[test]
+fn forged_acknowledgement_beyond_the_leaders_log_is_ignored_and_counted() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let before = n.status().stats.messages_ignored;
+    let _ = n.step(append_response(
+        2,
+        1,
+        1,
+        AppendResult::Success {
+            match_index: raft_core::LogIndex(99),
+        },
+    ));
+    assert_eq!(n.match_index(NodeId(2)), Some(raft_core::LogIndex(0)));
+    assert_eq!(n.status().stats.messages_ignored, before + 1);
+}

@@ -294,3 +294,22 @@ fn snapshot_claiming_a_term_above_the_senders_is_ignored() {
     assert_eq!(n.last_log_index(), LogIndex(0));
     assert_eq!(n.status().stats.messages_ignored, 1);
 }
+
+#[test]
+fn append_contradicting_the_snapshot_boundary_is_ignored_and_counted() {
+    let durable = DurableState {
+        hard_state: HardState {
+            current_term: Term(2),
+            voted_for: None,
+        },
+        snapshot: Some(snapshot(10, 2, b"s")),
+        entries: vec![],
+    };
+    let mut n = Node::restore(config(1, 3), durable).unwrap();
+    // Entry 10 is committed in the snapshot with term 2; a request claiming term 1 there is forged.
+    let entries = (9..=11).map(|i| entry(i, 1, "x")).collect();
+    let actions = step_durably(&mut n, append(2, 1, 2, (8, 1), entries, 11));
+    assert!(sends(&actions).is_empty());
+    assert_eq!(n.last_log_index(), LogIndex(10));
+    assert_eq!(n.status().stats.messages_ignored, 1);
+}

@@ -249,12 +249,15 @@ impl Node {
         let Some(progress) = self.progress.get(&follower) else {
             return;
         };
-        let is_current = match progress.state {
-            ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
-            ReplicationState::Replicate => rejected_prev_index > progress.match_index,
-            ReplicationState::Snapshot { .. } => false,
-        };
-        if !is_current || rejected_prev_index <= progress.match_index {
+        // A rejection below the known match point, or of anything but the outstanding probe,
+        // answers an older request.
+        let is_current = rejected_prev_index > progress.match_index
+            && match progress.state {
+                ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
+                ReplicationState::Replicate => true,
+                ReplicationState::Snapshot { .. } => false,
+            };
+        if !is_current {
             return;
         }
         let hinted_next = match hint.conflict_term {
