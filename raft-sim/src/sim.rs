@@ -822,11 +822,11 @@ impl Sim {
         }
         self.slots[i].life = Life::Running;
         self.record(TraceKind::Control(format!("resume {id}")));
+        // Each queued input was counted as an event when it arrived.
         while let Some(input) = self.slots[i].inbox.pop_front() {
             if self.failure.is_some() {
                 break;
             }
-            self.events += 1;
             self.step_node(i, input);
         }
         let slot = &self.slots[i];
