@@ -46,7 +46,7 @@ pub enum Reply {
     /// A linearizable read may be served: the state machine has applied through `index`, which
     /// covers every write committed before the read arrived.
     ReadReady { index: LogIndex },
-    /// The entry was appended but will never commit: a new leader overwrote it.
+    /// The entry will never commit: a different entry was committed at its index.
     Dropped { index: LogIndex, term: Term },
     /// This node learned the entry's fate only through a snapshot, which does not say whether
     /// the entry at `index` was this proposal; it may or may not have been applied.

@@ -411,6 +411,8 @@ impl Node {
             }
             let index = *entry.key();
             let (term, request_id) = entry.remove();
+            // An index and a term name one entry (Log Matching): the proposal committed exactly
+            // when the committed entry at its index has its term.
             let reply = if self.log.term_at(index) == Some(term) {
                 Reply::Committed { index, term }
             } else {
@@ -552,7 +554,9 @@ impl Node {
         self.mark_log_unstable_from(index);
     }
 
-    /// Removes the log suffix from `from` on (never a committed entry); proposals there failed.
+    /// Removes the log suffix from `from` on (never a committed entry). Proposals there stay
+    /// pending: another server may still hold the same entry and a later leader may commit it,
+    /// so their fate is known only once their index commits (see `take_entries_to_apply`).
     pub(crate) fn truncate_log_from(&mut self, from: LogIndex) {
         assert!(
             from > self.commit_index,
@@ -565,12 +569,6 @@ impl Node {
         }
         self.persist.on_truncate(from);
         self.mark_log_unstable_from(from);
-        let dropped = self.pending_proposals.split_off(&from);
-        for (index, (term, request_id)) in dropped {
-            self.out
-                .replies
-                .push((request_id, Reply::Dropped { index, term }));
-        }
     }
 
     pub(crate) fn mark_log_unstable_from(&mut self, index: LogIndex) {

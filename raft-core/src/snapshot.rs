@@ -124,22 +124,28 @@ impl Node {
         let index = snapshot.meta.last_included_index;
         let term = snapshot.meta.last_included_term;
         let keeps_suffix = self.log.term_at(index) == Some(term);
-        // Proposals the snapshot covers may or may not be the entries it applied; proposals
-        // after it, in a log that disagrees with it, were overwritten.
-        let mut pending = core::mem::take(&mut self.pending_proposals);
-        let after = if keeps_suffix {
-            pending.split_off(&index.next())
-        } else {
-            let after = pending.split_off(&index.next());
-            for (index, (term, request_id)) in after {
-                self.reply(request_id, Reply::Dropped { index, term });
-            }
-            Default::default()
-        };
-        for (index, (term, request_id)) in pending {
-            self.reply(request_id, Reply::Unknown { index, term });
+        // Proposals the snapshot covers: only the one at its last index can be told apart by
+        // term; for the others the snapshot does not say which entries it applied. Proposals
+        // after it stay pending until their index commits.
+        let after = self.pending_proposals.split_off(&index.next());
+        let covered = core::mem::replace(&mut self.pending_proposals, after);
+        for (proposal_index, (proposal_term, request_id)) in covered {
+            let reply = match (proposal_index == index, proposal_term == term) {
+                (true, true) => Reply::Committed {
+                    index: proposal_index,
+                    term: proposal_term,
+                },
+                (true, false) => Reply::Dropped {
+                    index: proposal_index,
+                    term: proposal_term,
+                },
+                (false, _) => Reply::Unknown {
+                    index: proposal_index,
+                    term: proposal_term,
+                },
+            };
+            self.reply(request_id, reply);
         }
-        self.pending_proposals = after;
         self.log.compact_to(index, term);
         if !keeps_suffix {
             self.persist.on_truncate(index.next());

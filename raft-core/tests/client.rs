@@ -80,23 +80,64 @@ fn busy_when_uncommitted_limit_reached() {
 }
 
 #[test]
-fn overwritten_proposal_reported_dropped() {
+fn overwritten_proposal_reported_dropped_once_another_entry_commits_there() {
     let mut n = node(1, 3);
     let _ = make_leader(&mut n);
     let _ = n.step(Input::Propose {
         request_id: RequestId(7),
         command: b"lost".to_vec(),
     });
-    // A leader of term 2 that never saw entry 2 overwrites it.
-    let actions = step_durably(
+    // A leader of term 2 that never saw entry 2 overwrites it. Another server may still hold
+    // the overwritten entry and a later leader could commit it, so nothing is said yet.
+    let overwritten = step_durably(
         &mut n,
         append(2, 1, 2, (1, 1), vec![entry(2, 2, "other")], 0),
     );
+    assert!(replies(&overwritten).is_empty());
+    // Once a different entry commits at index 2, the proposal has definitely failed.
+    let committed = step_durably(&mut n, append(2, 1, 2, (2, 2), vec![], 2));
     assert_eq!(
-        replies(&actions),
+        replies(&committed),
         vec![(
             RequestId(7),
             Reply::Dropped {
+                index: LogIndex(2),
+                term: Term(1)
+            }
+        )]
+    );
+}
+
+#[test]
+fn overwritten_proposal_that_a_later_leader_commits_is_reported_committed() {
+    // The deposed leader's copy of its entry is overwritten, but the entry survived elsewhere
+    // and a later leader commits it: the proposal succeeded.
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let _ = n.step(Input::Propose {
+        request_id: RequestId(7),
+        command: b"survivor".to_vec(),
+    });
+    let _ = step_durably(
+        &mut n,
+        append(2, 1, 2, (1, 1), vec![entry(2, 2, "other")], 0),
+    );
+    let kept = step_durably(
+        &mut n,
+        append(
+            3,
+            1,
+            3,
+            (1, 1),
+            vec![entry(2, 1, "survivor"), noop(3, 3)],
+            3,
+        ),
+    );
+    assert_eq!(
+        replies(&kept),
+        vec![(
+            RequestId(7),
+            Reply::Committed {
                 index: LogIndex(2),
                 term: Term(1)
             }

@@ -37,17 +37,13 @@ fn five_node_clusters() {
     assert!(summary.events > 100_000, "seeds did real work: {summary:?}");
 }
 
-/// raft-core bug (contract, `Reply::Dropped` "will never commit"): when a follower that was
-/// leader truncates its log (`Node::truncate_log_from`), it answers every pending proposal in
-/// the removed suffix with `Dropped`. But the same entry (same index and term) may survive on
-/// other nodes, and a later leader holding it commits it. Seed 9500: n2, leader in t7, accepts
-/// r139 at i120; n2 steps down, and in t16 n5 overwrites n2's suffix, so n2 replies
-/// `Dropped { index: i120, term: t7 }`; later i120 in t7 commits. A client told "dropped" that
-/// retries writes its command twice. Only a conflicting committed entry (or a snapshot past
-/// the index with another term) proves a proposal dead; otherwise the fate is unknown.
-/// Also seeds 2833 and 9186 (5 nodes, 10 s of faults).
+/// Regression: a deposed leader whose copy of a pending proposal is overwritten must not answer
+/// `Dropped`, because the same entry (same index and term) may survive on other nodes and a
+/// later leader may commit it. Seed 9500: n2, leader in t7, accepts r139 at i120; n2 steps
+/// down, and in t16 n5 overwrites n2's suffix; later i120 in t7 commits. Only a different entry
+/// committed at the index proves a proposal dead. Seeds 2833 and 9186 failed the same way
+/// (5 nodes, 10 s of faults).
 #[test]
-#[ignore = "raft-core bug: Dropped is reported for an overwritten local copy that later commits"]
 fn seed_9500_dropped_write_later_committed() {
     for seed in [9500, 2833, 9186] {
         let report = run_seed(seed, &ExploreConfig::new(5), None);
