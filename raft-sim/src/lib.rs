@@ -17,6 +17,7 @@ pub mod client;
 pub mod disk;
 pub mod event;
 pub mod explore;
+pub mod fuzzing;
 pub mod history;
 pub mod network;
 pub mod rng;
