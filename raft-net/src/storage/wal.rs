@@ -409,11 +409,16 @@ impl Wal {
 /// Whether the segment's first record is an intact checkpoint. Reads only that record, not the
 /// whole segment: recovery asks this of every segment.
 fn starts_with_checkpoint(path: &Path) -> bool {
-    let Ok(mut file) = File::open(path) else {
-        return false;
-    };
+    File::open(path).is_ok_and(first_record_is_checkpoint)
+}
+
+/// Whether `segment` starts with the magic and an intact checkpoint record. The length field is
+/// not trusted for allocation: the payload buffer grows only with the bytes actually read, so a
+/// garbage length in a short file costs nothing.
+fn first_record_is_checkpoint(segment: impl Read) -> bool {
+    let mut segment = segment;
     let mut head = [0; SEGMENT_MAGIC.len() + RECORD_HEADER_BYTES];
-    if file.read_exact(&mut head).is_err() || !head.starts_with(SEGMENT_MAGIC) {
+    if segment.read_exact(&mut head).is_err() || !head.starts_with(SEGMENT_MAGIC) {
         return false;
     }
     let len_bytes = [head[8], head[9], head[10], head[11]];
@@ -424,8 +429,9 @@ fn starts_with_checkpoint(path: &Path) -> bool {
     if len == 0 || len > RECORD_BYTES_MAX {
         return false;
     }
-    let mut payload = vec![0; len];
-    if file.read_exact(&mut payload).is_err() || record_crc(len_bytes, &payload) != stored_crc {
+    let mut payload = Vec::new();
+    let read = segment.take(len as u64).read_to_end(&mut payload);
+    if read.is_err() || payload.len() != len || record_crc(len_bytes, &payload) != stored_crc {
         return false;
     }
     // postcard writes the enum variant index first: `WalRecord::Checkpoint` is variant 1.
@@ -442,4 +448,42 @@ fn truncate(path: &Path, offset: u64) -> Result<(), StorageError> {
         .map_err(StorageError::io(path))?;
     file.set_len(offset).map_err(StorageError::io(path))?;
     file.sync_all().map_err(StorageError::io(path))
+}
+
+#[cfg(test)]
+mod checkpoint_probe_tests {
+    use super::*;
+
+    /// A segment reader that refuses reads into buffers far larger than the file.
+    struct Small<'a>(&'a [u8]);
+
+    impl Read for Small<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(
+                buf.len() <= 1 << 20,
+                "a {}-byte read for a short file",
+                buf.len()
+            );
+            self.0.read(buf)
+        }
+    }
+
+    /// Found by the `wal_recover` fuzz target (`crash-checkpoint-length-allocation`): a segment
+    /// whose first length field claims a gigabyte made recovery allocate it before reading.
+    #[test]
+    fn a_huge_first_length_allocates_nothing() {
+        let mut segment = SEGMENT_MAGIC.to_vec();
+        segment.extend_from_slice(&(1_u32 << 30).to_le_bytes());
+        segment.extend_from_slice(&[0, 0, 0, 0, CHECKPOINT_TAG, 1, 2, 3]);
+        assert!(!first_record_is_checkpoint(Small(&segment)));
+        let mut checkpoint = SEGMENT_MAGIC.to_vec();
+        encode(
+            &WalRecordRef::Checkpoint(&DurableState::default()),
+            &mut checkpoint,
+        )
+        .unwrap();
+        assert!(first_record_is_checkpoint(Small(&checkpoint)));
+        checkpoint.pop();
+        assert!(!first_record_is_checkpoint(Small(&checkpoint)));
+    }
 }
