@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod node;
