@@ -705,21 +705,28 @@ impl Checker {
         Ok(())
     }
 
-    /// Every acknowledged write is applied on a majority of `voters` nodes; called once the
-    /// cluster has healed and caught up.
-    pub fn check_acked_applied_on_majority(&self, voters: usize) -> Result<(), Violation> {
-        let majority = voters / 2 + 1;
+    /// Every acknowledged write is applied on a majority of `voters` (the committed
+    /// membership's voters, not every simulated node); called once the cluster has healed and
+    /// caught up.
+    pub fn check_acked_applied_on_majority(
+        &self,
+        voters: &std::collections::BTreeSet<NodeId>,
+    ) -> Result<(), Violation> {
+        let majority = voters.len() / 2 + 1;
         for &(index, request_id) in &self.acked {
             let applied = self
                 .nodes
-                .values()
-                .filter(|record| record.up && record.applied_index >= index)
+                .iter()
+                .filter(|(id, record)| {
+                    voters.contains(id) && record.up && record.applied_index >= index
+                })
                 .count();
             if applied < majority {
                 return violation(
                     "acknowledged_write_applied_on_majority",
                     format!(
-                        "{request_id} was acknowledged at {index} but only {applied} of {voters} nodes applied it"
+                        "{request_id} was acknowledged at {index} but only {applied} of {} voters applied it",
+                        voters.len()
                     ),
                 );
             }

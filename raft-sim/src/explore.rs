@@ -1,10 +1,11 @@
 //! Random exploration: per seed, a random cluster configuration, client workload and fault
-//! schedule (with log compaction and leadership transfers mixed in); then every fault heals and the cluster must elect a leader and commit a new
+//! schedule (with log compaction, leadership transfers and, in half the seeds, membership
+//! changes mixed in); then every fault heals and the cluster must elect a leader and commit a new
 //! proposal within a bound (the liveness check).
 
 use std::io::Write;
 
-use raft_core::{NodeId, Role};
+use raft_core::{MembershipChange, NodeId, Role};
 
 use crate::client::{ClientConfig, Outcome};
 use crate::disk::DiskConfig;
@@ -40,6 +41,8 @@ pub struct SeedReport {
     pub events: u64,
     pub sim_ms: u64,
     pub trace_hash: u64,
+    /// Membership changes that committed.
+    pub membership_changes: u64,
     pub failure: Option<Failure>,
 }
 
@@ -80,7 +83,19 @@ pub fn sim_config(seed: u64, nodes: u64) -> SimConfig {
     config.raft.check_quorum = rng.chance(0.5);
     // Clock skew: each node's tick takes 8 to 12 ms.
     config.tick_ms = (0..nodes).map(|_| rng.between(8, 12)).collect();
+    // With membership changes on, the cluster starts with 3 or more voters; the other nodes
+    // run as spares until added. Drawn from their own generator, so the choices above stay.
+    if membership_changes(seed) {
+        let mut rng = SimRng::new(sub_seed(seed, "membership", 1));
+        config.voters = rng.between(3.min(nodes), nodes);
+    }
     config
+}
+
+/// Whether `seed` mixes membership changes into its workload (half the seeds).
+#[must_use]
+pub fn membership_changes(seed: u64) -> bool {
+    SimRng::new(sub_seed(seed, "membership", 0)).chance(0.5)
 }
 
 /// Runs one seed: faults, then heal, then the liveness check.
@@ -105,12 +120,15 @@ pub fn run_seed(seed: u64, explore: &ExploreConfig, trace: Option<Box<dyn Write>
         events: sim.events(),
         sim_ms: sim.now_ms(),
         trace_hash: sim.trace_hash(),
+        membership_changes: sim.membership_changes_committed(),
         failure: sim.failure().cloned(),
     }
 }
 
 fn inject_faults(sim: &mut Sim, seed: u64, fault_ms: u64) {
     let mut rng = SimRng::new(sub_seed(seed, "faults", 0));
+    let mut membership_rng =
+        membership_changes(seed).then(|| SimRng::new(sub_seed(seed, "membership", 2)));
     loop {
         let next = sim.now_ms() + rng.between(20, 400);
         sim.run_until_time(next.min(fault_ms));
@@ -132,6 +150,45 @@ fn inject_faults(sim: &mut Sim, seed: u64, fault_ms: u64) {
                 let _ = sim.transfer_leadership(to);
             }
         }
+        if let Some(membership_rng) = &mut membership_rng {
+            if membership_rng.chance(0.2) {
+                random_membership_change(sim, membership_rng);
+            }
+        }
+    }
+}
+
+/// One membership change, asked of the current leader as it sees the membership: add a spare
+/// node as a learner, promote a learner, or remove a voter (never below 3 voters). Refusals
+/// (a change in flight, a learner not caught up) are part of the exercise.
+fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
+    let Some(leader) = sim.current_leader() else {
+        return;
+    };
+    let Some(membership) = sim.node(leader).map(|n| n.membership().clone()) else {
+        return;
+    };
+    let spares: Vec<NodeId> = sim
+        .node_ids()
+        .into_iter()
+        .filter(|&id| !membership.contains(id))
+        .collect();
+    let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
+    let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+    let mut options = Vec::new();
+    if let Some(&id) = rng.pick(&spares) {
+        options.push(MembershipChange::AddLearner(id));
+    }
+    if let Some(&id) = rng.pick(&learners) {
+        options.push(MembershipChange::PromoteLearner(id));
+    }
+    if voters.len() > 3 {
+        if let Some(&id) = rng.pick(&voters) {
+            options.push(MembershipChange::Remove(id));
+        }
+    }
+    if let Some(&change) = rng.pick(&options) {
+        let _ = sim.change_membership(leader, change);
     }
 }
 
@@ -290,11 +347,13 @@ pub struct Summary {
     pub liveness_failures: u64,
     pub events: u64,
     pub sim_ms: u64,
+    pub membership_changes: u64,
 }
 
 impl Summary {
     pub fn add(&mut self, report: &SeedReport) {
         self.seeds += 1;
+        self.membership_changes += report.membership_changes;
         self.events += report.events;
         self.sim_ms += report.sim_ms;
         if report.is_liveness_failure() {

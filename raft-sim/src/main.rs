@@ -143,6 +143,10 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     println!("violations:         {}", summary.violations);
     println!("liveness failures:  {}", summary.liveness_failures);
     println!(
+        "membership changes: {} committed",
+        summary.membership_changes
+    );
+    println!(
         "simulated time:     {:.1} s",
         summary.sim_ms as f64 / 1000.0
     );

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use raft_core::{LogIndex, NodeId};
+use raft_core::{LogIndex, Membership, MembershipChange, NodeId};
 
 use crate::client::Outcome as ClientOutcome;
 use crate::sim::{Life, Sim, SimConfig};
@@ -107,6 +107,11 @@ impl Runner {
             "propose" => self.cmd_propose(args),
             "compact" => self.cmd_compact(args),
             "transfer" => self.cmd_transfer(args),
+            "add-learner" => self.cmd_change(args, "add-learner", MembershipChange::AddLearner),
+            "promote" => self.cmd_change(args, "promote", MembershipChange::PromoteLearner),
+            "remove" => self.cmd_change(args, "remove", MembershipChange::Remove),
+            "members" => self.cmd_members(args),
+            "check" => self.cmd_check(args),
             "workload" => self.cmd_workload(args),
             "run" => self.cmd_run(args),
             "state" => self.cmd_state(args),
@@ -145,15 +150,30 @@ impl Runner {
         if self.config.is_some() {
             return Err("`cluster` may appear only once".to_owned());
         }
-        let (nodes, seed) = match args {
-            [n] => (parse_u64(n)?, 0),
-            [n, "seed", s] => (parse_u64(n)?, parse_u64(s)?),
-            _ => return Err("usage: cluster N [seed S]".to_owned()),
-        };
+        const USAGE: &str = "usage: cluster N [voters V] [seed S]";
+        let (n, mut rest) = args.split_first().ok_or(USAGE)?;
+        let nodes = parse_u64(n)?;
         if !(1..=64).contains(&nodes) {
             return Err(format!("a cluster has 1 to 64 nodes, not {nodes}"));
         }
-        self.config = Some(SimConfig::new(seed, nodes));
+        let (mut voters, mut seed) = (nodes, 0);
+        while let [key, value, more @ ..] = rest {
+            match *key {
+                "voters" => voters = parse_u64(value)?,
+                "seed" => seed = parse_u64(value)?,
+                _ => return Err(USAGE.to_owned()),
+            }
+            rest = more;
+        }
+        if !rest.is_empty() {
+            return Err(USAGE.to_owned());
+        }
+        if !(1..=nodes).contains(&voters) {
+            return Err(format!("1 to {nodes} initial voters, not {voters}"));
+        }
+        let mut config = SimConfig::new(seed, nodes);
+        config.voters = voters;
+        self.config = Some(config);
         Ok(())
     }
 
@@ -466,6 +486,65 @@ impl Runner {
         Ok(())
     }
 
+    /// `add-learner N via M`, `promote N via M`, `remove N via M`: the reply, and the final
+    /// outcome later, are printed as notes.
+    fn cmd_change(
+        &mut self,
+        args: &[&str],
+        name: &str,
+        change: fn(NodeId) -> MembershipChange,
+    ) -> Handled {
+        let [target, "via", via] = args else {
+            return Err(format!("usage: {name} N via M|leader"));
+        };
+        let target = parse_node(target)?;
+        let sim = self.sim()?;
+        sim.life(target).map_err(|e| e.to_string())?;
+        let via = parse_target(sim, via)?;
+        let request = sim
+            .change_membership(via, change(target))
+            .map_err(|e| e.to_string())?;
+        if sim.change(request).is_some_and(|c| c.reply.is_none()) {
+            self.say(format!("{via} has not answered yet"));
+        }
+        Ok(())
+    }
+
+    /// Each node's own view of the membership (the latest in its log), and the committed one.
+    fn cmd_members(&mut self, args: &[&str]) -> Handled {
+        let nodes = self.selected(args)?;
+        let sim = self.sim()?;
+        let mut lines = Vec::new();
+        for id in nodes {
+            let line = match sim.node(id) {
+                Some(node) => format!("{id} {}", describe_membership(node.membership())),
+                None => format!("{id} down"),
+            };
+            lines.push(line);
+        }
+        let (index, committed) = sim.committed_membership();
+        lines.push(format!(
+            "committed at {index}: {}",
+            describe_membership(committed)
+        ));
+        for line in lines {
+            self.say(line);
+        }
+        Ok(())
+    }
+
+    /// The end-of-run checks over the history so far: every acknowledged write applied on a
+    /// majority of the committed voters, no dropped write committed, linearizability.
+    fn cmd_check(&mut self, args: &[&str]) -> Handled {
+        no_args(args, "check")?;
+        let sim = self.sim()?;
+        sim.check_history();
+        if sim.failure().is_none() {
+            self.say("history checks passed");
+        }
+        Ok(())
+    }
+
     fn cmd_workload(&mut self, args: &[&str]) -> Handled {
         let sim = self.sim()?;
         match args {
@@ -637,6 +716,18 @@ impl Runner {
         self.say(format!("leaders by term: {text}"));
         Ok(())
     }
+}
+
+fn describe_membership(membership: &Membership) -> String {
+    let list = |set: &std::collections::BTreeSet<NodeId>| {
+        let ids: Vec<String> = set.iter().map(ToString::to_string).collect();
+        format!("[{}]", ids.join(","))
+    };
+    format!(
+        "voters {} learners {}",
+        list(&membership.voters),
+        list(&membership.learners)
+    )
 }
 
 // ---- argument parsing ----

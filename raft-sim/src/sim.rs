@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, Envelope, Input, LogIndex, Message, Node, NodeId, PersistRequest, Reply,
-    RequestId, Role, Term,
+    Action, Config, Entry, EntryPayload, Envelope, Input, LogIndex, Membership, MembershipChange,
+    Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
 };
 
 use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
@@ -23,6 +23,9 @@ use crate::trace::{DropReason, Trace, TraceEvent, TraceKind};
 pub struct SimConfig {
     pub seed: u64,
     pub nodes: u64,
+    /// Nodes 1..=voters form the initial cluster; the others start with no voters configured
+    /// (`Config::voters` empty) and wait to be added through a membership change.
+    pub voters: u64,
     pub network: NetworkConfig,
     pub disk: DiskConfig,
     pub clients: ClientConfig,
@@ -41,6 +44,7 @@ impl SimConfig {
         SimConfig {
             seed,
             nodes,
+            voters: nodes,
             network: NetworkConfig::default(),
             disk: DiskConfig::default(),
             clients: ClientConfig::default(),
@@ -152,7 +156,24 @@ pub struct Sim {
     /// Messages sent per (sender, kind): (messages, entries carried). Counted only for
     /// transcripts, since a map update per message would slow exploration down.
     sent: Option<MessageCounts>,
+    /// The latest membership known to be committed (applied by some node, or carried by an
+    /// installed snapshot), and the index that set it.
+    committed_membership: (LogIndex, Membership),
+    /// Membership change requests: the node asked, the change, and its last reply.
+    changes: BTreeMap<RequestId, ChangeRecord>,
 }
+
+/// One membership change request and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub via: NodeId,
+    pub change: MembershipChange,
+    /// The latest reply: `Accepted` until the final one arrives.
+    pub reply: Option<Reply>,
+}
+
+/// Membership change requests get ids from their own range, apart from client requests.
+const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
 
 impl Sim {
     #[must_use]
@@ -189,6 +210,11 @@ impl Sim {
             failure: None,
             notes: None,
             sent: None,
+            committed_membership: (
+                LogIndex::ZERO,
+                Membership::new((1..=config.voters).map(NodeId)),
+            ),
+            changes: BTreeMap::new(),
             config,
         }
     }
@@ -255,10 +281,17 @@ impl Sim {
             .collect()
     }
 
-    /// The leader of the highest term among up nodes, if that term has one.
+    /// The leader of the highest term among up members of the committed membership, if that
+    /// term has one. Servers outside it are left out: a removed server that never learned of
+    /// its removal may campaign in ever higher terms, and the members rightly ignore it.
     #[must_use]
     pub fn current_leader(&self) -> Option<NodeId> {
-        let nodes = self.slots.iter().filter_map(|s| s.node.as_ref());
+        let members = &self.committed_membership.1;
+        let nodes = self
+            .slots
+            .iter()
+            .filter(|s| members.contains(s.id))
+            .filter_map(|s| s.node.as_ref());
         let max_term = nodes.clone().map(Node::term).max()?;
         nodes
             .filter(|n| n.term() == max_term && n.role() == Role::Leader)
@@ -266,24 +299,27 @@ impl Sim {
             .next()
     }
 
-    /// True when every running node has committed `index`.
+    /// True when every running member of the committed membership has committed `index`.
     #[must_use]
     pub fn committed_everywhere(&self, index: LogIndex) -> bool {
+        let members = &self.committed_membership.1;
         let mut running = self
             .slots
             .iter()
-            .filter(|s| s.life == Life::Running)
+            .filter(|s| s.life == Life::Running && members.contains(s.id))
             .filter_map(|s| s.node.as_ref())
             .peekable();
         running.peek().is_some() && running.all(|n| n.commit_index() >= index)
     }
 
-    /// True when every node is running, all logs end at the same index, and every node has
-    /// committed and applied all of it.
+    /// True when every member of the committed membership is running, all their logs end at
+    /// the same index, and every one has committed and applied all of it. Servers outside the
+    /// membership (never added, or removed) are not expected to follow.
     #[must_use]
     pub fn converged(&self) -> bool {
+        let members = &self.committed_membership.1;
         let mut nodes = Vec::with_capacity(self.slots.len());
-        for slot in &self.slots {
+        for slot in self.slots.iter().filter(|s| members.contains(s.id)) {
             match (&slot.node, slot.life) {
                 (Some(node), Life::Running) => nodes.push(node),
                 _ => return false,
@@ -365,13 +401,14 @@ impl Sim {
         self.fail(Violation { invariant, detail });
     }
 
-    /// The end-of-run checks: every acknowledged write is applied on a majority, no write
-    /// reported dropped was committed, and the client history is linearizable.
+    /// The end-of-run checks: every acknowledged write is applied on a majority of the
+    /// committed membership's voters, no write reported dropped was committed, and the client
+    /// history is linearizable.
     pub fn check_history(&mut self) {
-        let voters = self.slots.len();
+        let voters = self.committed_membership.1.voters.clone();
         let result = self
             .checker
-            .check_acked_applied_on_majority(voters)
+            .check_acked_applied_on_majority(&voters)
             .and_then(|()| self.checker.check_dropped_not_committed())
             .and_then(|()| crate::history::check_linearizable(self.clients.history()));
         if let Err(violation) = result {
@@ -555,6 +592,11 @@ impl Sim {
                 Action::Reply { request_id, reply } => replies.push((request_id, reply)),
             }
         }
+        observe_committed_membership(
+            &mut self.committed_membership,
+            &applied,
+            applied_snapshot.as_ref(),
+        );
         let effects = StepEffects {
             persisted_snapshot: persist
                 .as_ref()
@@ -662,6 +704,23 @@ impl Sim {
     }
 
     fn on_reply(&mut self, node: NodeId, request_id: RequestId, reply: Reply) {
+        if let Some(record) = self.changes.get_mut(&request_id) {
+            let change = record.change;
+            record.reply = Some(reply.clone());
+            self.note(|| {
+                format!(
+                    "{node} replied to {}: {}",
+                    describe_change(change),
+                    describe_reply(&reply)
+                )
+            });
+            self.record(TraceKind::Reply {
+                node,
+                request_id,
+                reply,
+            });
+            return;
+        }
         let direct = self
             .clients
             .record(request_id)
@@ -722,7 +781,12 @@ impl Sim {
         slot.inbox.clear();
         let mut config = self.config.raft.clone();
         config.id = id;
-        config.voters = (1..=self.config.nodes).map(NodeId).collect();
+        config.voters = if id.0 <= self.config.voters {
+            (1..=self.config.voters).map(NodeId).collect()
+        } else {
+            // A server outside the initial cluster waits to be added.
+            std::collections::BTreeSet::new()
+        };
         config.rng_seed = sub_seed(
             self.config.seed,
             "node",
@@ -925,6 +989,56 @@ impl Sim {
         Ok(request_id)
     }
 
+    /// Asks `via` to make one membership change. Its replies (`Accepted`, then `Committed`, or
+    /// a refusal) are recorded in [`Sim::change`] and noted in transcripts.
+    pub fn change_membership(
+        &mut self,
+        via: NodeId,
+        change: MembershipChange,
+    ) -> Result<RequestId, ControlError> {
+        let i = self.index_of(via)?;
+        if self.slots[i].node.is_none() {
+            return Err(ControlError(format!("{via} is not up")));
+        }
+        let request_id = RequestId(CHANGE_REQUEST_ID_BASE + self.changes.len() as u64);
+        self.changes.insert(
+            request_id,
+            ChangeRecord {
+                via,
+                change,
+                reply: None,
+            },
+        );
+        self.events += 1;
+        self.record(TraceKind::Control(format!(
+            "{} via {via}",
+            describe_change(change)
+        )));
+        self.input(i, Input::ChangeMembership { request_id, change });
+        Ok(request_id)
+    }
+
+    /// A membership change request and its latest reply.
+    #[must_use]
+    pub fn change(&self, request_id: RequestId) -> Option<&ChangeRecord> {
+        self.changes.get(&request_id)
+    }
+
+    /// Membership changes that committed so far.
+    #[must_use]
+    pub fn membership_changes_committed(&self) -> u64 {
+        self.changes
+            .values()
+            .filter(|c| matches!(c.reply, Some(Reply::Committed { .. })))
+            .count() as u64
+    }
+
+    /// The latest membership known to be committed, and the index that set it.
+    #[must_use]
+    pub fn committed_membership(&self) -> (LogIndex, &Membership) {
+        (self.committed_membership.0, &self.committed_membership.1)
+    }
+
     /// Starts the client workload: every client begins invoking.
     pub fn start_clients(&mut self) {
         self.clients.active = true;
@@ -990,6 +1104,38 @@ impl Sim {
             slot.disk.durable.hard_state.current_term,
             slot.disk.durable.entries.len(),
         ))
+    }
+}
+
+/// Applied entries and installed snapshots are committed: the latest membership among them is
+/// the committed membership (state machine safety makes every node agree on it).
+fn observe_committed_membership(
+    committed: &mut (LogIndex, Membership),
+    applied: &[Entry],
+    snapshot: Option<&raft_core::Snapshot>,
+) {
+    if let Some(snapshot) = snapshot {
+        let index = snapshot.meta.last_included_index;
+        if index > committed.0 {
+            *committed = (index, snapshot.meta.membership.clone());
+        }
+    }
+    for entry in applied {
+        if let EntryPayload::Membership(membership) = &entry.payload {
+            if entry.index > committed.0 {
+                *committed = (entry.index, membership.clone());
+            }
+        }
+    }
+}
+
+/// A membership change in words, for transcripts.
+#[must_use]
+pub fn describe_change(change: MembershipChange) -> String {
+    match change {
+        MembershipChange::AddLearner(id) => format!("add learner {id}"),
+        MembershipChange::PromoteLearner(id) => format!("promote {id}"),
+        MembershipChange::Remove(id) => format!("remove {id}"),
     }
 }
 

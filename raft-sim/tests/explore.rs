@@ -35,6 +35,11 @@ fn five_node_clusters() {
     let summary = explore(5, 1000..1200, 5_000);
     assert_eq!(summary.seeds, 200);
     assert!(summary.events > 100_000, "seeds did real work: {summary:?}");
+    // Half the seeds start with 3 to 5 voters and add, promote and remove servers.
+    assert!(
+        summary.membership_changes > 100,
+        "membership changes committed: {summary:?}"
+    );
 }
 
 /// Regression: a deposed leader whose copy of a pending proposal is overwritten must not answer
