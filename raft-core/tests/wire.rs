@@ -9,17 +9,23 @@ use raft_core::{
     Snapshot, SnapshotMeta, Term,
 };
 
+fn payload_strategy() -> impl Strategy<Value = EntryPayload> {
+    let ids = || proptest::collection::btree_set(any::<u64>().prop_map(NodeId), 0..5);
+    prop_oneof![
+        Just(EntryPayload::Noop),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(EntryPayload::Command),
+        (ids(), ids()).prop_map(|(voters, learners)| {
+            EntryPayload::Membership(raft_core::Membership { voters, learners })
+        }),
+    ]
+}
+
 fn entry_strategy() -> impl Strategy<Value = Entry> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-    )
-        .prop_map(|(index, term, command)| Entry {
-            index: LogIndex(index),
-            term: Term(term),
-            payload: command.map_or(EntryPayload::Noop, EntryPayload::Command),
-        })
+    (any::<u64>(), any::<u64>(), payload_strategy()).prop_map(|(index, term, payload)| Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        payload,
+    })
 }
 
 fn result_strategy() -> impl Strategy<Value = AppendResult> {
