@@ -411,3 +411,57 @@ fn stale_leader_never_serves_a_read_in_a_cluster() {
         .iter()
         .any(|(_, r, reply)| *r == RequestId(99) && matches!(reply, Reply::ReadReady { .. })));
 }
+
+#[test]
+fn pre_vote_for_the_receivers_own_term_is_refused() {
+    // A pre-vote asks about the term after the sender's; if that is no newer than ours, the
+    // sender is behind and must not be encouraged to campaign.
+    let mut n = Node::restore(
+        production_config(1, 3),
+        raft_core::DurableState {
+            hard_state: raft_core::HardState {
+                current_term: Term(3),
+                voted_for: None,
+            },
+            snapshot: None,
+            entries: vec![],
+        },
+    )
+    .unwrap();
+    let actions = n.step(Input::Receive(envelope(
+        2,
+        1,
+        3,
+        Message::PreVote(raft_core::RequestVote {
+            last_log_index: LogIndex(0),
+            last_log_term: Term(0),
+            leadership_transfer: false,
+        }),
+    )));
+    assert!(matches!(&sends(&actions)[0].message, Message::PreVoteResponse(r) if !r.vote_granted));
+}
+
+#[test]
+fn pre_vote_refusal_in_the_pre_candidates_own_term_keeps_it_campaigning() {
+    let mut n = production_node(1, 3);
+    let _ = tick_until_pre_candidate(&mut n);
+    let _ = n.step(Input::Receive(envelope(
+        2,
+        1,
+        0,
+        Message::PreVoteResponse(raft_core::RequestVoteResponse {
+            vote_granted: false,
+        }),
+    )));
+    assert!(
+        n.is_pre_candidate(),
+        "a refusal from its own term teaches it nothing"
+    );
+    let _ = n.step(Input::Receive(envelope(
+        3,
+        1,
+        1,
+        Message::PreVoteResponse(raft_core::RequestVoteResponse { vote_granted: true }),
+    )));
+    assert_eq!(n.role(), Role::Candidate);
+}
