@@ -843,6 +843,34 @@ mod tests {
     }
 
     #[test]
+    fn membership_commands_check_their_arguments() {
+        let error = |script: &str| run_script(script).error.unwrap_or_default();
+        assert!(error("cluster 3 voters 4\n").contains("1 to 3 initial voters"));
+        assert!(error("cluster 3 voters 0\n").contains("1 to 3 initial voters"));
+        assert!(error("cluster 3 voters\n").contains("usage: cluster"));
+        assert!(error("cluster 3 seed 1 color 2\n").contains("usage: cluster"));
+        let running = "cluster 3 seed 5 voters 1\nstart 1\nrun until leader\n";
+        assert!(error(&format!("{running}add-learner 2 to 1\n")).contains("usage: add-learner"));
+        assert!(error(&format!("{running}promote 9 via 1\n")).contains("no node n9"));
+        assert!(error(&format!("{running}remove 2 via 3\n")).contains("n3 is not up"));
+        let outcome = run_script(&format!(
+            "{running}run 50ms\nadd-learner 2 via leader\nadd-learner 3 via 1\nmembers 1\n\
+             run 50ms\nremove 1 via 1\nmembers 1\n"
+        ));
+        assert_eq!(outcome.error, None);
+        for expected in [
+            "n1 replied to add learner n2: accepted at i2 in t1",
+            "n1 replied to add learner n3: change rejected: ChangeInProgress",
+            "n1 voters [n1] learners [n2]\n  committed at i0: voters [n1] learners []",
+            "n1 replied to add learner n2: committed at i2 in t1",
+            "n1 replied to remove n1: change rejected: LastVoter",
+            "committed at i2: voters [n1] learners [n2]",
+        ] {
+            assert!(outcome.transcript.contains(expected), "{expected}");
+        }
+    }
+
+    #[test]
     fn durations_and_ranges() {
         assert_eq!(parse_duration("2s"), Ok(2000));
         assert_eq!(parse_duration("250ms"), Ok(250));
