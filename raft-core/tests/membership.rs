@@ -243,3 +243,30 @@ fn learner_added_after_compaction_catches_up_from_a_snapshot_with_the_membership
     assert_eq!(c.nodes[&NodeId(4)].membership().voters.len(), 4);
     c.check_safety();
 }
+
+#[test]
+fn timeout_now_moves_neither_a_leader_nor_a_learner() {
+    let mut leader = node(1, 3);
+    let _ = make_leader(&mut leader);
+    let _ = leader.step(Input::Receive(envelope(
+        2,
+        1,
+        1,
+        raft_core::Message::TimeoutNow,
+    )));
+    assert_eq!(leader.role(), Role::Leader);
+
+    // A node outside the voters (configured to wait to be added) never campaigns.
+    let mut config = config(4, 3);
+    config.id = NodeId(4);
+    config.voters.clear();
+    let mut learner = raft_core::Node::new(config).unwrap();
+    let _ = learner.step(Input::Receive(envelope(
+        1,
+        4,
+        1,
+        raft_core::Message::TimeoutNow,
+    )));
+    assert_eq!(learner.role(), Role::Follower);
+    assert_eq!(learner.term(), Term(1));
+}
