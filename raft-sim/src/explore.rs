@@ -201,16 +201,22 @@ fn nodes_in(sim: &Sim, lives: &[Life]) -> Vec<NodeId> {
 
 /// One fault, chosen among those that apply to the cluster as it is now. Control errors
 /// cannot happen: every choice is made from nodes in the right state. Crashes and pauses are
-/// kept to a minority most of the time, so the cluster spends most of the run able to make
-/// progress (and so exercises replication, not just elections); now and then a majority goes
-/// down too, to exercise recovery from durable state alone.
+/// kept to a minority of the committed voters most of the time, so the cluster spends most of
+/// the run able to make progress (and so exercises replication, not just elections); now and
+/// then a majority goes down too, to exercise recovery from durable state alone.
 fn random_fault(sim: &mut Sim, rng: &mut SimRng) {
     let ids = sim.node_ids();
     let running = nodes_in(sim, &[Life::Running]);
     let down = nodes_in(sim, &[Life::Crashed, Life::Stopped]);
     let paused = nodes_in(sim, &[Life::Paused]);
-    let minority = ids.len().saturating_sub(1) / 2;
-    let may_take_down = down.len() + paused.len() < minority.max(1) || rng.chance(0.1);
+    let voters = &sim.committed_membership().1.voters;
+    let voters_out = down
+        .iter()
+        .chain(&paused)
+        .filter(|id| voters.contains(id))
+        .count();
+    let minority = voters.len().saturating_sub(1) / 2;
+    let may_take_down = voters_out < minority.max(1) || rng.chance(0.1);
     match rng.below(10) {
         0 if may_take_down => {
             if let Some(&id) = rng.pick(&running) {
