@@ -23,6 +23,50 @@ fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
     Err(Violation { invariant, detail })
 }
 
+/// Membership and leadership (Raft thesis §4.2.2): only a voter in its own membership becomes
+/// leader (`only_voters_lead`), and a leader that its membership excludes steps down once
+/// that membership is committed (`removed_leader_steps_down`). Both look only at leaders, and
+/// the log scan only at the rare leader outside its own voters.
+fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violation> {
+    if node.role() != Role::Leader {
+        return Ok(());
+    }
+    let id = node.id();
+    let membership = node.membership();
+    if membership.is_voter(id) {
+        return Ok(());
+    }
+    let elected = before.role != Role::Leader || before.term != node.term();
+    if elected {
+        return violation(
+            "only_voters_lead",
+            format!(
+                "{id} became leader in {} but is not a voter in its membership {membership:?}",
+                node.term()
+            ),
+        );
+    }
+    // The entry that set the membership, if the log still holds it; otherwise it came from a
+    // snapshot, which only covers committed entries.
+    let set_at = node
+        .entries(LogIndex::ZERO, node.last_log_index())
+        .iter()
+        .rev()
+        .find(|entry| matches!(entry.payload, EntryPayload::Membership(_)))
+        .map_or(LogIndex::ZERO, |entry| entry.index);
+    if set_at <= node.commit_index() {
+        return violation(
+            "removed_leader_steps_down",
+            format!(
+                "{id} still leads in {} after its removal at {set_at} committed (commit index {})",
+                node.term(),
+                node.commit_index()
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// What the checker needs to know about a node just before a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -323,6 +367,7 @@ impl Checker {
         let id = node.id();
         self.check_log(node, before, effects)?;
         self.check_term_and_leader(node, before)?;
+        check_leader_membership(node, before)?;
         self.check_commit(node)?;
         self.check_applied_snapshot(id, effects.applied_snapshot)?;
         self.check_applied(node, effects.applied)?;
