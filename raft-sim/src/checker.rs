@@ -779,3 +779,50 @@ impl Checker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Sim, SimConfig};
+    use raft_core::MembershipChange;
+
+    /// A leader that has just appended its own removal: still leading, no longer a voter.
+    fn leader_removing_itself() -> (Sim, NodeId) {
+        let mut config = SimConfig::new(3, 3);
+        config.clients.clients = 0;
+        let mut sim = Sim::new(config);
+        for id in sim.node_ids() {
+            sim.start(id).expect("a fresh node starts");
+        }
+        sim.run_until_time(2_000);
+        let leader = sim.current_leader().expect("a leader");
+        for id in sim.node_ids() {
+            if id != leader {
+                sim.network.isolate(id);
+            }
+        }
+        sim.change_membership(leader, MembershipChange::Remove(leader))
+            .expect("the leader is up");
+        sim.run_until_time(2_050);
+        assert_eq!(sim.failure(), None);
+        (sim, leader)
+    }
+
+    #[test]
+    fn a_leader_outside_its_voters_is_checked() {
+        let (sim, leader) = leader_removing_itself();
+        let node = sim.node(leader).expect("up");
+        assert_eq!(node.role(), Role::Leader);
+        assert!(!node.membership().is_voter(leader));
+        // Its removal is not committed: it may go on leading.
+        let same = Observed::of(node);
+        assert!(check_leader_membership(node, same).is_ok());
+        // But it cannot have just been elected.
+        let elected = Observed {
+            role: Role::Candidate,
+            ..same
+        };
+        let error = check_leader_membership(node, elected).expect_err("not a voter");
+        assert_eq!(error.invariant, "only_voters_lead");
+    }
+}
