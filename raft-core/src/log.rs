@@ -138,3 +138,77 @@ impl RaftLog {
         self.snapshot_term = term;
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::log_entry::EntryPayload;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append { term_step: u64 },
+        Truncate { back: u64 },
+        Compact { back: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..2).prop_map(|term_step| Op::Append { term_step }),
+            1 => (0u64..6).prop_map(|back| Op::Truncate { back }),
+            1 => (0u64..6).prop_map(|back| Op::Compact { back }),
+        ]
+    }
+
+    proptest! {
+        /// Appends, truncations and compactions agree with a plain model: a vector of every
+        /// entry ever kept plus the index below which entries were compacted away.
+        #[test]
+        fn log_operations_match_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+            let mut log = RaftLog::default();
+            let mut model: Vec<Entry> = Vec::new();
+            let mut compacted = LogIndex::ZERO;
+            for op in ops {
+                match op {
+                    Op::Append { term_step } => {
+                        let entry = Entry {
+                            index: log.last_index().next(),
+                            term: Term(log.last_term().0 + term_step),
+                            payload: EntryPayload::Noop,
+                        };
+                        model.push(entry.clone());
+                        log.append(entry);
+                    }
+                    Op::Truncate { back } => {
+                        let from = LogIndex(log.last_index().0.saturating_sub(back)).max(compacted.next());
+                        log.truncate_from(from);
+                        model.truncate(usize::try_from(from.0 - 1).unwrap());
+                    }
+                    Op::Compact { back } => {
+                        let index = LogIndex(log.last_index().0.saturating_sub(back));
+                        if index > compacted {
+                            let term = log.term_at(index).unwrap();
+                            log.compact_to(index, term);
+                            compacted = index;
+                        }
+                    }
+                }
+                prop_assert_eq!(log.last_index(), LogIndex(model.len() as u64));
+                prop_assert_eq!(log.snapshot_index(), compacted);
+                for entry in &model {
+                    let held = log.entry(entry.index);
+                    if entry.index > compacted {
+                        prop_assert_eq!(held, Some(entry));
+                    } else {
+                        prop_assert!(held.is_none());
+                    }
+                }
+                let from = compacted.next();
+                let kept = log.slice(from, log.last_index());
+                prop_assert_eq!(kept, &model[model.len() - kept.len()..]);
+                let last_term = model.last().map_or(Term::ZERO, |e| e.term);
+                prop_assert_eq!(log.last_term(), last_term);
+            }
+        }
+    }
+}

@@ -34,3 +34,27 @@ mod tests {
         assert_eq!(quorum_index(vec![LogIndex(3); 4], 3), LogIndex(3));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The commit rule's quorum index equals a brute-force search: the largest index that at
+        /// least `quorum` match indexes reach.
+        #[test]
+        fn quorum_index_matches_brute_force(
+            matches in proptest::collection::vec(0u64..50, 1..9),
+            quorum_seed in any::<usize>(),
+        ) {
+            let quorum = 1 + quorum_seed % matches.len();
+            let brute = (0..50u64)
+                .rev()
+                .find(|&n| matches.iter().filter(|&&m| m >= n).count() >= quorum)
+                .unwrap_or(0);
+            let indexes = matches.iter().copied().map(LogIndex).collect();
+            prop_assert_eq!(quorum_index(indexes, quorum), LogIndex(brute));
+        }
+    }
+}
