@@ -416,3 +416,33 @@ fn appends_in_flight_less_than_an_interval_are_not_resent() {
     };
     assert!(request.entries.is_empty());
 }
+
+#[test]
+fn duplicated_rejection_at_the_match_index_is_stale() {
+    // The follower acknowledged entry 1, so a rejection of prev index 1 can only be an old
+    // duplicate: the leader keeps streaming instead of probing again.
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let _ = n.step(append_response(
+        2,
+        1,
+        1,
+        AppendResult::Success {
+            match_index: LogIndex(1),
+        },
+    ));
+    let actions = n.step(append_response(
+        2,
+        1,
+        1,
+        AppendResult::Reject {
+            rejected_prev_index: LogIndex(1),
+            hint: ConflictHint {
+                conflict_term: None,
+                first_index: LogIndex(1),
+            },
+        },
+    ));
+    assert!(sends(&actions).is_empty());
+    assert_eq!(n.match_index(id(2)), Some(LogIndex(1)));
+}
