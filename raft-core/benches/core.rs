@@ -140,8 +140,12 @@ fn follower_with_log() -> Node {
         }),
     }));
     let _ = follower.step(Input::PersistDone {
-        persist_id: raft_core::PersistId(2),
+        persist_id: raft_core::PersistId(1),
     });
+    assert_eq!(
+        follower.status().last_persist_durable,
+        raft_core::PersistId(1)
+    );
     follower
 }
 
