@@ -18,13 +18,20 @@ use crate::node::Node;
 use crate::persist::SnapshotMeta;
 use crate::types::{LogIndex, NodeId, PersistId, RequestId, Term};
 
-/// Reads small numbers off the input; once it is exhausted every read is zero.
-struct Bytes<'a> {
+/// Reads small numbers off a fuzz input; once it is exhausted every read is zero. Shared by
+/// the fuzz bodies of the other crates.
+#[derive(Debug)]
+pub struct Bytes<'a> {
     data: &'a [u8],
 }
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
+impl<'a> Bytes<'a> {
+    #[must_use]
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes { data }
+    }
+
+    pub fn byte(&mut self) -> u8 {
         match self.data.split_first() {
             Some((&first, rest)) => {
                 self.data = rest;
@@ -34,15 +41,17 @@ impl Bytes<'_> {
         }
     }
 
-    fn below(&mut self, bound: u8) -> u64 {
+    /// A number in `0..bound` (0 when `bound` is 0).
+    pub fn below(&mut self, bound: u8) -> u64 {
         u64::from(self.byte() % bound.max(1))
     }
 
-    fn flag(&mut self) -> bool {
+    pub fn flag(&mut self) -> bool {
         self.byte() & 1 == 1
     }
 
-    fn is_empty(&self) -> bool {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 }
@@ -53,7 +62,7 @@ impl Bytes<'_> {
 /// term backwards, never grant two votes in one term, never change or lose a committed entry,
 /// and must apply entries exactly once, in order.
 pub fn single_node_messages(data: &[u8]) {
-    let mut bytes = Bytes { data };
+    let mut bytes = Bytes::new(data);
     let voters = 3 + bytes.below(3);
     let mut config = Config::new(NodeId(1), (1..=voters).map(NodeId));
     config.heartbeat_interval_ticks = 1 + bytes.below(3) as u32;

@@ -38,6 +38,30 @@ fn check_step_shape(actions: &[Action], last_persist: &mut u64) {
     }
 }
 
+/// Steps `node` and checks the step's shape; completes its persist at once (checking that step
+/// too) and queues every message it sends.
+fn step_checked(
+    node: &mut Node,
+    input: Input,
+    last_persist: &mut u64,
+    queue: &mut std::collections::VecDeque<raft_core::Envelope>,
+) {
+    let actions = node.step(input);
+    check_step_shape(&actions, last_persist);
+    for action in actions {
+        match action {
+            Action::Send(envelope) => queue.push_back(envelope),
+            Action::Persist(request) => {
+                let done = Input::PersistDone {
+                    persist_id: request.persist_id,
+                };
+                step_checked(node, done, last_persist, queue);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[test]
 fn each_step_emits_at_most_one_persist_in_order_persist_send_apply_reply() {
     let mut cluster = Cluster::new(3);
@@ -57,49 +81,14 @@ fn each_step_emits_at_most_one_persist_in_order_persist_send_apply_reply() {
             }
             for input in inputs {
                 let node = cluster.nodes.get_mut(&NodeId(n)).unwrap();
-                let actions = node.step(input);
-                check_step_shape(&actions, last.entry(n).or_insert(0));
-                for action in actions {
-                    match action {
-                        Action::Send(e) => queue.push_back(e),
-                        Action::Persist(p) => {
-                            let done = node.step(Input::PersistDone {
-                                persist_id: p.persist_id,
-                            });
-                            check_step_shape(&done, last.entry(n).or_insert(0));
-                            for a in done {
-                                if let Action::Send(e) = a {
-                                    queue.push_back(e);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                step_checked(node, input, last.entry(n).or_insert(0), &mut queue);
             }
         }
-        while let Some(e) = queue.pop_front() {
-            let node = cluster.nodes.get_mut(&e.to).unwrap();
-            let to = e.to.0;
-            let actions = node.step(Input::Receive(e));
-            check_step_shape(&actions, last.entry(to).or_insert(0));
-            for action in actions {
-                match action {
-                    Action::Send(e) => queue.push_back(e),
-                    Action::Persist(p) => {
-                        let done = node.step(Input::PersistDone {
-                            persist_id: p.persist_id,
-                        });
-                        check_step_shape(&done, last.entry(to).or_insert(0));
-                        for a in done {
-                            if let Action::Send(e) = a {
-                                queue.push_back(e);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        while let Some(envelope) = queue.pop_front() {
+            let to = envelope.to;
+            let node = cluster.nodes.get_mut(&to).unwrap();
+            let input = Input::Receive(envelope);
+            step_checked(node, input, last.entry(to.0).or_insert(0), &mut queue);
         }
     }
     assert!(cluster.nodes.values().any(|n| n.commit_index().0 > 10));

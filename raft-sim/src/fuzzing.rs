@@ -3,41 +3,22 @@
 //! partitions, one-way cuts, crashes, restarts, pauses, compactions, leadership transfers) run
 //! in the simulator with every safety checker on. A violation panics with the checker's report.
 
+use raft_core::fuzzing::Bytes;
 use raft_core::NodeId;
 
 use crate::sim::{Life, Sim, SimConfig};
 
-struct Bytes<'a> {
-    data: &'a [u8],
-}
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((&first, rest)) => {
-                self.data = rest;
-                first
-            }
-            None => 0,
-        }
-    }
-
-    fn below(&mut self, bound: u8) -> u64 {
-        u64::from(self.byte() % bound.max(1))
-    }
-}
-
 /// Runs the operations the bytes describe; panics on any invariant violation.
 pub fn step_sequence(data: &[u8]) {
-    let mut bytes = Bytes { data };
+    let mut bytes = Bytes::new(data);
     let nodes = 3 + bytes.below(3);
     let seed = u64::from(bytes.byte()) << 8 | u64::from(bytes.byte());
     let mut config = SimConfig::new(seed, nodes);
     config.network.latency_ms_max = 1 + bytes.below(30);
     config.network.loss = f64::from(u8::try_from(bytes.below(4)).unwrap_or(0)) * 0.05;
     config.network.duplicate = f64::from(u8::try_from(bytes.below(3)).unwrap_or(0)) * 0.05;
-    config.raft.pre_vote = bytes.byte() & 1 == 1;
-    config.raft.check_quorum = bytes.byte() & 1 == 1;
+    config.raft.pre_vote = bytes.flag();
+    config.raft.check_quorum = bytes.flag();
     config.raft.snapshot_chunk_bytes_max = 1 + bytes.below(64) as usize;
     config.tick_ms = (0..nodes).map(|_| 5 + bytes.below(15)).collect();
     let mut sim = Sim::new(config);
@@ -46,11 +27,11 @@ pub fn step_sequence(data: &[u8]) {
         // A fresh simulator starts every node; failure is impossible here.
         let _ = sim.start(id);
     }
-    if bytes.byte() & 1 == 1 {
+    if bytes.flag() {
         sim.start_clients();
     }
     let mut proposals = 0;
-    while !bytes.data.is_empty() && sim.failure().is_none() {
+    while !bytes.is_empty() && sim.failure().is_none() {
         let node = ids[usize::try_from(bytes.below(5)).unwrap_or(0) % ids.len()];
         let other = ids[usize::try_from(bytes.below(5)).unwrap_or(0) % ids.len()];
         // Control operations may be refused (a node already down, not the leader...): that
@@ -75,7 +56,7 @@ pub fn step_sequence(data: &[u8]) {
                     let _ = sim.resume(node);
                 }
                 _ => {
-                    let _ = if bytes.byte() & 1 == 1 {
+                    let _ = if bytes.flag() {
                         sim.crash(node)
                     } else {
                         sim.pause(node)
