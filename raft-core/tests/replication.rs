@@ -16,6 +16,22 @@ fn only_response(actions: &[Action]) -> AppendResult {
     }
 }
 
+/// A leader of term 1 in a 3-node cluster whose no-op n2 has acknowledged, so it streams
+/// (pipelines) to n2.
+fn leader_streaming_to_n2() -> raft_core::Node {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    let _ = n.step(append_response(
+        2,
+        1,
+        1,
+        AppendResult::Success {
+            match_index: LogIndex(1),
+        },
+    ));
+    n
+}
+
 #[test]
 fn leader_appends_noop_on_election() {
     let mut n = node(1, 3);
@@ -217,16 +233,7 @@ fn leader_backs_up_next_index_by_whole_term_using_hint() {
 
 #[test]
 fn stale_reject_does_not_move_next_index_back() {
-    let mut n = node(1, 3);
-    let _ = make_leader(&mut n);
-    let _ = n.step(append_response(
-        2,
-        1,
-        1,
-        AppendResult::Success {
-            match_index: LogIndex(1),
-        },
-    ));
+    let mut n = leader_streaming_to_n2();
     let actions = n.step(append_response(
         2,
         1,
@@ -313,16 +320,7 @@ fn append_respects_byte_limit() {
 
 #[test]
 fn slow_follower_is_not_sent_the_log_again() {
-    let mut n = node(1, 3);
-    let _ = make_leader(&mut n);
-    let _ = n.step(append_response(
-        2,
-        1,
-        1,
-        AppendResult::Success {
-            match_index: LogIndex(1),
-        },
-    ));
+    let mut n = leader_streaming_to_n2();
     let _ = n.step(Input::Propose {
         request_id: raft_core::RequestId(1),
         command: b"x".to_vec(),
@@ -360,16 +358,7 @@ fn slow_follower_is_not_sent_the_log_again() {
 
 #[test]
 fn lost_appends_are_resent_after_a_silent_heartbeat_interval() {
-    let mut n = node(1, 3);
-    let _ = make_leader(&mut n);
-    let _ = n.step(append_response(
-        2,
-        1,
-        1,
-        AppendResult::Success {
-            match_index: LogIndex(1),
-        },
-    ));
+    let mut n = leader_streaming_to_n2();
     let _ = n.step(Input::Propose {
         request_id: raft_core::RequestId(1),
         command: b"x".to_vec(),
@@ -389,16 +378,7 @@ fn lost_appends_are_resent_after_a_silent_heartbeat_interval() {
 
 #[test]
 fn appends_in_flight_less_than_an_interval_are_not_resent() {
-    let mut n = node(1, 3);
-    let _ = make_leader(&mut n);
-    let _ = n.step(append_response(
-        2,
-        1,
-        1,
-        AppendResult::Success {
-            match_index: LogIndex(1),
-        },
-    ));
+    let mut n = leader_streaming_to_n2();
     let _ = n.step(Input::Tick);
     let _ = n.step(Input::Propose {
         request_id: raft_core::RequestId(1),
@@ -421,16 +401,7 @@ fn appends_in_flight_less_than_an_interval_are_not_resent() {
 fn duplicated_rejection_at_the_match_index_is_stale() {
     // The follower acknowledged entry 1, so a rejection of prev index 1 can only be an old
     // duplicate: the leader keeps streaming instead of probing again.
-    let mut n = node(1, 3);
-    let _ = make_leader(&mut n);
-    let _ = n.step(append_response(
-        2,
-        1,
-        1,
-        AppendResult::Success {
-            match_index: LogIndex(1),
-        },
-    ));
+    let mut n = leader_streaming_to_n2();
     let actions = n.step(append_response(
         2,
         1,
