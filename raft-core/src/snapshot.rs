@@ -73,14 +73,9 @@ impl Node {
     }
 
     pub(crate) fn on_install_snapshot(&mut self, leader: NodeId, request: InstallSnapshot) {
-        if self.role == Role::Leader {
-            self.stats.messages_ignored += 1;
+        if !self.accept_leader(leader) {
             return;
         }
-        if self.role == Role::Candidate || self.leader_id != Some(leader) {
-            self.become_follower(self.current_term, Some(leader));
-        }
-        self.election_timer.reset();
         let index = request.meta.last_included_index;
         if index <= self.commit_index {
             // Everything it covers is already committed here.

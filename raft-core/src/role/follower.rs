@@ -8,12 +8,14 @@ use crate::node::Node;
 use crate::types::{LogIndex, NodeId, Role};
 
 impl Node {
-    pub(crate) fn on_append_entries(&mut self, leader: NodeId, request: AppendEntries) {
+    /// A current-term message only a leader sends (AppendEntries, InstallSnapshot) arrived:
+    /// follow its sender and restart the election timer. False when this node leads itself.
+    pub(crate) fn accept_leader(&mut self, leader: NodeId) -> bool {
         if self.role == Role::Leader {
             // Two leaders in one term cannot happen (Election Safety); only a forged or
             // corrupted message gets here.
             self.stats.messages_ignored += 1;
-            return;
+            return false;
         }
         if self.role == Role::Candidate || self.leader_id != Some(leader) {
             // Figure 2, Candidates: "If AppendEntries RPC received from new leader: convert to
@@ -21,6 +23,13 @@ impl Node {
             self.become_follower(self.current_term, Some(leader));
         }
         self.election_timer.reset();
+        true
+    }
+
+    pub(crate) fn on_append_entries(&mut self, leader: NodeId, request: AppendEntries) {
+        if !self.accept_leader(leader) {
+            return;
+        }
         let Some(request) = self.skip_compacted_entries(request) else {
             self.stats.messages_ignored += 1;
             return;
