@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use raft_core::NodeId;
@@ -22,6 +23,9 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct AddressBook {
     inner: RwLock<Inner>,
+    /// A node waiting to be added (`--await-join`) knows no member yet: it adopts the first
+    /// stranger that writes to it (the leader adding it), then the log tells it the rest.
+    adopts_stranger: AtomicBool,
 }
 
 /// One member's addresses.
@@ -51,6 +55,29 @@ impl AddressBook {
         }
         inner.by_raft.insert(raft, id);
         inner.http.insert(id, http);
+    }
+
+    /// Accept the next stranger as the member it claims to be.
+    pub fn adopt_next_stranger(&self) {
+        self.adopts_stranger.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a datagram from an unknown address may still be adopted.
+    #[must_use]
+    pub fn adopts_stranger(&self) -> bool {
+        self.adopts_stranger.load(Ordering::Relaxed)
+    }
+
+    /// Records the stranger at `raft` as member `id` (its HTTP address comes later, through the
+    /// log); only once, and only after `adopt_next_stranger`.
+    pub fn adopt(&self, id: NodeId, raft: SocketAddr) -> bool {
+        if !self.adopts_stranger.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.raft.insert(id, raft);
+        inner.by_raft.insert(raft, id);
+        true
     }
 
     #[must_use]
@@ -95,5 +122,19 @@ mod tests {
         assert_eq!(book.id_of(second), Some(NodeId(2)));
         assert_eq!(book.raft_addr(NodeId(2)), Some(second));
         assert_eq!(book.http_addr(NodeId(2)).as_deref(), Some("127.0.0.1:8101"));
+    }
+
+    #[test]
+    fn adopts_one_stranger_only_when_asked() {
+        let book = AddressBook::new();
+        let leader: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        assert!(!book.adopt(NodeId(1), leader));
+        book.adopt_next_stranger();
+        assert!(book.adopt(NodeId(1), leader));
+        assert!(!book.adopt(NodeId(2), other));
+        assert_eq!(book.id_of(leader), Some(NodeId(1)));
+        assert_eq!(book.id_of(other), None);
+        assert_eq!(book.http_addr(NodeId(1)), None);
     }
 }

@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub cluster_key: Option<String>,
     /// Ask the cluster at this URL to add this node (when its data dir is empty).
     pub join: Option<String>,
+    /// Start with no voters and wait for a member to add this node (the seed's `/join` flow).
+    pub await_join: bool,
     pub timing: Timing,
     pub datagram_bytes_max: usize,
     pub inflight_appends_max: usize,
@@ -113,7 +115,7 @@ impl NodeConfig {
     pub fn raft_config(&self) -> raft_core::Config {
         // A joining node starts with no voters: it waits for the leader to contact it, and the
         // membership in the log it receives rules from then on.
-        let voters: Vec<NodeId> = if self.join.is_some() {
+        let voters: Vec<NodeId> = if self.join.is_some() || self.await_join {
             Vec::new()
         } else {
             self.peers
@@ -224,6 +226,10 @@ pub struct NodeArgs {
     /// becomes a voter. Only acted on while the data dir is empty.
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
+    /// Start with no voters and wait until a member adds this node (`POST /api/v1/members`
+    /// or `GET /join?nodeId=&raftPort=` on a member). Only matters while the data dir is empty.
+    #[arg(long, conflicts_with = "join")]
+    pub await_join: bool,
     /// Serve the isolate/heal admin routes.
     #[arg(long)]
     pub admin: bool,
@@ -263,7 +269,7 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Resolves and validates the flags.
     pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
-        if self.join.is_some() && !self.peers.is_empty() {
+        if (self.join.is_some() || self.await_join) && !self.peers.is_empty() {
             return Err(ConfigError::JoinWithPeers);
         }
         let raft_addr = address(
@@ -290,6 +296,7 @@ impl NodeArgs {
             admin: self.admin,
             cluster_key: self.cluster_key.filter(|key| !key.is_empty()),
             join: self.join,
+            await_join: self.await_join,
             timing: Timing {
                 tick: Duration::from_millis(self.tick_ms.max(1)),
                 heartbeat_ticks: self.heartbeat_ticks,
@@ -332,6 +339,7 @@ mod tests {
             admin: false,
             cluster_key: None,
             join: None,
+            await_join: false,
             timing: Timing::default(),
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,

@@ -73,6 +73,11 @@ pub enum Request {
         limit: usize,
         respond: oneshot::Sender<StateView>,
     },
+    /// Snapshot the store now and compact the log through the applied index; answered with
+    /// that index, or `None` when nothing was applied since the latest snapshot.
+    Snapshot {
+        respond: oneshot::Sender<Option<LogIndex>>,
+    },
     /// This replica's value for a key, without consulting the leader.
     StaleGet {
         key: String,
@@ -306,6 +311,16 @@ impl Driver {
                 let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
                 Ok(())
             }
+            Request::Snapshot { respond } => {
+                let applied = self.node.applied_index();
+                if applied <= self.snapshot_index {
+                    let _ = respond.send(None);
+                    return Ok(());
+                }
+                self.snapshot(applied)?;
+                let _ = respond.send(Some(applied));
+                Ok(())
+            }
         }
     }
 
@@ -323,15 +338,20 @@ impl Driver {
         let applied = self.node.applied_index();
         if self.snapshot_entries > 0 && applied.0 >= self.snapshot_index.0 + self.snapshot_entries {
             // A fresh input, not a re-entry: the previous step's actions are all done.
-            let data = self.kv.snapshot();
-            tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
-            self.snapshot_index = applied;
-            self.execute(Input::Compact {
-                index: applied,
-                data,
-            })?;
+            self.snapshot(applied)?;
         }
         Ok(())
+    }
+
+    /// Hands the core the store's snapshot at `applied` (the store's current state).
+    fn snapshot(&mut self, applied: LogIndex) -> Result<(), DriverError> {
+        let data = self.kv.snapshot();
+        tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
+        self.snapshot_index = applied;
+        self.execute(Input::Compact {
+            index: applied,
+            data,
+        })
     }
 
     fn execute(&mut self, input: Input) -> Result<(), DriverError> {
@@ -367,7 +387,7 @@ impl Driver {
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
-                let output = self.kv.apply(bytes);
+                let output = self.kv.apply(entry.index, bytes);
                 match output {
                     Output::Invalid => tracing::warn!(
                         index = %entry.index,
@@ -530,12 +550,21 @@ fn describe(entry: &Entry) -> Option<String> {
         return None;
     };
     match Command::decode(bytes) {
-        Some(Command::Append { command }) => Some(command),
-        Some(Command::Put { key, value }) => {
+        Some(command) => describe_command(command),
+        None => Some(format!("<{} undecodable bytes>", bytes.len())),
+    }
+}
+
+fn describe_command(command: Command) -> Option<String> {
+    match command {
+        Command::Append { command } => Some(command),
+        Command::Put { key, value } => {
             Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
         }
-        Some(Command::Delete { key }) => Some(format!("DELETE {key}")),
-        Some(Command::Read { .. } | Command::SetAddress { .. }) => None,
-        None => Some(format!("<{} undecodable bytes>", bytes.len())),
+        Command::Delete { key } => Some(format!("DELETE {key}")),
+        // A session's command is listed as the command itself; a retry shows twice in the
+        // log, as it sits there twice, though it was applied once.
+        Command::InSession { command, .. } => describe_command(*command),
+        Command::Read { .. } | Command::SetAddress { .. } | Command::OpenSession => None,
     }
 }

@@ -70,7 +70,7 @@ pub enum ConfigError {
     #[error("{0} is missing: give the flag or set the environment variable")]
     Missing(&'static str),
     #[error(
-        "--join and --peer cannot be combined: a joining node learns its peers from the cluster"
+        "--join (or --await-join) and --peer cannot be combined: a joining node learns its peers from the cluster"
     )]
     JoinWithPeers,
     #[error("the datagram limit of {datagram_bytes_max} bytes leaves no room for log entries (at least {min} bytes are needed)")]

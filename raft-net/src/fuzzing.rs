@@ -134,7 +134,7 @@ fn signed_datagram(frame: &[u8]) -> Vec<u8> {
 }
 
 fn check_open(codec: &Codec, key: Option<&str>, datagram: &[u8]) -> Result<Envelope, DropReason> {
-    let envelope = codec.open(datagram, SENDER)?;
+    let envelope = codec.open(datagram, Some(SENDER))?;
     assert_eq!(
         (envelope.from, envelope.to),
         (SENDER, RECEIVER),
@@ -150,7 +150,7 @@ fn check_open(codec: &Codec, key: Option<&str>, datagram: &[u8]) -> Result<Envel
         .seal(&envelope)
         .unwrap_or_else(|| panic!("a decoded envelope no longer fits: {envelope:?}"));
     assert_eq!(
-        codec.open(&resealed, SENDER).as_ref(),
+        codec.open(&resealed, Some(SENDER)).as_ref(),
         Ok(&envelope),
         "re-sealed envelope opens differently"
     );

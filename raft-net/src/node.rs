@@ -56,6 +56,9 @@ pub async fn run(
     let isolated = Arc::new(AtomicBool::new(false));
     let addresses = Arc::new(AddressBook::new());
     seed_addresses(&addresses, &config, &kv, &storage_mirror.entries);
+    if fresh && config.await_join {
+        addresses.adopt_next_stranger();
+    }
     let codec = Codec::new(
         config.id,
         config.cluster_key.as_deref(),

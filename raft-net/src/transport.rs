@@ -66,9 +66,9 @@ impl Codec {
         (datagram.len() <= self.datagram_bytes_max).then_some(datagram)
     }
 
-    /// The envelope in a datagram from member `sender` (known by its source address), or why
-    /// it must be dropped.
-    pub fn open(&self, datagram: &[u8], sender: NodeId) -> Result<Envelope, DropReason> {
+    /// The envelope in a datagram from member `sender` (known by its source address; `None`
+    /// for a stranger, taken as who it claims to be), or why it must be dropped.
+    pub fn open(&self, datagram: &[u8], sender: Option<NodeId>) -> Result<Envelope, DropReason> {
         if datagram.len() > self.datagram_bytes_max {
             return Err(DropReason::Oversize);
         }
@@ -103,6 +103,7 @@ impl Codec {
         };
         let envelope =
             wire::decode(frame, self.datagram_bytes_max).map_err(|_| DropReason::Undecodable)?;
+        let sender = sender.unwrap_or(envelope.from);
         if envelope.from != sender || envelope.from == self.id || envelope.to != self.id {
             return Err(DropReason::Misaddressed);
         }
@@ -175,13 +176,17 @@ impl Transport {
             self.metrics.count_dropped(DropReason::Isolated);
             return None;
         }
-        let Some(sender) = self.addresses.id_of(from) else {
+        let sender = self.addresses.id_of(from);
+        if sender.is_none() && !self.addresses.adopts_stranger() {
             tracing::debug!(%from, len = datagram.len(), "dropped a datagram from a stranger");
             self.metrics.count_dropped(DropReason::UnknownSender);
             return None;
-        };
+        }
         match self.codec.open(datagram, sender) {
             Ok(envelope) => {
+                if sender.is_none() && self.addresses.adopt(envelope.from, from) {
+                    tracing::info!(member = %envelope.from, raft = %from, "contacted by a member");
+                }
                 inc(&self.metrics.datagrams_in);
                 Some(envelope)
             }
@@ -243,7 +248,7 @@ mod tests {
             let sender = Codec::new(NodeId(1), key, 1024);
             let receiver = Codec::new(NodeId(2), key, 1024);
             let datagram = sender.seal(&vote_request(1, 2)).unwrap();
-            let opened = receiver.open(&datagram, FROM_1);
+            let opened = receiver.open(&datagram, Some(FROM_1));
             assert_eq!(opened, Ok(vote_request(1, 2)));
         }
     }
@@ -256,7 +261,7 @@ mod tests {
             let sender = Codec::new(NodeId(1), sender_key, 1024);
             let datagram = sender.seal(&vote_request(1, 2)).unwrap();
             assert_eq!(
-                receiver.open(&datagram, from),
+                receiver.open(&datagram, Some(from)),
                 Err(DropReason::Unauthenticated)
             );
         }
@@ -264,11 +269,11 @@ mod tests {
         let mut tampered = keyed.seal(&vote_request(1, 2)).unwrap();
         tampered[5] ^= 1;
         assert_eq!(
-            receiver.open(&tampered, from),
+            receiver.open(&tampered, Some(from)),
             Err(DropReason::Unauthenticated)
         );
         assert_eq!(
-            receiver.open(&[MAGIC, VERSION, FLAG_KEYED], from),
+            receiver.open(&[MAGIC, VERSION, FLAG_KEYED], Some(from)),
             Err(DropReason::Unauthenticated)
         );
     }
@@ -280,26 +285,38 @@ mod tests {
         let good = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(1, 2))
             .unwrap();
-        assert_eq!(codec.open(&good, from), Ok(vote_request(1, 2)));
-        assert_eq!(codec.open(&good, NodeId(2)), Err(DropReason::Misaddressed));
-        assert_eq!(codec.open(&[0; 65], from), Err(DropReason::Oversize));
+        assert_eq!(codec.open(&good, Some(from)), Ok(vote_request(1, 2)));
+        assert_eq!(
+            codec.open(&good, Some(NodeId(2))),
+            Err(DropReason::Misaddressed)
+        );
+        assert_eq!(codec.open(&[0; 65], Some(from)), Err(DropReason::Oversize));
         for garbage in [
             &[][..],
             &[MAGIC][..],
             &[MAGIC, 9, 0, 1][..],
             &[MAGIC, VERSION, 0, 1, 2, 3][..],
         ] {
-            assert_eq!(codec.open(garbage, from), Err(DropReason::Undecodable));
+            assert_eq!(
+                codec.open(garbage, Some(from)),
+                Err(DropReason::Undecodable)
+            );
         }
         // A peer claiming to be another node, or a message for someone else.
         let spoofed = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(3, 2))
             .unwrap();
-        assert_eq!(codec.open(&spoofed, from), Err(DropReason::Misaddressed));
+        assert_eq!(
+            codec.open(&spoofed, Some(from)),
+            Err(DropReason::Misaddressed)
+        );
         let elsewhere = Codec::new(NodeId(1), None, 64)
             .seal(&vote_request(1, 5))
             .unwrap();
-        assert_eq!(codec.open(&elsewhere, from), Err(DropReason::Misaddressed));
+        assert_eq!(
+            codec.open(&elsewhere, Some(from)),
+            Err(DropReason::Misaddressed)
+        );
     }
 
     #[test]
@@ -327,12 +344,12 @@ mod tests {
             for _ in 0..20_000 {
                 let len = (next() % 120) as usize;
                 let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-                let _ = codec.open(&random, FROM_1);
+                let _ = codec.open(&random, Some(FROM_1));
                 let mut mutated = valid.clone();
                 let position = (next() as usize) % mutated.len();
                 mutated[position] = next() as u8;
                 mutated.truncate(mutated.len() - (next() % 3) as usize);
-                if let Ok(envelope) = codec.open(&mutated, FROM_1) {
+                if let Ok(envelope) = codec.open(&mutated, Some(FROM_1)) {
                     // Without a key, a mutation may still decode; it must be well-addressed.
                     // With one, only an unchanged datagram passes.
                     assert!(key.is_none() || mutated == valid);

@@ -185,7 +185,7 @@ async fn garbage_datagrams_are_dropped_counted_and_harmless() {
         let (len, from) = fake_peer.recv_from(&mut buf).expect("a reply from node 1");
         assert_eq!(from.to_string(), raft_addr);
         let message = codec
-            .open(&buf[..len], NodeId(1))
+            .open(&buf[..len], Some(NodeId(1)))
             .expect("authenticated datagrams");
         assert_eq!(message.from, NodeId(1));
         if matches!(message.message, Message::RequestVoteResponse(_)) {

@@ -22,6 +22,10 @@ impl Drop for Joiner {
 }
 
 fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Joiner {
+    start_node4(cluster, node, &["--join", join_url])
+}
+
+fn start_node4(cluster: &TestCluster, node: &TestNode, join_flags: &[&str]) -> Joiner {
     let log = std::fs::File::options()
         .create(true)
         .append(true)
@@ -34,7 +38,7 @@ fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Joine
         .args(["--http-addr", &node.http_addr])
         .arg("--data-dir")
         .arg(&node.data_dir)
-        .args(["--join", join_url])
+        .args(join_flags)
         .env_remove("RAFT_CLUSTER_KEY")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -164,5 +168,58 @@ async fn a_new_node_joins_catches_up_and_votes() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "yes");
+    drop(child);
+}
+
+/// The seed KV store's flow: a node started empty waits, and `GET /join?nodeId=&raftPort=` on a
+/// member adds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_join_alias_adds_a_waiting_node() {
+    let cluster = TestCluster::start(1, &[]);
+    let (leader, _) = cluster.wait_for_leader(&[1], WAIT).await;
+    let leader_url = cluster.node(leader).url("");
+    let raft_port = free_port();
+    let http_port = free_port();
+    let waiting = TestNode {
+        id: 4,
+        raft_addr: format!("127.0.0.1:{raft_port}"),
+        http_addr: format!("127.0.0.1:{http_port}"),
+        data_dir: cluster.dir.path().join("node4"),
+        child: None,
+    };
+    let child = start_node4(&cluster, &waiting, &["--await-join"]);
+    // It does not elect itself while it waits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let alone = common::state(&waiting).await;
+    assert_eq!(alone["state"], "FOLLOWER", "{alone}");
+    assert_eq!(alone["term"], 0, "{alone}");
+
+    let response = http()
+        .get(format!(
+            "{leader_url}/join?nodeId=n4&raftPort={raft_port}&httpPort={http_port}"
+        ))
+        .timeout(WAIT)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}\n{}", cluster.logs(), cluster.log(4)));
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["voter"], true, "{body}");
+    assert_eq!(voters(&leader_url).await, vec![1, 4]);
+    let response = http()
+        .get(format!("{leader_url}/set?key=a&value=b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    wait_for_state(&waiting, WAIT, |s| s["voters"] == serde_json::json!([1, 4])).await;
+
+    let response = http()
+        .get(format!("{leader_url}/join?nodeId=n5&raftPort=80"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400, "no httpPort below 1000");
     drop(child);
 }

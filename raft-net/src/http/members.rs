@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -63,6 +63,41 @@ pub(super) async fn add_member(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (id, raft, http) = parse_add_member(&body?)?;
+    record_addresses(&state, id, raft, http, &uri).await?;
+    add_and_promote(&state, id, &uri).await
+}
+
+/// The seed KV store's join query: `nodeId` (`n2` or `2`) and `raftPort`; `host` defaults to
+/// 127.0.0.1 and `httpPort` to `raftPort - 1000`, the seed's port layout (HTTP 8000 beside
+/// Raft 9000).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JoinQuery {
+    node_id: String,
+    raft_port: u16,
+    http_port: Option<u16>,
+    host: Option<String>,
+}
+
+/// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`.
+pub(super) async fn compat_join(
+    State(state): State<AppState>,
+    uri: Uri,
+    query: Result<Query<JoinQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    let id =
+        parse_node_id(&query.node_id).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let http_port = match query.http_port {
+        Some(port) => port,
+        None => query.raft_port.checked_sub(1000).ok_or_else(|| {
+            ApiError::bad_request("raftPort is below 1000: give httpPort as well")
+        })?,
+    };
+    let host = query.host.as_deref().unwrap_or("127.0.0.1");
+    let raft = resolve(&format!("{host}:{}", query.raft_port))
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let http = format!("{host}:{http_port}");
     record_addresses(&state, id, raft, http, &uri).await?;
     add_and_promote(&state, id, &uri).await
 }

@@ -134,6 +134,8 @@ pub fn router(state: AppState, admin: bool) -> Router {
             "/api/v1/members/{id}",
             axum::routing::delete(members::remove_member),
         )
+        .route("/api/v1/sessions", post(open_session))
+        .route("/join", get(members::compat_join))
         .route("/set", get(compat_set))
         .route("/get", get(compat_get))
         .route("/remove", get(compat_remove))
@@ -145,6 +147,7 @@ pub fn router(state: AppState, admin: bool) -> Router {
             .route("/api/v1/admin/block", post(isolate))
             .route("/api/v1/admin/heal", post(heal))
             .route("/api/v1/admin/transfer-leader", post(transfer_leader))
+            .route("/api/v1/admin/snapshot", post(take_snapshot))
             .route("/api/v1/admin/unblock", post(heal))
             .route("/block", get(isolate).post(isolate))
             .route("/unblock", get(heal).post(heal));
@@ -336,28 +339,60 @@ struct AppendBody {
 async fn append(
     State(state): State<AppState>,
     uri: Uri,
+    session: Result<Query<SessionQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let session = session?.0;
     let body = body?;
     let AppendBody { command } = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(format!(
             "malformed JSON: {error}; expected {{\"command\": \"...\"}}"
         ))
     })?;
-    let (index, term, _) = state.propose(&Command::Append { command }, &uri).await?;
-    Ok(Json(json!({ "index": index.0, "term": term })).into_response())
+    write(&state, session.wrap(Command::Append { command })?, &uri).await
+}
+
+/// `?client_id=&seq=` on a write: the command runs in that client session (Raft thesis §6.3),
+/// so retrying it with the same numbers applies it at most once.
+#[derive(Debug, Deserialize)]
+struct SessionQuery {
+    client_id: Option<u64>,
+    seq: Option<u64>,
+}
+
+impl SessionQuery {
+    fn wrap(self, command: Command) -> Result<Command, ApiError> {
+        match (self.client_id, self.seq) {
+            (None, None) => Ok(command),
+            (Some(client), Some(seq)) if seq > 0 => Ok(Command::InSession {
+                client,
+                seq,
+                command: Box::new(command),
+            }),
+            (Some(_), Some(_)) => Err(ApiError::bad_request("seq starts at 1")),
+            _ => Err(ApiError::bad_request(
+                "client_id and seq go together: open a session with POST /api/v1/sessions, then number every write from seq=1",
+            )),
+        }
+    }
+}
+
+/// `POST /api/v1/sessions`: opens a client session; answers its `client_id` once committed.
+async fn open_session(State(state): State<AppState>, uri: Uri) -> ApiResult {
+    write(&state, Command::OpenSession, &uri).await
 }
 
 async fn kv_put(
     State(state): State<AppState>,
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
+    session: Result<Query<SessionQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path(key) = key?;
     check_key(&key)?;
     let value = body?.to_vec();
-    write(&state, Command::Put { key, value }, &uri).await
+    write(&state, session?.0.wrap(Command::Put { key, value })?, &uri).await
 }
 
 async fn write(state: &AppState, command: Command, uri: &Uri) -> ApiResult {
@@ -366,6 +401,20 @@ async fn write(state: &AppState, command: Command, uri: &Uri) -> ApiResult {
     match output {
         Output::Written { replaced } => body["replaced"] = json!(replaced),
         Output::Deleted { existed } => body["existed"] = json!(existed),
+        Output::SessionOpened { client } => body["client_id"] = json!(client),
+        Output::StaleSequence { last_seq } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("not applied: the session already applied a later command (seq {last_seq})"),
+            )
+            .with("last_seq", json!(last_seq)))
+        }
+        Output::SessionExpired => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "not applied: the session does not exist or expired; open a new one (earlier writes of the old session may or may not have been applied)",
+            ))
+        }
         Output::Appended | Output::Value(_) | Output::AddressSet | Output::Invalid => {}
     }
     Ok(Json(body).into_response())
@@ -375,10 +424,11 @@ async fn kv_delete(
     State(state): State<AppState>,
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
+    session: Result<Query<SessionQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(key) = key?;
     check_key(&key)?;
-    write(&state, Command::Delete { key }, &uri).await
+    write(&state, session?.0.wrap(Command::Delete { key })?, &uri).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -452,11 +502,12 @@ async fn compat_set(
     State(state): State<AppState>,
     uri: Uri,
     query: Result<Query<CompatQuery>, QueryRejection>,
+    session: Result<Query<SessionQuery>, QueryRejection>,
 ) -> ApiResult {
     let (key, value) = compat_query(query)?;
     let value = value.ok_or_else(|| ApiError::bad_request("missing ?value="))?;
     let value = value.into_bytes();
-    write(&state, Command::Put { key, value }, &uri).await
+    write(&state, session?.0.wrap(Command::Put { key, value })?, &uri).await
 }
 
 async fn compat_get(
@@ -478,9 +529,10 @@ async fn compat_remove(
     State(state): State<AppState>,
     uri: Uri,
     query: Result<Query<CompatQuery>, QueryRejection>,
+    session: Result<Query<SessionQuery>, QueryRejection>,
 ) -> ApiResult {
     let (key, _) = compat_query(query)?;
-    write(&state, Command::Delete { key }, &uri).await
+    write(&state, session?.0.wrap(Command::Delete { key })?, &uri).await
 }
 
 async fn healthz(State(state): State<AppState>) -> ApiResult {
@@ -507,18 +559,37 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct TransferQuery {
-    to: String,
+    to: Option<String>,
 }
 
-/// Asks the leader to hand over to `?to=ID` (it catches the target up, then tells it to start
-/// an election at once). `202` once the transfer has started; a follower redirects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: u64,
+}
+
+/// Asks the leader to hand over to `{"to": ID}` (or `?to=ID`): it catches the target up, then
+/// tells it to start an election at once. `202` once the transfer has started; a follower
+/// redirects.
 async fn transfer_leader(
     State(state): State<AppState>,
     uri: Uri,
     query: Result<Query<TransferQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Query(query) = query?;
-    let to = crate::config::parse_node_id(&query.to)
+    let to = match query.to {
+        Some(to) => to,
+        None => {
+            let body: TransferBody = serde_json::from_slice(&body?).map_err(|error| {
+                ApiError::bad_request(format!(
+                    "malformed JSON: {error}; expected {{\"to\": 2}} or ?to=2"
+                ))
+            })?;
+            body.to.to_string()
+        }
+    };
+    let to = crate::config::parse_node_id(&to)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let view = state
         .ask(
@@ -537,6 +608,21 @@ async fn transfer_leader(
             format!("cannot transfer leadership to {to}: not a voter, this node itself, or another transfer is under way"),
         )),
         _ => Err(state.not_leader(view.leader, &uri)),
+    }
+}
+
+/// `POST /api/v1/admin/snapshot`: this node snapshots its store at its applied index and
+/// compacts its log there. Answers the snapshot's index.
+async fn take_snapshot(State(state): State<AppState>) -> ApiResult {
+    let index = state
+        .ask(|respond| Request::Snapshot { respond }, DRIVER_TIMEOUT)
+        .await?;
+    match index {
+        Some(index) => Ok(Json(json!({ "snapshot_index": index.0 })).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing applied since the latest snapshot",
+        )),
     }
 }
 
