@@ -63,8 +63,10 @@ pub struct Record {
     /// `None` for proposals made directly by a scenario.
     pub client: Option<usize>,
     pub request_id: RequestId,
-    /// The command written; empty for a read.
+    /// The command written, as text for transcripts; empty for a read.
     pub command: String,
+    /// The bytes proposed (the command's bytes for a client write); empty for a read.
+    pub payload: Vec<u8>,
     pub read: bool,
     pub node: NodeId,
     pub invoked_ms: u64,
@@ -156,7 +158,7 @@ impl Clients {
         &mut self,
         client: Option<usize>,
         node: NodeId,
-        command: Option<String>,
+        command: Option<(String, Vec<u8>)>,
         now_ms: u64,
     ) -> RequestId {
         let request_id = RequestId(self.next_request_id);
@@ -166,7 +168,8 @@ impl Clients {
             client,
             request_id,
             read: command.is_none(),
-            command: command.unwrap_or_default(),
+            command: command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+            payload: command.map(|c| c.1).unwrap_or_default(),
             node,
             invoked_ms: now_ms,
             accepted: None,
@@ -176,9 +179,16 @@ impl Clients {
         request_id
     }
 
-    /// Records a proposal of `command` that a scenario sends straight to `node`.
-    pub fn invoke_direct(&mut self, node: NodeId, command: &str, now_ms: u64) -> RequestId {
-        self.new_record(None, node, Some(command.to_owned()), now_ms)
+    /// Records a proposal of `payload` (shown as `label`) that a scenario sends straight to
+    /// `node`.
+    pub fn invoke_direct(
+        &mut self,
+        node: NodeId,
+        label: &str,
+        payload: Vec<u8>,
+        now_ms: u64,
+    ) -> RequestId {
+        self.new_record(None, node, Some((label.to_owned(), payload)), now_ms)
     }
 
     /// Client `client` woke up: a new invocation (a read if `read`), unless it is inactive or
@@ -190,7 +200,11 @@ impl Clients {
         }
         let node = state.believed_leader;
         let command = (!read).then(|| format!("c{}-{}", client + 1, self.next_request_id));
-        let request_id = self.new_record(Some(client), node, command.clone(), now_ms);
+        let recorded = command.clone().map(|c| {
+            let bytes = c.clone().into_bytes();
+            (c, bytes)
+        });
+        let request_id = self.new_record(Some(client), node, recorded, now_ms);
         self.clients[client].outstanding = Some(request_id);
         let op = command.map_or(Op::Read, |command| Op::Write(command.into_bytes()));
         Some(Invocation {

@@ -96,6 +96,7 @@ mod tests {
             client: Some(0),
             request_id: RequestId(id),
             command: format!("w{id}"),
+            payload: format!("w{id}").into_bytes(),
             read: false,
             node: NodeId(1),
             invoked_ms,

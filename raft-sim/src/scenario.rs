@@ -7,7 +7,8 @@
 
 use std::fmt::Write as _;
 
-use raft_core::{LogIndex, Membership, MembershipChange, NodeId};
+use raft_core::kv::{Command as KvCommand, KvStore, Output as KvOutput};
+use raft_core::{EntryPayload, LogIndex, Membership, MembershipChange, NodeId, RequestId};
 
 use crate::client::Outcome as ClientOutcome;
 use crate::sim::{Life, Sim, SimConfig};
@@ -105,6 +106,9 @@ impl Runner {
             "drop" => self.cmd_drop(args),
             "release" => self.cmd_release(args),
             "propose" => self.cmd_propose(args),
+            "open-session" => self.cmd_open_session(args),
+            "session-append" => self.cmd_session_append(args),
+            "kv" => self.cmd_kv(args),
             "compact" => self.cmd_compact(args),
             "transfer" => self.cmd_transfer(args),
             "add-learner" => self.cmd_change(args, "add-learner", MembershipChange::AddLearner),
@@ -455,17 +459,86 @@ impl Runner {
         let sim = self.sim()?;
         let node = parse_target(sim, target)?;
         let request = sim.propose(node, &command).map_err(|e| e.to_string())?;
-        // An immediate refusal is printed as a note, like every later outcome.
-        let record = sim.clients.record(request).map(|r| (r.accepted, r.outcome));
+        self.report_proposal(node, &command, request)
+    }
+
+    /// Says how `node` first answered a proposal; an immediate refusal is printed as a note,
+    /// like every later outcome.
+    fn report_proposal(&mut self, node: NodeId, label: &str, request: RequestId) -> Handled {
+        let record = self
+            .sim()?
+            .clients
+            .record(request)
+            .map(|r| (r.accepted, r.outcome));
         match record {
             Some((Some((index, term)), _)) => {
-                self.say(format!("{node} accepted {command:?} at {index} in {term}"));
+                self.say(format!("{node} accepted {label:?} at {index} in {term}"));
             }
             Some((None, ClientOutcome::Pending)) | None => {
-                self.say(format!("{node} has not answered {command:?} yet"));
+                self.say(format!("{node} has not answered {label:?} yet"));
             }
             Some((None, _)) => {}
         }
+        Ok(())
+    }
+
+    /// Proposes a key-value command (see `raft_core::kv`) under a readable label.
+    fn propose_kv(&mut self, target: &str, label: &str, command: &KvCommand) -> Handled {
+        let sim = self.sim()?;
+        let node = parse_target(sim, target)?;
+        let request = sim
+            .propose_bytes(node, label, command.encode())
+            .map_err(|e| e.to_string())?;
+        self.report_proposal(node, label, request)
+    }
+
+    fn cmd_open_session(&mut self, args: &[&str]) -> Handled {
+        let target = one(args, "open-session N|leader")?;
+        self.propose_kv(target, "open session", &KvCommand::OpenSession)
+    }
+
+    fn cmd_session_append(&mut self, args: &[&str]) -> Handled {
+        let usage = "usage: session-append N|leader CLIENT SEQ TEXT";
+        let [target, client, seq, text @ ..] = args else {
+            return Err(usage.to_owned());
+        };
+        if text.is_empty() {
+            return Err(usage.to_owned());
+        }
+        let (client, seq, text) = (parse_u64(client)?, parse_u64(seq)?, text.join(" "));
+        let label = format!("session {client}#{seq} append {text}");
+        let command = KvCommand::InSession {
+            client,
+            seq,
+            command: Box::new(KvCommand::Append { command: text }),
+        };
+        self.propose_kv(target, &label, &command)
+    }
+
+    /// Replays a node's applied entries through the key-value store and prints what it holds.
+    fn cmd_kv(&mut self, args: &[&str]) -> Handled {
+        let sim = self.sim()?;
+        let node = parse_target(sim, one(args, "kv N|leader")?)?;
+        let entries = sim.applied_entries(node).map_err(|e| e.to_string())?;
+        let mut store = KvStore::new();
+        let mut refused = 0;
+        for entry in &entries {
+            if let EntryPayload::Command(bytes) = &entry.payload {
+                if matches!(
+                    store.apply(entry.index, bytes),
+                    KvOutput::StaleSequence { .. } | KvOutput::SessionExpired
+                ) {
+                    refused += 1;
+                }
+            }
+        }
+        self.say(format!(
+            "{node} kv after {} applied entries: {} appends applied, {} keys, {} sessions, {refused} session commands refused",
+            entries.len(),
+            store.appended(),
+            store.len(),
+            store.sessions(),
+        ));
         Ok(())
     }
 

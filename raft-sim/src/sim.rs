@@ -614,11 +614,7 @@ impl Sim {
             replies: &replies,
         };
         let clients = &self.clients;
-        let commands = |request_id| {
-            clients
-                .record(request_id)
-                .map(|r| command_hash(r.command.as_bytes()))
-        };
+        let commands = |request_id| clients.record(request_id).map(|r| command_hash(&r.payload));
         let result = self.checker.after_step(node, before, &effects, commands);
         let (role, term) = (node.role(), node.term());
         if role != before.role || (role != Role::Follower && term != before.term) {
@@ -971,14 +967,25 @@ impl Sim {
 
     /// Proposes `command` directly to `node`, as a scenario does.
     pub fn propose(&mut self, node: NodeId, command: &str) -> Result<RequestId, ControlError> {
+        self.propose_bytes(node, command, command.as_bytes().to_vec())
+    }
+
+    /// Proposes `command` (shown as `label`) directly to `node`.
+    pub fn propose_bytes(
+        &mut self,
+        node: NodeId,
+        label: &str,
+        command: Vec<u8>,
+    ) -> Result<RequestId, ControlError> {
         let i = self.index_of(node)?;
         if self.slots[i].node.is_none() {
             return Err(ControlError(format!("{node} is not up")));
         }
-        let request_id = self.clients.invoke_direct(node, command, self.now_ms);
+        let request_id = self
+            .clients
+            .invoke_direct(node, label, command.clone(), self.now_ms);
         self.events += 1;
         self.record(TraceKind::Propose { node, request_id });
-        let command = command.as_bytes().to_vec();
         self.input(
             i,
             Input::Propose {
@@ -1095,6 +1102,24 @@ impl Sim {
     /// Records a control action in the trace.
     pub fn record_control(&mut self, text: String) {
         self.record(TraceKind::Control(text));
+    }
+
+    /// The entries a running node has applied, from its log; an error once it has
+    /// compacted any of them away (the simulated snapshots do not hold a state machine).
+    pub fn applied_entries(&self, id: NodeId) -> Result<Vec<Entry>, ControlError> {
+        let slot = self.slot(id)?;
+        let node = slot
+            .node
+            .as_ref()
+            .ok_or_else(|| ControlError(format!("{id} is not up")))?;
+        let applied = node.applied_index();
+        let entries = node.entries(LogIndex(1), applied);
+        if entries.len() as u64 != applied.0 {
+            return Err(ControlError(format!(
+                "{id} compacted its log: its applied entries are gone"
+            )));
+        }
+        Ok(entries.to_vec())
     }
 
     /// A node's durable term and log length, for status lines of nodes that are down.
