@@ -36,6 +36,11 @@ pub struct Config {
     /// follower that heard from its leader within the minimum election timeout ignores vote
     /// requests (Raft thesis §6.2, §4.2.3).
     pub check_quorum: bool,
+    /// Serve reads without a confirmation round while the leader's lease holds (Raft thesis
+    /// §6.4.1; see `read_index.rs`). Assumes bounded clock drift: every node's ticks must run
+    /// at nearly the same rate (within one heartbeat interval per minimum election timeout).
+    /// Needs `check_quorum`, whose leader stickiness the lease rests on. Off by default.
+    pub lease_reads: bool,
     /// Reads pending confirmation before the leader answers `Reply::Busy`.
     pub pending_reads_max: usize,
     /// Snapshot bytes per InstallSnapshot message.
@@ -62,6 +67,7 @@ impl Config {
             uncommitted_entries_max: 16 * 1024,
             pre_vote: true,
             check_quorum: true,
+            lease_reads: false,
             pending_reads_max: 16 * 1024,
             snapshot_chunk_bytes_max: 32 * 1024,
             snapshot_bytes_max: 1 << 30,
@@ -102,6 +108,9 @@ impl Config {
                 election_min: self.election_timeout_ticks_min,
                 heartbeat: self.heartbeat_interval_ticks,
             });
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseReadsNeedCheckQuorum);
         }
         for (field, value) in [
             ("append_entries_max", self.append_entries_max),

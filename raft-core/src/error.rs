@@ -13,6 +13,7 @@ pub enum ConfigError {
     ElectionRangeEmpty { min: u32, max: u32 },
     ElectionTimeoutNotAboveHeartbeat { election_min: u32, heartbeat: u32 },
     ZeroLimit { field: &'static str },
+    LeaseReadsNeedCheckQuorum,
 }
 
 impl fmt::Display for ConfigError {
@@ -33,6 +34,9 @@ impl fmt::Display for ConfigError {
                 "election_timeout_ticks_min ({election_min}) must exceed heartbeat_interval_ticks ({heartbeat})"
             ),
             ConfigError::ZeroLimit { field } => write!(f, "{field} must be at least 1"),
+            ConfigError::LeaseReadsNeedCheckQuorum => f.write_str(
+                "lease_reads needs check_quorum: the lease rests on followers ignoring vote requests while they hear from a leader",
+            ),
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Node {
     pub(crate) applied_index: LogIndex,
     pub(crate) election_timer: ElectionTimer,
     pub(crate) heartbeat_elapsed_ticks: u32,
+    /// Ticks since this node was constructed (or restored): the clock of leader leases.
+    pub(crate) ticks: u64,
     pub(crate) persist: PersistTracker,
     /// Candidate: peers that granted their vote this term.
     pub(crate) votes_granted: BTreeSet<NodeId>,
@@ -191,6 +193,7 @@ impl Node {
             applied_index: LogIndex::ZERO,
             election_timer,
             heartbeat_elapsed_ticks: 0,
+            ticks: 0,
             votes_granted: BTreeSet::new(),
             self_vote_persist: None,
             pre_votes_granted: None,
@@ -228,6 +231,7 @@ impl Node {
     }
 
     fn on_tick(&mut self) {
+        self.ticks += 1;
         match self.role {
             Role::Leader => {
                 self.heartbeat_elapsed_ticks += 1;
@@ -328,14 +332,17 @@ impl Node {
     }
 
     /// True while a leader is known to be alive: this node leads, or it heard from its leader
-    /// less than the minimum election timeout ago.
+    /// less than the minimum election timeout ago. With lease reads, a node that just started
+    /// also counts as having heard from a leader: before a restart it may have acknowledged one
+    /// whose lease is still running.
     pub(crate) fn is_in_leader_lease(&self) -> bool {
+        let min = self.config.election_timeout_ticks_min;
         match self.role {
             Role::Leader => true,
             Role::Candidate => false,
             Role::Follower => {
-                self.leader_id.is_some()
-                    && self.election_timer.elapsed_ticks < self.config.election_timeout_ticks_min
+                (self.leader_id.is_some() && self.election_timer.elapsed_ticks < min)
+                    || (self.config.lease_reads && self.ticks < u64::from(min))
             }
         }
     }

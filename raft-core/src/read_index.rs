@@ -1,6 +1,15 @@
 //! Linearizable reads by ReadIndex (Raft thesis §6.4): the leader notes its commit index,
 //! confirms it is still leader with a heartbeat round answered by a quorum, and releases the read
 //! once its state machine has applied through the noted index.
+//!
+//! With `Config::lease_reads`, a leader skips the confirmation round while its lease holds
+//! (thesis §6.4.1): a quorum acknowledged messages it sent less than
+//! `election_timeout_ticks_min - heartbeat_interval_ticks` ticks ago, and each of those voters
+//! ignores vote requests for `election_timeout_ticks_min` ticks after hearing from it (leader
+//! stickiness), so no other leader can exist yet. That holds only while ticks run at nearly the
+//! same rate on every node: the heartbeat interval subtracted is the allowance for clock drift
+//! over one election timeout. A leader that has sent `TimeoutNow` gives up its lease for the rest
+//! of its term, since the transfer target's election bypasses stickiness.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -20,6 +29,10 @@ pub(crate) struct ReadQueue {
     unconfirmed: VecDeque<PendingRead>,
     /// Confirmed reads waiting for the state machine to reach their index, oldest first.
     confirmed: VecDeque<PendingRead>,
+    /// (round, tick it started) for every round recent enough to grant a lease, oldest first.
+    round_started: VecDeque<(u64, u64)>,
+    /// Set once this leader sent `TimeoutNow`: no lease reads for the rest of its term.
+    lease_forfeited: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +64,15 @@ impl Node {
             return;
         }
         if self.log.term_at(self.commit_index) == Some(self.current_term) {
+            if self.lease_holds() {
+                // Later than every read already confirmed, so the queue stays in index order.
+                self.reads.confirmed.push_back(PendingRead {
+                    read_index: self.commit_index,
+                    round: self.reads.round,
+                    request_id,
+                });
+                return;
+            }
             self.register_reads(&[request_id]);
         } else {
             self.reads.waiting_for_term_commit.push(request_id);
@@ -66,8 +88,7 @@ impl Node {
     }
 
     fn register_reads(&mut self, request_ids: &[RequestId]) {
-        self.reads.round += 1;
-        let round = self.reads.round;
+        let round = self.start_read_round();
         let read_index = self.commit_index;
         self.reads
             .unconfirmed
@@ -81,6 +102,76 @@ impl Node {
             self.send_heartbeat(peer);
         }
         self.maybe_confirm_reads();
+    }
+
+    /// A new round, remembered with the tick it started at while it can still grant a lease.
+    fn start_read_round(&mut self) -> u64 {
+        self.reads.round += 1;
+        let round = self.reads.round;
+        if self.config.lease_reads {
+            let lease = self.lease_ticks();
+            while let Some(&(_, started)) = self.reads.round_started.front() {
+                if started + lease > self.ticks {
+                    break;
+                }
+                self.reads.round_started.pop_front();
+            }
+            self.reads.round_started.push_back((round, self.ticks));
+        }
+        round
+    }
+
+    /// With lease reads, every heartbeat starts a round, so acknowledgements keep renewing the
+    /// lease.
+    pub(crate) fn renew_lease(&mut self) {
+        if self.config.lease_reads {
+            self.start_read_round();
+        }
+    }
+
+    /// The leader sent `TimeoutNow`: the target's election ignores leader stickiness.
+    pub(crate) fn forfeit_lease(&mut self) {
+        self.reads.lease_forfeited = true;
+    }
+
+    fn lease_ticks(&self) -> u64 {
+        u64::from(
+            self.config
+                .election_timeout_ticks_min
+                .saturating_sub(self.config.heartbeat_interval_ticks),
+        )
+    }
+
+    /// Whether a quorum of voters acknowledged messages sent recently enough that none of them
+    /// can have voted for another leader yet.
+    fn lease_holds(&self) -> bool {
+        if !self.config.lease_reads || self.reads.lease_forfeited {
+            return false;
+        }
+        let started = &self.reads.round_started;
+        // A message carrying round r was sent no earlier than the tick round r started.
+        let sent_at = |round: u64| {
+            let position = started.partition_point(|&(r, _)| r <= round);
+            position
+                .checked_sub(1)
+                .and_then(|i| started.get(i))
+                .map(|&(_, tick)| tick)
+        };
+        let mut proofs: Vec<u64> = self
+            .membership
+            .voters
+            .iter()
+            .filter_map(|&voter| {
+                if voter == self.config.id {
+                    return Some(self.ticks);
+                }
+                sent_at(self.progress.get(&voter)?.acked_read_round)
+            })
+            .collect();
+        proofs.sort_unstable_by(|a, b| b.cmp(a));
+        proofs
+            .get(self.membership.quorum() - 1)
+            .is_some_and(|&since| self.ticks < since + self.lease_ticks())
     }
 
     /// Moves reads whose round a quorum (this leader included) has answered to `confirmed`.

@@ -47,6 +47,7 @@ impl Node {
             .get(&peer)
             .is_some_and(|progress| progress.match_index == self.log.last_index());
         if is_target && caught_up {
+            self.forfeit_lease();
             self.send_request(peer, Message::TimeoutNow);
         }
     }

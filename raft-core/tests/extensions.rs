@@ -465,3 +465,140 @@ fn pre_vote_refusal_in_the_pre_candidates_own_term_keeps_it_campaigning() {
     )));
     assert_eq!(n.role(), Role::Candidate);
 }
+
+fn lease_node(id: u64, voters: u64) -> Node {
+    let mut config = production_config(id, voters);
+    config.lease_reads = true;
+    Node::new(config).unwrap()
+}
+
+/// A leader of three (heartbeats every 2 ticks, elections after 10: an 8-tick lease) whose
+/// no-op is committed and whose first heartbeat round, started `ticks_ago` ticks before the
+/// end, was acknowledged by n2.
+fn leader_with_lease(ticks_ago: u32) -> Node {
+    let mut n = lease_node(1, 3);
+    let actions = make_leader(&mut n);
+    let _ = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    let _ = n.step(ack_round(2, 1, 0, 1));
+    assert_eq!(n.commit_index(), LogIndex(1));
+    // The heartbeat timeout starts round 1; n2 answers it at once.
+    let _ = n.step(Input::Tick);
+    let heartbeat = n.step(Input::Tick);
+    assert!(sends(&heartbeat)
+        .iter()
+        .any(|e| matches!(&e.message, Message::AppendEntries(a) if a.read_round == 1)));
+    let _ = n.step(ack_round(2, 1, 1, 1));
+    for _ in 0..ticks_ago {
+        let _ = n.step(Input::Tick);
+    }
+    n
+}
+
+fn read_at_once(n: &mut Node, request: u64) -> bool {
+    let actions = n.step(Input::Read {
+        request_id: RequestId(request),
+    });
+    let answered =
+        replies(&actions) == vec![(RequestId(request), Reply::ReadReady { index: LogIndex(1) })];
+    assert!(
+        !answered || sends(&actions).is_empty(),
+        "a lease read needs no round"
+    );
+    answered
+}
+
+#[test]
+fn lease_read_is_served_without_a_round_while_the_lease_holds() {
+    let mut n = leader_with_lease(0);
+    assert!(read_at_once(&mut n, 1));
+    let mut n = leader_with_lease(7);
+    assert!(read_at_once(&mut n, 1), "the last tick of the lease");
+}
+
+#[test]
+fn lease_read_needs_a_round_once_the_lease_expires() {
+    let mut n = leader_with_lease(8);
+    assert_eq!(n.role(), Role::Leader);
+    let actions = n.step(Input::Read {
+        request_id: RequestId(1),
+    });
+    assert!(replies(&actions).is_empty());
+    assert!(
+        !sends(&actions).is_empty(),
+        "the read falls back to a ReadIndex round"
+    );
+    let round = sends(&actions)
+        .iter()
+        .find_map(|e| match &e.message {
+            Message::AppendEntries(a) => Some(a.read_round),
+            _ => None,
+        })
+        .unwrap();
+    // A fresh acknowledgement confirms the read and renews the lease.
+    let round = n.step(ack_round(3, 1, round, 1));
+    assert_eq!(
+        replies(&round),
+        vec![(RequestId(1), Reply::ReadReady { index: LogIndex(1) })]
+    );
+    assert!(read_at_once(&mut n, 2));
+}
+
+#[test]
+fn lease_reads_are_off_by_default() {
+    let mut n = production_node(1, 3);
+    let actions = make_leader(&mut n);
+    let _ = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    let _ = n.step(ack_round(2, 1, 0, 1));
+    let _ = n.step(Input::Tick);
+    let _ = n.step(Input::Tick);
+    let _ = n.step(ack_round(2, 1, 0, 1));
+    assert!(!read_at_once(&mut n, 1));
+}
+
+#[test]
+fn leader_forfeits_its_lease_once_it_sends_timeout_now() {
+    let mut n = leader_with_lease(0);
+    let _ = n.step(Input::TransferLeader { to: NodeId(2) });
+    let timeout_now = n.step(ack_round(2, 1, 1, 1));
+    assert!(sends(&timeout_now)
+        .iter()
+        .any(|e| matches!(e.message, Message::TimeoutNow)));
+    assert!(!read_at_once(&mut n, 1));
+}
+
+#[test]
+fn restarted_node_with_lease_reads_ignores_vote_requests_for_an_election_timeout() {
+    // Before the restart it may have acknowledged a leader whose lease is still running.
+    let mut n = lease_node(1, 3);
+    let actions = step_durably(&mut n, request_vote(3, 1, 2, 0, 0));
+    assert!(sends(&actions).is_empty());
+    assert_eq!(n.term(), Term(0));
+    for _ in 0..10 {
+        let _ = n.step(Input::Tick);
+    }
+    let actions = step_durably(&mut n, request_vote(3, 1, 2, 0, 0));
+    assert!(
+        matches!(&sends(&actions)[0].message, Message::RequestVoteResponse(r) if r.vote_granted)
+    );
+    // Without lease reads a fresh node votes at once.
+    let mut plain = production_node(1, 3);
+    let actions = step_durably(&mut plain, request_vote(3, 1, 2, 0, 0));
+    assert!(
+        matches!(&sends(&actions)[0].message, Message::RequestVoteResponse(r) if r.vote_granted)
+    );
+}
+
+#[test]
+fn lease_reads_require_check_quorum() {
+    let mut config = production_config(1, 3);
+    config.lease_reads = true;
+    config.check_quorum = false;
+    assert_eq!(
+        Node::new(config).err(),
+        Some(raft_core::ConfigError::LeaseReadsNeedCheckQuorum)
+    );
+}

@@ -64,6 +64,7 @@ impl Node {
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
+        self.renew_lease();
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
             let Some(progress) = self.progress.get_mut(&peer) else {
