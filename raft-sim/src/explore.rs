@@ -89,7 +89,30 @@ pub fn sim_config(seed: u64, nodes: u64) -> SimConfig {
         let mut rng = SimRng::new(sub_seed(seed, "membership", 1));
         config.voters = rng.between(3.min(nodes), nodes);
     }
+    // Lease reads on half the check-quorum seeds, from their own generator. Their clocks are
+    // redrawn within the lease's drift allowance (9 or 10 ms per tick): beyond it the lease is
+    // unsafe by design.
+    let mut lease_rng = SimRng::new(sub_seed(seed, "lease", 0));
+    if config.raft.check_quorum && lease_rng.chance(0.5) {
+        config.raft.lease_reads = true;
+        config.tick_ms = (0..nodes).map(|_| lease_rng.between(9, 10)).collect();
+        debug_assert!(lease_drift_allowed(&config));
+    }
     config
+}
+
+/// Whether the slowest clock's lease ends before the fastest clock's leader stickiness does:
+/// `(election_min - heartbeat)` slow ticks must take less time than `election_min` fast ones.
+#[must_use]
+pub fn lease_drift_allowed(config: &SimConfig) -> bool {
+    let (Some(&fastest), Some(&slowest)) =
+        (config.tick_ms.iter().min(), config.tick_ms.iter().max())
+    else {
+        return true;
+    };
+    let election = u64::from(config.raft.election_timeout_ticks_min);
+    let lease = election.saturating_sub(u64::from(config.raft.heartbeat_interval_ticks));
+    lease * slowest < election * fastest
 }
 
 /// Whether `seed` mixes membership changes into its workload (half the seeds).

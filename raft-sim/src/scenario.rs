@@ -256,14 +256,28 @@ impl Runner {
             "uncommitted_entries_max" => raft.uncommitted_entries_max = large()?,
             "pre_vote" => raft.pre_vote = flag(value)?,
             "check_quorum" => raft.check_quorum = flag(value)?,
+            "lease_reads" => raft.lease_reads = flag(value)?,
             other => return Err(format!("unknown config key {other:?}")),
         }
         raft.validate().map_err(|e| e.to_string())
     }
 
     fn cmd_clients(&mut self, args: &[&str]) -> Handled {
-        let count = parse_u64(one(args, "clients N")?)?;
-        self.setup()?.clients.clients = usize::try_from(count).map_err(|e| e.to_string())?;
+        let usage = || "usage: clients N [reads PERCENT]".to_owned();
+        let (count, reads) = match args {
+            [count] => (count, None),
+            [count, "reads", percent] => (count, Some(parse_u64(percent)?)),
+            _ => return Err(usage()),
+        };
+        let count = usize::try_from(parse_u64(count)?).map_err(|e| e.to_string())?;
+        let clients = &mut self.setup()?.clients;
+        clients.clients = count;
+        if let Some(percent) = reads {
+            if percent > 100 {
+                return Err(format!("reads takes a percentage, not {percent}"));
+            }
+            clients.read_ratio = percent as f64 / 100.0;
+        }
         Ok(())
     }
 
