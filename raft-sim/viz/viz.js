@@ -8,7 +8,7 @@
 
   const ROLE_COLOUR = { LEADER: '#1e9e5a', CANDIDATE: '#e67e22', PRE: '#c9a30a', FOLLOWER: '#4f7cac' };
   const TERM_COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948',
-    '#b07aa1', '#ff9da7', '#9c755f', '#8c8c8c'];
+    '#b07aa1', '#ff9da7', '#9c755f', '#17a2b8'];
   const DARK_TEXT = { 5: true, 3: true, 7: true };
   const MSG_COLOUR = { RequestVote: '#8e44ad', PreVote: '#c27fdc', AppendEntries: '#24527a',
     InstallSnapshot: '#a0522d', TimeoutNow: '#e84393' };
@@ -312,7 +312,7 @@
       out.push('<rect x="' + cx + '" y="' + y + '" width="' + (cw - 2) + '" height="' + h + '" rx="3" fill="' + termColour(term) +
         '" fill-opacity="' + (committed ? (up ? 1 : 0.6) : 0.35) + '"' + (committed ? '' : ' stroke="' + termColour(term) + '" stroke-dasharray="3 2"') +
         '><title>index ' + index + ', term ' + term + (committed ? ', committed' : '') + '</title></rect>');
-      if (cw >= 14) {
+      if (cw - 4 >= String(term).length * 6.6) {
         out.push('<text x="' + (cx + (cw - 2) / 2) + '" y="' + (y + 17) + '" text-anchor="middle" font-size="11" font-weight="600" fill="' +
           (committed && !DARK_TEXT[(term - 1) % 10] ? '#fff' : '#1d2430') + '">' + term + '</text>');
       }
