@@ -2,7 +2,11 @@
 // (the same rules as raft-sim's viz.rs), and draws it at the scrubber's virtual time.
 (function () {
   'use strict';
-  const records = JSON.parse(document.getElementById('trace').textContent);
+  // Request ids may exceed 2^53 (membership changes use ids from 2^62): keep their digits where
+  // the browser hands the reviver the source text.
+  const records = JSON.parse(document.getElementById('trace').textContent, function (key, value, context) {
+    return key === 'request' && context && context.source ? context.source : value;
+  });
   const N = records.length;
   const END_T = N ? records[N - 1].t : 0;
 
