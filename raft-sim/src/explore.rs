@@ -3,8 +3,6 @@
 //! changes mixed in); then every fault heals and the cluster must elect a leader and commit a new
 //! proposal within a bound (the liveness check).
 
-use std::io::Write;
-
 use raft_core::{MembershipChange, NodeId, Role};
 
 use crate::client::{ClientConfig, Outcome};
@@ -12,6 +10,7 @@ use crate::disk::DiskConfig;
 use crate::network::NetworkConfig;
 use crate::rng::{sub_seed, SimRng};
 use crate::sim::{Failure, Life, Sim, SimConfig};
+use crate::trace::TraceSink;
 
 /// The shape of an exploration run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +122,11 @@ pub fn membership_changes(seed: u64) -> bool {
 
 /// Runs one seed: faults, then heal, then the liveness check.
 #[must_use]
-pub fn run_seed(seed: u64, explore: &ExploreConfig, trace: Option<Box<dyn Write>>) -> SeedReport {
+pub fn run_seed(
+    seed: u64,
+    explore: &ExploreConfig,
+    trace: Option<Box<dyn TraceSink>>,
+) -> SeedReport {
     let mut sim = Sim::new(sim_config(seed, explore.nodes));
     if let Some(sink) = trace {
         sim.trace_mut().stream_to(sink);

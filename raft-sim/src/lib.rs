@@ -10,7 +10,8 @@
 //! so the same seed and the same script give a byte-identical trace. Scenarios
 //! ([`scenario`]) script a run in a small text language; [`explore`] runs random fault
 //! schedules per seed and checks liveness once the faults heal, and the client [`history`]
-//! for linearizability.
+//! for linearizability. Every event can be streamed as text or as JSON ([`trace_json`]), and
+//! [`viz`] turns a JSON trace into a self-contained HTML page that replays the run.
 
 pub mod checker;
 pub mod client;
@@ -25,3 +26,5 @@ pub mod scenario;
 pub mod sim;
 pub mod state;
 pub mod trace;
+pub mod trace_json;
+pub mod viz;

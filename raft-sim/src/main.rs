@@ -1,14 +1,17 @@
-//! The `raft-sim` command: run scenario files, explore random seeds, replay one seed.
+//! The `raft-sim` command: run scenario files, explore random seeds, replay one seed, and
+//! turn a run's JSON trace into an HTML viewer.
 
 use std::io::Write;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use raft_sim::explore::{run_seed, ExploreConfig, Summary};
-use raft_sim::scenario;
+use raft_sim::trace::{Tee, TraceSink};
+use raft_sim::trace_json::{self, JsonTrace, SharedBuffer};
+use raft_sim::{scenario, viz};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,7 +27,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scenario file and print its transcript.
-    Run { file: PathBuf },
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        outputs: Outputs,
+    },
     /// Run a random fault schedule and workload for every seed in a range.
     Explore {
         /// Seeds to run, as START..END (END excluded).
@@ -47,7 +54,63 @@ enum Command {
         /// Print every event.
         #[arg(long)]
         trace: bool,
+        #[command(flatten)]
+        outputs: Outputs,
     },
+    /// Write the HTML viewer for a JSON trace, or print its summary line.
+    Viz {
+        /// A trace written by `--trace-json`.
+        trace: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print one line: node count, last log indexes, commit indexes, log terms, violation.
+        #[arg(long)]
+        summary: bool,
+    },
+}
+
+/// Files a run can write besides its usual output.
+#[derive(Debug, Args)]
+struct Outputs {
+    /// Write the JSON trace here: one JSON object per line, per event.
+    #[arg(long, value_name = "OUT.jsonl")]
+    trace_json: Option<PathBuf>,
+    /// Write the run's HTML viewer here (a single self-contained file).
+    #[arg(long, value_name = "OUT.html")]
+    html: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// A JSON trace sink, when some output needs one, and where its records land.
+    fn sink(&self) -> Option<(JsonTrace<SharedBuffer>, SharedBuffer)> {
+        if self.trace_json.is_none() && self.html.is_none() {
+            return None;
+        }
+        let buffer = SharedBuffer::default();
+        Some((JsonTrace::new(buffer.clone()), buffer))
+    }
+
+    /// Writes the files once the run is over (and has dropped the sink).
+    fn write(&self, buffer: Option<SharedBuffer>, title: &str) -> Result<(), String> {
+        let Some(buffer) = buffer else {
+            return Ok(());
+        };
+        let bytes = buffer.contents();
+        if let Some(path) = &self.trace_json {
+            write_file(path, &bytes)?;
+        }
+        if let Some(path) = &self.html {
+            let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+            let records = trace_json::parse(&text)?;
+            write_file(path, viz::render_html(&records, title).as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -66,7 +129,7 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { file } => run(&file),
+        Command::Run { file, outputs } => run(&file, &outputs),
         Command::Explore {
             seeds,
             nodes,
@@ -77,11 +140,17 @@ fn main() -> ExitCode {
             nodes,
             fault_ms,
             trace,
-        } => replay(seed, nodes, fault_ms, trace),
+            outputs,
+        } => replay(seed, nodes, fault_ms, trace, &outputs),
+        Command::Viz {
+            trace,
+            output,
+            summary,
+        } => viz_command(&trace, output.as_deref(), summary),
     }
 }
 
-fn run(file: &PathBuf) -> ExitCode {
+fn run(file: &Path, outputs: &Outputs) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(error) => {
@@ -89,8 +158,14 @@ fn run(file: &PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = scenario::run_script(&text);
+    let (sink, buffer) = outputs.sink().unzip();
+    let outcome = scenario::run_script_traced(&text, sink.map(|s| Box::new(s) as _));
     print!("{}", outcome.transcript);
+    let title = format!("raft-sim run {}", file.display());
+    if let Err(error) = outputs.write(buffer, &title) {
+        eprintln!("{error}");
+        return ExitCode::from(2);
+    }
     if let Some(error) = outcome.error {
         eprintln!("{}: {error}", file.display());
         return ExitCode::FAILURE;
@@ -165,13 +240,30 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool) -> ExitCode {
+fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool, outputs: &Outputs) -> ExitCode {
     let config = ExploreConfig {
         fault_ms,
         ..ExploreConfig::new(nodes)
     };
-    let sink: Option<Box<dyn Write>> = trace.then(|| Box::new(std::io::stdout()) as Box<dyn Write>);
+    let mut sinks: Vec<Box<dyn TraceSink>> = Vec::new();
+    if trace {
+        sinks.push(Box::new(std::io::stdout()));
+    }
+    let (json, buffer) = outputs.sink().unzip();
+    if let Some(json) = json {
+        sinks.push(Box::new(json));
+    }
+    let sink: Option<Box<dyn TraceSink>> = match sinks.len() {
+        0 => None,
+        1 => sinks.pop(),
+        _ => Some(Box::new(Tee(sinks))),
+    };
     let report = run_seed(seed, &config, sink);
+    let title = format!("raft-sim replay --seed {seed} --nodes {nodes} --fault-ms {fault_ms}");
+    if let Err(error) = outputs.write(buffer, &title) {
+        eprintln!("{error}");
+        return ExitCode::from(2);
+    }
     // Output may go to a closed pipe (`| head`); that must not turn into a panic.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -187,6 +279,35 @@ fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool) -> ExitCode {
         Some(failure) => {
             let _ = writeln!(out, "{failure}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn viz_command(trace: &Path, output: Option<&Path>, summary: bool) -> ExitCode {
+    if output.is_none() && !summary {
+        eprintln!("nothing to do: give -o OUT.html, --summary, or both");
+        return ExitCode::from(2);
+    }
+    let result = std::fs::read_to_string(trace)
+        .map_err(|e| format!("cannot read {}: {e}", trace.display()))
+        .and_then(|text| trace_json::parse(&text).map_err(|e| format!("{}: {e}", trace.display())))
+        .and_then(|records| {
+            let replayed =
+                viz::replay(&records).map_err(|e| format!("{}: {e}", trace.display()))?;
+            if let Some(output) = output {
+                let title = format!("raft-sim {}", trace.display());
+                write_file(output, viz::render_html(&records, &title).as_bytes())?;
+            }
+            if summary {
+                println!("{}", viz::summary(&replayed));
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -13,6 +13,7 @@ use raft_core::{EntryPayload, LogIndex, Membership, MembershipChange, NodeId, Re
 use crate::client::Outcome as ClientOutcome;
 use crate::sim::{Life, Sim, SimConfig};
 use crate::state::{state_json, status_line};
+use crate::trace::TraceSink;
 
 /// The transcript, and the error that stopped the script early, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +26,16 @@ pub struct Outcome {
 /// on a node in the wrong state) or an invariant violation stops it.
 #[must_use]
 pub fn run_script(text: &str) -> Outcome {
-    let mut runner = Runner::default();
+    run_script_traced(text, None)
+}
+
+/// [`run_script`], streaming every event of the simulation to `trace`.
+#[must_use]
+pub fn run_script_traced(text: &str, trace: Option<Box<dyn TraceSink>>) -> Outcome {
+    let mut runner = Runner {
+        trace,
+        ..Runner::default()
+    };
     for (number, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -70,6 +80,8 @@ struct Runner {
     config: Option<SimConfig>,
     sim: Option<Sim>,
     out: String,
+    /// Handed to the simulation when it starts.
+    trace: Option<Box<dyn TraceSink>>,
 }
 
 type Handled = Result<(), String>;
@@ -291,6 +303,9 @@ impl Runner {
                 .ok_or("the script must begin with `cluster N`")?;
             let mut sim = Sim::new(config);
             sim.collect_notes();
+            if let Some(sink) = self.trace.take() {
+                sim.trace_mut().stream_to(sink);
+            }
             self.sim = Some(sim);
         }
         self.sim.as_mut().ok_or_else(|| "no simulation".to_owned())

@@ -16,7 +16,7 @@ use crate::disk::{Disk, DiskConfig};
 use crate::event::{Event, EventQueue};
 use crate::network::{Network, NetworkConfig, Route};
 use crate::rng::{sub_seed, SimRng};
-use crate::trace::{DropReason, Trace, TraceEvent, TraceKind};
+use crate::trace::{ClusterView, Detail, DropReason, Trace, TraceEvent, TraceKind};
 
 /// Everything that shapes a run besides the script or fault schedule.
 #[derive(Clone, Debug)]
@@ -375,6 +375,13 @@ impl Sim {
     }
 
     fn record(&mut self, kind: TraceKind) {
+        if self.trace.detailed() {
+            // Controls change lives and links before or after recording themselves, so the
+            // view is offered before every event; sinks keep only changes.
+            let view = self.cluster_view();
+            self.trace
+                .detail(self.events, self.now_ms, Detail::Cluster(&view));
+        }
         self.trace.record(TraceEvent {
             seq: self.events,
             time_ms: self.now_ms,
@@ -385,6 +392,13 @@ impl Sim {
     fn fail(&mut self, violation: Violation) {
         if self.failure.is_some() {
             return;
+        }
+        if self.trace.detailed() {
+            let detail = Detail::Violation {
+                invariant: violation.invariant,
+                detail: &violation.detail,
+            };
+            self.trace.detail(self.events, self.now_ms, detail);
         }
         self.failure = Some(Failure {
             seed: self.config.seed,
@@ -616,6 +630,11 @@ impl Sim {
         let clients = &self.clients;
         let commands = |request_id| clients.record(request_id).map(|r| command_hash(&r.payload));
         let result = self.checker.after_step(node, before, &effects, commands);
+        if self.trace.detailed() {
+            let persist = persist.as_ref();
+            let detail = Detail::Step { node, persist };
+            self.trace.detail(self.events, self.now_ms, detail);
+        }
         let (role, term) = (node.role(), node.term());
         if role != before.role || (role != Role::Follower && term != before.term) {
             self.record(TraceKind::Role {
@@ -671,6 +690,15 @@ impl Sim {
         }
         let reason = match self.network.route(from, to) {
             Route::Deliver { first, second } => {
+                if self.trace.detailed() {
+                    let now = self.now_ms;
+                    let arrive_ms = [Some(now + first), second.map(|ms| now + ms)];
+                    let detail = Detail::Send {
+                        envelope: &envelope,
+                        arrive_ms,
+                    };
+                    self.trace.detail(self.events, now, detail);
+                }
                 let incarnation = self.slot(to).map_or(0, |s| s.incarnation);
                 if let Some(second) = second {
                     let copy = Event::Deliver {
@@ -816,6 +844,14 @@ impl Sim {
         );
         let verb = if restored { "restart" } else { "start" };
         self.record(TraceKind::Control(format!("{verb} {id}")));
+        if self.trace.detailed() {
+            let slot = &self.slots[i];
+            if let Some(node) = &slot.node {
+                let durable = &slot.disk.durable;
+                let detail = Detail::Start { node, durable };
+                self.trace.detail(self.events, self.now_ms, detail);
+            }
+        }
         if let Err(violation) = result {
             self.fail(violation);
         }
@@ -1120,6 +1156,25 @@ impl Sim {
             )));
         }
         Ok(entries.to_vec())
+    }
+
+    /// Lives, committed membership and cut or held links, for trace sinks that draw the cluster.
+    #[cold]
+    fn cluster_view(&self) -> ClusterView {
+        let ids = self.node_ids();
+        let links = || ids.iter().flat_map(|&a| ids.iter().map(move |&b| (a, b)));
+        let membership = &self.committed_membership.1;
+        ClusterView {
+            lives: self.slots.iter().map(|s| s.life).collect(),
+            voters: membership.voters.iter().copied().collect(),
+            learners: membership.learners.iter().copied().collect(),
+            cut: links()
+                .filter(|&(a, b)| a != b && self.network.is_cut(a, b))
+                .collect(),
+            held: links()
+                .filter(|&(a, b)| self.network.is_held(a, b))
+                .collect(),
+        }
     }
 
     /// A node's durable term and log length, for status lines of nodes that are down.

@@ -1,12 +1,18 @@
 //! The event trace: a running hash of every event (the determinism fingerprint), a ring of the
-//! last events for failure reports, and an optional full text stream for `replay --trace`.
-//! Events are small structs; text is only produced when someone reads it.
+//! last events for failure reports, and optional sinks that stream every event: the text trace
+//! of `replay --trace` (any [`Write`]) and the JSON trace of `--trace-json`
+//! ([`crate::trace_json::JsonTrace`]). Events are small structs; text is only produced when
+//! someone reads it.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
 
-use raft_core::{NodeId, PersistId, Reply, RequestId, Role, Term};
+use raft_core::{
+    DurableState, Envelope, Node, NodeId, PersistId, PersistRequest, Reply, RequestId, Role, Term,
+};
+
+use crate::sim::Life;
 
 /// One thing that happened, stamped with its event number and virtual time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +75,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    fn as_str(self) -> &'static str {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Loss => "loss",
             DropReason::Cut => "cut",
@@ -109,12 +116,109 @@ impl fmt::Display for TraceEvent {
     }
 }
 
-/// Keeps the fingerprint, the tail and, when asked, the full stream.
+/// What a sink streams besides the events themselves: the state a viewer needs to rebuild the
+/// cluster by replaying the trace. Gathering it costs time, so the simulator offers it only
+/// when a sink asks ([`TraceSink::wants_detail`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Detail<'a> {
+    /// Who is up and which links are cut or held, before the next event.
+    Cluster(&'a ClusterView),
+    /// A node after one step, with the log change the step asked to persist.
+    Step {
+        node: &'a Node,
+        persist: Option<&'a PersistRequest>,
+    },
+    /// A node (re)started: its whole log is what its durable state holds.
+    Start {
+        node: &'a Node,
+        durable: &'a DurableState,
+    },
+    /// A message handed to the network, arriving at these virtual times (two for a duplicate).
+    Send {
+        envelope: &'a Envelope,
+        arrive_ms: [Option<u64>; 2],
+    },
+    /// The checker found an invariant violated: the run stops here.
+    Violation {
+        invariant: &'static str,
+        detail: &'a str,
+    },
+}
+
+/// The cluster around the nodes: each node's life, the committed membership, and the directed
+/// links that are cut or held. Node `i + 1` is at index `i`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub lives: Vec<Life>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub cut: Vec<(NodeId, NodeId)>,
+    pub held: Vec<(NodeId, NodeId)>,
+}
+
+/// Receives every event of a run, in order. Any [`Write`] is a sink for the text trace, one
+/// line per event.
+pub trait TraceSink {
+    fn event(&mut self, event: &TraceEvent);
+
+    /// True when the sink wants [`Detail`]s as well.
+    fn wants_detail(&self) -> bool {
+        false
+    }
+
+    /// `seq` and `time_ms` are those of the latest event.
+    fn detail(&mut self, _seq: u64, _time_ms: u64, _detail: Detail<'_>) {}
+}
+
+impl<W: Write> TraceSink for W {
+    fn event(&mut self, event: &TraceEvent) {
+        // A broken pipe (say, `| head`) must not change the run, so write errors are ignored.
+        let _ = writeln!(self, "{event}");
+    }
+}
+
+/// Several sinks as one, each seeing everything in order.
+pub struct Tee(pub Vec<Box<dyn TraceSink>>);
+
+impl TraceSink for Tee {
+    fn event(&mut self, event: &TraceEvent) {
+        for sink in &mut self.0 {
+            sink.event(event);
+        }
+    }
+
+    fn wants_detail(&self) -> bool {
+        self.0.iter().any(|sink| sink.wants_detail())
+    }
+
+    fn detail(&mut self, seq: u64, time_ms: u64, detail: Detail<'_>) {
+        for sink in self.0.iter_mut().filter(|sink| sink.wants_detail()) {
+            sink.detail(seq, time_ms, detail);
+        }
+    }
+}
+
+impl fmt::Debug for Tee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Tee").field(&self.0).finish()
+    }
+}
+
+impl fmt::Debug for dyn TraceSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceSink")
+            .field("wants_detail", &self.wants_detail())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps the fingerprint, the tail and, when asked, full streams.
 pub struct Trace {
     hash: u64,
     tail: VecDeque<TraceEvent>,
     tail_max: usize,
-    sink: Option<Box<dyn Write>>,
+    sink: Option<Box<dyn TraceSink>>,
+    detailed: bool,
 }
 
 impl fmt::Debug for Trace {
@@ -123,6 +227,7 @@ impl fmt::Debug for Trace {
             .field("hash", &self.hash)
             .field("tail_len", &self.tail.len())
             .field("streaming", &self.sink.is_some())
+            .field("detailed", &self.detailed)
             .finish()
     }
 }
@@ -135,19 +240,36 @@ impl Trace {
             tail: VecDeque::with_capacity(tail_max),
             tail_max,
             sink: None,
+            detailed: false,
         }
     }
 
-    /// Writes every later event, one line each, to `sink`.
-    pub fn stream_to(&mut self, sink: Box<dyn Write>) {
+    /// Streams every later event to `sink` (a writer gets the text trace; see [`Tee`] for
+    /// several sinks).
+    pub fn stream_to(&mut self, sink: Box<dyn TraceSink>) {
+        self.detailed = sink.wants_detail();
         self.sink = Some(sink);
+    }
+
+    /// True when some sink wants [`Detail`]s: the simulator gathers them only then.
+    #[must_use]
+    pub fn detailed(&self) -> bool {
+        self.detailed
+    }
+
+    // Kept out of line: the simulator's hot paths only test `detailed`.
+    #[cold]
+    #[inline(never)]
+    pub fn detail(&mut self, seq: u64, time_ms: u64, detail: Detail<'_>) {
+        if let Some(sink) = self.sink.as_mut().filter(|_| self.detailed) {
+            sink.detail(seq, time_ms, detail);
+        }
     }
 
     pub fn record(&mut self, event: TraceEvent) {
         self.hash_event(&event);
         if let Some(sink) = &mut self.sink {
-            // A broken pipe (say, `| head`) must not change the run, so write errors are ignored.
-            let _ = writeln!(sink, "{event}");
+            sink.event(&event);
         }
         if self.tail_max == 0 {
             return;
