@@ -86,6 +86,9 @@ pub struct NodeConfig {
     pub inflight_appends_max: usize,
     /// Take a snapshot (and compact the log) after this many applied entries; 0 never.
     pub snapshot_entries: u64,
+    /// A WAL segment is closed once it holds this many bytes; whole segments below the
+    /// latest snapshot are deleted.
+    pub wal_segment_bytes: u64,
 }
 
 impl NodeConfig {
@@ -261,6 +264,11 @@ pub struct NodeArgs {
     /// entries (0: never).
     #[arg(long, default_value_t = SNAPSHOT_ENTRIES_DEFAULT)]
     pub snapshot_entries: u64,
+    /// Bytes per write-ahead log segment; the data dir holds the latest snapshot plus the
+    /// segments written since the one it covers.
+    #[arg(long, default_value_t = crate::storage::wal::SEGMENT_BYTES_MAX,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub wal_segment_bytes: u64,
     /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -307,6 +315,7 @@ impl NodeArgs {
             datagram_bytes_max: self.datagram_bytes_max,
             inflight_appends_max: self.inflight_appends_max,
             snapshot_entries: self.snapshot_entries,
+            wal_segment_bytes: self.wal_segment_bytes,
         };
         config.validate()?;
         Ok(config)
@@ -344,6 +353,7 @@ mod tests {
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
             snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
+            wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES_MAX,
         }
     }
 

@@ -30,7 +30,8 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     config.validate()?;
     let raft_config = config.raft_config();
-    let opened = storage::open(&config.data_dir, config.id, &raft_config.voters)?;
+    let mut opened = storage::open(&config.data_dir, config.id, &raft_config.voters)?;
+    opened.wal.set_segment_bytes_max(config.wal_segment_bytes);
     if let Some((path, offset)) = &opened.report.truncated {
         tracing::warn!(path = %path.display(), offset, "truncated a torn write at the tail of the log");
     }
