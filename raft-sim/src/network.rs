@@ -189,6 +189,11 @@ impl Network {
         queue.drain(..count).collect()
     }
 
+    /// The messages waiting on a held link, oldest first.
+    pub fn held(&self, from: NodeId, to: NodeId) -> impl Iterator<Item = &Envelope> {
+        self.held.get(&(from, to)).into_iter().flatten()
+    }
+
     /// Messages waiting on a held link.
     #[must_use]
     pub fn held_count(&self, from: NodeId, to: NodeId) -> usize {

@@ -5,10 +5,14 @@
 //! Setup commands (`cluster`, `latency`, `loss`, `duplicate`, `disk`, `tick`, `config`,
 //! `clients`) shape the simulation and must come before the first command that runs it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use raft_core::kv::{Command as KvCommand, KvStore, Output as KvOutput};
-use raft_core::{EntryPayload, LogIndex, Membership, MembershipChange, NodeId, RequestId};
+use raft_core::{
+    EntryPayload, Envelope, LogIndex, Membership, MembershipChange, Message, NodeId, RequestId,
+    Term,
+};
 
 use crate::client::Outcome as ClientOutcome;
 use crate::sim::{Life, Sim, SimConfig};
@@ -82,11 +86,17 @@ struct Runner {
     out: String,
     /// Handed to the simulation when it starts.
     trace: Option<Box<dyn TraceSink>>,
+    /// Commands written by `write` so far, so each one's commands get fresh names.
+    bulk_writes: u64,
 }
 
 type Handled = Result<(), String>;
 
 const RUN_LIMIT_DEFAULT_MS: u64 = 10_000;
+
+/// The most commands one `write` proposes: enough for any compaction story, and a bound on
+/// what a typo can make a script do.
+const WRITE_COUNT_MAX: u64 = 1_000_000;
 
 impl Runner {
     fn execute(&mut self, words: &[&str]) -> Handled {
@@ -121,6 +131,7 @@ impl Runner {
             "open-session" => self.cmd_open_session(args),
             "session-append" => self.cmd_session_append(args),
             "kv" => self.cmd_kv(args),
+            "write" => self.cmd_write(args),
             "compact" => self.cmd_compact(args),
             "transfer" => self.cmd_transfer(args),
             "add-learner" => self.cmd_change(args, "add-learner", MembershipChange::AddLearner),
@@ -266,6 +277,9 @@ impl Runner {
             "append_bytes_max" => raft.append_bytes_max = large()?,
             "inflight_appends_max" => raft.inflight_appends_max = large()?,
             "uncommitted_entries_max" => raft.uncommitted_entries_max = large()?,
+            "pending_reads_max" => raft.pending_reads_max = large()?,
+            "snapshot_chunk_bytes_max" => raft.snapshot_chunk_bytes_max = large()?,
+            "snapshot_bytes_max" => raft.snapshot_bytes_max = value,
             "pre_vote" => raft.pre_vote = flag(value)?,
             "check_quorum" => raft.check_quorum = flag(value)?,
             "lease_reads" => raft.lease_reads = flag(value)?,
@@ -449,19 +463,23 @@ impl Runner {
         if !sim.network.is_held(from, to) {
             return Err(format!("link {from} -> {to} is not held"));
         }
+        let chunks = describe_chunks(sim.network.held(from, to).take(count));
         let delivered = sim
             .deliver_held(from, to, count)
             .map_err(|e| e.to_string())?;
         let waiting = sim.network.held_count(from, to);
-        self.say(format!("delivered {delivered}, {waiting} still held"));
+        self.say(format!(
+            "delivered {delivered}, {waiting} still held{chunks}"
+        ));
         Ok(())
     }
 
     fn cmd_drop(&mut self, args: &[&str]) -> Handled {
         let (from, to) = link(args, "drop FROM TO")?;
         let sim = self.sim()?;
+        let chunks = describe_chunks(sim.network.held(from, to));
         let dropped = sim.drop_held(from, to).map_err(|e| e.to_string())?;
-        self.say(format!("dropped {dropped}"));
+        self.say(format!("dropped {dropped}{chunks}"));
         Ok(())
     }
 
@@ -567,6 +585,73 @@ impl Runner {
             store.appended(),
             store.len(),
             store.sessions(),
+        ));
+        Ok(())
+    }
+
+    /// `write N|leader COUNT [within D]`: proposes COUNT commands `wK` to one node at once,
+    /// runs until each has its final reply (or the limit passes) and prints one summary
+    /// instead of a line per reply, so a script can write thousands of entries readably.
+    fn cmd_write(&mut self, args: &[&str]) -> Handled {
+        const USAGE: &str = "usage: write N|leader COUNT [within D]";
+        let (target, count, limit) = match args {
+            [target, count] => (*target, *count, RUN_LIMIT_DEFAULT_MS),
+            [target, count, "within", d] => (*target, *count, parse_duration(d)?),
+            _ => return Err(USAGE.to_owned()),
+        };
+        let count = parse_u64(count)?;
+        if !(1..=WRITE_COUNT_MAX).contains(&count) {
+            return Err(format!(
+                "write 1 to {WRITE_COUNT_MAX} commands, not {count}"
+            ));
+        }
+        let first = self.bulk_writes + 1;
+        let sim = self.sim()?;
+        let node = parse_target(sim, target)?;
+        // Notes of earlier commands were flushed; everything from here on is this command's.
+        let mut notes = sim.take_notes();
+        let start = sim.now_ms();
+        let mut requests = Vec::new();
+        for k in first..first + count {
+            let request = sim
+                .propose(node, &format!("w{k}"))
+                .map_err(|e| e.to_string())?;
+            requests.push(request);
+            if sim.failure().is_some() {
+                break;
+            }
+        }
+        let answered = |sim: &Sim, request| {
+            sim.clients
+                .record(request)
+                .is_some_and(|r| r.outcome != ClientOutcome::Pending)
+        };
+        // Replies come mostly in order, so a cursor keeps the check cheap per event.
+        let mut cursor = 0;
+        sim.run_until(start + limit, |sim| {
+            while requests.get(cursor).is_some_and(|&r| answered(sim, r)) {
+                cursor += 1;
+            }
+            cursor == requests.len()
+        });
+        self.bulk_writes += requests.len() as u64;
+        let sim = self.sim()?;
+        notes.extend(sim.take_notes());
+        let elapsed = sim.now_ms() - start;
+        let summary = summarize_writes(sim, &requests);
+        // The per-reply notes of these writes are what the summary replaces.
+        let ours: BTreeSet<String> = requests.iter().map(ToString::to_string).collect();
+        let own_reply = |note: &str| {
+            note.strip_prefix(&format!("{node} replied to "))
+                .and_then(|rest| rest.split_once(": "))
+                .is_some_and(|(request, _)| ours.contains(request))
+        };
+        for note in notes.into_iter().filter(|note| !own_reply(note)) {
+            let _ = writeln!(self.out, "  {note}");
+        }
+        let last = first + requests.len() as u64 - 1;
+        self.say(format!(
+            "{node} took w{first}..w{last}: {summary}, after {elapsed} ms"
         ));
         Ok(())
     }
@@ -820,6 +905,30 @@ impl Runner {
     }
 }
 
+/// The InstallSnapshot chunks among `messages`, as `: snapshot i9 t1 bytes 0..4 of 8; ...`,
+/// or nothing. Only chunks are named: their byte ranges are what a reader follows through a
+/// snapshot transfer, and other messages keep the plain count.
+fn describe_chunks<'a>(messages: impl Iterator<Item = &'a Envelope>) -> String {
+    let chunks: Vec<String> = messages
+        .filter_map(|envelope| match &envelope.message {
+            Message::InstallSnapshot(chunk) => Some(format!(
+                "snapshot {} {} bytes {}..{} of {}",
+                chunk.meta.last_included_index,
+                chunk.meta.last_included_term,
+                chunk.offset,
+                chunk.offset + chunk.data.len() as u64,
+                chunk.total_bytes
+            )),
+            _ => None,
+        })
+        .collect();
+    if chunks.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", chunks.join("; "))
+    }
+}
+
 fn describe_membership(membership: &Membership) -> String {
     let list = |set: &std::collections::BTreeSet<NodeId>| {
         let ids: Vec<String> = set.iter().map(ToString::to_string).collect();
@@ -830,6 +939,51 @@ fn describe_membership(membership: &Membership) -> String {
         list(&membership.voters),
         list(&membership.learners)
     )
+}
+
+/// The outcomes of a `write`'s requests: committed (with their index range and terms), then
+/// refused, unknown and still pending when there are any.
+fn summarize_writes(sim: &Sim, requests: &[raft_core::RequestId]) -> String {
+    let (mut committed, mut refused, mut unknown, mut pending) = (0, 0, 0, 0);
+    let mut indexes: Option<(LogIndex, LogIndex)> = None;
+    let mut terms = BTreeSet::<Term>::new();
+    for record in requests.iter().filter_map(|&r| sim.clients.record(r)) {
+        match record.outcome {
+            ClientOutcome::Committed { index, term } => {
+                committed += 1;
+                terms.insert(term);
+                indexes = Some(indexes.map_or((index, index), |(low, high)| {
+                    (low.min(index), high.max(index))
+                }));
+            }
+            ClientOutcome::NotLeader | ClientOutcome::Busy | ClientOutcome::Dropped => {
+                refused += 1;
+            }
+            ClientOutcome::Pending => pending += 1,
+            ClientOutcome::Unknown
+            | ClientOutcome::Unexpected
+            | ClientOutcome::TimedOut
+            | ClientOutcome::Read { .. } => unknown += 1,
+        }
+    }
+    let placed = match indexes {
+        Some((low, high)) => {
+            let terms: Vec<String> = terms.iter().map(ToString::to_string).collect();
+            format!(" at {low}..{high} in {}", terms.join(","))
+        }
+        None => String::new(),
+    };
+    let mut parts = vec![format!("{committed} committed{placed}")];
+    for (count, what) in [
+        (refused, "refused (not leader, busy or dropped)"),
+        (unknown, "with an unknown outcome"),
+        (pending, "pending"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {what}"));
+        }
+    }
+    parts.join(", ")
 }
 
 // ---- argument parsing ----
@@ -970,6 +1124,49 @@ mod tests {
         ] {
             assert!(outcome.transcript.contains(expected), "{expected}");
         }
+    }
+
+    #[test]
+    fn write_summarizes_instead_of_printing_each_reply() {
+        let error = |script: &str| run_script(script).error.unwrap_or_default();
+        let running = "cluster 3 seed 1\nstart 1 2 3\ncampaign 1\nrun until leader 1\n";
+        assert!(error(&format!("{running}write leader\n")).contains("usage: write"));
+        assert!(error(&format!("{running}write leader 0\n")).contains("not 0"));
+        assert!(error(&format!("{running}write 9 3\n")).contains("no node n9"));
+        let outcome = run_script(&format!(
+            "{running}write leader 300\nwrite 2 2\nwrite 1 1 within 0ms\nrun 200ms\ncheck\n"
+        ));
+        assert_eq!(outcome.error, None);
+        // Only the write still pending when its command ended has its reply printed.
+        assert_eq!(outcome.transcript.matches("replied to").count(), 1);
+        for expected in [
+            "n1 took w1..w300: 300 committed at i2..i301 in t1, after ",
+            "n2 took w301..w302: 0 committed, 2 refused (not leader, busy or dropped), after 0 ms",
+            "n1 took w303..w303: 0 committed, 1 pending, after 0 ms",
+            "n1 replied to r303: committed at i302 in t1",
+            "history checks passed",
+        ] {
+            assert!(outcome.transcript.contains(expected), "{expected}");
+        }
+    }
+
+    #[test]
+    fn deliver_and_drop_name_snapshot_chunks() {
+        let outcome = run_script(
+            "cluster 3 seed 1\nconfig snapshot_chunk_bytes_max 3\nstart 1 2 3\ncampaign 1\n\
+             run until leader 1\ncrash 3\nwrite leader 20\ncompact leader\nhold 1 3\n\
+             restart 3\nrun 60ms\ndrop 1 3\nrun 60ms\ndeliver 1 3\nrelease 1 3\n\
+             run until converged\n",
+        );
+        assert_eq!(outcome.error, None, "{}", outcome.transcript);
+        for expected in [
+            "dropped 1: snapshot i21 t1 bytes 0..3 of 8",
+            "delivered 1, 0 still held: snapshot i21 t1 bytes 0..3 of 8",
+        ] {
+            assert!(outcome.transcript.contains(expected), "{expected}");
+        }
+        let error = run_script("cluster 3\nconfig snapshot_chunk_bytes_max 0\n").error;
+        assert!(error.is_some_and(|e| e.contains("snapshot_chunk_bytes_max")));
     }
 
     #[test]
