@@ -3,49 +3,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, http, wait_for_state, TestCluster, TestNode, BIN};
+use common::{free_port, http, spawn_node, wait_for_state, Process, TestCluster, TestNode};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The joining node's process, killed on drop (also when an assertion fails).
-struct Joiner(Child);
-
-impl Drop for Joiner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Joiner {
-    start_node4(cluster, node, &["--join", join_url])
-}
-
-fn start_node4(cluster: &TestCluster, node: &TestNode, join_flags: &[&str]) -> Joiner {
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(cluster.dir.path().join("node4.log"))
-        .unwrap();
-    Command::new(BIN)
-        .arg("node")
-        .args(["--id", "4"])
-        .args(["--raft-addr", &node.raft_addr])
-        .args(["--http-addr", &node.http_addr])
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(join_flags)
-        .env_remove("RAFT_CLUSTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map(Joiner)
-        .unwrap()
+fn start_joiner(cluster: &TestCluster, node: &TestNode, join_url: &str) -> Process {
+    spawn_node(cluster.dir.path(), node, &["--join", join_url])
 }
 
 async fn voters(url: &str) -> Vec<u64> {
@@ -187,7 +153,7 @@ async fn seed_join_alias_adds_a_waiting_node() {
         data_dir: cluster.dir.path().join("node4"),
         child: None,
     };
-    let child = start_node4(&cluster, &waiting, &["--await-join"]);
+    let child = spawn_node(cluster.dir.path(), &waiting, &["--await-join"]);
     // It does not elect itself while it waits.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let alone = common::state(&waiting).await;

@@ -5,24 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, wait_for_state, TestCluster, TestNode, BIN};
+use common::{free_port, http, spawn_node, wait_for_state, Process, TestCluster, TestNode};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 const SNAPSHOT_ENTRIES: &str = "20";
-
-/// A node process started outside `TestCluster`, killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn plan(dir: &Path, id: u64) -> TestNode {
     TestNode {
@@ -35,23 +24,11 @@ fn plan(dir: &Path, id: u64) -> TestNode {
 }
 
 fn join(dir: &Path, node: &TestNode, url: &str) -> Process {
-    let log = std::fs::File::create(dir.join(format!("node{}.log", node.id))).unwrap();
-    Command::new(BIN)
-        .arg("node")
-        .args(["--id", &node.id.to_string()])
-        .args(["--raft-addr", &node.raft_addr])
-        .args(["--http-addr", &node.http_addr])
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(["--join", url, "--snapshot-entries", SNAPSHOT_ENTRIES])
-        .env("RUST_LOG", "info")
-        .env_remove("RAFT_CLUSTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map(Process)
-        .unwrap()
+    spawn_node(
+        dir,
+        node,
+        &["--join", url, "--snapshot-entries", SNAPSHOT_ENTRIES],
+    )
 }
 
 async fn voters(url: &str) -> Vec<u64> {

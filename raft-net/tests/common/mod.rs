@@ -177,6 +177,41 @@ impl Drop for TestCluster {
     }
 }
 
+/// A node process started outside a `TestCluster` (one that joins later), killed on drop.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `node` with no `--peer` and with `flags`, logging to `node{id}.log` in `dir`.
+pub fn spawn_node(dir: &std::path::Path, node: &TestNode, flags: &[&str]) -> Process {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node{}.log", node.id)))
+        .expect("log file");
+    Command::new(BIN)
+        .arg("node")
+        .args(["--id", &node.id.to_string()])
+        .args(["--raft-addr", &node.raft_addr])
+        .args(["--http-addr", &node.http_addr])
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .env_remove("RAFT_CLUSTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .map(Process)
+        .expect("spawn raft-net node")
+}
+
 /// An HTTP client that does not follow redirects (tests look at the 307s).
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
