@@ -184,12 +184,20 @@ impl Node {
         };
         let ReplicationState::Snapshot {
             last_included_index,
-            ..
+            offset,
+            paused,
         } = progress.state
         else {
             return;
         };
         if response.last_included_index != last_included_index {
+            return;
+        }
+        if !response.installed && paused && response.received_bytes == offset {
+            // An answer to the chunk before the one in flight (a duplicate, when a resend
+            // crossed the first answer). Sending the chunk in flight again would duplicate
+            // every later chunk too; the heartbeat resends it if it was lost.
+            self.stats.messages_ignored += 1;
             return;
         }
         if response.installed {

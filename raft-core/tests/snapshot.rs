@@ -313,3 +313,56 @@ fn append_contradicting_the_snapshot_boundary_is_ignored_and_counted() {
     assert_eq!(n.last_log_index(), LogIndex(10));
     assert_eq!(n.status().stats.messages_ignored, 1);
 }
+
+#[test]
+fn duplicate_snapshot_answer_does_not_duplicate_the_next_chunk() {
+    let mut c = Cluster::with_config(3, |id, n| {
+        let mut config = production_config(id, n);
+        config.snapshot_chunk_bytes_max = 4;
+        config
+    });
+    let leader = c.elect();
+    let lagging = NodeId(if leader.0 == 3 { 2 } else { 3 });
+    c.isolate(lagging);
+    for i in 0..10 {
+        let _ = c.propose(leader, &format!("w{i}"));
+    }
+    c.tick_all(2);
+    c.compact(leader);
+    let chunk_offsets = |actions: &[Action]| -> Vec<u64> {
+        sends(actions)
+            .into_iter()
+            .filter_map(|envelope| match envelope.message {
+                Message::InstallSnapshot(request) if envelope.to == lagging => Some(request.offset),
+                _ => None,
+            })
+            .collect()
+    };
+    let node = c.nodes.get_mut(&leader).unwrap();
+    let term = node.term().0;
+    let mut first = Vec::new();
+    for _ in 0..20 {
+        first = chunk_offsets(&node.step(Input::Tick));
+        if !first.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(first, vec![0], "the snapshot starts at byte 0");
+    let snapshot_index = node.commit_index();
+    let answer = |received_bytes| {
+        Input::Receive(envelope(
+            lagging.0,
+            leader.0,
+            term,
+            Message::InstallSnapshotResponse(raft_core::InstallSnapshotResponse {
+                last_included_index: snapshot_index,
+                received_bytes,
+                installed: false,
+            }),
+        ))
+    };
+    assert_eq!(chunk_offsets(&node.step(answer(4))), vec![4]);
+    // The same answer again (the follower got chunk 0 twice): chunk 4 is already in flight.
+    assert_eq!(chunk_offsets(&node.step(answer(4))), Vec::<u64>::new());
+    assert_eq!(chunk_offsets(&node.step(answer(8))), vec![8]);
+}
