@@ -323,8 +323,14 @@ impl Driver {
         let applied = self.node.applied_index();
         if self.snapshot_entries > 0 && applied.0 >= self.snapshot_index.0 + self.snapshot_entries {
             // A fresh input, not a re-entry: the previous step's actions are all done.
+            let started = std::time::Instant::now();
             let data = self.kv.snapshot();
-            tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
+            tracing::info!(
+                index = applied.0,
+                bytes = data.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "taking a snapshot"
+            );
             self.snapshot_index = applied;
             self.execute(Input::Compact {
                 index: applied,

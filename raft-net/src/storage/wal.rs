@@ -299,36 +299,45 @@ impl Wal {
     /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
     /// every older segment: they are fully described by the checkpoint.
     pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(SEGMENT_MAGIC.len() + 64 * 1024);
+        buf.extend_from_slice(SEGMENT_MAGIC);
         encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
+        // The current segment must be complete on disk: if the new one is torn by a crash,
+        // recovery replays the current one, and only a last segment may have a torn tail.
         self.sync()?;
-        let next = Wal::create_segment(&self.dir, self.sequence + 1)?;
+        let next = Wal::create_segment_with(&self.dir, self.sequence + 1, &buf)?;
         *self = Wal {
             segment_bytes_max: self.segment_bytes_max,
             ..next
         };
-        self.file
-            .write_all(&buf)
-            .map_err(StorageError::io(&self.path))?;
-        self.len += buf.len() as u64;
-        self.sync()?;
         for (sequence, path) in list_segments(&self.dir)? {
             if sequence < self.sequence {
                 fs::remove_file(&path).map_err(StorageError::io(&path))?;
             }
         }
-        sync_dir(&self.dir)
+        // No directory sync for the deletions: should a crash bring a deleted segment back,
+        // recovery starts at this checkpoint and removes the older segments again.
+        Ok(())
     }
 
     fn create_segment(dir: &Path, sequence: u64) -> Result<Wal, StorageError> {
+        Wal::create_segment_with(dir, sequence, SEGMENT_MAGIC)
+    }
+
+    /// A new segment file holding `contents` (the magic and possibly records), durable along
+    /// with its directory entry.
+    fn create_segment_with(
+        dir: &Path,
+        sequence: u64,
+        contents: &[u8],
+    ) -> Result<Wal, StorageError> {
         let path = dir.join(segment_name(sequence));
         let mut file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(StorageError::io(&path))?;
-        file.write_all(SEGMENT_MAGIC)
-            .map_err(StorageError::io(&path))?;
+        file.write_all(contents).map_err(StorageError::io(&path))?;
         file.sync_all().map_err(StorageError::io(&path))?;
         // The new name must be durable before anything acknowledged lands in the file.
         sync_dir(dir)?;
@@ -337,7 +346,7 @@ impl Wal {
             file,
             path,
             sequence,
-            len: SEGMENT_MAGIC.len() as u64,
+            len: contents.len() as u64,
             segment_bytes_max: SEGMENT_BYTES_MAX,
         })
     }

@@ -94,12 +94,31 @@ fn run(
             result = encode_record(&next, &mut buf);
             batch.push(next);
         }
+        let entries: u64 = batch
+            .iter()
+            .filter_map(|request| request.log.as_ref())
+            .map(|splice| splice.entries.len() as u64)
+            .sum();
+        let compact = batch.iter().any(|request| request.snapshot.is_some());
+        for request in &batch {
+            durable.apply(request);
+        }
         if result.is_ok() {
-            result = write_batch(&mut wal, &buf, metrics);
+            result = if compact {
+                // The batch goes into a checkpoint that starts a new segment instead of into
+                // the current one: the snapshot is written and synced once, not twice, and the
+                // group commits queued behind it wait for one sync instead of several.
+                checkpoint(&mut wal, &durable, metrics)
+            } else {
+                write_batch(&mut wal, &buf, metrics)
+            };
         }
         metrics
             .persist_requests
             .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .persist_entries
+            .fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
         let last = batch
             .last()
             .map_or(PersistId(0), |request| request.persist_id);
@@ -108,20 +127,25 @@ fn run(
             // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
             return;
         }
-        let mut compact = false;
-        for request in &batch {
-            durable.apply(request);
-            compact |= request.snapshot.is_some();
-        }
-        if compact {
-            if let Err(error) = wal.checkpoint(&durable) {
-                // Nothing was acknowledged on the strength of the checkpoint, but a node whose
-                // disk fails must stop rather than go on with unknown state.
-                let _ = done.send(Err(error));
-                return;
-            }
-        }
     }
+}
+
+fn checkpoint(
+    wal: &mut Wal,
+    durable: &DurableState,
+    metrics: &Metrics,
+) -> Result<(), StorageError> {
+    let started = Instant::now();
+    wal.checkpoint(durable)?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        micros = elapsed.as_micros() as u64,
+        entries = durable.entries.len(),
+        "wrote a checkpoint"
+    );
+    metrics.observe_fsync(elapsed);
+    crate::metrics::inc(&metrics.persist_batches);
+    Ok(())
 }
 
 fn write_batch(wal: &mut Wal, buf: &[u8], metrics: &Metrics) -> Result<(), StorageError> {
