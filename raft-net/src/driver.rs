@@ -13,8 +13,10 @@
 //! - `Apply` runs the key-value store; the outputs are kept for the replies of the same step.
 //! - `Reply` answers the HTTP request that proposed the command (or asked for a read).
 //!
-//! After the actions, when `snapshot_entries` entries were applied since the last snapshot, the
-//! driver feeds `Input::Compact` with the store's snapshot so the log (and the WAL) stay bounded.
+//! After the actions, when the applied index crosses a multiple of `snapshot_entries` (shifted
+//! by a per-node offset), the driver feeds `Input::Compact` with the store's snapshot so the log
+//! (and the WAL) stay bounded. The offset keeps members from snapshotting at the same index:
+//! while one member writes its checkpoint, the others still form a majority and commit.
 //!
 //! This is the only place in the system that reads a clock (the tick interval).
 
@@ -321,7 +323,12 @@ impl Driver {
     fn step(&mut self, input: Input) -> Result<(), DriverError> {
         self.execute(input)?;
         let applied = self.node.applied_index();
-        if self.snapshot_entries > 0 && applied.0 >= self.snapshot_index.0 + self.snapshot_entries {
+        if snapshot_due(
+            self.node.id(),
+            self.snapshot_entries,
+            self.snapshot_index,
+            applied,
+        ) {
             // A fresh input, not a re-entry: the previous step's actions are all done.
             let started = std::time::Instant::now();
             let data = self.kv.snapshot();
@@ -530,6 +537,21 @@ impl Driver {
     }
 }
 
+/// Whether a node that last snapshotted at `last` should snapshot at `applied`: when
+/// `applied` crosses a multiple of `every`, shifted by an offset drawn from the node's id
+/// (golden-ratio spacing spreads any number of ids over the interval). Every node thus snapshots
+/// once per `every` entries, at its own points of the log, never all at the same index.
+fn snapshot_due(id: NodeId, every: u64, last: LogIndex, applied: LogIndex) -> bool {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    if every == 0 || applied <= last {
+        return false;
+    }
+    let fraction = (id.0 as f64 * GOLDEN).fract();
+    // `fraction < 1`, so the offset is below `every`.
+    let offset = (fraction * every as f64) as u64;
+    (applied.0 + offset) / every > (last.0 + offset) / every
+}
+
 /// How an application entry is shown; `None` for internal ones (no-ops, linearizable reads).
 fn describe(entry: &Entry) -> Option<String> {
     let EntryPayload::Command(bytes) = &entry.payload else {
@@ -543,5 +565,38 @@ fn describe(entry: &Entry) -> Option<String> {
         Some(Command::Delete { key }) => Some(format!("DELETE {key}")),
         Some(Command::Read { .. } | Command::SetAddress { .. }) => None,
         None => Some(format!("<{} undecodable bytes>", bytes.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_spread_over_members_once_per_interval() {
+        let every = 1000;
+        let mut points = Vec::new();
+        for id in 1..=3 {
+            let mut last = LogIndex(0);
+            let mut taken = Vec::new();
+            for applied in 1..=5000 {
+                if snapshot_due(NodeId(id), every, last, LogIndex(applied)) {
+                    taken.push(applied);
+                    last = LogIndex(applied);
+                }
+            }
+            assert_eq!(taken.len(), 5, "node {id}: {taken:?}");
+            for pair in taken.windows(2) {
+                assert_eq!(pair[1] - pair[0], every, "node {id}: {taken:?}");
+            }
+            points.push(taken[0]);
+        }
+        // No two members share a snapshot point.
+        points.sort_unstable();
+        points.dedup();
+        assert_eq!(points.len(), 3, "{points:?}");
+        assert!(!snapshot_due(NodeId(1), 0, LogIndex(0), LogIndex(10_000)));
+        // An applied index that jumps (a batch of entries) still triggers once.
+        assert!(snapshot_due(NodeId(2), every, LogIndex(0), LogIndex(2500)));
     }
 }

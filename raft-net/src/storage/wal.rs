@@ -21,11 +21,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use raft_core::{DurableState, PersistRequest};
-use serde::{Deserialize, Serialize};
-
 use crate::error::StorageError;
+use crate::storage::codec::{RecordDe, RecordRef};
 use crate::storage::sync_dir;
+use raft_core::{DurableState, PersistRequest};
 
 /// Written at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL1";
@@ -37,14 +36,14 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const RECORD_BYTES_MAX: usize = 2 * 1024 * 1024 * 1024 - 1;
 
 /// One record, as read back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub enum WalRecord {
     Persist(PersistRequest),
     Checkpoint(DurableState),
 }
 
 /// One record, as written (borrowing, so writing copies nothing). Same layout as [`WalRecord`].
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub enum WalRecordRef<'a> {
     Persist(&'a PersistRequest),
     Checkpoint(&'a DurableState),
@@ -84,7 +83,11 @@ pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), Storag
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     let mut buf_taken = std::mem::take(buf);
-    buf_taken = match postcard::to_extend(record, buf_taken) {
+    let mirror = match record {
+        WalRecordRef::Persist(request) => RecordRef::persist(request),
+        WalRecordRef::Checkpoint(state) => RecordRef::checkpoint(state),
+    };
+    buf_taken = match postcard::to_extend(&mirror, buf_taken) {
         Ok(extended) => extended,
         Err(error) => {
             return Err(StorageError::Encode {
@@ -165,8 +168,8 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRec
     if record_crc(len_bytes, payload) != stored_crc {
         return Err(BadRecord::Invalid("CRC mismatch".to_string()));
     }
-    match postcard::from_bytes::<WalRecord>(payload) {
-        Ok(request) => Ok((request, offset + RECORD_HEADER_BYTES + len)),
+    match postcard::from_bytes::<RecordDe>(payload) {
+        Ok(record) => Ok((record.into(), offset + RECORD_HEADER_BYTES + len)),
         Err(error) => Err(BadRecord::Invalid(format!(
             "record passes its CRC but does not decode: {error}"
         ))),
