@@ -169,7 +169,8 @@ pub struct Driver {
     waiters: HashMap<RequestId, Waiter>,
     next_request_id: u64,
     /// Outputs of the entries applied in the current step, for its `Committed` replies.
-    step_outputs: HashMap<LogIndex, Output>,
+    /// In index order (an `Apply` is contiguous); only kept while some request waits.
+    step_outputs: Vec<(LogIndex, Output)>,
     last_seen: (Role, Term, Option<NodeId>),
     /// The membership last logged.
     last_membership: Membership,
@@ -203,7 +204,7 @@ impl Driver {
             metrics,
             waiters: HashMap::new(),
             next_request_id: 1,
-            step_outputs: HashMap::new(),
+            step_outputs: Vec::new(),
             last_seen,
             last_membership,
             snapshot_entries,
@@ -389,7 +390,11 @@ impl Driver {
                     Output::AddressSet => self.learn_address(bytes),
                     _ => {}
                 }
-                self.step_outputs.insert(entry.index, output);
+                // Only this node's own proposals get a `Committed` reply; a follower catching up
+                // on a long log has no one to hand outputs to.
+                if !self.waiters.is_empty() {
+                    self.step_outputs.push((entry.index, output));
+                }
             }
         }
     }
@@ -423,7 +428,12 @@ impl Driver {
             Reply::Accepted { .. } => return,
             Reply::Committed { index, term } => {
                 inc(&self.metrics.proposals_committed);
-                let output = self.step_outputs.remove(&index).unwrap_or(Output::Invalid);
+                let output = self
+                    .step_outputs
+                    .binary_search_by_key(&index, |(at, _)| *at)
+                    .map_or(Output::Invalid, |position| {
+                        std::mem::replace(&mut self.step_outputs[position].1, Output::Invalid)
+                    });
                 Outcome::Committed {
                     index,
                     term,

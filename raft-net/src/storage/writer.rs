@@ -53,11 +53,12 @@ impl StorageHandle {
     }
 }
 
-/// Starts the storage thread writing to `wal`, whose recovered contents are `durable`;
-/// completions go to `done`.
+/// Starts the storage thread writing to `wal`; completions go to `done`. `durable`, when given,
+/// is what `wal` holds; without it, the thread reads the log back the first time a checkpoint
+/// needs it (a restart with a long log then skips copying it).
 pub fn spawn_writer(
     wal: Wal,
-    durable: DurableState,
+    durable: Option<DurableState>,
     done: UnboundedSender<PersistCompletion>,
     metrics: Arc<Metrics>,
 ) -> Result<StorageHandle, StorageError> {
@@ -73,11 +74,11 @@ pub fn spawn_writer(
     })
 }
 
-/// The thread's body. `durable` mirrors what the log holds, so that a checkpoint can be written
-/// when a snapshot lets the older segments go.
+/// The thread's body. `durable` mirrors what the log holds (once known), so that a checkpoint can
+/// be written when a snapshot lets the older segments go.
 fn run(
     mut wal: Wal,
-    mut durable: DurableState,
+    mut durable: Option<DurableState>,
     receiver: &mpsc::Receiver<PersistRequest>,
     done: &UnboundedSender<PersistCompletion>,
     metrics: &Metrics,
@@ -100,17 +101,25 @@ fn run(
             .map(|splice| splice.entries.len() as u64)
             .sum();
         let compact = batch.iter().any(|request| request.snapshot.is_some());
-        for request in &batch {
-            durable.apply(request);
+        if compact && durable.is_none() && result.is_ok() {
+            // The log holds everything before this batch (it is all synced).
+            match wal.replay() {
+                Ok(state) => durable = Some(state),
+                Err(error) => result = Err(error),
+            }
+        }
+        if let Some(durable) = &mut durable {
+            for request in &batch {
+                durable.apply(request);
+            }
         }
         if result.is_ok() {
-            result = if compact {
+            result = match (compact, &durable) {
                 // The batch goes into a checkpoint that starts a new segment instead of into
                 // the current one: the snapshot is written and synced once, not twice, and the
                 // group commits queued behind it wait for one sync instead of several.
-                checkpoint(&mut wal, &durable, metrics)
-            } else {
-                write_batch(&mut wal, &buf, metrics)
+                (true, Some(durable)) => checkpoint(&mut wal, durable, metrics),
+                _ => write_batch(&mut wal, &buf, metrics),
             };
         }
         metrics
