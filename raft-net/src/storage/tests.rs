@@ -125,7 +125,7 @@ fn round_trip_through_the_storage_thread() {
     let temp = tempfile::tempdir().unwrap();
     let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(
+    let mut handle = spawn_writer(
         opened.wal,
         Some(opened.durable),
         done_tx,
@@ -390,7 +390,7 @@ fn checkpoint_drops_older_segments(mirror: bool) {
     let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     opened.wal.set_segment_bytes_max(1);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(
+    let mut handle = spawn_writer(
         opened.wal,
         mirror.then_some(opened.durable),
         done_tx,

@@ -30,20 +30,40 @@ pub type PersistCompletion = Result<PersistId, StorageError>;
 /// The driver's end of the storage thread.
 #[derive(Debug)]
 pub struct StorageHandle {
-    requests: mpsc::Sender<PersistRequest>,
+    requests: mpsc::Sender<Vec<PersistRequest>>,
     thread: Option<thread::JoinHandle<()>>,
+    /// Requests held back by `queue` until `flush`.
+    queued: Vec<PersistRequest>,
 }
 
 impl StorageHandle {
-    /// Queues a request behind every earlier one.
-    pub fn persist(&self, request: PersistRequest) -> Result<(), StorageError> {
+    /// Hands a request to the thread now, behind every earlier one (queued ones included).
+    pub fn persist(&mut self, request: PersistRequest) -> Result<(), StorageError> {
+        self.queue(request);
+        self.flush()
+    }
+
+    /// Holds a request back until `flush`. The driver queues the requests of a burst of inputs
+    /// and hands them over together: one wake-up of the thread, and the burst lands in one
+    /// group commit instead of being split by a thread that woke at its first request.
+    pub fn queue(&mut self, request: PersistRequest) {
+        self.queued.push(request);
+    }
+
+    /// Hands every queued request to the thread.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
         self.requests
-            .send(request)
+            .send(std::mem::take(&mut self.queued))
             .map_err(|_| StorageError::ThreadGone)
     }
 
     /// Stops the thread after it has written everything queued.
     pub fn shutdown(mut self) {
+        // A thread that is already gone has reported why.
+        let _ = self.flush();
         let (sender, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.requests, sender));
         if let Some(thread) = self.thread.take() {
@@ -71,6 +91,7 @@ pub fn spawn_writer(
     Ok(StorageHandle {
         requests,
         thread: Some(thread),
+        queued: Vec::new(),
     })
 }
 
@@ -79,7 +100,7 @@ pub fn spawn_writer(
 fn run(
     mut wal: Wal,
     mut durable: Option<DurableState>,
-    receiver: &mpsc::Receiver<PersistRequest>,
+    receiver: &mpsc::Receiver<Vec<PersistRequest>>,
     done: &UnboundedSender<PersistCompletion>,
     metrics: &Metrics,
 ) {
@@ -88,12 +109,10 @@ fn run(
     while let Ok(first) = receiver.recv() {
         buf.clear();
         batch.clear();
-        let mut result = encode_record(&first, &mut buf);
-        batch.push(first);
+        let mut result = take(first, &mut batch, &mut buf);
         while result.is_ok() && batch.len() < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
             let Ok(next) = receiver.try_recv() else { break };
-            result = encode_record(&next, &mut buf);
-            batch.push(next);
+            result = take(next, &mut batch, &mut buf);
         }
         let entries: u64 = batch
             .iter()
@@ -137,6 +156,22 @@ fn run(
             return;
         }
     }
+}
+
+/// Encodes `requests` onto `buf` and moves them into `batch`.
+fn take(
+    requests: Vec<PersistRequest>,
+    batch: &mut Vec<PersistRequest>,
+    buf: &mut Vec<u8>,
+) -> Result<(), StorageError> {
+    let mut result = Ok(());
+    for request in requests {
+        if result.is_ok() {
+            result = encode_record(&request, buf);
+        }
+        batch.push(request);
+    }
+    result
 }
 
 fn checkpoint(
