@@ -1,14 +1,21 @@
 //! `raft-net bench`: a load generator. It starts a local cluster (or uses `--target`), finds the
-//! leader, and runs N keep-alive HTTP clients that each PUT their share of the writes one at a
-//! time. Every write counted was answered 200, i.e. committed on a majority with fsync on.
+//! leader, and runs N keep-alive HTTP clients that each PUT one value at a time. Every write
+//! counted was answered 200, i.e. committed on a majority with fsync on.
+//!
+//! The clients speak just enough HTTP/1.1 by hand (one request, one response with a
+//! `Content-Length` body) over plain tokio sockets: the load generator shares the machine with
+//! the nodes it measures, so every microsecond it spends is taken from them. It reports its own
+//! CPU time, and reads the nodes' `/metrics` before and after the measured phase to report how
+//! many log entries each `fdatasync` carried.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use hdrhistogram::Histogram;
-use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::cluster::{plan, ClusterArgs, ClusterError, LocalCluster};
 
@@ -16,6 +23,8 @@ use crate::cluster::{plan, ClusterArgs, ClusterError, LocalCluster};
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 /// Latencies above this are clamped in the histogram (microseconds).
 const LATENCY_MICROS_MAX: u64 = 120_000_000;
+/// A response head longer than this is refused (ours are a few hundred bytes).
+const RESPONSE_HEAD_MAX: usize = 16 * 1024;
 
 /// `raft-net bench` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,13 +35,16 @@ pub struct BenchArgs {
     /// Concurrent clients, each with one request in flight.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
-    /// Writes in total.
+    /// Writes in total (measured).
     #[arg(long, default_value_t = 20_000)]
     pub ops: usize,
+    /// Writes before the measured ones (connections, allocator and page cache warm up).
+    #[arg(long, default_value_t = 2_000)]
+    pub warmup: usize,
     /// Bytes per value.
     #[arg(long, default_value_t = 128)]
     pub value_bytes: usize,
-    /// Use a running cluster at this URL instead of starting one.
+    /// Use a running cluster at this URL (any member) instead of starting one.
     #[arg(long)]
     pub target: Option<String>,
     #[arg(long, default_value_t = 18_000)]
@@ -63,12 +75,29 @@ pub enum BenchError {
     Empty,
     #[error("histogram: {0}")]
     Histogram(String),
+    #[error("the leader's URL {0} is not http://HOST:PORT")]
+    BadUrl(String),
+    #[error("cannot connect to the leader at {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// One node's persistence counters (from its `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistCounters {
+    /// Log entries written to the WAL.
+    pub entries: u64,
+    /// `fdatasync` calls of group commits.
+    pub fsyncs: u64,
 }
 
 /// What one run measured.
@@ -78,6 +107,12 @@ pub struct Report {
     pub errors: u64,
     pub elapsed: Duration,
     pub histogram: Histogram<u64>,
+    /// CPU seconds (user, system) this process used during the measured phase.
+    pub cpu: (f64, f64),
+    /// Per node URL: persistence counters over the measured phase, when `/metrics` answered.
+    pub persist: BTreeMap<String, PersistCounters>,
+    /// Per node of a local cluster: CPU seconds used during the measured phase.
+    pub node_cpu: Vec<(u16, f64)>,
 }
 
 impl Report {
@@ -89,13 +124,16 @@ impl Report {
     /// The summary printed at the end.
     #[must_use]
     pub fn render(&self, args: &BenchArgs) -> String {
+        use std::fmt::Write;
         let ms = |quantile: f64| self.histogram.value_at_quantile(quantile) as f64 / 1000.0;
-        format!(
-            "{} clients, {} writes of {} bytes: {} committed in {:.2} s = {:.0} writes/s ({} errors)\n\
-             latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        let mut out = format!(
+            "{} clients, {} writes of {} bytes (after {} warm-up writes): {} committed in {:.2} s = {:.0} writes/s ({} errors)\n\
+             latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
+             load generator CPU: {:.2} s user + {:.2} s system = {:.1} us per write",
             args.clients,
             args.ops,
             args.value_bytes,
+            args.warmup,
             self.writes,
             self.elapsed.as_secs_f64(),
             self.writes_per_second(),
@@ -104,7 +142,27 @@ impl Report {
             ms(0.9),
             ms(0.99),
             self.histogram.max() as f64 / 1000.0,
-        )
+            self.cpu.0,
+            self.cpu.1,
+            (self.cpu.0 + self.cpu.1) * 1e6 / (self.writes.max(1) as f64),
+        );
+        for (url, counters) in &self.persist {
+            let per_fsync = counters.entries as f64 / counters.fsyncs.max(1) as f64;
+            let _ = write!(
+                out,
+                "\n{url}: {} entries in {} fsyncs = {per_fsync:.1} entries per fsync",
+                counters.entries, counters.fsyncs
+            );
+        }
+        if !self.node_cpu.is_empty() {
+            let nodes: Vec<String> = self
+                .node_cpu
+                .iter()
+                .map(|(id, seconds)| format!("node {id} {seconds:.2} s"))
+                .collect();
+            let _ = write!(out, "\nnode CPU: {}", nodes.join(", "));
+        }
+        out
     }
 }
 
@@ -113,13 +171,13 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.clients == 0 || args.ops == 0 {
         return Err(BenchError::Empty);
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .tcp_nodelay(true)
-        .build()?;
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
     if let Some(target) = &args.target {
         let leader = find_leader(&client, std::slice::from_ref(target)).await?;
-        return load(&client, &leader, args).await;
+        let urls = member_urls(&client, &leader)
+            .await
+            .unwrap_or_else(|| vec![leader.clone()]);
+        return load(&client, &leader, &urls, &[], args).await;
     }
     let (data_dir, temporary) = match &args.data_dir {
         Some(dir) => (dir.clone(), false),
@@ -139,8 +197,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     let cluster = LocalCluster::start(&exe, specs, None, &args.node_args, true)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url()).collect();
+    let pids = cluster.pids();
     let result = match find_leader(&client, &urls).await {
-        Ok(leader) => load(&client, &leader, args).await,
+        Ok(leader) => load(&client, &leader, &urls, &pids, args).await,
         Err(error) => Err(error),
     };
     cluster.stop().await;
@@ -178,9 +237,7 @@ async fn find_leader(client: &reqwest::Client, urls: &[String]) -> Result<String
     Err(BenchError::NoLeader(LEADER_WAIT))
 }
 
-/// The leader's URL from a follower's view of the members, when it names a leader.
-async fn leader_url(client: &reqwest::Client, url: &str, state: &Value) -> Option<String> {
-    let leader = state["leader"].as_u64()?;
+async fn members(client: &reqwest::Client, url: &str) -> Option<Vec<Value>> {
     let members: Value = client
         .get(format!("{url}/api/v1/members"))
         .send()
@@ -189,12 +246,71 @@ async fn leader_url(client: &reqwest::Client, url: &str, state: &Value) -> Optio
         .json()
         .await
         .ok()?;
-    members["members"]
-        .as_array()?
+    members["members"].as_array().cloned()
+}
+
+/// The leader's URL from a follower's view of the members, when it names a leader.
+async fn leader_url(client: &reqwest::Client, url: &str, state: &Value) -> Option<String> {
+    let leader = state["leader"].as_u64()?;
+    members(client, url)
+        .await?
         .iter()
         .find(|member| member["id"].as_u64() == Some(leader))
         .and_then(|member| member["http_addr"].as_str())
         .map(|addr| format!("http://{addr}"))
+}
+
+/// Every member's URL, as the node at `url` knows them.
+async fn member_urls(client: &reqwest::Client, url: &str) -> Option<Vec<String>> {
+    let urls: Vec<String> = members(client, url)
+        .await?
+        .iter()
+        .filter_map(|member| member["http_addr"].as_str())
+        .map(|addr| format!("http://{addr}"))
+        .collect();
+    (!urls.is_empty()).then_some(urls)
+}
+
+/// Reads one node's persistence counters from its `/metrics`.
+async fn persist_counters(client: &reqwest::Client, url: &str) -> Option<PersistCounters> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(PersistCounters {
+        entries: metric_value(&text, "raft_persist_entries_total")?,
+        fsyncs: metric_value(&text, "raft_persist_batches_total")?,
+    })
+}
+
+/// The value of an unlabelled-by-reason metric line `name{...} value` in Prometheus text.
+fn metric_value(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix('{').map_or(Some(rest), |labelled| {
+                labelled.split_once('}').map(|(_, value)| value)
+            })?;
+            rest.trim().parse().ok()
+        })
+}
+
+async fn all_counters(
+    client: &reqwest::Client,
+    urls: &[String],
+) -> BTreeMap<String, PersistCounters> {
+    let mut counters = BTreeMap::new();
+    for url in urls {
+        if let Some(found) = persist_counters(client, url).await {
+            counters.insert(url.clone(), found);
+        }
+    }
+    counters
 }
 
 fn histogram() -> Result<Histogram<u64>, BenchError> {
@@ -202,67 +318,360 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|error| BenchError::Histogram(error.to_string()))
 }
 
+/// `host:port` of an `http://host:port` URL.
+fn authority(url: &str) -> Result<String, BenchError> {
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        .ok_or_else(|| BenchError::BadUrl(url.to_string()))?;
+    Ok(authority.to_string())
+}
+
+/// The warm-up, then the measured phase, with counters read around the latter.
 async fn load(
     client: &reqwest::Client,
     leader: &str,
+    urls: &[String],
+    pids: &[(u16, u32)],
     args: &BenchArgs,
 ) -> Result<Report, BenchError> {
+    let addr = authority(leader)?;
     let value = bytes_value(args.value_bytes);
+    let mut connections = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        connections.push(Connection::open(&addr).await?);
+    }
+    let (connections, _, _) = phase(connections, "warmup", args.warmup, &value).await?;
+    let before = all_counters(client, urls).await;
+    let nodes_before: Vec<Option<f64>> = pids.iter().map(|&(_, pid)| cpu_seconds(pid)).collect();
+    let cpu_before = self_cpu();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..args.clients {
-        let share = args.ops / args.clients + usize::from(task < args.ops % args.clients);
-        let client = client.clone();
-        let base = format!("{leader}/api/v1/kv/bench-{task}-");
-        let value = value.clone();
+    let (_, total, errors) = phase(connections, "bench", args.ops, &value).await?;
+    let elapsed = started.elapsed();
+    let cpu_after = self_cpu();
+    let node_cpu = pids
+        .iter()
+        .zip(nodes_before)
+        .filter_map(|(&(id, pid), before)| Some((id, cpu_seconds(pid)? - before?)))
+        .collect();
+    let after = all_counters(client, urls).await;
+    let persist = after
+        .into_iter()
+        .filter_map(|(url, after)| {
+            let before = before.get(&url)?;
+            Some((
+                url,
+                PersistCounters {
+                    entries: after.entries.saturating_sub(before.entries),
+                    fsyncs: after.fsyncs.saturating_sub(before.fsyncs),
+                },
+            ))
+        })
+        .collect();
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => (after.0 - before.0, after.1 - before.1),
+        _ => (f64::NAN, f64::NAN),
+    };
+    Ok(Report {
+        writes: total.len(),
+        errors,
+        elapsed,
+        histogram: total,
+        cpu,
+        persist,
+        node_cpu,
+    })
+}
+
+/// Runs `ops` writes spread over the connections (one task each); gives the connections back
+/// with the merged latency histogram and the error count.
+async fn phase(
+    connections: Vec<Connection>,
+    prefix: &'static str,
+    ops: usize,
+    value: &[u8],
+) -> Result<(Vec<Connection>, Histogram<u64>, u64), BenchError> {
+    let clients = connections.len();
+    let mut tasks = Vec::with_capacity(clients);
+    for (task, mut connection) in connections.into_iter().enumerate() {
+        let share = ops / clients + usize::from(task < ops % clients);
+        let value = value.to_vec();
         let mut histogram = histogram()?;
         tasks.push(tokio::spawn(async move {
             let mut errors = 0u64;
+            let mut path = String::with_capacity(64);
             for op in 0..share {
+                use std::fmt::Write;
+                path.clear();
+                let _ = write!(path, "/api/v1/kv/{prefix}-{task}-{op}");
                 let sent = Instant::now();
-                let response = client
-                    .put(format!("{base}{op}"))
-                    .body(value.clone())
-                    .send()
-                    .await;
-                let ok = match response {
-                    Ok(response) => {
-                        response.status() == StatusCode::OK && response.bytes().await.is_ok()
+                match connection.put(&path, &value).await {
+                    Ok(200) => {
+                        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        histogram.saturating_record(micros.max(1));
                     }
-                    Err(_) => false,
-                };
-                if ok {
-                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    histogram.saturating_record(micros.max(1));
-                } else {
-                    errors += 1;
+                    Ok(_) | Err(_) => errors += 1,
                 }
             }
-            (histogram, errors)
+            (connection, histogram, errors)
         }));
     }
     let mut total = histogram()?;
     let mut errors = 0;
+    let mut connections = Vec::with_capacity(clients);
     for task in tasks {
-        // A panicked client task is a bug in this file; count its share as errors.
         match task.await {
-            Ok((histogram, task_errors)) => {
+            Ok((connection, histogram, task_errors)) => {
                 total
                     .add(&histogram)
                     .map_err(|error| BenchError::Histogram(error.to_string()))?;
                 errors += task_errors;
+                connections.push(connection);
             }
+            // A panicked client task is a bug in this file; count it as an error.
             Err(_) => errors += 1,
         }
     }
-    Ok(Report {
-        writes: total.len(),
-        errors,
-        elapsed: started.elapsed(),
-        histogram: total,
-    })
+    Ok((connections, total, errors))
 }
 
-fn bytes_value(len: usize) -> Bytes {
+/// One keep-alive HTTP/1.1 connection that sends a request and reads its response at a time.
+#[derive(Debug)]
+struct Connection {
+    addr: String,
+    stream: Option<TcpStream>,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> Result<Connection, BenchError> {
+        let mut connection = Connection {
+            addr: addr.to_string(),
+            stream: None,
+            request: Vec::with_capacity(1024),
+            buf: Vec::with_capacity(4096),
+        };
+        connection
+            .connect()
+            .await
+            .map_err(|source| BenchError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(connection)
+    }
+
+    async fn connect(&mut self) -> std::io::Result<()> {
+        let stream = TcpStream::connect(&self.addr).await?;
+        stream.set_nodelay(true)?;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// PUTs `body` to `path`; the response status. An I/O or protocol error drops the
+    /// connection (the next request reconnects).
+    async fn put(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
+        use std::io::Write;
+        self.request.clear();
+        write!(
+            self.request,
+            "PUT {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )?;
+        self.request.extend_from_slice(body);
+        if self.stream.is_none() {
+            self.connect().await?;
+        }
+        let Some(mut stream) = self.stream.take() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        let (status, keep) = exchange(&mut stream, &self.request, &mut self.buf).await?;
+        if keep {
+            self.stream = Some(stream);
+        }
+        Ok(status)
+    }
+}
+
+/// Writes `request` and reads one response into `buf`: its status, and whether the connection
+/// stays open.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(u16, bool)> {
+    stream.write_all(request).await?;
+    buf.clear();
+    loop {
+        if let Some(head) = parse_head(buf)? {
+            while buf.len() < head.len + head.body {
+                read_more(stream, buf).await?;
+            }
+            return Ok((head.status, !head.close));
+        }
+        if buf.len() > RESPONSE_HEAD_MAX {
+            return Err(protocol("response head too long"));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if stream.read_buf(buf).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn protocol(message: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string())
+}
+
+/// A parsed response head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    /// Bytes of the head, blank line included.
+    len: usize,
+    /// Bytes of the body (`Content-Length`).
+    body: usize,
+    /// The server will close the connection.
+    close: bool,
+}
+
+/// The response head at the start of `buf`, once it is complete. Only `Content-Length` bodies
+/// are understood: every answer of the node has one.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
+    let Some(end) = buf.windows(4).position(|window| window == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head =
+        std::str::from_utf8(&buf[..end]).map_err(|_| protocol("response head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| protocol("bad status line"))?;
+    let mut body = None;
+    let mut close = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(protocol("bad header line"));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            body = Some(value.parse().map_err(|_| protocol("bad content-length"))?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(protocol("chunked responses are not supported"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    let body = body.ok_or_else(|| protocol("response without content-length"))?;
+    Ok(Some(Head {
+        status,
+        len: end + 4,
+        body,
+        close,
+    }))
+}
+
+/// CPU seconds (user, system) this process has used: the counters `getrusage(RUSAGE_SELF)`
+/// reports, read from `/proc` (safe code only).
+fn self_cpu() -> Option<(f64, f64)> {
+    proc_cpu("/proc/self/stat")
+}
+
+/// User plus system CPU seconds of process `pid`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_cpu(&format!("/proc/{pid}/stat")).map(|(user, system)| user + system)
+}
+
+/// utime and stime of a `/proc/<pid>/stat` file, in seconds (Linux reports them in clock ticks
+/// of 1/100 s to user space).
+fn proc_cpu(path: &str) -> Option<(f64, f64)> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name is in parentheses and may contain spaces; fields follow the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 and 15 of the file (utime, stime) are the 12th and 13th after the name.
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user / TICKS_PER_SECOND, system / TICKS_PER_SECOND))
+}
+
+fn bytes_value(len: usize) -> Vec<u8> {
     (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_response_heads() {
+        let response =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 5\r\n\r\n{}abc";
+        let head = parse_head(response).unwrap().unwrap();
+        assert_eq!(
+            head,
+            Head {
+                status: 200,
+                len: response.len() - 5,
+                body: 5,
+                close: false
+            }
+        );
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
+        let closing =
+            b"HTTP/1.1 307 Temporary Redirect\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        let head = parse_head(closing).unwrap().unwrap();
+        assert_eq!((head.status, head.close), (307, true));
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"SPDY 200\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
+        ] {
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn reads_metric_values() {
+        let text = "# HELP raft_persist_entries_total x\n# TYPE raft_persist_entries_total counter\n\
+                    raft_persist_entries_total{node=\"1\"} 1234\nraft_persist_batches_total{node=\"1\"} 56\n";
+        assert_eq!(metric_value(text, "raft_persist_entries_total"), Some(1234));
+        assert_eq!(metric_value(text, "raft_persist_batches_total"), Some(56));
+        assert_eq!(metric_value(text, "raft_missing"), None);
+    }
+
+    #[test]
+    fn authority_of_urls() {
+        assert_eq!(
+            authority("http://127.0.0.1:8000").unwrap(),
+            "127.0.0.1:8000"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:8000/").unwrap(),
+            "127.0.0.1:8000"
+        );
+        assert!(authority("https://x:1").is_err());
+        assert!(authority("http://x:1/path").is_err());
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let (user, system) = self_cpu().unwrap();
+        assert!(user >= 0.0 && system >= 0.0);
+    }
 }

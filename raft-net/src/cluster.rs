@@ -146,6 +146,15 @@ impl LocalCluster {
         Ok(LocalCluster { specs, children })
     }
 
+    /// Each running node's id and process id.
+    #[must_use]
+    pub fn pids(&self) -> Vec<(u16, u32)> {
+        self.children
+            .iter()
+            .filter_map(|(id, child)| Some((*id, child.id()?)))
+            .collect()
+    }
+
     /// Resolves when any node exits, with its id and status.
     pub async fn any_exit(&mut self) -> Result<(u16, ExitStatus), ClusterError> {
         loop {

@@ -13,8 +13,10 @@
 //! - `Apply` runs the key-value store; the outputs are kept for the replies of the same step.
 //! - `Reply` answers the HTTP request that proposed the command (or asked for a read).
 //!
-//! After the actions, when `snapshot_entries` entries were applied since the last snapshot, the
-//! driver feeds `Input::Compact` with the store's snapshot so the log (and the WAL) stay bounded.
+//! After the actions, when the applied index crosses a multiple of `snapshot_entries` (shifted
+//! by a per-node offset), the driver feeds `Input::Compact` with the store's snapshot so the log
+//! (and the WAL) stay bounded. The offset keeps members from snapshotting at the same index:
+//! while one member writes its checkpoint, the others still form a majority and commit.
 //!
 //! This is the only place in the system that reads a clock (the tick interval).
 
@@ -172,7 +174,8 @@ pub struct Driver {
     waiters: HashMap<RequestId, Waiter>,
     next_request_id: u64,
     /// Outputs of the entries applied in the current step, for its `Committed` replies.
-    step_outputs: HashMap<LogIndex, Output>,
+    /// In index order (an `Apply` is contiguous); only kept while some request waits.
+    step_outputs: Vec<(LogIndex, Output)>,
     last_seen: (Role, Term, Option<NodeId>),
     /// The membership last logged.
     last_membership: Membership,
@@ -206,7 +209,7 @@ impl Driver {
             metrics,
             waiters: HashMap::new(),
             next_request_id: 1,
-            step_outputs: HashMap::new(),
+            step_outputs: Vec::new(),
             last_seen,
             last_membership,
             snapshot_entries,
@@ -254,6 +257,11 @@ impl Driver {
                         self.on_request(request)?;
                     }
                 }
+            }
+            // Everything the inputs of this iteration asked to persist goes to the storage
+            // thread together, before the loop waits again.
+            if let Err(error) = self.storage.flush() {
+                break Err(error.into());
             }
         };
         self.storage.shutdown();
@@ -336,7 +344,12 @@ impl Driver {
     fn step(&mut self, input: Input) -> Result<(), DriverError> {
         self.execute(input)?;
         let applied = self.node.applied_index();
-        if self.snapshot_entries > 0 && applied.0 >= self.snapshot_index.0 + self.snapshot_entries {
+        if snapshot_due(
+            self.node.id(),
+            self.snapshot_entries,
+            self.snapshot_index,
+            applied,
+        ) {
             // A fresh input, not a re-entry: the previous step's actions are all done.
             self.snapshot(applied)?;
         }
@@ -345,8 +358,14 @@ impl Driver {
 
     /// Hands the core the store's snapshot at `applied` (the store's current state).
     fn snapshot(&mut self, applied: LogIndex) -> Result<(), DriverError> {
+        let started = std::time::Instant::now();
         let data = self.kv.snapshot();
-        tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
+        tracing::info!(
+            index = applied.0,
+            bytes = data.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "taking a snapshot"
+        );
         self.snapshot_index = applied;
         self.execute(Input::Compact {
             index: applied,
@@ -358,7 +377,8 @@ impl Driver {
         let actions = self.node.step(input);
         for action in actions {
             match action {
-                Action::Persist(request) => self.storage.persist(request)?,
+                // Handed to the storage thread at the end of the loop iteration (`flush`).
+                Action::Persist(request) => self.storage.queue(request),
                 Action::Send(envelope) => self.transport.send(&envelope),
                 Action::ApplySnapshot { snapshot } => self.apply_snapshot(&snapshot)?,
                 Action::Apply { entries } => self.apply(entries),
@@ -396,7 +416,11 @@ impl Driver {
                     Output::AddressSet => self.learn_address(bytes),
                     _ => {}
                 }
-                self.step_outputs.insert(entry.index, output);
+                // Only this node's own proposals get a `Committed` reply; a follower catching up
+                // on a long log has no one to hand outputs to.
+                if !self.waiters.is_empty() {
+                    self.step_outputs.push((entry.index, output));
+                }
             }
         }
     }
@@ -430,7 +454,12 @@ impl Driver {
             Reply::Accepted { .. } => return,
             Reply::Committed { index, term } => {
                 inc(&self.metrics.proposals_committed);
-                let output = self.step_outputs.remove(&index).unwrap_or(Output::Invalid);
+                let output = self
+                    .step_outputs
+                    .binary_search_by_key(&index, |(at, _)| *at)
+                    .map_or(Output::Invalid, |position| {
+                        std::mem::replace(&mut self.step_outputs[position].1, Output::Invalid)
+                    });
                 Outcome::Committed {
                     index,
                     term,
@@ -544,6 +573,21 @@ impl Driver {
     }
 }
 
+/// Whether a node that last snapshotted at `last` should snapshot at `applied`: when
+/// `applied` crosses a multiple of `every`, shifted by an offset drawn from the node's id
+/// (golden-ratio spacing spreads any number of ids over the interval). Every node thus snapshots
+/// once per `every` entries, at its own points of the log, never all at the same index.
+fn snapshot_due(id: NodeId, every: u64, last: LogIndex, applied: LogIndex) -> bool {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    if every == 0 || applied <= last {
+        return false;
+    }
+    let fraction = (id.0 as f64 * GOLDEN).fract();
+    // `fraction < 1`, so the offset is below `every`.
+    let offset = (fraction * every as f64) as u64;
+    (applied.0 + offset) / every > (last.0 + offset) / every
+}
+
 /// How an application entry is shown; `None` for internal ones (no-ops, linearizable reads).
 fn describe(entry: &Entry) -> Option<String> {
     let EntryPayload::Command(bytes) = &entry.payload else {
@@ -566,5 +610,38 @@ fn describe_command(command: Command) -> Option<String> {
         // log, as it sits there twice, though it was applied once.
         Command::InSession { command, .. } => describe_command(*command),
         Command::Read { .. } | Command::SetAddress { .. } | Command::OpenSession => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_spread_over_members_once_per_interval() {
+        let every = 1000;
+        let mut points = Vec::new();
+        for id in 1..=3 {
+            let mut last = LogIndex(0);
+            let mut taken = Vec::new();
+            for applied in 1..=5000 {
+                if snapshot_due(NodeId(id), every, last, LogIndex(applied)) {
+                    taken.push(applied);
+                    last = LogIndex(applied);
+                }
+            }
+            assert_eq!(taken.len(), 5, "node {id}: {taken:?}");
+            for pair in taken.windows(2) {
+                assert_eq!(pair[1] - pair[0], every, "node {id}: {taken:?}");
+            }
+            points.push(taken[0]);
+        }
+        // No two members share a snapshot point.
+        points.sort_unstable();
+        points.dedup();
+        assert_eq!(points.len(), 3, "{points:?}");
+        assert!(!snapshot_due(NodeId(1), 0, LogIndex(0), LogIndex(10_000)));
+        // An applied index that jumps (a batch of entries) still triggers once.
+        assert!(snapshot_due(NodeId(2), every, LogIndex(0), LogIndex(2500)));
     }
 }

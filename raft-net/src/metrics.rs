@@ -76,6 +76,8 @@ pub struct Metrics {
     dropped: [AtomicU64; DropReason::ALL.len()],
     pub persist_batches: AtomicU64,
     pub persist_requests: AtomicU64,
+    /// Log entries written (a request carries zero or more).
+    pub persist_entries: AtomicU64,
     pub persist_bytes: AtomicU64,
     fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len()],
     fsync_count: AtomicU64,
@@ -139,7 +141,7 @@ impl Metrics {
         for (name, help, value) in gauges {
             metric(&mut out, name, help, "gauge", &label, value);
         }
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "raft_proposals_total",
                 "Proposals handed to the core.",
@@ -184,6 +186,11 @@ impl Metrics {
                 "raft_persist_requests_total",
                 "Persist requests written.",
                 &self.persist_requests,
+            ),
+            (
+                "raft_persist_entries_total",
+                "Log entries written to the write-ahead log.",
+                &self.persist_entries,
             ),
             (
                 "raft_persist_bytes_total",

@@ -11,6 +11,7 @@
 //! fsync the directory), and says which node the directory belongs to, so that a restart with
 //! another `--id` is refused instead of voting twice in one term under two names.
 
+mod codec;
 pub mod wal;
 pub mod writer;
 

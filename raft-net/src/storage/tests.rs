@@ -125,9 +125,9 @@ fn round_trip_through_the_storage_thread() {
     let temp = tempfile::tempdir().unwrap();
     let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(
+    let mut handle = spawn_writer(
         opened.wal,
-        opened.durable,
+        Some(opened.durable),
         done_tx,
         Arc::new(Metrics::default()),
     )
@@ -376,13 +376,23 @@ fn snapshot_request(persist_id: u64, index: u64, term: u64) -> PersistRequest {
 
 #[test]
 fn a_snapshot_checkpoints_the_log_and_drops_older_segments() {
+    checkpoint_drops_older_segments(true);
+}
+
+/// The storage thread started without a copy of the log reads it back for its checkpoint.
+#[test]
+fn a_checkpoint_without_a_mirror_reads_the_log_back() {
+    checkpoint_drops_older_segments(false);
+}
+
+fn checkpoint_drops_older_segments(mirror: bool) {
     let temp = tempfile::tempdir().unwrap();
     let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     opened.wal.set_segment_bytes_max(1);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(
+    let mut handle = spawn_writer(
         opened.wal,
-        opened.durable,
+        mirror.then_some(opened.durable),
         done_tx,
         Arc::new(Metrics::default()),
     )

@@ -21,11 +21,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use raft_core::{DurableState, PersistRequest};
-use serde::{Deserialize, Serialize};
-
 use crate::error::StorageError;
+use crate::storage::codec::{RecordDe, RecordRef};
 use crate::storage::sync_dir;
+use raft_core::{DurableState, PersistRequest};
 
 /// Written at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL1";
@@ -37,14 +36,14 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const RECORD_BYTES_MAX: usize = 2 * 1024 * 1024 * 1024 - 1;
 
 /// One record, as read back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub enum WalRecord {
     Persist(PersistRequest),
     Checkpoint(DurableState),
 }
 
 /// One record, as written (borrowing, so writing copies nothing). Same layout as [`WalRecord`].
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub enum WalRecordRef<'a> {
     Persist(&'a PersistRequest),
     Checkpoint(&'a DurableState),
@@ -84,7 +83,11 @@ pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), Storag
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     let mut buf_taken = std::mem::take(buf);
-    buf_taken = match postcard::to_extend(record, buf_taken) {
+    let mirror = match record {
+        WalRecordRef::Persist(request) => RecordRef::persist(request),
+        WalRecordRef::Checkpoint(state) => RecordRef::checkpoint(state),
+    };
+    buf_taken = match postcard::to_extend(&mirror, buf_taken) {
         Ok(extended) => extended,
         Err(error) => {
             return Err(StorageError::Encode {
@@ -165,8 +168,8 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRec
     if record_crc(len_bytes, payload) != stored_crc {
         return Err(BadRecord::Invalid("CRC mismatch".to_string()));
     }
-    match postcard::from_bytes::<WalRecord>(payload) {
-        Ok(request) => Ok((request, offset + RECORD_HEADER_BYTES + len)),
+    match postcard::from_bytes::<RecordDe>(payload) {
+        Ok(record) => Ok((record.into(), offset + RECORD_HEADER_BYTES + len)),
         Err(error) => Err(BadRecord::Invalid(format!(
             "record passes its CRC but does not decode: {error}"
         ))),
@@ -179,14 +182,21 @@ fn replay_segment(
     is_last: bool,
     state: &mut DurableState,
     report: &mut RecoveryReport,
+    buf: &mut Vec<u8>,
 ) -> Result<Option<u64>, StorageError> {
-    let bytes = fs::read(path).map_err(StorageError::io(path))?;
+    // One buffer for every segment: a fresh 64 MiB allocation per segment costs more in page
+    // faults than reading the file does.
+    buf.clear();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(buf))
+        .map_err(StorageError::io(path))?;
+    let bytes = &buf[..];
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
-    if bytes.len() < SEGMENT_MAGIC.len() && is_last && SEGMENT_MAGIC.starts_with(&bytes) {
+    if bytes.len() < SEGMENT_MAGIC.len() && is_last && SEGMENT_MAGIC.starts_with(bytes) {
         // A crash while the segment was being created; nothing was ever acknowledged in it.
         return Ok(Some(0));
     }
@@ -195,10 +205,10 @@ fn replay_segment(
     }
     let mut offset = SEGMENT_MAGIC.len();
     while offset < bytes.len() {
-        match read_record(&bytes, offset) {
+        match read_record(bytes, offset) {
             Ok((record, next)) => {
                 match record {
-                    WalRecord::Persist(request) => state.apply(&request),
+                    WalRecord::Persist(request) => apply_owned(state, request),
                     WalRecord::Checkpoint(checkpoint) => *state = checkpoint,
                 }
                 report.records += 1;
@@ -207,7 +217,7 @@ fn replay_segment(
             Err(bad) => {
                 let torn = match &bad {
                     BadRecord::Incomplete => true,
-                    BadRecord::Invalid(_) => is_torn(&bytes, offset),
+                    BadRecord::Invalid(_) => is_torn(bytes, offset),
                 };
                 if is_last && torn {
                     return Ok(Some(offset as u64));
@@ -221,6 +231,33 @@ fn replay_segment(
         }
     }
     Ok(None)
+}
+
+/// `DurableState::apply` for a request that is not needed afterwards: the log splice's entries
+/// are moved, not cloned (recovery replays every entry of the log this way).
+fn apply_owned(state: &mut DurableState, request: PersistRequest) {
+    let PersistRequest {
+        persist_id,
+        hard_state,
+        snapshot,
+        log,
+    } = request;
+    if hard_state.is_some() || snapshot.is_some() {
+        state.apply(&PersistRequest {
+            persist_id,
+            hard_state,
+            snapshot,
+            log: None,
+        });
+    }
+    if let Some(splice) = log {
+        // As in `DurableState::apply`: drop the stored entries from `from` on, then append.
+        let keep = splice.from.0.saturating_sub(state.first_index().0);
+        state
+            .entries
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        state.entries.extend(splice.entries);
+    }
 }
 
 /// The sector size torn writes are detected in: an append that the crash interrupted leaves
@@ -285,9 +322,11 @@ impl Wal {
             let wal = Wal::create_segment(dir, 1)?;
             return Ok((wal, state, report));
         };
+        let mut buf = Vec::new();
         for (position, (_, path)) in segments.iter().enumerate() {
             let is_last = position + 1 == segments.len();
-            if let Some(offset) = replay_segment(path, is_last, &mut state, &mut report)? {
+            if let Some(offset) = replay_segment(path, is_last, &mut state, &mut report, &mut buf)?
+            {
                 truncate(path, offset)?;
                 report.truncated = Some((path.clone(), offset));
             }
@@ -296,39 +335,71 @@ impl Wal {
         Ok((wal, state, report))
     }
 
+    /// What this log holds, read back from its segments without changing them. Every record in
+    /// them was written by this process and synced, so a torn tail here is an error.
+    pub fn replay(&self) -> Result<DurableState, StorageError> {
+        let mut segments = list_segments(&self.dir)?;
+        let start = segments
+            .iter()
+            .rposition(|(_, path)| starts_with_checkpoint(path))
+            .unwrap_or(0);
+        let mut state = DurableState::default();
+        let mut report = RecoveryReport::default();
+        let mut buf = Vec::new();
+        for (_, path) in segments.drain(start..) {
+            if let Some(offset) = replay_segment(&path, true, &mut state, &mut report, &mut buf)? {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset,
+                    reason: "a record this process wrote does not read back".to_string(),
+                });
+            }
+        }
+        Ok(state)
+    }
+
     /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
     /// every older segment: they are fully described by the checkpoint.
     pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(SEGMENT_MAGIC.len() + 64 * 1024);
+        buf.extend_from_slice(SEGMENT_MAGIC);
         encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
+        // The current segment must be complete on disk: if the new one is torn by a crash,
+        // recovery replays the current one, and only a last segment may have a torn tail.
         self.sync()?;
-        let next = Wal::create_segment(&self.dir, self.sequence + 1)?;
+        let next = Wal::create_segment_with(&self.dir, self.sequence + 1, &buf)?;
         *self = Wal {
             segment_bytes_max: self.segment_bytes_max,
             ..next
         };
-        self.file
-            .write_all(&buf)
-            .map_err(StorageError::io(&self.path))?;
-        self.len += buf.len() as u64;
-        self.sync()?;
         for (sequence, path) in list_segments(&self.dir)? {
             if sequence < self.sequence {
                 fs::remove_file(&path).map_err(StorageError::io(&path))?;
             }
         }
-        sync_dir(&self.dir)
+        // No directory sync for the deletions: should a crash bring a deleted segment back,
+        // recovery starts at this checkpoint and removes the older segments again.
+        Ok(())
     }
 
     fn create_segment(dir: &Path, sequence: u64) -> Result<Wal, StorageError> {
+        Wal::create_segment_with(dir, sequence, SEGMENT_MAGIC)
+    }
+
+    /// A new segment file holding `contents` (the magic and possibly records), durable along
+    /// with its directory entry.
+    fn create_segment_with(
+        dir: &Path,
+        sequence: u64,
+        contents: &[u8],
+    ) -> Result<Wal, StorageError> {
         let path = dir.join(segment_name(sequence));
         let mut file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(StorageError::io(&path))?;
-        file.write_all(SEGMENT_MAGIC)
-            .map_err(StorageError::io(&path))?;
+        file.write_all(contents).map_err(StorageError::io(&path))?;
         file.sync_all().map_err(StorageError::io(&path))?;
         // The new name must be durable before anything acknowledged lands in the file.
         sync_dir(dir)?;
@@ -337,7 +408,7 @@ impl Wal {
             file,
             path,
             sequence,
-            len: SEGMENT_MAGIC.len() as u64,
+            len: contents.len() as u64,
             segment_bytes_max: SEGMENT_BYTES_MAX,
         })
     }
@@ -485,5 +556,75 @@ mod checkpoint_probe_tests {
         assert!(first_record_is_checkpoint(Small(&checkpoint)));
         checkpoint.pop();
         assert!(!first_record_is_checkpoint(Small(&checkpoint)));
+    }
+}
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+    use raft_core::{Entry, EntryPayload, HardState, LogIndex, LogSplice, PersistId, Term};
+
+    /// `apply_owned` and the core's `DurableState::apply` agree on a sequence that appends,
+    /// overwrites a suffix, snapshots and appends again.
+    #[test]
+    fn owned_apply_matches_the_core() {
+        let entry = |index: u64, term: u64| Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            payload: EntryPayload::Command(vec![index as u8; 3]),
+        };
+        let splice = |from: u64, entries: Vec<Entry>| {
+            Some(LogSplice {
+                from: LogIndex(from),
+                entries,
+            })
+        };
+        let requests = vec![
+            PersistRequest {
+                persist_id: PersistId(1),
+                hard_state: Some(HardState {
+                    current_term: Term(1),
+                    voted_for: None,
+                }),
+                snapshot: None,
+                log: splice(1, vec![entry(1, 1), entry(2, 1), entry(3, 1)]),
+            },
+            PersistRequest {
+                persist_id: PersistId(2),
+                hard_state: Some(HardState {
+                    current_term: Term(2),
+                    voted_for: None,
+                }),
+                snapshot: None,
+                log: splice(2, vec![entry(2, 2)]),
+            },
+            PersistRequest {
+                persist_id: PersistId(3),
+                hard_state: None,
+                snapshot: Some(raft_core::Snapshot {
+                    meta: raft_core::SnapshotMeta {
+                        last_included_index: LogIndex(1),
+                        last_included_term: Term(1),
+                        membership: raft_core::Membership::default(),
+                    },
+                    data: vec![1],
+                }),
+                log: splice(3, vec![entry(3, 2), entry(4, 2)]),
+            },
+            PersistRequest {
+                persist_id: PersistId(4),
+                hard_state: None,
+                snapshot: None,
+                log: splice(4, vec![entry(4, 2), entry(5, 2)]),
+            },
+        ];
+        let mut core = DurableState::default();
+        let mut owned = DurableState::default();
+        for request in requests {
+            core.apply(&request);
+            apply_owned(&mut owned, request);
+            assert_eq!(owned, core);
+        }
+        assert_eq!(owned.entries.len(), 4);
     }
 }

@@ -30,20 +30,40 @@ pub type PersistCompletion = Result<PersistId, StorageError>;
 /// The driver's end of the storage thread.
 #[derive(Debug)]
 pub struct StorageHandle {
-    requests: mpsc::Sender<PersistRequest>,
+    requests: mpsc::Sender<Vec<PersistRequest>>,
     thread: Option<thread::JoinHandle<()>>,
+    /// Requests held back by `queue` until `flush`.
+    queued: Vec<PersistRequest>,
 }
 
 impl StorageHandle {
-    /// Queues a request behind every earlier one.
-    pub fn persist(&self, request: PersistRequest) -> Result<(), StorageError> {
+    /// Hands a request to the thread now, behind every earlier one (queued ones included).
+    pub fn persist(&mut self, request: PersistRequest) -> Result<(), StorageError> {
+        self.queue(request);
+        self.flush()
+    }
+
+    /// Holds a request back until `flush`. The driver queues the requests of a burst of inputs
+    /// and hands them over together: one wake-up of the thread, and the burst lands in one
+    /// group commit instead of being split by a thread that woke at its first request.
+    pub fn queue(&mut self, request: PersistRequest) {
+        self.queued.push(request);
+    }
+
+    /// Hands every queued request to the thread.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
         self.requests
-            .send(request)
+            .send(std::mem::take(&mut self.queued))
             .map_err(|_| StorageError::ThreadGone)
     }
 
     /// Stops the thread after it has written everything queued.
     pub fn shutdown(mut self) {
+        // A thread that is already gone has reported why.
+        let _ = self.flush();
         let (sender, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.requests, sender));
         if let Some(thread) = self.thread.take() {
@@ -53,11 +73,12 @@ impl StorageHandle {
     }
 }
 
-/// Starts the storage thread writing to `wal`, whose recovered contents are `durable`;
-/// completions go to `done`.
+/// Starts the storage thread writing to `wal`; completions go to `done`. `durable`, when given,
+/// is what `wal` holds; without it, the thread reads the log back the first time a checkpoint
+/// needs it (a restart with a long log then skips copying it).
 pub fn spawn_writer(
     wal: Wal,
-    durable: DurableState,
+    durable: Option<DurableState>,
     done: UnboundedSender<PersistCompletion>,
     metrics: Arc<Metrics>,
 ) -> Result<StorageHandle, StorageError> {
@@ -70,15 +91,16 @@ pub fn spawn_writer(
     Ok(StorageHandle {
         requests,
         thread: Some(thread),
+        queued: Vec::new(),
     })
 }
 
-/// The thread's body. `durable` mirrors what the log holds, so that a checkpoint can be written
-/// when a snapshot lets the older segments go.
+/// The thread's body. `durable` mirrors what the log holds (once known), so that a checkpoint can
+/// be written when a snapshot lets the older segments go.
 fn run(
     mut wal: Wal,
-    mut durable: DurableState,
-    receiver: &mpsc::Receiver<PersistRequest>,
+    mut durable: Option<DurableState>,
+    receiver: &mpsc::Receiver<Vec<PersistRequest>>,
     done: &UnboundedSender<PersistCompletion>,
     metrics: &Metrics,
 ) {
@@ -87,19 +109,44 @@ fn run(
     while let Ok(first) = receiver.recv() {
         buf.clear();
         batch.clear();
-        let mut result = encode_record(&first, &mut buf);
-        batch.push(first);
+        let mut result = take(first, &mut batch, &mut buf);
         while result.is_ok() && batch.len() < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
             let Ok(next) = receiver.try_recv() else { break };
-            result = encode_record(&next, &mut buf);
-            batch.push(next);
+            result = take(next, &mut batch, &mut buf);
+        }
+        let entries: u64 = batch
+            .iter()
+            .filter_map(|request| request.log.as_ref())
+            .map(|splice| splice.entries.len() as u64)
+            .sum();
+        let compact = batch.iter().any(|request| request.snapshot.is_some());
+        if compact && durable.is_none() && result.is_ok() {
+            // The log holds everything before this batch (it is all synced).
+            match wal.replay() {
+                Ok(state) => durable = Some(state),
+                Err(error) => result = Err(error),
+            }
+        }
+        if let Some(durable) = &mut durable {
+            for request in &batch {
+                durable.apply(request);
+            }
         }
         if result.is_ok() {
-            result = write_batch(&mut wal, &buf, metrics);
+            result = match (compact, &durable) {
+                // The batch goes into a checkpoint that starts a new segment instead of into
+                // the current one: the snapshot is written and synced once, not twice, and the
+                // group commits queued behind it wait for one sync instead of several.
+                (true, Some(durable)) => checkpoint(&mut wal, durable, metrics),
+                _ => write_batch(&mut wal, &buf, metrics),
+            };
         }
         metrics
             .persist_requests
             .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .persist_entries
+            .fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
         let last = batch
             .last()
             .map_or(PersistId(0), |request| request.persist_id);
@@ -108,20 +155,41 @@ fn run(
             // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
             return;
         }
-        let mut compact = false;
-        for request in &batch {
-            durable.apply(request);
-            compact |= request.snapshot.is_some();
-        }
-        if compact {
-            if let Err(error) = wal.checkpoint(&durable) {
-                // Nothing was acknowledged on the strength of the checkpoint, but a node whose
-                // disk fails must stop rather than go on with unknown state.
-                let _ = done.send(Err(error));
-                return;
-            }
-        }
     }
+}
+
+/// Encodes `requests` onto `buf` and moves them into `batch`.
+fn take(
+    requests: Vec<PersistRequest>,
+    batch: &mut Vec<PersistRequest>,
+    buf: &mut Vec<u8>,
+) -> Result<(), StorageError> {
+    let mut result = Ok(());
+    for request in requests {
+        if result.is_ok() {
+            result = encode_record(&request, buf);
+        }
+        batch.push(request);
+    }
+    result
+}
+
+fn checkpoint(
+    wal: &mut Wal,
+    durable: &DurableState,
+    metrics: &Metrics,
+) -> Result<(), StorageError> {
+    let started = Instant::now();
+    wal.checkpoint(durable)?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        micros = elapsed.as_micros() as u64,
+        entries = durable.entries.len(),
+        "wrote a checkpoint"
+    );
+    metrics.observe_fsync(elapsed);
+    crate::metrics::inc(&metrics.persist_batches);
+    Ok(())
 }
 
 fn write_batch(wal: &mut Wal, buf: &[u8], metrics: &Metrics) -> Result<(), StorageError> {
