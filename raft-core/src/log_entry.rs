@@ -1,6 +1,6 @@
 //! Log entries as they are replicated, persisted and applied.
 
-use alloc::vec::Vec;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
@@ -19,8 +19,11 @@ pub struct Entry {
 pub enum EntryPayload {
     /// Appended by every new leader so it can commit entries of earlier terms (Raft §5.4.2, §8).
     Noop,
-    /// An application command, opaque to the core.
-    Command(Vec<u8>),
+    /// An application command, opaque to the core. Shared, not copied: the same bytes travel
+    /// from the proposal into the log, every AppendEntries, the persist request and the apply,
+    /// and each of those holds only a reference count. On the wire it is a length-prefixed
+    /// byte string, the same bytes a `Vec<u8>` produced before.
+    Command(Bytes),
     /// The cluster's membership from this entry on (it takes effect once appended).
     Membership(Membership),
 }

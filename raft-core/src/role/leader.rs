@@ -1,6 +1,7 @@
 //! Leader duties: taking office, replication with flow control, the commit rule, proposals.
 
 use alloc::vec::Vec;
+use core::ops::Bound;
 
 use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
@@ -38,7 +39,8 @@ impl Node {
             self.reply(request_id, Reply::Busy);
             return;
         }
-        self.propose_entry(request_id, EntryPayload::Command(command));
+        // Takes over the Vec's buffer without copying it.
+        self.propose_entry(request_id, EntryPayload::Command(command.into()));
     }
 
     /// Appends `payload` as a new entry of this term and starts replicating it; its fate is
@@ -64,8 +66,9 @@ impl Node {
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
+            next = self.peer_after(Some(peer));
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
@@ -115,10 +118,23 @@ impl Node {
     }
 
     fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
             self.send_append(peer, false);
+            next = self.peer_after(Some(peer));
         }
+    }
+
+    /// The tracked peer after `previous` in id order (the first with `None`): walks the peers
+    /// while sending to them, without collecting their ids into a Vec on every proposal.
+    fn peer_after(&self, previous: Option<NodeId>) -> Option<NodeId> {
+        let mut peers = match previous {
+            Some(peer) => self
+                .progress
+                .range((Bound::Excluded(peer), Bound::Unbounded)),
+            None => self.progress.range(..),
+        };
+        peers.next().map(|(&id, _)| id)
     }
 
     /// Sends AppendEntries to `peer` from its `next_index` until its flow control pauses it or
@@ -168,8 +184,9 @@ impl Node {
             (next_index.0 + self.config.append_entries_max as u64 - 1).min(self.log.last_index().0),
         );
         let mut bytes = 0;
-        let mut entries = Vec::new();
-        for entry in self.log.slice(next_index, last) {
+        let candidates = self.log.slice(next_index, last);
+        let mut entries = Vec::with_capacity(candidates.len());
+        for entry in candidates {
             bytes += entry.size_bytes();
             if !entries.is_empty() && bytes > self.config.append_bytes_max {
                 break;
@@ -285,21 +302,33 @@ impl Node {
         if self.membership.voters.is_empty() {
             return;
         }
-        let match_indexes: Vec<LogIndex> = self
-            .membership
-            .voters
-            .iter()
-            .map(|&voter| {
-                if voter == me {
-                    self.persist.durable_index()
-                } else {
-                    self.progress
-                        .get(&voter)
-                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
-                }
-            })
-            .collect();
-        let candidate = quorum_index(match_indexes, self.membership.quorum());
+        let match_of = |voter: NodeId| {
+            if voter == me {
+                self.persist.durable_index()
+            } else {
+                self.progress
+                    .get(&voter)
+                    .map_or(LogIndex::ZERO, |progress| progress.match_index)
+            }
+        };
+        // This runs on every acknowledgement: clusters of usual size sort on the stack.
+        const STACK_VOTERS: usize = 9;
+        let voters = self.membership.voters.len();
+        let candidate = if voters <= STACK_VOTERS {
+            let mut match_indexes = [LogIndex::ZERO; STACK_VOTERS];
+            for (slot, &voter) in match_indexes.iter_mut().zip(&self.membership.voters) {
+                *slot = match_of(voter);
+            }
+            quorum_index(&mut match_indexes[..voters], self.membership.quorum())
+        } else {
+            let mut match_indexes: Vec<LogIndex> = self
+                .membership
+                .voters
+                .iter()
+                .map(|&v| match_of(v))
+                .collect();
+            quorum_index(&mut match_indexes, self.membership.quorum())
+        };
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
             self.on_current_term_commit();
