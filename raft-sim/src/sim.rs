@@ -579,7 +579,7 @@ impl Sim {
         let before = Observed::of(node);
         let actions = node.step(input);
         let mut persist: Option<PersistRequest> = None;
-        let mut sends = Vec::new();
+        let mut sends = Vec::with_capacity(actions.len());
         let mut applied: Vec<Entry> = Vec::new();
         let mut applied_snapshot = None;
         let mut replies: Vec<(RequestId, Reply)> = Vec::new();
@@ -587,6 +587,8 @@ impl Sim {
             match action {
                 Action::Persist(request) => persist = Some(request),
                 Action::Send(envelope) => sends.push(envelope),
+                // A step applies at most once; take its entries without copying them.
+                Action::Apply { entries } if applied.is_empty() => applied = entries,
                 Action::Apply { entries } => applied.extend(entries),
                 Action::ApplySnapshot { snapshot } => applied_snapshot = Some(snapshot),
                 Action::Reply { request_id, reply } => replies.push((request_id, reply)),
