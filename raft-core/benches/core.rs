@@ -11,11 +11,13 @@ use raft_core::{
 };
 
 /// Three nodes, FIFO delivery, persistence completes right after the step that asked for it.
+/// The driver reuses one action buffer (`Node::step_into`), as a real driver would.
 struct Cluster {
     nodes: Vec<Node>,
     queue: VecDeque<Envelope>,
     committed: u64,
     next_request: u64,
+    actions: Vec<Action>,
 }
 
 impl Cluster {
@@ -34,6 +36,7 @@ impl Cluster {
             queue: VecDeque::new(),
             committed: 0,
             next_request: 0,
+            actions: Vec::new(),
         };
         while cluster.nodes[0].role() != Role::Leader {
             cluster.step(0, Input::Tick);
@@ -43,27 +46,33 @@ impl Cluster {
     }
 
     fn step(&mut self, position: usize, input: Input) {
-        let actions = self.nodes[position].step(input);
-        let mut done = None;
-        for action in actions {
-            match action {
-                Action::Persist(request) => done = Some(request.persist_id),
-                Action::Send(envelope) => self.queue.push_back(envelope),
-                Action::Apply { entries } => {
-                    black_box(entries);
-                }
-                Action::ApplySnapshot { snapshot } => {
-                    black_box(snapshot);
-                }
-                Action::Reply { reply, .. } => {
-                    if matches!(reply, raft_core::Reply::Committed { .. }) {
-                        self.committed += 1;
+        let mut next = Some(input);
+        while let Some(input) = next.take() {
+            let mut actions = std::mem::take(&mut self.actions);
+            self.nodes[position].step_into(input, &mut actions);
+            for action in actions.drain(..) {
+                match action {
+                    // Instant persistence: done as soon as this step's actions are carried out.
+                    Action::Persist(request) => {
+                        next = Some(Input::PersistDone {
+                            persist_id: request.persist_id,
+                        });
+                    }
+                    Action::Send(envelope) => self.queue.push_back(envelope),
+                    Action::Apply { entries } => {
+                        black_box(entries);
+                    }
+                    Action::ApplySnapshot { snapshot } => {
+                        black_box(snapshot);
+                    }
+                    Action::Reply { reply, .. } => {
+                        if matches!(reply, raft_core::Reply::Committed { .. }) {
+                            self.committed += 1;
+                        }
                     }
                 }
             }
-        }
-        if let Some(persist_id) = done {
-            self.step(position, Input::PersistDone { persist_id });
+            self.actions = actions;
         }
     }
 
@@ -166,6 +175,15 @@ fn single_steps(c: &mut Criterion) {
     c.bench_function("follower_step_heartbeat", |b| {
         b.iter(|| black_box(follower.step(heartbeat.clone())));
     });
+    // The same with the driver's action buffer reused: no allocation at all.
+    let mut actions = Vec::new();
+    c.bench_function("follower_step_into_heartbeat", |b| {
+        b.iter(|| {
+            follower.step_into(heartbeat.clone(), &mut actions);
+            black_box(&actions);
+            actions.clear();
+        });
+    });
 
     let mut cluster = Cluster::new();
     for _ in 0..100 {
@@ -185,6 +203,13 @@ fn single_steps(c: &mut Criterion) {
     });
     c.bench_function("leader_step_append_response", |b| {
         b.iter(|| black_box(cluster.nodes[0].step(ack.clone())));
+    });
+    c.bench_function("leader_step_into_append_response", |b| {
+        b.iter(|| {
+            cluster.nodes[0].step_into(ack.clone(), &mut actions);
+            black_box(&actions);
+            actions.clear();
+        });
     });
 }
 

@@ -209,6 +209,14 @@ impl Node {
     /// Persist, Send..., Apply, Reply... (see the crate documentation for the contract).
     #[must_use]
     pub fn step(&mut self, input: Input) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.step_into(input, &mut actions);
+        actions
+    }
+
+    /// [`Node::step`], appending the actions to `actions` instead of returning a new Vec: a
+    /// driver that drains and reuses one buffer makes no allocation for the actions of a step.
+    pub fn step_into(&mut self, input: Input, actions: &mut Vec<Action>) {
         match input {
             Input::Tick => self.on_tick(),
             Input::Receive(envelope) => self.on_receive(envelope),
@@ -224,7 +232,7 @@ impl Node {
                 self.on_change_membership(request_id, change);
             }
         }
-        self.finish_step()
+        self.finish_step(actions);
     }
 
     fn on_tick(&mut self) {
@@ -423,11 +431,10 @@ impl Node {
         entries
     }
 
-    fn finish_step(&mut self) -> Vec<Action> {
+    fn finish_step(&mut self, actions: &mut Vec<Action>) {
         // The staging buffers are drained, not replaced, so their capacity is reused across
-        // steps: the returned Vec is the only allocation of a quiet step.
-        let mut actions =
-            Vec::with_capacity(2 + self.out.requests.len() + self.out.responses.len());
+        // steps: a step that produces nothing allocates nothing.
+        actions.reserve(self.out.requests.len() + self.out.responses.len());
         if let Some(request) = self.take_persist_request() {
             actions.push(Action::Persist(request));
         }
@@ -454,7 +461,6 @@ impl Node {
                 .map(|(request_id, reply)| Action::Reply { request_id, reply }),
         );
         crate::invariants::check_node(self);
-        actions
     }
 
     fn take_persist_request(&mut self) -> Option<PersistRequest> {

@@ -140,6 +140,10 @@ impl Node {
     /// append any new entries. Entries already held are kept: a delayed or duplicated request
     /// must never shorten the log.
     fn append_from_conflict(&mut self, conflict: usize, entries: Vec<Entry>) {
+        if conflict >= entries.len() {
+            // A heartbeat, or nothing new: skip building the iterators below.
+            return;
+        }
         let mut entries = entries.into_iter().skip(conflict).peekable();
         let Some(first) = entries.peek() else {
             return;
