@@ -224,6 +224,7 @@ impl Node {
                 request_id,
                 command,
             } => self.on_propose(request_id, command),
+            Input::ProposeBatch { proposals } => self.on_propose_batch(proposals),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
             Input::Read { request_id } => self.on_read(request_id),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
@@ -402,6 +403,17 @@ impl Node {
             return;
         }
         self.propose_as_leader(request_id, command);
+    }
+
+    fn on_propose_batch(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+        if self.role != Role::Leader {
+            let leader_hint = self.leader_id;
+            for (request_id, _) in proposals {
+                self.reply(request_id, Reply::NotLeader { leader_hint });
+            }
+            return;
+        }
+        self.propose_batch_as_leader(proposals);
     }
 
     /// Figure 2, All Servers: "If commitIndex > lastApplied: increment lastApplied, apply

@@ -43,13 +43,36 @@ impl Node {
         self.propose_entry(request_id, EntryPayload::Command(command.into()));
     }
 
+    /// Appends every command that is not refused, then replicates them together.
+    pub(crate) fn propose_batch_as_leader(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+        let mut appended = false;
+        for (request_id, command) in proposals {
+            if self.transfer.is_some() {
+                self.reply(request_id, Reply::Busy);
+                continue;
+            }
+            appended |= self.append_proposal(request_id, EntryPayload::Command(command.into()));
+        }
+        if appended {
+            self.broadcast_append();
+        }
+    }
+
     /// Appends `payload` as a new entry of this term and starts replicating it; its fate is
     /// reported to `request_id`.
     pub(crate) fn propose_entry(&mut self, request_id: RequestId, payload: EntryPayload) {
+        if self.append_proposal(request_id, payload) {
+            self.broadcast_append();
+        }
+    }
+
+    /// Appends `payload` as a new entry of this term, or answers `Busy` (false) when too many
+    /// entries are uncommitted.
+    fn append_proposal(&mut self, request_id: RequestId, payload: EntryPayload) -> bool {
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         if uncommitted >= self.config.uncommitted_entries_max as u64 {
             self.reply(request_id, Reply::Busy);
-            return;
+            return false;
         }
         let index = self.log.last_index().next();
         let term = self.current_term;
@@ -60,7 +83,7 @@ impl Node {
         });
         self.pending_proposals.insert(index, (term, request_id));
         self.reply(request_id, Reply::Accepted { index, term });
-        self.broadcast_append();
+        true
     }
 
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
