@@ -446,7 +446,13 @@ impl Node {
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
         // The staging buffers are drained, not replaced, so their capacity is reused across
         // steps: a step that produces nothing allocates nothing.
-        actions.reserve(self.out.requests.len() + self.out.responses.len());
+        let staged = self.out.requests.len() + self.out.responses.len();
+        if actions.capacity() == 0 && staged > 0 {
+            // A fresh Vec from `step`: one exact allocation is cheaper than the growth path.
+            *actions = Vec::with_capacity(2 + staged);
+        } else {
+            actions.reserve(staged);
+        }
         if let Some(request) = self.take_persist_request() {
             actions.push(Action::Persist(request));
         }
