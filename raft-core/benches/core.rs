@@ -254,7 +254,7 @@ fn wire(c: &mut Criterion) {
                 .map(|i| Entry {
                     index: LogIndex(i),
                     term: Term(3),
-                    payload: EntryPayload::Command(vec![42; 128].into()),
+                    payload: EntryPayload::Command(vec![42; 128]),
                 })
                 .collect(),
             leader_commit: LogIndex(999),

@@ -111,8 +111,6 @@ pub mod wire;
 struct ReadmeExample;
 
 pub use action::{Action, Reply};
-/// The shared byte buffer command payloads are held in ([`EntryPayload::Command`]).
-pub use bytes::Bytes;
 pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;

@@ -94,7 +94,7 @@ fn every_command_of_a_batch_commits_in_order() {
             .collect();
         let expected: Vec<EntryPayload> = ["x", "y", "z", "w"]
             .iter()
-            .map(|c| EntryPayload::Command(raft_core::Bytes::copy_from_slice(c.as_bytes())))
+            .map(|c| EntryPayload::Command(c.as_bytes().to_vec()))
             .collect();
         assert_eq!(
             tail,

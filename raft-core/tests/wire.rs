@@ -13,8 +13,7 @@ fn payload_strategy() -> impl Strategy<Value = EntryPayload> {
     let ids = || proptest::collection::btree_set(any::<u64>().prop_map(NodeId), 0..5);
     prop_oneof![
         Just(EntryPayload::Noop),
-        proptest::collection::vec(any::<u8>(), 0..64)
-            .prop_map(|bytes| EntryPayload::Command(bytes.into())),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(EntryPayload::Command),
         (ids(), ids()).prop_map(|(voters, learners)| {
             EntryPayload::Membership(raft_core::Membership { voters, learners })
         }),
@@ -133,12 +132,13 @@ proptest! {
         prop_assert_eq!(decode(&frame, usize::MAX).unwrap(), envelope);
     }
 
-    /// A command is a length-prefixed byte string on the wire and on disk, exactly the bytes
-    /// the earlier `Vec<u8>` payload produced, so frames and logs written before still decode.
+    /// A command is serialized as a byte string, which postcard writes exactly like the plain
+    /// sequence of bytes it was serialized as before (length, then the bytes), so frames and
+    /// logs written before still decode.
     #[test]
     fn command_bytes_encode_like_a_byte_vector(command in proptest::collection::vec(any::<u8>(), 0..300)) {
         let as_vec = postcard::to_allocvec(&(7u8, command.clone())).unwrap();
-        let payload = EntryPayload::Command(command.clone().into());
+        let payload = EntryPayload::Command(command.clone());
         let as_payload = postcard::to_allocvec(&payload).unwrap();
         // The enum's variant index (1 for Command), then the same bytes as the vector.
         prop_assert_eq!(as_payload[0], 1);

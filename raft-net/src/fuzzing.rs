@@ -370,7 +370,7 @@ fn arbitrary_entries(bytes: &mut Bytes<'_>) -> Vec<Entry> {
                 1 => EntryPayload::Membership(Membership::new(
                     (0..bytes.below(4)).map(|_| NodeId(bytes.below(5))),
                 )),
-                _ => EntryPayload::Command(vec![bytes.byte(); bytes.below(4) as usize].into()),
+                _ => EntryPayload::Command(vec![bytes.byte(); bytes.below(4) as usize]),
             },
         })
         .collect()
@@ -519,7 +519,7 @@ fn valid_request(
             Entry {
                 index: LogIndex(from.0 + offset),
                 term: entry_term,
-                payload: EntryPayload::Command(vec![bytes.byte(); bytes.below(24) as usize].into()),
+                payload: EntryPayload::Command(vec![bytes.byte(); bytes.below(24) as usize]),
             }
         })
         .collect();

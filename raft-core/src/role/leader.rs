@@ -39,8 +39,7 @@ impl Node {
             self.reply(request_id, Reply::Busy);
             return;
         }
-        // Takes over the Vec's buffer without copying it.
-        self.propose_entry(request_id, EntryPayload::Command(command.into()));
+        self.propose_entry(request_id, EntryPayload::Command(command));
     }
 
     /// Appends every command that is not refused, then replicates them together.
@@ -51,7 +50,7 @@ impl Node {
                 self.reply(request_id, Reply::Busy);
                 continue;
             }
-            appended |= self.append_proposal(request_id, EntryPayload::Command(command.into()));
+            appended |= self.append_proposal(request_id, EntryPayload::Command(command));
         }
         if appended {
             self.broadcast_append();

@@ -21,7 +21,7 @@ fn entry(index: u64, term: u64, command: &str) -> Entry {
     Entry {
         index: LogIndex(index),
         term: Term(term),
-        payload: EntryPayload::Command(raft_core::Bytes::copy_from_slice(command.as_bytes())),
+        payload: EntryPayload::Command(command.as_bytes().to_vec()),
     }
 }
 
