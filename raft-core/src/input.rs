@@ -18,6 +18,12 @@ pub enum Input {
         request_id: RequestId,
         command: Vec<u8>,
     },
+    /// Several client commands at once. Each is answered exactly as if proposed alone with
+    /// `Propose`, in order; a leader appends them together, so they share one `Persist` and
+    /// travel to each follower in as few AppendEntries as the message limits allow.
+    ProposeBatch {
+        proposals: Vec<(RequestId, Vec<u8>)>,
+    },
     /// Every `Action::Persist` with an id up to and including `persist_id` is durable.
     PersistDone { persist_id: PersistId },
     /// A client asks for a linearizable read. The leader answers `Reply::ReadReady` once it has

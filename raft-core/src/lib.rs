@@ -10,6 +10,8 @@
 //!
 //! 1. Feed one `Input`, take every returned `Action`, then the next input. `step` is the only
 //!    mutator; results of actions (a finished fsync, a datagram) come back as new inputs.
+//!    [`Node::step_into`] does the same into a buffer the driver reuses, so a busy driver
+//!    allocates nothing for the actions themselves.
 //! 2. Execute [`Action::Persist`] requests in order and report [`Input::PersistDone`] in order
 //!    (it is cumulative). A crash may lose requests that were not reported done, never reorder
 //!    them; restart with [`Node::restore`] from what is durable ([`DurableState::apply`] shows

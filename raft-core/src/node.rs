@@ -212,6 +212,14 @@ impl Node {
     /// Persist, Send..., Apply, Reply... (see the crate documentation for the contract).
     #[must_use]
     pub fn step(&mut self, input: Input) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.step_into(input, &mut actions);
+        actions
+    }
+
+    /// [`Node::step`], appending the actions to `actions` instead of returning a new Vec: a
+    /// driver that drains and reuses one buffer makes no allocation for the actions of a step.
+    pub fn step_into(&mut self, input: Input, actions: &mut Vec<Action>) {
         match input {
             Input::Tick => self.on_tick(),
             Input::Receive(envelope) => self.on_receive(envelope),
@@ -219,6 +227,7 @@ impl Node {
                 request_id,
                 command,
             } => self.on_propose(request_id, command),
+            Input::ProposeBatch { proposals } => self.on_propose_batch(proposals),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
             Input::Read { request_id } => self.on_read(request_id),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
@@ -227,7 +236,7 @@ impl Node {
                 self.on_change_membership(request_id, change);
             }
         }
-        self.finish_step()
+        self.finish_step(actions);
     }
 
     fn on_tick(&mut self) {
@@ -403,6 +412,17 @@ impl Node {
         self.propose_as_leader(request_id, command);
     }
 
+    fn on_propose_batch(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+        if self.role != Role::Leader {
+            let leader_hint = self.leader_id;
+            for (request_id, _) in proposals {
+                self.reply(request_id, Reply::NotLeader { leader_hint });
+            }
+            return;
+        }
+        self.propose_batch_as_leader(proposals);
+    }
+
     /// Figure 2, All Servers: "If commitIndex > lastApplied: increment lastApplied, apply
     /// log[lastApplied] to state machine", restricted to entries this node has made durable.
     fn take_entries_to_apply(&mut self) -> Vec<Entry> {
@@ -430,11 +450,16 @@ impl Node {
         entries
     }
 
-    fn finish_step(&mut self) -> Vec<Action> {
+    fn finish_step(&mut self, actions: &mut Vec<Action>) {
         // The staging buffers are drained, not replaced, so their capacity is reused across
-        // steps: the returned Vec is the only allocation of a quiet step.
-        let mut actions =
-            Vec::with_capacity(2 + self.out.requests.len() + self.out.responses.len());
+        // steps: a step that produces nothing allocates nothing.
+        let staged = self.out.requests.len() + self.out.responses.len();
+        if actions.capacity() == 0 && staged > 0 {
+            // A fresh Vec from `step`: one exact allocation is cheaper than the growth path.
+            *actions = Vec::with_capacity(2 + staged);
+        } else {
+            actions.reserve(staged);
+        }
         if let Some(request) = self.take_persist_request() {
             actions.push(Action::Persist(request));
         }
@@ -461,7 +486,6 @@ impl Node {
                 .map(|(request_id, reply)| Action::Reply { request_id, reply }),
         );
         crate::invariants::check_node(self);
-        actions
     }
 
     fn take_persist_request(&mut self) -> Option<PersistRequest> {

@@ -1,11 +1,9 @@
 //! Majority arithmetic.
 
-use alloc::vec::Vec;
-
 use crate::types::LogIndex;
 
-/// The highest index that at least `quorum` of `match_indexes` have reached.
-pub(crate) fn quorum_index(mut match_indexes: Vec<LogIndex>, quorum: usize) -> LogIndex {
+/// The highest index that at least `quorum` of `match_indexes` have reached (reorders them).
+pub(crate) fn quorum_index(match_indexes: &mut [LogIndex], quorum: usize) -> LogIndex {
     assert!(
         quorum >= 1 && quorum <= match_indexes.len(),
         "quorum_within_voters: quorum {quorum} of {} voters",
@@ -18,7 +16,7 @@ pub(crate) fn quorum_index(mut match_indexes: Vec<LogIndex>, quorum: usize) -> L
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
+    use alloc::vec::Vec;
 
     fn idx(values: &[u64]) -> Vec<LogIndex> {
         values.iter().copied().map(LogIndex).collect()
@@ -26,12 +24,12 @@ mod tests {
 
     #[test]
     fn quorum_index_is_the_majority_th_largest() {
-        assert_eq!(quorum_index(idx(&[5]), 1), LogIndex(5));
-        assert_eq!(quorum_index(idx(&[5, 3, 9]), 2), LogIndex(5));
-        assert_eq!(quorum_index(idx(&[1, 1, 9]), 2), LogIndex(1));
-        assert_eq!(quorum_index(idx(&[4, 8, 6, 2, 7]), 3), LogIndex(6));
-        assert_eq!(quorum_index(idx(&[0, 0, 0, 7]), 3), LogIndex(0));
-        assert_eq!(quorum_index(vec![LogIndex(3); 4], 3), LogIndex(3));
+        assert_eq!(quorum_index(&mut idx(&[5]), 1), LogIndex(5));
+        assert_eq!(quorum_index(&mut idx(&[5, 3, 9]), 2), LogIndex(5));
+        assert_eq!(quorum_index(&mut idx(&[1, 1, 9]), 2), LogIndex(1));
+        assert_eq!(quorum_index(&mut idx(&[4, 8, 6, 2, 7]), 3), LogIndex(6));
+        assert_eq!(quorum_index(&mut idx(&[0, 0, 0, 7]), 3), LogIndex(0));
+        assert_eq!(quorum_index(&mut [LogIndex(3); 4], 3), LogIndex(3));
     }
 }
 
@@ -53,8 +51,8 @@ mod properties {
                 .rev()
                 .find(|&n| matches.iter().filter(|&&m| m >= n).count() >= quorum)
                 .unwrap_or(0);
-            let indexes = matches.iter().copied().map(LogIndex).collect();
-            prop_assert_eq!(quorum_index(indexes, quorum), LogIndex(brute));
+            let mut indexes: alloc::vec::Vec<LogIndex> = matches.iter().copied().map(LogIndex).collect();
+            prop_assert_eq!(quorum_index(&mut indexes, quorum), LogIndex(brute));
         }
     }
 }

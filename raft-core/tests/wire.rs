@@ -132,6 +132,21 @@ proptest! {
         prop_assert_eq!(decode(&frame, usize::MAX).unwrap(), envelope);
     }
 
+    /// A command is serialized as a byte string, which postcard writes exactly like the plain
+    /// sequence of bytes it was serialized as before (length, then the bytes), so frames and
+    /// logs written before still decode.
+    #[test]
+    fn command_bytes_encode_like_a_byte_vector(command in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let as_vec = postcard::to_allocvec(&(7u8, command.clone())).unwrap();
+        let payload = EntryPayload::Command(command.clone());
+        let as_payload = postcard::to_allocvec(&payload).unwrap();
+        // The enum's variant index (1 for Command), then the same bytes as the vector.
+        prop_assert_eq!(as_payload[0], 1);
+        prop_assert_eq!(&as_payload[1..], &as_vec[1..]);
+        let decoded: EntryPayload = postcard::from_bytes(&as_payload).unwrap();
+        prop_assert_eq!(decoded, payload);
+    }
+
     #[test]
     fn arbitrary_bytes_decode_to_an_error_or_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode(&bytes, 1024);

@@ -191,11 +191,71 @@ impl NodeRecord {
     }
 }
 
+/// Node records by id: the checker looks a node up several times per event, so the id is
+/// the index into a vector (ids are small), not a key in a tree.
+#[derive(Debug, Default)]
+struct NodeRecords(Vec<Option<NodeRecord>>);
+
+impl NodeRecords {
+    fn get(&self, id: &NodeId) -> Option<&NodeRecord> {
+        self.0.get(usize::try_from(id.0).ok()?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, id: &NodeId) -> Option<&mut NodeRecord> {
+        self.0.get_mut(usize::try_from(id.0).ok()?)?.as_mut()
+    }
+
+    fn or_default(&mut self, id: NodeId) -> &mut NodeRecord {
+        let slot = usize::try_from(id.0).unwrap_or(usize::MAX);
+        if self.0.len() <= slot {
+            self.0.resize_with(slot + 1, || None);
+        }
+        self.0[slot].get_or_insert_with(NodeRecord::default)
+    }
+
+    /// In id order, like the map this replaces.
+    fn iter(&self) -> impl Iterator<Item = (NodeId, &NodeRecord)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(id, record)| Some((NodeId(id as u64), record.as_ref()?)))
+    }
+}
+
+/// The chain hash of every `(index, term)` ever written, for Log Matching. Almost every index
+/// is only ever written in one term, so the first term seen at an index sits in a vector by
+/// index and only other terms go to a tree: one lookup per appended entry, not a tree walk
+/// over every entry ever written.
+#[derive(Debug, Default)]
+struct Chains {
+    first: Vec<Option<(Term, u64)>>,
+    others: BTreeMap<(LogIndex, Term), u64>,
+}
+
+impl Chains {
+    /// The chain hash known for `(index, term)`, recording `hash` if there is none yet.
+    fn known_or_insert(&mut self, index: LogIndex, term: Term, hash: u64) -> u64 {
+        let pos = position(index);
+        if pos >= self.first.len() {
+            // Each node writes indexes in order, so this grows one at a time.
+            self.first.resize(pos + 1, None);
+        }
+        match self.first[pos] {
+            None => {
+                self.first[pos] = Some((term, hash));
+                hash
+            }
+            Some((first_term, known)) if first_term == term => known,
+            Some(_) => *self.others.entry((index, term)).or_insert(hash),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Checker {
-    nodes: BTreeMap<NodeId, NodeRecord>,
+    nodes: NodeRecords,
     leaders: BTreeMap<Term, NodeId>,
-    chains: BTreeMap<(LogIndex, Term), u64>,
+    chains: Chains,
     committed: Vec<CommittedEntry>,
     /// Writes a client was told are committed: (index, request).
     acked: Vec<(LogIndex, RequestId)>,
@@ -238,7 +298,7 @@ impl Checker {
         snapshot: Option<(LogIndex, Term)>,
     ) -> Result<(), Violation> {
         let id = node.id();
-        let record = self.nodes.entry(id).or_default();
+        let record = self.nodes.or_default(id);
         if node.term() < record.max_durable_term {
             return violation(
                 "term_monotonic",
@@ -319,7 +379,7 @@ impl Checker {
 
     /// A persist of `id` became durable with `term` as its hard state term, if it had one.
     pub fn on_durable_term(&mut self, id: NodeId, term: Term) {
-        let record = self.nodes.entry(id).or_default();
+        let record = self.nodes.or_default(id);
         record.max_durable_term = record.max_durable_term.max(term);
     }
 
@@ -342,7 +402,7 @@ impl Checker {
                 payload_hash(&entry.payload),
             );
             record.log.push((entry.term, hash));
-            let known = *self.chains.entry((entry.index, entry.term)).or_insert(hash);
+            let known = self.chains.known_or_insert(entry.index, entry.term, hash);
             if known != hash {
                 return violation(
                     "log_matching",
@@ -558,7 +618,7 @@ impl Checker {
     /// already holds it.
     fn check_leaders_hold(&self, pos: usize, commit_term: Term) -> Result<(), Violation> {
         let expected = self.committed[pos].chain;
-        for (&id, record) in &self.nodes {
+        for (id, record) in self.nodes.iter() {
             let Some(term) = record.leading else { continue };
             if term <= commit_term {
                 continue;

@@ -34,11 +34,14 @@ pub enum Event {
     ClientTimeout { request_id: RequestId },
 }
 
-#[derive(Debug)]
+/// A heap entry: when, in which order, and where the event waits in `EventQueue::slots`. The
+/// heap moves entries on every push and pop, so they are kept to 24 bytes; the events
+/// themselves (an `Envelope` with its entries) stay where they were put.
+#[derive(Clone, Copy, Debug)]
 struct Scheduled {
     time_ms: u64,
     seq: u64,
-    event: Event,
+    slot: usize,
 }
 
 impl PartialEq for Scheduled {
@@ -56,7 +59,8 @@ impl PartialOrd for Scheduled {
 }
 
 impl Ord for Scheduled {
-    /// Reversed, so the max-heap pops the earliest event first.
+    /// Reversed, so the max-heap pops the earliest event first. Sequence numbers are unique,
+    /// so the order never depends on the slot.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.time_ms, other.seq).cmp(&(self.time_ms, self.seq))
     }
@@ -67,15 +71,28 @@ impl Ord for Scheduled {
 pub struct EventQueue {
     heap: BinaryHeap<Scheduled>,
     next_seq: u64,
+    /// Events by slot; `None` for free slots, whose indexes wait in `free` for reuse.
+    slots: Vec<Option<Event>>,
+    free: Vec<usize>,
 }
 
 impl EventQueue {
     pub fn push(&mut self, time_ms: u64, event: Event) {
         self.next_seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                self.slots.len() - 1
+            }
+        };
         self.heap.push(Scheduled {
             time_ms,
             seq: self.next_seq,
-            event,
+            slot,
         });
     }
 
@@ -86,7 +103,11 @@ impl EventQueue {
     }
 
     pub fn pop(&mut self) -> Option<(u64, Event)> {
-        self.heap.pop().map(|s| (s.time_ms, s.event))
+        let scheduled = self.heap.pop()?;
+        self.free.push(scheduled.slot);
+        // Every heap entry names a filled slot, emptied only here.
+        let event = self.slots[scheduled.slot].take()?;
+        Some((scheduled.time_ms, event))
     }
 
     #[must_use]
@@ -117,5 +138,34 @@ mod tests {
             })
             .collect();
         assert_eq!(order, [(3, 2), (5, 1), (5, 3)]);
+    }
+
+    #[test]
+    fn reused_slots_keep_the_order() {
+        let mut queue = EventQueue::default();
+        let mut expected = Vec::new();
+        let mut popped = Vec::new();
+        // Interleaved pushes and pops reuse freed slots; the order stays (time, push order).
+        for round in 0..50u64 {
+            let client = usize::try_from(round).unwrap_or(0);
+            queue.push(round % 7, Event::ClientWake { client });
+            expected.push((round % 7, round, client));
+            if round % 3 == 0 {
+                expected.sort_unstable();
+                let (time, event) = queue.pop().expect("not empty");
+                let (want_time, _, want_client) = expected.remove(0);
+                assert_eq!(time, want_time);
+                assert!(matches!(event, Event::ClientWake { client } if client == want_client));
+                popped.push(time);
+            }
+        }
+        expected.sort_unstable();
+        for (want_time, _, want_client) in expected {
+            let (time, event) = queue.pop().expect("not empty");
+            assert_eq!(time, want_time);
+            assert!(matches!(event, Event::ClientWake { client } if client == want_client));
+        }
+        assert!(queue.is_empty());
+        assert!(!popped.is_empty());
     }
 }

@@ -383,6 +383,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Simulated events per wall-clock second and simulated seconds per wall-clock second,
+    /// for seeds that took `wall_seconds` to run (on one thread).
+    #[must_use]
+    pub fn rates(&self, wall_seconds: f64) -> (f64, f64) {
+        let wall = wall_seconds.max(1e-9);
+        (
+            self.events as f64 / wall,
+            self.sim_ms as f64 / 1000.0 / wall,
+        )
+    }
+
     pub fn add(&mut self, report: &SeedReport) {
         self.seeds += 1;
         self.membership_changes += report.membership_changes;

@@ -226,11 +226,9 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
         summary.sim_ms as f64 / 1000.0
     );
     println!("events:             {}", summary.events);
-    println!(
-        "events per second:  {:.0} (wall {:.2} s)",
-        summary.events as f64 / seconds.max(1e-9),
-        seconds
-    );
+    let (events_per_second, simulated_per_second) = summary.rates(seconds);
+    println!("events per second:  {events_per_second:.0} (wall {seconds:.2} s, one thread)");
+    println!("simulated s/wall s: {simulated_per_second:.0}");
     if failed.is_empty() {
         return ExitCode::SUCCESS;
     }

@@ -161,6 +161,8 @@ pub struct Sim {
     committed_membership: (LogIndex, Membership),
     /// Membership change requests: the node asked, the change, and its last reply.
     changes: BTreeMap<RequestId, ChangeRecord>,
+    /// The buffer `Node::step_into` fills, drained after each step and reused.
+    actions: Vec<Action>,
 }
 
 /// One membership change request and what became of it.
@@ -215,6 +217,7 @@ impl Sim {
                 Membership::new((1..=config.voters).map(NodeId)),
             ),
             changes: BTreeMap::new(),
+            actions: Vec::new(),
             config,
         }
     }
@@ -591,21 +594,25 @@ impl Sim {
         };
         let id = node.id();
         let before = Observed::of(node);
-        let actions = node.step(input);
+        let mut actions = std::mem::take(&mut self.actions);
+        node.step_into(input, &mut actions);
         let mut persist: Option<PersistRequest> = None;
-        let mut sends = Vec::new();
+        let mut sends = Vec::with_capacity(actions.len());
         let mut applied: Vec<Entry> = Vec::new();
         let mut applied_snapshot = None;
         let mut replies: Vec<(RequestId, Reply)> = Vec::new();
-        for action in actions {
+        for action in actions.drain(..) {
             match action {
                 Action::Persist(request) => persist = Some(request),
                 Action::Send(envelope) => sends.push(envelope),
+                // A step applies at most once; take its entries without copying them.
+                Action::Apply { entries } if applied.is_empty() => applied = entries,
                 Action::Apply { entries } => applied.extend(entries),
                 Action::ApplySnapshot { snapshot } => applied_snapshot = Some(snapshot),
                 Action::Reply { request_id, reply } => replies.push((request_id, reply)),
             }
         }
+        self.actions = actions;
         observe_committed_membership(
             &mut self.committed_membership,
             &applied,

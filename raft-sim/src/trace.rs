@@ -308,6 +308,28 @@ impl Trace {
         }
     }
 
+    /// Field by field: formatting each reply with `Debug` just to hash it took about 6% of
+    /// an exploration run.
+    fn mix_reply(&mut self, reply: &Reply) {
+        let (tag, a, b) = match *reply {
+            Reply::Accepted { index, term } => (1, index.0, term.0),
+            Reply::Committed { index, term } => (2, index.0, term.0),
+            Reply::NotLeader { leader_hint } => (
+                3,
+                u64::from(leader_hint.is_some()),
+                leader_hint.map_or(0, |id| id.0),
+            ),
+            Reply::Busy => (4, 0, 0),
+            Reply::ChangeRejected { reason } => (5, reason as u64, 0),
+            Reply::ReadReady { index } => (6, index.0, 0),
+            Reply::Dropped { index, term } => (7, index.0, term.0),
+            Reply::Unknown { index, term } => (8, index.0, term.0),
+        };
+        self.mix(tag);
+        self.mix(a);
+        self.mix(b);
+    }
+
     fn hash_event(&mut self, event: &TraceEvent) {
         self.mix(event.seq);
         self.mix(event.time_ms);
@@ -358,7 +380,7 @@ impl Trace {
                 self.mix(6);
                 self.mix(node.0);
                 self.mix(request_id.0);
-                self.mix_str(&format!("{reply:?}"));
+                self.mix_reply(reply);
             }
             TraceKind::Role { node, role, term } => {
                 self.mix(7);

@@ -26,14 +26,14 @@ impl Node {
         true
     }
 
-    pub(crate) fn on_append_entries(&mut self, leader: NodeId, request: AppendEntries) {
+    pub(crate) fn on_append_entries(&mut self, leader: NodeId, mut request: AppendEntries) {
         if !self.accept_leader(leader) {
             return;
         }
-        let Some(request) = self.skip_compacted_entries(request) else {
+        if !self.skip_compacted_entries(&mut request) {
             self.stats.messages_ignored += 1;
             return;
-        };
+        }
 
         let prev = request.prev_log_index;
         // Figure 2, receiver rule 2: reply false if the log doesn't contain an entry at
@@ -81,30 +81,37 @@ impl Node {
 
     /// Entries up to this node's snapshot are committed, so they match the leader's (Log
     /// Matching): drop them from a request that starts before the snapshot and check the rest
-    /// against the snapshot's last entry instead. `None` when the request contradicts it.
-    fn skip_compacted_entries(&self, mut request: AppendEntries) -> Option<AppendEntries> {
+    /// against the snapshot's last entry instead. False when the request contradicts it.
+    fn skip_compacted_entries(&self, request: &mut AppendEntries) -> bool {
         let snapshot_index = self.log.snapshot_index();
         if request.prev_log_index >= snapshot_index {
-            return Some(request);
+            return true;
         }
         let covered = snapshot_index.0 - request.prev_log_index.0;
         let covered = usize::try_from(covered).unwrap_or(usize::MAX);
-        let snapshot_term = self.log.term_at(snapshot_index)?;
+        let Some(snapshot_term) = self.log.term_at(snapshot_index) else {
+            return false;
+        };
         if covered > request.entries.len() {
             // Everything the request carries is in the snapshot: answer as of the snapshot.
             request.entries.clear();
             request.prev_log_index = snapshot_index;
             request.prev_log_term = snapshot_term;
-            return Some(request);
+            return true;
         }
-        let boundary = request.entries.get(covered.checked_sub(1)?)?;
+        let Some(boundary) = covered
+            .checked_sub(1)
+            .and_then(|last| request.entries.get(last))
+        else {
+            return false;
+        };
         if boundary.index != snapshot_index || boundary.term != snapshot_term {
-            return None;
+            return false;
         }
         request.prev_log_term = boundary.term;
         request.prev_log_index = snapshot_index;
         request.entries.drain(..covered);
-        Some(request)
+        true
     }
 
     /// The position in `request.entries` of the first entry this log lacks or holds with another
@@ -140,6 +147,10 @@ impl Node {
     /// append any new entries. Entries already held are kept: a delayed or duplicated request
     /// must never shorten the log.
     fn append_from_conflict(&mut self, conflict: usize, entries: Vec<Entry>) {
+        if conflict >= entries.len() {
+            // A heartbeat, or nothing new: skip building the iterators below.
+            return;
+        }
         let mut entries = entries.into_iter().skip(conflict).peekable();
         let Some(first) = entries.peek() else {
             return;

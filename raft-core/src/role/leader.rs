@@ -1,6 +1,7 @@
 //! Leader duties: taking office, replication with flow control, the commit rule, proposals.
 
 use alloc::vec::Vec;
+use core::ops::Bound;
 
 use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
@@ -41,13 +42,36 @@ impl Node {
         self.propose_entry(request_id, EntryPayload::Command(command));
     }
 
+    /// Appends every command that is not refused, then replicates them together.
+    pub(crate) fn propose_batch_as_leader(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+        let mut appended = false;
+        for (request_id, command) in proposals {
+            if self.transfer.is_some() {
+                self.reply(request_id, Reply::Busy);
+                continue;
+            }
+            appended |= self.append_proposal(request_id, EntryPayload::Command(command));
+        }
+        if appended {
+            self.broadcast_append();
+        }
+    }
+
     /// Appends `payload` as a new entry of this term and starts replicating it; its fate is
     /// reported to `request_id`.
     pub(crate) fn propose_entry(&mut self, request_id: RequestId, payload: EntryPayload) {
+        if self.append_proposal(request_id, payload) {
+            self.broadcast_append();
+        }
+    }
+
+    /// Appends `payload` as a new entry of this term, or answers `Busy` (false) when too many
+    /// entries are uncommitted.
+    fn append_proposal(&mut self, request_id: RequestId, payload: EntryPayload) -> bool {
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         if uncommitted >= self.config.uncommitted_entries_max as u64 {
             self.reply(request_id, Reply::Busy);
-            return;
+            return false;
         }
         let index = self.log.last_index().next();
         let term = self.current_term;
@@ -58,15 +82,16 @@ impl Node {
         });
         self.pending_proposals.insert(index, (term, request_id));
         self.reply(request_id, Reply::Accepted { index, term });
-        self.broadcast_append();
+        true
     }
 
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
         self.renew_lease();
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
+            next = self.peer_after(Some(peer));
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
@@ -116,10 +141,23 @@ impl Node {
     }
 
     fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
             self.send_append(peer, false);
+            next = self.peer_after(Some(peer));
         }
+    }
+
+    /// The tracked peer after `previous` in id order (the first with `None`): walks the peers
+    /// while sending to them, without collecting their ids into a Vec on every proposal.
+    fn peer_after(&self, previous: Option<NodeId>) -> Option<NodeId> {
+        let mut peers = match previous {
+            Some(peer) => self
+                .progress
+                .range((Bound::Excluded(peer), Bound::Unbounded)),
+            None => self.progress.range(..),
+        };
+        peers.next().map(|(&id, _)| id)
     }
 
     /// Sends AppendEntries to `peer` from its `next_index` until its flow control pauses it or
@@ -169,8 +207,9 @@ impl Node {
             (next_index.0 + self.config.append_entries_max as u64 - 1).min(self.log.last_index().0),
         );
         let mut bytes = 0;
-        let mut entries = Vec::new();
-        for entry in self.log.slice(next_index, last) {
+        let candidates = self.log.slice(next_index, last);
+        let mut entries = Vec::with_capacity(candidates.len());
+        for entry in candidates {
             bytes += entry.size_bytes();
             if !entries.is_empty() && bytes > self.config.append_bytes_max {
                 break;
@@ -286,21 +325,33 @@ impl Node {
         if self.membership.voters.is_empty() {
             return;
         }
-        let match_indexes: Vec<LogIndex> = self
-            .membership
-            .voters
-            .iter()
-            .map(|&voter| {
-                if voter == me {
-                    self.persist.durable_index()
-                } else {
-                    self.progress
-                        .get(&voter)
-                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
-                }
-            })
-            .collect();
-        let candidate = quorum_index(match_indexes, self.membership.quorum());
+        let match_of = |voter: NodeId| {
+            if voter == me {
+                self.persist.durable_index()
+            } else {
+                self.progress
+                    .get(&voter)
+                    .map_or(LogIndex::ZERO, |progress| progress.match_index)
+            }
+        };
+        // This runs on every acknowledgement: clusters of usual size sort on the stack.
+        const STACK_VOTERS: usize = 9;
+        let voters = self.membership.voters.len();
+        let candidate = if voters <= STACK_VOTERS {
+            let mut match_indexes = [LogIndex::ZERO; STACK_VOTERS];
+            for (slot, &voter) in match_indexes.iter_mut().zip(&self.membership.voters) {
+                *slot = match_of(voter);
+            }
+            quorum_index(&mut match_indexes[..voters], self.membership.quorum())
+        } else {
+            let mut match_indexes: Vec<LogIndex> = self
+                .membership
+                .voters
+                .iter()
+                .map(|&v| match_of(v))
+                .collect();
+            quorum_index(&mut match_indexes, self.membership.quorum())
+        };
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
             self.commit_index = candidate;
             self.on_current_term_commit();
