@@ -251,11 +251,15 @@ impl Driver {
                 _ = ticks.tick() => self.step(Input::Tick)?,
                 request = requests.recv() => {
                     let Some(request) = request else { break Ok(()) };
-                    self.on_request(request)?;
+                    // Proposals of a burst enter the core as one batch: one AppendEntries per
+                    // follower carries them all, instead of one datagram per proposal.
+                    let mut batch = Vec::new();
+                    self.on_request(request, &mut batch)?;
                     for _ in 1..BURST_MAX {
                         let Ok(request) = requests.try_recv() else { break };
-                        self.on_request(request)?;
+                        self.on_request(request, &mut batch)?;
                     }
+                    self.propose(&mut batch)?;
                 }
             }
             // Everything the inputs of this iteration asked to persist goes to the storage
@@ -279,16 +283,22 @@ impl Driver {
         }
     }
 
-    fn on_request(&mut self, request: Request) -> Result<(), DriverError> {
+    /// Handles one request; proposals are gathered in `batch`, which is proposed before any
+    /// other request so the core sees them all in arrival order.
+    fn on_request(
+        &mut self,
+        request: Request,
+        batch: &mut Vec<(RequestId, Vec<u8>)>,
+    ) -> Result<(), DriverError> {
+        if let Request::Propose { command, respond } = request {
+            let request_id = self.wait(respond, None);
+            inc(&self.metrics.proposals);
+            batch.push((request_id, command));
+            return Ok(());
+        }
+        self.propose(batch)?;
         match request {
-            Request::Propose { command, respond } => {
-                let request_id = self.wait(respond, None);
-                inc(&self.metrics.proposals);
-                self.step(Input::Propose {
-                    request_id,
-                    command,
-                })
-            }
+            Request::Propose { .. } => Ok(()),
             Request::Read { key, respond } => {
                 let request_id = self.wait(respond, Some(key));
                 self.step(Input::Read { request_id })
@@ -329,6 +339,22 @@ impl Driver {
                 let _ = respond.send(Some(applied));
                 Ok(())
             }
+        }
+    }
+
+    fn propose(&mut self, batch: &mut Vec<(RequestId, Vec<u8>)>) -> Result<(), DriverError> {
+        match batch.len() {
+            0 => Ok(()),
+            1 => {
+                let (request_id, command) = batch.remove(0);
+                self.step(Input::Propose {
+                    request_id,
+                    command,
+                })
+            }
+            _ => self.step(Input::ProposeBatch {
+                proposals: std::mem::take(batch),
+            }),
         }
     }
 
