@@ -173,3 +173,48 @@ fn proposal_of_deposed_leader_still_commits_if_new_leader_keeps_it() {
         )]
     );
 }
+
+#[test]
+fn proposal_replaced_by_a_later_terms_proposal_at_its_index_is_dropped() {
+    let mut n = node(1, 3);
+    let _ = make_leader(&mut n);
+    for (request, command) in [(1, "a"), (2, "b")] {
+        let _ = step_durably(
+            &mut n,
+            Input::Propose {
+                request_id: RequestId(request),
+                command: command.as_bytes().to_vec(),
+            },
+        );
+    }
+    assert_eq!(n.last_log_index(), LogIndex(3));
+    // n2 leads term 2 and replaces n1's whole log with one entry.
+    let _ = step_durably(&mut n, append(2, 1, 2, (0, 0), vec![entry(1, 2, "x")], 0));
+    assert_eq!(n.last_log_index(), LogIndex(1));
+    // n1 leads term 3: its no-op takes index 2, and the next proposal index 3, where "b"
+    // (term 1) once was. That entry can never commit now: it is answered, not forgotten.
+    let _ = make_leader(&mut n);
+    assert_eq!(n.term(), Term(3));
+    let actions = n.step(Input::Propose {
+        request_id: RequestId(3),
+        command: b"c".to_vec(),
+    });
+    let replies = replies(&actions);
+    assert!(
+        replies.contains(&(
+            RequestId(2),
+            Reply::Dropped {
+                index: LogIndex(3),
+                term: Term(1)
+            }
+        )),
+        "{replies:?}"
+    );
+    assert!(replies.contains(&(
+        RequestId(3),
+        Reply::Accepted {
+            index: LogIndex(3),
+            term: Term(3)
+        }
+    )));
+}

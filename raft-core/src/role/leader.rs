@@ -80,7 +80,20 @@ impl Node {
             term,
             payload,
         });
-        self.pending_proposals.insert(index, (term, request_id));
+        if let Some((old_term, old_request)) =
+            self.pending_proposals.insert(index, (term, request_id))
+        {
+            // A proposal of an earlier term of ours sat at this index until a conflicting
+            // leader truncated it. As leader now, with our own new entry here, nothing else can
+            // commit at this index (Leader Completeness): its fate is definite.
+            self.reply(
+                old_request,
+                Reply::Dropped {
+                    index,
+                    term: old_term,
+                },
+            );
+        }
         self.reply(request_id, Reply::Accepted { index, term });
         true
     }
