@@ -80,12 +80,21 @@ pub fn single_node_messages(data: &[u8]) {
     while !bytes.is_empty() {
         let input = match bytes.below(10) {
             0 | 1 => Input::Tick,
-            2 => {
+            2 if bytes.flag() => {
                 next_request += 1;
                 Input::Propose {
                     request_id: RequestId(next_request),
                     command: alloc::vec![bytes.byte()],
                 }
+            }
+            2 => {
+                let proposals = (0..bytes.below(4))
+                    .map(|_| {
+                        next_request += 1;
+                        (RequestId(next_request), alloc::vec![bytes.byte()])
+                    })
+                    .collect();
+                Input::ProposeBatch { proposals }
             }
             3 => Input::PersistDone {
                 persist_id: PersistId(
