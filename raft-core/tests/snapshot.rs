@@ -203,20 +203,30 @@ fn follower_installs_snapshot_from_chunks_and_withholds_the_ack_until_durable() 
     ));
 }
 
+/// A three-node cluster whose leader committed `writes` entries while one follower was cut
+/// off (still cut off on return): (cluster, leader, that follower).
+fn follower_cut_off_for(
+    writes: usize,
+    make_config: fn(u64, u64) -> raft_core::Config,
+) -> (Cluster, NodeId, NodeId) {
+    let mut c = Cluster::with_config(3, make_config);
+    let leader = c.elect();
+    let lagging = NodeId(if leader.0 == 3 { 2 } else { 3 });
+    c.isolate(lagging);
+    for i in 0..writes {
+        let _ = c.propose(leader, &format!("w{i}"));
+    }
+    c.tick_all(2);
+    (c, leader, lagging)
+}
+
 #[test]
 fn lagging_follower_restored_from_a_chunked_snapshot_after_losing_10000_entries() {
-    let mut c = Cluster::with_config(3, |id, n| {
+    let (mut c, leader, lagging) = follower_cut_off_for(10_000, |id, n| {
         let mut config = production_config(id, n);
         config.snapshot_chunk_bytes_max = 4096;
         config
     });
-    let leader = c.elect();
-    let lagging = NodeId(if leader.0 == 3 { 2 } else { 3 });
-    c.isolate(lagging);
-    for i in 0..10_000 {
-        let _ = c.propose(leader, &format!("w{i}"));
-    }
-    c.tick_all(2);
     for id in c.nodes.keys().copied().collect::<Vec<_>>() {
         if id != lagging {
             c.compact(id);
@@ -316,18 +326,11 @@ fn append_contradicting_the_snapshot_boundary_is_ignored_and_counted() {
 
 #[test]
 fn duplicate_snapshot_answer_does_not_duplicate_the_next_chunk() {
-    let mut c = Cluster::with_config(3, |id, n| {
+    let (mut c, leader, lagging) = follower_cut_off_for(10, |id, n| {
         let mut config = production_config(id, n);
         config.snapshot_chunk_bytes_max = 4;
         config
     });
-    let leader = c.elect();
-    let lagging = NodeId(if leader.0 == 3 { 2 } else { 3 });
-    c.isolate(lagging);
-    for i in 0..10 {
-        let _ = c.propose(leader, &format!("w{i}"));
-    }
-    c.tick_all(2);
     c.compact(leader);
     let chunk_offsets = |actions: &[Action]| -> Vec<u64> {
         sends(actions)

@@ -87,20 +87,15 @@ async fn retried_session_write_is_applied_once() {
     .await;
     assert_eq!(status, 410, "{body}");
     assert!(body["error"].as_str().unwrap().contains("session"));
-    let (status, body) = send(
-        client
-            .put(node.url(&format!("/api/v1/kv/k?client_id={id}")))
-            .body("x"),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = send(
-        client
-            .put(node.url(&format!("/api/v1/kv/k?client_id={id}&seq=0")))
-            .body("x"),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
+    for query in [
+        format!("client_id={id}"),
+        format!("client_id={id}&seq=0"),
+        "seq=1".into(),
+    ] {
+        let url = node.url(&format!("/api/v1/kv/k?{query}"));
+        let (status, body) = send(client.put(url).body("x")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
