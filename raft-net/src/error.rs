@@ -43,6 +43,8 @@ pub enum StorageError {
     Encode { reason: String },
     #[error("the recovered state is not one raft-core could have produced: {0}")]
     Restore(#[from] RestoreError),
+    #[error("write-ahead log {dir} is missing segment {missing} (the segments from the last checkpoint on are numbered without gaps, and without a checkpoint the log starts at segment 1); refusing to start with records lost")]
+    MissingSegment { dir: PathBuf, missing: String },
     #[error("the storage thread stopped")]
     ThreadGone,
     #[error("the snapshot in the data dir (index {index}) is not a key-value store snapshot")]

@@ -303,6 +303,54 @@ fn rotation_spreads_records_over_segments_and_recovers_them() {
 }
 
 #[test]
+fn a_missing_segment_refuses_start_up_naming_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    opened.wal.set_segment_bytes_max(1);
+    for request in &requests() {
+        let mut buf = Vec::new();
+        encode_record(request, &mut buf).unwrap();
+        opened.wal.append(&buf).unwrap();
+    }
+    opened.wal.sync().unwrap();
+    drop(opened);
+    let segments = list_segments(&temp.path().join("wal")).unwrap();
+    assert_eq!(segments.len(), 4);
+    // One from the middle, then (on a copy) the first: both lose acknowledged records.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(temp.path(), copy.path());
+    fs::remove_file(&segments[1].1).unwrap();
+    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    assert!(
+        matches!(error, StorageError::MissingSegment { ref missing, .. } if missing == "00000000000000000002.wal"),
+        "{error}"
+    );
+    let first = copy
+        .path()
+        .join("wal")
+        .join(segments[0].1.file_name().unwrap());
+    fs::remove_file(first).unwrap();
+    let error = open(copy.path(), NodeId(1), &voters()).unwrap_err();
+    assert!(
+        matches!(error, StorageError::MissingSegment { ref missing, .. } if missing == "00000000000000000001.wal"),
+        "{error}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
 fn a_bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
     let temp = tempfile::tempdir().unwrap();
     let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();

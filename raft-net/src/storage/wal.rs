@@ -120,6 +120,31 @@ fn segment_name(sequence: u64) -> String {
     format!("{sequence:020}{SEGMENT_SUFFIX}")
 }
 
+/// A segment file that went missing would drop its records silently (a vote, acknowledged
+/// entries): the segments replayed must be numbered without gaps, starting at 1 unless the
+/// first of them begins with a checkpoint.
+fn check_contiguous(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    from_checkpoint: bool,
+) -> Result<(), StorageError> {
+    let missing = |sequence: u64| StorageError::MissingSegment {
+        dir: dir.to_path_buf(),
+        missing: segment_name(sequence),
+    };
+    match segments.first() {
+        Some(&(first, _)) if !from_checkpoint && first != 1 => return Err(missing(1)),
+        _ => {}
+    }
+    for pair in segments.windows(2) {
+        let expected = pair[0].0 + 1;
+        if pair[1].0 != expected {
+            return Err(missing(expected));
+        }
+    }
+    Ok(())
+}
+
 /// The segment files in `dir`, by sequence number.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let mut segments = Vec::new();
@@ -302,10 +327,11 @@ impl Wal {
     /// creating the first segment when there is none.
     pub fn recover(dir: &Path) -> Result<(Wal, DurableState, RecoveryReport), StorageError> {
         let mut segments = list_segments(dir)?;
-        let start = segments
+        let checkpoint = segments
             .iter()
-            .rposition(|(_, path)| starts_with_checkpoint(path))
-            .unwrap_or(0);
+            .rposition(|(_, path)| starts_with_checkpoint(path));
+        let start = checkpoint.unwrap_or(0);
+        check_contiguous(dir, &segments[start..], checkpoint.is_some())?;
         // Segments before the last checkpoint are left over from an interrupted compaction.
         for (_, path) in segments.drain(..start) {
             fs::remove_file(&path).map_err(StorageError::io(&path))?;
@@ -339,10 +365,11 @@ impl Wal {
     /// them was written by this process and synced, so a torn tail here is an error.
     pub fn replay(&self) -> Result<DurableState, StorageError> {
         let mut segments = list_segments(&self.dir)?;
-        let start = segments
+        let checkpoint = segments
             .iter()
-            .rposition(|(_, path)| starts_with_checkpoint(path))
-            .unwrap_or(0);
+            .rposition(|(_, path)| starts_with_checkpoint(path));
+        let start = checkpoint.unwrap_or(0);
+        check_contiguous(&self.dir, &segments[start..], checkpoint.is_some())?;
         let mut state = DurableState::default();
         let mut report = RecoveryReport::default();
         let mut buf = Vec::new();
