@@ -125,6 +125,7 @@ impl LocalCluster {
                 .arg("--data-dir")
                 .arg(&spec.data_dir)
                 .arg("--admin")
+                .args(["--exit-with-parent", &std::process::id().to_string()])
                 .args(extra)
                 .kill_on_drop(true)
                 .stdin(Stdio::null());

@@ -272,6 +272,10 @@ pub struct NodeArgs {
     /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Shut down once the process with this id is no longer this node's parent (`cluster`
+    /// passes its own, so its nodes stop even when it is killed with SIGKILL).
+    #[arg(long, value_name = "PID", hide = true)]
+    pub exit_with_parent: Option<u32>,
 }
 
 impl NodeArgs {

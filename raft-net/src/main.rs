@@ -74,8 +74,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => {
+                let parent = args.exit_with_parent;
                 let config = args.into_config()?;
-                raft_net::node::run(config, shutdown_signal()).await?;
+                let shutdown = async move {
+                    tokio::select! {
+                        () = shutdown_signal() => {}
+                        () = parent_gone(parent) => {
+                            tracing::warn!("the parent process is gone: shutting down");
+                        }
+                    }
+                };
+                raft_net::node::run(config, shutdown).await?;
                 Ok(())
             }
             Command::Cluster(args) => {
@@ -94,6 +103,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Resolves once `parent` is no longer this process's parent (it exited and the process was
+/// re-parented); never without a parent to watch.
+async fn parent_gone(parent: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(parent) = parent {
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        return;
+    }
+    let _ = parent;
+    std::future::pending::<()>().await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
