@@ -302,8 +302,8 @@ fn rotation_spreads_records_over_segments_and_recovers_them() {
     assert_eq!(reopened.durable.entries.len(), 20);
 }
 
-#[test]
-fn a_missing_segment_refuses_start_up_naming_it() {
+/// A data dir whose WAL holds each of `requests()` in a segment of its own.
+fn one_request_per_segment() -> (tempfile::TempDir, Vec<(u64, std::path::PathBuf)>) {
     let temp = tempfile::tempdir().unwrap();
     let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
     opened.wal.set_segment_bytes_max(1);
@@ -316,6 +316,12 @@ fn a_missing_segment_refuses_start_up_naming_it() {
     drop(opened);
     let segments = list_segments(&temp.path().join("wal")).unwrap();
     assert_eq!(segments.len(), 4);
+    (temp, segments)
+}
+
+#[test]
+fn a_missing_segment_refuses_start_up_naming_it() {
+    let (temp, segments) = one_request_per_segment();
     // One from the middle, then (on a copy) the first: both lose acknowledged records.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(temp.path(), copy.path());
@@ -352,19 +358,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
-    let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
-    opened.wal.set_segment_bytes_max(1);
-    let all = requests();
-    for request in &all {
-        let mut buf = Vec::new();
-        encode_record(request, &mut buf).unwrap();
-        opened.wal.append(&buf).unwrap();
-    }
-    opened.wal.sync().unwrap();
-    drop(opened);
-    let segments = list_segments(&temp.path().join("wal")).unwrap();
-    assert_eq!(segments.len(), 4);
+    let (temp, segments) = one_request_per_segment();
     let first = &segments[0].1;
     let mut bytes = fs::read(first).unwrap();
     let last = bytes.len() - 1;
