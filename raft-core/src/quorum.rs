@@ -1,9 +1,8 @@
 //! Majority arithmetic.
 
-use crate::types::LogIndex;
-
-/// The highest index that at least `quorum` of `match_indexes` have reached (reorders them).
-pub(crate) fn quorum_index(match_indexes: &mut [LogIndex], quorum: usize) -> LogIndex {
+/// The highest value that at least `quorum` of `match_indexes` have reached (reorders them):
+/// a commit index from match indexes, or a lease's start from acknowledgement ticks.
+pub(crate) fn quorum_index<T: Ord + Copy>(match_indexes: &mut [T], quorum: usize) -> T {
     assert!(
         quorum >= 1 && quorum <= match_indexes.len(),
         "quorum_within_voters: quorum {quorum} of {} voters",
@@ -16,6 +15,7 @@ pub(crate) fn quorum_index(match_indexes: &mut [LogIndex], quorum: usize) -> Log
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::LogIndex;
     use alloc::vec::Vec;
 
     fn idx(values: &[u64]) -> Vec<LogIndex> {
@@ -36,6 +36,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::types::LogIndex;
     use proptest::prelude::*;
 
     proptest! {

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 use crate::action::Reply;
 use crate::node::Node;
+use crate::quorum::quorum_index;
 use crate::types::{LogIndex, NodeId, RequestId, Role};
 
 #[derive(Clone, Debug, Default)]
@@ -157,21 +158,24 @@ impl Node {
                 .and_then(|i| started.get(i))
                 .map(|&(_, tick)| tick)
         };
-        let mut proofs: Vec<u64> = self
+        // Per voter, the latest tick it is known to have followed this leader (`None`: never
+        // in the rounds still remembered, which orders below every tick).
+        let mut proofs: Vec<Option<u64>> = self
             .membership
             .voters
             .iter()
-            .filter_map(|&voter| {
+            .map(|&voter| {
                 if voter == self.config.id {
                     return Some(self.ticks);
                 }
                 sent_at(self.progress.get(&voter)?.acked_read_round)
             })
             .collect();
-        proofs.sort_unstable_by(|a, b| b.cmp(a));
-        proofs
-            .get(self.membership.quorum() - 1)
-            .is_some_and(|&since| self.ticks < since + self.lease_ticks())
+        if proofs.is_empty() {
+            return false;
+        }
+        quorum_index(&mut proofs, self.membership.quorum())
+            .is_some_and(|since| self.ticks < since + self.lease_ticks())
     }
 
     /// Moves reads whose round a quorum (this leader included) has answered to `confirmed`.
