@@ -161,15 +161,17 @@ impl Clients {
         command: Option<(String, Vec<u8>)>,
         now_ms: u64,
     ) -> RequestId {
+        let read = command.is_none();
+        let (command, payload) = command.unwrap_or_default();
         let request_id = RequestId(self.next_request_id);
         self.next_request_id += 1;
         self.by_request.insert(request_id, self.history.len());
         self.history.push(Record {
             client,
             request_id,
-            read: command.is_none(),
-            command: command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-            payload: command.map(|c| c.1).unwrap_or_default(),
+            read,
+            command,
+            payload,
             node,
             invoked_ms: now_ms,
             accepted: None,
@@ -200,10 +202,7 @@ impl Clients {
         }
         let node = state.believed_leader;
         let command = (!read).then(|| format!("c{}-{}", client + 1, self.next_request_id));
-        let recorded = command.clone().map(|c| {
-            let bytes = c.clone().into_bytes();
-            (c, bytes)
-        });
+        let recorded = command.as_ref().map(|c| (c.clone(), c.as_bytes().to_vec()));
         let request_id = self.new_record(Some(client), node, recorded, now_ms);
         self.clients[client].outstanding = Some(request_id);
         let op = command.map_or(Op::Read, |command| Op::Write(command.into_bytes()));
