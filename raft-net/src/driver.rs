@@ -298,6 +298,7 @@ impl Driver {
         }
         self.propose(batch)?;
         match request {
+            // Gathered into `batch` above.
             Request::Propose { .. } => Ok(()),
             Request::Read { key, respond } => {
                 let request_id = self.wait(respond, Some(key));

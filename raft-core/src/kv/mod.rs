@@ -171,10 +171,8 @@ impl KvStore {
                 command,
             } => match self.sessions.admit(client, seq) {
                 Admission::Apply => {
-                    let output = match *command {
-                        Command::OpenSession | Command::InSession { .. } => Output::Invalid,
-                        command => self.apply_plain(command),
-                    };
+                    // Sessions do not nest: `apply_plain` answers them `Invalid`.
+                    let output = self.apply_plain(*command);
                     self.sessions.record(client, seq, index.0, &output);
                     output
                 }
