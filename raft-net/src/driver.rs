@@ -385,14 +385,8 @@ impl Driver {
 
     /// Hands the core the store's snapshot at `applied` (the store's current state).
     fn snapshot(&mut self, applied: LogIndex) -> Result<(), DriverError> {
-        let started = std::time::Instant::now();
         let data = self.kv.snapshot();
-        tracing::info!(
-            index = applied.0,
-            bytes = data.len(),
-            micros = started.elapsed().as_micros() as u64,
-            "taking a snapshot"
-        );
+        tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
         self.snapshot_index = applied;
         self.execute(Input::Compact {
             index: applied,

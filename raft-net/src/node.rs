@@ -30,10 +30,8 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     config.validate()?;
     let raft_config = config.raft_config();
-    let started = std::time::Instant::now();
     let mut opened = storage::open(&config.data_dir, config.id, &raft_config.voters)?;
     opened.wal.set_segment_bytes_max(config.wal_segment_bytes);
-    let recovered = started.elapsed();
     if let Some((path, offset)) = &opened.report.truncated {
         tracing::warn!(path = %path.display(), offset, "truncated a torn write at the tail of the log");
     }
@@ -54,14 +52,7 @@ pub async fn run(
     let fresh = is_fresh(&opened.durable);
     let addresses = Arc::new(AddressBook::new());
     seed_addresses(&addresses, &config, &kv, &opened.durable.entries);
-    let copied = started.elapsed();
     let node = Node::restore(raft_config, opened.durable).map_err(StorageError::from)?;
-    tracing::info!(
-        wal_ms = recovered.as_millis() as u64,
-        addresses_ms = (copied - recovered).as_millis() as u64,
-        restore_ms = (started.elapsed() - copied).as_millis() as u64,
-        "restart phases"
-    );
 
     let metrics = Arc::new(Metrics::default());
     let isolated = Arc::new(AtomicBool::new(false));

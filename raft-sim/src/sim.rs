@@ -597,7 +597,7 @@ impl Sim {
         let mut actions = std::mem::take(&mut self.actions);
         node.step_into(input, &mut actions);
         let mut persist: Option<PersistRequest> = None;
-        let mut sends = Vec::with_capacity(actions.len());
+        let mut sends = Vec::new();
         let mut applied: Vec<Entry> = Vec::new();
         let mut applied_snapshot = None;
         let mut replies: Vec<(RequestId, Reply)> = Vec::new();

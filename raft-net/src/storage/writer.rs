@@ -181,13 +181,7 @@ fn checkpoint(
 ) -> Result<(), StorageError> {
     let started = Instant::now();
     wal.checkpoint(durable)?;
-    let elapsed = started.elapsed();
-    tracing::info!(
-        micros = elapsed.as_micros() as u64,
-        entries = durable.entries.len(),
-        "wrote a checkpoint"
-    );
-    metrics.observe_fsync(elapsed);
+    metrics.observe_fsync(started.elapsed());
     crate::metrics::inc(&metrics.persist_batches);
     Ok(())
 }
