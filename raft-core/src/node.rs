@@ -226,8 +226,8 @@ impl Node {
             Input::Propose {
                 request_id,
                 command,
-            } => self.on_propose(request_id, command),
-            Input::ProposeBatch { proposals } => self.on_propose_batch(proposals),
+            } => self.on_propose(core::iter::once((request_id, command))),
+            Input::ProposeBatch { proposals } => self.on_propose(proposals),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
             Input::Read { request_id } => self.on_read(request_id),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
@@ -403,16 +403,8 @@ impl Node {
         }
     }
 
-    fn on_propose(&mut self, request_id: RequestId, command: Vec<u8>) {
-        if self.role != Role::Leader {
-            let leader_hint = self.leader_id;
-            self.reply(request_id, Reply::NotLeader { leader_hint });
-            return;
-        }
-        self.propose_as_leader(request_id, command);
-    }
-
-    fn on_propose_batch(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+    /// One `Propose`, or the commands of a `ProposeBatch` in order.
+    fn on_propose(&mut self, proposals: impl IntoIterator<Item = (RequestId, Vec<u8>)>) {
         if self.role != Role::Leader {
             let leader_hint = self.leader_id;
             for (request_id, _) in proposals {
@@ -420,7 +412,7 @@ impl Node {
             }
             return;
         }
-        self.propose_batch_as_leader(proposals);
+        self.propose_as_leader(proposals);
     }
 
     /// Figure 2, All Servers: "If commitIndex > lastApplied: increment lastApplied, apply

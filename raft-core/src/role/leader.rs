@@ -34,16 +34,11 @@ impl Node {
         self.maybe_advance_commit();
     }
 
-    pub(crate) fn propose_as_leader(&mut self, request_id: RequestId, command: Vec<u8>) {
-        if self.transfer.is_some() {
-            self.reply(request_id, Reply::Busy);
-            return;
-        }
-        self.propose_entry(request_id, EntryPayload::Command(command));
-    }
-
     /// Appends every command that is not refused, then replicates them together.
-    pub(crate) fn propose_batch_as_leader(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+    pub(crate) fn propose_as_leader(
+        &mut self,
+        proposals: impl IntoIterator<Item = (RequestId, Vec<u8>)>,
+    ) {
         let mut appended = false;
         for (request_id, command) in proposals {
             if self.transfer.is_some() {
