@@ -290,16 +290,16 @@ impl Driver {
         request: Request,
         batch: &mut Vec<(RequestId, Vec<u8>)>,
     ) -> Result<(), DriverError> {
-        if let Request::Propose { command, respond } = request {
-            let request_id = self.wait(respond, None);
-            inc(&self.metrics.proposals);
-            batch.push((request_id, command));
-            return Ok(());
+        if !matches!(request, Request::Propose { .. }) {
+            self.propose(batch)?;
         }
-        self.propose(batch)?;
         match request {
-            // Gathered into `batch` above.
-            Request::Propose { .. } => Ok(()),
+            Request::Propose { command, respond } => {
+                let request_id = self.wait(respond, None);
+                inc(&self.metrics.proposals);
+                batch.push((request_id, command));
+                Ok(())
+            }
             Request::Read { key, respond } => {
                 let request_id = self.wait(respond, Some(key));
                 self.step(Input::Read { request_id })
@@ -344,19 +344,12 @@ impl Driver {
     }
 
     fn propose(&mut self, batch: &mut Vec<(RequestId, Vec<u8>)>) -> Result<(), DriverError> {
-        match batch.len() {
-            0 => Ok(()),
-            1 => {
-                let (request_id, command) = batch.remove(0);
-                self.step(Input::Propose {
-                    request_id,
-                    command,
-                })
-            }
-            _ => self.step(Input::ProposeBatch {
-                proposals: std::mem::take(batch),
-            }),
+        if batch.is_empty() {
+            return Ok(());
         }
+        self.step(Input::ProposeBatch {
+            proposals: std::mem::take(batch),
+        })
     }
 
     fn wait(&mut self, respond: oneshot::Sender<Outcome>, read_key: Option<String>) -> RequestId {
