@@ -160,10 +160,9 @@ fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, en
     for (id, raft, http) in kv.addresses() {
         add(id, raft, http);
     }
-    let tag = set_address_tag();
     for entry in entries {
         if let EntryPayload::Command(bytes) = &entry.payload {
-            if tag.is_some_and(|tag| bytes.first() != Some(&tag)) {
+            if !Command::may_be_set_address(bytes) {
                 continue;
             }
             if let Some(Command::SetAddress {
@@ -180,36 +179,6 @@ fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, en
         addresses.insert(peer.id, peer.raft_addr, peer.http_addr.clone());
     }
     addresses.insert(config.id, config.raft_addr, config.http_addr.to_string());
-}
-
-/// The first byte of every encoded `SetAddress` command, when the encoding has one (the enum's
-/// variant tag, followed by its fields): entries starting otherwise need no decoding. `None`
-/// (decode everything) if the encoding does not behave like that.
-fn set_address_tag() -> Option<u8> {
-    let address = |id: u64, addr: &str| Command::SetAddress {
-        id,
-        raft_addr: addr.to_string(),
-        http_addr: addr.to_string(),
-    };
-    let first = |command: &Command| command.encode().first().copied();
-    let tag = first(&address(1, "a"))?;
-    let others = [
-        Command::Put {
-            key: "k".to_string(),
-            value: vec![tag],
-        },
-        Command::Delete {
-            key: "k".to_string(),
-        },
-        Command::Append {
-            command: "c".to_string(),
-        },
-        Command::Read {
-            key: "k".to_string(),
-        },
-    ];
-    let distinct = others.iter().all(|other| first(other) != Some(tag));
-    (distinct && first(&address(u64::MAX, "127.0.0.1:65535")) == Some(tag)).then_some(tag)
 }
 
 /// How long a join may take: the learner has to catch up before it is promoted.

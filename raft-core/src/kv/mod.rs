@@ -88,6 +88,16 @@ impl Command {
         }
     }
 
+    /// Whether `bytes` can be an encoded `SetAddress`, from its first byte alone (postcard
+    /// writes the variant's index first), so scanning a long log for addresses decodes only the
+    /// entries that may hold one.
+    #[must_use]
+    pub fn may_be_set_address(bytes: &[u8]) -> bool {
+        /// `SetAddress` is the fifth variant.
+        const SET_ADDRESS_TAG: u8 = 4;
+        bytes.first() == Some(&SET_ADDRESS_TAG)
+    }
+
     /// Decodes a command; `None` for bytes that are not exactly one command.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<Command> {
@@ -683,5 +693,35 @@ mod tests {
         );
         assert_eq!(store.snapshot(), derived(&store));
         assert_eq!(KvStore::restore(&store.snapshot()), Some(store));
+    }
+
+    #[test]
+    fn set_address_is_told_by_its_first_byte() {
+        let address = Command::SetAddress {
+            id: u64::MAX,
+            raft_addr: "127.0.0.1:65535".to_string(),
+            http_addr: "127.0.0.1:8000".to_string(),
+        };
+        assert!(Command::may_be_set_address(&address.encode()));
+        let others = [
+            put("k", &[4]),
+            Command::Delete {
+                key: "k".to_string(),
+            }
+            .encode(),
+            Command::Append {
+                command: "c".to_string(),
+            }
+            .encode(),
+            Command::Read {
+                key: "k".to_string(),
+            }
+            .encode(),
+            Command::OpenSession.encode(),
+            append_in(1, 1, "x"),
+        ];
+        for other in others {
+            assert!(!Command::may_be_set_address(&other), "{other:?}");
+        }
     }
 }
