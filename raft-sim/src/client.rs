@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use raft_core::{LogIndex, NodeId, Reply, RequestId, Term};
 
+use crate::checker::command_hash;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
     pub clients: usize,
@@ -65,8 +67,9 @@ pub struct Record {
     pub request_id: RequestId,
     /// The command written, as text for transcripts; empty for a read.
     pub command: String,
-    /// The bytes proposed (the command's bytes for a client write); empty for a read.
-    pub payload: Vec<u8>,
+    /// `checker::command_hash` of the bytes proposed (of no bytes for a read): what the checker
+    /// matches acknowledgements against.
+    pub payload_hash: u64,
     pub read: bool,
     pub node: NodeId,
     pub invoked_ms: u64,
@@ -158,11 +161,12 @@ impl Clients {
         &mut self,
         client: Option<usize>,
         node: NodeId,
-        command: Option<(String, Vec<u8>)>,
+        command: Option<(String, &[u8])>,
         now_ms: u64,
     ) -> RequestId {
         let read = command.is_none();
         let (command, payload) = command.unwrap_or_default();
+        let payload_hash = command_hash(payload);
         let request_id = RequestId(self.next_request_id);
         self.next_request_id += 1;
         self.by_request.insert(request_id, self.history.len());
@@ -171,7 +175,7 @@ impl Clients {
             request_id,
             read,
             command,
-            payload,
+            payload_hash,
             node,
             invoked_ms: now_ms,
             accepted: None,
@@ -187,7 +191,7 @@ impl Clients {
         &mut self,
         node: NodeId,
         label: &str,
-        payload: Vec<u8>,
+        payload: &[u8],
         now_ms: u64,
     ) -> RequestId {
         self.new_record(None, node, Some((label.to_owned(), payload)), now_ms)
@@ -202,7 +206,7 @@ impl Clients {
         }
         let node = state.believed_leader;
         let command = (!read).then(|| format!("c{}-{}", client + 1, self.next_request_id));
-        let recorded = command.as_ref().map(|c| (c.clone(), c.as_bytes().to_vec()));
+        let recorded = command.as_ref().map(|c| (c.clone(), c.as_bytes()));
         let request_id = self.new_record(Some(client), node, recorded, now_ms);
         self.clients[client].outstanding = Some(request_id);
         let op = command.map_or(Op::Read, |command| Op::Write(command.into_bytes()));

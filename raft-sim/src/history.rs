@@ -96,7 +96,7 @@ mod tests {
             client: Some(0),
             request_id: RequestId(id),
             command: format!("w{id}"),
-            payload: format!("w{id}").into_bytes(),
+            payload_hash: crate::checker::command_hash(format!("w{id}").as_bytes()),
             read: false,
             node: NodeId(1),
             invoked_ms,

@@ -10,7 +10,7 @@ use raft_core::{
     Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
 };
 
-use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
+use crate::checker::{Checker, Observed, StepEffects, Violation};
 use crate::client::{ClientConfig, Clients, FollowUp, Op};
 use crate::disk::{Disk, DiskConfig};
 use crate::event::{Event, EventQueue};
@@ -635,7 +635,7 @@ impl Sim {
             replies: &replies,
         };
         let clients = &self.clients;
-        let commands = |request_id| clients.record(request_id).map(|r| command_hash(&r.payload));
+        let commands = |request_id| clients.record(request_id).map(|r| r.payload_hash);
         let result = self.checker.after_step(node, before, &effects, commands);
         if self.trace.detailed() {
             let persist = persist.as_ref();
@@ -1026,7 +1026,7 @@ impl Sim {
         }
         let request_id = self
             .clients
-            .invoke_direct(node, label, command.clone(), self.now_ms);
+            .invoke_direct(node, label, &command, self.now_ms);
         self.events += 1;
         self.record(TraceKind::Propose { node, request_id });
         self.input(
