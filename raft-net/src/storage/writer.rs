@@ -166,7 +166,13 @@ fn take(
 ) -> Result<(), StorageError> {
     let mut result = Ok(());
     for request in requests {
-        if result.is_ok() {
+        // A batch that carries a snapshot is written as one checkpoint, not as these records:
+        // encoding it (the snapshot's bytes among it) would be thrown away.
+        let compacting =
+            request.snapshot.is_some() || batch.iter().any(|taken| taken.snapshot.is_some());
+        if compacting {
+            buf.clear();
+        } else if result.is_ok() {
             result = encode_record(&request, buf);
         }
         batch.push(request);
