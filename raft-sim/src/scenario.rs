@@ -641,8 +641,9 @@ impl Runner {
         let summary = summarize_writes(sim, &requests);
         // The per-reply notes of these writes are what the summary replaces.
         let ours: BTreeSet<String> = requests.iter().map(ToString::to_string).collect();
+        let prefix = format!("{node} replied to ");
         let own_reply = |note: &str| {
-            note.strip_prefix(&format!("{node} replied to "))
+            note.strip_prefix(&prefix)
                 .and_then(|rest| rest.split_once(": "))
                 .is_some_and(|(request, _)| ours.contains(request))
         };

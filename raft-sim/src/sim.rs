@@ -109,6 +109,20 @@ pub enum Life {
     Stopped,
 }
 
+impl Life {
+    /// The name traces use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Life::NeverStarted => "never_started",
+            Life::Running => "running",
+            Life::Paused => "paused",
+            Life::Crashed => "crashed",
+            Life::Stopped => "stopped",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     id: NodeId,

@@ -145,44 +145,6 @@ impl RecordKind {
     }
 }
 
-impl Record {
-    /// The text trace's line for the records that mirror it (as `#seq Tms ...`).
-    #[must_use]
-    pub fn text_line(&self) -> Option<String> {
-        let body = match &self.kind {
-            RecordKind::Tick { node } => format!("n{node} tick"),
-            RecordKind::Deliver {
-                from,
-                to,
-                message,
-                term,
-            } => format!("n{to} <- n{from} {message} t{term}"),
-            RecordKind::Drop {
-                from,
-                to,
-                message,
-                reason,
-            } => format!("n{to} x- n{from} {message} dropped ({reason})"),
-            RecordKind::Persisted { node, persist_id } => {
-                format!("n{node} persisted p{persist_id}")
-            }
-            RecordKind::Propose { node, request } => format!("n{node} propose r{request}"),
-            RecordKind::Reply {
-                node,
-                request,
-                reply,
-            } => format!("n{node} reply r{request} {reply}"),
-            RecordKind::Role { node, role, term } => format!("n{node} is {role} in t{term}"),
-            RecordKind::Control { text } => text.clone(),
-            RecordKind::Send { .. }
-            | RecordKind::Step { .. }
-            | RecordKind::Cluster { .. }
-            | RecordKind::Violation { .. } => return None,
-        };
-        Some(format!("#{} {}ms {body}", self.seq, self.t))
-    }
-}
-
 /// A node's state after a record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
@@ -271,18 +233,6 @@ impl LogChange {
 #[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_false(value: &bool) -> bool {
     !*value
-}
-
-/// The lowercase name of a life, as `cluster` records list them.
-#[must_use]
-pub fn life_name(life: Life) -> &'static str {
-    match life {
-        Life::NeverStarted => "never_started",
-        Life::Running => "running",
-        Life::Paused => "paused",
-        Life::Crashed => "crashed",
-        Life::Stopped => "stopped",
-    }
 }
 
 /// Streams the JSON trace to a writer, one record per line. A record about a node is held
@@ -456,11 +406,7 @@ fn cluster_record(view: &ClusterView) -> RecordKind {
         links.iter().map(|(a, b)| [a.0, b.0]).collect()
     };
     RecordKind::Cluster {
-        lives: view
-            .lives
-            .iter()
-            .map(|&l| life_name(l).to_owned())
-            .collect(),
+        lives: view.lives.iter().map(|&l| l.as_str().to_owned()).collect(),
         voters: ids(&view.voters),
         learners: ids(&view.learners),
         cut: links(&view.cut),
