@@ -120,6 +120,18 @@ fn segment_name(sequence: u64) -> String {
     format!("{sequence:020}{SEGMENT_SUFFIX}")
 }
 
+/// The segment files in `dir`, and the position of the first one to read: the last that
+/// starts with a checkpoint, else the first. From there on they are checked for gaps.
+fn segments_from_checkpoint(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, usize), StorageError> {
+    let segments = list_segments(dir)?;
+    let checkpoint = segments
+        .iter()
+        .rposition(|(_, path)| starts_with_checkpoint(path));
+    let start = checkpoint.unwrap_or(0);
+    check_contiguous(dir, &segments[start..], checkpoint.is_some())?;
+    Ok((segments, start))
+}
+
 /// A segment file that went missing would drop its records silently (a vote, acknowledged
 /// entries): the segments replayed must be numbered without gaps, starting at 1 unless the
 /// first of them begins with a checkpoint.
@@ -326,12 +338,7 @@ impl Wal {
     /// Replays every segment in `dir` (which must exist) and opens the last one for appends,
     /// creating the first segment when there is none.
     pub fn recover(dir: &Path) -> Result<(Wal, DurableState, RecoveryReport), StorageError> {
-        let mut segments = list_segments(dir)?;
-        let checkpoint = segments
-            .iter()
-            .rposition(|(_, path)| starts_with_checkpoint(path));
-        let start = checkpoint.unwrap_or(0);
-        check_contiguous(dir, &segments[start..], checkpoint.is_some())?;
+        let (mut segments, start) = segments_from_checkpoint(dir)?;
         // Segments before the last checkpoint are left over from an interrupted compaction.
         for (_, path) in segments.drain(..start) {
             fs::remove_file(&path).map_err(StorageError::io(&path))?;
@@ -364,12 +371,7 @@ impl Wal {
     /// What this log holds, read back from its segments without changing them. Every record in
     /// them was written by this process and synced, so a torn tail here is an error.
     pub fn replay(&self) -> Result<DurableState, StorageError> {
-        let mut segments = list_segments(&self.dir)?;
-        let checkpoint = segments
-            .iter()
-            .rposition(|(_, path)| starts_with_checkpoint(path));
-        let start = checkpoint.unwrap_or(0);
-        check_contiguous(&self.dir, &segments[start..], checkpoint.is_some())?;
+        let (mut segments, start) = segments_from_checkpoint(&self.dir)?;
         let mut state = DurableState::default();
         let mut report = RecoveryReport::default();
         let mut buf = Vec::new();
