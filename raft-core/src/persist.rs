@@ -72,10 +72,16 @@ impl DurableState {
 
     /// Applies one completed persist request, the way durable storage must.
     pub fn apply(&mut self, request: &PersistRequest) {
+        self.apply_owned(request.clone());
+    }
+
+    /// `apply` for a request not needed afterwards: its snapshot and entries are moved, not
+    /// copied (a recovery replays a whole log this way).
+    pub fn apply_owned(&mut self, request: PersistRequest) {
         if let Some(hard_state) = request.hard_state {
             self.hard_state = hard_state;
         }
-        if let Some(snapshot) = &request.snapshot {
+        if let Some(snapshot) = request.snapshot {
             let meta = &snapshot.meta;
             let first = self.first_index();
             let covered = meta
@@ -91,13 +97,13 @@ impl DurableState {
                 Some(count) => drop(self.entries.drain(..count)),
                 None => self.entries.clear(),
             }
-            self.snapshot = Some(snapshot.clone());
+            self.snapshot = Some(snapshot);
         }
-        if let Some(splice) = &request.log {
+        if let Some(splice) = request.log {
             let keep = splice.from.0.saturating_sub(self.first_index().0);
             self.entries
                 .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-            self.entries.extend(splice.entries.iter().cloned());
+            self.entries.extend(splice.entries);
         }
     }
 }

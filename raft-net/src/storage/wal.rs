@@ -245,7 +245,7 @@ fn replay_segment(
         match read_record(bytes, offset) {
             Ok((record, next)) => {
                 match record {
-                    WalRecord::Persist(request) => apply_owned(state, request),
+                    WalRecord::Persist(request) => state.apply_owned(request),
                     WalRecord::Checkpoint(checkpoint) => *state = checkpoint,
                 }
                 report.records += 1;
@@ -268,33 +268,6 @@ fn replay_segment(
         }
     }
     Ok(None)
-}
-
-/// `DurableState::apply` for a request that is not needed afterwards: the log splice's entries
-/// are moved, not cloned (recovery replays every entry of the log this way).
-fn apply_owned(state: &mut DurableState, request: PersistRequest) {
-    let PersistRequest {
-        persist_id,
-        hard_state,
-        snapshot,
-        log,
-    } = request;
-    if hard_state.is_some() || snapshot.is_some() {
-        state.apply(&PersistRequest {
-            persist_id,
-            hard_state,
-            snapshot,
-            log: None,
-        });
-    }
-    if let Some(splice) = log {
-        // As in `DurableState::apply`: drop the stored entries from `from` on, then append.
-        let keep = splice.from.0.saturating_sub(state.first_index().0);
-        state
-            .entries
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-        state.entries.extend(splice.entries);
-    }
 }
 
 /// The sector size torn writes are detected in: an append that the crash interrupted leaves
@@ -585,75 +558,5 @@ mod checkpoint_probe_tests {
         assert!(first_record_is_checkpoint(Small(&checkpoint)));
         checkpoint.pop();
         assert!(!first_record_is_checkpoint(Small(&checkpoint)));
-    }
-}
-
-#[cfg(test)]
-mod apply_tests {
-    use super::*;
-    use raft_core::{Entry, EntryPayload, HardState, LogIndex, LogSplice, PersistId, Term};
-
-    /// `apply_owned` and the core's `DurableState::apply` agree on a sequence that appends,
-    /// overwrites a suffix, snapshots and appends again.
-    #[test]
-    fn owned_apply_matches_the_core() {
-        let entry = |index: u64, term: u64| Entry {
-            index: LogIndex(index),
-            term: Term(term),
-            payload: EntryPayload::Command(vec![index as u8; 3]),
-        };
-        let splice = |from: u64, entries: Vec<Entry>| {
-            Some(LogSplice {
-                from: LogIndex(from),
-                entries,
-            })
-        };
-        let requests = vec![
-            PersistRequest {
-                persist_id: PersistId(1),
-                hard_state: Some(HardState {
-                    current_term: Term(1),
-                    voted_for: None,
-                }),
-                snapshot: None,
-                log: splice(1, vec![entry(1, 1), entry(2, 1), entry(3, 1)]),
-            },
-            PersistRequest {
-                persist_id: PersistId(2),
-                hard_state: Some(HardState {
-                    current_term: Term(2),
-                    voted_for: None,
-                }),
-                snapshot: None,
-                log: splice(2, vec![entry(2, 2)]),
-            },
-            PersistRequest {
-                persist_id: PersistId(3),
-                hard_state: None,
-                snapshot: Some(raft_core::Snapshot {
-                    meta: raft_core::SnapshotMeta {
-                        last_included_index: LogIndex(1),
-                        last_included_term: Term(1),
-                        membership: raft_core::Membership::default(),
-                    },
-                    data: vec![1],
-                }),
-                log: splice(3, vec![entry(3, 2), entry(4, 2)]),
-            },
-            PersistRequest {
-                persist_id: PersistId(4),
-                hard_state: None,
-                snapshot: None,
-                log: splice(4, vec![entry(4, 2), entry(5, 2)]),
-            },
-        ];
-        let mut core = DurableState::default();
-        let mut owned = DurableState::default();
-        for request in requests {
-            core.apply(&request);
-            apply_owned(&mut owned, request);
-            assert_eq!(owned, core);
-        }
-        assert_eq!(owned.entries.len(), 4);
     }
 }
