@@ -83,6 +83,7 @@
 extern crate alloc;
 
 mod action;
+mod byte_string;
 mod config;
 mod error;
 pub mod fuzzing;

@@ -44,6 +44,7 @@ pub struct InstallSnapshot {
     pub total_bytes: u64,
     /// Where `data` starts in the snapshot.
     pub offset: u64,
+    #[serde(with = "crate::byte_string")]
     pub data: Vec<u8>,
 }
 

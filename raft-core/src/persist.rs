@@ -39,6 +39,7 @@ pub struct SnapshotMeta {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    #[serde(with = "crate::byte_string")]
     pub data: Vec<u8>,
 }
 

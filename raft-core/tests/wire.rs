@@ -147,6 +147,24 @@ proptest! {
         prop_assert_eq!(decoded, payload);
     }
 
+    /// Snapshot data (on disk) and snapshot chunks (on the wire) likewise.
+    #[test]
+    fn snapshot_bytes_encode_like_a_byte_vector(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let meta = raft_core::SnapshotMeta {
+            last_included_index: LogIndex(9),
+            last_included_term: Term(2),
+            membership: raft_core::Membership::new([NodeId(1)]),
+        };
+        let snapshot = raft_core::Snapshot { meta: meta.clone(), data: data.clone() };
+        let as_bytes = postcard::to_allocvec(&snapshot).unwrap();
+        prop_assert_eq!(&as_bytes, &postcard::to_allocvec(&(&meta, &data)).unwrap());
+        prop_assert_eq!(postcard::from_bytes::<raft_core::Snapshot>(&as_bytes).unwrap(), snapshot);
+        let chunk = raft_core::InstallSnapshot { meta: meta.clone(), total_bytes: 300, offset: 4, data: data.clone() };
+        let as_bytes = postcard::to_allocvec(&chunk).unwrap();
+        prop_assert_eq!(&as_bytes, &postcard::to_allocvec(&(&meta, 300u64, 4u64, &data)).unwrap());
+        prop_assert_eq!(postcard::from_bytes::<raft_core::InstallSnapshot>(&as_bytes).unwrap(), chunk);
+    }
+
     #[test]
     fn arbitrary_bytes_decode_to_an_error_or_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode(&bytes, 1024);

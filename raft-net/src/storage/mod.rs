@@ -11,7 +11,6 @@
 //! fsync the directory), and says which node the directory belongs to, so that a restart with
 //! another `--id` is refused instead of voting twice in one term under two names.
 
-mod codec;
 pub mod wal;
 pub mod writer;
 

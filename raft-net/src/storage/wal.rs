@@ -22,9 +22,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
-use crate::storage::codec::{RecordDe, RecordRef};
 use crate::storage::sync_dir;
 use raft_core::{DurableState, PersistRequest};
+use serde::{Deserialize, Serialize};
 
 /// Written at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL1";
@@ -36,14 +36,14 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const RECORD_BYTES_MAX: usize = 2 * 1024 * 1024 * 1024 - 1;
 
 /// One record, as read back.
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
 pub enum WalRecord {
     Persist(PersistRequest),
     Checkpoint(DurableState),
 }
 
 /// One record, as written (borrowing, so writing copies nothing). Same layout as [`WalRecord`].
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub enum WalRecordRef<'a> {
     Persist(&'a PersistRequest),
     Checkpoint(&'a DurableState),
@@ -83,11 +83,7 @@ pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), Storag
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     let mut buf_taken = std::mem::take(buf);
-    let mirror = match record {
-        WalRecordRef::Persist(request) => RecordRef::persist(request),
-        WalRecordRef::Checkpoint(state) => RecordRef::checkpoint(state),
-    };
-    buf_taken = match postcard::to_extend(&mirror, buf_taken) {
+    buf_taken = match postcard::to_extend(record, buf_taken) {
         Ok(extended) => extended,
         Err(error) => {
             return Err(StorageError::Encode {
@@ -205,8 +201,8 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRec
     if record_crc(len_bytes, payload) != stored_crc {
         return Err(BadRecord::Invalid("CRC mismatch".to_string()));
     }
-    match postcard::from_bytes::<RecordDe>(payload) {
-        Ok(record) => Ok((record.into(), offset + RECORD_HEADER_BYTES + len)),
+    match postcard::from_bytes::<WalRecord>(payload) {
+        Ok(record) => Ok((record, offset + RECORD_HEADER_BYTES + len)),
         Err(error) => Err(BadRecord::Invalid(format!(
             "record passes its CRC but does not decode: {error}"
         ))),
