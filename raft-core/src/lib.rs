@@ -19,12 +19,18 @@
 //! 3. The core withholds every message that certifies durable state (vote replies, append
 //!    acknowledgements) until a `PersistDone` covers it, and counts its own vote and its own
 //!    match index only once durable. Requests (RequestVote, AppendEntries) go out at once, in
-//!    parallel with the local write (Raft thesis §10.2.1). So [`Action::Send`] needs no
-//!    ordering against `Persist`.
-//! 4. Each step emits at most one `Persist` (everything that step made unstable), with
+//!    parallel with the local write of *log entries* (Raft thesis §10.2.1). So
+//!    [`Action::Send`] needs no ordering against `Persist`.
+//! 4. **A node acts as leader of a term only once that term and its own vote for itself are
+//!    durable on its own disk**, however many peers granted their votes before. A leader that
+//!    could forget its term could restart in the old term, win the same term again and lead it
+//!    twice with two different logs, committing two different entries at one index. Thesis
+//!    §10.2.1 lets a leader write its log entries in parallel with replicating them; it never
+//!    lets a node act on a term its disk has not recorded.
+//! 5. Each step emits at most one `Persist` (everything that step made unstable), with
 //!    increasing `persist_id`s. Actions come out in the order Persist, Send..., ApplySnapshot,
 //!    Apply, Reply..., so a driver that executes them in order, synchronously, is also correct.
-//! 5. [`Action::Apply`] hands over committed, locally durable entries exactly once, in index
+//! 6. [`Action::Apply`] hands over committed, locally durable entries exactly once, in index
 //!    order. A proposal accepted by a leader ([`Reply::Accepted`]) is later reported exactly
 //!    once more: [`Reply::Committed`] (right after its `Apply`) or [`Reply::Dropped`] (a new
 //!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]

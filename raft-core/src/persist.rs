@@ -110,7 +110,7 @@ impl DurableState {
 }
 
 /// Tracks which persist requests are durable and withholds the messages that certify them
-/// (DESIGN rule 3). Requests are numbered from 1; `PersistId(0)` means "nothing".
+/// (contract rule 3). Requests are numbered from 1; `PersistId(0)` means "nothing".
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PersistTracker {
     last_issued: PersistId,

@@ -287,3 +287,45 @@ fn refused_higher_term_vote_does_not_restart_the_election_timer() {
     }
     panic!("refused vote requests kept the node from ever campaigning");
 }
+
+#[test]
+fn candidate_leads_only_once_its_own_term_and_vote_are_durable() {
+    let mut n = node(1, 3);
+    let actions = tick_until_candidate(&mut n);
+    let votes = [
+        n.step(vote_response(2, 1, 1, true)),
+        n.step(vote_response(3, 1, 1, true)),
+    ];
+    assert_eq!(
+        n.role(),
+        Role::Candidate,
+        "every peer granted, but the candidate's own term 1 and vote are not yet durable"
+    );
+    assert!(
+        votes.iter().flat_map(|a| sends(a)).next().is_none(),
+        "nothing is sent as leader of a term the disk has not recorded"
+    );
+    let won = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    assert_eq!(n.role(), Role::Leader, "the votes granted meanwhile count");
+    assert!(sends(&won)
+        .iter()
+        .any(|e| matches!(e.message, Message::AppendEntries(_))));
+}
+
+#[test]
+fn timeout_now_candidate_leads_only_once_its_own_term_and_vote_are_durable() {
+    let mut n = node(1, 3);
+    let _ = step_durably(&mut n, append(2, 1, 1, (0, 0), vec![], 0));
+    let actions = n.step(Input::Receive(envelope(2, 1, 1, Message::TimeoutNow)));
+    assert_eq!(n.role(), Role::Candidate);
+    assert_eq!(n.term(), Term(2));
+    let _ = n.step(vote_response(2, 1, 2, true));
+    let _ = n.step(vote_response(3, 1, 2, true));
+    assert_eq!(n.role(), Role::Candidate, "term 2 is not durable yet");
+    let _ = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    assert_eq!(n.role(), Role::Leader);
+}

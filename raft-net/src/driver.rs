@@ -3,7 +3,7 @@
 //! It waits on four sources: a peer datagram, the tick interval, a client request from HTTP, and
 //! a persist completion from the storage thread. Each turns into exactly one `Input`; the
 //! driver calls `step` and carries out the returned actions in order before it looks at the
-//! next input (DESIGN rule 1):
+//! next input (contract rule 1):
 //!
 //! - `Persist` goes to the storage thread (group commit). Its completion comes back later as
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that

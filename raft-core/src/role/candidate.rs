@@ -163,12 +163,21 @@ impl Node {
         }
     }
 
-    /// Figure 2, Candidates: "If votes received from majority of servers: become leader".
+    /// Figure 2, Candidates: "If votes received from majority of servers: become leader" —
+    /// once this node's own term and vote are durable (contract rule 4). Peer votes alone are
+    /// not enough: a leader that crashed before its term reached its disk would restart in the
+    /// old term, campaign for the same term again, and could win it a second time (a voter
+    /// that granted it grants it again) with a different log, so two different entries would
+    /// commit at one index. The votes granted meanwhile are kept and counted when the persist
+    /// completes (`on_persist_done`).
     pub(crate) fn maybe_win_election(&mut self) {
         let self_vote_durable = self
             .self_vote_persist
             .is_some_and(|persist_id| persist_id <= self.persist.durable());
-        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
+        if !self_vote_durable {
+            return;
+        }
+        let votes = self.count_voters(self.votes_granted.iter(), true);
         if votes >= self.membership.quorum() {
             self.become_leader();
         }

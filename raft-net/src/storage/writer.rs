@@ -4,7 +4,7 @@
 //! whatever has queued up (one request or thousands), appends them in order, calls `fdatasync`
 //! once for the whole batch, and only then reports the highest `persist_id` of the batch. Since
 //! `Input::PersistDone` is cumulative, one report covers the batch, and the core releases the
-//! acknowledgements that depend on it (DESIGN rule 3) only after the data is on disk.
+//! acknowledgements that depend on it (contract rule 3) only after the data is on disk.
 
 use std::sync::mpsc;
 use std::sync::Arc;
