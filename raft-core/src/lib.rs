@@ -89,6 +89,10 @@
 extern crate alloc;
 
 mod action;
+#[cfg(feature = "bug-catalogue")]
+pub mod bugs;
+#[cfg(not(feature = "bug-catalogue"))]
+mod bugs;
 mod byte_string;
 mod config;
 mod error;

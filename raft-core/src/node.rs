@@ -64,6 +64,9 @@ pub struct Node {
     pub(crate) pending_proposals: BTreeMap<LogIndex, (Term, RequestId)>,
     pub(crate) stats: Stats,
     pub(crate) out: StepOutput,
+    /// Bugs reintroduced on purpose (the `bug-catalogue` feature); none otherwise.
+    #[cfg_attr(not(feature = "bug-catalogue"), allow(dead_code))]
+    pub(crate) bugs: crate::bugs::BugSet,
 }
 
 /// Counters for traces and metrics.
@@ -204,6 +207,7 @@ impl Node {
             pending_proposals: BTreeMap::new(),
             stats: Stats::default(),
             out: StepOutput::default(),
+            bugs: crate::bugs::BugSet::default(),
             config,
         }
     }
@@ -597,6 +601,13 @@ impl Node {
     pub(crate) fn mark_log_unstable_from(&mut self, index: LogIndex) {
         let from = self.out.unstable_from.map_or(index, |from| from.min(index));
         self.out.unstable_from = Some(from);
+    }
+
+    /// Runs this node with `bug` reintroduced, to show that a checker catches it. Testing
+    /// only: the bug breaks the Raft safety rule it is named after.
+    #[cfg(feature = "bug-catalogue")]
+    pub fn reintroduce(&mut self, bug: crate::bugs::Bug) {
+        self.bugs.insert(bug);
     }
 
     // ---- read-only view ----

@@ -2,6 +2,7 @@
 
 use alloc::collections::BTreeSet;
 
+use crate::bugs::reintroduced;
 use crate::message::{Envelope, Message, RequestVote, RequestVoteResponse};
 use crate::node::Node;
 use crate::types::{NodeId, Role, Term};
@@ -174,10 +175,10 @@ impl Node {
         let self_vote_durable = self
             .self_vote_persist
             .is_some_and(|persist_id| persist_id <= self.persist.durable());
-        if !self_vote_durable {
+        if !self_vote_durable && !reintroduced!(self, LeadBeforeDurableVote) {
             return;
         }
-        let votes = self.count_voters(self.votes_granted.iter(), true);
+        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
         if votes >= self.membership.quorum() {
             self.become_leader();
         }
