@@ -60,6 +60,11 @@ pub enum RestoreError {
         term: Term,
         current_term: Term,
     },
+    /// A term or index above `ACCEPTED_VALUE_MAX`, which no correct node reaches.
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+    },
 }
 
 impl From<ConfigError> for RestoreError {
@@ -87,6 +92,11 @@ impl fmt::Display for RestoreError {
             } => write!(
                 f,
                 "log entry {index} has term {term}, above the current term {current_term}"
+            ),
+            RestoreError::OutOfRange { field, value } => write!(
+                f,
+                "{field} is {value}, above the largest accepted value {}",
+                crate::types::ACCEPTED_VALUE_MAX
             ),
         }
     }

@@ -57,8 +57,23 @@
 //! it to their application as [`Action::ApplySnapshot`]. A restarted node is restored from its
 //! latest snapshot plus the log after it ([`DurableState`]).
 //!
-//! `step` never fails: stale, forged or unknown-peer messages are ignored and counted in
-//! [`Stats::messages_ignored`]; client rejections are [`Reply`] values. Only constructors
+//! `step` never fails and never panics, whatever a decoded message carries: stale, forged or
+//! unknown-peer messages are ignored and counted in [`Stats::messages_ignored`]; client
+//! rejections are [`Reply`] values. What no correct peer sends is not obeyed:
+//!
+//! - a term or index above [`ACCEPTED_VALUE_MAX`] (2^62): the whole message is ignored, so
+//!   every step's arithmetic stays far from overflow and a made-up term cannot leave a node
+//!   unable to campaign;
+//! - `TimeoutNow` from anyone but this node's current leader, a voter, in the current term;
+//! - a vote request from outside the membership; replication (AppendEntries, InstallSnapshot)
+//!   from outside the membership in a higher term while this node hears from a live leader
+//!   (a newer leader it has not heard of can only exist once that one lost its quorum), and at
+//!   most one partial snapshot of at most [`Config::snapshot_bytes_max`] is buffered from any
+//!   sender;
+//! - an append rejection for an index beyond the leader's log.
+//!
+//! Members are trusted to follow the protocol otherwise (Raft is not Byzantine fault
+//! tolerant): keeping everyone else out is the transport's job (raft-net's cluster key). Only constructors
 //! return errors ([`ConfigError`], [`RestoreError`]), and the wire decoder ([`wire::decode`])
 //! returns [`DecodeError`]. A broken internal invariant is a bug and panics with its name.
 //!
@@ -133,4 +148,4 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
-pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
+pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};

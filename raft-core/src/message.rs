@@ -117,7 +117,55 @@ pub struct ConflictHint {
     pub first_index: LogIndex,
 }
 
+impl Envelope {
+    /// True when every term and index the envelope carries is one a node accepts
+    /// ([`crate::types::ACCEPTED_VALUE_MAX`]).
+    #[must_use]
+    pub fn is_within_accepted_range(&self) -> bool {
+        self.term.is_accepted() && self.message.is_within_accepted_range()
+    }
+}
+
 impl Message {
+    fn is_within_accepted_range(&self) -> bool {
+        match self {
+            Message::RequestVote(request) | Message::PreVote(request) => {
+                request.last_log_index.is_accepted() && request.last_log_term.is_accepted()
+            }
+            Message::RequestVoteResponse(_) | Message::PreVoteResponse(_) | Message::TimeoutNow => {
+                true
+            }
+            Message::AppendEntries(request) => {
+                request.prev_log_index.is_accepted()
+                    && request.prev_log_term.is_accepted()
+                    && request.leader_commit.is_accepted()
+                    && request
+                        .entries
+                        .iter()
+                        .all(|entry| entry.index.is_accepted() && entry.term.is_accepted())
+            }
+            Message::AppendEntriesResponse(response) => match response.result {
+                AppendResult::Success { match_index } => match_index.is_accepted(),
+                AppendResult::Reject {
+                    rejected_prev_index,
+                    hint,
+                } => {
+                    rejected_prev_index.is_accepted()
+                        && hint.first_index.is_accepted()
+                        && hint.conflict_term.is_none_or(Term::is_accepted)
+                }
+                AppendResult::StaleTerm => true,
+            },
+            Message::InstallSnapshot(request) => {
+                request.meta.last_included_index.is_accepted()
+                    && request.meta.last_included_term.is_accepted()
+            }
+            Message::InstallSnapshotResponse(response) => {
+                response.last_included_index.is_accepted()
+            }
+        }
+    }
+
     /// A short name for traces and metrics.
     #[must_use]
     pub fn kind(&self) -> &'static str {

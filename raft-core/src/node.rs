@@ -138,6 +138,15 @@ impl Node {
                         snapshot.meta.last_included_term,
                     )
                 });
+        for (field, value) in [
+            ("current_term", current_term.0),
+            ("snapshot last_included_index", snapshot_index.0),
+            ("snapshot last_included_term", snapshot_term.0),
+        ] {
+            if value > crate::types::ACCEPTED_VALUE_MAX {
+                return Err(RestoreError::OutOfRange { field, value });
+            }
+        }
         if snapshot_term > current_term {
             return Err(RestoreError::EntryTermAboveCurrent {
                 index: snapshot_index,
@@ -268,6 +277,10 @@ impl Node {
     }
 
     fn on_receive(&mut self, envelope: Envelope) {
+        if !envelope.is_within_accepted_range() {
+            self.stats.messages_ignored += 1;
+            return;
+        }
         let Envelope {
             from,
             to,
@@ -281,7 +294,9 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        if term > self.current_term && self.ignores_vote_request_in_lease(&message) {
+        if (term > self.current_term && self.ignores_higher_term_in_lease(from, &message))
+            || (message == Message::TimeoutNow && !self.honours_timeout_now(from, term))
+        {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -323,25 +338,50 @@ impl Node {
 
     /// Members may send anything. A node outside this node's membership may be a leader whose
     /// log adds this node (or a newer membership) that this node has not seen yet, so its
-    /// replication is accepted; but it cannot be a candidate this node should vote for.
+    /// replication is accepted; but it cannot be a candidate this node should vote for, nor
+    /// hand it leadership.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
         matches!(
             message,
-            Message::AppendEntries(_) | Message::InstallSnapshot(_) | Message::TimeoutNow
+            Message::AppendEntries(_) | Message::InstallSnapshot(_)
         )
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
     /// requests for a higher term are ignored, unless the leader itself asked for the election.
-    fn ignores_vote_request_in_lease(&self, message: &Message) -> bool {
-        let request = match message {
-            Message::RequestVote(request) | Message::PreVote(request) => request,
-            _ => return false,
-        };
-        self.config.check_quorum && !request.leadership_transfer && self.is_in_leader_lease()
+    /// Replication from a higher term is ignored too when its sender is outside this node's
+    /// membership: a leader this node has not heard of yet can only exist once the leader it
+    /// hears from has lost its quorum, so it waits at most an election timeout, while a
+    /// stranger cannot depose a live leader's followers with a made-up term.
+    fn ignores_higher_term_in_lease(&self, from: NodeId, message: &Message) -> bool {
+        match message {
+            Message::RequestVote(request) | Message::PreVote(request) => {
+                self.config.check_quorum
+                    && !request.leadership_transfer
+                    && self.is_in_leader_lease()
+            }
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) => {
+                !self.membership.contains(from)
+                    && self.role == Role::Follower
+                    && self
+                        .leader_id
+                        .is_some_and(|leader| self.membership.contains(leader))
+                    && self.election_timer.elapsed_ticks < self.config.election_timeout_ticks_min
+            }
+            _ => false,
+        }
+    }
+
+    /// Leadership transfer (thesis §3.10): a leader sends `TimeoutNow` to a voter that holds
+    /// its whole log, in its own term. Honoured only then: from this node's current leader, a
+    /// voter, in the current term. Any other `TimeoutNow` (a stranger's, an old leader's, a
+    /// replayed or forged one) would let its sender depose a healthy leader, bypassing leader
+    /// stickiness and breaking the premise of lease reads.
+    fn honours_timeout_now(&self, from: NodeId, term: Term) -> bool {
+        term == self.current_term && self.leader_id == Some(from) && self.membership.is_voter(from)
     }
 
     /// True while a leader is known to be alive: this node leads, or it heard from its leader

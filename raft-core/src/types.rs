@@ -48,8 +48,23 @@ newtype!(
     PersistId, "p"
 );
 
+/// The largest term and the largest log index a node accepts from a peer or from disk: 2^62.
+///
+/// A message carrying a term or an index above it is ignored and counted, and a durable state
+/// holding one is refused ([`crate::RestoreError::OutOfRange`]). No correct cluster gets there
+/// (a term a nanosecond, or an entry a nanosecond, for 146 years), and below it every step's
+/// arithmetic (`index + entries`, `term + 1`) has room to spare, so no forged value can
+/// overflow it. Adopting such a term would also leave a node unable to ever campaign again.
+pub const ACCEPTED_VALUE_MAX: u64 = 1 << 62;
+
 impl LogIndex {
     pub const ZERO: LogIndex = LogIndex(0);
+
+    /// True when a peer or a disk may name this index (see [`ACCEPTED_VALUE_MAX`]).
+    #[must_use]
+    pub fn is_accepted(self) -> bool {
+        self.0 <= ACCEPTED_VALUE_MAX
+    }
 
     #[must_use]
     pub fn next(self) -> LogIndex {
@@ -69,6 +84,12 @@ impl Term {
     #[must_use]
     pub fn next(self) -> Term {
         Term(self.0 + 1)
+    }
+
+    /// True when a peer or a disk may name this term (see [`ACCEPTED_VALUE_MAX`]).
+    #[must_use]
+    pub fn is_accepted(self) -> bool {
+        self.0 <= ACCEPTED_VALUE_MAX
     }
 }
 

@@ -256,11 +256,13 @@ fn timeout_now_moves_neither_a_leader_nor_a_learner() {
     )));
     assert_eq!(leader.role(), Role::Leader);
 
-    // A node outside the voters (configured to wait to be added) never campaigns.
+    // A node outside the voters (configured to wait to be added) never campaigns, even when
+    // the leader it follows asks it to.
     let mut config = config(4, 3);
     config.id = NodeId(4);
     config.voters.clear();
     let mut learner = raft_core::Node::new(config).unwrap();
+    let _ = step_durably(&mut learner, append(1, 4, 1, (0, 0), vec![], 0));
     let _ = learner.step(Input::Receive(envelope(
         1,
         4,

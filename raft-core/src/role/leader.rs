@@ -298,8 +298,9 @@ impl Node {
             return;
         };
         // A rejection below the known match point, or of anything but the outstanding probe,
-        // answers an older request.
+        // answers an older request; one beyond this leader's log answers nothing it sent.
         let is_current = rejected_prev_index > progress.match_index
+            && rejected_prev_index <= self.log.last_index()
             && match progress.state {
                 ReplicationState::Probe { .. } => rejected_prev_index == progress.next_index.prev(),
                 ReplicationState::Replicate => true,
