@@ -50,6 +50,21 @@ impl<'a> Bytes<'a> {
         self.byte() & 1 == 1
     }
 
+    /// A number from anywhere in the `u64` range, most often small: below 12 (around a fuzzed
+    /// node's own state), sometimes at the top of the range, around the largest value a node
+    /// accepts, around 2^63, or any eight bytes.
+    pub fn wide(&mut self) -> u64 {
+        let selector = self.byte();
+        let offset = u64::from(self.byte() % 4);
+        match selector % 16 {
+            12 => u64::MAX - offset,
+            13 => (crate::types::ACCEPTED_VALUE_MAX - 2).saturating_add(offset),
+            14 => (1 << 63) + offset,
+            15 => (0..8).fold(0, |value, _| (value << 8) | u64::from(self.byte())),
+            small => u64::from(small),
+        }
+    }
+
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
@@ -137,12 +152,25 @@ pub fn single_node_messages(data: &[u8]) {
     }
 }
 
+/// A peer message as a member or a stranger might send it: terms, indexes, sizes and offsets
+/// mostly near the node's own state, now and then anywhere in the `u64` range.
 fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
-    let from = NodeId(bytes.below(7));
+    let from = NodeId(match bytes.below(16) {
+        15 => bytes.wide(),
+        id => id % 8,
+    });
     let to = NodeId(if bytes.below(8) == 0 { 2 } else { 1 });
-    let term = Term((current.0 + bytes.below(4)).saturating_sub(1));
-    let index = |bytes: &mut Bytes<'_>| LogIndex(bytes.below(12));
-    let small_term = |bytes: &mut Bytes<'_>| Term(bytes.below(6));
+    let term = Term(match bytes.below(16) {
+        15 => bytes.wide(),
+        near => (current.0.saturating_add(near % 4)).saturating_sub(1),
+    });
+    let index = |bytes: &mut Bytes<'_>| LogIndex(bytes.wide());
+    let small_term = |bytes: &mut Bytes<'_>| {
+        Term(match bytes.below(8) {
+            7 => bytes.wide(),
+            term => term % 6,
+        })
+    };
     let message = match bytes.below(10) {
         0 => Message::RequestVote(RequestVote {
             last_log_index: index(bytes),
@@ -167,7 +195,7 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
             let mut entry_term = prev_log_term;
             let entries = (1..=count)
                 .map(|offset| {
-                    entry_term = Term(entry_term.0 + bytes.below(2));
+                    entry_term = Term(entry_term.0.saturating_add(bytes.below(2)));
                     let payload = match bytes.below(4) {
                         0 => EntryPayload::Noop,
                         1 => EntryPayload::Membership(Membership::new(
@@ -176,7 +204,7 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
                         _ => EntryPayload::Command(alloc::vec![bytes.byte()]),
                     };
                     Entry {
-                        index: LogIndex(prev_log_index.0 + offset),
+                        index: LogIndex(prev_log_index.0.saturating_add(offset)),
                         term: entry_term,
                         payload,
                     }
@@ -187,11 +215,11 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
                 prev_log_term,
                 entries,
                 leader_commit: index(bytes),
-                read_round: bytes.below(4),
+                read_round: bytes.wide(),
             })
         }
         6 => Message::AppendEntriesResponse(AppendEntriesResponse {
-            read_round: bytes.below(4),
+            read_round: bytes.wide(),
             result: match bytes.below(3) {
                 0 => AppendResult::Success {
                     match_index: index(bytes),
@@ -207,7 +235,7 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
             },
         }),
         7 => {
-            let total_bytes = bytes.below(8);
+            let total_bytes = bytes.wide();
             Message::InstallSnapshot(InstallSnapshot {
                 meta: SnapshotMeta {
                     last_included_index: index(bytes),
@@ -215,13 +243,13 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
                     membership: Membership::new((1..=3).map(NodeId)),
                 },
                 total_bytes,
-                offset: bytes.below(8),
+                offset: bytes.wide(),
                 data: alloc::vec![bytes.byte(); bytes.below(8) as usize],
             })
         }
         8 => Message::InstallSnapshotResponse(InstallSnapshotResponse {
             last_included_index: index(bytes),
-            received_bytes: bytes.below(8),
+            received_bytes: bytes.wide(),
             installed: bytes.flag(),
         }),
         _ => Message::TimeoutNow,
