@@ -17,118 +17,121 @@ fn batch(first: u64, commands: &[&str]) -> Input {
 
 #[test]
 fn a_batch_shares_one_persist_and_one_append_per_follower() {
-    let mut cluster = Cluster::new(3);
-    let leader = cluster.elect();
-    cluster.deliver_all();
-    let node = cluster.nodes.get_mut(&leader).expect("leader");
-    let first = node.last_log_index().next();
-    let term = node.term();
-    let actions = node.step(batch(100, &["a", "b", "c"]));
+    for mut cluster in [Cluster::new(3), Cluster::new(3).with_late_persists(7)] {
+        let leader = cluster.elect();
+        cluster.settle();
+        let node = cluster.nodes.get_mut(&leader).expect("leader");
+        let first = node.last_log_index().next();
+        let term = node.term();
+        let actions = node.step(batch(100, &["a", "b", "c"]));
 
-    let accepted: Vec<(RequestId, Reply)> = (0..3)
-        .map(|i| {
-            let index = LogIndex(first.0 + i);
-            (RequestId(100 + i), Reply::Accepted { index, term })
-        })
-        .collect();
-    assert_eq!(replies(&actions), accepted);
-
-    let persists: Vec<_> = actions
-        .iter()
-        .filter_map(|action| match action {
-            raft_core::Action::Persist(request) => Some(request),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(persists.len(), 1, "one persist for the whole batch");
-    let splice = persists[0].log.as_ref().expect("the batch is persisted");
-    assert_eq!(splice.from, first);
-    assert_eq!(splice.entries.len(), 3);
-
-    let appends = sends(&actions);
-    assert_eq!(appends.len(), 2, "one AppendEntries per follower");
-    for envelope in &appends {
-        let Message::AppendEntries(request) = &envelope.message else {
-            panic!("expected AppendEntries, got {:?}", envelope.message);
-        };
-        let commands: Vec<&[u8]> = request
-            .entries
-            .iter()
-            .map(|entry| match &entry.payload {
-                EntryPayload::Command(bytes) => bytes.as_ref(),
-                other => panic!("expected a command, got {other:?}"),
+        let accepted: Vec<(RequestId, Reply)> = (0..3)
+            .map(|i| {
+                let index = LogIndex(first.0 + i);
+                (RequestId(100 + i), Reply::Accepted { index, term })
             })
             .collect();
-        assert_eq!(commands, [b"a", b"b", b"c"]);
+        assert_eq!(replies(&actions), accepted);
+
+        let persists: Vec<_> = actions
+            .iter()
+            .filter_map(|action| match action {
+                raft_core::Action::Persist(request) => Some(request),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(persists.len(), 1, "one persist for the whole batch");
+        let splice = persists[0].log.as_ref().expect("the batch is persisted");
+        assert_eq!(splice.from, first);
+        assert_eq!(splice.entries.len(), 3);
+
+        let appends = sends(&actions);
+        assert_eq!(appends.len(), 2, "one AppendEntries per follower");
+        for envelope in &appends {
+            let Message::AppendEntries(request) = &envelope.message else {
+                panic!("expected AppendEntries, got {:?}", envelope.message);
+            };
+            let commands: Vec<&[u8]> = request
+                .entries
+                .iter()
+                .map(|entry| match &entry.payload {
+                    EntryPayload::Command(bytes) => bytes.as_ref(),
+                    other => panic!("expected a command, got {other:?}"),
+                })
+                .collect();
+            assert_eq!(commands, [b"a", b"b", b"c"]);
+        }
     }
 }
 
 #[test]
 fn every_command_of_a_batch_commits_in_order() {
-    let mut cluster = Cluster::new(3);
-    let leader = cluster.elect();
-    cluster.deliver_all();
-    let first = cluster.nodes[&leader].last_log_index().next();
-    cluster.step(leader, batch(200, &["x", "y", "z", "w"]));
-    cluster.deliver_all();
-    for (offset, request) in (200..204).enumerate() {
-        let index = LogIndex(first.0 + offset as u64);
-        assert!(
-            matches!(
-                cluster.reply_to(RequestId(request)),
-                Some(Reply::Committed { index: committed, .. }) if *committed == index
-            ),
-            "{request}: {:?}",
-            cluster.reply_to(RequestId(request))
-        );
-    }
-    // Followers learn the new commit index from the leader's next heartbeat.
-    for _ in 0..10 {
-        cluster.tick(leader);
-    }
-    for id in [NodeId(1), NodeId(2), NodeId(3)] {
-        let applied = &cluster.applied[&id];
-        let tail: Vec<&EntryPayload> = applied[applied.len() - 4..]
-            .iter()
-            .map(|entry| &entry.payload)
-            .collect();
-        let expected: Vec<EntryPayload> = ["x", "y", "z", "w"]
-            .iter()
-            .map(|c| EntryPayload::Command(c.as_bytes().to_vec()))
-            .collect();
-        assert_eq!(
-            tail,
-            expected.iter().collect::<Vec<_>>(),
-            "{id} applied the batch"
-        );
+    for mut cluster in [Cluster::new(3), Cluster::new(3).with_late_persists(7)] {
+        let leader = cluster.elect();
+        cluster.settle();
+        let first = cluster.nodes[&leader].last_log_index().next();
+        cluster.step(leader, batch(200, &["x", "y", "z", "w"]));
+        cluster.settle();
+        for (offset, request) in (200..204).enumerate() {
+            let index = LogIndex(first.0 + offset as u64);
+            assert!(
+                matches!(
+                    cluster.reply_to(RequestId(request)),
+                    Some(Reply::Committed { index: committed, .. }) if *committed == index
+                ),
+                "{request}: {:?}",
+                cluster.reply_to(RequestId(request))
+            );
+        }
+        // Followers learn the new commit index from the leader's next heartbeat.
+        for _ in 0..10 {
+            cluster.tick(leader);
+        }
+        for id in [NodeId(1), NodeId(2), NodeId(3)] {
+            let applied = &cluster.applied[&id];
+            let tail: Vec<&EntryPayload> = applied[applied.len() - 4..]
+                .iter()
+                .map(|entry| &entry.payload)
+                .collect();
+            let expected: Vec<EntryPayload> = ["x", "y", "z", "w"]
+                .iter()
+                .map(|c| EntryPayload::Command(c.as_bytes().to_vec()))
+                .collect();
+            assert_eq!(
+                tail,
+                expected.iter().collect::<Vec<_>>(),
+                "{id} applied the batch"
+            );
+        }
     }
 }
 
 #[test]
 fn a_follower_refuses_every_command_of_a_batch() {
-    let mut cluster = Cluster::new(3);
-    let leader = cluster.elect();
-    cluster.deliver_all();
-    let follower = if leader == NodeId(1) {
-        NodeId(2)
-    } else {
-        NodeId(1)
-    };
-    let actions = cluster
-        .nodes
-        .get_mut(&follower)
-        .expect("follower")
-        .step(batch(300, &["p", "q"]));
-    let hint = Some(leader);
-    assert_eq!(
-        replies(&actions),
-        vec![
-            (RequestId(300), Reply::NotLeader { leader_hint: hint }),
-            (RequestId(301), Reply::NotLeader { leader_hint: hint }),
-        ]
-    );
-    assert!(sends(&actions).is_empty());
-    assert_eq!(persist_id(&actions), None);
+    for mut cluster in [Cluster::new(3), Cluster::new(3).with_late_persists(7)] {
+        let leader = cluster.elect();
+        cluster.settle();
+        let follower = if leader == NodeId(1) {
+            NodeId(2)
+        } else {
+            NodeId(1)
+        };
+        let actions = cluster
+            .nodes
+            .get_mut(&follower)
+            .expect("follower")
+            .step(batch(300, &["p", "q"]));
+        let hint = Some(leader);
+        assert_eq!(
+            replies(&actions),
+            vec![
+                (RequestId(300), Reply::NotLeader { leader_hint: hint }),
+                (RequestId(301), Reply::NotLeader { leader_hint: hint }),
+            ]
+        );
+        assert!(sends(&actions).is_empty());
+        assert_eq!(persist_id(&actions), None);
+    }
 }
 
 #[test]

@@ -8,8 +8,9 @@ use raft_core::{LogIndex, Reply, Role};
 use support::*;
 
 /// Each scenario runs with Figure 2 alone and with the default extensions (pre-vote,
-/// check-quorum).
-macro_rules! in_both_modes {
+/// check-quorum), each with writes completing at once and completing late, racing the
+/// messages (votes, acknowledgements and elections then wait on the disk).
+macro_rules! in_every_mode {
     ($($scenario:ident),* $(,)?) => {
         $(mod $scenario {
             #[test]
@@ -20,11 +21,19 @@ macro_rules! in_both_modes {
             fn production() {
                 super::$scenario(super::Cluster::production);
             }
+            #[test]
+            fn figure2_late_persists() {
+                super::$scenario(super::Cluster::new_late);
+            }
+            #[test]
+            fn production_late_persists() {
+                super::$scenario(super::Cluster::production_late);
+            }
         })*
     };
 }
 
-in_both_modes!(
+in_every_mode!(
     three_nodes_elect_one_leader_and_replicate,
     five_nodes_survive_leader_crash_and_elect_a_new_leader,
     lagging_follower_catches_up_after_partition_heals,

@@ -64,34 +64,35 @@ fn step_checked(
 
 #[test]
 fn each_step_emits_at_most_one_persist_in_order_persist_send_apply_reply() {
-    let mut cluster = Cluster::new(3);
-    let mut last = std::collections::BTreeMap::new();
-    // Drive by hand so every step's actions can be inspected.
-    let mut queue = std::collections::VecDeque::new();
-    let mut request = 0;
-    for round in 0..400 {
-        for n in 1..=3u64 {
-            let mut inputs = vec![Input::Tick];
-            if round % 7 == 0 {
-                request += 1;
-                inputs.push(Input::Propose {
-                    request_id: raft_core::RequestId(request),
-                    command: vec![round as u8],
-                });
+    for mut cluster in [Cluster::new(3), Cluster::new(3).with_late_persists(7)] {
+        let mut last = std::collections::BTreeMap::new();
+        // Drive by hand so every step's actions can be inspected.
+        let mut queue = std::collections::VecDeque::new();
+        let mut request = 0;
+        for round in 0..400 {
+            for n in 1..=3u64 {
+                let mut inputs = vec![Input::Tick];
+                if round % 7 == 0 {
+                    request += 1;
+                    inputs.push(Input::Propose {
+                        request_id: raft_core::RequestId(request),
+                        command: vec![round as u8],
+                    });
+                }
+                for input in inputs {
+                    let node = cluster.nodes.get_mut(&NodeId(n)).unwrap();
+                    step_checked(node, input, last.entry(n).or_insert(0), &mut queue);
+                }
             }
-            for input in inputs {
-                let node = cluster.nodes.get_mut(&NodeId(n)).unwrap();
-                step_checked(node, input, last.entry(n).or_insert(0), &mut queue);
+            while let Some(envelope) = queue.pop_front() {
+                let to = envelope.to;
+                let node = cluster.nodes.get_mut(&to).unwrap();
+                let input = Input::Receive(envelope);
+                step_checked(node, input, last.entry(to.0).or_insert(0), &mut queue);
             }
         }
-        while let Some(envelope) = queue.pop_front() {
-            let to = envelope.to;
-            let node = cluster.nodes.get_mut(&to).unwrap();
-            let input = Input::Receive(envelope);
-            step_checked(node, input, last.entry(to.0).or_insert(0), &mut queue);
-        }
+        assert!(cluster.nodes.values().any(|n| n.commit_index().0 > 10));
     }
-    assert!(cluster.nodes.values().any(|n| n.commit_index().0 > 10));
 }
 
 #[test]
@@ -112,13 +113,82 @@ fn persist_done_for_unissued_or_repeated_id_is_ignored() {
 
 #[test]
 fn messages_for_other_nodes_or_from_strangers_are_ignored() {
+    use raft_core::{
+        AppendEntries, AppendEntriesResponse, ConflictHint, InstallSnapshot,
+        InstallSnapshotResponse, Membership, Message, RequestVote, RequestVoteResponse,
+        SnapshotMeta,
+    };
+    let vote = RequestVote {
+        last_log_index: raft_core::LogIndex(9),
+        last_log_term: Term(5),
+        leadership_transfer: true,
+    };
+    let every_kind = [
+        Message::RequestVote(vote.clone()),
+        Message::PreVote(vote),
+        Message::RequestVoteResponse(RequestVoteResponse { vote_granted: true }),
+        Message::PreVoteResponse(RequestVoteResponse { vote_granted: true }),
+        Message::AppendEntries(AppendEntries {
+            prev_log_index: raft_core::LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![entry(1, 5, "forged")],
+            leader_commit: raft_core::LogIndex(1),
+            read_round: 0,
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: 0,
+            result: AppendResult::Reject {
+                rejected_prev_index: raft_core::LogIndex(0),
+                hint: ConflictHint {
+                    conflict_term: None,
+                    first_index: raft_core::LogIndex(1),
+                },
+            },
+        }),
+        Message::TimeoutNow,
+        Message::InstallSnapshot(InstallSnapshot {
+            meta: SnapshotMeta {
+                last_included_index: raft_core::LogIndex(3),
+                last_included_term: Term(5),
+                membership: Membership::new([NodeId(1), NodeId(9)]),
+            },
+            total_bytes: 1,
+            offset: 0,
+            data: vec![1],
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
+            last_included_index: raft_core::LogIndex(3),
+            received_bytes: 1,
+            installed: true,
+        }),
+    ];
+    // A follower that hears from its leader, n2: messages of every kind addressed to another
+    // node, claiming to come from itself, or (in a higher term) from a stranger change nothing.
     let mut n = node(1, 3);
-    let a = n.step(request_vote(2, 9, 5, 0, 0));
-    let b = n.step(request_vote(9, 1, 5, 0, 0));
-    let c = n.step(request_vote(1, 1, 5, 0, 0));
-    assert!(a.is_empty() && b.is_empty() && c.is_empty());
-    assert_eq!(n.term(), Term(0));
-    assert_eq!(n.status().stats.messages_ignored, 3);
+    let _ = step_durably(&mut n, append(2, 1, 1, (0, 0), vec![], 0));
+    let before = n.status();
+    let mut ignored = before.stats.messages_ignored;
+    for message in every_kind {
+        for (from, to) in [(2, 9), (1, 1), (9, 1)] {
+            let actions = n.step(Input::Receive(envelope(from, to, 5, message.clone())));
+            assert!(
+                actions.is_empty(),
+                "{} from n{from} to n{to}: {actions:?}",
+                message.kind()
+            );
+            ignored += 1;
+            assert_eq!(
+                n.status().stats.messages_ignored,
+                ignored,
+                "{}",
+                message.kind()
+            );
+        }
+    }
+    assert_eq!(n.term(), Term(1));
+    assert_eq!(n.leader_id(), Some(NodeId(2)));
+    assert_eq!(n.last_log_index(), raft_core::LogIndex(0));
+    assert_eq!(n.voted_for(), before.voted_for);
 }
 
 #[test]

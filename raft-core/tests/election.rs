@@ -270,9 +270,16 @@ fn same_seed_same_election_timeouts() {
 #[test]
 fn refused_higher_term_vote_does_not_restart_the_election_timer() {
     // A candidate with a stale log keeps asking with ever higher terms; the up-to-date node
-    // refuses each time and must still reach its own election timeout (at most 20 ticks).
+    // refuses each time and must still campaign at the very tick an undisturbed twin does.
+    let mut twin = node_with_log(1, 3, 1, &[1]);
+    let undisturbed = (1..=20)
+        .find(|_| {
+            let _ = twin.step(Input::Tick);
+            twin.role() == Role::Candidate
+        })
+        .expect("the election timeout is at most 20 ticks");
     let mut n = node_with_log(1, 3, 1, &[1]);
-    for tick in 0..20 {
+    for tick in 1..=20 {
         let term = n.term().0 + 1;
         let actions = step_durably(&mut n, request_vote(2, 1, term, 0, 0));
         assert!(matches!(
@@ -281,7 +288,7 @@ fn refused_higher_term_vote_does_not_restart_the_election_timer() {
         ));
         let _ = n.step(Input::Tick);
         if n.role() == Role::Candidate {
-            assert!(tick < 20);
+            assert_eq!(tick, undisturbed, "the refusals moved the election timeout");
             return;
         }
     }

@@ -116,45 +116,57 @@ fn pre_vote_refusal_from_higher_term_makes_pre_candidate_follow_it() {
 
 #[test]
 fn rejoining_partitioned_node_does_not_bump_the_term() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    let term = c.nodes[&leader].term();
-    let outsider = NodeId(if leader.0 == 3 { 2 } else { 3 });
-    c.isolate(outsider);
-    c.tick_all(200);
-    assert_eq!(
-        c.nodes[&outsider].term(),
-        term,
-        "pre-votes never reached a quorum"
-    );
-    c.heal();
-    c.tick_all(30);
-    assert_eq!(c.leader(), Some(leader));
-    assert_eq!(c.nodes[&leader].term(), term);
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        let term = c.nodes[&leader].term();
+        let outsider = NodeId(if leader.0 == 3 { 2 } else { 3 });
+        c.isolate(outsider);
+        c.tick_all(200);
+        assert_eq!(
+            c.nodes[&outsider].term(),
+            term,
+            "pre-votes never reached a quorum"
+        );
+        c.heal();
+        c.tick_all(30);
+        assert_eq!(c.leader(), Some(leader));
+        assert_eq!(c.nodes[&leader].term(), term);
+    }
 }
 
 #[test]
 fn isolated_leader_steps_down_after_an_election_timeout() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    c.isolate(leader);
-    // Peers heard from in the current check-quorum window still count: within two windows.
-    for _ in 0..20 {
-        c.tick(leader);
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        c.isolate(leader);
+        // Peers heard from in the current check-quorum window still count: within two windows.
+        for _ in 0..20 {
+            c.tick(leader);
+        }
+        assert_eq!(c.nodes[&leader].role(), Role::Follower);
+        assert_eq!(c.nodes[&leader].leader_id(), None);
     }
-    assert_eq!(c.nodes[&leader].role(), Role::Follower);
-    assert_eq!(c.nodes[&leader].leader_id(), None);
 }
 
 #[test]
 fn leader_with_quorum_keeps_leading() {
-    let mut c = Cluster::production(5);
-    let leader = c.elect();
-    let others: Vec<NodeId> = c.nodes.keys().copied().filter(|&n| n != leader).collect();
-    c.isolate(others[0]);
-    c.isolate(others[1]);
-    c.tick_all(100);
-    assert_eq!(c.nodes[&leader].role(), Role::Leader);
+    for mut c in [
+        Cluster::production(5),
+        Cluster::production(5).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        let others: Vec<NodeId> = c.nodes.keys().copied().filter(|&n| n != leader).collect();
+        c.isolate(others[0]);
+        c.isolate(others[1]);
+        c.tick_all(100);
+        assert_eq!(c.nodes[&leader].role(), Role::Leader);
+    }
 }
 
 #[test]
@@ -198,19 +210,23 @@ fn transfer_vote_request_bypasses_the_lease() {
 
 #[test]
 fn transfer_leader_hands_over_to_the_target() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    for i in 0..5 {
-        let _ = c.propose(leader, &format!("w{i}"));
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        for i in 0..5 {
+            let _ = c.propose(leader, &format!("w{i}"));
+        }
+        let target = NodeId(if leader.0 == 1 { 2 } else { 1 });
+        c.step(leader, Input::TransferLeader { to: target });
+        c.settle();
+        c.tick_all(3);
+        assert_eq!(c.leader(), Some(target));
+        assert_eq!(c.nodes[&leader].role(), Role::Follower);
+        c.check_safety();
+        assert_eq!(c.commands(target).len(), 5);
     }
-    let target = NodeId(if leader.0 == 1 { 2 } else { 1 });
-    c.step(leader, Input::TransferLeader { to: target });
-    c.deliver_all();
-    c.tick_all(3);
-    assert_eq!(c.leader(), Some(target));
-    assert_eq!(c.nodes[&leader].role(), Role::Follower);
-    c.check_safety();
-    assert_eq!(c.commands(target).len(), 5);
 }
 
 #[test]
@@ -547,16 +563,35 @@ fn lease_read_needs_a_round_once_the_lease_expires() {
 
 #[test]
 fn lease_reads_are_off_by_default() {
-    let mut n = production_node(1, 3);
-    let actions = make_leader(&mut n);
-    let _ = n.step(Input::PersistDone {
-        persist_id: persist_id(&actions).unwrap(),
-    });
-    let _ = n.step(ack_round(2, 1, 0, 1));
-    let _ = n.step(Input::Tick);
-    let _ = n.step(Input::Tick);
-    let _ = n.step(ack_round(2, 1, 0, 1));
-    assert!(!read_at_once(&mut n, 1));
+    // A leader whose read round was just acknowledged by a quorum: with lease reads on, that
+    // proves a lease and the next read is answered at once; with the defaults it is not.
+    let after_a_confirmed_read = |mut n: Node| {
+        let actions = make_leader(&mut n);
+        let _ = n.step(Input::PersistDone {
+            persist_id: persist_id(&actions).unwrap(),
+        });
+        let _ = n.step(ack_round(2, 1, 0, 1));
+        let read = n.step(Input::Read {
+            request_id: RequestId(1),
+        });
+        assert!(sends(&read)
+            .iter()
+            .any(|e| matches!(&e.message, Message::AppendEntries(a) if a.read_round == 1)));
+        let confirmed = n.step(ack_round(2, 1, 1, 1));
+        assert_eq!(
+            replies(&confirmed),
+            vec![(RequestId(1), Reply::ReadReady { index: LogIndex(1) })]
+        );
+        n
+    };
+    assert!(read_at_once(
+        &mut after_a_confirmed_read(lease_node(1, 3)),
+        2
+    ));
+    assert!(!read_at_once(
+        &mut after_a_confirmed_read(production_node(1, 3)),
+        2
+    ));
 }
 
 #[test]

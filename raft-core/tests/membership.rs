@@ -23,75 +23,87 @@ fn grow(c: &mut Cluster, id: NodeId) {
 
 #[test]
 fn new_node_joins_as_learner_catches_up_and_is_promoted() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    for i in 0..20 {
-        let _ = c.propose(leader, &format!("w{i}"));
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        for i in 0..20 {
+            let _ = c.propose(leader, &format!("w{i}"));
+        }
+        c.add_node(NodeId(4));
+        let add = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
+        c.tick_all(6);
+        assert!(committed(c.reply_to(add)));
+        assert!(c.nodes[&NodeId(4)]
+            .membership()
+            .learners
+            .contains(&NodeId(4)));
+        assert_eq!(c.commands(NodeId(4)).len(), 20);
+        let promote = c.change(leader, MembershipChange::PromoteLearner(NodeId(4)));
+        c.tick_all(6);
+        assert!(committed(c.reply_to(promote)));
+        for node in c.nodes.values() {
+            assert_eq!(node.membership().voters.len(), 4, "node {}", node.id());
+        }
+        c.check_safety();
     }
-    c.add_node(NodeId(4));
-    let add = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
-    c.tick_all(6);
-    assert!(committed(c.reply_to(add)));
-    assert!(c.nodes[&NodeId(4)]
-        .membership()
-        .learners
-        .contains(&NodeId(4)));
-    assert_eq!(c.commands(NodeId(4)).len(), 20);
-    let promote = c.change(leader, MembershipChange::PromoteLearner(NodeId(4)));
-    c.tick_all(6);
-    assert!(committed(c.reply_to(promote)));
-    for node in c.nodes.values() {
-        assert_eq!(node.membership().voters.len(), 4, "node {}", node.id());
-    }
-    c.check_safety();
 }
 
 #[test]
 fn learner_never_counts_toward_quorum_nor_campaigns() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    c.add_node(NodeId(4));
-    let _ = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
-    c.tick_all(6);
-    let voters: Vec<NodeId> = (1..=3).map(NodeId).filter(|&n| n != leader).collect();
-    c.isolate(voters[0]);
-    c.isolate(voters[1]);
-    let before = c.nodes[&leader].commit_index();
-    let _ = c.propose(leader, "needs a voter");
-    c.tick_all(3);
-    assert_eq!(
-        c.nodes[&leader].commit_index(),
-        before,
-        "leader + learner is no majority"
-    );
-    c.isolate(leader);
-    c.tick_all(200);
-    assert_ne!(c.nodes[&NodeId(4)].role(), Role::Candidate);
-    assert_ne!(c.nodes[&NodeId(4)].role(), Role::Leader);
-    assert_eq!(c.nodes[&NodeId(4)].status().stats.elections_started, 0);
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        c.add_node(NodeId(4));
+        let _ = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
+        c.tick_all(6);
+        let voters: Vec<NodeId> = (1..=3).map(NodeId).filter(|&n| n != leader).collect();
+        c.isolate(voters[0]);
+        c.isolate(voters[1]);
+        let before = c.nodes[&leader].commit_index();
+        let _ = c.propose(leader, "needs a voter");
+        c.tick_all(3);
+        assert_eq!(
+            c.nodes[&leader].commit_index(),
+            before,
+            "leader + learner is no majority"
+        );
+        c.isolate(leader);
+        c.tick_all(200);
+        assert_ne!(c.nodes[&NodeId(4)].role(), Role::Candidate);
+        assert_ne!(c.nodes[&NodeId(4)].role(), Role::Leader);
+        assert_eq!(c.nodes[&NodeId(4)].status().stats.elections_started, 0);
+    }
 }
 
 #[test]
 fn one_membership_change_at_a_time() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    c.add_node(NodeId(4));
-    c.add_node(NodeId(5));
-    let first_leader = leader;
-    // Cut the followers so the first change cannot commit.
-    let followers: Vec<NodeId> = (1..=3).map(NodeId).filter(|&n| n != leader).collect();
-    for &f in &followers {
-        c.isolate(f);
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        c.add_node(NodeId(4));
+        c.add_node(NodeId(5));
+        let first_leader = leader;
+        // Cut the followers so the first change cannot commit.
+        let followers: Vec<NodeId> = (1..=3).map(NodeId).filter(|&n| n != leader).collect();
+        for &f in &followers {
+            c.isolate(f);
+        }
+        let first = c.change(first_leader, MembershipChange::AddLearner(NodeId(4)));
+        assert!(matches!(c.reply_to(first), Some(Reply::Accepted { .. })));
+        let second = c.change(first_leader, MembershipChange::AddLearner(NodeId(5)));
+        assert_eq!(
+            c.reply_to(second),
+            Some(&Reply::ChangeRejected {
+                reason: ChangeRejection::ChangeInProgress
+            })
+        );
     }
-    let first = c.change(first_leader, MembershipChange::AddLearner(NodeId(4)));
-    assert!(matches!(c.reply_to(first), Some(Reply::Accepted { .. })));
-    let second = c.change(first_leader, MembershipChange::AddLearner(NodeId(5)));
-    assert_eq!(
-        c.reply_to(second),
-        Some(&Reply::ChangeRejected {
-            reason: ChangeRejection::ChangeInProgress
-        })
-    );
 }
 
 #[test]
@@ -112,54 +124,66 @@ fn change_waits_until_leader_commits_an_entry_of_its_term() {
 
 #[test]
 fn promote_requires_a_caught_up_learner() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    for i in 0..10 {
-        let _ = c.propose(leader, &format!("w{i}"));
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        for i in 0..10 {
+            let _ = c.propose(leader, &format!("w{i}"));
+        }
+        c.add_node(NodeId(4));
+        c.isolate(NodeId(4));
+        let add = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
+        c.tick_all(4);
+        assert!(committed(c.reply_to(add)));
+        let promote = c.change(leader, MembershipChange::PromoteLearner(NodeId(4)));
+        assert_eq!(
+            c.reply_to(promote),
+            Some(&Reply::ChangeRejected {
+                reason: ChangeRejection::NotCaughtUp
+            })
+        );
     }
-    c.add_node(NodeId(4));
-    c.isolate(NodeId(4));
-    let add = c.change(leader, MembershipChange::AddLearner(NodeId(4)));
-    c.tick_all(4);
-    assert!(committed(c.reply_to(add)));
-    let promote = c.change(leader, MembershipChange::PromoteLearner(NodeId(4)));
-    assert_eq!(
-        c.reply_to(promote),
-        Some(&Reply::ChangeRejected {
-            reason: ChangeRejection::NotCaughtUp
-        })
-    );
 }
 
 #[test]
 fn removed_leader_steps_down_after_committing_its_removal() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    let remove = c.change(leader, MembershipChange::Remove(leader));
-    c.tick_all(3);
-    assert!(committed(c.reply_to(remove)));
-    assert_eq!(c.nodes[&leader].role(), Role::Follower);
-    c.crash(leader);
-    let next = c.elect();
-    assert_ne!(next, leader);
-    let _ = c.propose(next, "two voters now");
-    c.tick_all(4);
-    assert_eq!(c.nodes[&next].membership().voters.len(), 2);
-    c.check_safety();
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        let remove = c.change(leader, MembershipChange::Remove(leader));
+        c.tick_all(3);
+        assert!(committed(c.reply_to(remove)));
+        assert_eq!(c.nodes[&leader].role(), Role::Follower);
+        c.crash(leader);
+        let next = c.elect();
+        assert_ne!(next, leader);
+        let _ = c.propose(next, "two voters now");
+        c.tick_all(4);
+        assert_eq!(c.nodes[&next].membership().voters.len(), 2);
+        c.check_safety();
+    }
 }
 
 #[test]
 fn removing_the_last_voter_is_rejected() {
-    let mut c = Cluster::production(1);
-    let leader = c.elect();
-    c.tick_all(2);
-    let remove = c.change(leader, MembershipChange::Remove(leader));
-    assert_eq!(
-        c.reply_to(remove),
-        Some(&Reply::ChangeRejected {
-            reason: ChangeRejection::LastVoter
-        })
-    );
+    for mut c in [
+        Cluster::production(1),
+        Cluster::production(1).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        c.tick_all(2);
+        let remove = c.change(leader, MembershipChange::Remove(leader));
+        assert_eq!(
+            c.reply_to(remove),
+            Some(&Reply::ChangeRejected {
+                reason: ChangeRejection::LastVoter
+            })
+        );
+    }
 }
 
 #[test]
@@ -186,62 +210,70 @@ use raft_core::Term;
 
 #[test]
 fn grow_three_to_five_and_shrink_back_while_writing_through_a_partition() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    let mut written = 0;
-    let mut write = |c: &mut Cluster, n: usize| {
-        for _ in 0..n {
-            if let Some(l) = c.leader() {
-                let _ = c.propose(l, &format!("w{written}"));
-                written += 1;
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        let mut written = 0;
+        let mut write = |c: &mut Cluster, n: usize| {
+            for _ in 0..n {
+                if let Some(l) = c.leader() {
+                    let _ = c.propose(l, &format!("w{written}"));
+                    written += 1;
+                }
             }
+        };
+        write(&mut c, 10);
+        grow(&mut c, NodeId(4));
+        write(&mut c, 10);
+        // A partition hits in the middle of the next change: the leader keeps a majority.
+        let minority = (1..=4)
+            .map(NodeId)
+            .find(|&n| n != leader)
+            .expect("a follower");
+        c.isolate(minority);
+        grow(&mut c, NodeId(5));
+        write(&mut c, 10);
+        c.heal();
+        c.tick_all(10);
+        for node in c.nodes.values() {
+            assert_eq!(node.membership().voters.len(), 5, "node {}", node.id());
         }
-    };
-    write(&mut c, 10);
-    grow(&mut c, NodeId(4));
-    write(&mut c, 10);
-    // A partition hits in the middle of the next change: the leader keeps a majority.
-    let minority = (1..=4)
-        .map(NodeId)
-        .find(|&n| n != leader)
-        .expect("a follower");
-    c.isolate(minority);
-    grow(&mut c, NodeId(5));
-    write(&mut c, 10);
-    c.heal();
-    c.tick_all(10);
-    for node in c.nodes.values() {
-        assert_eq!(node.membership().voters.len(), 5, "node {}", node.id());
-    }
-    for id in [NodeId(4), NodeId(5)] {
+        for id in [NodeId(4), NodeId(5)] {
+            let l = c.leader().expect("leader");
+            let remove = c.change(l, MembershipChange::Remove(id));
+            c.tick_all(6);
+            assert!(committed(c.reply_to(remove)), "{:?}", c.reply_to(remove));
+        }
+        write(&mut c, 10);
+        c.tick_all(10);
+        c.check_safety();
         let l = c.leader().expect("leader");
-        let remove = c.change(l, MembershipChange::Remove(id));
-        c.tick_all(6);
-        assert!(committed(c.reply_to(remove)), "{:?}", c.reply_to(remove));
+        assert_eq!(c.nodes[&l].membership().voters.len(), 3);
+        assert_eq!(c.commands(l).len(), 40);
     }
-    write(&mut c, 10);
-    c.tick_all(10);
-    c.check_safety();
-    let l = c.leader().expect("leader");
-    assert_eq!(c.nodes[&l].membership().voters.len(), 3);
-    assert_eq!(c.commands(l).len(), 40);
 }
 
 #[test]
 fn learner_added_after_compaction_catches_up_from_a_snapshot_with_the_membership() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    for i in 0..30 {
-        let _ = c.propose(leader, &format!("w{i}"));
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        for i in 0..30 {
+            let _ = c.propose(leader, &format!("w{i}"));
+        }
+        c.tick_all(3);
+        for id in (1..=3).map(NodeId) {
+            c.compact(id);
+        }
+        grow(&mut c, NodeId(4));
+        assert_eq!(c.commands(NodeId(4)).len(), 30);
+        assert_eq!(c.nodes[&NodeId(4)].membership().voters.len(), 4);
+        c.check_safety();
     }
-    c.tick_all(3);
-    for id in (1..=3).map(NodeId) {
-        c.compact(id);
-    }
-    grow(&mut c, NodeId(4));
-    assert_eq!(c.commands(NodeId(4)).len(), 30);
-    assert_eq!(c.nodes[&NodeId(4)].membership().voters.len(), 4);
-    c.check_safety();
 }
 
 #[test]

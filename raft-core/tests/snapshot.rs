@@ -249,19 +249,25 @@ fn lagging_follower_restored_from_a_chunked_snapshot_after_losing_10000_entries(
 
 #[test]
 fn restarted_node_recovers_from_its_snapshot() {
-    let mut c = Cluster::production(3);
-    let leader = c.elect();
-    for i in 0..50 {
-        let _ = c.propose(leader, &format!("w{i}"));
+    for mut c in [
+        Cluster::production(3),
+        Cluster::production(3).with_late_persists(7),
+    ] {
+        let leader = c.elect();
+        for i in 0..50 {
+            let _ = c.propose(leader, &format!("w{i}"));
+        }
+        c.tick_all(3);
+        let follower = NodeId(if leader.0 == 1 { 2 } else { 1 });
+        c.compact(follower);
+        // The snapshot must be durable before the crash for the restart to find it.
+        c.settle();
+        c.crash(follower);
+        c.restart(follower);
+        assert_eq!(c.commands(follower).len(), 50);
+        c.tick_all(5);
+        c.check_safety();
     }
-    c.tick_all(3);
-    let follower = NodeId(if leader.0 == 1 { 2 } else { 1 });
-    c.compact(follower);
-    c.crash(follower);
-    c.restart(follower);
-    assert_eq!(c.commands(follower).len(), 50);
-    c.tick_all(5);
-    c.check_safety();
 }
 
 #[test]

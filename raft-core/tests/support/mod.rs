@@ -362,8 +362,9 @@ pub fn describe_message(message: &Message) -> String {
     }
 }
 
-/// Nodes wired together by hand: messages are delivered in FIFO order, persistence completes
-/// right after each step, and links can be cut.
+/// Nodes wired together by hand: messages are delivered in FIFO order, links can be cut, and
+/// persistence completes right after each step or, with `with_late_persists`, late and out of
+/// step with the messages.
 pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
     pub durable: BTreeMap<NodeId, DurableState>,
@@ -375,6 +376,27 @@ pub struct Cluster {
     pub trace: String,
     next_request: u64,
     make_config: fn(u64, u64) -> Config,
+    late_persists: Option<LatePersists>,
+}
+
+/// Persist requests wait in each node's queue; while messages are delivered, a seeded coin
+/// decides at every turn whether some node's oldest write completes or a message arrives, and
+/// which message (any of those in flight, so they are also reordered). Acknowledgements, votes
+/// and elections race with the disk, and writes may still be pending when `deliver_all`
+/// returns, so a crash can lose them: `settle` completes everything.
+struct LatePersists {
+    rng: u64,
+    pending: BTreeMap<NodeId, VecDeque<raft_core::PersistRequest>>,
+}
+
+impl LatePersists {
+    /// xorshift64*: enough to interleave deterministically.
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 impl Cluster {
@@ -386,6 +408,16 @@ impl Cluster {
     /// Nodes with the default configuration: pre-vote and check-quorum on.
     pub fn production(size: u64) -> Cluster {
         Cluster::with_config(size, production_config)
+    }
+
+    /// `Cluster::new` with writes completing late (`with_late_persists`).
+    pub fn new_late(size: u64) -> Cluster {
+        Cluster::new(size).with_late_persists(size)
+    }
+
+    /// `Cluster::production` with writes completing late (`with_late_persists`).
+    pub fn production_late(size: u64) -> Cluster {
+        Cluster::production(size).with_late_persists(size)
     }
 
     pub fn with_config(size: u64, make_config: fn(u64, u64) -> Config) -> Cluster {
@@ -412,7 +444,39 @@ impl Cluster {
             queue: VecDeque::new(),
             trace: String::new(),
             next_request: 1,
+            late_persists: None,
         }
+    }
+
+    /// Persistence completes late and messages arrive in any order: see `LatePersists`.
+    pub fn with_late_persists(mut self, seed: u64) -> Cluster {
+        self.late_persists = Some(LatePersists {
+            rng: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            pending: BTreeMap::new(),
+        });
+        self
+    }
+
+    /// True when writes complete late.
+    pub fn has_late_persists(&self) -> bool {
+        self.late_persists.is_some()
+    }
+
+    /// Completes `id`'s oldest pending write.
+    fn complete_persist(&mut self, id: NodeId) {
+        let Some(late) = &mut self.late_persists else {
+            return;
+        };
+        let Some(request) = late.pending.get_mut(&id).and_then(VecDeque::pop_front) else {
+            return;
+        };
+        self.durable.get_mut(&id).expect("known").apply(&request);
+        self.step(
+            id,
+            Input::PersistDone {
+                persist_id: request.persist_id,
+            },
+        );
     }
 
     pub fn step(&mut self, id: NodeId, input: Input) {
@@ -425,10 +489,13 @@ impl Cluster {
         let mut done = None;
         for action in actions {
             match action {
-                Action::Persist(request) => {
-                    self.durable.get_mut(&id).expect("known").apply(&request);
-                    done = Some(request.persist_id);
-                }
+                Action::Persist(request) => match &mut self.late_persists {
+                    Some(late) => late.pending.entry(id).or_default().push_back(request),
+                    None => {
+                        self.durable.get_mut(&id).expect("known").apply(&request);
+                        done = Some(request.persist_id);
+                    }
+                },
                 Action::Send(envelope) => self.queue.push_back(envelope),
                 Action::Apply { entries } => {
                     let applied = self.applied.get_mut(&id).expect("known");
@@ -450,10 +517,38 @@ impl Cluster {
         }
     }
 
-    /// Delivers queued messages until none are left (messages over cut links are lost).
+    /// Delivers queued messages until none are left (messages over cut links are lost). With
+    /// late persists, pending writes complete in between, in a seeded order, and some may still
+    /// be pending at the end.
     pub fn deliver_all(&mut self) {
         let mut budget = 100_000;
-        while let Some(envelope) = self.queue.pop_front() {
+        loop {
+            let mut next_message = 0;
+            if let Some(late) = &mut self.late_persists {
+                let writers: Vec<NodeId> = late
+                    .pending
+                    .iter()
+                    .filter(|(_, queue)| !queue.is_empty())
+                    .map(|(&id, _)| id)
+                    .collect();
+                let write_now = match (writers.is_empty(), self.queue.is_empty()) {
+                    (true, _) => false,
+                    // Nothing in flight: stop now and then with writes still pending.
+                    (false, true) => late.next() % 4 != 0,
+                    (false, false) => late.next() % 2 == 0,
+                };
+                if write_now {
+                    let pick = late.next() as usize % writers.len();
+                    self.complete_persist(writers[pick]);
+                    continue;
+                }
+                if !self.queue.is_empty() {
+                    next_message = late.next() as usize % self.queue.len();
+                }
+            }
+            let Some(envelope) = self.queue.remove(next_message) else {
+                return;
+            };
             budget -= 1;
             assert!(budget > 0, "message storm");
             if self.down.contains(&envelope.to) || self.cut.contains(&(envelope.from, envelope.to))
@@ -461,6 +556,27 @@ impl Cluster {
                 continue;
             }
             self.step(envelope.to, Input::Receive(envelope));
+        }
+    }
+
+    /// Completes every pending write and delivers everything that follows, until nothing is
+    /// in flight and nothing pending (a no-op when writes complete at once).
+    pub fn settle(&mut self) {
+        loop {
+            let writers: Vec<NodeId> = self.late_persists.as_ref().map_or_else(Vec::new, |late| {
+                late.pending
+                    .iter()
+                    .filter(|(_, queue)| !queue.is_empty())
+                    .map(|(&id, _)| id)
+                    .collect()
+            });
+            if writers.is_empty() && self.queue.is_empty() {
+                return;
+            }
+            for id in writers {
+                self.complete_persist(id);
+            }
+            self.deliver_all();
         }
     }
 
@@ -564,8 +680,12 @@ impl Cluster {
         self.cut.clear();
     }
 
+    /// A crash loses the writes that had not completed.
     pub fn crash(&mut self, id: NodeId) {
         self.down.insert(id);
+        if let Some(late) = &mut self.late_persists {
+            late.pending.remove(&id);
+        }
     }
 
     pub fn restart(&mut self, id: NodeId) {
