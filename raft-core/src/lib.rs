@@ -96,6 +96,7 @@ mod bugs;
 mod byte_string;
 mod config;
 mod error;
+mod fingerprint;
 pub mod fuzzing;
 mod input;
 mod invariants;
