@@ -74,8 +74,6 @@ pub struct ModelConfig {
     pub max_compactions: u8,
     /// Membership changes allowed (0 disables `Change` and the spare server).
     pub max_changes: u8,
-    /// Identify states that differ only by a renaming of the nodes (see [`symmetry`]).
-    pub symmetry: bool,
     pub mutation: Option<Mutation>,
 }
 
@@ -100,7 +98,6 @@ impl ModelConfig {
             drops: true,
             max_compactions: 0,
             max_changes: 0,
-            symmetry: true,
             mutation: None,
         }
     }
@@ -118,13 +115,6 @@ impl ModelConfig {
             .map_err(|e| e.to_string())
     }
 
-    /// Symmetry reduction is sound only when the nodes are interchangeable: the same
-    /// configuration up to their ids and no spare server with a role of its own.
-    #[must_use]
-    pub fn symmetric(&self) -> bool {
-        self.symmetry && self.max_changes == 0
-    }
-
     /// The spare server membership changes add, if they are on.
     #[must_use]
     pub fn spare(&self) -> Option<NodeId> {
@@ -140,7 +130,8 @@ impl ModelConfig {
     }
 
     /// Every node runs the same configuration but for its id (and the spare, which starts
-    /// without voters and waits to be added). One RNG seed for all keeps them interchangeable.
+    /// without voters and waits to be added). One RNG seed for all keeps the nodes
+    /// interchangeable, which a symmetry reduction would need.
     #[must_use]
     pub fn node_config(&self, id: NodeId) -> Config {
         let voters = if id.0 <= self.nodes {
