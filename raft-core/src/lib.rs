@@ -125,6 +125,7 @@ mod persist;
 mod progress;
 mod quorum;
 mod read_index;
+mod rename;
 mod role;
 mod snapshot;
 mod timer;
@@ -149,4 +150,5 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
+pub use rename::{NodeRenaming, Rename, RenamingError};
 pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};
