@@ -17,6 +17,7 @@
 //! destination, as datagrams do.
 
 pub mod check;
+pub mod shared;
 pub mod trace;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -27,11 +28,12 @@ use std::sync::Arc;
 
 use raft_core::{
     Action, Config, DurableState, EntryPayload, Envelope, Input, LogIndex, Membership,
-    MembershipChange, Node, NodeId, PersistRequest, Reply, RequestId, Role, Snapshot,
+    MembershipChange, Node, NodeId, PersistRequest, Reply, RequestId, Role,
 };
 use stateright::{Model, Property};
 
 use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
+use shared::{Interner, Shared};
 
 /// A change to every node's code, applied at each start and restart: the bug catalogue's
 /// `Node::reintroduce`, named for reports.
@@ -254,7 +256,57 @@ pub struct NodeSlot {
     pub id: NodeId,
     pub node: Option<Node>,
     pub pending: VecDeque<PersistRequest>,
-    pub durable: DurableState,
+    /// Changes only when a write completes, so steps share it.
+    pub durable: Shared<DurableState>,
+}
+
+/// The messages in flight: a set of frames, sorted, each shared with every state that has it
+/// in flight too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Network(Vec<Shared<Frame>>);
+
+impl Network {
+    pub fn iter(&self) -> impl Iterator<Item = &Frame> {
+        self.0.iter().map(|frame| &**frame)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    #[must_use]
+    pub fn contains(&self, frame: &Frame) -> bool {
+        self.0.binary_search_by(|f| (**f).cmp(frame)).is_ok()
+    }
+
+    fn insert(&mut self, frame: Shared<Frame>) {
+        if let Err(position) = self.0.binary_search_by(|f| (**f).cmp(&frame)) {
+            self.0.insert(position, frame);
+        }
+    }
+
+    fn remove(&mut self, frame: &Frame) {
+        if let Ok(position) = self.0.binary_search_by(|f| (**f).cmp(frame)) {
+            self.0.remove(position);
+        }
+    }
+}
+
+/// One interner per kind of shared part (see [`shared`]).
+#[derive(Debug, Default)]
+pub struct Interners {
+    slots: Interner<NodeSlot>,
+    durable: Interner<DurableState>,
+    frames: Interner<Frame>,
+    networks: Interner<Network>,
+    checkers: Interner<Checker>,
+    memberships: Interner<Membership>,
 }
 
 /// Budgets used along the path to a state.
@@ -270,19 +322,19 @@ pub struct Used {
     pub changes: u8,
 }
 
-/// One state of the model.
+/// One state of the model: a few pointers to parts shared with every state that has an
+/// equal part (see [`shared`]).
 #[derive(Clone, Debug)]
 pub struct ClusterState {
-    /// Shared with the states this one was derived from until a step changes them: an action
-    /// steps one node, so a successor copies one slot, not all.
-    pub slots: Vec<Arc<NodeSlot>>,
-    pub network: BTreeSet<Frame>,
+    /// An action steps one node, so a successor makes one new slot, not all.
+    pub slots: Vec<Shared<NodeSlot>>,
+    pub network: Shared<Network>,
     pub used: Used,
-    pub checker: Arc<Checker>,
+    pub checker: Shared<Checker>,
     /// The latest membership some node applied (or installed with a snapshot): the voters
     /// acknowledged writes must be durable on.
-    pub committed_membership: Membership,
-    pub violation: Option<Violation>,
+    pub committed_membership: Shared<Membership>,
+    pub violation: Option<Box<Violation>>,
     /// Actions taken to get here. Not part of the state's identity: breadth-first search
     /// reaches every state first along a shortest path, and the bound cuts paths, not states.
     pub depth: u32,
@@ -398,54 +450,83 @@ pub struct StepRecord {
 #[derive(Clone, Debug)]
 pub struct RaftModel {
     pub config: ModelConfig,
+    interners: Arc<Interners>,
 }
 
 impl RaftModel {
     #[must_use]
     pub fn new(config: ModelConfig) -> RaftModel {
-        RaftModel { config }
+        RaftModel {
+            config,
+            interners: Arc::default(),
+        }
+    }
+
+    fn set_slot(&self, state: &mut ClusterState, index: usize, slot: NodeSlot) {
+        state.slots[index] = self.interners.slots.intern(slot);
+    }
+
+    fn set_checker(&self, state: &mut ClusterState, checker: Checker) {
+        state.checker = self.interners.checkers.intern(checker);
+    }
+
+    fn set_committed_membership(&self, state: &mut ClusterState, membership: Membership) {
+        if *state.committed_membership != membership {
+            state.committed_membership = self.interners.memberships.intern(membership);
+        }
+    }
+
+    fn violate(state: &mut ClusterState, violation: Violation) {
+        state.violation = Some(Box::new(violation));
     }
 
     fn start_node(&self, state: &mut ClusterState, index: usize) {
-        let slot = &state.slots[index];
+        let mut slot = (*state.slots[index]).clone();
         let config = self.config.node_config(slot.id);
-        let fresh = slot.durable == DurableState::default();
+        let fresh = *slot.durable == DurableState::default();
         let node = if fresh {
             Node::new(config).map_err(|e| e.to_string())
         } else {
-            Node::restore(config, slot.durable.clone()).map_err(|e| e.to_string())
+            Node::restore(config, (*slot.durable).clone()).map_err(|e| e.to_string())
         };
         let mut node = match node {
             Ok(node) => node,
             Err(error) => {
-                state.violation = Some(Violation {
-                    invariant: "durable_state_restores",
-                    detail: format!("{} cannot restart: {error}", slot.id),
-                });
+                RaftModel::violate(
+                    state,
+                    Violation {
+                        invariant: "durable_state_restores",
+                        detail: format!("{} cannot restart: {error}", slot.id),
+                    },
+                );
                 return;
             }
         };
         if let Some(mutation) = &self.config.mutation {
             (mutation.apply)(&mut node);
         }
-        let snapshot = slot
-            .durable
-            .snapshot
-            .as_ref()
-            .map(|s| (s.meta.last_included_index, s.meta.last_included_term));
-        if let Err(violation) = Arc::make_mut(&mut state.checker).on_start(&node, snapshot) {
-            state.violation = Some(violation);
+        let snapshot = slot.durable.snapshot.as_ref();
+        let mut checker = (*state.checker).clone();
+        let started = checker.on_start(
+            &node,
+            snapshot.map(|s| (s.meta.last_included_index, s.meta.last_included_term)),
+        );
+        self.set_checker(state, checker);
+        if let Err(violation) = started {
+            RaftModel::violate(state, violation);
         }
-        if let Some(snapshot) = &slot.durable.snapshot {
-            observe_snapshot(&mut state.committed_membership, snapshot);
+        if let Some(snapshot) = snapshot {
+            self.set_committed_membership(state, snapshot.meta.membership.clone());
         }
-        Arc::make_mut(&mut state.slots[index]).node = Some(node);
+        slot.node = Some(node);
+        self.set_slot(state, index, slot);
     }
 
     /// One step of the node in slot `index`, the routing of its actions, and every checker.
     fn step(&self, state: &mut ClusterState, index: usize, input: Input) -> StepRecord {
         let mut record = StepRecord::default();
-        let Some(node) = Arc::make_mut(&mut state.slots[index]).node.as_mut() else {
+        let mut slot = (*state.slots[index]).clone();
+        let Some(node) = slot.node.as_mut() else {
             return record;
         };
         let id = node.id();
@@ -461,10 +542,13 @@ impl RaftModel {
                     .cloned()
                     .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_default();
-                state.violation = Some(Violation {
-                    invariant: "node_invariant",
-                    detail: format!("{id} panicked: {message}"),
-                });
+                RaftModel::violate(
+                    state,
+                    Violation {
+                        invariant: "node_invariant",
+                        detail: format!("{id} panicked: {message}"),
+                    },
+                );
                 return record;
             }
         };
@@ -481,11 +565,11 @@ impl RaftModel {
         }
         for entry in &applied {
             if let EntryPayload::Membership(membership) = &entry.payload {
-                state.committed_membership = membership.clone();
+                self.set_committed_membership(state, membership.clone());
             }
         }
         if let Some(snapshot) = &applied_snapshot {
-            observe_snapshot(&mut state.committed_membership, snapshot);
+            self.set_committed_membership(state, snapshot.meta.membership.clone());
         }
         let persist = record.persist.as_ref();
         let effects = StepEffects {
@@ -506,19 +590,30 @@ impl RaftModel {
         let commands = |request_id: RequestId| {
             (request_id.0 < CHANGE_REQUEST_ID_BASE).then(|| command_hash(&command(request_id)))
         };
-        let checker = Arc::make_mut(&mut state.checker);
-        if let Err(violation) = checker.after_step(node, before, &effects, commands) {
-            state.violation = Some(violation);
+        let mut checker = (*state.checker).clone();
+        let checked = checker.after_step(node, before, &effects, commands);
+        self.set_checker(state, checker);
+        if let Err(violation) = checked {
+            RaftModel::violate(state, violation);
         }
         if let Some(request) = &record.persist {
-            Arc::make_mut(&mut state.slots[index])
-                .pending
-                .push_back(request.clone());
+            slot.pending.push_back(request.clone());
         }
-        for envelope in &record.sends {
-            state.network.insert(Frame::of(envelope));
+        self.set_slot(state, index, slot);
+        if !record.sends.is_empty() {
+            let mut network = (*state.network).clone();
+            for envelope in &record.sends {
+                network.insert(self.interners.frames.intern(Frame::of(envelope)));
+            }
+            state.network = self.interners.networks.intern(network);
         }
         record
+    }
+
+    fn remove_frame(&self, state: &mut ClusterState, frame: &Frame) {
+        let mut network = (*state.network).clone();
+        network.remove(frame);
+        state.network = self.interners.networks.intern(network);
     }
 
     /// Applies `action` to `state`; the record says what the step it caused did.
@@ -532,7 +627,7 @@ impl RaftModel {
                 self.step_id(state, *id, Input::Tick)
             }
             ModelAction::Deliver(frame) => {
-                state.network.remove(frame);
+                self.remove_frame(state, frame);
                 self.step_id(state, frame.to, Input::Receive(frame.envelope()))
             }
             ModelAction::Duplicate(frame) => {
@@ -540,7 +635,7 @@ impl RaftModel {
                 self.step_id(state, frame.to, Input::Receive(frame.envelope()))
             }
             ModelAction::Drop(frame) => {
-                state.network.remove(frame);
+                self.remove_frame(state, frame);
                 StepRecord::default()
             }
             ModelAction::Persist(id) => self.persist(state, *id),
@@ -593,19 +688,21 @@ impl RaftModel {
     }
 
     fn persist(&self, state: &mut ClusterState, id: NodeId) -> StepRecord {
-        let Some(index) = slot_index(id) else {
+        let Some(index) = slot_index(id).filter(|&i| i < state.slots.len()) else {
             return StepRecord::default();
         };
-        if state.slots[index].pending.is_empty() {
-            return StepRecord::default();
-        }
-        let slot = Arc::make_mut(&mut state.slots[index]);
+        let mut slot = (*state.slots[index]).clone();
         let Some(request) = slot.pending.pop_front() else {
             return StepRecord::default();
         };
-        slot.durable.apply_owned(request.clone());
-        let term = slot.durable.hard_state.current_term;
-        Arc::make_mut(&mut state.checker).on_durable_term(id, term);
+        let mut durable = (*slot.durable).clone();
+        durable.apply_owned(request.clone());
+        let term = durable.hard_state.current_term;
+        slot.durable = self.interners.durable.intern(durable);
+        self.set_slot(state, index, slot);
+        let mut checker = (*state.checker).clone();
+        checker.on_durable_term(id, term);
+        self.set_checker(state, checker);
         let mut record = self.step(
             state,
             index,
@@ -618,15 +715,19 @@ impl RaftModel {
     }
 
     fn crash(&self, state: &mut ClusterState, id: NodeId) {
-        let Some(index) = slot_index(id) else { return };
+        let Some(index) = slot_index(id).filter(|&i| i < state.slots.len()) else {
+            return;
+        };
         state.used.crashes += 1;
-        let slot = Arc::make_mut(&mut state.slots[index]);
+        let mut slot = (*state.slots[index]).clone();
         slot.node = None;
         slot.pending.clear();
         let term = slot.durable.hard_state.current_term;
-        let checker = Arc::make_mut(&mut state.checker);
+        self.set_slot(state, index, slot);
+        let mut checker = (*state.checker).clone();
         checker.on_durable_term(id, term);
         checker.on_crash(id);
+        self.set_checker(state, checker);
     }
 
     fn check_acked_durable(&self, state: &mut ClusterState) {
@@ -639,35 +740,36 @@ impl RaftModel {
         let durable = |id: NodeId| {
             slot_index(id)
                 .and_then(|i| slots.get(i))
-                .map(|s| &s.durable)
+                .map(|s| &*s.durable)
         };
         if let Err(violation) = state
             .checker
             .check_acked_durable_on_majority(&voters, durable)
         {
-            state.violation = Some(violation);
+            RaftModel::violate(state, violation);
         }
     }
 
     /// The state every run starts from: every node fresh and up, nothing in flight.
     #[must_use]
     pub fn initial_state(&self) -> ClusterState {
+        let durable = self.interners.durable.intern(DurableState::default());
         let slots = (1..=self.config.slot_count() as u64)
             .map(|id| {
-                Arc::new(NodeSlot {
+                self.interners.slots.intern(NodeSlot {
                     id: NodeId(id),
                     node: None,
                     pending: VecDeque::new(),
-                    durable: DurableState::default(),
+                    durable: durable.clone(),
                 })
             })
             .collect();
         let mut state = ClusterState {
             slots,
-            network: BTreeSet::new(),
+            network: self.interners.networks.intern(Network::default()),
             used: Used::default(),
-            checker: Arc::new(Checker::new()),
-            committed_membership: Membership::default(),
+            checker: self.interners.checkers.intern(Checker::new()),
+            committed_membership: self.interners.memberships.intern(Membership::default()),
             violation: None,
             depth: 0,
         };
@@ -738,10 +840,6 @@ impl RaftModel {
     }
 }
 
-fn observe_snapshot(committed: &mut Membership, snapshot: &Snapshot) {
-    *committed = snapshot.meta.membership.clone();
-}
-
 impl Model for RaftModel {
     type State = ClusterState;
     type Action = ModelAction;
@@ -757,7 +855,7 @@ impl Model for RaftModel {
         for slot in &state.slots {
             self.node_actions(state, slot, actions);
         }
-        for frame in &state.network {
+        for frame in state.network.iter() {
             if state.node(frame.to).is_some() {
                 actions.push(ModelAction::Deliver(frame.clone()));
                 if state.used.duplicates < self.config.max_duplicates {

@@ -169,7 +169,7 @@ impl ClusterState {
                 learners: std::collections::BTreeSet::new(),
             }
         } else {
-            self.committed_membership.clone()
+            (*self.committed_membership).clone()
         }
     }
 }
