@@ -20,6 +20,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     println!("model:    {}", describe_model(&model.config));
+    match model.symmetry_off_reason() {
+        None => println!("symmetry: on, one state per renaming of the servers"),
+        Some(reason) => println!("symmetry: off ({reason})"),
+    }
     if let Some(address) = &args.serve {
         println!("explorer: http://{address}/");
         let _ = stateright::Model::checker(model).serve(address.as_str());
@@ -88,6 +92,7 @@ fn model_of(args: &CheckArgs) -> Result<RaftModel, String> {
     config.drops = !args.no_drops;
     config.max_compactions = args.compactions;
     config.max_changes = args.changes;
+    config.symmetry = !args.no_symmetry;
     config.mutation = args.bug.as_deref().map(mutation).transpose()?;
     config.validate()?;
     Ok(RaftModel::new(config))
@@ -260,6 +265,7 @@ fn command_line(args: &CheckArgs) -> String {
         ("--pre-vote", args.pre_vote),
         ("--check-quorum", args.check_quorum),
         ("--no-drops", args.no_drops),
+        ("--no-symmetry", args.no_symmetry),
     ] {
         if on {
             line.push(' ');

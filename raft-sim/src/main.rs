@@ -131,6 +131,10 @@ struct CheckArgs {
     /// Membership changes allowed (adds a spare server n<nodes+1>).
     #[arg(long, default_value_t = 0)]
     changes: u8,
+    /// Explore every renaming of each state instead of one per class of states equal up to
+    /// the servers' names.
+    #[arg(long)]
+    no_symmetry: bool,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,

@@ -18,6 +18,7 @@
 
 pub mod check;
 pub mod shared;
+mod symmetry;
 pub mod trace;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -77,6 +78,9 @@ pub struct ModelConfig {
     /// Membership changes allowed (0 disables `Change` and the spare server).
     pub max_changes: u8,
     pub mutation: Option<Mutation>,
+    /// Explore one state per class of states equal up to the servers' names, where the
+    /// configuration allows it (see `symmetry.rs`).
+    pub symmetry: bool,
 }
 
 impl ModelConfig {
@@ -101,6 +105,7 @@ impl ModelConfig {
             max_compactions: 0,
             max_changes: 0,
             mutation: None,
+            symmetry: true,
         }
     }
 
@@ -845,7 +850,11 @@ impl Model for RaftModel {
     type Action = ModelAction;
 
     fn init_states(&self) -> Vec<ClusterState> {
-        vec![self.initial_state()]
+        let state = self.initial_state();
+        if self.symmetric() {
+            return vec![self.canonical(state).0];
+        }
+        vec![state]
     }
 
     fn actions(&self, state: &ClusterState, actions: &mut Vec<ModelAction>) {
@@ -871,6 +880,9 @@ impl Model for RaftModel {
     fn next_state(&self, state: &ClusterState, action: ModelAction) -> Option<ClusterState> {
         let mut next = state.clone();
         self.apply(&mut next, &action);
+        if self.symmetric() {
+            return Some(self.canonical(next).0);
+        }
         Some(next)
     }
 

@@ -13,12 +13,27 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, Weak};
 
+use raft_core::NodeRenaming;
+
 /// A value shared by every state that holds an equal one, with its hash.
 pub struct Shared<T>(Arc<Entry<T>>);
 
 struct Entry<T> {
     hash: u64,
     value: T,
+    /// The value under renamings of node ids asked for before (symmetry reduction renames
+    /// the same parts again and again): weak, so a renamed value no state holds is freed.
+    renamed: Mutex<Vec<(NodeRenaming, Weak<Entry<T>>)>>,
+}
+
+impl<T> Entry<T> {
+    fn new(hash: u64, value: T) -> Arc<Entry<T>> {
+        Arc::new(Entry {
+            hash,
+            value,
+            renamed: Mutex::new(Vec::new()),
+        })
+    }
 }
 
 impl<T> Shared<T> {
@@ -33,6 +48,37 @@ impl<T> Shared<T> {
     pub fn ptr_eq(a: &Shared<T>, b: &Shared<T>) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
     }
+
+    /// The value renamed by `renaming`: `rename` makes it the first time, later calls find it.
+    pub fn rename_with(
+        &self,
+        renaming: &NodeRenaming,
+        rename: impl FnOnce(&T) -> Shared<T>,
+    ) -> Shared<T> {
+        if renaming.is_identity() {
+            return self.clone();
+        }
+        let mut memo = lock(&self.0.renamed);
+        let known = memo
+            .iter()
+            .find(|(r, _)| r == renaming)
+            .and_then(|(_, weak)| weak.upgrade());
+        if let Some(entry) = known {
+            return Shared(entry);
+        }
+        let renamed = rename(&self.0.value);
+        memo.retain(|(_, weak)| weak.strong_count() > 0);
+        memo.push((renaming.clone(), Arc::downgrade(&renamed.0)));
+        renamed
+    }
+}
+
+/// A panic while holding one of these locks leaves what it guards consistent (every operation
+/// on it is a single insert, lookup or sweep), so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<T> Clone for Shared<T> {
@@ -100,17 +146,23 @@ impl<T: Hash + Eq> Default for Interner<T> {
     }
 }
 
+/// The hasher of every cached hash. Fixed keys: hashes, and so the search's fingerprints, are
+/// the same in every run.
+#[must_use]
+pub fn fixed_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    )
+}
+
 impl<T: Hash + Eq> Interner<T> {
     #[must_use]
     pub fn new() -> Interner<T> {
         Interner {
-            // Fixed keys: hashes, and so the search's fingerprints, are the same in every run.
-            hasher: ahash::RandomState::with_seeds(
-                0x243F_6A88_85A3_08D3,
-                0x1319_8A2E_0370_7344,
-                0xA409_3822_299F_31D0,
-                0x082E_FA98_EC4E_6C89,
-            ),
+            hasher: fixed_hasher(),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -126,19 +178,15 @@ impl<T: Hash + Eq> Interner<T> {
     pub fn intern(&self, value: T) -> Shared<T> {
         let hash = self.hasher.hash_one(&value);
         let shard = &self.shards[(hash as usize) % SHARDS];
-        // A panic while holding the lock leaves the table consistent (every operation on it
-        // is a single insert or lookup), so a poisoned lock is still usable.
-        let mut shard = shard
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shard = lock(shard);
         if let Some(existing) = shard.table.get(&hash).and_then(Weak::upgrade) {
             if existing.value == value {
                 return Shared(existing);
             }
             // Two values with one hash: the newer is simply not shared.
-            return Shared(Arc::new(Entry { hash, value }));
+            return Shared(Entry::new(hash, value));
         }
-        let entry = Arc::new(Entry { hash, value });
+        let entry = Entry::new(hash, value);
         shard.table.insert(hash, Arc::downgrade(&entry));
         if shard.table.len() >= shard.sweep_at {
             shard.table.retain(|_, weak| weak.strong_count() > 0);
