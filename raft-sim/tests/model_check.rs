@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use raft_core::bugs::Bug;
+use raft_core::NodeId;
 use raft_sim::model::check::{self, CheckOptions, Strategy};
 use raft_sim::model::trace::{render_json, render_text, replay};
-use raft_sim::model::{ModelConfig, Mutation, RaftModel};
+use raft_sim::model::{ModelAction, ModelConfig, Mutation, RaftModel};
 use raft_sim::{trace_json, viz};
 
 /// Tight budgets: one election term, no duplicates or drops.
@@ -133,6 +134,65 @@ fn every_bug_of_the_catalogue_is_found_with_and_without_symmetry() {
     }
     // (Without the bugs the same bounds are clean; that takes minutes, so the README reports
     // it.)
+}
+
+#[test]
+fn reads_are_served_and_transfers_start_elections_within_a_small_bound() {
+    // Writes complete at once, so a ReadIndex round (election, the leader's no-op committed,
+    // a heartbeat round) and a transfer (an election, TimeoutNow) fit in ten actions.
+    let mut config = tight(10);
+    config.max_term = 2;
+    config.max_crashes = 0;
+    config.max_proposals = 0;
+    config.max_reads = 1;
+    config.max_transfers = 1;
+    config.check_quorum = true;
+    config.instant_persists = true;
+    let mut options = CheckOptions::new(Strategy::Bfs);
+    options.stop_at_first_violation = false;
+    let report = check::run(RaftModel::new(config), &options);
+    assert_eq!(report.stopped_by, None);
+    assert_eq!(report.violations().count(), 0, "{:?}", report.discoveries);
+    for property in ["a read is served", "a server campaigns on TimeoutNow"] {
+        assert!(
+            report.discoveries.iter().any(|d| d.property == property),
+            "{property}: {:?}",
+            report.discoveries
+        );
+    }
+}
+
+#[test]
+fn with_lease_reads_the_servers_tick_in_turn() {
+    let mut config = ModelConfig::new(3);
+    config.check_quorum = true;
+    config.lease_reads = true;
+    let model = RaftModel::new(config);
+    assert!(model.symmetry_off_reason().is_some());
+    let ticks = |state: &raft_sim::model::ClusterState| {
+        let mut actions = Vec::new();
+        stateright::Model::actions(&model, state, &mut actions);
+        actions
+            .into_iter()
+            .filter_map(|action| match action {
+                ModelAction::Tick(id) => Some(id.0),
+                _ => None,
+            })
+            .collect::<Vec<u64>>()
+    };
+    let mut state = model.initial_state();
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let [id] = ticks(&state)[..] else {
+            panic!("one server's turn: {:?}", ticks(&state));
+        };
+        order.push(id);
+        model.apply(&mut state, &ModelAction::Tick(NodeId(id)));
+    }
+    assert_eq!(order, [1, 2, 3, 1]);
+    // A crashed server's turn passes to the next one up.
+    model.apply(&mut state, &ModelAction::Crash(NodeId(2)));
+    assert_eq!(ticks(&state), [3]);
 }
 
 #[test]

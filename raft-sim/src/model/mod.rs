@@ -17,6 +17,7 @@
 //! destination, as datagrams do.
 
 pub mod check;
+pub mod clients;
 pub mod shared;
 mod symmetry;
 pub mod trace;
@@ -34,6 +35,7 @@ use raft_core::{
 use stateright::{Model, Property};
 
 use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
+use clients::ClientHistory;
 use shared::{Interner, Shared};
 
 /// A change to every node's code, applied at each start and restart: the bug catalogue's
@@ -69,6 +71,10 @@ pub struct ModelConfig {
     pub max_duplicates: u8,
     /// Ticks allowed, over all nodes (`None`: as many as the depth allows).
     pub max_ticks: Option<u8>,
+    /// Every write completes within the action that asked for it, before anything else
+    /// happens: a tighter bound (no interleaving of late writes, and no crash can lose one)
+    /// that lets deeper protocol histories, reads and transfers, fit in fewer actions.
+    pub instant_persists: bool,
     /// Offer `Drop` actions. Dropping never makes a safety violation reachable that keeping
     /// the message in flight forever would not, but it lets states with stale messages merge
     /// with those without.
@@ -77,6 +83,14 @@ pub struct ModelConfig {
     pub max_compactions: u8,
     /// Membership changes allowed (0 disables `Change` and the spare server).
     pub max_changes: u8,
+    /// Linearizable reads allowed (0 disables `Read` and the client history).
+    pub max_reads: u8,
+    /// Leadership transfers allowed (0 disables `Transfer`).
+    pub max_transfers: u8,
+    /// Leader leases (`Config::lease_reads`). Leases assume clocks that run at the same rate,
+    /// so with them the servers tick in turn, in a fixed order (any fixed phases), instead of
+    /// each whenever it likes.
+    pub lease_reads: bool,
     pub mutation: Option<Mutation>,
     /// Explore one state per class of states equal up to the servers' names, where the
     /// configuration allows it (see `symmetry.rs`).
@@ -101,9 +115,13 @@ impl ModelConfig {
             max_proposals: 2,
             max_duplicates: 1,
             max_ticks: None,
+            instant_persists: false,
             drops: true,
             max_compactions: 0,
             max_changes: 0,
+            max_reads: 0,
+            max_transfers: 0,
+            lease_reads: false,
             mutation: None,
             symmetry: true,
         }
@@ -116,6 +134,13 @@ impl ModelConfig {
         }
         if self.depth == 0 {
             return Err("--depth must be at least 1".to_owned());
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(
+                "--lease-reads needs --check-quorum: the lease rests on followers ignoring vote \
+                 requests while they hear from a leader"
+                    .to_owned(),
+            );
         }
         self.node_config(NodeId(1))
             .validate()
@@ -152,6 +177,7 @@ impl ModelConfig {
         config.election_timeout_ticks_max = self.election_ticks_max;
         config.pre_vote = self.pre_vote;
         config.check_quorum = self.check_quorum;
+        config.lease_reads = self.lease_reads;
         config.rng_seed = 1;
         config
     }
@@ -312,6 +338,7 @@ pub struct Interners {
     networks: Interner<Network>,
     checkers: Interner<Checker>,
     memberships: Interner<Membership>,
+    histories: Interner<ClientHistory>,
 }
 
 /// Budgets used along the path to a state.
@@ -325,6 +352,11 @@ pub struct Used {
     pub duplicates: u8,
     pub compactions: u8,
     pub changes: u8,
+    pub reads: u8,
+    pub transfers: u8,
+    /// A server started an election on a `TimeoutNow` (for the `sometimes` property that
+    /// shows transfers are exercised).
+    pub transferred: bool,
 }
 
 /// One state of the model: a few pointers to parts shared with every state that has an
@@ -339,6 +371,10 @@ pub struct ClusterState {
     /// The latest membership some node applied (or installed with a snapshot): the voters
     /// acknowledged writes must be durable on.
     pub committed_membership: Shared<Membership>,
+    /// The client history, with reads on (see [`clients`]).
+    pub clients: Option<Shared<ClientHistory>>,
+    /// With lease reads, the slot whose turn it is to tick.
+    pub clock: u8,
     pub violation: Option<Box<Violation>>,
     /// Actions taken to get here. Not part of the state's identity: breadth-first search
     /// reaches every state first along a shortest path, and the bound cuts paths, not states.
@@ -353,6 +389,8 @@ impl ClusterState {
             self.used,
             &self.checker,
             &self.committed_membership,
+            &self.clients,
+            self.clock,
             &self.violation,
         )
     }
@@ -407,6 +445,10 @@ pub enum ModelAction {
     /// The node compacts its log through its applied index.
     Compact(NodeId),
     Change(NodeId, MembershipChange),
+    /// A client asks a leader for a linearizable read.
+    Read(NodeId),
+    /// A leader is asked to hand leadership to a voter.
+    Transfer(NodeId, NodeId),
 }
 
 impl fmt::Display for ModelAction {
@@ -424,6 +466,8 @@ impl fmt::Display for ModelAction {
             ModelAction::Change(id, change) => {
                 write!(f, "change {id} {}", crate::sim::describe_change(*change))
             }
+            ModelAction::Read(id) => write!(f, "read {id}"),
+            ModelAction::Transfer(id, to) => write!(f, "transfer {id} to {to}"),
         }
     }
 }
@@ -435,8 +479,9 @@ pub fn command(request_id: RequestId) -> Vec<u8> {
     format!("c{}", request_id.0).into_bytes()
 }
 
-/// Membership change requests get ids apart from client requests.
+/// Membership change requests and reads get ids apart from proposals.
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
+const READ_REQUEST_ID_BASE: u64 = 1_000;
 
 /// What one step of one node did, for traces.
 #[derive(Clone, Debug, Default)]
@@ -444,7 +489,8 @@ pub struct StepRecord {
     pub node: Option<NodeId>,
     /// The write this step asked for.
     pub persist: Option<PersistRequest>,
-    /// The write a `Persist` action made durable, before its `PersistDone` step.
+    /// The write a `Persist` action made durable, before its `PersistDone` step (with instant
+    /// persists, the first write the action completed).
     pub completed: Option<PersistRequest>,
     pub sends: Vec<Envelope>,
     pub replies: Vec<(RequestId, Reply)>,
@@ -538,6 +584,13 @@ impl RaftModel {
         record.node = Some(id);
         let before = Observed::of(node);
         record.role_before = Some((before.role, before.term));
+        let on_timeout_now = matches!(
+            &input,
+            Input::Receive(Envelope {
+                message: raft_core::Message::TimeoutNow,
+                ..
+            })
+        );
         let stepped = catch_unwind(AssertUnwindSafe(|| node.step(input)));
         let actions = match stepped {
             Ok(actions) => actions,
@@ -593,7 +646,7 @@ impl RaftModel {
             replies: &record.replies,
         };
         let commands = |request_id: RequestId| {
-            (request_id.0 < CHANGE_REQUEST_ID_BASE).then(|| command_hash(&command(request_id)))
+            (request_id.0 < READ_REQUEST_ID_BASE).then(|| command_hash(&command(request_id)))
         };
         let mut checker = (*state.checker).clone();
         let checked = checker.after_step(node, before, &effects, commands);
@@ -601,10 +654,14 @@ impl RaftModel {
         if let Err(violation) = checked {
             RaftModel::violate(state, violation);
         }
+        if on_timeout_now && before.role != Role::Candidate && node.role() == Role::Candidate {
+            state.used.transferred = true;
+        }
         if let Some(request) = &record.persist {
             slot.pending.push_back(request.clone());
         }
         self.set_slot(state, index, slot);
+        self.record_replies(state, &record.replies);
         if !record.sends.is_empty() {
             let mut network = (*state.network).clone();
             for envelope in &record.sends {
@@ -613,6 +670,42 @@ impl RaftModel {
             state.network = self.interners.networks.intern(network);
         }
         record
+    }
+
+    /// The client history learns of each reply (and checks it).
+    fn record_replies(&self, state: &mut ClusterState, replies: &[(RequestId, Reply)]) {
+        let Some(clients) = &state.clients else {
+            return;
+        };
+        if replies.is_empty() {
+            return;
+        }
+        let mut clients = (**clients).clone();
+        let mut checked = Ok(());
+        for (request_id, reply) in replies {
+            checked = checked.and(clients.on_reply(*request_id, reply));
+        }
+        state.clients = Some(self.interners.histories.intern(clients));
+        if let Err(violation) = checked {
+            if state.violation.is_none() {
+                RaftModel::violate(state, violation);
+            }
+        }
+    }
+
+    /// A client invokes an operation at `id` (`command`: `None` for a read).
+    fn record_invocation(
+        &self,
+        state: &mut ClusterState,
+        request_id: RequestId,
+        id: NodeId,
+        command: Option<&[u8]>,
+    ) {
+        if let Some(clients) = &state.clients {
+            let mut clients = (**clients).clone();
+            clients.invoke(request_id, id, command);
+            state.clients = Some(self.interners.histories.intern(clients));
+        }
     }
 
     fn remove_frame(&self, state: &mut ClusterState, frame: &Frame) {
@@ -628,6 +721,10 @@ impl RaftModel {
             ModelAction::Tick(id) => {
                 if self.config.max_ticks.is_some() {
                     state.used.ticks += 1;
+                }
+                if self.config.lease_reads {
+                    let next = slot_index(*id).map_or(0, |index| index + 1);
+                    state.clock = u8::try_from(next % state.slots.len()).unwrap_or(0);
                 }
                 self.step_id(state, *id, Input::Tick)
             }
@@ -657,11 +754,26 @@ impl RaftModel {
             ModelAction::Propose(id) => {
                 state.used.proposals += 1;
                 let request_id = RequestId(u64::from(state.used.proposals));
-                let input = Input::Propose {
-                    request_id,
-                    command: command(request_id),
-                };
-                self.step_id(state, *id, input)
+                let command = command(request_id);
+                self.record_invocation(state, request_id, *id, Some(&command));
+                self.step_id(
+                    state,
+                    *id,
+                    Input::Propose {
+                        request_id,
+                        command,
+                    },
+                )
+            }
+            ModelAction::Read(id) => {
+                state.used.reads += 1;
+                let request_id = RequestId(READ_REQUEST_ID_BASE + u64::from(state.used.reads));
+                self.record_invocation(state, request_id, *id, None);
+                self.step_id(state, *id, Input::Read { request_id })
+            }
+            ModelAction::Transfer(id, to) => {
+                state.used.transfers += 1;
+                self.step_id(state, *id, Input::TransferLeader { to: *to })
             }
             ModelAction::Compact(id) => {
                 state.used.compactions += 1;
@@ -679,10 +791,33 @@ impl RaftModel {
                 self.step_id(state, *id, input)
             }
         };
+        let mut record = record;
+        if self.config.instant_persists {
+            self.complete_writes(state, &mut record);
+        }
         if state.violation.is_none() {
             self.check_acked_durable(state);
         }
         record
+    }
+
+    /// With instant persists: completes every pending write (and those the completions ask
+    /// for), folding what those steps sent and replied into `record`.
+    fn complete_writes(&self, state: &mut ClusterState, record: &mut StepRecord) {
+        while state.violation.is_none() {
+            let Some(id) = state
+                .slots
+                .iter()
+                .find(|slot| !slot.pending.is_empty())
+                .map(|slot| slot.id)
+            else {
+                return;
+            };
+            let done = self.persist(state, id);
+            record.completed = record.completed.take().or(done.completed);
+            record.sends.extend(done.sends);
+            record.replies.extend(done.replies);
+        }
     }
 
     fn step_id(&self, state: &mut ClusterState, id: NodeId, input: Input) -> StepRecord {
@@ -775,6 +910,9 @@ impl RaftModel {
             used: Used::default(),
             checker: self.interners.checkers.intern(Checker::new()),
             committed_membership: self.interners.memberships.intern(Membership::default()),
+            clients: (self.config.max_reads > 0)
+                .then(|| self.interners.histories.intern(ClientHistory::default())),
+            clock: 0,
             violation: None,
             depth: 0,
         };
@@ -794,17 +932,27 @@ impl RaftModel {
         if state.used.crashes < self.config.max_crashes {
             actions.push(ModelAction::Crash(id));
         }
-        if self
+        let may_tick = self
             .config
             .max_ticks
-            .is_none_or(|max| state.used.ticks < max)
-        {
+            .is_none_or(|max| state.used.ticks < max);
+        if may_tick && (!self.config.lease_reads || self.ticks_next(state) == Some(id)) {
             actions.push(ModelAction::Tick(id));
         }
-        // A follower only answers a proposal `NotLeader`, which changes nothing.
+        // A follower only answers a proposal or a read `NotLeader`, which changes nothing.
         let leads = node.role() == Role::Leader;
         if leads && state.used.proposals < self.config.max_proposals {
             actions.push(ModelAction::Propose(id));
+        }
+        if leads && state.used.reads < self.config.max_reads {
+            actions.push(ModelAction::Read(id));
+        }
+        if leads && state.used.transfers < self.config.max_transfers {
+            for &to in &node.membership().voters {
+                if to != id {
+                    actions.push(ModelAction::Transfer(id, to));
+                }
+            }
         }
         if !slot.pending.is_empty() {
             actions.push(ModelAction::Persist(id));
@@ -822,6 +970,17 @@ impl RaftModel {
         if leads && state.used.changes < self.config.max_changes {
             self.change_actions(node, actions);
         }
+    }
+
+    /// With lease reads, the server whose turn it is to tick: the first one up from the clock's
+    /// slot on (a crashed server's clock stops, and the others keep their turns).
+    fn ticks_next(&self, state: &ClusterState) -> Option<NodeId> {
+        let count = state.slots.len();
+        (0..count)
+            .map(|offset| (usize::from(state.clock) + offset) % count)
+            .map(|index| &state.slots[index])
+            .find(|slot| slot.node.is_some())
+            .map(|slot| slot.id)
     }
 
     /// Single-server changes a leader may be asked for: add the spare as a learner, promote
@@ -917,10 +1076,25 @@ impl Model for RaftModel {
                     .is_none_or(|v| GROUPS.iter().any(|group| group.contains(&v.invariant)))
             }),
         ];
+        properties.push(Property::always("linearizable history", |_, s| {
+            holds(s, LINEARIZABLE)
+        }));
         properties.push(Property::sometimes(
             "a command commits",
             |_, s: &ClusterState| !s.checker.acked().is_empty(),
         ));
+        if self.config.max_reads > 0 {
+            properties.push(Property::sometimes(
+                "a read is served",
+                |_, s: &ClusterState| s.clients.as_ref().is_some_and(|c| c.read_served),
+            ));
+        }
+        if self.config.max_transfers > 0 {
+            properties.push(Property::sometimes(
+                "a server campaigns on TimeoutNow",
+                |_, s: &ClusterState| s.used.transferred,
+            ));
+        }
         properties
     }
 }
@@ -953,6 +1127,7 @@ const ACKNOWLEDGED_WRITES: &[&str] = &[
     "dropped_write_not_committed",
 ];
 const NODE_INVARIANTS: &[&str] = &["node_invariant", "durable_state_restores"];
+const LINEARIZABLE: &[&str] = &["linearizable_history"];
 const GROUPS: &[&[&str]] = &[
     ELECTION_SAFETY,
     LOG_MATCHING,
@@ -961,6 +1136,7 @@ const GROUPS: &[&[&str]] = &[
     MONOTONIC,
     ACKNOWLEDGED_WRITES,
     NODE_INVARIANTS,
+    LINEARIZABLE,
 ];
 
 fn holds(state: &ClusterState, group: &[&str]) -> bool {

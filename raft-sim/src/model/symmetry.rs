@@ -44,6 +44,9 @@ impl RaftModel {
         if self.config.max_changes > 0 {
             return Some("membership changes add a server with another configuration");
         }
+        if self.config.lease_reads {
+            return Some("lease reads tick the servers in a fixed order");
+        }
         None
     }
 
@@ -130,6 +133,12 @@ impl RaftModel {
                 .rename_with(renaming, |membership| {
                     interners.memberships.intern(membership.renamed(renaming))
                 }),
+            clients: state.clients.as_ref().map(|clients| {
+                clients.rename_with(renaming, |clients| {
+                    interners.histories.intern(clients.renamed(renaming))
+                })
+            }),
+            clock: state.clock,
             // A state with a violation has no successors; its text keeps the names it had.
             violation: state.violation.clone(),
             depth: state.depth,
@@ -282,6 +291,10 @@ impl ModelAction {
             ModelAction::Change(id, change) => {
                 ModelAction::Change(renaming.id(*id), change.renamed(renaming))
             }
+            ModelAction::Read(id) => ModelAction::Read(renaming.id(*id)),
+            ModelAction::Transfer(id, to) => {
+                ModelAction::Transfer(renaming.id(*id), renaming.id(*to))
+            }
         }
     }
 }
@@ -302,13 +315,16 @@ mod tests {
             .collect()
     }
 
-    /// Random walks through the default model with reads, transfers and compaction budgets:
+    /// Random walks through the model with reads, transfers, compaction and a timeout range:
     /// at every state, each renaming of it has the same canonical form, and stepping commutes
     /// with renaming.
     #[test]
     fn canonical_forms_do_not_depend_on_names() {
         let mut config = ModelConfig::new(3);
         config.max_compactions = 1;
+        config.max_reads = 1;
+        config.max_transfers = 1;
+        config.check_quorum = true;
         config.election_ticks_max = 3;
         let model = RaftModel::new(config);
         let renamings = every_renaming();

@@ -259,7 +259,9 @@ fn emit_step(
         ModelAction::Crash(_)
         | ModelAction::Restart(_)
         | ModelAction::Compact(_)
-        | ModelAction::Change(..) => {
+        | ModelAction::Change(..)
+        | ModelAction::Read(_)
+        | ModelAction::Transfer(..) => {
             sink.event(&event(TraceKind::Control(step.action.to_string())));
         }
     }
