@@ -112,6 +112,7 @@ mod byte_string;
 mod config;
 mod error;
 pub mod fuzzing;
+mod incarnation;
 mod input;
 mod invariants;
 pub mod kv;
@@ -148,4 +149,6 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
-pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};
+pub use types::{
+    Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
+};

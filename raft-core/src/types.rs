@@ -47,6 +47,13 @@ newtype!(
     /// Names one `Action::Persist`; ids increase by one per request.
     PersistId, "p"
 );
+newtype!(
+    /// Which life of a server this is: a random value drawn once when its durable state is
+    /// created, kept across restarts, and drawn anew when the durable state is lost (a wiped or
+    /// replaced disk). A server's identity is (`NodeId`, `Incarnation`): a server that lost
+    /// its state comes back as a new incarnation and cannot speak for what the old one stored.
+    Incarnation, "inc"
+);
 
 /// The largest term and the largest log index a node accepts from a peer or from disk: 2^62.
 ///

@@ -109,6 +109,7 @@ fn header(key: Option<&str>) -> [u8; 3] {
         from: SENDER,
         to: RECEIVER,
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::TimeoutNow,
     };
     let sealed = Codec::new(SENDER, key, DATAGRAM_BYTES_MAX_DEFAULT).seal(&envelope);
@@ -559,6 +560,7 @@ mod tests {
             from: SENDER,
             to: RECEIVER,
             term: Term(4),
+            incarnation: raft_core::Incarnation(0),
             message: Message::PreVote(RequestVote {
                 last_log_index: LogIndex(9),
                 last_log_term: Term(3),

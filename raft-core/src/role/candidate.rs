@@ -3,17 +3,18 @@
 use alloc::collections::BTreeSet;
 
 use crate::bugs::reintroduced;
-use crate::message::{Envelope, Message, RequestVote, RequestVoteResponse};
+use crate::message::{Message, RequestVote, RequestVoteResponse};
 use crate::node::Node;
-use crate::types::{NodeId, Role, Term};
+use crate::types::{Incarnation, NodeId, Role, Term};
 
 impl Node {
     /// Figure 2, Followers/Candidates: "If election timeout elapses without receiving
     /// AppendEntries RPC from current leader or granting vote to candidate: convert to
     /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
-        if !self.membership.is_voter(self.config.id) {
-            // Learners and servers outside the membership never campaign.
+        if !self.membership.is_voter(self.config.id) || !self.is_known_incarnation() {
+            // Learners, servers outside the membership and incarnations the membership does not
+            // know (a server that lost its state, until re-added) never campaign.
             self.election_timer.reset();
             return;
         }
@@ -26,7 +27,10 @@ impl Node {
 
     /// A leader asked this node to take over: campaign at once, skipping the pre-vote.
     pub(crate) fn on_timeout_now(&mut self) {
-        if self.role != Role::Leader && self.membership.is_voter(self.config.id) {
+        if self.role != Role::Leader
+            && self.membership.is_voter(self.config.id)
+            && self.is_known_incarnation()
+        {
             self.become_candidate(true);
         }
     }
@@ -43,12 +47,8 @@ impl Node {
         let request = self.vote_request(false);
         let term = self.current_term.next();
         for peer in self.other_voters() {
-            let envelope = Envelope {
-                from: self.config.id,
-                to: peer,
-                term,
-                message: Message::PreVote(request.clone()),
-            };
+            let mut envelope = self.envelope(peer, Message::PreVote(request.clone()));
+            envelope.term = term;
             self.push_request(envelope);
         }
         self.maybe_finish_pre_vote();
@@ -83,9 +83,17 @@ impl Node {
     }
 
     /// Figure 2, RequestVote receiver: grant if votedFor is null or candidateId, and the
-    /// candidate's log is at least as up-to-date as the receiver's (§5.4.1).
-    pub(crate) fn on_request_vote(&mut self, candidate: NodeId, request: &RequestVote) {
-        let can_vote = self.voted_for.is_none_or(|voted| voted == candidate);
+    /// candidate's log is at least as up-to-date as the receiver's (§5.4.1) — and only while
+    /// both are the incarnations this node's membership knows (`incarnation.rs`).
+    pub(crate) fn on_request_vote(
+        &mut self,
+        candidate: NodeId,
+        incarnation: Incarnation,
+        request: &RequestVote,
+    ) {
+        let can_vote = self.voted_for.is_none_or(|voted| voted == candidate)
+            && self.is_known_incarnation()
+            && self.membership.admits(candidate, incarnation);
         let vote_granted = can_vote
             && self
                 .log
@@ -105,31 +113,40 @@ impl Node {
 
     /// A pre-vote is granted when its term is above ours and the candidate's log is at least
     /// as up-to-date; it changes nothing here. (Leader stickiness was checked by the caller.)
-    pub(crate) fn on_pre_vote(&mut self, candidate: NodeId, term: Term, request: &RequestVote) {
+    pub(crate) fn on_pre_vote(
+        &mut self,
+        candidate: NodeId,
+        incarnation: Incarnation,
+        term: Term,
+        request: &RequestVote,
+    ) {
         let vote_granted = term > self.current_term
+            && self.is_known_incarnation()
+            && self.membership.admits(candidate, incarnation)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
-        let envelope = Envelope {
-            from: self.config.id,
-            to: candidate,
-            term: if vote_granted {
-                term
-            } else {
-                self.current_term
-            },
-            message: Message::PreVoteResponse(RequestVoteResponse { vote_granted }),
-        };
+        let mut envelope = self.envelope(
+            candidate,
+            Message::PreVoteResponse(RequestVoteResponse { vote_granted }),
+        );
+        if vote_granted {
+            envelope.term = term;
+        }
         self.push_response(envelope);
     }
 
     pub(crate) fn on_pre_vote_response(
         &mut self,
         voter: NodeId,
+        incarnation: Incarnation,
         term: Term,
         response: RequestVoteResponse,
     ) {
-        if response.vote_granted {
+        if response.vote_granted && !self.membership.admits(voter, incarnation) {
+            // A grant from an incarnation other than the recorded one speaks for nobody.
+            self.stats.messages_ignored += 1;
+        } else if response.vote_granted {
             if term == self.current_term.next() {
                 if let Some(granted) = &mut self.pre_votes_granted {
                     granted.insert(voter);
@@ -153,13 +170,18 @@ impl Node {
     pub(crate) fn on_request_vote_response(
         &mut self,
         voter: NodeId,
+        incarnation: Incarnation,
         response: RequestVoteResponse,
     ) {
         if self.role != Role::Candidate {
             return;
         }
+        if !self.membership.admits(voter, incarnation) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
         if response.vote_granted {
-            self.votes_granted.insert(voter);
+            self.votes_granted.insert(voter, incarnation);
             self.maybe_win_election();
         }
     }
@@ -178,7 +200,7 @@ impl Node {
         if !self_vote_durable && !reintroduced!(self, LeadBeforeDurableVote) {
             return;
         }
-        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
+        let votes = self.count_voters(self.votes_granted.keys(), self_vote_durable);
         if votes >= self.membership.quorum() {
             self.become_leader();
         }

@@ -73,6 +73,7 @@ pub fn envelope(from: u64, to: u64, term: u64, message: Message) -> Envelope {
         from: NodeId(from),
         to: NodeId(to),
         term: Term(term),
+        incarnation: raft_core::Incarnation(0),
         message,
     }
 }
@@ -310,12 +311,23 @@ pub fn describe_entries(entries: &[Entry]) -> String {
                         .collect::<Vec<_>>()
                         .join(",")
                 };
+                let recorded: Vec<String> = m
+                    .incarnations
+                    .iter()
+                    .map(|(id, incarnation)| format!("{id}@{}", incarnation.0))
+                    .collect();
                 format!(
-                    "{}:{}:voters={};learners={}",
+                    "{}:{}:voters={};learners={};recorded={}{}",
                     e.index.0,
                     e.term.0,
                     ids(&m.voters),
-                    ids(&m.learners)
+                    ids(&m.learners),
+                    recorded.join(","),
+                    if m.returning.is_empty() {
+                        String::new()
+                    } else {
+                        format!(";returning={}", ids(&m.returning))
+                    }
                 )
             }
         })
