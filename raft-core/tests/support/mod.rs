@@ -712,6 +712,32 @@ impl Cluster {
         self.applied.insert(id, applied);
     }
 
+    /// The node's disk is lost: it restarts with empty durable state as a new incarnation and
+    /// the same configuration (the operator started it again with the same flags).
+    pub fn wipe(&mut self, id: NodeId) {
+        self.wipe_with(id, false);
+    }
+
+    /// `wipe`, restarting it with no voters configured, as a server that knows it lost its
+    /// state and waits to be re-added.
+    pub fn wipe_as_new_server(&mut self, id: NodeId) {
+        self.wipe_with(id, true);
+    }
+
+    fn wipe_with(&mut self, id: NodeId, clear_voters: bool) {
+        self.crash(id);
+        self.down.remove(&id);
+        let mut config = self.nodes[&id].config().clone();
+        if clear_voters {
+            config.voters.clear();
+        }
+        config.incarnation = raft_core::Incarnation(config.incarnation.0.wrapping_add(1_000));
+        self.nodes
+            .insert(id, Node::new(config).expect("valid config"));
+        self.durable.insert(id, DurableState::default());
+        self.applied.insert(id, Vec::new());
+    }
+
     pub fn commands(&self, id: NodeId) -> Vec<String> {
         self.applied[&id]
             .iter()
