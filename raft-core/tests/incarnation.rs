@@ -308,3 +308,42 @@ fn config_incarnation_is_what_the_node_sends() {
         .all(|e| e.incarnation == Incarnation(42)));
     assert_eq!(n.incarnation(), Incarnation(42));
 }
+
+#[test]
+fn a_survivor_forced_to_a_single_voter_commits_everything_it_holds() {
+    // n1 of three holds two entries, the second never committed; the other two are gone.
+    let durable = raft_core::DurableState {
+        hard_state: raft_core::HardState {
+            current_term: Term(3),
+            voted_for: Some(NodeId(2)),
+        },
+        snapshot: None,
+        entries: vec![entry(1, 1, "committed"), entry(2, 3, "uncommitted")],
+    };
+    let forced = durable.forced_to_single_voter(NodeId(1), Incarnation(9));
+    assert_eq!(forced.hard_state.current_term, Term(4));
+    assert_eq!(forced.entries.len(), 3);
+    let mut config = config(1, 3);
+    config.incarnation = Incarnation(9);
+    let mut n = Node::restore(config, forced).unwrap();
+    assert_eq!(n.membership().voters.len(), 1);
+    let mut applied = Vec::new();
+    for _ in 0..100 {
+        applied.extend(applied_commands(&step_durably(&mut n, Input::Tick)));
+        if n.role() == Role::Leader && n.commit_index() == n.last_log_index() {
+            break;
+        }
+    }
+    assert_eq!(n.role(), Role::Leader);
+    assert_eq!(applied, vec!["committed", "uncommitted"]);
+}
+
+fn applied_commands(actions: &[raft_core::Action]) -> Vec<String> {
+    applied(actions)
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            EntryPayload::Command(c) => Some(String::from_utf8_lossy(&c).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
