@@ -328,9 +328,15 @@ fn a_survivor_forced_to_a_single_voter_commits_everything_it_holds() {
     let mut n = Node::restore(config, forced).unwrap();
     assert_eq!(n.membership().voters.len(), 1);
     let mut applied = Vec::new();
-    for _ in 0..100 {
-        applied.extend(applied_commands(&step_durably(&mut n, Input::Tick)));
-        if n.role() == Role::Leader && n.commit_index() == n.last_log_index() {
+    let mut inputs = vec![Input::Tick];
+    for _ in 0..1000 {
+        let input = inputs.pop().unwrap_or(Input::Tick);
+        let actions = n.step(input);
+        if let Some(persist_id) = persist_id(&actions) {
+            inputs.push(Input::PersistDone { persist_id });
+        }
+        applied.extend(applied_commands(&actions));
+        if n.role() == Role::Leader && n.applied_index() == n.last_log_index() {
             break;
         }
     }
