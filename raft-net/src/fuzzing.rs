@@ -315,8 +315,9 @@ fn meta_document(bytes: &mut Bytes<'_>) -> Vec<u8> {
     format!(r#"{{"format":{format},"node_id":{node_id},"voters":{voters}}}"#).into_bytes()
 }
 
-/// A segment: usually the magic, then records framed with correct CRCs around payloads that
-/// are raw input bytes or well-formed records built from the input, then maybe a raw tail.
+/// A segment: usually the magic, then batches of records framed with correct CRCs around
+/// payloads that are raw input bytes or well-formed records built from the input, then maybe a
+/// raw tail.
 fn segment(bytes: &mut Bytes<'_>) -> Vec<u8> {
     let mut contents = if bytes.below(8) == 0 {
         SEGMENT_MAGIC[..bytes.below(8) as usize].to_vec()
@@ -324,22 +325,28 @@ fn segment(bytes: &mut Bytes<'_>) -> Vec<u8> {
         SEGMENT_MAGIC.to_vec()
     };
     for _ in 0..bytes.below(6) {
-        match bytes.below(4) {
-            0 => {
-                let len = usize::from(bytes.byte());
-                let payload = bytes.take(len).to_vec();
-                frame_raw(&payload, &mut contents);
-            }
-            1 => {
-                let state = arbitrary_state(bytes);
-                wal::encode(&WalRecordRef::Checkpoint(&state), &mut contents)
-                    .expect("a small checkpoint encodes");
-            }
-            _ => {
-                let request = arbitrary_request(bytes);
-                wal::encode_record(&request, &mut contents).expect("a small request encodes");
+        let mut records = Vec::new();
+        for _ in 0..1 + bytes.below(2) {
+            match bytes.below(4) {
+                0 => {
+                    let len = usize::from(bytes.byte());
+                    let payload = bytes.take(len).to_vec();
+                    frame_raw(&payload, &mut records);
+                }
+                1 => {
+                    let state = arbitrary_state(bytes);
+                    wal::encode(&WalRecordRef::Checkpoint(&state), &mut records)
+                        .expect("a small checkpoint encodes");
+                }
+                _ => {
+                    let request = arbitrary_request(bytes);
+                    wal::encode_record(&request, &mut records).expect("a small request encodes");
+                }
             }
         }
+        let header = wal::batch_header(records.len()).expect("a small batch has a header");
+        contents.extend_from_slice(&header);
+        contents.extend_from_slice(&records);
     }
     if bytes.flag() {
         let len = usize::from(bytes.byte());
