@@ -84,6 +84,16 @@ pub enum ConfigError {
     },
     #[error("raft configuration: {0}")]
     Raft(#[from] raft_core::ConfigError),
+    #[error("cluster key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("cannot derive the cluster key from the passphrase: {reason}")]
+    Kdf { reason: String },
+    #[error("--cluster-key and --cluster-key-file cannot be combined: give one key")]
+    TwoKeys,
+    #[error("token file {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Why a node stopped running.

@@ -711,3 +711,19 @@ fn a_segment_of_the_old_format_is_refused_by_name() {
         "{error}"
     );
 }
+
+#[test]
+fn transport_epochs_grow_with_every_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let first = next_transport_epoch(temp.path(), 1_000).unwrap();
+    assert_eq!(first, 1_000);
+    // A clock that went backwards still gives a higher epoch than the last start's.
+    let second = next_transport_epoch(temp.path(), 10).unwrap();
+    assert_eq!(second, 1_001);
+    assert_eq!(next_transport_epoch(temp.path(), 5_000).unwrap(), 5_000);
+    fs::write(temp.path().join("transport-epoch"), "garbage").unwrap();
+    assert!(matches!(
+        next_transport_epoch(temp.path(), 1),
+        Err(StorageError::BadMeta { .. })
+    ));
+}
