@@ -383,7 +383,12 @@ impl Transport {
             .and_then(|opened| self.check_stamp(opened, from, sender.is_none()));
         match opened {
             Ok(Some(envelope)) => {
-                if sender.is_none() && self.addresses.adopt(envelope.from, from) {
+                if sender.is_none() {
+                    // A stranger's message counts only if it is the one adoption.
+                    if !self.addresses.adopt(envelope.from, from) {
+                        self.metrics.count_dropped(DropReason::UnknownSender);
+                        return None;
+                    }
                     tracing::info!(member = %envelope.from, raft = %from, "contacted by a member");
                 }
                 inc(&self.metrics.datagrams_in);
