@@ -1,9 +1,10 @@
 //! `raft-net client`: one request, following leader redirects, printing JSON.
 //!
-//! It presents a token when it has one: `--admin-token FILE` (env `RAFT_ADMIN_TOKEN_FILE`,
-//! and by default `./data/admin-token`, the file `raft-net cluster` writes), else
-//! `--client-token FILE`. Redirects are followed here rather than by `reqwest`, which drops
-//! the `Authorization` header when a redirect goes to another port.
+//! It presents a token when it has one: `--admin-token FILE` (env `RAFT_ADMIN_TOKEN_FILE`;
+//! for a server on this host, by default `./data/admin-token`, the file `raft-net cluster`
+//! writes), else `--client-token FILE`. Redirects are followed here rather than by `reqwest`,
+//! which drops the `Authorization` header when a redirect goes to another port; a redirect from
+//! `https` to `http` is refused, since it would send the token in clear.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,8 @@ pub struct ClientArgs {
     /// Any node's URL (http:// or https://); followers redirect to the leader.
     #[arg(long, env = "RAFT_SERVER", default_value = "http://127.0.0.1:8000")]
     pub server: String,
-    /// Present the admin token in FILE (default: ./data/admin-token, when it exists).
+    /// Present the admin token in FILE (default, for a server on this host:
+    /// ./data/admin-token, when it exists).
     #[arg(long, env = "RAFT_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token: Option<PathBuf>,
     /// Present the client token in FILE (when there is no admin token).
@@ -90,6 +92,8 @@ pub enum ClientError {
     Config(#[from] ConfigError),
     #[error("more than {REDIRECTS_MAX} redirects, last to {0}")]
     Redirects(String),
+    #[error("refusing a redirect from https to {0}: the token would travel in clear")]
+    Downgrade(String),
 }
 
 fn url(server: &str, segments: &[&str]) -> Result<Url, ClientError> {
@@ -146,10 +150,14 @@ pub async fn send(
         );
         match location {
             Some(location) if redirect => {
-                url = url.join(&location).map_err(|error| ClientError::Url {
+                let next = url.join(&location).map_err(|error| ClientError::Url {
                     url: location.clone(),
                     reason: error.to_string(),
                 })?;
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Err(ClientError::Downgrade(next.to_string()));
+                }
+                url = next;
             }
             _ => return Ok((status, response.bytes().await?)),
         }
@@ -157,14 +165,14 @@ pub async fn send(
     Err(ClientError::Redirects(url.to_string()))
 }
 
-/// The token `args` point at: the admin token (its flag, or the cluster's default file when it
-/// exists), else the client token.
+/// The token `args` point at: the admin token (its flag, or the local cluster's default file
+/// when it exists and the server is on this host), else the client token.
 fn token(args: &ClientArgs) -> Result<Option<Token>, ClientError> {
     if let Some(path) = &args.admin_token {
         return Ok(Some(Token::from_file(path)?));
     }
     let default = Path::new(DEFAULT_ADMIN_TOKEN);
-    if default.exists() {
+    if args.client_token.is_none() && default.exists() && is_local(&args.server) {
         return Ok(Some(Token::from_file(default)?));
     }
     Ok(args
@@ -172,6 +180,22 @@ fn token(args: &ClientArgs) -> Result<Option<Token>, ClientError> {
         .as_deref()
         .map(Token::from_file)
         .transpose()?)
+}
+
+/// Whether `server` is on this host (a loopback address or `localhost`): the only servers the
+/// default token file is shown to.
+fn is_local(server: &str) -> bool {
+    let Ok(url) = Url::parse(server) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs one operation; the JSON to print.
@@ -269,5 +293,19 @@ mod tests {
         let url = url("http://127.0.0.1:8000/", &["api", "v1", "kv", "a/b c"]).unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:8000/api/v1/kv/a%2Fb%20c");
         assert!(super::url("not a url", &[]).is_err());
+    }
+
+    #[test]
+    fn the_default_token_goes_to_this_host_only() {
+        for local in [
+            "http://127.0.0.1:8000",
+            "https://localhost:1",
+            "http://[::1]:80",
+        ] {
+            assert!(is_local(local), "{local}");
+        }
+        for remote in ["http://10.0.0.1:8000", "https://example.com", "nonsense"] {
+            assert!(!is_local(remote), "{remote}");
+        }
     }
 }
