@@ -88,6 +88,8 @@ pub struct Metrics {
     pub notices_received: AtomicU64,
     /// HTTP connections closed at once because the connection limit was reached.
     pub http_connections_refused: AtomicU64,
+    /// HTTP connections open now.
+    pub http_connections_open: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     pub persist_batches: AtomicU64,
     pub persist_requests: AtomicU64,
@@ -138,7 +140,7 @@ impl Metrics {
     pub fn render(&self, node_id: u64) -> String {
         let mut out = String::with_capacity(4096);
         let label = format!("node=\"{node_id}\"");
-        let gauges: [(&str, &str, &AtomicU64); 5] = [
+        let gauges: [(&str, &str, &AtomicU64); 6] = [
             ("raft_term", "Current term.", &self.term),
             (
                 "raft_role",
@@ -151,6 +153,11 @@ impl Metrics {
                 "raft_last_log_index",
                 "Last log index.",
                 &self.last_log_index,
+            ),
+            (
+                "raft_http_connections_open",
+                "HTTP connections open now.",
+                &self.http_connections_open,
             ),
         ];
         for (name, help, value) in gauges {

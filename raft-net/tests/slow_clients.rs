@@ -160,3 +160,53 @@ async fn idle_connections_and_a_slowloris_do_not_stop_writes_or_heartbeats() {
     );
     slow.abort();
 }
+
+/// A client that asks for a large answer and never reads it: the write blocks on a zero
+/// window, and the kernel drops the connection after the header timeout (`TCP_USER_TIMEOUT`)
+/// instead of leaving it parked for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_keep_its_connection() {
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", "1000"]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let node = cluster.node(1);
+    // Control bytes are escaped six to one in JSON: a page of about 6 MB, more than the
+    // kernel buffers between the two sockets hold.
+    let client = http();
+    for i in 0..25 {
+        let response = client
+            .put(node.url(&format!("/api/v1/kv/big{i}")))
+            .body(vec![1u8; 40_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    drop(client);
+    // Each query comes on a connection of its own, counted too.
+    let others = || async {
+        metric(node, "raft_http_connections_open{node=\"1\"}")
+            .await
+            .saturating_sub(1)
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = node.http_addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stalled: TcpStream = socket.into();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"GET /api/v1/state?limit=10000 HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(others().await, 1, "the stalled reader's connection is open");
+    let started = Instant::now();
+    while others().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a client that never reads kept its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+}

@@ -10,6 +10,9 @@
 //!   gets the same time.
 //! - The router's layers (see `router`) bound the time between two body chunks and the time of
 //!   a whole request.
+//! - A client that stops reading its answers cannot park a connection on a blocked write:
+//!   `TCP_USER_TIMEOUT` (Linux) makes the kernel drop a connection whose sent data stays
+//!   unacknowledged, zero-window probes included, for the header timeout.
 //! - On shutdown the listener closes, idle connections close at once, requests in flight get
 //!   `shutdown_grace` to finish; whatever is still open then is dropped, so no client can hold
 //!   the process.
@@ -76,13 +79,20 @@ pub async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        #[cfg(target_os = "linux")]
+        if let Err(error) =
+            socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(limits.header_timeout))
+        {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+        }
         let service = TowerToHyperService::new(app.clone());
         let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_timeout;
+        let open = OpenConnection::new(Arc::clone(&metrics));
         connections.spawn(async move {
-            let _permit = permit;
+            let _open = (permit, open);
             let result = match tls {
                 None => {
                     watcher
@@ -116,6 +126,26 @@ pub async fn serve(
     // Dropping the set aborts whatever is left.
     connections.shutdown().await;
     Ok(())
+}
+
+/// Counts an open connection in `raft_http_connections_open` while it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> OpenConnection {
+        metrics
+            .http_connections_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0
+            .http_connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn handshake(
