@@ -23,6 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::auth::Token;
 use crate::cluster::{plan, ClusterArgs, ClusterError, LocalCluster, NodeOptions};
+use crate::config::HttpLimits;
 use crate::error::ConfigError;
 
 /// How long to wait for a leader before giving up.
@@ -255,7 +256,17 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     };
     let scheme = options.scheme();
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
-    let cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, true)?;
+    let mut node_args = args.node_args.clone();
+    // The clients' connections, plus a few for status and metrics, must fit under the
+    // nodes' connection limit.
+    if !node_args
+        .iter()
+        .any(|arg| arg.starts_with("--http-connections-max"))
+    {
+        let limit = HttpLimits::default().connections_max.max(args.clients + 64);
+        node_args.extend(["--http-connections-max".to_string(), limit.to_string()]);
+    }
+    let cluster = LocalCluster::start(&exe, specs, &options, &node_args, true)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
     let pids = cluster.pids();
     let result = match find_leader(&client, &urls).await {
