@@ -6,7 +6,7 @@ use crate::error::ConfigError;
 use crate::types::{Incarnation, NodeId};
 
 /// Everything a node needs besides its durable state. Validated by `Node::new`/`Node::restore`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     /// This node's id; must be one of `voters`.
     pub id: NodeId,

@@ -111,6 +111,7 @@ mod bugs;
 mod byte_string;
 mod config;
 mod error;
+mod fingerprint;
 pub mod fuzzing;
 mod incarnation;
 mod input;

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use crate::log_entry::Entry;
 use crate::types::{LogIndex, Term};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct RaftLog {
     snapshot_index: LogIndex,
     snapshot_term: Term,

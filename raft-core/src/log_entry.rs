@@ -7,7 +7,7 @@ use crate::membership::Membership;
 use crate::types::{LogIndex, Term};
 
 /// One entry of the replicated log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub index: LogIndex,
     pub term: Term,
@@ -15,7 +15,7 @@ pub struct Entry {
 }
 
 /// What an entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryPayload {
     /// Appended by every new leader so it can commit entries of earlier terms (Raft §5.4.2, §8).
     Noop,

@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::types::{Incarnation, LogIndex, NodeId, RequestId, Role};
 
 /// The servers of the cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     /// Servers whose votes and acknowledgements count toward quorums.
     pub voters: BTreeSet<NodeId>,
@@ -34,7 +34,7 @@ pub struct Membership {
 }
 
 /// One single-server change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MembershipChange {
     /// A new server starts as a learner.
     AddLearner(NodeId),

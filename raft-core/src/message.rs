@@ -8,7 +8,7 @@ use crate::persist::SnapshotMeta;
 use crate::types::{Incarnation, LogIndex, NodeId, Term};
 
 /// A message between two nodes, with the sender's current term and incarnation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
     pub to: NodeId,
@@ -21,7 +21,7 @@ pub struct Envelope {
 
 /// The messages of Figure 2. Requests and responses are separate messages: the network may lose,
 /// duplicate or reorder any of them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     RequestVote(RequestVote),
     RequestVoteResponse(RequestVoteResponse),
@@ -40,7 +40,7 @@ pub enum Message {
     InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     pub meta: SnapshotMeta,
     /// The size of the whole snapshot.
@@ -53,14 +53,14 @@ pub struct InstallSnapshot {
 
 /// How far the follower got: the leader sends from `received_bytes` next; once it equals the
 /// snapshot's size, the snapshot is installed and durable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstallSnapshotResponse {
     pub last_included_index: LogIndex,
     pub received_bytes: u64,
     pub installed: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RequestVote {
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
@@ -69,13 +69,13 @@ pub struct RequestVote {
     pub leadership_transfer: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RequestVoteResponse {
     pub vote_granted: bool,
 }
 
 /// Replicates `entries` after `prev_log_index`; with no entries it is a heartbeat.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AppendEntries {
     pub prev_log_index: LogIndex,
     /// The term of the entry at `prev_log_index` in the leader's log (not the leader's term).
@@ -87,14 +87,14 @@ pub struct AppendEntries {
     pub read_round: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AppendEntriesResponse {
     /// The `read_round` of the request this answers.
     pub read_round: u64,
     pub result: AppendResult,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AppendResult {
     /// The follower's log matches the leader's up to and including `match_index`
     /// (`prev_log_index + entries.len()` of the request), and that prefix is durable.
@@ -111,7 +111,7 @@ pub enum AppendResult {
 
 /// Fast log backtracking (Raft §5.3, "the follower can include the term of the conflicting
 /// entry and the first index it stores for that term").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConflictHint {
     /// The term of the follower's entry at `rejected_prev_index`, or `None` when its log is
     /// shorter than that.

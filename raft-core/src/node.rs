@@ -21,7 +21,7 @@ use crate::timer::ElectionTimer;
 use crate::types::{Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term};
 
 /// One Raft server. Feed it `Input`s with `step`; carry out the `Action`s it returns.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Node {
     pub(crate) config: Config,
     // Persistent state (Figure 2).
@@ -100,7 +100,7 @@ pub struct Status {
 }
 
 /// What the current step has produced so far.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct StepOutput {
     hard_state_dirty: bool,
     /// A snapshot this step adopted: to persist, and to apply when it came from the leader.

@@ -8,7 +8,7 @@ use crate::membership::Membership;
 use crate::types::{Incarnation, LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HardState {
     pub current_term: Term,
     pub voted_for: Option<NodeId>,
@@ -16,7 +16,7 @@ pub struct HardState {
 
 /// Everything one step made unstable. Storage applies the parts in field order: hard state,
 /// snapshot, log splice (see `DurableState::apply`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PersistRequest {
     pub persist_id: PersistId,
     /// The new hard state, when it changed.
@@ -28,7 +28,7 @@ pub struct PersistRequest {
 }
 
 /// Where a snapshot ends in the log, and the membership as of that point.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub last_included_index: LogIndex,
     pub last_included_term: Term,
@@ -36,7 +36,7 @@ pub struct SnapshotMeta {
 }
 
 /// The application's state machine as of `meta.last_included_index`, opaque to the core.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     #[serde(with = "crate::byte_string")]
@@ -44,7 +44,7 @@ pub struct Snapshot {
 }
 
 /// Remove every stored entry with index `>= from`, then append `entries` (which start at `from`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LogSplice {
     pub from: LogIndex,
     pub entries: Vec<Entry>,
@@ -53,7 +53,7 @@ pub struct LogSplice {
 /// What a restarted node recovers from: the result of applying every completed `Persist`, in
 /// order. A driver restoring a node also loads `snapshot` into its state machine: the restored
 /// node has applied through the snapshot's last index.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DurableState {
     pub hard_state: HardState,
     /// The latest snapshot, if any.
@@ -141,7 +141,7 @@ impl DurableState {
 
 /// Tracks which persist requests are durable and withholds the messages that certify them
 /// (contract rule 3). Requests are numbered from 1; `PersistId(0)` means "nothing".
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct PersistTracker {
     last_issued: PersistId,
     durable: PersistId,

@@ -5,7 +5,7 @@ use alloc::collections::VecDeque;
 
 use crate::types::LogIndex;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ReplicationState {
     /// The leader does not know where the logs match: one AppendEntries at a time, retried each
     /// heartbeat, backing off with the follower's conflict hints.
@@ -22,7 +22,7 @@ pub(crate) enum ReplicationState {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Progress {
     pub(crate) match_index: LogIndex,
     pub(crate) next_index: LogIndex,

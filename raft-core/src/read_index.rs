@@ -19,7 +19,7 @@ use crate::node::Node;
 use crate::quorum::quorum_index;
 use crate::types::{LogIndex, NodeId, RequestId, Role};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct ReadQueue {
     /// Increases with every read registered; carried by AppendEntries and echoed back.
     round: u64,
@@ -36,7 +36,7 @@ pub(crate) struct ReadQueue {
     lease_forfeited: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PendingRead {
     read_index: LogIndex,
     round: u64,

@@ -1,5 +1,7 @@
 //! Randomized election timeouts from a seeded RNG (Raft §5.2).
 
+use core::hash::{Hash, Hasher};
+
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -38,5 +40,49 @@ impl ElectionTimer {
     pub(crate) fn tick(&mut self) -> bool {
         self.elapsed_ticks = self.elapsed_ticks.saturating_add(1);
         self.elapsed_ticks >= self.timeout_ticks
+    }
+
+    /// Whether the RNG can change what this timer does: with `min == max` every draw gives
+    /// `min`, so how far the RNG has run never shows.
+    fn draws_matter(&self) -> bool {
+        self.min_ticks < self.max_ticks
+    }
+}
+
+/// Timers are equal when they behave the same from now on: same range, same progress, and the
+/// same future draws (the RNG's seed, stream and position), the latter only when the range
+/// lets draws differ.
+impl PartialEq for ElectionTimer {
+    fn eq(&self, other: &ElectionTimer) -> bool {
+        (
+            self.min_ticks,
+            self.max_ticks,
+            self.elapsed_ticks,
+            self.timeout_ticks,
+        ) == (
+            other.min_ticks,
+            other.max_ticks,
+            other.elapsed_ticks,
+            other.timeout_ticks,
+        ) && (!self.draws_matter() || self.rng == other.rng)
+    }
+}
+
+impl Eq for ElectionTimer {}
+
+impl Hash for ElectionTimer {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (
+            self.min_ticks,
+            self.max_ticks,
+            self.elapsed_ticks,
+            self.timeout_ticks,
+        )
+            .hash(state);
+        if self.draws_matter() {
+            self.rng.get_seed().hash(state);
+            self.rng.get_stream().hash(state);
+            self.rng.get_word_pos().hash(state);
+        }
     }
 }

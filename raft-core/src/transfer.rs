@@ -6,7 +6,7 @@ use crate::message::Message;
 use crate::node::Node;
 use crate::types::{NodeId, Role};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Transfer {
     pub(crate) to: NodeId,
     elapsed_ticks: u32,

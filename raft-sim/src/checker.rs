@@ -13,7 +13,7 @@ use raft_core::{
 };
 
 /// A broken invariant, by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Violation {
     pub invariant: &'static str,
     pub detail: String,
@@ -140,7 +140,7 @@ fn chain(previous: u64, term: Term, payload: u64) -> u64 {
     hash ^ (hash >> 31)
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct CommittedEntry {
     term: Term,
     chain: u64,
@@ -150,7 +150,7 @@ struct CommittedEntry {
     commit_term: Term,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct NodeRecord {
     up: bool,
     /// The highest term this node ever had in memory, and the highest it ever made durable.
@@ -193,7 +193,7 @@ impl NodeRecord {
 
 /// Node records by id: the checker looks a node up several times per event, so the id is
 /// the index into a vector (ids are small), not a key in a tree.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct NodeRecords(Vec<Option<NodeRecord>>);
 
 impl NodeRecords {
@@ -226,7 +226,7 @@ impl NodeRecords {
 /// is only ever written in one term, so the first term seen at an index sits in a vector by
 /// index and only other terms go to a tree: one lookup per appended entry, not a tree walk
 /// over every entry ever written.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Chains {
     first: Vec<Option<(Term, u64)>>,
     others: BTreeMap<(LogIndex, Term), u64>,
@@ -251,7 +251,9 @@ impl Chains {
     }
 }
 
-#[derive(Debug, Default)]
+/// `Clone`, `Eq` and `Hash` let a model checker carry the checker in each explored state: the
+/// records are the history the invariants read, so two states with different histories differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Checker {
     nodes: NodeRecords,
     leaders: BTreeMap<Term, NodeId>,
@@ -837,6 +839,79 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// Every acknowledged write is durable on a majority of `voters`: the durable log of each
+    /// (`durable` gives it, `None` for a node that has none) holds the committed prefix through
+    /// the write's index, or a snapshot of a committed prefix that covers it. Unlike the check
+    /// above it holds in every state, crashes and lost writes included, so a model checker can
+    /// ask it after every step.
+    pub fn check_acked_durable_on_majority<'d>(
+        &self,
+        voters: &std::collections::BTreeSet<NodeId>,
+        durable: impl Fn(NodeId) -> Option<&'d raft_core::DurableState>,
+    ) -> Result<(), Violation> {
+        let Some(&(index, request_id)) = self.acked.iter().max_by_key(|(index, _)| *index) else {
+            return Ok(());
+        };
+        // A durable log holding the committed prefix through the highest acknowledged index
+        // holds every lower one too, so that write is the one to check.
+        let Some(expected) = position(index)
+            .checked_sub(1)
+            .and_then(|pos| self.committed.get(pos))
+        else {
+            return violation(
+                "acknowledged_write_durable_on_majority",
+                format!("{request_id} was acknowledged at {index}, beyond the committed log"),
+            );
+        };
+        let holding = voters
+            .iter()
+            .filter(|&&id| {
+                durable(id).is_some_and(|state| self.durable_holds(state, index, expected.chain))
+            })
+            .count();
+        if holding <= voters.len() / 2 {
+            return violation(
+                "acknowledged_write_durable_on_majority",
+                format!(
+                    "{request_id} was acknowledged at {index} but only {holding} of {} voters hold it durably",
+                    voters.len()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether `state` holds the committed prefix through `index`, whose chain hash is `chain`.
+    fn durable_holds(&self, state: &raft_core::DurableState, index: LogIndex, chain: u64) -> bool {
+        let (base, mut hash) = match &state.snapshot {
+            None => (LogIndex::ZERO, 0),
+            Some(snapshot) => {
+                let base = snapshot.meta.last_included_index;
+                let known = position(base)
+                    .checked_sub(1)
+                    .and_then(|pos| self.committed.get(pos));
+                // Only a snapshot of the committed prefix (see `snapshot_data`) counts.
+                match known {
+                    Some(known) if snapshot.data == snapshot_data(known.chain) => {
+                        (base, known.chain)
+                    }
+                    _ => return false,
+                }
+            }
+        };
+        if index <= base {
+            return true;
+        }
+        let wanted = position(index) - position(base);
+        if state.entries.len() < wanted {
+            return false;
+        }
+        for entry in &state.entries[..wanted] {
+            hash = self::chain(hash, entry.term, payload_hash(&entry.payload));
+        }
+        hash == chain
     }
 }
 

@@ -20,6 +20,7 @@ pub mod event;
 pub mod explore;
 pub mod fuzzing;
 pub mod history;
+pub mod model;
 pub mod network;
 pub mod rng;
 pub mod scenario;

@@ -13,6 +13,8 @@ use raft_sim::trace::{Tee, TraceSink};
 use raft_sim::trace_json::{self, JsonTrace, SharedBuffer};
 use raft_sim::{scenario, viz};
 
+mod check_command;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raft-sim",
@@ -57,6 +59,8 @@ enum Command {
         #[command(flatten)]
         outputs: Outputs,
     },
+    /// Model-check the real core: every interleaving of a small cluster up to a bound.
+    Check(CheckArgs),
     /// Write the HTML viewer for a JSON trace, or print its summary line.
     Viz {
         /// A trace written by `--trace-json`.
@@ -68,6 +72,83 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
+}
+
+/// The model and the search of `raft-sim check` (see the crate README, "Model checking").
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)]
+struct CheckArgs {
+    /// Voters in the cluster (2 to 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Actions along one path.
+    #[arg(long, default_value_t = 12)]
+    depth: u32,
+    /// Breadth-first search (the default): exhaustive within the bound, shortest counterexample.
+    #[arg(long, conflicts_with_all = ["dfs", "random"])]
+    bfs: bool,
+    /// Depth-first search: little memory, for deeper bounds.
+    #[arg(long, conflicts_with = "random")]
+    dfs: bool,
+    /// Random walks to the depth bound (until --timeout), seeded by this.
+    #[arg(long, value_name = "SEED")]
+    random: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Run every node with this bug of the catalogue reintroduced (builds with
+    /// `--features catalogue`).
+    #[arg(long, value_name = "NAME")]
+    bug: Option<String>,
+    #[arg(long)]
+    pre_vote: bool,
+    #[arg(long)]
+    check_quorum: bool,
+    #[arg(long, default_value_t = 1)]
+    heartbeat_ticks: u32,
+    /// Election timeout in ticks (the minimum, when --election-ticks-max is larger).
+    #[arg(long, default_value_t = 2)]
+    election_ticks: u32,
+    #[arg(long)]
+    election_ticks_max: Option<u32>,
+    /// States where some node's term is above this are outside the bound.
+    #[arg(long, default_value_t = 3)]
+    max_term: u64,
+    /// Ticks allowed over all nodes (default: as many as the depth allows).
+    #[arg(long)]
+    ticks: Option<u8>,
+    #[arg(long, default_value_t = 1)]
+    crashes: u8,
+    #[arg(long, default_value_t = 2)]
+    proposals: u8,
+    #[arg(long, default_value_t = 1)]
+    duplicates: u8,
+    /// Never drop a message (it may still stay in flight forever).
+    #[arg(long)]
+    no_drops: bool,
+    /// Log compactions allowed.
+    #[arg(long, default_value_t = 0)]
+    compactions: u8,
+    /// Membership changes allowed (adds a spare server n<nodes+1>).
+    #[arg(long, default_value_t = 0)]
+    changes: u8,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Stop once the process uses this much memory (breadth-first search keeps every state of
+    /// the frontier).
+    #[arg(long, value_name = "GIB", default_value_t = 8)]
+    max_memory_gb: u64,
+    /// Look for a counterexample to every property instead of stopping at the first.
+    #[arg(long)]
+    all: bool,
+    /// Replay one path, given as the index path a report prints, instead of searching.
+    #[arg(long, value_name = "PATH")]
+    replay: Option<String>,
+    /// Serve stateright's explorer UI on this address instead of searching.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    #[command(flatten)]
+    outputs: Outputs,
 }
 
 /// Files a run can write besides its usual output.
@@ -142,6 +223,7 @@ fn main() -> ExitCode {
             trace,
             outputs,
         } => replay(seed, nodes, fault_ms, trace, &outputs),
+        Command::Check(args) => check_command::run(&args),
         Command::Viz {
             trace,
             output,
