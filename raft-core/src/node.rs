@@ -341,7 +341,11 @@ impl Node {
             Message::RequestVote(request) | Message::PreVote(request) => request,
             _ => return false,
         };
-        self.config.check_quorum && !request.leadership_transfer && self.is_in_leader_lease()
+        let sticky = !crate::bugs::reintroduced!(self, LeaseWithoutStickiness);
+        sticky
+            && self.config.check_quorum
+            && !request.leadership_transfer
+            && self.is_in_leader_lease()
     }
 
     /// True while a leader is known to be alive: this node leads, or it heard from its leader

@@ -95,9 +95,10 @@ impl Node {
     pub(crate) fn on_request_vote(&mut self, candidate: NodeId, request: &RequestVote) {
         let can_vote = self.voted_for.is_none_or(|voted| voted == candidate);
         let vote_granted = can_vote
-            && self
+            && (self
                 .log
-                .is_up_to_date(request.last_log_index, request.last_log_term);
+                .is_up_to_date(request.last_log_index, request.last_log_term)
+                || reintroduced!(self, VoteForStaleLog));
         if vote_granted && self.voted_for.is_none() {
             self.voted_for = Some(candidate);
             self.mark_hard_state_dirty();
@@ -105,10 +106,12 @@ impl Node {
         if vote_granted {
             self.election_timer.reset();
         }
-        self.respond(
-            candidate,
-            Message::RequestVoteResponse(RequestVoteResponse { vote_granted }),
-        );
+        let response = Message::RequestVoteResponse(RequestVoteResponse { vote_granted });
+        if reintroduced!(self, VoteBeforeDurable) {
+            self.send_request(candidate, response);
+        } else {
+            self.respond(candidate, response);
+        }
     }
 
     /// A pre-vote is granted when its term is above ours and the candidate's log is at least

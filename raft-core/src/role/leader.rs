@@ -339,7 +339,9 @@ impl Node {
             return;
         }
         let match_of = |voter: NodeId| {
-            if voter == me {
+            if voter == me && crate::bugs::reintroduced!(self, LeaderCountsUndurableSelf) {
+                self.log.last_index()
+            } else if voter == me {
                 self.persist.durable_index()
             } else {
                 self.progress
@@ -365,7 +367,10 @@ impl Node {
                 .collect();
             quorum_index(&mut match_indexes, self.membership.quorum())
         };
-        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
+        let own_term = self.log.term_at(candidate) == Some(self.current_term);
+        if candidate > self.commit_index
+            && (own_term || crate::bugs::reintroduced!(self, CommitEarlierTerm))
+        {
             self.commit_index = candidate;
             self.on_current_term_commit();
             self.maybe_step_down_after_removal();
