@@ -66,6 +66,7 @@ pub fn sim_config(seed: u64, nodes: u64) -> SimConfig {
         latency_ms_max: latency_min + rng.between(0, 20),
         loss: *rng.pick(&[0.0, 0.01, 0.05, 0.1]).unwrap_or(&0.0),
         duplicate: *rng.pick(&[0.0, 0.01, 0.05]).unwrap_or(&0.0),
+        ..NetworkConfig::default()
     };
     let disk_min = rng.between(0, 2);
     config.disk = DiskConfig {
