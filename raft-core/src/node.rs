@@ -359,7 +359,9 @@ impl Node {
     fn ignores_higher_term_in_lease(&self, from: NodeId, message: &Message) -> bool {
         match message {
             Message::RequestVote(request) | Message::PreVote(request) => {
-                self.config.check_quorum
+                let sticky = !crate::bugs::reintroduced!(self, LeaseWithoutStickiness);
+                sticky
+                    && self.config.check_quorum
                     && !request.leadership_transfer
                     && self.is_in_leader_lease()
             }

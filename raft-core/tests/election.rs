@@ -256,7 +256,8 @@ fn same_seed_same_election_timeouts() {
             let mut t = 0;
             let term = n.term();
             while n.term() == term {
-                let _ = n.step(Input::Tick);
+                // Durably: a candidate waits for its own vote before it campaigns again.
+                let _ = step_durably(&mut n, Input::Tick);
                 t += 1;
             }
             ticks.push(t);

@@ -17,6 +17,14 @@ impl Node {
             self.election_timer.reset();
             return;
         }
+        if self.role == Role::Candidate && self.is_own_vote_pending() {
+            // It can win only once its vote is durable (contract rule 4), and a new election
+            // would only start another write its disk is no quicker to finish, and depose
+            // whichever leader the others elect meanwhile: a node whose disk is slower than its
+            // election timeout would keep the cluster without a leader.
+            self.election_timer.reset();
+            return;
+        }
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
@@ -87,9 +95,10 @@ impl Node {
     pub(crate) fn on_request_vote(&mut self, candidate: NodeId, request: &RequestVote) {
         let can_vote = self.voted_for.is_none_or(|voted| voted == candidate);
         let vote_granted = can_vote
-            && self
+            && (self
                 .log
-                .is_up_to_date(request.last_log_index, request.last_log_term);
+                .is_up_to_date(request.last_log_index, request.last_log_term)
+                || reintroduced!(self, VoteForStaleLog));
         if vote_granted && self.voted_for.is_none() {
             self.voted_for = Some(candidate);
             self.mark_hard_state_dirty();
@@ -97,10 +106,12 @@ impl Node {
         if vote_granted {
             self.election_timer.reset();
         }
-        self.respond(
-            candidate,
-            Message::RequestVoteResponse(RequestVoteResponse { vote_granted }),
-        );
+        let response = Message::RequestVoteResponse(RequestVoteResponse { vote_granted });
+        if reintroduced!(self, VoteBeforeDurable) {
+            self.send_request(candidate, response);
+        } else {
+            self.respond(candidate, response);
+        }
     }
 
     /// A pre-vote is granted when its term is above ours and the candidate's log is at least
@@ -164,6 +175,12 @@ impl Node {
         }
     }
 
+    /// A candidate whose write of its own term and vote is not durable yet.
+    fn is_own_vote_pending(&self) -> bool {
+        self.self_vote_persist
+            .is_none_or(|persist_id| persist_id > self.persist.durable())
+    }
+
     /// Figure 2, Candidates: "If votes received from majority of servers: become leader" —
     /// once this node's own term and vote are durable (contract rule 4). Peer votes alone are
     /// not enough: a leader that crashed before its term reached its disk would restart in the
@@ -172,9 +189,7 @@ impl Node {
     /// commit at one index. The votes granted meanwhile are kept and counted when the persist
     /// completes (`on_persist_done`).
     pub(crate) fn maybe_win_election(&mut self) {
-        let self_vote_durable = self
-            .self_vote_persist
-            .is_some_and(|persist_id| persist_id <= self.persist.durable());
+        let self_vote_durable = !self.is_own_vote_pending();
         if !self_vote_durable && !reintroduced!(self, LeadBeforeDurableVote) {
             return;
         }
