@@ -11,8 +11,12 @@
 #[non_exhaustive]
 pub enum Bug {
     /// A candidate becomes leader on its peers' votes while its own term and vote are still
-    /// being persisted (contract rule 4).
+    /// being persisted (contract rule 4); its vote requests go out at once.
     LeadBeforeDurableVote,
+    /// A candidate asks for votes before its new term and vote are durable (contract rule 3):
+    /// after a crash that loses them it may campaign for the same term again, with another
+    /// log, and count a grant its forgotten campaign received.
+    VoteRequestBeforeDurableTerm,
     /// A leader commits an entry of an earlier term by counting its replicas (Raft §5.4.2,
     /// Figure 8), not only through an entry of its own term.
     CommitEarlierTerm,
@@ -52,6 +56,7 @@ impl Bug {
     /// Every bug of the catalogue, in the order the catalogue reports them.
     pub const ALL: &'static [Bug] = &[
         Bug::LeadBeforeDurableVote,
+        Bug::VoteRequestBeforeDurableTerm,
         Bug::CommitEarlierTerm,
         Bug::FollowerCommitPastNewEntries,
         Bug::VoteBeforeDurable,
@@ -71,6 +76,7 @@ impl Bug {
     pub fn name(self) -> &'static str {
         match self {
             Bug::LeadBeforeDurableVote => "lead-before-durable-vote",
+            Bug::VoteRequestBeforeDurableTerm => "vote-request-before-durable-term",
             Bug::CommitEarlierTerm => "commit-earlier-term",
             Bug::FollowerCommitPastNewEntries => "follower-commit-past-new-entries",
             Bug::VoteBeforeDurable => "vote-before-durable",

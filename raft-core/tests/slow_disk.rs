@@ -35,7 +35,13 @@ fn candidate_with_a_durable_vote_campaigns_again_after_a_split_vote() {
     let _ = n.step(vote_response(2, 1, 1, false));
     let _ = n.step(vote_response(3, 1, 1, false));
     let again = tick_until_candidate_in(&mut n, Term(2));
-    assert!(!sends(&again).is_empty(), "asks for votes in term 2");
+    let asked = n.step(Input::PersistDone {
+        persist_id: persist_id(&again).unwrap(),
+    });
+    assert!(
+        !sends(&asked).is_empty(),
+        "asks for votes in term 2 once it is durable"
+    );
     assert_eq!(n.status().stats.elections_started, 2);
 }
 

@@ -24,9 +24,10 @@ fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
 }
 
 /// Membership and leadership (Raft thesis §4.2.2): only a voter in its own membership becomes
-/// leader (`only_voters_lead`), and a leader that its membership excludes steps down once
-/// that membership is committed (`removed_leader_steps_down`). Both look only at leaders, and
-/// the log scan only at the rare leader outside its own voters.
+/// leader, or a voter that an entry not yet committed removes (it may still be needed until
+/// that entry commits) (`only_voters_lead`); and a leader that its membership excludes steps
+/// down once that membership is committed (`removed_leader_steps_down`). Both look only at
+/// leaders, and the log scan only at the rare leader outside its own voters.
 fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violation> {
     if node.role() != Role::Leader {
         return Ok(());
@@ -36,8 +37,26 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
     if membership.is_voter(id) {
         return Ok(());
     }
+    // The entry that set the membership, and the membership before it, if the log still holds
+    // them; otherwise they came from a snapshot, which only covers committed entries.
+    let mut memberships = node
+        .entries(LogIndex::ZERO, node.last_log_index())
+        .iter()
+        .rev()
+        .filter_map(|entry| match &entry.payload {
+            EntryPayload::Membership(membership) => Some((entry.index, membership)),
+            _ => None,
+        });
+    let set_at = memberships
+        .next()
+        .map_or(LogIndex::ZERO, |(index, _)| index);
+    let voter_before = memberships
+        .next()
+        .map_or(node.config().voters.contains(&id), |(_, before)| {
+            before.is_voter(id)
+        });
     let elected = before.role != Role::Leader || before.term != node.term();
-    if elected {
+    if elected && !(set_at > node.commit_index() && voter_before) {
         return violation(
             "only_voters_lead",
             format!(
@@ -46,14 +65,6 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
             ),
         );
     }
-    // The entry that set the membership, if the log still holds it; otherwise it came from a
-    // snapshot, which only covers committed entries.
-    let set_at = node
-        .entries(LogIndex::ZERO, node.last_log_index())
-        .iter()
-        .rev()
-        .find(|entry| matches!(entry.payload, EntryPayload::Membership(_)))
-        .map_or(LogIndex::ZERO, |entry| entry.index);
     if set_at <= node.commit_index() {
         return violation(
             "removed_leader_steps_down",
@@ -1022,12 +1033,12 @@ mod tests {
         // Its removal is not committed: it may go on leading.
         let same = Observed::of(node);
         assert!(check_leader_membership(node, same).is_ok());
-        // But it cannot have just been elected.
+        // It may also have just been elected: a voter until its removal commits (thesis
+        // §4.2.2).
         let elected = Observed {
             role: Role::Candidate,
             ..same
         };
-        let error = check_leader_membership(node, elected).expect_err("not a voter");
-        assert_eq!(error.invariant, "only_voters_lead");
+        assert!(check_leader_membership(node, elected).is_ok());
     }
 }

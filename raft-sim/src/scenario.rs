@@ -1260,11 +1260,11 @@ mod tests {
         let outcome = run_script(
             "cluster 3 seed 1\nconfig pre_vote 0\nlatency 1..1\ndisk 1..1\ndisk 3 40..40\n\
              start 1 2 3\nhold-disk 1\ncampaign 1\nrun 50ms\nstatus 1\nrelease-disk 1\n\
-             status 1\ndisk 2 5..5\nrun until converged\n",
+             status 1\ndisk 2 5..5\nrun until leader 1 within 1s\nrun until converged\n",
         );
         assert_eq!(outcome.error, None, "{}", outcome.transcript);
         let transcript = &outcome.transcript;
-        // n1 waits for its held vote, and leads as soon as the write completes.
+        // n1 waits for its held vote, asks for votes once the write completes, then leads.
         let held = transcript.find("n1 CANDIDATE t1").expect("a candidate");
         let release = transcript.find("> release-disk 1").expect("released");
         let leads = transcript.find("n1 became LEADER in t1").expect("leads");

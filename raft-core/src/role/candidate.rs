@@ -12,7 +12,7 @@ impl Node {
     /// AppendEntries RPC from current leader or granting vote to candidate: convert to
     /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
-        if !self.membership.is_voter(self.config.id) {
+        if !self.may_campaign() {
             // Learners and servers outside the membership never campaign.
             self.election_timer.reset();
             return;
@@ -34,9 +34,26 @@ impl Node {
 
     /// A leader asked this node to take over: campaign at once, skipping the pre-vote.
     pub(crate) fn on_timeout_now(&mut self) {
-        if self.role != Role::Leader && self.membership.is_voter(self.config.id) {
+        if self.role != Role::Leader && self.may_campaign() {
             self.become_candidate(true);
         }
+    }
+
+    /// A voter campaigns; so does a voter that an entry not yet committed removes (Raft thesis
+    /// §4.2.2: it "might still be needed until the Cnew entry is committed"). Its campaign counts
+    /// the votes of the new membership, which leaves it out. Were it to stop at once, a leader
+    /// that appended its own removal and lost office before it committed could leave nobody
+    /// electable: the others may all lack a quorum of the new membership that grants them.
+    pub(crate) fn may_campaign(&self) -> bool {
+        let me = self.config.id;
+        let needed_until_removal_commits = || {
+            self.membership_index > self.commit_index
+                && self
+                    .membership_at(self.membership_index.prev())
+                    .0
+                    .is_voter(me)
+        };
+        self.membership.is_voter(me) || needed_until_removal_commits()
     }
 
     /// Asks every voter whether it would vote for this node in the next term, without changing
@@ -77,8 +94,19 @@ impl Node {
         self.election_timer.reset();
         self.stats.elections_started += 1;
         let request = self.vote_request(leadership_transfer);
+        // The requests wait for this node's new term and vote to be durable (contract rule 3).
+        // Sent at once, they could be answered to a campaign a crash then forgets: restarted
+        // in the older term, the node could campaign for the same term again with another
+        // log, and a late grant to the first campaign would count for the second.
+        let at_once = reintroduced!(self, VoteRequestBeforeDurableTerm)
+            || reintroduced!(self, LeadBeforeDurableVote);
         for peer in self.other_voters() {
-            self.send_request(peer, Message::RequestVote(request.clone()));
+            let message = Message::RequestVote(request.clone());
+            if at_once {
+                self.send_request(peer, message);
+            } else {
+                self.send_when_durable(peer, message);
+            }
         }
     }
 
