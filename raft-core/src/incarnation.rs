@@ -42,7 +42,13 @@ use crate::types::{Incarnation, NodeId, Role};
 impl Node {
     /// Whether this node, in its incarnation, is the server its membership knows by its id.
     pub(crate) fn is_known_incarnation(&self) -> bool {
-        match self.membership.incarnation_of(self.config.id) {
+        self.is_known_in(&self.membership)
+    }
+
+    /// Whether this node, in its incarnation, is the server `membership` knows by its id:
+    /// recorded, or, for a member of the initial cluster, not yet recorded.
+    pub(crate) fn is_known_in(&self, membership: &Membership) -> bool {
+        match membership.incarnation_of(self.config.id) {
             Some(recorded) => recorded == self.config.incarnation,
             None => !self.config.voters.is_empty(),
         }

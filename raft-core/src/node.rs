@@ -349,14 +349,24 @@ impl Node {
     /// log adds this node (or a newer membership) that this node has not seen yet, so its
     /// replication is accepted; but it cannot be a candidate this node should vote for, nor
     /// hand it leadership.
+    ///
+    /// A vote request from outside the membership is processed when the candidate's log is
+    /// newer than this node's (thesis §4.1: servers process vote requests "without consulting
+    /// their current configurations"): a voter added after this node's latest membership entry
+    /// holds that entry, which this node lacks, and may need this node's vote to be elected. A
+    /// server removed while it was away holds no such entry, so it cannot disrupt this node.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
-        matches!(
-            message,
-            Message::AppendEntries(_) | Message::InstallSnapshot(_)
-        )
+        match message {
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) => true,
+            Message::RequestVote(request) | Message::PreVote(request) => {
+                (request.last_log_term, request.last_log_index)
+                    > (self.log.last_term(), self.log.last_index())
+            }
+            _ => false,
+        }
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
@@ -368,7 +378,9 @@ impl Node {
     fn ignores_higher_term_in_lease(&self, from: NodeId, message: &Message) -> bool {
         match message {
             Message::RequestVote(request) | Message::PreVote(request) => {
-                self.config.check_quorum
+                let sticky = !crate::bugs::reintroduced!(self, LeaseWithoutStickiness);
+                sticky
+                    && self.config.check_quorum
                     && !request.leadership_transfer
                     && self.is_in_leader_lease()
             }
@@ -509,8 +521,16 @@ impl Node {
             actions.push(Action::Persist(request));
         }
         actions.extend(self.out.requests.drain(..).map(Action::Send));
-        self.persist
-            .release(|envelope| actions.push(Action::Send(envelope)));
+        // A vote request waited for its campaign's term to be durable; if the campaign ended
+        // meanwhile (it won on this very write, or a higher term came), it is moot.
+        let campaigning_in = (self.role == Role::Candidate).then_some(self.current_term);
+        self.persist.release(|envelope| {
+            let moot = matches!(envelope.message, Message::RequestVote(_))
+                && campaigning_in != Some(envelope.term);
+            if !moot {
+                actions.push(Action::Send(envelope));
+            }
+        });
         for response in self.out.responses.drain(..) {
             if let Some(envelope) = self.persist.hold_until_durable(response) {
                 actions.push(Action::Send(envelope));
@@ -594,6 +614,12 @@ impl Node {
 
     /// Responses certify durable state, so they wait for every persist issued so far.
     pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
+        self.send_when_durable(to, message);
+    }
+
+    /// Sends `message` once every persist issued so far is durable: the messages that certify
+    /// durable state (responses, and a candidate's vote requests, which certify its term).
+    pub(crate) fn send_when_durable(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
         self.push_response(envelope);
     }
