@@ -389,6 +389,13 @@ impl Checker {
         Ok(())
     }
 
+    /// `id` lost its disk: it starts again from nothing, as a new incarnation, so no durable
+    /// term bounds its next start. Everything else it ever did (entries committed, terms led)
+    /// stays on record: no committed entry may be lost because of it.
+    pub fn on_wipe(&mut self, id: NodeId) {
+        self.nodes.or_default(id).max_durable_term = Term::ZERO;
+    }
+
     pub fn on_crash(&mut self, id: NodeId) {
         if let Some(record) = self.nodes.get_mut(&id) {
             record.up = false;

@@ -107,6 +107,10 @@ pub struct FaultProfile {
     /// Ticks of 5 to 20 ms instead of 8 to 12, far beyond the lease's drift allowance: only in
     /// seeds without lease reads, which assume bounded drift (see [`lease_drift_allowed`]).
     pub wide_clock_skew: bool,
+    /// Now and then a node's disk is wiped: it comes back empty, as a new incarnation started
+    /// with no voters, and waits to be re-added. At most a minority of the committed voters is
+    /// wiped and not yet re-added at once, whatever else is down.
+    pub wipes: bool,
 }
 
 impl FaultProfile {
@@ -136,8 +140,11 @@ impl FaultProfile {
             small_batches: rng.chance(0.5),
             partial_partitions: rng.chance(0.5),
             read_only_periods: rng.chance(0.5),
+            wipes: false,
         };
         profile.wide_clock_skew &= config.raft.pre_vote && !config.raft.lease_reads;
+        // Drawn from its own generator, so the families above stay what they were.
+        profile.wipes = SimRng::new(sub_seed(seed, "profile", 5)).chance(0.5);
         profile
     }
 
@@ -158,6 +165,7 @@ impl FaultProfile {
             (self.read_only_periods, "read-only-periods"),
             (self.small_batches, "small-batches"),
             (self.wide_clock_skew, "wide-clock-skew"),
+            (self.wipes, "wipes"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -165,7 +173,7 @@ impl FaultProfile {
     }
 
     /// Every family name, in the order [`FaultProfile::families`] lists them.
-    pub const FAMILIES: [&'static str; 13] = [
+    pub const FAMILIES: [&'static str; 14] = [
         "slow-disk",
         "disk-stalls",
         "crash-pending",
@@ -179,6 +187,7 @@ impl FaultProfile {
         "read-only-periods",
         "small-batches",
         "wide-clock-skew",
+        "wipes",
     ];
 
     /// The seed's configuration changes: the slow disk, stale duplicates, the wide skew (its
@@ -597,6 +606,9 @@ impl Swarm {
             sim.network.config.loss = loss;
             self.burst_until_ms = Some(until);
         }
+        if self.profile.wipes && self.rng.chance(0.1) {
+            self.wipe(sim);
+        }
         self.reapply_long_cuts(sim);
     }
 
@@ -652,6 +664,27 @@ impl Swarm {
         sim.network.heal();
         for (from, to) in cuts {
             sim.network.cut_one_way(from, to);
+        }
+    }
+
+    /// Wipes one node's disk, keeping at most a minority of the committed voters wiped and not
+    /// yet re-added.
+    fn wipe(&mut self, sim: &mut Sim) {
+        let voters: Vec<NodeId> = sim.committed_membership().1.voters.iter().copied().collect();
+        let minority = voters.len().saturating_sub(1) / 2;
+        let wiped = voters
+            .iter()
+            .filter(|&&id| sim.is_wiped_and_not_readded(id))
+            .count();
+        if wiped >= minority {
+            return;
+        }
+        let candidates: Vec<NodeId> = nodes_in(sim, &[Life::Running, Life::Crashed, Life::Stopped])
+            .into_iter()
+            .filter(|&id| !sim.is_wiped_and_not_readded(id))
+            .collect();
+        if let Some(&id) = self.rng.pick(&candidates) {
+            let _ = sim.wipe(id);
         }
     }
 
@@ -985,7 +1018,7 @@ pub struct Summary {
     pub sim_ms: u64,
     pub membership_changes: u64,
     /// Seeds per fault family ([`FaultProfile::FAMILIES`] order), and seeds with none.
-    pub profile_mix: [u64; 13],
+    pub profile_mix: [u64; 14],
     pub classic_seeds: u64,
 }
 
@@ -1040,6 +1073,7 @@ mod tests {
             read_only_periods: true,
             small_batches: true,
             wide_clock_skew: true,
+            wipes: true,
         }
     }
 

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, EntryPayload, Envelope, Input, LogIndex, Membership, MembershipChange,
-    Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
+    Action, Config, Entry, EntryPayload, Envelope, Incarnation, Input, LogIndex, Membership,
+    MembershipChange, Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
 };
 
 use crate::checker::{Checker, Observed, StepEffects, Violation};
@@ -184,6 +184,13 @@ struct Slot {
     crash_after_persist: Option<(CrashTiming, Option<u64>)>,
     /// When the node was last paused.
     paused_at_ms: u64,
+    /// The server's incarnation (`Config::incarnation`): drawn again when its disk is wiped.
+    server_incarnation: Incarnation,
+    /// How often its disk was wiped.
+    wipes: u64,
+    /// It starts with no voters configured: a new server, or one that lost its state and was
+    /// started as one (raft-net's `--initial-cluster-state existing`).
+    as_new_server: bool,
 }
 
 /// An error from a control command (bad node id, node in the wrong state, ...).
@@ -242,6 +249,11 @@ pub struct ChangeRecord {
 /// Membership change requests get ids from their own range, apart from client requests.
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
 
+/// The incarnation of `id` after `wipes` wipes of its disk, from its own sub-seed.
+fn server_incarnation(seed: u64, id: NodeId, wipes: u64) -> Incarnation {
+    Incarnation(sub_seed(seed, "incarnation", id.0 * 1_000_000 + wipes))
+}
+
 impl Sim {
     #[must_use]
     pub fn new(config: SimConfig) -> Sim {
@@ -258,6 +270,9 @@ impl Sim {
                 disk: Disk::with_latency(config.node_disk.get(&NodeId(id)).cloned()),
                 crash_after_persist: None,
                 paused_at_ms: 0,
+                server_incarnation: server_incarnation(seed, NodeId(id), 0),
+                wipes: 0,
+                as_new_server: false,
             })
             .collect();
         let node_count = usize::try_from(config.nodes).unwrap_or(0);
@@ -1002,7 +1017,8 @@ impl Sim {
         slot.inbox.clear();
         let mut config = self.config.raft.clone();
         config.id = id;
-        config.voters = if id.0 <= self.config.voters {
+        config.incarnation = slot.server_incarnation;
+        config.voters = if id.0 <= self.config.voters && !slot.as_new_server {
             (1..=self.config.voters).map(NodeId).collect()
         } else {
             // A server outside the initial cluster waits to be added.
@@ -1096,6 +1112,47 @@ impl Sim {
     /// Kills a node: volatile state and unfinished writes are lost.
     pub fn crash(&mut self, id: NodeId) -> Result<(), ControlError> {
         self.take_down(id, Life::Crashed)
+    }
+
+    /// The node's disk is lost (replaced, wiped): it crashes if up, and starts again with empty
+    /// durable state, as a new incarnation configured with no voters, so it waits to be re-added
+    /// (`raft_core`'s `incarnation.rs`).
+    pub fn wipe(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, true)
+    }
+
+    /// `wipe`, but the node starts with the configuration it had (an operator restarting a
+    /// replaced disk with the same flags): a member of the initial cluster still believes it is
+    /// one, and only the incarnations the membership records tell it apart.
+    pub fn wipe_keeping_config(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, false)
+    }
+
+    fn wipe_with(&mut self, id: NodeId, as_new_server: bool) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        if self.slots[i].node.is_some() {
+            self.take_down(id, Life::Crashed)?;
+        }
+        let seed = self.config.seed;
+        let slot = &mut self.slots[i];
+        slot.wipes += 1;
+        slot.as_new_server |= as_new_server;
+        slot.server_incarnation = server_incarnation(seed, id, slot.wipes);
+        slot.disk.wipe();
+        self.checker.on_wipe(id);
+        let how = if as_new_server { "" } else { " keep-voters" };
+        self.record(TraceKind::Control(format!("wipe {id}{how}")));
+        self.start(id)
+    }
+
+    /// True while `id` lost its state and the committed membership does not yet record its
+    /// new incarnation as a voter (it has not been re-added).
+    #[must_use]
+    pub fn is_wiped_and_not_readded(&self, id: NodeId) -> bool {
+        self.slot(id).is_ok_and(|slot| {
+            slot.wipes > 0
+                && self.committed_membership.1.incarnation_of(id) != Some(slot.server_incarnation)
+        })
     }
 
     /// Shuts a node down cleanly: pending writes complete first.

@@ -126,8 +126,7 @@ impl Node {
         request: &RequestVote,
     ) {
         let can_vote = self.voted_for.is_none_or(|voted| voted == candidate)
-            && self.is_known_incarnation()
-            && self.membership.admits(candidate, incarnation);
+            && self.may_vote_for(candidate, incarnation, request);
         let vote_granted = can_vote
             && (self
                 .log
@@ -158,8 +157,7 @@ impl Node {
         request: &RequestVote,
     ) {
         let vote_granted = term > self.current_term
-            && self.is_known_incarnation()
-            && self.membership.admits(candidate, incarnation)
+            && self.may_vote_for(candidate, incarnation, request)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
