@@ -350,21 +350,23 @@ impl Node {
     /// replication is accepted; but it cannot be a candidate this node should vote for, nor
     /// hand it leadership.
     ///
-    /// A vote request from outside the membership is processed when the candidate's log is
-    /// newer than this node's (thesis §4.1: servers process vote requests "without consulting
-    /// their current configurations"): a voter added after this node's latest membership entry
-    /// holds that entry, which this node lacks, and may need this node's vote to be elected. A
-    /// server removed while it was away holds no such entry, so it cannot disrupt this node.
+    /// A vote request from outside the membership is processed when the candidate's log is at
+    /// least as up-to-date as this node's (thesis §4.1: servers process vote requests "without
+    /// consulting their current configurations"): a voter added after this node's latest
+    /// membership entry holds that entry, which this node lacks, and may need this node's vote
+    /// to be elected; a voter that an uncommitted entry removes holds that entry like this node
+    /// does, and still campaigns until it commits, so ignoring it would let it take the votes
+    /// of the old membership's voters without ever winning. A server removed while it was away
+    /// lacks the entry that removed it, so it cannot disrupt this node.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
         match message {
             Message::AppendEntries(_) | Message::InstallSnapshot(_) => true,
-            Message::RequestVote(request) | Message::PreVote(request) => {
-                (request.last_log_term, request.last_log_index)
-                    > (self.log.last_term(), self.log.last_index())
-            }
+            Message::RequestVote(request) | Message::PreVote(request) => self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term),
             _ => false,
         }
     }
@@ -755,6 +757,12 @@ impl Node {
     #[must_use]
     pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         self.log.slice(from, to)
+    }
+
+    /// Where this node's latest snapshot ends, and the membership as of that point.
+    #[must_use]
+    pub fn snapshot_meta(&self) -> Option<&crate::persist::SnapshotMeta> {
+        self.snapshot.as_ref().map(|snapshot| &snapshot.meta)
     }
 
     /// The peer a leadership transfer is handing over to, while one is under way.

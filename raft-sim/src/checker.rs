@@ -50,11 +50,13 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
     let set_at = memberships
         .next()
         .map_or(LogIndex::ZERO, |(index, _)| index);
-    let voter_before = memberships
-        .next()
-        .map_or(node.config().voters.contains(&id), |(_, before)| {
-            before.is_voter(id)
-        });
+    let voter_before = match memberships.next() {
+        Some((_, before)) => before.is_voter(id),
+        None => node.snapshot_meta().map_or_else(
+            || node.config().voters.contains(&id),
+            |meta| meta.membership.is_voter(id),
+        ),
+    };
     let elected = before.role != Role::Leader || before.term != node.term();
     if elected && !(set_at > node.commit_index() && voter_before) {
         return violation(

@@ -104,3 +104,22 @@ fn seeds_4584_and_18487_paused_lease_holder_sees_the_time_that_passed() {
 fn seeds_2042_and_3624_removed_servers_are_shut_down_in_plain_raft() {
     passes(&[(2042, 5), (3624, 5)]);
 }
+
+/// Regression: a voter removed by an uncommitted entry campaigns until it commits, and the new
+/// membership's voters, whose logs hold the same removal, ignored its vote requests as coming
+/// from outside their membership. Each term it took the old voters' votes and never won, and
+/// the new voters never heard its terms: no leader for the whole liveness phase
+/// (`liveness_commit`). Seed 30202 of 5 nodes fails that way when only a strictly newer log
+/// is heard from outside the membership.
+#[test]
+fn seed_30202_removed_voter_is_heard_by_the_new_membership() {
+    passes(&[(30202, 5)]);
+}
+
+/// Regression of the checker: a leader whose log holds only its own removal, the membership
+/// before it being in its snapshot, was judged against its boot configuration
+/// (`only_voters_lead`, a false alarm). Seeds 22051 and 47358 of 5 nodes.
+#[test]
+fn seeds_22051_and_47358_snapshot_membership_is_the_one_before_a_removal() {
+    passes(&[(22051, 5), (47358, 5)]);
+}
