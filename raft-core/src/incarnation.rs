@@ -55,21 +55,9 @@ impl Node {
     }
 
     /// Whether this node may vote for `candidate` in `incarnation` at all (the log comparison
-    /// comes on top): both are the incarnations its membership knows. A member of the initial
-    /// cluster with an empty log and nothing recorded for it votes only for a candidate with an
-    /// empty log too: it cannot tell a first start from a restart on a replaced disk with the
-    /// same flags, and in the latter case the cluster has a history it may have been part of.
-    pub(crate) fn may_vote_for(
-        &self,
-        candidate: NodeId,
-        incarnation: Incarnation,
-        request: &crate::message::RequestVote,
-    ) -> bool {
-        let unproven = self.membership.incarnation_of(self.config.id).is_none()
-            && self.log.last_index() == crate::types::LogIndex::ZERO;
-        self.is_known_incarnation()
-            && self.membership.admits(candidate, incarnation)
-            && (!unproven || request.last_log_index == crate::types::LogIndex::ZERO)
+    /// comes on top): both are the incarnations its membership knows.
+    pub(crate) fn may_vote_for(&self, candidate: NodeId, incarnation: Incarnation) -> bool {
+        self.is_known_incarnation() && self.membership.admits(candidate, incarnation)
     }
 
     /// Leader: what a message from `from`, sent by `incarnation`, says about that member.

@@ -670,7 +670,13 @@ impl Swarm {
     /// Wipes one node's disk, keeping at most a minority of the committed voters wiped and not
     /// yet re-added.
     fn wipe(&mut self, sim: &mut Sim) {
-        let voters: Vec<NodeId> = sim.committed_membership().1.voters.iter().copied().collect();
+        let voters: Vec<NodeId> = sim
+            .committed_membership()
+            .1
+            .voters
+            .iter()
+            .copied()
+            .collect();
         let minority = voters.len().saturating_sub(1) / 2;
         let wiped = voters
             .iter()

@@ -126,7 +126,7 @@ impl Node {
         request: &RequestVote,
     ) {
         let can_vote = self.voted_for.is_none_or(|voted| voted == candidate)
-            && self.may_vote_for(candidate, incarnation, request);
+            && self.may_vote_for(candidate, incarnation);
         let vote_granted = can_vote
             && (self
                 .log
@@ -157,7 +157,7 @@ impl Node {
         request: &RequestVote,
     ) {
         let vote_granted = term > self.current_term
-            && self.may_vote_for(candidate, incarnation, request)
+            && self.may_vote_for(candidate, incarnation)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
