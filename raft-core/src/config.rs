@@ -22,7 +22,7 @@ pub struct Config {
     /// Seeds the only random number generator in the core.
     pub rng_seed: u64,
     /// This server's incarnation: the same value for every start from the same durable state,
-    /// a new random one when the durable state is lost (see [`Incarnation`]). A server with
+    /// a new, greater one when the durable state is lost (see [`Incarnation`]). A server with
     /// `voters` configured is a member of the initial cluster in its first incarnation; a
     /// server started with no voters is a new server, or one that lost its state, and waits to
     /// be added (or re-added) before it votes.

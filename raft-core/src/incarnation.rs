@@ -10,10 +10,12 @@
 //!    incarnation (the first leader to hear a voter of the initial cluster records it; a
 //!    promotion records the promoted learner's).
 //! 2. A vote counts only from the incarnation the candidate's membership records for that
-//!    voter (or any, while none is recorded), and a server votes and campaigns only while its
+//!    voter (or any, while none is recorded); acknowledgements count towards a commit, a read
+//!    or a lease only from the recorded incarnation too. A server campaigns only while its
 //!    membership knows it in its own incarnation: recorded, or, for a member of the initial
 //!    cluster (`Config::voters` set), not yet recorded. A new incarnation started with no
-//!    voters configured therefore never votes before it has been promoted.
+//!    voters configured does not vote before its log records some incarnation of it, and its
+//!    vote counts only for candidates that know of its promotion.
 //! 3. A leader that hears a member answer from a new incarnation forgets everything it learned
 //!    from the old one (its progress starts over) and ignores messages from the old one that
 //!    arrive later. If the member was a voter recorded with another incarnation, the leader
@@ -40,11 +42,6 @@ use crate::progress::Progress;
 use crate::types::{Incarnation, NodeId, Role};
 
 impl Node {
-    /// Whether this node, in its incarnation, is the server its membership knows by its id.
-    pub(crate) fn is_known_incarnation(&self) -> bool {
-        self.is_known_in(&self.membership)
-    }
-
     /// Whether this node, in its incarnation, is the server `membership` knows by its id:
     /// recorded, or, for a member of the initial cluster, not yet recorded.
     pub(crate) fn is_known_in(&self, membership: &Membership) -> bool {
@@ -55,23 +52,57 @@ impl Node {
     }
 
     /// Whether this node may vote for `candidate` in `incarnation` at all (the log comparison
-    /// comes on top): both are the incarnations its membership knows.
+    /// comes on top): the candidate is not older than the incarnation this node's membership
+    /// records (a server campaigns only in an incarnation its own membership knows), and this
+    /// node is not a new server that its membership makes a voter nobody recorded (a member of
+    /// the initial cluster that lost its state: it cannot tell what it promised). A learner, a
+    /// returning server or one recorded in another incarnation votes: its vote counts only for
+    /// a candidate whose membership makes this incarnation a voter, which a promotion always
+    /// records, that is, one that knows of its promotion, which its own log may not show yet.
+    /// Refusing would leave a cluster whose promoted server has not heard of its promotion one
+    /// voter short until a leader it cannot help elect tells it.
     pub(crate) fn may_vote_for(&self, candidate: NodeId, incarnation: Incarnation) -> bool {
-        self.is_known_incarnation() && self.membership.admits(candidate, incarnation)
+        let me = self.config.id;
+        let lost_initial_member = self.config.voters.is_empty()
+            && (!self.membership.contains(me)
+                || (self.membership.is_voter(me) && self.membership.incarnation_of(me).is_none()));
+        // A candidate newer than the incarnation recorded here may have been re-added since,
+        // which this log may not show yet; an older one is a replaced incarnation's late request.
+        let not_replaced = self
+            .membership
+            .incarnation_of(candidate)
+            .is_none_or(|recorded| incarnation >= recorded);
+        !lost_initial_member && not_replaced
+    }
+
+    /// Whether what `id` acknowledged may count towards a quorum: it is a voter, and the
+    /// incarnation this node heard it answer from (if any) is the one the membership records.
+    /// A replaced incarnation acknowledges from an empty disk: counting it for a commit, a
+    /// read or a lease would count a voter that forgot what it promised.
+    pub(crate) fn counts_as_voter(&self, id: NodeId) -> bool {
+        self.membership.is_voter(id)
+            && self
+                .progress
+                .get(&id)
+                .and_then(|progress| progress.incarnation)
+                .is_none_or(|heard| self.membership.admits(id, heard))
     }
 
     /// Leader: what a message from `from`, sent by `incarnation`, says about that member.
-    /// False when it comes from an incarnation already replaced, so it must be ignored.
+    /// False when it comes from an incarnation older than one already heard or recorded (a
+    /// late message of a replaced incarnation), so it must be ignored.
     pub(crate) fn on_peer_incarnation(&mut self, from: NodeId, incarnation: Incarnation) -> bool {
         let recorded = self.membership.incarnation_of(from);
         let next_index = self.log.last_index().next();
         let Some(progress) = self.progress.get_mut(&from) else {
             return true;
         };
+        let latest = progress.incarnation.max(recorded);
+        if latest.is_some_and(|latest| incarnation < latest) {
+            return false;
+        }
         match progress.incarnation {
             Some(known) if known == incarnation => true,
-            // The recorded incarnation was replaced by the one heard since: a late message.
-            Some(_) if recorded == Some(incarnation) => false,
             Some(_) => {
                 // A new incarnation: nothing the old one acknowledged is still true.
                 *progress = Progress::new(next_index);

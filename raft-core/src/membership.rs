@@ -288,7 +288,7 @@ impl Node {
     ) -> usize {
         let me = self.config.id;
         let others = ids
-            .filter(|&&id| id != me && self.membership.is_voter(id))
+            .filter(|&&id| id != me && self.counts_as_voter(id))
             .count();
         others + usize::from(include_self && self.membership.is_voter(me))
     }

@@ -48,10 +48,14 @@ newtype!(
     PersistId, "p"
 );
 newtype!(
-    /// Which life of a server this is: a random value drawn once when its durable state is
-    /// created, kept across restarts, and drawn anew when the durable state is lost (a wiped or
-    /// replaced disk). A server's identity is (`NodeId`, `Incarnation`): a server that lost
-    /// its state comes back as a new incarnation and cannot speak for what the old one stored.
+    /// Which life of a server this is: chosen once when its durable state is created, kept
+    /// across restarts, and chosen anew, greater than every earlier one, when the durable state
+    /// is lost (a wiped or replaced disk); drivers use the creation time of the state in
+    /// microseconds. A server's identity is (`NodeId`, `Incarnation`): a server that lost its
+    /// state comes back as a new incarnation and cannot speak for what the old one stored. The
+    /// order tells a late message of a replaced incarnation from a newer incarnation; were a
+    /// new one ever smaller (a clock set back), it would be ignored as stale, which costs its
+    /// return to the cluster, never safety.
     Incarnation, "inc"
 );
 

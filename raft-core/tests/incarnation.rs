@@ -66,21 +66,27 @@ fn restarted_with_log(me: u64, recorded_me: u64) -> Node {
 }
 
 #[test]
-fn server_that_lost_its_state_never_votes_before_it_is_re_added() {
+fn server_that_lost_its_state_never_campaigns_before_it_is_re_added() {
     // Its membership records n1 as incarnation 10; this is incarnation 11.
     let mut n = restarted_with_log(11, 10);
-    assert!(!granted(&step_durably(&mut n, vote_request_from(3, 30, 2))));
     for _ in 0..100 {
         let _ = n.step(Input::Tick);
     }
-    assert_eq!(n.role(), Role::Follower, "it does not campaign either");
+    assert_eq!(n.role(), Role::Follower);
     assert_eq!(n.status().stats.elections_started, 0);
-    // The same server in the recorded incarnation votes.
+    // The same server in the recorded incarnation campaigns.
     let mut same = restarted_with_log(10, 10);
-    assert!(granted(&step_durably(
-        &mut same,
-        vote_request_from(3, 30, 2)
-    )));
+    let _ = tick_until_candidate(&mut same);
+}
+
+#[test]
+fn promoted_server_votes_before_its_log_shows_the_promotion() {
+    // Its log still records incarnation 10, but a leader may have promoted incarnation 11
+    // since: it answers, and only a candidate whose membership records 11 counts the vote
+    // (`vote_from_an_incarnation_other_than_the_recorded_one_does_not_count`). Refusing would
+    // leave the cluster one voter short until a leader it cannot help elect tells it.
+    let mut n = restarted_with_log(11, 10);
+    assert!(granted(&step_durably(&mut n, vote_request_from(3, 30, 2))));
 }
 
 #[test]
@@ -256,6 +262,38 @@ fn wiped_follower_plus_lagging_follower_cannot_elect_a_leader_without_a_committe
             );
         }
     }
+}
+
+#[test]
+fn acknowledgement_from_a_replaced_incarnation_counts_for_no_quorum() {
+    // n2 answers from a new incarnation that holds what this leader sent it since, but forgot
+    // what it promised before: its acknowledgement commits nothing and confirms no read.
+    let ack = |from: u64, incarnation: u64, match_index: u64| {
+        let mut envelope = envelope(
+            from,
+            1,
+            1,
+            Message::AppendEntriesResponse(raft_core::AppendEntriesResponse {
+                read_round: 0,
+                result: raft_core::AppendResult::Success {
+                    match_index: LogIndex(match_index),
+                },
+            }),
+        );
+        envelope.incarnation = Incarnation(incarnation);
+        Input::Receive(envelope)
+    };
+    let mut n = node(1, 3);
+    let actions = make_leader(&mut n);
+    if let Some(persist_id) = persist_id(&actions) {
+        let _ = n.step(Input::PersistDone { persist_id });
+    }
+    let last = n.last_log_index().0;
+    assert!(last >= 1);
+    let _ = n.step(ack(2, 5, last));
+    assert_eq!(n.commit_index(), LogIndex(0), "a replaced voter counted");
+    let _ = n.step(ack(3, 0, last));
+    assert_eq!(n.commit_index(), LogIndex(last));
 }
 
 #[test]

@@ -438,7 +438,13 @@ fn inject_faults(sim: &mut Sim, swarm: &mut Swarm, seed: u64, fault_ms: u64) {
         }
         if let Some(membership_rng) = &mut membership_rng {
             if membership_rng.chance(0.2) {
-                random_membership_change(sim, membership_rng);
+                // Only next to wipes does the slow disk count as a lost voter.
+                let slow = swarm
+                    .profile
+                    .slow_disk
+                    .filter(|_| swarm.profile.wipes)
+                    .map(|(node, _)| node);
+                random_membership_change(sim, membership_rng, slow);
             }
         }
     }
@@ -667,27 +673,30 @@ impl Swarm {
         }
     }
 
-    /// Wipes one node's disk, keeping at most a minority of the committed voters wiped and not
-    /// yet re-added.
+    /// Wipes one node's disk, keeping at most a minority of the voters wiped and not yet
+    /// re-added, in the committed membership and in every node's latest one (a change in
+    /// flight must be able to commit). A voter is wiped only once the committed membership
+    /// records its incarnation: before that, a replaced disk looks like a first start to
+    /// everyone, the one window the incarnations cannot close (`raft_core`'s `incarnation.rs`).
     fn wipe(&mut self, sim: &mut Sim) {
-        let voters: Vec<NodeId> = sim
-            .committed_membership()
-            .1
-            .voters
-            .iter()
-            .copied()
-            .collect();
-        let minority = voters.len().saturating_sub(1) / 2;
-        let wiped = voters
-            .iter()
-            .filter(|&&id| sim.is_wiped_and_not_readded(id))
-            .count();
-        if wiped >= minority {
-            return;
-        }
+        // A disk slower than the election timeout makes its voter's votes come too late to
+        // count: it is as lost as a wiped one until the faults end, so it counts against the
+        // minority too (and is never the one wiped, or nobody would be left to elect).
+        let slow = self.profile.slow_disk.map(|(node, _)| node);
+        let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
+        let mut memberships = vec![sim.committed_membership().1.clone()];
+        memberships.extend(sim.latest_memberships());
+        let may_lose = |id: NodeId| {
+            memberships.iter().all(|membership| {
+                let voters = &membership.voters;
+                let lost = voters.iter().filter(|&&voter| impaired(voter)).count()
+                    + usize::from(voters.contains(&id));
+                lost <= voters.len().saturating_sub(1) / 2
+            })
+        };
         let candidates: Vec<NodeId> = nodes_in(sim, &[Life::Running, Life::Crashed, Life::Stopped])
             .into_iter()
-            .filter(|&id| !sim.is_wiped_and_not_readded(id))
+            .filter(|&id| !impaired(id) && !sim.is_unrecorded_voter(id) && may_lose(id))
             .collect();
         if let Some(&id) = self.rng.pick(&candidates) {
             let _ = sim.wipe(id);
@@ -741,12 +750,22 @@ impl Swarm {
 }
 
 /// One membership change, asked of the current leader as it sees the membership: add a spare
-/// node as a learner, promote a learner, or remove a voter (never below 3 voters). Refusals
-/// (a change in flight, a learner not caught up) are part of the exercise.
-fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
+/// node as a learner, promote a learner, or remove a voter (never below 3 voters, and never
+/// leaving half the voters on the slow disk or wiped). While a wiped node is not re-added, no
+/// change is asked at all, as an operator waits for the cluster to heal before reconfiguring
+/// it: a removal committed meanwhile could leave half the voters lost, beyond what a cluster
+/// survives. Refusals (a change in flight, a learner not caught up) are part of the exercise.
+fn random_membership_change(sim: &mut Sim, rng: &mut SimRng, slow: Option<NodeId>) {
     let Some(leader) = sim.current_leader() else {
         return;
     };
+    if sim
+        .node_ids()
+        .into_iter()
+        .any(|id| sim.is_wiped_and_not_readded(id))
+    {
+        return;
+    }
     let Some(membership) = sim.node(leader).map(|n| n.membership().clone()) else {
         return;
     };
@@ -756,7 +775,22 @@ fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
         .filter(|&id| !membership.contains(id))
         .collect();
     let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
-    let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+    let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
+    let removable = |id: NodeId| {
+        let left = membership.voters.len() - 1;
+        let lost = membership
+            .voters
+            .iter()
+            .filter(|&&voter| voter != id && impaired(voter))
+            .count();
+        lost <= left.saturating_sub(1) / 2
+    };
+    let voters: Vec<NodeId> = membership
+        .voters
+        .iter()
+        .copied()
+        .filter(|&id| removable(id))
+        .collect();
     let mut options = Vec::new();
     if let Some(&id) = rng.pick(&spares) {
         options.push(MembershipChange::AddLearner(id));
@@ -764,7 +798,7 @@ fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
     if let Some(&id) = rng.pick(&learners) {
         options.push(MembershipChange::PromoteLearner(id));
     }
-    if voters.len() > 3 {
+    if membership.voters.len() > 3 {
         if let Some(&id) = rng.pick(&voters) {
             options.push(MembershipChange::Remove(id));
         }

@@ -250,8 +250,10 @@ pub struct ChangeRecord {
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
 
 /// The incarnation of `id` after `wipes` wipes of its disk, from its own sub-seed.
+/// Each wipe draws a greater one, as a driver's creation time would be.
 fn server_incarnation(seed: u64, id: NodeId, wipes: u64) -> Incarnation {
-    Incarnation(sub_seed(seed, "incarnation", id.0 * 1_000_000 + wipes))
+    let random = sub_seed(seed, "incarnation", id.0 * 1_000_000 + wipes) & ((1 << 48) - 1);
+    Incarnation((wipes << 48) | random)
 }
 
 impl Sim {
@@ -1153,6 +1155,50 @@ impl Sim {
             slot.wipes > 0
                 && self.committed_membership.1.incarnation_of(id) != Some(slot.server_incarnation)
         })
+    }
+
+    /// True when `id` is a voter whose current incarnation the committed membership, or the
+    /// latest membership of some node, does not record: the window before every leader heard
+    /// it, in which a lost disk cannot be told from a first start (`raft_core`'s
+    /// `incarnation.rs`).
+    #[must_use]
+    pub fn is_unrecorded_voter(&self, id: NodeId) -> bool {
+        let Ok(slot) = self.slot(id) else {
+            return false;
+        };
+        let unrecorded = |membership: &Membership| {
+            membership.is_voter(id)
+                && membership.incarnation_of(id) != Some(slot.server_incarnation)
+        };
+        unrecorded(&self.committed_membership.1) || self.latest_memberships().iter().any(unrecorded)
+    }
+
+    /// Every node's latest membership: a running node's own, a down node's from its disk.
+    #[must_use]
+    pub fn latest_memberships(&self) -> Vec<Membership> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match &slot.node {
+                Some(node) => Some(node.membership().clone()),
+                None => {
+                    let durable = &slot.disk.durable;
+                    durable
+                        .entries
+                        .iter()
+                        .rev()
+                        .find_map(|entry| match &entry.payload {
+                            EntryPayload::Membership(membership) => Some(membership.clone()),
+                            _ => None,
+                        })
+                        .or_else(|| {
+                            durable
+                                .snapshot
+                                .as_ref()
+                                .map(|snapshot| snapshot.meta.membership.clone())
+                        })
+                }
+            })
+            .collect()
     }
 
     /// Shuts a node down cleanly: pending writes complete first.

@@ -51,11 +51,17 @@ impl Node {
         if self.membership.is_voter(me) {
             return self.is_known_in(&self.membership);
         }
-        if self.membership_index <= self.commit_index {
-            return false;
+        // The entry that removed this node is the oldest of the latest memberships that leave
+        // it out: the ones after it only record incarnations or change other servers.
+        let mut removed_at = self.membership_index;
+        while removed_at > self.commit_index {
+            let (before, index) = self.membership_at(removed_at.prev());
+            if before.is_voter(me) {
+                return self.is_known_in(&before);
+            }
+            removed_at = index;
         }
-        let (before, _) = self.membership_at(self.membership_index.prev());
-        before.is_voter(me) && self.is_known_in(&before)
+        false
     }
 
     /// Asks every voter whether it would vote for this node in the next term, without changing

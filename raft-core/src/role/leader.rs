@@ -364,10 +364,12 @@ impl Node {
                 self.log.last_index()
             } else if voter == me {
                 self.persist.durable_index()
-            } else {
+            } else if self.counts_as_voter(voter) {
                 self.progress
                     .get(&voter)
                     .map_or(LogIndex::ZERO, |progress| progress.match_index)
+            } else {
+                LogIndex::ZERO
             }
         };
         // This runs on every acknowledgement: clusters of usual size sort on the stack.
