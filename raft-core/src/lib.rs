@@ -114,6 +114,7 @@ mod config;
 mod error;
 mod fingerprint;
 pub mod fuzzing;
+mod incarnation;
 mod input;
 mod invariants;
 pub mod kv;
@@ -150,4 +151,6 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
-pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};
+pub use types::{
+    Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
+};
