@@ -8,10 +8,14 @@
 //! and leaves the renamed node equal to the stepped node renamed. That holds because the
 //! core never orders, compares or hashes ids other than for set and map membership, except
 //! for the order in which it lists peers (heartbeats go out in id order, say), which changes
-//! only the order of `Send` actions, not the set.
+//! only the order of `Send` actions, not the set, and the order of messages held for one
+//! persist (a candidate's vote requests), which node equality treats as a set for that reason
+//! (`fingerprint.rs`).
 //!
-//! Two things are not names and are kept as they are: the RNG (its seed and position are
-//! part of the renamed node, so it draws the same timeouts), and request and persist ids.
+//! Three things are not names and are kept as they are: the RNG (its seed and position are
+//! part of the renamed node, so it draws the same timeouts), request and persist ids, and
+//! incarnations (a renamed server keeps its incarnation, so a configuration is symmetric only
+//! when every server starts in the same one).
 //! Whether the renamed node is the one its new id would have become (a driver that seeds each
 //! node's RNG from its id would draw differently) is for the caller to decide: a
 //! configuration is symmetric only when every field but `id` is the same on every node.
@@ -39,7 +43,7 @@ use crate::persist::{
 };
 use crate::progress::Progress;
 use crate::transfer::Transfer;
-use crate::types::NodeId;
+use crate::types::{Incarnation, NodeId};
 
 /// A one-to-one renaming of node ids; ids it does not name keep their names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -148,6 +152,17 @@ impl NodeRenaming {
         ids.iter().map(|&id| self.id(id)).collect()
     }
 
+    /// A map keyed by node id: the keys are renamed, the incarnations are not names.
+    fn incarnations(
+        &self,
+        incarnations: &BTreeMap<NodeId, Incarnation>,
+    ) -> BTreeMap<NodeId, Incarnation> {
+        incarnations
+            .iter()
+            .map(|(&id, &incarnation)| (self.id(id), incarnation))
+            .collect()
+    }
+
     fn option(&self, id: Option<NodeId>) -> Option<NodeId> {
         id.map(|id| self.id(id))
     }
@@ -227,7 +242,7 @@ impl Rename for Node {
             heartbeat_elapsed_ticks: *heartbeat_elapsed_ticks,
             ticks: *ticks,
             persist: rename_persist(persist, r),
-            votes_granted: r.ids(votes_granted),
+            votes_granted: r.incarnations(votes_granted),
             self_vote_persist: *self_vote_persist,
             pre_votes_granted: pre_votes_granted.as_ref().map(|ids| r.ids(ids)),
             progress: rename_progress(progress, r),
@@ -295,6 +310,7 @@ fn rename_progress(
                 inflight_at_last_heartbeat,
                 recent_active,
                 acked_read_round,
+                incarnation,
             } = progress;
             let progress = Progress {
                 match_index: *match_index,
@@ -305,6 +321,7 @@ fn rename_progress(
                 inflight_at_last_heartbeat: *inflight_at_last_heartbeat,
                 recent_active: *recent_active,
                 acked_read_round: *acked_read_round,
+                incarnation: *incarnation,
             };
             (r.id(id), progress)
         })
@@ -352,6 +369,7 @@ impl Rename for Config {
             election_timeout_ticks_min,
             election_timeout_ticks_max,
             rng_seed,
+            incarnation,
             append_entries_max,
             append_bytes_max,
             inflight_appends_max,
@@ -371,6 +389,9 @@ impl Rename for Config {
             election_timeout_ticks_max: *election_timeout_ticks_max,
             // The RNG is behaviour, not a name (see the module documentation).
             rng_seed: *rng_seed,
+            // An incarnation is not a name: renaming a node keeps it, so a configuration is
+            // symmetric only when every node starts in the same incarnation.
+            incarnation: *incarnation,
             append_entries_max: *append_entries_max,
             append_bytes_max: *append_bytes_max,
             inflight_appends_max: *inflight_appends_max,
@@ -387,10 +408,17 @@ impl Rename for Config {
 
 impl Rename for Membership {
     fn renamed(&self, r: &NodeRenaming) -> Membership {
-        let Membership { voters, learners } = self;
+        let Membership {
+            voters,
+            learners,
+            incarnations,
+            returning,
+        } = self;
         Membership {
             voters: r.ids(voters),
             learners: r.ids(learners),
+            incarnations: r.incarnations(incarnations),
+            returning: r.ids(returning),
         }
     }
 }
@@ -512,12 +540,14 @@ impl Rename for Envelope {
             from,
             to,
             term,
+            incarnation,
             message,
         } = self;
         Envelope {
             from: r.id(*from),
             to: r.id(*to),
             term: *term,
+            incarnation: *incarnation,
             message: message.renamed(r),
         }
     }
@@ -714,7 +744,11 @@ mod tests {
         let mut node = Node::new(config).expect("valid");
         node.voted_for = Some(NodeId(1));
         node.leader_id = Some(NodeId(3));
-        node.votes_granted.insert(NodeId(2));
+        node.votes_granted.insert(NodeId(2), Incarnation(0));
+        node.membership
+            .incarnations
+            .insert(NodeId(2), Incarnation(4));
+        node.membership.returning.insert(NodeId(3));
         node.progress
             .insert(NodeId(2), Progress::new(crate::types::LogIndex(1)));
         node.transfer = Some(Transfer {
@@ -725,7 +759,12 @@ mod tests {
         assert_eq!(renamed.config.id, NodeId(2));
         assert_eq!(renamed.voted_for, Some(NodeId(2)));
         assert_eq!(renamed.leader_id, Some(NodeId(3)));
-        assert!(renamed.votes_granted.contains(&NodeId(1)));
+        assert!(renamed.votes_granted.contains_key(&NodeId(1)));
+        assert_eq!(
+            renamed.membership.incarnation_of(NodeId(1)),
+            Some(Incarnation(4))
+        );
+        assert!(renamed.membership.returning.contains(&NodeId(3)));
         assert!(renamed.progress.contains_key(&NodeId(1)));
         assert_eq!(renamed.transfer.as_ref().map(|t| t.to), Some(NodeId(1)));
         assert_ne!(renamed, node);

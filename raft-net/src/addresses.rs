@@ -69,15 +69,25 @@ impl AddressBook {
     }
 
     /// Records the stranger at `raft` as member `id` (its HTTP address comes later, through the
-    /// log); only once, and only after `adopt_next_stranger`.
+    /// log); only once, only after `adopt_next_stranger`, and never for an id that already has
+    /// an address: a datagram never moves a member.
     pub fn adopt(&self, id: NodeId, raft: SocketAddr) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if inner.raft.contains_key(&id) || inner.by_raft.contains_key(&raft) {
+            return false;
+        }
         if !self.adopts_stranger.swap(false, Ordering::Relaxed) {
             return false;
         }
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.raft.insert(id, raft);
         inner.by_raft.insert(raft, id);
         true
+    }
+
+    /// Every member with a Raft address, in id order.
+    #[must_use]
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.read().raft.keys().copied().collect()
     }
 
     #[must_use]
@@ -136,5 +146,22 @@ mod tests {
         assert_eq!(book.id_of(leader), Some(NodeId(1)));
         assert_eq!(book.id_of(other), None);
         assert_eq!(book.http_addr(NodeId(1)), None);
+    }
+
+    #[test]
+    fn a_datagram_never_moves_a_known_member() {
+        let book = AddressBook::new();
+        let real: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let attacker: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        book.insert(NodeId(1), real, "127.0.0.1:8001".to_string());
+        book.adopt_next_stranger();
+        assert!(!book.adopt(NodeId(1), attacker));
+        assert_eq!(book.raft_addr(NodeId(1)), Some(real));
+        assert_eq!(book.id_of(attacker), None);
+        // A known address cannot be adopted under another id either.
+        assert!(!book.adopt(NodeId(5), real));
+        assert_eq!(book.id_of(real), Some(NodeId(1)));
+        // The adoption is still available for a genuine stranger.
+        assert!(book.adopt(NodeId(2), "127.0.0.1:9002".parse().unwrap()));
     }
 }

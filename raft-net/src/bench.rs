@@ -3,21 +3,28 @@
 //! counted was answered 200, i.e. committed on a majority with fsync on.
 //!
 //! The clients speak just enough HTTP/1.1 by hand (one request, one response with a
-//! `Content-Length` body) over plain tokio sockets: the load generator shares the machine with
-//! the nodes it measures, so every microsecond it spends is taken from them. It reports its own
-//! CPU time, and reads the nodes' `/metrics` before and after the measured phase to report how
-//! many log entries each `fdatasync` carried.
+//! `Content-Length` body) over plain tokio sockets, or over rustls for an `https://` cluster:
+//! the load generator shares the machine with the nodes it measures, so every microsecond it
+//! spends is taken from them. It reports its own CPU time, and reads the nodes' `/metrics`
+//! before and after the measured phase to report how many log entries each `fdatasync`
+//! carried.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rustls_pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-use crate::cluster::{plan, ClusterArgs, ClusterError, LocalCluster};
+use crate::auth::Token;
+use crate::cluster::{plan, ClusterArgs, ClusterError, LocalCluster, NodeOptions};
+use crate::config::HttpLimits;
+use crate::error::ConfigError;
 
 /// How long to wait for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
@@ -57,6 +64,18 @@ pub struct BenchArgs {
     /// Runtime threads of the load generator (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Start the local cluster with HTTPS, this PEM certificate (it must name 127.0.0.1)...
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// ...and this key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Trust this PEM certificate for an https:// --target (default: --tls-cert).
+    #[arg(long, env = "RAFT_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Present the token in FILE with every request (and require it on a local cluster).
+    #[arg(long, env = "RAFT_CLIENT_TOKEN_FILE", value_name = "FILE")]
+    pub client_token: Option<PathBuf>,
     /// Flags for every node of the local cluster, after `--`.
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -75,8 +94,10 @@ pub enum BenchError {
     Empty,
     #[error("histogram: {0}")]
     Histogram(String),
-    #[error("the leader's URL {0} is not http://HOST:PORT")]
+    #[error("the leader's URL {0} is not http://HOST:PORT or https://HOST:PORT")]
     BadUrl(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot connect to the leader at {addr}: {source}")]
     Connect {
         addr: String,
@@ -166,18 +187,49 @@ impl Report {
     }
 }
 
+/// How the clients reach the cluster: TLS trust and the token they present.
+#[derive(Debug, Clone)]
+struct Access {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    token: Option<Token>,
+}
+
 /// Runs the benchmark, starting and stopping a local cluster unless `--target` is given.
 pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.clients == 0 || args.ops == 0 {
         return Err(BenchError::Empty);
     }
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let ca = args.ca_cert.clone().or_else(|| args.tls_cert.clone());
+    let token = args
+        .client_token
+        .as_deref()
+        .map(Token::from_file)
+        .transpose()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &token {
+        let value = reqwest::header::HeaderValue::from_str(&token.bearer())
+            .map_err(|error| ConfigError::Tls(error.to_string()))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = crate::tls::reqwest_builder(ca.as_deref())?
+        .tcp_nodelay(true)
+        .default_headers(headers)
+        .build()?;
+    let access = Access {
+        tls: ca.as_deref().map(crate::tls::client_config).transpose()?,
+        token,
+    };
     if let Some(target) = &args.target {
         let leader = find_leader(&client, std::slice::from_ref(target)).await?;
-        let urls = member_urls(&client, &leader)
+        let scheme = if leader.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let urls = member_urls(&client, &leader, scheme)
             .await
             .unwrap_or_else(|| vec![leader.clone()]);
-        return load(&client, &leader, &urls, &[], args).await;
+        return load(&client, &access, &leader, &urls, &[], args).await;
     }
     let (data_dir, temporary) = match &args.data_dir {
         Some(dir) => (dir.clone(), false),
@@ -192,14 +244,33 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         raft_base: args.raft_base,
         data_dir: data_dir.clone(),
         cluster_key: None,
+        cluster_key_file: None,
+        tls_cert: None,
+        tls_key: None,
         node_args: Vec::new(),
     })?;
+    let options = NodeOptions {
+        client_token: args.client_token.clone(),
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        ..NodeOptions::default()
+    };
+    let scheme = options.scheme();
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
-    let cluster = LocalCluster::start(&exe, specs, None, &args.node_args, true)?;
-    let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url()).collect();
+    let mut node_args = args.node_args.clone();
+    // The clients' connections, plus a few for status and metrics, must fit under the
+    // nodes' connection limit.
+    if !node_args
+        .iter()
+        .any(|arg| arg.starts_with("--http-connections-max"))
+    {
+        let limit = HttpLimits::default().connections_max.max(args.clients + 64);
+        node_args.extend(["--http-connections-max".to_string(), limit.to_string()]);
+    }
+    let cluster = LocalCluster::start(&exe, specs, &options, &node_args, true)?;
+    let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
     let pids = cluster.pids();
     let result = match find_leader(&client, &urls).await {
-        Ok(leader) => load(&client, &leader, &urls, &pids, args).await,
+        Ok(leader) => load(&client, &access, &leader, &urls, &pids, args).await,
         Err(error) => Err(error),
     };
     cluster.stop().await;
@@ -228,7 +299,12 @@ async fn find_leader(client: &reqwest::Client, urls: &[String]) -> Result<String
             if state["state"] == "LEADER" {
                 return Ok(url.clone());
             }
-            if let Some(leader) = leader_url(client, url, &state).await {
+            let scheme = if url.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            if let Some(leader) = leader_url(client, url, &state, scheme).await {
                 return Ok(leader);
             }
         }
@@ -250,23 +326,28 @@ async fn members(client: &reqwest::Client, url: &str) -> Option<Vec<Value>> {
 }
 
 /// The leader's URL from a follower's view of the members, when it names a leader.
-async fn leader_url(client: &reqwest::Client, url: &str, state: &Value) -> Option<String> {
+async fn leader_url(
+    client: &reqwest::Client,
+    url: &str,
+    state: &Value,
+    scheme: &str,
+) -> Option<String> {
     let leader = state["leader"].as_u64()?;
     members(client, url)
         .await?
         .iter()
         .find(|member| member["id"].as_u64() == Some(leader))
         .and_then(|member| member["http_addr"].as_str())
-        .map(|addr| format!("http://{addr}"))
+        .map(|addr| format!("{scheme}://{addr}"))
 }
 
 /// Every member's URL, as the node at `url` knows them.
-async fn member_urls(client: &reqwest::Client, url: &str) -> Option<Vec<String>> {
+async fn member_urls(client: &reqwest::Client, url: &str, scheme: &str) -> Option<Vec<String>> {
     let urls: Vec<String> = members(client, url)
         .await?
         .iter()
         .filter_map(|member| member["http_addr"].as_str())
-        .map(|addr| format!("http://{addr}"))
+        .map(|addr| format!("{scheme}://{addr}"))
         .collect();
     (!urls.is_empty()).then_some(urls)
 }
@@ -318,29 +399,50 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|error| BenchError::Histogram(error.to_string()))
 }
 
-/// `host:port` of an `http://host:port` URL.
-fn authority(url: &str) -> Result<String, BenchError> {
-    let authority = url
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
+/// Whether an `http://host:port` or `https://host:port` URL is TLS, and its `host:port`.
+fn authority(url: &str) -> Result<(bool, String), BenchError> {
+    let (tls, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://").unwrap_or(url)),
+    };
+    if !tls && !url.starts_with("http://") {
+        return Err(BenchError::BadUrl(url.to_string()));
+    }
+    let authority = Some(rest.trim_end_matches('/'))
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
         .ok_or_else(|| BenchError::BadUrl(url.to_string()))?;
-    Ok(authority.to_string())
+    Ok((tls, authority.to_string()))
 }
 
 /// The warm-up, then the measured phase, with counters read around the latter.
 async fn load(
     client: &reqwest::Client,
+    access: &Access,
     leader: &str,
     urls: &[String],
     pids: &[(u16, u32)],
     args: &BenchArgs,
 ) -> Result<Report, BenchError> {
-    let addr = authority(leader)?;
+    let (tls, addr) = authority(leader)?;
+    let tls = match (tls, &access.tls) {
+        (false, _) => None,
+        (true, Some(config)) => Some(Arc::clone(config)),
+        (true, None) => {
+            return Err(ConfigError::Tls(format!(
+                "{leader} is https: give --ca-cert (or --tls-cert) to trust its certificate"
+            ))
+            .into())
+        }
+    };
+    let endpoint = Arc::new(Endpoint {
+        addr,
+        tls,
+        authorization: access.token.as_ref().map(Token::bearer),
+    });
     let value = bytes_value(args.value_bytes);
     let mut connections = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
-        connections.push(Connection::open(&addr).await?);
+        connections.push(Connection::open(Arc::clone(&endpoint)).await?);
     }
     let (connections, _, _) = phase(connections, "warmup", args.warmup, &value).await?;
     let before = all_counters(client, urls).await;
@@ -436,19 +538,41 @@ async fn phase(
     Ok((connections, total, errors))
 }
 
-/// One keep-alive HTTP/1.1 connection that sends a request and reads its response at a time.
+/// Where the clients send their writes.
 #[derive(Debug)]
-struct Connection {
+struct Endpoint {
+    /// `host:port`.
     addr: String,
-    stream: Option<TcpStream>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The `Authorization` header value, with a token.
+    authorization: Option<String>,
+}
+
+/// A plain or TLS byte stream.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One keep-alive HTTP/1.1 connection that sends a request and reads its response at a time.
+struct Connection {
+    endpoint: Arc<Endpoint>,
+    stream: Option<Box<dyn Stream>>,
     request: Vec<u8>,
     buf: Vec<u8>,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.endpoint.addr)
+            .field("connected", &self.stream.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connection {
-    async fn open(addr: &str) -> Result<Connection, BenchError> {
+    async fn open(endpoint: Arc<Endpoint>) -> Result<Connection, BenchError> {
         let mut connection = Connection {
-            addr: addr.to_string(),
+            endpoint,
             stream: None,
             request: Vec::with_capacity(1024),
             buf: Vec::with_capacity(4096),
@@ -457,15 +581,31 @@ impl Connection {
             .connect()
             .await
             .map_err(|source| BenchError::Connect {
-                addr: addr.to_string(),
+                addr: connection.endpoint.addr.clone(),
                 source,
             })?;
         Ok(connection)
     }
 
     async fn connect(&mut self) -> std::io::Result<()> {
-        let stream = TcpStream::connect(&self.addr).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect(&self.endpoint.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match &self.endpoint.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let connector = TlsConnector::from(Arc::clone(config));
+                let host = self
+                    .endpoint
+                    .addr
+                    .rsplit_once(':')
+                    .map_or(self.endpoint.addr.as_str(), |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = ServerName::try_from(host.to_string())
+                    .map_err(|error| protocol(&format!("server name {host}: {error}")))?;
+                Box::new(connector.connect(name, tcp).await?)
+            }
+        };
         self.stream = Some(stream);
         Ok(())
     }
@@ -477,10 +617,14 @@ impl Connection {
         self.request.clear();
         write!(
             self.request,
-            "PUT {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n",
-            self.addr,
+            "PUT {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+            self.endpoint.addr,
             body.len()
         )?;
+        if let Some(authorization) = &self.endpoint.authorization {
+            write!(self.request, "authorization: {authorization}\r\n")?;
+        }
+        self.request.extend_from_slice(b"\r\n");
         self.request.extend_from_slice(body);
         if self.stream.is_none() {
             self.connect().await?;
@@ -499,11 +643,13 @@ impl Connection {
 /// Writes `request` and reads one response into `buf`: its status, and whether the connection
 /// stays open.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn Stream>,
     request: &[u8],
     buf: &mut Vec<u8>,
 ) -> std::io::Result<(u16, bool)> {
     stream.write_all(request).await?;
+    // A TLS stream buffers what it writes; a TCP stream's flush does nothing.
+    stream.flush().await?;
     buf.clear();
     loop {
         if let Some(head) = parse_head(buf)? {
@@ -519,7 +665,7 @@ async fn exchange(
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+async fn read_more(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> std::io::Result<()> {
     if stream.read_buf(buf).await? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
@@ -659,14 +805,16 @@ mod tests {
     fn authority_of_urls() {
         assert_eq!(
             authority("http://127.0.0.1:8000").unwrap(),
-            "127.0.0.1:8000"
+            (false, "127.0.0.1:8000".to_string())
         );
         assert_eq!(
             authority("http://127.0.0.1:8000/").unwrap(),
-            "127.0.0.1:8000"
+            (false, "127.0.0.1:8000".to_string())
         );
-        assert!(authority("https://x:1").is_err());
+        assert_eq!(authority("https://x:1").unwrap(), (true, "x:1".to_string()));
         assert!(authority("http://x:1/path").is_err());
+        assert!(authority("ftp://x:1").is_err());
+        assert!(authority("x:1").is_err());
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! `raft-net cluster`: N nodes as child processes on localhost, for trying things out and for
 //! `raft-net bench`.
+//!
+//! The admin routes of its nodes need a token: `cluster` generates one into
+//! `<data-dir>/admin-token` (owner-only; kept across runs) and prints how to present it.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use tokio::process::{Child, Command};
+
+use crate::auth::Token;
+use crate::error::ConfigError;
+
+/// The admin token's file in the cluster's data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// `raft-net cluster` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,12 +28,27 @@ pub struct ClusterArgs {
     /// Node i listens for peers on 127.0.0.1:(raft-base + i - 1).
     #[arg(long, default_value_t = 9000)]
     pub raft_base: u16,
-    /// Node i keeps its data in <data-dir>/node<i>.
+    /// Node i keeps its data in `<data-dir>/node<i>`.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Authenticate peer datagrams with this key (passed to every node).
-    #[arg(long, env = "RAFT_CLUSTER_KEY", hide_env_values = true)]
+    /// Authenticate peer datagrams with a key stretched from this passphrase (passed to
+    /// every node).
+    #[arg(
+        long,
+        env = "RAFT_CLUSTER_KEY",
+        hide_env_values = true,
+        value_name = "PASSPHRASE"
+    )]
     pub cluster_key: Option<String>,
+    /// Authenticate peer datagrams with the 32-byte key in this file (passed to every node).
+    #[arg(long, env = "RAFT_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (every node; it must name 127.0.0.1).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Flags for every node, after `--` (e.g. `-- --commit-timeout-ms 2000`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -53,6 +77,54 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The security flags every node of a local cluster gets.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    pub cluster_key: Option<String>,
+    pub cluster_key_file: Option<PathBuf>,
+    pub admin_token: Option<PathBuf>,
+    pub client_token: Option<PathBuf>,
+    /// Certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl NodeOptions {
+    fn apply(&self, command: &mut Command) {
+        if let Some(key) = &self.cluster_key {
+            command.env("RAFT_CLUSTER_KEY", key);
+        }
+        let flags = [
+            ("--cluster-key-file", &self.cluster_key_file),
+            ("--admin-token", &self.admin_token),
+            ("--client-token", &self.client_token),
+        ];
+        for (flag, path) in flags {
+            if let Some(path) = path {
+                command.arg(flag).arg(path);
+            }
+        }
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
+    }
+
+    /// `https` with TLS, else `http`.
+    #[must_use]
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// One planned node.
@@ -65,9 +137,10 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// The node's URL with `scheme` (`http` or `https`).
     #[must_use]
-    pub fn url(&self) -> String {
-        format!("http://{}", self.http_addr)
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.http_addr)
     }
 
     fn peer_flag(&self) -> String {
@@ -106,11 +179,12 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts every node of `specs` with `exe` (this binary). `extra` flags go to every node.
+    /// Starts every node of `specs` with `exe` (this binary). `options` and the `extra` flags
+    /// go to every node.
     pub fn start(
         exe: &Path,
         specs: Vec<NodeSpec>,
-        cluster_key: Option<&str>,
+        options: &NodeOptions,
         extra: &[String],
         quiet: bool,
     ) -> Result<LocalCluster, ClusterError> {
@@ -125,15 +199,11 @@ impl LocalCluster {
                 .arg("--data-dir")
                 .arg(&spec.data_dir)
                 .arg("--admin")
-                .args(["--exit-with-parent", &std::process::id().to_string()])
-                .args(extra)
-                .kill_on_drop(true)
-                .stdin(Stdio::null());
+                .args(["--exit-with-parent", &std::process::id().to_string()]);
+            options.apply(&mut command);
+            command.args(extra).kill_on_drop(true).stdin(Stdio::null());
             for peer in specs.iter().filter(|peer| peer.id != spec.id) {
                 command.args(["--peer", &peer.peer_flag()]);
-            }
-            if let Some(key) = cluster_key {
-                command.env("RAFT_CLUSTER_KEY", key);
             }
             if quiet {
                 command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -189,14 +259,17 @@ pub async fn run(
 ) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     let specs = plan(&args)?;
-    let mut cluster = LocalCluster::start(
-        &exe,
-        specs,
-        args.cluster_key.as_deref(),
-        &args.node_args,
-        false,
-    )?;
-    print_usage(&cluster.specs, &args.data_dir);
+    let token_path = args.data_dir.join(ADMIN_TOKEN_FILE);
+    Token::load_or_generate(&token_path)?;
+    let options = NodeOptions {
+        cluster_key: args.cluster_key.clone().filter(|key| !key.is_empty()),
+        cluster_key_file: args.cluster_key_file.clone(),
+        admin_token: Some(token_path.clone()),
+        client_token: None,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+    };
+    let mut cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, false)?;
+    print_usage(&cluster.specs, &args.data_dir, &token_path, &options);
     let result = tokio::select! {
         () = shutdown => Ok(()),
         exited = cluster.any_exit() => match exited {
@@ -209,29 +282,53 @@ pub async fn run(
     result
 }
 
-fn print_usage(specs: &[NodeSpec], data_dir: &Path) {
+fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &NodeOptions) {
     println!(
         "raft-net cluster: {} nodes, data in {}",
         specs.len(),
         data_dir.display()
     );
+    let scheme = options.scheme();
     for spec in specs {
         println!(
             "  node {}  {}  (raft {})",
             spec.id,
-            spec.url(),
+            spec.url(scheme),
             spec.raft_addr
         );
     }
-    let first = specs.first().map(NodeSpec::url).unwrap_or_default();
+    let first = specs
+        .first()
+        .map(|spec| spec.url(scheme))
+        .unwrap_or_default();
+    let curl = match &options.tls {
+        Some((cert, _)) => format!("curl --cacert {}", cert.display()),
+        None => "curl".to_string(),
+    };
     println!();
     println!("Try (followers redirect to the leader; -L follows):");
-    println!("  curl -s {first}/api/v1/state");
-    println!("  curl -sL -X POST {first}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'");
-    println!("  curl -sL -X PUT {first}/api/v1/kv/greeting -d 'hello'");
-    println!("  curl -sL {first}/api/v1/kv/greeting");
-    println!("  curl -s -X POST {first}/api/v1/admin/isolate   # and /heal");
-    println!("  curl -s {first}/metrics");
+    println!("  {curl} -s {first}/api/v1/state");
+    println!("  {curl} -sL -X POST {first}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'");
+    println!("  {curl} -sL -X PUT {first}/api/v1/kv/greeting -d 'hello'");
+    println!("  {curl} -sL {first}/api/v1/kv/greeting");
+    println!("  {curl} -s {first}/metrics");
+    println!();
+    println!(
+        "Admin routes (membership, leadership, snapshots, isolate/heal) need the token in {}:",
+        token.display()
+    );
+    println!(
+        "  {curl} -s -X POST -H \"Authorization: Bearer $(cat {})\" {first}/api/v1/admin/isolate   # and /heal",
+        token.display()
+    );
+    let ca = match &options.tls {
+        Some((cert, _)) => format!(" --ca-cert {}", cert.display()),
+        None => String::new(),
+    };
+    println!(
+        "  raft-net client --server {first}{ca} --admin-token {} members",
+        token.display()
+    );
     println!("Ctrl-C stops every node.");
 }
 
@@ -246,6 +343,9 @@ mod tests {
             raft_base: 9000,
             data_dir: PathBuf::from("d"),
             cluster_key: None,
+            cluster_key_file: None,
+            tls_cert: None,
+            tls_key: None,
             node_args: Vec::new(),
         }
     }

@@ -1,11 +1,15 @@
-//! A node's settings, already validated: identity, addresses, peers, timing and size limits.
+//! A node's settings, already validated: identity, addresses, peers, secrets, timing and size
+//! limits.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use raft_core::NodeId;
 
+use crate::auth::Token;
+use crate::cluster_key::ClusterKey;
 use crate::error::ConfigError;
 use crate::transport::DATAGRAM_OVERHEAD_BYTES;
 
@@ -64,6 +68,35 @@ impl Default for Timing {
     }
 }
 
+/// Limits of the HTTP server; see `http::serve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive within this; also the idle timeout of a keep-alive
+    /// connection and the time a TLS handshake may take.
+    pub header_timeout: Duration,
+    /// Longest pause between two chunks of a request body.
+    pub body_timeout: Duration,
+    /// Longest a whole request may take, body and answer included; the answer is then `504`
+    /// (outcome unknown).
+    pub request_timeout: Duration,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub connections_max: usize,
+    /// How long requests in flight may take to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            connections_max: 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Everything `node::run` needs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -73,10 +106,19 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The other initial voters.
     pub peers: Vec<Peer>,
-    /// Serve the isolate/heal routes.
+    /// Serve the isolate/heal, transfer and snapshot routes.
     pub admin: bool,
     /// Authenticates every datagram when set.
-    pub cluster_key: Option<String>,
+    pub cluster_key: Option<ClusterKey>,
+    /// Required by the admin routes when set (and sent by `--join`).
+    pub admin_token: Option<Token>,
+    /// Required by the client routes when set.
+    pub client_token: Option<Token>,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Trust this certificate (PEM) when joining a cluster over HTTPS.
+    pub ca_cert: Option<PathBuf>,
+    pub http: HttpLimits,
     /// Ask the cluster at this URL to add this node (when its data dir is empty).
     pub join: Option<String>,
     /// Start with no voters and wait for a member to add this node (the seed's `/join` flow).
@@ -166,20 +208,30 @@ pub fn parse_node_id(text: &str) -> Result<NodeId, ConfigError> {
     }
 }
 
-/// Resolves `host:port` to one socket address.
-pub fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
+/// Resolves `host:port` to one socket address: an IP literal as it is, a name through tokio's
+/// resolver (on its blocking pool, never on the thread that runs the driver), within
+/// [`RESOLVE_TIMEOUT`].
+pub async fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
     let error = |reason: String| ConfigError::Address {
         addr: addr.to_string(),
         reason,
     };
-    addr.to_socket_addrs()
+    if let Ok(literal) = addr.parse::<SocketAddr>() {
+        return Ok(literal);
+    }
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(addr))
+        .await
+        .map_err(|_| error(format!("no answer within {RESOLVE_TIMEOUT:?}")))?
         .map_err(|e| error(e.to_string()))?
-        .next()
-        .ok_or_else(|| error("no address found".to_string()))
+        .next();
+    found.ok_or_else(|| error("no address found".to_string()))
 }
 
+/// How long a host name may take to resolve.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Parses `ID=RAFT_HOST:PORT@HTTP_HOST:PORT`.
-pub fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
+pub async fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
     let error = |reason: &str| ConfigError::Peer {
         spec: spec.to_string(),
         reason: reason.to_string(),
@@ -189,9 +241,9 @@ pub fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
         .split_once('@')
         .ok_or_else(|| error("missing '@' between the Raft and HTTP addresses"))?;
     let id = parse_node_id(id).map_err(|e| error(&e.to_string()))?;
-    let raft_addr = resolve(raft).map_err(|e| error(&e.to_string()))?;
-    if http.is_empty() || !http.contains(':') {
-        return Err(error("the HTTP address must be host:port"));
+    let raft_addr = resolve(raft).await.map_err(|e| error(&e.to_string()))?;
+    if let Err(reason) = raft_core::kv::check_member_address(id.0, &raft_addr.to_string(), http) {
+        return Err(error(&reason.to_string()));
     }
     Ok(Peer {
         id,
@@ -233,12 +285,51 @@ pub struct NodeArgs {
     /// or `GET /join?nodeId=&raftPort=` on a member). Only matters while the data dir is empty.
     #[arg(long, conflicts_with = "join")]
     pub await_join: bool,
-    /// Serve the isolate/heal admin routes.
+    /// Serve the fault-injection (isolate/heal), leadership-transfer and snapshot routes.
     #[arg(long)]
     pub admin: bool,
-    /// Authenticate every peer datagram with a MAC keyed by this secret.
-    #[arg(long, env = "RAFT_CLUSTER_KEY", hide_env_values = true)]
+    /// Authenticate every peer datagram with a key stretched (Argon2id) from this passphrase.
+    #[arg(
+        long,
+        env = "RAFT_CLUSTER_KEY",
+        hide_env_values = true,
+        value_name = "PASSPHRASE"
+    )]
     pub cluster_key: Option<String>,
+    /// Authenticate every peer datagram with the 32-byte key in this file (raw, or 64 hex
+    /// digits).
+    #[arg(long, env = "RAFT_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token in FILE>` on the admin routes (membership,
+    /// leadership, snapshots, fault injection); `--join` sends it to the cluster.
+    #[arg(long, env = "RAFT_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token in FILE>` (or the admin token) on the client
+    /// routes (reads and writes).
+    #[arg(long, env = "RAFT_CLIENT_TOKEN_FILE", value_name = "FILE")]
+    pub client_token: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Trust this PEM certificate (or authority) when --join talks HTTPS.
+    #[arg(long, env = "RAFT_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// A request head must arrive within this (also the idle timeout of a keep-alive
+    /// connection, and the time a TLS handshake may take).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// Longest pause between two chunks of a request body.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
+    /// Longest a whole request may take; it is then answered 504 (outcome unknown).
+    #[arg(long, default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_request_timeout_ms: u64,
+    /// HTTP connections open at once; more are closed on accept.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_connections_max: u64,
     /// Wall-clock length of one Raft tick.
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
@@ -279,8 +370,9 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// Resolves and validates the flags.
-    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
+    /// Resolves and validates the flags, reads the key and token files, stretches a
+    /// passphrase.
+    pub async fn into_config(self) -> Result<NodeConfig, ConfigError> {
         if (self.join.is_some() || self.await_join) && !self.peers.is_empty() {
             return Err(ConfigError::JoinWithPeers);
         }
@@ -288,17 +380,28 @@ impl NodeArgs {
             self.raft_addr,
             self.raft_port,
             "--raft-addr or RAFT_SERVER_PORT",
-        )?;
+        )
+        .await?;
         let http_addr = address(
             self.http_addr,
             self.http_port,
             "--http-addr or HTTP_SERVER_PORT",
-        )?;
-        let peers = self
-            .peers
-            .iter()
-            .map(|spec| parse_peer(spec))
-            .collect::<Result<Vec<_>, _>>()?;
+        )
+        .await?;
+        let mut peers = Vec::with_capacity(self.peers.len());
+        for spec in &self.peers {
+            peers.push(parse_peer(spec).await?);
+        }
+        let cluster_key = cluster_key(
+            self.cluster_key.filter(|key| !key.is_empty()),
+            self.cluster_key_file,
+        )
+        .await?;
+        let token = |path: Option<PathBuf>| path.map(|path| Token::from_file(&path)).transpose();
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
         let config = NodeConfig {
             id: parse_node_id(&self.id)?,
             raft_addr,
@@ -306,7 +409,18 @@ impl NodeArgs {
             data_dir: self.data_dir,
             peers,
             admin: self.admin,
-            cluster_key: self.cluster_key.filter(|key| !key.is_empty()),
+            cluster_key,
+            admin_token: token(self.admin_token)?,
+            client_token: token(self.client_token)?,
+            tls,
+            ca_cert: self.ca_cert,
+            http: HttpLimits {
+                header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+                body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+                request_timeout: Duration::from_millis(self.http_request_timeout_ms),
+                connections_max: usize::try_from(self.http_connections_max).unwrap_or(usize::MAX),
+                ..HttpLimits::default()
+            },
             join: self.join,
             await_join: self.await_join,
             timing: Timing {
@@ -326,13 +440,34 @@ impl NodeArgs {
     }
 }
 
-fn address(
+/// The cluster key from a file, or stretched from a passphrase (off the runtime's thread: the
+/// KDF takes a tenth of a second on purpose).
+async fn cluster_key(
+    passphrase: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<ClusterKey>, ConfigError> {
+    match (passphrase, file) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoKeys),
+        (None, Some(file)) => ClusterKey::from_file(&file).map(Some),
+        (Some(passphrase), None) => {
+            tokio::task::spawn_blocking(move || ClusterKey::from_passphrase(&passphrase))
+                .await
+                .map_err(|error| ConfigError::Kdf {
+                    reason: error.to_string(),
+                })?
+                .map(Some)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+async fn address(
     addr: Option<String>,
     port: Option<u16>,
     what: &'static str,
 ) -> Result<SocketAddr, ConfigError> {
     match (addr, port) {
-        (Some(addr), _) => resolve(&addr),
+        (Some(addr), _) => resolve(&addr).await,
         (None, Some(port)) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
         (None, None) => Err(ConfigError::Missing(what)),
     }
@@ -348,9 +483,18 @@ mod tests {
             raft_addr: "127.0.0.1:9000".parse().unwrap(),
             http_addr: "127.0.0.1:8000".parse().unwrap(),
             data_dir: PathBuf::from("data"),
-            peers: vec![parse_peer("2=127.0.0.1:9001@127.0.0.1:8001").unwrap()],
+            peers: vec![Peer {
+                id: NodeId(2),
+                raft_addr: "127.0.0.1:9001".parse().unwrap(),
+                http_addr: "127.0.0.1:8001".to_string(),
+            }],
             admin: false,
             cluster_key: None,
+            admin_token: None,
+            client_token: None,
+            tls: None,
+            ca_cert: None,
+            http: HttpLimits::default(),
             join: None,
             await_join: false,
             timing: Timing::default(),
@@ -361,19 +505,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn peers_parse() {
-        let peer = parse_peer("n3=127.0.0.1:9002@localhost:8002").unwrap();
+    #[tokio::test]
+    async fn peers_parse() {
+        let peer = parse_peer("n3=127.0.0.1:9002@localhost:8002")
+            .await
+            .unwrap();
         assert_eq!(peer.id, NodeId(3));
         assert_eq!(peer.raft_addr, "127.0.0.1:9002".parse().unwrap());
         assert_eq!(peer.http_addr, "localhost:8002");
+        // A name goes through tokio's resolver.
+        let named = parse_peer("4=localhost:9003@localhost:8003").await.unwrap();
+        assert!(named.raft_addr.ip().is_loopback(), "{named:?}");
         for bad in [
             "3",
             "3=127.0.0.1:9002",
             "x=127.0.0.1:9002@h:1",
             "0=127.0.0.1:1@h:1",
+            "3=0.0.0.0:9002@h:1",
+            "3=127.0.0.1:9002@h",
+            "3=127.0.0.1:9002@two words:1",
         ] {
-            assert!(parse_peer(bad).is_err(), "{bad}");
+            assert!(parse_peer(bad).await.is_err(), "{bad}");
         }
     }
 

@@ -28,7 +28,6 @@ use raft_core::{
     Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange,
     Node, NodeId, Reply, RequestId, Role, Snapshot, Term,
 };
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -44,6 +43,11 @@ pub const REQUEST_QUEUE_MAX: usize = 4096;
 const BURST_MAX: usize = 64;
 /// Entries returned by one `/api/v1/state` page at most.
 pub const STATE_PAGE_MAX: usize = 10_000;
+/// Command bytes one `/api/v1/state` page copies at most (past its first entry): the driver
+/// copies a page and HTTP formats it elsewhere, and both stay short next to a heartbeat.
+pub const STATE_PAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Log entries one page looks at, listed or not (no-ops and membership entries are not).
+const STATE_SCAN_MAX: usize = 4 * STATE_PAGE_MAX;
 
 /// What HTTP asks of the driver.
 #[derive(Debug)]
@@ -73,7 +77,7 @@ pub enum Request {
     State {
         from: LogIndex,
         limit: usize,
-        respond: oneshot::Sender<StateView>,
+        respond: oneshot::Sender<StatePage>,
     },
     /// Snapshot the store now and compact the log through the applied index; answered with
     /// that index, or `None` when nothing was applied since the latest snapshot.
@@ -117,9 +121,10 @@ pub enum Outcome {
     ChangeRejected(ChangeRejection),
 }
 
-/// `GET /api/v1/state`, in the seed's shape plus id, leader, indexes.
-#[derive(Debug, Clone, Serialize)]
-pub struct StateView {
+/// The node's status and a page of its log's command entries, as the driver copies them for
+/// `GET /api/v1/state` (which formats them away from the driver).
+#[derive(Debug, Clone)]
+pub struct StatePage {
     pub id: u64,
     pub term: u64,
     pub state: &'static str,
@@ -131,9 +136,9 @@ pub struct StateView {
     pub snapshot_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
-    pub log: Vec<EntryView>,
-    pub uncommitted: Vec<EntryView>,
-    /// The `from` of the next page, when this one was cut at `limit`.
+    /// Command entries from the page's start, in index order.
+    pub entries: Vec<Entry>,
+    /// The `from` of the next page, when this one was cut short.
     pub next: Option<u64>,
 }
 
@@ -144,14 +149,6 @@ pub struct TransferView {
     pub leader: Option<NodeId>,
     /// The transfer under way, if the request started one (or one was already running).
     pub target: Option<NodeId>,
-}
-
-/// One application entry, as `/api/v1/state` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct EntryView {
-    pub index: u64,
-    pub term: u64,
-    pub command: String,
 }
 
 /// A proposal or read waiting for its answer.
@@ -314,7 +311,7 @@ impl Driver {
                 respond,
             } => {
                 // The client may have given up; nothing to do then.
-                let _ = respond.send(self.state_view(from, limit));
+                let _ = respond.send(self.state_page(from, limit));
                 Ok(())
             }
             Request::TransferLeader { to, respond } => {
@@ -425,7 +422,7 @@ impl Driver {
                 match output {
                     Output::Invalid => tracing::warn!(
                         index = %entry.index,
-                        "applied an entry that is not a key-value command"
+                        "applied an entry that is not a valid key-value command (or a member address that is not usable); it changed nothing"
                     ),
                     Output::AddressSet => self.learn_address(bytes),
                     _ => {}
@@ -439,7 +436,8 @@ impl Driver {
         }
     }
 
-    /// A committed `SetAddress`: peers (and redirects) can reach that member from now on.
+    /// A committed `SetAddress` (the store accepted its addresses): peers (and redirects) can
+    /// reach that member from now on.
     fn learn_address(&self, command: &[u8]) {
         let Some(Command::SetAddress {
             id,
@@ -449,16 +447,13 @@ impl Driver {
         else {
             return;
         };
+        let Ok(raft) = raft_core::kv::check_member_address(id, &raft_addr, &http_addr) else {
+            return;
+        };
         let id = NodeId(id);
-        match raft_addr.parse() {
-            Ok(raft) if id != self.node.id() => {
-                tracing::info!(member = %id, raft = %raft, http = %http_addr, "member address");
-                self.addresses.insert(id, raft, http_addr);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(member = %id, %raft_addr, %error, "unusable member address")
-            }
+        if id != self.node.id() {
+            tracing::info!(member = %id, raft = %raft, http = %http_addr, "member address");
+            self.addresses.insert(id, raft, http_addr);
         }
     }
 
@@ -544,47 +539,57 @@ impl Driver {
             .store(node.last_log_index().0, Relaxed);
     }
 
-    fn state_view(&self, from: LogIndex, limit: usize) -> StateView {
+    /// Copies the status and at most `limit` command entries from `from` on, within
+    /// `STATE_PAGE_BYTES_MAX` bytes of commands and `STATE_SCAN_MAX` entries looked at, so a
+    /// page never holds the driver (and its heartbeats) for long.
+    fn state_page(&self, from: LogIndex, limit: usize) -> StatePage {
         let node = &self.node;
-        let commit = node.commit_index();
-        let mut view = StateView {
+        let mut page = StatePage {
             id: node.id().0,
             term: node.term().0,
             state: node.role().as_str(),
             leader: node.leader_id().map(|id| id.0),
-            commit_index: commit.0,
+            commit_index: node.commit_index().0,
             applied_index: node.applied_index().0,
             last_log_index: node.last_log_index().0,
             snapshot_index: self.snapshot_index.0,
             voters: node.membership().voters.iter().map(|id| id.0).collect(),
             learners: node.membership().learners.iter().map(|id| id.0).collect(),
-            log: Vec::new(),
-            uncommitted: Vec::new(),
+            entries: Vec::new(),
             next: None,
         };
         let limit = limit.min(STATE_PAGE_MAX);
-        let from = LogIndex(from.0.max(1));
-        for entry in node.entries(from, node.last_log_index()) {
-            let Some(command) = describe(entry) else {
-                continue;
-            };
-            if view.log.len() + view.uncommitted.len() == limit {
-                view.next = Some(entry.index.0);
-                break;
-            }
-            let item = EntryView {
-                index: entry.index.0,
-                term: entry.term.0,
-                command,
-            };
-            if entry.index <= commit {
-                view.log.push(item);
-            } else {
-                view.uncommitted.push(item);
-            }
+        if limit > 0 {
+            let from = LogIndex(from.0.max(1));
+            let entries = node.entries(from, node.last_log_index());
+            (page.entries, page.next) = page_of(entries, limit, STATE_PAGE_BYTES_MAX);
         }
-        view
+        page
     }
+}
+
+/// The command entries of one state page from the start of `entries`: at most `limit` of them
+/// and `bytes_max` bytes of commands (one more than that when the first alone is larger),
+/// looking at no more than `STATE_SCAN_MAX` entries; and the index to continue from, when some
+/// entries were not looked at.
+fn page_of(entries: &[Entry], limit: usize, bytes_max: usize) -> (Vec<Entry>, Option<u64>) {
+    let mut page: Vec<Entry> = Vec::new();
+    let mut bytes = 0;
+    for (scanned, entry) in entries.iter().enumerate() {
+        if scanned == STATE_SCAN_MAX {
+            return (page, Some(entry.index.0));
+        }
+        let EntryPayload::Command(command) = &entry.payload else {
+            continue;
+        };
+        let full = page.len() == limit || (!page.is_empty() && bytes + command.len() > bytes_max);
+        if full {
+            return (page, Some(entry.index.0));
+        }
+        bytes += command.len();
+        page.push(entry.clone());
+    }
+    (page, None)
 }
 
 /// Whether a node that last snapshotted at `last` should snapshot at `applied`: when
@@ -602,34 +607,43 @@ fn snapshot_due(id: NodeId, every: u64, last: LogIndex, applied: LogIndex) -> bo
     (applied.0 + offset) / every > (last.0 + offset) / every
 }
 
-/// How an application entry is shown; `None` for internal ones (no-ops, linearizable reads).
-fn describe(entry: &Entry) -> Option<String> {
-    let EntryPayload::Command(bytes) = &entry.payload else {
-        return None;
-    };
-    match Command::decode(bytes) {
-        Some(command) => describe_command(command),
-        None => Some(format!("<{} undecodable bytes>", bytes.len())),
-    }
-}
-
-fn describe_command(command: Command) -> Option<String> {
-    match command {
-        Command::Append { command } => Some(command),
-        Command::Put { key, value } => {
-            Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
-        }
-        Command::Delete { key } => Some(format!("DELETE {key}")),
-        // A session's command is listed as the command itself; a retry shows twice in the
-        // log, as it sits there twice, though it was applied once.
-        Command::InSession { command, .. } => describe_command(*command),
-        Command::Read { .. } | Command::SetAddress { .. } | Command::OpenSession => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn command(index: u64, len: usize) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            payload: EntryPayload::Command(vec![b'x'; len]),
+        }
+    }
+
+    #[test]
+    fn state_pages_are_bounded_in_entries_bytes_and_scanning() {
+        let log: Vec<Entry> = (1..=100).map(|index| command(index, 1000)).collect();
+        let (page, next) = page_of(&log, 10, STATE_PAGE_BYTES_MAX);
+        assert_eq!((page.len(), next), (10, Some(11)));
+        // 4,500 bytes hold four 1,000-byte commands.
+        let (page, next) = page_of(&log, 50, 4500);
+        assert_eq!((page.len(), next), (4, Some(5)));
+        // A command larger than the budget still makes a page of its own, so paging advances.
+        let (page, next) = page_of(&log[7..], 50, 10);
+        assert_eq!((page.len(), next), (1, Some(9)));
+        let (page, next) = page_of(&log, STATE_PAGE_MAX, STATE_PAGE_BYTES_MAX);
+        assert_eq!((page.len(), next), (100, None));
+        // A long run of entries that are not commands is not scanned to its end.
+        let mut noops: Vec<Entry> = (1..=STATE_SCAN_MAX as u64 + 5)
+            .map(|index| Entry {
+                index: LogIndex(index),
+                term: Term(1),
+                payload: EntryPayload::Noop,
+            })
+            .collect();
+        noops.push(command(STATE_SCAN_MAX as u64 + 6, 1));
+        let (page, next) = page_of(&noops, 10, STATE_PAGE_BYTES_MAX);
+        assert_eq!((page.len(), next), (0, Some(STATE_SCAN_MAX as u64 + 1)));
+    }
 
     #[test]
     fn snapshots_are_spread_over_members_once_per_interval() {

@@ -15,7 +15,7 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
-    #[error("corrupt write-ahead log {path} at byte offset {offset}: {reason}; refusing to start (the damage is before the tail, so it is not a torn write)")]
+    #[error("corrupt write-ahead log {path} at byte offset {offset}: {reason}; refusing to start (a crash can only tear the last batch of the last segment, and this damage is not that: records acknowledged as durable would be lost)")]
     Corrupt {
         path: PathBuf,
         offset: u64,
@@ -33,6 +33,8 @@ pub enum StorageError {
         on_disk: String,
         requested: String,
     },
+    #[error("write-ahead log segment {path} is in the format of an earlier raft-net (RAFTWAL1, without batch frames); this build cannot recover it safely: start the node from an empty data dir and let it catch up from the cluster")]
+    OldFormat { path: PathBuf },
     #[error("{path}: unreadable metadata: {reason}")]
     BadMeta { path: PathBuf, reason: String },
     #[error("{dir} holds write-ahead log segments but no metadata file; refusing to guess whose they are")]
@@ -82,6 +84,16 @@ pub enum ConfigError {
     },
     #[error("raft configuration: {0}")]
     Raft(#[from] raft_core::ConfigError),
+    #[error("cluster key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("cannot derive the cluster key from the passphrase: {reason}")]
+    Kdf { reason: String },
+    #[error("--cluster-key and --cluster-key-file cannot be combined: give one key")]
+    TwoKeys,
+    #[error("token file {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Why a node stopped running.

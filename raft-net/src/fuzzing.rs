@@ -13,11 +13,12 @@ use raft_core::{
     Membership, Message, Node, NodeId, PersistId, PersistRequest, Snapshot, SnapshotMeta, Term,
 };
 
+use crate::cluster_key::ClusterKey;
 use crate::config::DATAGRAM_BYTES_MAX_DEFAULT;
 use crate::metrics::DropReason;
 use crate::storage::wal::{self, list_segments, WalRecordRef, SEGMENT_MAGIC};
 use crate::storage::{self, Wal};
-use crate::transport::Codec;
+use crate::transport::{Codec, Opened, Stamp, KEY_CONTEXT};
 
 /// Reads small numbers off the input; once it is exhausted every read is zero.
 struct Bytes<'a> {
@@ -58,30 +59,36 @@ impl<'a> Bytes<'a> {
 const SENDER: NodeId = NodeId(1);
 const RECEIVER: NodeId = NodeId(2);
 /// The cluster key of the keyed modes.
-const CLUSTER_KEY: &str = "fuzz cluster key";
-/// Must equal the context in `transport.rs`; `signed_datagrams_match_seal` checks it.
-const KEY_CONTEXT: &str = "raft-net 2026 peer datagram MAC v1";
+const CLUSTER_KEY: [u8; 32] = *b"fuzz cluster key, thirty-two by.";
+/// The stamp of the datagrams the body signs.
+const STAMP: Stamp = Stamp {
+    sender_epoch: 7,
+    receiver_epoch: 9,
+    counter: 1,
+};
 
 /// Arbitrary bytes into the peer datagram decoder (`Codec::open`). The first byte picks the
 /// mode: 0, the rest is a datagram for a node without a cluster key; 1, the same for a node
 /// with one; 2, the rest is a wire frame that the body signs with the right key, so the keyed
 /// decoder gets past the MAC, and it must then agree with the unkeyed decoder on the same frame.
 ///
-/// Properties: `open` returns an envelope or a drop reason and never panics; an envelope is
-/// addressed from the attributed sender to this node; re-sealing it and opening the result gives
-/// the same envelope; and the variable-length data it carries totals at most the input length,
-/// so no length prefix was trusted beyond the bytes that back it.
+/// Properties: `open` returns a message, a notice or a drop reason and never panics; what it
+/// returns is addressed from the attributed sender to this node; re-sealing a message and
+/// opening the result gives the same message and stamp; and the variable-length data it carries
+/// totals at most the input length, so no length prefix was trusted beyond the bytes that back
+/// it.
 pub fn decode_datagram(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
+    let key = ClusterKey::from_bytes(CLUSTER_KEY);
     let plain = Codec::new(RECEIVER, None, DATAGRAM_BYTES_MAX_DEFAULT);
-    let keyed = Codec::new(RECEIVER, Some(CLUSTER_KEY), DATAGRAM_BYTES_MAX_DEFAULT);
+    let keyed = Codec::new(RECEIVER, Some(&key), DATAGRAM_BYTES_MAX_DEFAULT);
     match mode % 3 {
         0 => drop(check_open(&plain, None, rest)),
-        1 => drop(check_open(&keyed, Some(CLUSTER_KEY), rest)),
+        1 => drop(check_open(&keyed, Some(&key), rest)),
         _ => {
-            let signed = check_open(&keyed, Some(CLUSTER_KEY), &signed_datagram(rest));
+            let signed = check_open(&keyed, Some(&key), &signed_datagram(rest));
             let unsigned = check_open(&plain, None, &unsigned_datagram(rest));
             match (signed, unsigned) {
                 (Ok(signed), Ok(unsigned)) => {
@@ -103,43 +110,61 @@ pub fn decode_datagram(data: &[u8]) {
     }
 }
 
-/// The header a sealing codec writes, taken from a real datagram so it cannot drift.
-fn header(key: Option<&str>) -> [u8; 3] {
+/// The header and stamp a sealing codec writes before the frame, taken from a real datagram so
+/// they cannot drift.
+fn header(key: Option<&ClusterKey>) -> Vec<u8> {
     let envelope = Envelope {
         from: SENDER,
         to: RECEIVER,
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::TimeoutNow,
     };
-    let sealed = Codec::new(SENDER, key, DATAGRAM_BYTES_MAX_DEFAULT).seal(&envelope);
+    let frame = raft_core::wire::encode(&envelope);
+    let sealed = Codec::new(SENDER, key, DATAGRAM_BYTES_MAX_DEFAULT).seal(&envelope, STAMP);
     // A TimeoutNow is a few bytes, far below the default limit.
     let sealed = sealed.expect("a TimeoutNow fits in a datagram");
-    [sealed[0], sealed[1], sealed[2]]
+    // What follows the frame is the MAC, when keyed.
+    let mac = if key.is_some() { blake3::OUT_LEN } else { 0 };
+    sealed[..sealed.len() - frame.len() - mac].to_vec()
 }
 
 fn unsigned_datagram(frame: &[u8]) -> Vec<u8> {
-    let mut datagram = header(None).to_vec();
+    let mut datagram = header(None);
     datagram.extend_from_slice(frame);
     datagram
 }
 
-/// `frame` framed and MACed the way a node with `CLUSTER_KEY` seals it.
+/// `frame` framed, stamped and MACed the way a node with `CLUSTER_KEY` seals it.
 fn signed_datagram(frame: &[u8]) -> Vec<u8> {
-    let mut datagram = header(Some(CLUSTER_KEY)).to_vec();
+    let mut datagram = header(Some(&ClusterKey::from_bytes(CLUSTER_KEY)));
     datagram.extend_from_slice(frame);
-    let key = blake3::derive_key(KEY_CONTEXT, CLUSTER_KEY.as_bytes());
+    let key = blake3::derive_key(KEY_CONTEXT, &CLUSTER_KEY);
     let mac = blake3::keyed_hash(&key, &datagram);
     datagram.extend_from_slice(mac.as_bytes());
     datagram
 }
 
-fn check_open(codec: &Codec, key: Option<&str>, datagram: &[u8]) -> Result<Envelope, DropReason> {
-    let envelope = codec.open(datagram, Some(SENDER))?;
+/// Opens `datagram` and checks the properties; the envelope of a message (a notice checked and
+/// dropped is `Misaddressed`, so the keyed and plain decoders can be compared).
+fn check_open(
+    codec: &Codec,
+    key: Option<&ClusterKey>,
+    datagram: &[u8],
+) -> Result<Envelope, DropReason> {
+    let (envelope, stamp) = match codec.open(datagram, Some(SENDER))? {
+        Opened::Message { envelope, stamp } => (envelope, stamp),
+        Opened::Notice { from, to, .. } => {
+            assert_eq!((from, to), (SENDER, RECEIVER), "misaddressed notice");
+            return Err(DropReason::Misaddressed);
+        }
+    };
     assert_eq!(
         (envelope.from, envelope.to),
         (SENDER, RECEIVER),
         "misaddressed envelope"
     );
+    assert_eq!(stamp.is_some(), key.is_some(), "a stamp exactly when keyed");
     let carried = carried_bytes(&envelope.message);
     assert!(
         carried <= datagram.len(),
@@ -147,11 +172,14 @@ fn check_open(codec: &Codec, key: Option<&str>, datagram: &[u8]) -> Result<Envel
         datagram.len()
     );
     let resealed = Codec::new(SENDER, key, DATAGRAM_BYTES_MAX_DEFAULT)
-        .seal(&envelope)
+        .seal(&envelope, stamp.unwrap_or_default())
         .unwrap_or_else(|| panic!("a decoded envelope no longer fits: {envelope:?}"));
     assert_eq!(
-        codec.open(&resealed, Some(SENDER)).as_ref(),
-        Ok(&envelope),
+        codec.open(&resealed, Some(SENDER)),
+        Ok(Opened::Message {
+            envelope: envelope.clone(),
+            stamp
+        }),
         "re-sealed envelope opens differently"
     );
     Ok(envelope)
@@ -315,8 +343,9 @@ fn meta_document(bytes: &mut Bytes<'_>) -> Vec<u8> {
     format!(r#"{{"format":{format},"node_id":{node_id},"voters":{voters}}}"#).into_bytes()
 }
 
-/// A segment: usually the magic, then records framed with correct CRCs around payloads that
-/// are raw input bytes or well-formed records built from the input, then maybe a raw tail.
+/// A segment: usually the magic, then batches of records framed with correct CRCs around
+/// payloads that are raw input bytes or well-formed records built from the input, then maybe a
+/// raw tail.
 fn segment(bytes: &mut Bytes<'_>) -> Vec<u8> {
     let mut contents = if bytes.below(8) == 0 {
         SEGMENT_MAGIC[..bytes.below(8) as usize].to_vec()
@@ -324,22 +353,28 @@ fn segment(bytes: &mut Bytes<'_>) -> Vec<u8> {
         SEGMENT_MAGIC.to_vec()
     };
     for _ in 0..bytes.below(6) {
-        match bytes.below(4) {
-            0 => {
-                let len = usize::from(bytes.byte());
-                let payload = bytes.take(len).to_vec();
-                frame_raw(&payload, &mut contents);
-            }
-            1 => {
-                let state = arbitrary_state(bytes);
-                wal::encode(&WalRecordRef::Checkpoint(&state), &mut contents)
-                    .expect("a small checkpoint encodes");
-            }
-            _ => {
-                let request = arbitrary_request(bytes);
-                wal::encode_record(&request, &mut contents).expect("a small request encodes");
+        let mut records = Vec::new();
+        for _ in 0..1 + bytes.below(2) {
+            match bytes.below(4) {
+                0 => {
+                    let len = usize::from(bytes.byte());
+                    let payload = bytes.take(len).to_vec();
+                    frame_raw(&payload, &mut records);
+                }
+                1 => {
+                    let state = arbitrary_state(bytes);
+                    wal::encode(&WalRecordRef::Checkpoint(&state), &mut records)
+                        .expect("a small checkpoint encodes");
+                }
+                _ => {
+                    let request = arbitrary_request(bytes);
+                    wal::encode_record(&request, &mut records).expect("a small request encodes");
+                }
             }
         }
+        let header = wal::batch_header(records.len()).expect("a small batch has a header");
+        contents.extend_from_slice(&header);
+        contents.extend_from_slice(&records);
     }
     if bytes.flag() {
         let len = usize::from(bytes.byte());
@@ -559,6 +594,7 @@ mod tests {
             from: SENDER,
             to: RECEIVER,
             term: Term(4),
+            incarnation: raft_core::Incarnation(0),
             message: Message::PreVote(RequestVote {
                 last_log_index: LogIndex(9),
                 last_log_term: Term(3),
@@ -566,12 +602,13 @@ mod tests {
             }),
         };
         let frame = raft_core::wire::encode(&envelope);
-        let sealed = Codec::new(SENDER, Some(CLUSTER_KEY), DATAGRAM_BYTES_MAX_DEFAULT)
-            .seal(&envelope)
+        let key = ClusterKey::from_bytes(CLUSTER_KEY);
+        let sealed = Codec::new(SENDER, Some(&key), DATAGRAM_BYTES_MAX_DEFAULT)
+            .seal(&envelope, STAMP)
             .unwrap();
         assert_eq!(signed_datagram(&frame), sealed);
         let plain = Codec::new(SENDER, None, DATAGRAM_BYTES_MAX_DEFAULT)
-            .seal(&envelope)
+            .seal(&envelope, STAMP)
             .unwrap();
         assert_eq!(unsigned_datagram(&frame), plain);
     }

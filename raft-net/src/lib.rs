@@ -2,15 +2,18 @@
 //! write-ahead log on disk.
 //!
 //! All protocol decisions live in `raft-core`; this crate only moves bytes, time and disk:
-//! [`driver`] owns the core and runs its actions, [`transport`] carries peer messages,
-//! [`storage`] makes persist requests durable with group commit, [`http`] serves clients,
-//! [`node`] wires them together. [`cluster`], [`client`] and [`bench`] are the other
-//! subcommands of the `raft-net` binary.
+//! [`driver`] owns the core and runs its actions, [`transport`] carries peer messages
+//! (authenticated with a [`cluster_key`], with [`replay`] protection), [`storage`] makes
+//! persist requests durable with group commit, [`http`] serves clients (behind [`auth`]
+//! tokens, optionally over [`tls`]), [`node`] wires them together. [`cluster`], [`client`] and
+//! [`bench`](mod@bench) are the other subcommands of the `raft-net` binary.
 
 pub mod addresses;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod cluster_key;
 pub mod config;
 pub mod driver;
 pub mod error;
@@ -18,5 +21,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod replay;
 pub mod storage;
+pub mod tls;
 pub mod transport;

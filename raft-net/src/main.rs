@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Start N nodes on localhost as child processes; Ctrl-C stops them all.
     Cluster(ClusterArgs),
     /// Send one request to a cluster, following leader redirects; prints JSON.
@@ -75,7 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Node(args) => {
                 let parent = args.exit_with_parent;
-                let config = args.into_config()?;
+                let config = (*args).into_config().await?;
                 let shutdown = async move {
                     tokio::select! {
                         () = shutdown_signal() => {}

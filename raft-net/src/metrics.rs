@@ -23,16 +23,24 @@ pub enum DropReason {
     Misaddressed,
     /// The node is isolated by the admin API.
     Isolated,
+    /// Keyed and authentic, but already accepted once, older than the sender's window, or of
+    /// an earlier incarnation of the sender.
+    Replayed,
+    /// Keyed and authentic, but stamped for another incarnation of this node (sent before this
+    /// node restarted, or by a peer that has not learned its new epoch yet).
+    StaleEpoch,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 6] = [
+    const ALL: [DropReason; 8] = [
         DropReason::UnknownSender,
         DropReason::Oversize,
         DropReason::Undecodable,
         DropReason::Unauthenticated,
         DropReason::Misaddressed,
         DropReason::Isolated,
+        DropReason::Replayed,
+        DropReason::StaleEpoch,
     ];
 
     fn label(self) -> &'static str {
@@ -43,6 +51,8 @@ impl DropReason {
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::Misaddressed => "misaddressed",
             DropReason::Isolated => "isolated",
+            DropReason::Replayed => "replayed",
+            DropReason::StaleEpoch => "stale_epoch",
         }
     }
 
@@ -73,6 +83,13 @@ pub struct Metrics {
     pub datagrams_out: AtomicU64,
     /// Outbound messages that could not be sent (too large, or a socket error).
     pub datagrams_send_failed: AtomicU64,
+    /// Epoch notices sent to and received from peers (keyed transport only).
+    pub notices_sent: AtomicU64,
+    pub notices_received: AtomicU64,
+    /// HTTP connections closed at once because the connection limit was reached.
+    pub http_connections_refused: AtomicU64,
+    /// HTTP connections open now.
+    pub http_connections_open: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     pub persist_batches: AtomicU64,
     pub persist_requests: AtomicU64,
@@ -123,7 +140,7 @@ impl Metrics {
     pub fn render(&self, node_id: u64) -> String {
         let mut out = String::with_capacity(4096);
         let label = format!("node=\"{node_id}\"");
-        let gauges: [(&str, &str, &AtomicU64); 5] = [
+        let gauges: [(&str, &str, &AtomicU64); 6] = [
             ("raft_term", "Current term.", &self.term),
             (
                 "raft_role",
@@ -137,11 +154,16 @@ impl Metrics {
                 "Last log index.",
                 &self.last_log_index,
             ),
+            (
+                "raft_http_connections_open",
+                "HTTP connections open now.",
+                &self.http_connections_open,
+            ),
         ];
         for (name, help, value) in gauges {
             metric(&mut out, name, help, "gauge", &label, value);
         }
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "raft_proposals_total",
                 "Proposals handed to the core.",
@@ -176,6 +198,21 @@ impl Metrics {
                 "raft_datagrams_send_failed_total",
                 "Peer messages that could not be sent.",
                 &self.datagrams_send_failed,
+            ),
+            (
+                "raft_epoch_notices_sent_total",
+                "Epoch notices sent to peers (cluster key only).",
+                &self.notices_sent,
+            ),
+            (
+                "raft_epoch_notices_received_total",
+                "Epoch notices received from peers (cluster key only).",
+                &self.notices_received,
+            ),
+            (
+                "raft_http_connections_refused_total",
+                "HTTP connections closed on accept: the connection limit was reached.",
+                &self.http_connections_refused,
             ),
             (
                 "raft_persist_batches_total",

@@ -2,19 +2,19 @@
 //! driver task and the HTTP server.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use raft_core::kv::{Command, KvStore};
+use raft_core::kv::{check_member_address, Command, KvStore};
 use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId};
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::addresses::AddressBook;
+use crate::auth::Tokens;
 use crate::config::NodeConfig;
 use crate::driver::{Driver, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
@@ -24,6 +24,10 @@ use crate::storage::{self, spawn_writer};
 use crate::transport::{Codec, Transport};
 
 /// Runs one node until `shutdown` resolves or storage fails.
+///
+/// On shutdown the HTTP server stops accepting and drains within its grace period, then the
+/// driver stops. When the driver stops first (storage failed), the requests waiting on it are
+/// answered (`504` for writes: their outcome is unknown) while the server drains.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -61,12 +65,21 @@ pub async fn run(
     }
     let codec = Codec::new(
         config.id,
-        config.cluster_key.as_deref(),
+        config.cluster_key.as_ref(),
         config.datagram_bytes_max,
     );
+    // The one wall-clock read outside the driver: it only sets where this start's epoch
+    // begins (see `next_transport_epoch`).
+    let now_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+    let epoch = storage::next_transport_epoch(&config.data_dir, now_micros)?;
     let transport = Transport::bind(
         config.raft_addr,
         codec,
+        epoch,
         Arc::clone(&addresses),
         Arc::clone(&isolated),
         Arc::clone(&metrics),
@@ -89,11 +102,17 @@ pub async fn run(
     // every restart copying a possibly long log for it.
     let storage = spawn_writer(opened.wal, None, persisted_tx, Arc::clone(&metrics))?;
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
+    let transport = Arc::new(transport);
+    // Members that restarted since they last heard of this node learn its new epoch now,
+    // instead of dropping its first datagrams.
+    transport
+        .announce(addresses.ids().into_iter().filter(|&id| id != config.id))
+        .await;
     let driver = Driver::new(
         node,
         kv,
         Arc::clone(&addresses),
-        Arc::new(transport),
+        transport,
         storage,
         Arc::clone(&metrics),
         config.snapshot_entries,
@@ -106,39 +125,72 @@ pub async fn run(
         commit_timeout: config.timing.commit_timeout,
         command_bytes_max: config.command_bytes_max(),
         isolated,
-        metrics,
+        metrics: Arc::clone(&metrics),
+        tokens: Arc::new(Tokens::new(
+            config.admin_token.as_ref(),
+            config.client_token.as_ref(),
+        )),
+        scheme: if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     };
-    let app = http::router(state, config.admin);
+    let app = http::router(state, config.admin, &config.http);
     tracing::info!(
         id = %config.id,
         raft = %config.raft_addr,
         http = %config.http_addr,
         peers = config.peers.len(),
         admin = config.admin,
+        admin_token = config.admin_token.is_some(),
+        client_token = config.client_token.is_some(),
+        tls = config.tls.is_some(),
         authenticated = config.cluster_key.is_some(),
+        epoch,
         "node started"
     );
-    // Responses are small and written once; Nagle's algorithm would only delay them.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let join = async {
+    // Set when the driver or the join stops the node on its own: the server drains then too.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = http::serve::serve(
+        listener,
+        app,
+        config.tls.clone(),
+        config.http,
+        metrics,
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = stop_rx.wait_for(|stop| *stop) => {}
+            }
+        },
+    );
+    let driver = async {
+        // The driver (and every waiter it holds) is dropped when `run` returns, before the
+        // server drains: waiting handlers answer right away.
+        let result = driver
+            .run(config.timing.tick, requests_rx, persisted_rx)
+            .await;
+        let _ = stop_tx.send(true);
+        result
+    };
+    let joining = async {
         match &config.join {
             // Only an empty data dir joins; a restarted member is already in the log.
-            Some(url) if fresh => join_cluster(url, &config, &addresses).await?,
-            _ => {}
+            Some(url) if fresh => {
+                let result = join_cluster(url, &config, &addresses).await;
+                if result.is_err() {
+                    let _ = stop_tx.send(true);
+                }
+                result
+            }
+            _ => Ok(()),
         }
-        std::future::pending::<Result<(), NodeError>>().await
     };
-    tokio::select! {
-        result = driver.run(config.timing.tick, requests_rx, persisted_rx) => result?,
-        result = server => result.map_err(NodeError::Http)?,
-        result = join => result?,
-    }
-    Ok(())
+    let (driver, server, joined) = tokio::join!(driver, server, joining);
+    driver?;
+    server.map_err(NodeError::Http)?;
+    joined
 }
 
 /// Whether the data dir held nothing yet.
@@ -152,8 +204,10 @@ fn is_fresh(durable: &DurableState) -> bool {
 /// an address is harmless, and a restarted node must reach members that joined later before it
 /// learns what is committed), then the flags, which win.
 fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, entries: &[Entry]) {
+    // The same check the store applies a `SetAddress` with: a log written by an older build
+    // may hold addresses this one would refuse.
     let add = |id: u64, raft: &str, http: &str| {
-        if let Ok(raft) = raft.parse::<SocketAddr>() {
+        if let Ok(raft) = check_member_address(id, raft, http) {
             addresses.insert(NodeId(id), raft, http.to_string());
         }
     };
@@ -185,7 +239,8 @@ fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, en
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Asks the cluster at `url` to add this node: learn the members' addresses, then
-/// `POST /api/v1/members`, which answers once this node is a voter.
+/// `POST /api/v1/members` (with this node's admin token, which must be the cluster's), which
+/// answers once this node is a voter. Redirects to the leader are followed with the token.
 async fn join_cluster(
     url: &str,
     config: &NodeConfig,
@@ -195,20 +250,31 @@ async fn join_cluster(
         url: url.to_string(),
         reason,
     };
-    let client = reqwest::Client::builder()
+    let client = crate::tls::reqwest_builder(config.ca_cert.as_deref())
+        .map_err(|error| failed(error.to_string()))?
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(JOIN_TIMEOUT)
         .build()
         .map_err(|error| failed(error.to_string()))?;
+    let token = config.admin_token.as_ref();
     let url = url.trim_end_matches('/');
-    let members: Value = client
-        .get(format!("{url}/api/v1/members"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|error| failed(error.to_string()))?
-        .json()
-        .await
-        .map_err(|error| failed(error.to_string()))?;
+    let (status, body) = crate::client::send(
+        &client,
+        Method::GET,
+        &format!("{url}/api/v1/members"),
+        token,
+        None,
+    )
+    .await
+    .map_err(|error| failed(error.to_string()))?;
+    if !status.is_success() {
+        return Err(failed(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    let members: Value =
+        serde_json::from_slice(&body).map_err(|error| failed(error.to_string()))?;
     for member in members["members"].as_array().into_iter().flatten() {
         let (Some(id), Some(raft), Some(http)) = (
             member["id"].as_u64(),
@@ -217,28 +283,32 @@ async fn join_cluster(
         ) else {
             continue;
         };
-        if let Ok(raft) = raft.parse::<SocketAddr>() {
+        if let Ok(raft) = check_member_address(id, raft, http) {
             if id != config.id.0 {
                 addresses.insert(NodeId(id), raft, http.to_string());
             }
         }
     }
     tracing::info!(%url, "asking the cluster to add this node");
-    let body = json!({
+    let request = json!({
         "id": config.id.0,
         "raft_addr": config.raft_addr.to_string(),
         "http_addr": config.http_addr.to_string(),
     });
-    let response = client
-        .post(format!("{url}/api/v1/members"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|error| failed(error.to_string()))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    let (status, body) = crate::client::send(
+        &client,
+        Method::POST,
+        &format!("{url}/api/v1/members"),
+        token,
+        Some(request.to_string().into_bytes()),
+    )
+    .await
+    .map_err(|error| failed(error.to_string()))?;
     if !status.is_success() {
-        return Err(failed(format!("{status}: {text}")));
+        return Err(failed(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
     }
     tracing::info!(%url, "joined the cluster as a voter");
     Ok(())

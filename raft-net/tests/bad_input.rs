@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{http, metric, TestCluster};
 use raft_core::{Envelope, LogIndex, Message, NodeId, RequestVote, Term};
-use raft_net::transport::Codec;
+use raft_net::cluster_key::ClusterKey;
+use raft_net::transport::{Codec, Opened, Stamp};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -112,6 +113,7 @@ fn vote_request() -> Envelope {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::RequestVote(RequestVote {
             last_log_index: LogIndex(0),
             last_log_term: Term(0),
@@ -126,7 +128,12 @@ async fn garbage_datagrams_are_dropped_counted_and_harmless() {
     let fake_peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let fake_addr = fake_peer.local_addr().unwrap();
-    let mut cluster = TestCluster::new(1, &["--cluster-key", "sesame"]);
+    let key = ClusterKey::from_bytes(*b"garbage datagrams test key 32 b.");
+    let mut cluster = TestCluster::new(1, &[]);
+    let key_file = cluster.dir.path().join("cluster.key");
+    std::fs::write(&key_file, key.as_bytes()).unwrap();
+    cluster.extra.push("--cluster-key-file".to_string());
+    cluster.extra.push(key_file.display().to_string());
     cluster
         .foreign_peers
         .push(format!("2={fake_addr}@127.0.0.1:1"));
@@ -140,15 +147,31 @@ async fn garbage_datagrams_are_dropped_counted_and_harmless() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Node 1 announced its epoch to its peers when it started: "node 2" needs it to stamp
+    // datagrams node 1 accepts.
+    let codec = Codec::new(NodeId(2), Some(&key), 48 * 1024);
+    fake_peer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0; 2048];
+    let epoch = loop {
+        let (len, _) = fake_peer.recv_from(&mut buf).expect("node 1's notice");
+        if let Ok(Opened::Notice { stamp, .. }) = codec.open(&buf[..len], Some(NodeId(1))) {
+            break stamp.sender_epoch;
+        }
+    };
+    let stamp = Stamp {
+        sender_epoch: 1,
+        receiver_epoch: epoch,
+        counter: 1,
+    };
     let unkeyed = Codec::new(NodeId(2), None, 48 * 1024)
-        .seal(&vote_request())
+        .seal(&vote_request(), stamp)
         .unwrap();
-    let keyed = Codec::new(NodeId(2), Some("sesame"), 48 * 1024)
-        .seal(&vote_request())
-        .unwrap();
+    let keyed = codec.seal(&vote_request(), stamp).unwrap();
     stranger.send_to(&keyed, raft_addr).unwrap();
     fake_peer
-        .send_to(b"\x52\x01\x01garbage", raft_addr)
+        .send_to(b"\x52\x02\x01garbage", raft_addr)
         .unwrap();
     fake_peer.send_to(&unkeyed, raft_addr).unwrap();
     fake_peer.send_to(&[0x52; 60_000], raft_addr).unwrap();
@@ -174,21 +197,19 @@ async fn garbage_datagrams_are_dropped_counted_and_harmless() {
     }
 
     // The authenticated vote request was answered (a vote for "node 2" in term 1).
-    fake_peer
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let codec = Codec::new(NodeId(2), Some("sesame"), 48 * 1024);
-    let mut buf = [0; 2048];
     loop {
         // Node 1 also campaigns on its own (its vote requests arrive here too); look for the
         // answer to ours.
         let (len, from) = fake_peer.recv_from(&mut buf).expect("a reply from node 1");
         assert_eq!(from.to_string(), raft_addr);
-        let message = codec
+        let opened = codec
             .open(&buf[..len], Some(NodeId(1)))
             .expect("authenticated datagrams");
-        assert_eq!(message.from, NodeId(1));
-        if matches!(message.message, Message::RequestVoteResponse(_)) {
+        let Opened::Message { envelope, .. } = opened else {
+            continue;
+        };
+        assert_eq!(envelope.from, NodeId(1));
+        if matches!(envelope.message, Message::RequestVoteResponse(_)) {
             break;
         }
     }

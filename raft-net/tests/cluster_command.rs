@@ -1,5 +1,6 @@
-//! `raft-net cluster` starts its nodes and takes them down with it, even when it is killed with
-//! SIGKILL and cannot clean up.
+//! `raft-net cluster` starts its nodes (admin routes behind the token it generates, client
+//! routes open) and takes them down with it, even when it is killed with SIGKILL and cannot
+//! clean up.
 
 mod common;
 
@@ -30,6 +31,34 @@ async fn nodes_stop_when_the_cluster_command_is_killed() {
         assert!(Instant::now() < deadline, "the node never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Client writes need no token; admin routes need the token the command wrote.
+    let base = format!("http://127.0.0.1:{http_port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = http()
+            .put(format!("{base}/api/v1/kv/greeting"))
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no write answered 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let isolate = format!("{base}/api/v1/admin/isolate");
+    let response = http().post(&isolate).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let heal = format!("{base}/api/v1/admin/heal");
+    let response = http()
+        .post(&heal)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     cluster.kill().unwrap();
     cluster.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -141,7 +141,27 @@ async fn a_new_node_joins_catches_up_and_votes() {
 /// member adds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_join_alias_adds_a_waiting_node() {
-    let cluster = TestCluster::start(1, &[]);
+    join_a_waiting_node(false).await;
+}
+
+/// The same with a cluster key: the waiting node drops the leader's first datagrams (stamped
+/// for no epoch of it), tells the leader its epoch, and adopts it on the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_node_adopts_its_leader_through_the_cluster_key() {
+    join_a_waiting_node(true).await;
+}
+
+async fn join_a_waiting_node(keyed: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cluster.key");
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    let key_file = key_file.display().to_string();
+    let key_flags: Vec<&str> = if keyed {
+        vec!["--cluster-key-file", &key_file]
+    } else {
+        Vec::new()
+    };
+    let cluster = TestCluster::start(1, &key_flags);
     let (leader, _) = cluster.wait_for_leader(&[1], WAIT).await;
     let leader_url = cluster.node(leader).url("");
     let raft_port = free_port();
@@ -153,7 +173,9 @@ async fn seed_join_alias_adds_a_waiting_node() {
         data_dir: cluster.dir.path().join("node4"),
         child: None,
     };
-    let child = spawn_node(cluster.dir.path(), &waiting, &["--await-join"]);
+    let mut waiting_flags = vec!["--await-join"];
+    waiting_flags.extend(&key_flags);
+    let child = spawn_node(cluster.dir.path(), &waiting, &waiting_flags);
     // It does not elect itself while it waits.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let alone = common::state(&waiting).await;

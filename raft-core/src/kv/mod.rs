@@ -7,6 +7,12 @@
 //! Bytes that are not a valid command (written by a newer build, say) apply as
 //! [`Output::Invalid`] and change nothing, so every replica still agrees.
 //!
+//! A [`Command::SetAddress`] whose addresses [`check_member_address`] refuses (id 0, a Raft
+//! address that is not a unicast `IP:port` literal, an HTTP address that is not `host:port`)
+//! also applies as [`Output::Invalid`] and changes nothing: the member keeps the address it had.
+//! The verdict depends on the entry's bytes alone, so every replica reaches the same one, and a
+//! committed entry can never bind a member to an address nobody can send to.
+//!
 //! Clients that retry writes use sessions ([`Command::OpenSession`], [`Command::InSession`]) so
 //! that a retried command is applied once however often it reaches the log.
 
@@ -16,9 +22,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+mod address;
 mod session;
 
 use crate::LogIndex;
+pub use address::{check_member_address, AddressError, HTTP_ADDR_BYTES_MAX};
 pub use session::SessionLimits;
 use session::{Admission, Session, Sessions};
 
@@ -35,7 +43,8 @@ pub enum Command {
     /// linearizable: its result reflects every write committed before it.
     Read { key: String },
     /// Cluster metadata: where member `id` listens for peers and for clients. Replicated so
-    /// that every member can reach a server that joins later.
+    /// that every member can reach a server that joins later. Applied only when
+    /// [`check_member_address`] accepts it.
     SetAddress {
         id: u64,
         raft_addr: String,
@@ -65,7 +74,8 @@ pub enum Output {
     Value(Option<Vec<u8>>),
     /// `SetAddress` applied.
     AddressSet,
-    /// The entry did not decode as a `Command` (or nested sessions); nothing changed.
+    /// The entry did not decode as a `Command`, nested sessions, or a `SetAddress` with a
+    /// malformed address; nothing changed.
     Invalid,
     /// `OpenSession` applied: the new session's id.
     SessionOpened { client: u64 },
@@ -212,6 +222,9 @@ impl KvStore {
                 raft_addr,
                 http_addr,
             } => {
+                if check_member_address(id, &raft_addr, &http_addr).is_err() {
+                    return Output::Invalid;
+                }
                 self.addresses.insert(id, (raft_addr, http_addr));
                 Output::AddressSet
             }
@@ -693,6 +706,41 @@ mod tests {
         );
         assert_eq!(store.snapshot(), derived(&store));
         assert_eq!(KvStore::restore(&store.snapshot()), Some(store));
+    }
+
+    #[test]
+    fn set_address_with_a_malformed_address_changes_nothing() {
+        let mut store = KvStore::new();
+        let set = |raft: &str, http: &str| Command::SetAddress {
+            id: 2,
+            raft_addr: raft.to_string(),
+            http_addr: http.to_string(),
+        };
+        assert_eq!(
+            store.apply(
+                LogIndex(1),
+                &set("127.0.0.1:9001", "127.0.0.1:8001").encode()
+            ),
+            Output::AddressSet
+        );
+        let before = store.clone();
+        for bad in [
+            set("evil.example:9001", "127.0.0.1:8001"),
+            set("0.0.0.0:9001", "127.0.0.1:8001"),
+            set("127.0.0.1:9001", "not an address"),
+            Command::SetAddress {
+                id: 0,
+                raft_addr: "127.0.0.1:9001".to_string(),
+                http_addr: "127.0.0.1:8001".to_string(),
+            },
+        ] {
+            assert_eq!(store.apply(LogIndex(2), &bad.encode()), Output::Invalid);
+            assert_eq!(store, before, "{bad:?}");
+        }
+        assert_eq!(
+            store.addresses().collect::<Vec<_>>(),
+            vec![(2, "127.0.0.1:9001", "127.0.0.1:8001")]
+        );
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Membership routes: list, add (what `--join` calls) and remove members.
+//! Membership routes: list, add (what `--join` calls), remove, and change a member's address.
+//!
+//! Adding never moves an existing member: an add for an id that is already a member, with
+//! other addresses than the ones on record, is refused (`409`), and so is an add that would
+//! give a new id the Raft address of a current member (datagrams from that address would be
+//! taken as the new id's). Moving a member is its own route, which needs the admin token.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,9 +19,9 @@ use raft_core::{ChangeRejection, MembershipChange, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiError, ApiResult, AppState};
-use crate::config::{parse_node_id, resolve, KEY_BYTES_MAX};
-use crate::driver::{Outcome, Request};
+use super::{ApiError, ApiResult, AppState, Effect};
+use crate::config::{parse_node_id, resolve};
+use crate::driver::{Outcome, Request, StatePage};
 
 /// How long `POST /api/v1/members` waits for the learner to catch up before giving up.
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,15 +61,21 @@ struct AddMemberBody {
 
 /// `POST /api/v1/members`: record the new server's addresses through the log so every member
 /// can reach it, add it as a learner, and promote it to voter once it has caught up (Raft
-/// thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat.
+/// thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat with the same addresses;
+/// `409` for a member at other addresses.
 pub(super) async fn add_member(
     State(state): State<AppState>,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (id, raft, http) = parse_add_member(&body?)?;
-    record_addresses(&state, id, raft, http, &uri).await?;
-    add_and_promote(&state, id, &uri).await
+    let request: AddMemberBody = serde_json::from_slice(&body?).map_err(|error| {
+        ApiError::bad_request(format!(
+            "malformed JSON: {error}; expected {{\"id\": 4, \"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
+        ))
+    })?;
+    let (id, raft, http) =
+        member_address(request.id, &request.raft_addr, request.http_addr).await?;
+    add(&state, id, raft, http, &uri).await
 }
 
 /// The seed KV store's join query: `nodeId` (`n2` or `2`) and `raftPort`; `host` defaults to
@@ -79,7 +90,8 @@ pub(super) struct JoinQuery {
     host: Option<String>,
 }
 
-/// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`.
+/// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`, kept for
+/// compatibility; it takes the admin token like the route it stands for.
 pub(super) async fn compat_join(
     State(state): State<AppState>,
     uri: Uri,
@@ -95,28 +107,147 @@ pub(super) async fn compat_join(
         })?,
     };
     let host = query.host.as_deref().unwrap_or("127.0.0.1");
-    let raft = resolve(&format!("{host}:{}", query.raft_port))
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let http = format!("{host}:{http_port}");
-    record_addresses(&state, id, raft, http, &uri).await?;
-    add_and_promote(&state, id, &uri).await
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let (id, raft, http) = member_address(
+        id.0,
+        &format!("{host}:{}", query.raft_port),
+        format!("{host}:{http_port}"),
+    )
+    .await?;
+    add(&state, id, raft, http, &uri).await
 }
 
-fn parse_add_member(body: &[u8]) -> Result<(NodeId, SocketAddr, String), ApiError> {
-    let request: AddMemberBody = serde_json::from_slice(body).map_err(|error| {
-        ApiError::bad_request(format!(
-            "malformed JSON: {error}; expected {{\"id\": 4, \"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
-        ))
-    })?;
-    if request.id == 0 {
+/// A member's addresses from a request: the Raft address resolved to an IP (through tokio's
+/// resolver), both checked as the key-value store will check the `SetAddress` (`400` if not).
+async fn member_address(
+    id: u64,
+    raft_addr: &str,
+    http_addr: String,
+) -> Result<(NodeId, SocketAddr, String), ApiError> {
+    if id == 0 {
         return Err(ApiError::bad_request("node id 0 is reserved"));
     }
-    let raft =
-        resolve(&request.raft_addr).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    if !request.http_addr.contains(':') || request.http_addr.len() > KEY_BYTES_MAX {
-        return Err(ApiError::bad_request("http_addr must be host:port"));
+    let raft = resolve(raft_addr)
+        .await
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    raft_core::kv::check_member_address(id, &raft.to_string(), &http_addr)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok((NodeId(id), raft, http_addr))
+}
+
+/// The members (voters and learners) of a status.
+fn member_ids(view: &StatePage) -> impl Iterator<Item = NodeId> + '_ {
+    view.voters
+        .iter()
+        .chain(&view.learners)
+        .map(|&id| NodeId(id))
+}
+
+/// `409` unless `raft` is free for `id`: no other current member listens there.
+fn check_address_free(
+    state: &AppState,
+    view: &StatePage,
+    id: NodeId,
+    raft: SocketAddr,
+) -> Result<(), ApiError> {
+    for member in member_ids(view).filter(|&member| member != id) {
+        if state.addresses.raft_addr(member) == Some(raft) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{raft} is the Raft address of member {member}; refusing to give it to node {id}"),
+            )
+            .with("member", json!(member.0)));
+        }
     }
-    Ok((NodeId(request.id), raft, request.http_addr))
+    Ok(())
+}
+
+/// Adds `id` at `raft`/`http`: refused (`409`) if `id` is a member recorded at other
+/// addresses, or `raft` belongs to another member; otherwise the addresses go through the log,
+/// then the learner is added and promoted.
+async fn add(state: &AppState, id: NodeId, raft: SocketAddr, http: String, uri: &Uri) -> ApiResult {
+    let view = state.status().await?;
+    if member_ids(&view).any(|member| member == id) {
+        let recorded = state.addresses.get(id);
+        let same = recorded
+            .as_ref()
+            .is_some_and(|address| address.raft == raft && address.http == http);
+        if !same {
+            let on_record = recorded.map_or_else(
+                || "unknown addresses".to_string(),
+                |address| format!("{} (HTTP {})", address.raft, address.http),
+            );
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "node {id} is already a member, at {on_record}; adding it again cannot move it (to move it: PUT /api/v1/members/{id}/address with the admin token)"
+                ),
+            )
+            .with("id", json!(id.0)));
+        }
+    }
+    check_address_free(state, &view, id, raft)?;
+    record_addresses(state, &view, id, raft, http, uri).await?;
+    add_and_promote(state, id, uri).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    raft_addr: String,
+    http_addr: String,
+}
+
+/// `PUT /api/v1/members/{id}/address`: moves member `id` to new addresses, through the log.
+/// The explicit, authenticated way to change an address: it is refused (`403`) unless the node
+/// has an admin token, which the request then had to present.
+pub(super) async fn change_address(
+    State(state): State<AppState>,
+    uri: Uri,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    if !state.tokens.has_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "moving a member needs a node started with --admin-token (and the token)",
+        ));
+    }
+    let Path(id) = id?;
+    let id = parse_node_id(&id).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let request: AddressBody = serde_json::from_slice(&body?).map_err(|error| {
+        ApiError::bad_request(format!(
+            "malformed JSON: {error}; expected {{\"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
+        ))
+    })?;
+    let (id, raft, http) = member_address(id.0, &request.raft_addr, request.http_addr).await?;
+    let view = state.status().await?;
+    if !member_ids(&view).any(|member| member == id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("node {id} is not a member; add it with POST /api/v1/members"),
+        ));
+    }
+    check_address_free(&state, &view, id, raft)?;
+    let command = Command::SetAddress {
+        id: id.0,
+        raft_addr: raft.to_string(),
+        http_addr: http.clone(),
+    };
+    let (index, term, _) = state.propose(&command, &uri).await?;
+    tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
+    let body = json!({
+        "id": id.0,
+        "raft_addr": raft.to_string(),
+        "http_addr": http,
+        "index": index.0,
+        "term": term,
+    });
+    Ok(Json(body).into_response())
 }
 
 /// Commits a `SetAddress` for every member and for the new one: the log (and the snapshots)
@@ -124,20 +255,17 @@ fn parse_add_member(body: &[u8]) -> Result<(NodeId, SocketAddr, String), ApiErro
 /// their flags.
 async fn record_addresses(
     state: &AppState,
+    view: &StatePage,
     id: NodeId,
     raft: SocketAddr,
     http: String,
     uri: &Uri,
 ) -> Result<(), ApiError> {
-    let view = state.status().await?;
     let mut records = Vec::new();
-    for &member in view.voters.iter().chain(&view.learners) {
-        if member == id.0 {
-            continue;
-        }
-        if let Some(address) = state.addresses.get(NodeId(member)) {
+    for member in member_ids(view).filter(|&member| member != id) {
+        if let Some(address) = state.addresses.get(member) {
             records.push(Command::SetAddress {
-                id: member,
+                id: member.0,
                 raft_addr: address.raft.to_string(),
                 http_addr: address.http,
             });
@@ -164,6 +292,7 @@ async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
             .ask(
                 |respond| Request::ChangeMembership { change, respond },
                 state.commit_timeout,
+                Effect::Change,
             )
             .await?;
         match (change, outcome) {
@@ -228,6 +357,7 @@ pub(super) async fn remove_member(
         .ask(
             |respond| Request::ChangeMembership { change, respond },
             state.commit_timeout,
+            Effect::Change,
         )
         .await?;
     match outcome {

@@ -1,9 +1,14 @@
 //! The client API (axum). Every handler turns its request into a `driver::Request`, waits for
 //! the answer, and maps it to a status: `200` only after commit and apply; `307` to the leader
 //! (same path) from a follower; `503` when no leader is known or the leader is busy; `409` when
-//! the entry was overwritten (a definite failure); `504` when the commit timeout passes first
-//! (the outcome is unknown: the entry may still commit). Every error body is
+//! the entry was overwritten (a definite failure); `504` when the commit timeout passes first,
+//! or the node stops (shutdown, a storage failure) before it learns the fate of a write it
+//! took: the outcome is unknown, the entry may still commit. Every error body is
 //! `{"error": "..."}`.
+//!
+//! Routes come in groups, each behind one [`auth::Access`] class (see [`router`]): the node's
+//! own routes (status, members, administration, health, metrics) and the key-value machine's
+//! (keys, log commands, sessions, and the seed's compatibility routes).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,15 +28,17 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 mod members;
+pub mod serve;
+pub mod state;
 
 use crate::addresses::AddressBook;
-use crate::config::{BODY_BYTES_MAX, KEY_BYTES_MAX};
-use crate::driver::{Outcome, Request, StateView};
+use crate::auth::{self, Access, Tokens};
+use crate::config::{HttpLimits, BODY_BYTES_MAX, KEY_BYTES_MAX};
+use crate::driver::{Outcome, Request, StatePage};
 use crate::metrics::Metrics;
 
-/// Entries per `/api/v1/state` page when `limit` is not given.
-const STATE_PAGE_DEFAULT: usize = 1000;
-/// How long a read-only request may wait for the driver before the node counts as stuck.
+/// How long a request that does not wait for a commit may wait for the driver before the node
+/// counts as stuck.
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every handler shares.
@@ -45,6 +52,20 @@ pub struct AppState {
     pub command_bytes_max: usize,
     pub isolated: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    pub tokens: Arc<Tokens>,
+    /// `http` or `https`: the scheme of redirects to other members (all members serve the
+    /// same).
+    pub scheme: &'static str,
+}
+
+/// What a request to the driver may have done, for the answer when the driver drops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing: a read or a status. A dropped request is a definite `503`.
+    None,
+    /// A change the driver may have started (a proposal, a membership change, a transfer): once
+    /// handed over, a dropped request is `504`, outcome unknown.
+    Change,
 }
 
 /// A JSON error with a status.
@@ -78,6 +99,10 @@ impl ApiError {
 
     fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 }
 
@@ -117,32 +142,41 @@ impl From<PathRejection> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The router for one node; `admin` adds the isolate/heal routes.
-pub fn router(state: AppState, admin: bool) -> Router {
-    let mut router = Router::new()
-        .route("/api/v1/state", get(get_state))
-        .route("/api/v1/append", post(append))
-        .route(
-            "/api/v1/kv/{key}",
-            get(kv_get).put(kv_put).delete(kv_delete),
-        )
-        .route(
-            "/api/v1/members",
-            get(members::members).post(members::add_member),
-        )
+/// The router for one node; `admin` adds the fault-injection, transfer and snapshot routes.
+///
+/// | group | class | routes |
+/// | --- | --- | --- |
+/// | node | open | `GET /healthz`, `GET /metrics` |
+/// | node | client | `GET /api/v1/state`, `GET /api/v1/members` |
+/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
+/// | key-value | client | `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
+///
+/// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
+/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all.
+pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
+    let tokens = Arc::clone(&state.tokens);
+    let request_timeout = limits.request_timeout;
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    let node = Router::new()
+        .route("/api/v1/state", get(state::get_state))
+        .route("/api/v1/members", get(members::members));
+    let mut node_admin = Router::new()
+        .route("/api/v1/members", post(members::add_member))
         .route(
             "/api/v1/members/{id}",
             axum::routing::delete(members::remove_member),
         )
-        .route("/api/v1/sessions", post(open_session))
-        .route("/join", get(members::compat_join))
-        .route("/set", get(compat_set))
-        .route("/get", get(compat_get))
-        .route("/remove", get(compat_remove))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route(
+            "/api/v1/members/{id}/address",
+            axum::routing::put(members::change_address),
+        )
+        // The seed's compatibility route: a GET that changes membership, so it takes the admin
+        // token like `POST /api/v1/members`.
+        .route("/join", get(members::compat_join));
     if admin {
-        router = router
+        node_admin = node_admin
             .route("/api/v1/admin/isolate", post(isolate))
             .route("/api/v1/admin/block", post(isolate))
             .route("/api/v1/admin/heal", post(heal))
@@ -152,11 +186,52 @@ pub fn router(state: AppState, admin: bool) -> Router {
             .route("/block", get(isolate).post(isolate))
             .route("/unblock", get(heal).post(heal));
     }
-    router
+    Router::new()
+        .merge(auth::guard(open, &tokens, Access::Open))
+        .merge(auth::guard(node, &tokens, Access::Client))
+        .merge(auth::guard(node_admin, &tokens, Access::Admin))
+        .merge(auth::guard(kv_routes(), &tokens, Access::Client))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    move |_: tower::BoxError| request_timed_out(request_timeout),
+                ))
+                .timeout(limits.request_timeout),
+        )
         .with_state(state)
+}
+
+/// The key-value machine's routes, including the seed's compatibility routes (`/set` and
+/// `/remove` are GETs that write).
+fn kv_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/append", post(append))
+        .route(
+            "/api/v1/kv/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .route("/api/v1/sessions", post(open_session))
+        .route("/set", get(compat_set))
+        .route("/get", get(compat_get))
+        .route("/remove", get(compat_remove))
+}
+
+/// A request that took longer than the request timeout. Whatever it was doing may still
+/// happen (a write in the log commits on its own), so the answer promises nothing.
+async fn request_timed_out(timeout: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "the request took longer than {} ms; the outcome is unknown: a write may still commit later",
+            timeout.as_millis()
+        ),
+    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -179,13 +254,19 @@ impl AppState {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Request,
         timeout: Duration,
+        effect: Effect,
     ) -> Result<T, ApiError> {
         let (respond, answer) = oneshot::channel();
         if self.requests.send(make(respond)).await.is_err() {
+            // The driver never saw it: nothing happened.
             return Err(ApiError::unavailable("the node is shutting down"));
         }
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) if effect == Effect::Change => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the node stopped (shutdown or a storage failure) before it learned the outcome; it is unknown: the change may still commit",
+            )),
             Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
             Err(_) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -197,8 +278,8 @@ impl AppState {
         }
     }
 
-    /// This node's status (a state view without log entries).
-    async fn status(&self) -> Result<StateView, ApiError> {
+    /// This node's status (a page without log entries).
+    async fn status(&self) -> Result<StatePage, ApiError> {
         self.ask(
             |respond| Request::State {
                 from: LogIndex(1),
@@ -206,6 +287,7 @@ impl AppState {
                 respond,
             },
             DRIVER_TIMEOUT,
+            Effect::None,
         )
         .await
     }
@@ -228,6 +310,7 @@ impl AppState {
             .ask(
                 |respond| Request::Propose { command, respond },
                 self.commit_timeout,
+                Effect::Change,
             )
             .await?;
         match outcome {
@@ -282,7 +365,7 @@ impl AppState {
                 .with("leader", json!(leader.0));
         };
         let path = uri.path_and_query().map_or("/", |path| path.as_str());
-        let location = format!("http://{addr}{path}");
+        let location = format!("{}://{addr}{path}", self.scheme);
         let mut error = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not the leader")
             .with("leader", json!(leader.0))
             .with("location", json!(location));
@@ -302,32 +385,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-struct StateQuery {
-    from: Option<u64>,
-    limit: Option<usize>,
-}
-
-async fn get_state(
-    State(state): State<AppState>,
-    query: Result<Query<StateQuery>, QueryRejection>,
-) -> ApiResult {
-    let Query(query) = query?;
-    let from = LogIndex(query.from.unwrap_or(1));
-    let limit = query.limit.unwrap_or(STATE_PAGE_DEFAULT);
-    let view: StateView = state
-        .ask(
-            |respond| Request::State {
-                from,
-                limit,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-        )
-        .await?;
-    Ok(Json(view).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -465,13 +522,18 @@ async fn read(
 ) -> Result<Option<Vec<u8>>, ApiError> {
     if stale {
         return state
-            .ask(|respond| Request::StaleGet { key, respond }, DRIVER_TIMEOUT)
+            .ask(
+                |respond| Request::StaleGet { key, respond },
+                DRIVER_TIMEOUT,
+                Effect::None,
+            )
             .await;
     }
     let outcome = state
         .ask(
             |respond| Request::Read { key, respond },
             state.commit_timeout,
+            Effect::None,
         )
         .await?;
     match outcome {
@@ -595,6 +657,7 @@ async fn transfer_leader(
         .ask(
             |respond| Request::TransferLeader { to, respond },
             DRIVER_TIMEOUT,
+            Effect::Change,
         )
         .await?;
     match view.target {
@@ -615,7 +678,11 @@ async fn transfer_leader(
 /// compacts its log there. Answers the snapshot's index.
 async fn take_snapshot(State(state): State<AppState>) -> ApiResult {
     let index = state
-        .ask(|respond| Request::Snapshot { respond }, DRIVER_TIMEOUT)
+        .ask(
+            |respond| Request::Snapshot { respond },
+            DRIVER_TIMEOUT,
+            Effect::Change,
+        )
         .await?;
     match index {
         Some(index) => Ok(Json(json!({ "snapshot_index": index.0 })).into_response()),
@@ -636,4 +703,144 @@ async fn heal(State(state): State<AppState>) -> Response {
     state.isolated.store(false, Ordering::Relaxed);
     tracing::warn!("healed: peer traffic flows again");
     Json(json!({ "isolated": false })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A router whose driver handles requests with `driver` (on a task of its own).
+    fn app(
+        limits: HttpLimits,
+        tokens: Tokens,
+        driver: impl FnMut(Request) + Send + 'static,
+    ) -> Router {
+        let (requests, mut received) = mpsc::channel(8);
+        let mut driver = driver;
+        tokio::spawn(async move {
+            while let Some(request) = received.recv().await {
+                driver(request);
+            }
+        });
+        let state = AppState {
+            id: NodeId(1),
+            requests,
+            addresses: Arc::new(AddressBook::new()),
+            commit_timeout: Duration::from_secs(5),
+            command_bytes_max: 1024,
+            isolated: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::default()),
+            tokens: Arc::new(tokens),
+            scheme: "http",
+        };
+        router(state, true, &limits)
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = request.body(Body::from("value")).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The node stopped (shutdown, a storage failure) with the request taken: a write may be
+    /// in the log, so its answer must not say it failed.
+    #[tokio::test]
+    async fn a_write_whose_waiter_is_dropped_is_answered_504_outcome_unknown() {
+        let app = app(HttpLimits::default(), Tokens::default(), drop);
+        let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("unknown"),
+            "{body}"
+        );
+        let (status, body) = call(&app, "POST", "/api/v1/admin/transfer-leader?to=2", None).await;
+        assert_eq!(status, 504, "{body}");
+        // A read changes nothing: a definite 503.
+        let (status, body) = call(&app, "GET", "/api/v1/kv/k", None).await;
+        assert_eq!(status, 503, "{body}");
+    }
+
+    /// A write the driver never takes: nothing can have happened, so `503` is definite.
+    #[tokio::test]
+    async fn a_write_the_driver_never_took_is_503() {
+        let (requests, received) = mpsc::channel(8);
+        drop(received);
+        let state = AppState {
+            id: NodeId(1),
+            requests,
+            addresses: Arc::new(AddressBook::new()),
+            commit_timeout: Duration::from_secs(5),
+            command_bytes_max: 1024,
+            isolated: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::default()),
+            tokens: Arc::new(Tokens::default()),
+            scheme: "http",
+        };
+        let app = router(state, false, &HttpLimits::default());
+        let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
+        assert_eq!(status, 503, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_request_timeout_is_504() {
+        let limits = HttpLimits {
+            request_timeout: Duration::from_millis(100),
+            ..HttpLimits::default()
+        };
+        let mut held = Vec::new();
+        let app = app(limits, Tokens::default(), move |request| held.push(request));
+        let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("100 ms"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn route_groups_carry_their_access_class() {
+        let admin = auth::Token::parse("admin-secret-0123456789").unwrap();
+        let client = auth::Token::parse("client-secret-0123456789").unwrap();
+        let app = app(
+            HttpLimits::default(),
+            Tokens::new(Some(&admin), Some(&client)),
+            drop,
+        );
+        for (method, uri) in [
+            ("POST", "/api/v1/admin/isolate"),
+            ("POST", "/api/v1/members"),
+            ("DELETE", "/api/v1/members/2"),
+            ("PUT", "/api/v1/members/2/address"),
+            ("GET", "/join?nodeId=2&raftPort=9001"),
+            ("GET", "/block"),
+        ] {
+            assert_eq!(call(&app, method, uri, None).await.0, 401, "{method} {uri}");
+            let (status, _) = call(&app, method, uri, Some(&client.bearer())).await;
+            assert_eq!(status, 403, "{method} {uri}");
+        }
+        let (status, _) = call(&app, "POST", "/api/v1/admin/heal", Some(&admin.bearer())).await;
+        assert_eq!(status, 200);
+        for (method, uri) in [
+            ("GET", "/api/v1/state"),
+            ("PUT", "/api/v1/kv/k"),
+            ("GET", "/set?key=a&value=b"),
+        ] {
+            assert_eq!(call(&app, method, uri, None).await.0, 401, "{method} {uri}");
+            let (status, _) = call(&app, method, uri, Some("Bearer wrong-token-0123456789")).await;
+            assert_eq!(status, 403, "{method} {uri}");
+        }
+        // Unknown paths are still 404, whatever the token.
+        assert_eq!(call(&app, "GET", "/nowhere", None).await.0, 404);
+        assert_eq!(call(&app, "GET", "/metrics", None).await.0, 200);
+    }
 }

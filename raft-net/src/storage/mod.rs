@@ -10,6 +10,7 @@
 //! `meta.json` is written once, atomically (write a temporary file, fsync it, rename it over,
 //! fsync the directory), and says which node the directory belongs to, so that a restart with
 //! another `--id` is refused instead of voting twice in one term under two names.
+//! `transport-epoch` holds the epoch of the node's latest start (see [`next_transport_epoch`]).
 
 pub mod wal;
 pub mod writer;
@@ -27,6 +28,7 @@ pub use wal::{RecoveryReport, Wal};
 pub use writer::{spawn_writer, PersistCompletion, StorageHandle};
 
 const META_FILE: &str = "meta.json";
+const EPOCH_FILE: &str = "transport-epoch";
 const WAL_DIR: &str = "wal";
 const META_FORMAT: u32 = 1;
 
@@ -88,6 +90,28 @@ pub fn open(dir: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<Opened,
         report,
         created,
     })
+}
+
+/// The transport epoch of this start of the node: above the one of every earlier start (it is
+/// recorded, durably, before it is used), and at least `now_micros`, the wall clock, so that a
+/// node whose data dir was wiped still starts above what its peers remember of it (unless its
+/// clock went backwards too). Peers drop datagrams stamped with older epochs.
+pub fn next_transport_epoch(dir: &Path, now_micros: u64) -> Result<u64, StorageError> {
+    let path = dir.join(EPOCH_FILE);
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|error| StorageError::BadMeta {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(source) => return Err(StorageError::Io { path, source }),
+    };
+    let epoch = now_micros.max(previous.saturating_add(1));
+    write_atomically(&path, format!("{epoch}\n").as_bytes())?;
+    Ok(epoch)
 }
 
 fn read_meta(path: &Path) -> Result<Option<Meta>, StorageError> {

@@ -1,21 +1,29 @@
-//! The write-ahead log: numbered segment files of CRC-framed records.
+//! The write-ahead log: numbered segment files of CRC-framed records, grouped in batches.
 //!
-//! A segment starts with an 8-byte magic; then records, each
-//! `[payload length: u32 LE][crc32c(length bytes ++ payload): u32 LE][payload]`. The payload is
-//! the `postcard` encoding of a [`WalRecord`]: one `raft_core::PersistRequest`, or a checkpoint
+//! A segment starts with an 8-byte magic; then batches, each
+//! `[batch length: u32 LE][crc32c(BATCH_SEED ++ batch length bytes): u32 LE][records]`, and
+//! each record `[payload length: u32 LE][crc32c(length bytes ++ payload): u32 LE][payload]`.
+//! One batch is what the storage thread appends before one `fdatasync`. The payload is the
+//! `postcard` encoding of a [`WalRecord`]: one `raft_core::PersistRequest`, or a checkpoint
 //! of the whole `DurableState`. Replaying the records in order with `DurableState::apply`
 //! rebuilds exactly what the core asked to make durable, hard state included (like etcd's WAL,
 //! the hard state is a record, so it is ordered with the log for free).
 //!
 //! Compaction: once a persisted request carries a snapshot, the storage thread starts a new
-//! segment whose first record is a checkpoint (hard state, snapshot, and the entries after it),
+//! segment whose first batch is a checkpoint (hard state, snapshot, and the entries after it),
 //! syncs it, and only then deletes the older segments. Recovery starts at the last segment that
 //! begins with a checkpoint, so a crash at any point of this leaves a complete state.
 //!
-//! Recovery tells a torn tail from corruption: only the last record of the last segment may be
-//! incomplete or fail its CRC (a crash while appending), or the tail may be zeros (a file
-//! extended but not written). That tail is truncated. Any other bad record stops start-up with
-//! the file and offset, because acknowledged data after it would otherwise be silently lost.
+//! Recovery tells a torn tail from corruption. A crash can only damage what was written after
+//! the last `fdatasync` returned, and the storage thread writes a batch only after the one
+//! before it is synced: so only the **last batch of the last segment** may be damaged, and it
+//! is cut as a whole (none of it was acknowledged). It counts as torn when the file ends inside
+//! it, when one of its records is incomplete, zeroed or unwritten in whole sectors, or when its
+//! header is itself unwritten (zeros) with no intact batch anywhere after it. Everything else
+//! stops start-up as corruption, naming the file and byte offset: a bad record in a batch that
+//! another batch follows, a record length that points past its batch, a damaged batch header
+//! with intact batches after it, anything in an earlier segment. Acknowledged records, hard
+//! state included, are never cut with only a warning.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -27,9 +35,15 @@ use raft_core::{DurableState, PersistRequest};
 use serde::{Deserialize, Serialize};
 
 /// Written at the start of every segment.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL1";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL2";
+/// The magic of the format before batches were framed; such a log is refused by name.
+const SEGMENT_MAGIC_V1: &[u8; 8] = b"RAFTWAL1";
 /// Length and CRC.
 pub const RECORD_HEADER_BYTES: usize = 8;
+/// A batch's length and the CRC of that length.
+pub const BATCH_HEADER_BYTES: usize = 8;
+/// Mixed into a batch header's CRC, so a record header is never mistaken for a batch header.
+const BATCH_SEED: &[u8] = b"raft-net WAL batch";
 /// No single record may exceed this: a persist request is at most one AppendEntries' worth of
 /// entries, a checkpoint at most a snapshot (which the core caps at `snapshot_bytes_max`, 1 GiB)
 /// plus the entries after it. A longer length field is garbage.
@@ -112,6 +126,32 @@ fn record_crc(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload)
 }
 
+fn batch_crc(len_bytes: [u8; 4]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(BATCH_SEED), &len_bytes)
+}
+
+/// The header of a batch holding `records_len` bytes of records.
+pub fn batch_header(records_len: usize) -> Result<[u8; BATCH_HEADER_BYTES], StorageError> {
+    let len = u32::try_from(records_len).map_err(|_| StorageError::RecordTooLarge {
+        len: records_len,
+        max: u32::MAX as usize,
+    })?;
+    let len_bytes = len.to_le_bytes();
+    let mut header = [0; BATCH_HEADER_BYTES];
+    header[..4].copy_from_slice(&len_bytes);
+    header[4..].copy_from_slice(&batch_crc(len_bytes).to_le_bytes());
+    Ok(header)
+}
+
+/// The length of records announced by a valid batch header at the start of `bytes`; `None`
+/// when the header is short or its CRC does not match.
+fn read_batch_header(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.first_chunk::<BATCH_HEADER_BYTES>()?;
+    let len_bytes = [header[0], header[1], header[2], header[3]];
+    let stored = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    (batch_crc(len_bytes) == stored).then_some(u32::from_le_bytes(len_bytes) as usize)
+}
+
 fn segment_name(sequence: u64) -> String {
     format!("{sequence:020}{SEGMENT_SUFFIX}")
 }
@@ -173,13 +213,14 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 
 /// How a record at some offset failed to read.
 enum BadRecord {
-    /// Fewer bytes than the record needs: the file ends inside it.
+    /// Fewer bytes than the record needs: its batch (or the file) ends inside it.
     Incomplete,
     /// Complete but wrong: bad CRC, absurd length or a payload that does not decode.
     Invalid(String),
 }
 
-/// Reads the record at `offset`: the request and the offset after it.
+/// Reads the record at `offset` of `bytes` (which end where its batch ends): the record and
+/// the offset after it.
 fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRecord> {
     let rest = &bytes[offset..];
     let Some((header, body)) = rest.split_first_chunk::<RECORD_HEADER_BYTES>() else {
@@ -209,6 +250,99 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRec
     }
 }
 
+/// How a batch at some offset failed to read.
+enum BadBatch {
+    /// The batch could be the last one a crash interrupted: cut it.
+    Torn,
+    /// Damage that no crash explains, at this offset.
+    Corrupt(usize, String),
+}
+
+/// Reads the batch at `offset` of a segment: its records and the offset after it. `is_last`:
+/// this is the last segment, the only one a crash can have left unfinished.
+fn read_batch(
+    bytes: &[u8],
+    offset: usize,
+    is_last: bool,
+) -> Result<(Vec<WalRecord>, usize), BadBatch> {
+    let torn_or = |reason: &str| {
+        if is_last {
+            BadBatch::Torn
+        } else {
+            BadBatch::Corrupt(offset, reason.to_string())
+        }
+    };
+    let Some(records_len) = read_batch_header(&bytes[offset..]) else {
+        if bytes.len() - offset < BATCH_HEADER_BYTES {
+            return Err(torn_or("the segment ends inside a batch header"));
+        }
+        // A header the crash left unwritten reads as zeros; were it damaged later, the batches
+        // written after it would still be intact, and cutting them would lose acknowledged data.
+        if is_last && is_unwritten(bytes, offset, offset + BATCH_HEADER_BYTES) {
+            if let Some(intact) = intact_batch_after(bytes, offset) {
+                return Err(BadBatch::Corrupt(
+                    offset,
+                    format!(
+                        "a damaged batch header, with an intact batch at offset {intact} after it"
+                    ),
+                ));
+            }
+            return Err(BadBatch::Torn);
+        }
+        return Err(BadBatch::Corrupt(
+            offset,
+            "the batch header fails its CRC".to_string(),
+        ));
+    };
+    let start = offset + BATCH_HEADER_BYTES;
+    let Some(end) = start
+        .checked_add(records_len)
+        .filter(|&end| end <= bytes.len())
+    else {
+        return Err(torn_or("the segment ends inside a batch"));
+    };
+    // The last batch of the last segment is the one a crash may have torn; any other batch was
+    // synced before the next one was written, so it must read back whole.
+    let last_batch = is_last && end == bytes.len();
+    let batch = &bytes[..end];
+    let mut records = Vec::new();
+    let mut at = start;
+    while at < end {
+        match read_record(batch, at) {
+            Ok((record, next)) => {
+                records.push(record);
+                at = next;
+            }
+            Err(bad) => {
+                let torn = match &bad {
+                    BadRecord::Incomplete => true,
+                    BadRecord::Invalid(_) => is_torn(batch, at),
+                };
+                if last_batch && torn {
+                    return Err(BadBatch::Torn);
+                }
+                let reason = match bad {
+                    BadRecord::Incomplete => {
+                        "a record's length points past the end of its batch".to_string()
+                    }
+                    BadRecord::Invalid(reason) => reason,
+                };
+                return Err(BadBatch::Corrupt(at, reason));
+            }
+        }
+    }
+    Ok((records, end))
+}
+
+/// The offset of the first intact batch (valid header, every record whole) after `offset`.
+/// Only a damaged log is searched, so the cost of trying every offset does not matter.
+fn intact_batch_after(bytes: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..bytes.len().saturating_sub(BATCH_HEADER_BYTES - 1)).find(|&candidate| {
+        read_batch_header(&bytes[candidate..]).is_some()
+            && read_batch(bytes, candidate, false).is_ok_and(|(records, _)| !records.is_empty())
+    })
+}
+
 /// Replays one segment into `state`. Returns the offset of a torn tail to cut, if any.
 fn replay_segment(
     path: &Path,
@@ -233,34 +367,29 @@ fn replay_segment(
         // A crash while the segment was being created; nothing was ever acknowledged in it.
         return Ok(Some(0));
     }
+    if bytes.starts_with(SEGMENT_MAGIC_V1) {
+        return Err(StorageError::OldFormat {
+            path: path.to_path_buf(),
+        });
+    }
     if !bytes.starts_with(SEGMENT_MAGIC) {
         return Err(corrupt(0, "missing segment magic".to_string()));
     }
     let mut offset = SEGMENT_MAGIC.len();
     while offset < bytes.len() {
-        match read_record(bytes, offset) {
-            Ok((record, next)) => {
-                match record {
-                    WalRecord::Persist(request) => state.apply_owned(request),
-                    WalRecord::Checkpoint(checkpoint) => *state = checkpoint,
+        match read_batch(bytes, offset, is_last) {
+            Ok((records, next)) => {
+                for record in records {
+                    match record {
+                        WalRecord::Persist(request) => state.apply_owned(request),
+                        WalRecord::Checkpoint(checkpoint) => *state = checkpoint,
+                    }
+                    report.records += 1;
                 }
-                report.records += 1;
                 offset = next;
             }
-            Err(bad) => {
-                let torn = match &bad {
-                    BadRecord::Incomplete => true,
-                    BadRecord::Invalid(_) => is_torn(bytes, offset),
-                };
-                if is_last && torn {
-                    return Ok(Some(offset as u64));
-                }
-                let reason = match bad {
-                    BadRecord::Incomplete => "the segment ends inside a record".to_string(),
-                    BadRecord::Invalid(reason) => reason,
-                };
-                return Err(corrupt(offset, reason));
-            }
+            Err(BadBatch::Torn) => return Ok(Some(offset as u64)),
+            Err(BadBatch::Corrupt(at, reason)) => return Err(corrupt(at, reason)),
         }
     }
     Ok(None)
@@ -270,13 +399,28 @@ fn replay_segment(
 /// whole sectors of the file unwritten, and those read back as zeros.
 const SECTOR_BYTES: usize = 512;
 
-/// Whether the invalid record at `offset` of the last segment is a torn write rather than
-/// corruption. Writes after the last `fdatasync` may reach the disk partly and in any order,
-/// so a crash can leave a record with unwritten (zero) sectors, possibly followed by later
-/// records of the same batch. None of that batch was acknowledged (its fsync never returned),
-/// so it is cut. The rule, as in etcd's WAL: the tail is all zeros, or the record ends exactly at
-/// the end of the file, or some sector-aligned piece of the record is all zeros. A flipped bit in
-/// an otherwise written record is none of these, and stays an error.
+/// Whether some sector-aligned piece of `bytes[start..end]` is all zeros: a sector the crash
+/// did not write.
+fn is_unwritten(bytes: &[u8], start: usize, end: usize) -> bool {
+    let end = end.min(bytes.len());
+    let mut start = start;
+    while start < end {
+        let piece_end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
+        if bytes[start..piece_end].iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = piece_end;
+    }
+    false
+}
+
+/// Whether the invalid record at `offset` of the last batch (`bytes` ends where the batch
+/// does) is a torn write rather than corruption. Writes after the last `fdatasync` may reach
+/// the disk partly and in any order, so a crash can leave a record with unwritten (zero)
+/// sectors, possibly followed by later records of the same batch. The rule, as in etcd's WAL:
+/// the rest of the batch is all zeros, or the record ends exactly where the batch does, or some
+/// sector-aligned piece of the record is all zeros. A flipped bit in an otherwise written
+/// record is none of these, and stays an error.
 fn is_torn(bytes: &[u8], offset: usize) -> bool {
     let tail = &bytes[offset..];
     if tail.iter().all(|&byte| byte == 0) {
@@ -291,16 +435,7 @@ fn is_torn(bytes: &[u8], offset: usize) -> bool {
     if record_end == bytes.len() {
         return true;
     }
-    let end = record_end.min(bytes.len());
-    let mut start = offset;
-    while start < end {
-        let piece_end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
-        if bytes[start..piece_end].iter().all(|&byte| byte == 0) {
-            return true;
-        }
-        start = piece_end;
-    }
-    false
+    is_unwritten(bytes, offset, record_end)
 }
 
 impl Wal {
@@ -359,9 +494,12 @@ impl Wal {
     /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
     /// every older segment: they are fully described by the checkpoint.
     pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
-        let mut buf = Vec::with_capacity(SEGMENT_MAGIC.len() + 64 * 1024);
+        let mut record = Vec::with_capacity(64 * 1024);
+        encode(&WalRecordRef::Checkpoint(state), &mut record)?;
+        let mut buf = Vec::with_capacity(SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + record.len());
         buf.extend_from_slice(SEGMENT_MAGIC);
-        encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
+        buf.extend_from_slice(&batch_header(record.len())?);
+        buf.extend_from_slice(&record);
         // The current segment must be complete on disk: if the new one is torn by a crash,
         // recovery replays the current one, and only a last segment may have a torn tail.
         self.sync()?;
@@ -439,15 +577,16 @@ impl Wal {
         self.segment_bytes_max = bytes;
     }
 
-    /// Appends already framed records (not yet durable: call `sync`).
+    /// Appends already framed records as one batch (not yet durable: call `sync`). Recovery
+    /// may cut the last batch of the log as a torn write, so only what one `sync` covers may go
+    /// in one batch, and a batch must be synced before the next one is appended.
     pub fn append(&mut self, records: &[u8]) -> Result<(), StorageError> {
+        let header = batch_header(records.len())?;
         if self.len > SEGMENT_MAGIC.len() as u64 && self.len >= self.segment_bytes_max {
             self.rotate()?;
         }
-        self.file
-            .write_all(records)
-            .map_err(StorageError::io(&self.path))?;
-        self.len += records.len() as u64;
+        write_both(&mut self.file, &header, records).map_err(StorageError::io(&self.path))?;
+        self.len += (BATCH_HEADER_BYTES + records.len()) as u64;
         Ok(())
     }
 
@@ -475,36 +614,57 @@ impl Wal {
     }
 }
 
+/// Writes `head` then `tail`, in one `writev` when the file takes it all (a group commit then
+/// costs one write call, as before batches had headers), finishing a short write piece by
+/// piece.
+fn write_both(file: &mut File, head: &[u8], tail: &[u8]) -> std::io::Result<()> {
+    let written = loop {
+        match file.write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(tail)]) {
+            Ok(written) => break written,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    };
+    if written < head.len() {
+        file.write_all(&head[written..])?;
+        file.write_all(tail)
+    } else {
+        file.write_all(&tail[written - head.len()..])
+    }
+}
+
 /// Whether the segment's first record is an intact checkpoint. Reads only that record, not the
 /// whole segment: recovery asks this of every segment.
 fn starts_with_checkpoint(path: &Path) -> bool {
-    File::open(path).is_ok_and(first_record_is_checkpoint)
+    File::open(path).is_ok_and(first_batch_is_checkpoint)
 }
 
-/// Whether `segment` starts with the magic and an intact checkpoint record. The length field is
-/// not trusted for allocation: the payload buffer grows only with the bytes actually read, so a
-/// garbage length in a short file costs nothing.
-fn first_record_is_checkpoint(segment: impl Read) -> bool {
+/// Whether `segment` starts with the magic and a whole, intact batch (every record passes its
+/// CRC and decodes) whose first record is a checkpoint. Only such a checkpoint justifies
+/// replaying from this segment without the ones before it: the writer syncs a checkpoint
+/// before it deletes older segments, so a torn one means they are still there (and replay must
+/// start earlier), or the damage is not a crash's. A checkpoint torn and then cut as the last
+/// batch would otherwise leave a log that a second start-up refuses. The length fields are not
+/// trusted for allocation: the buffer grows only with the bytes actually read, so a garbage
+/// length in a short file costs nothing.
+fn first_batch_is_checkpoint(segment: impl Read) -> bool {
     let mut segment = segment;
-    let mut head = [0; SEGMENT_MAGIC.len() + RECORD_HEADER_BYTES];
+    let mut head = [0; SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES];
     if segment.read_exact(&mut head).is_err() || !head.starts_with(SEGMENT_MAGIC) {
         return false;
     }
-    let len_bytes = [head[8], head[9], head[10], head[11]];
-    let stored_crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-    let Ok(len) = usize::try_from(u32::from_le_bytes(len_bytes)) else {
+    let Some(batch_len) = read_batch_header(&head[SEGMENT_MAGIC.len()..]) else {
         return false;
     };
-    if len == 0 || len > RECORD_BYTES_MAX {
+    let mut batch = head.to_vec();
+    let read = segment.take(batch_len as u64).read_to_end(&mut batch);
+    if read.is_err() || batch.len() != head.len() + batch_len {
         return false;
     }
-    let mut payload = Vec::new();
-    let read = segment.take(len as u64).read_to_end(&mut payload);
-    if read.is_err() || payload.len() != len || record_crc(len_bytes, &payload) != stored_crc {
-        return false;
-    }
-    // postcard writes the enum variant index first: `WalRecord::Checkpoint` is variant 1.
-    payload[0] == CHECKPOINT_TAG
+    let first_payload = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + RECORD_HEADER_BYTES;
+    batch.get(first_payload) == Some(&CHECKPOINT_TAG)
+        && read_batch(&batch, SEGMENT_MAGIC.len(), false)
+            .is_ok_and(|(records, _)| matches!(records.first(), Some(WalRecord::Checkpoint(_))))
 }
 
 /// The first payload byte of a `WalRecord::Checkpoint` record.
@@ -542,17 +702,21 @@ mod checkpoint_probe_tests {
     #[test]
     fn a_huge_first_length_allocates_nothing() {
         let mut segment = SEGMENT_MAGIC.to_vec();
+        segment.extend_from_slice(&batch_header(u32::MAX as usize).unwrap());
         segment.extend_from_slice(&(1_u32 << 30).to_le_bytes());
         segment.extend_from_slice(&[0, 0, 0, 0, CHECKPOINT_TAG, 1, 2, 3]);
-        assert!(!first_record_is_checkpoint(Small(&segment)));
-        let mut checkpoint = SEGMENT_MAGIC.to_vec();
+        assert!(!first_batch_is_checkpoint(Small(&segment)));
+        let mut record = Vec::new();
         encode(
             &WalRecordRef::Checkpoint(&DurableState::default()),
-            &mut checkpoint,
+            &mut record,
         )
         .unwrap();
-        assert!(first_record_is_checkpoint(Small(&checkpoint)));
+        let mut checkpoint = SEGMENT_MAGIC.to_vec();
+        checkpoint.extend_from_slice(&batch_header(record.len()).unwrap());
+        checkpoint.extend_from_slice(&record);
+        assert!(first_batch_is_checkpoint(Small(&checkpoint)));
         checkpoint.pop();
-        assert!(!first_record_is_checkpoint(Small(&checkpoint)));
+        assert!(!first_batch_is_checkpoint(Small(&checkpoint)));
     }
 }

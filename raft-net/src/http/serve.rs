@@ -1,0 +1,167 @@
+//! The HTTP server: accepts connections (plain or TLS), serves each with hyper's HTTP/1.1
+//! connection under the node's limits, and shuts down gracefully within a deadline.
+//!
+//! - At most `connections_max` connections at once: beyond that a new connection is closed
+//!   as soon as it is accepted (and counted), so the kernel backlog does not fill up with
+//!   clients waiting behind idle ones.
+//! - hyper's `header_read_timeout`: a request head must arrive whole within `header_timeout`.
+//!   hyper starts that clock whenever a connection waits for a request, so it is also the idle
+//!   timeout of a keep-alive connection, and a slowloris head is cut after it. A TLS handshake
+//!   gets the same time.
+//! - The router's layers (see `router`) bound the time between two body chunks and the time of
+//!   a whole request.
+//! - A client that stops reading its answers cannot park a connection on a blocked write:
+//!   `TCP_USER_TIMEOUT` (Linux) makes the kernel drop a connection whose sent data stays
+//!   unacknowledged, zero-window probes included, for the header timeout.
+//! - On shutdown the listener closes, idle connections close at once, requests in flight get
+//!   `shutdown_grace` to finish; whatever is still open then is dropped, so no client can hold
+//!   the process.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::HttpLimits;
+use crate::metrics::{inc, Metrics};
+
+/// Pause after a failed `accept` (out of file descriptors, say) before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let tls = tls.map(TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(limits.connections_max));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connection tasks so the set does not grow with every connection.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "HTTP accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            inc(&metrics.http_connections_refused);
+            tracing::debug!(%peer, "HTTP connection limit reached; closing a new connection");
+            drop(tcp);
+            continue;
+        };
+        // Responses are small and written once; Nagle's algorithm would only delay them.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(error) =
+            socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(limits.header_timeout))
+        {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+        }
+        let service = TowerToHyperService::new(app.clone());
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
+        let open = OpenConnection::new(Arc::clone(&metrics));
+        connections.spawn(async move {
+            let _open = (permit, open);
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(tcp), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let Some(stream) = handshake(&acceptor, tcp, handshake_timeout).await else {
+                        return;
+                    };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "HTTP connections still open after the shutdown grace period; closing them"
+        );
+    }
+    // Dropping the set aborts whatever is left.
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Counts an open connection in `raft_http_connections_open` while it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> OpenConnection {
+        metrics
+            .http_connections_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0
+            .http_connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `GET /api/v1/state`: the node's status and a page of its log, in the seed's shape plus id,
+//! leader and indexes. The driver only copies a bounded page (`driver::StatePage`); decoding
+//! and formatting the commands happen here, on a blocking thread, away from the driver.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use raft_core::kv::Command;
+use raft_core::{Entry, EntryPayload, LogIndex};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, AppState, Effect, DRIVER_TIMEOUT};
+use crate::driver::{Request, StatePage};
+
+/// Entries per `/api/v1/state` page when `limit` is not given.
+const STATE_PAGE_DEFAULT: usize = 1000;
+
+/// `GET /api/v1/state`, as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateView {
+    pub id: u64,
+    pub term: u64,
+    pub state: &'static str,
+    pub leader: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    /// Entries up to here are compacted into a snapshot and no longer listed.
+    pub snapshot_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub log: Vec<EntryView>,
+    pub uncommitted: Vec<EntryView>,
+    /// The `from` of the next page, when this one was cut short.
+    pub next: Option<u64>,
+}
+
+/// One application entry, as `/api/v1/state` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EntryView {
+    pub index: u64,
+    pub term: u64,
+    pub command: String,
+}
+
+impl StateView {
+    /// Formats a page: committed entries in `log`, the others in `uncommitted`, internal ones
+    /// (reads, addresses, session openings) left out.
+    #[must_use]
+    pub fn from_page(page: StatePage) -> StateView {
+        let mut view = StateView {
+            id: page.id,
+            term: page.term,
+            state: page.state,
+            leader: page.leader,
+            commit_index: page.commit_index,
+            applied_index: page.applied_index,
+            last_log_index: page.last_log_index,
+            snapshot_index: page.snapshot_index,
+            voters: page.voters,
+            learners: page.learners,
+            log: Vec::new(),
+            uncommitted: Vec::new(),
+            next: page.next,
+        };
+        for entry in &page.entries {
+            let Some(command) = describe(entry) else {
+                continue;
+            };
+            let item = EntryView {
+                index: entry.index.0,
+                term: entry.term.0,
+                command,
+            };
+            if entry.index.0 <= view.commit_index {
+                view.log.push(item);
+            } else {
+                view.uncommitted.push(item);
+            }
+        }
+        view
+    }
+}
+
+/// How an application entry is shown; `None` for internal ones (no-ops, linearizable reads).
+fn describe(entry: &Entry) -> Option<String> {
+    let EntryPayload::Command(bytes) = &entry.payload else {
+        return None;
+    };
+    match Command::decode(bytes) {
+        Some(command) => describe_command(command),
+        None => Some(format!("<{} undecodable bytes>", bytes.len())),
+    }
+}
+
+fn describe_command(command: Command) -> Option<String> {
+    match command {
+        Command::Append { command } => Some(command),
+        Command::Put { key, value } => {
+            Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
+        }
+        Command::Delete { key } => Some(format!("DELETE {key}")),
+        // A session's command is listed as the command itself; a retry shows twice in the
+        // log, as it sits there twice, though it was applied once.
+        Command::InSession { command, .. } => describe_command(*command),
+        Command::Read { .. } | Command::SetAddress { .. } | Command::OpenSession => None,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StateQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn get_state(
+    State(state): State<AppState>,
+    query: Result<Query<StateQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    let from = LogIndex(query.from.unwrap_or(1));
+    let limit = query.limit.unwrap_or(STATE_PAGE_DEFAULT);
+    let page = state
+        .ask(
+            |respond| Request::State {
+                from,
+                limit,
+                respond,
+            },
+            DRIVER_TIMEOUT,
+            Effect::None,
+        )
+        .await?;
+    if page.entries.is_empty() {
+        return Ok(Json(StateView::from_page(page)).into_response());
+    }
+    // Up to a megabyte of commands to decode and escape: not on the runtime's thread, which
+    // also runs the driver.
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&StateView::from_page(page)))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
