@@ -1,7 +1,8 @@
 //! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex).
 //!
-//! It waits on four sources: a peer datagram, the tick interval, a client request from HTTP, and
-//! a persist completion from the storage thread. Each turns into exactly one `Input`; the
+//! It waits on five sources: a peer datagram, the tick interval, a request from the machine's
+//! HTTP routes, one from the node's own routes, and a persist completion from the storage
+//! thread. Each turns into exactly one `Input`; the
 //! driver calls `step` and carries out the returned actions in order before it looks at the
 //! next input (contract rule 1):
 //!
@@ -49,10 +50,10 @@ pub const STATE_PAGE_BYTES_MAX: usize = 1024 * 1024;
 /// Log entries one page looks at, listed or not (no-ops and membership entries are not).
 const STATE_SCAN_MAX: usize = 4 * STATE_PAGE_MAX;
 
-/// What HTTP asks of the driver.
+/// What the machine's routes ask of the driver.
 #[derive(Debug)]
 pub enum Request {
-    /// Propose an encoded `kv::Command`; answered once its fate is known.
+    /// Propose an encoded command; answered once its fate is known.
     Propose {
         command: Vec<u8>,
         respond: oneshot::Sender<Outcome>,
@@ -61,6 +62,22 @@ pub enum Request {
     /// store has applied everything committed when the read arrived).
     Read {
         key: String,
+        respond: oneshot::Sender<Outcome>,
+    },
+    /// This replica's value for a key, without consulting the leader.
+    StaleGet {
+        key: String,
+        respond: oneshot::Sender<Option<Vec<u8>>>,
+    },
+}
+
+/// What the node's own routes (status, members, administration) ask of the driver.
+#[derive(Debug)]
+pub enum NodeRequest {
+    /// Propose an encoded node command (a member's addresses); answered once its fate is
+    /// known.
+    Propose {
+        command: Vec<u8>,
         respond: oneshot::Sender<Outcome>,
     },
     /// A single-server membership change.
@@ -83,11 +100,6 @@ pub enum Request {
     /// that index, or `None` when nothing was applied since the latest snapshot.
     Snapshot {
         respond: oneshot::Sender<Option<LogIndex>>,
-    },
-    /// This replica's value for a key, without consulting the leader.
-    StaleGet {
-        key: String,
-        respond: oneshot::Sender<Option<Vec<u8>>>,
     },
 }
 
@@ -214,11 +226,12 @@ impl Driver {
         }
     }
 
-    /// Runs until the request channel closes (the HTTP side is gone) or storage fails.
+    /// Runs until a request channel closes (the HTTP side is gone) or storage fails.
     pub async fn run(
         mut self,
         tick: std::time::Duration,
         mut requests: mpsc::Receiver<Request>,
+        mut node_requests: mpsc::Receiver<NodeRequest>,
         mut persisted: mpsc::UnboundedReceiver<PersistCompletion>,
     ) -> Result<(), DriverError> {
         let mut ticks = interval(tick);
@@ -257,6 +270,10 @@ impl Driver {
                         self.on_request(request, &mut batch)?;
                     }
                     self.propose(&mut batch)?;
+                }
+                request = node_requests.recv() => {
+                    let Some(request) = request else { break Ok(()) };
+                    self.on_node_request(request)?;
                 }
             }
             // Everything the inputs of this iteration asked to persist goes to the storage
@@ -301,11 +318,25 @@ impl Driver {
                 let request_id = self.wait(respond, Some(key));
                 self.step(Input::Read { request_id })
             }
-            Request::ChangeMembership { change, respond } => {
+            Request::StaleGet { key, respond } => {
+                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_node_request(&mut self, request: NodeRequest) -> Result<(), DriverError> {
+        match request {
+            NodeRequest::Propose { command, respond } => {
+                let request_id = self.wait(respond, None);
+                inc(&self.metrics.proposals);
+                self.propose(&mut vec![(request_id, command)])
+            }
+            NodeRequest::ChangeMembership { change, respond } => {
                 let request_id = self.wait(respond, None);
                 self.step(Input::ChangeMembership { request_id, change })
             }
-            Request::State {
+            NodeRequest::State {
                 from,
                 limit,
                 respond,
@@ -314,7 +345,7 @@ impl Driver {
                 let _ = respond.send(self.state_page(from, limit));
                 Ok(())
             }
-            Request::TransferLeader { to, respond } => {
+            NodeRequest::TransferLeader { to, respond } => {
                 self.step(Input::TransferLeader { to })?;
                 let view = TransferView {
                     leader: self.node.leader_id(),
@@ -323,11 +354,7 @@ impl Driver {
                 let _ = respond.send(view);
                 Ok(())
             }
-            Request::StaleGet { key, respond } => {
-                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
-                Ok(())
-            }
-            Request::Snapshot { respond } => {
+            NodeRequest::Snapshot { respond } => {
                 let applied = self.node.applied_index();
                 if applied <= self.snapshot_index {
                     let _ = respond.send(None);
