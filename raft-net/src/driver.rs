@@ -30,7 +30,7 @@ use raft_core::{
     Node, NodeId, Reply, RequestId, Role, Snapshot, Term,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{interval, MissedTickBehavior};
+use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
 use crate::error::{DriverError, StorageError};
@@ -242,13 +242,19 @@ impl Driver {
         let mut buf = transport.recv_buffer();
         self.publish();
         let result = loop {
+            // When the turn began: the wake-up, not the wait before it.
+            let turn: Instant;
             tokio::select! {
-                completion = persisted.recv() => match completion {
-                    Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
-                    Some(Err(error)) => break Err(error.into()),
-                    None => break Err(StorageError::ThreadGone.into()),
-                },
+                completion = persisted.recv() => {
+                    turn = Instant::now();
+                    match completion {
+                        Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
+                        Some(Err(error)) => break Err(error.into()),
+                        None => break Err(StorageError::ThreadGone.into()),
+                    }
+                }
                 received = transport.recv(&mut buf) => {
+                    turn = Instant::now();
                     match received {
                         Ok((len, from)) => self.on_datagram(&buf[..len], from)?,
                         Err(error) => tracing::debug!(%error, "UDP receive failed"),
@@ -258,8 +264,12 @@ impl Driver {
                         self.on_datagram(&buf[..len], from)?;
                     }
                 }
-                _ = ticks.tick() => self.step(Input::Tick)?,
+                _ = ticks.tick() => {
+                    turn = Instant::now();
+                    self.step(Input::Tick)?;
+                }
                 request = requests.recv() => {
+                    turn = Instant::now();
                     let Some(request) = request else { break Ok(()) };
                     // Proposals of a burst enter the core as one batch: one AppendEntries per
                     // follower carries them all, instead of one datagram per proposal.
@@ -272,6 +282,7 @@ impl Driver {
                     self.propose(&mut batch)?;
                 }
                 request = node_requests.recv() => {
+                    turn = Instant::now();
                     let Some(request) = request else { break Ok(()) };
                     self.on_node_request(request)?;
                 }
@@ -281,6 +292,7 @@ impl Driver {
             if let Err(error) = self.storage.flush() {
                 break Err(error.into());
             }
+            self.metrics.observe_driver_busy(turn.elapsed());
         };
         self.storage.shutdown();
         result
