@@ -57,6 +57,16 @@
 //! it to their application as [`Action::ApplySnapshot`]. A restarted node is restored from its
 //! latest snapshot plus the log after it ([`DurableState`]).
 //!
+//! # State machines
+//!
+//! The core replicates opaque command bytes. A [`StateMachine`] gives them meaning: it applies
+//! a committed command at an index and returns an output, answers reads the core released,
+//! and hands over snapshots cheaply (taken on the driver in O(1) or close, encoded to bytes
+//! elsewhere) and restores from their bytes; [`machine`] states its contract (determinism, the
+//! encoding of commands, what bytes that do not decode do). [`session::Sessions`] makes any
+//! machine exactly-once for clients that retry; [`kv::KvStore`] is the reference machine.
+//! raft-net's node and raft-sim's simulator run any of them.
+//!
 //! `step` never fails and never panics, whatever a decoded message carries: stale, forged or
 //! unknown-peer messages are ignored and counted in [`Stats::messages_ignored`]; client
 //! rejections are [`Reply`] values. What no correct peer sends is not obeyed:
@@ -118,6 +128,7 @@ mod invariants;
 pub mod kv;
 mod log;
 mod log_entry;
+pub mod machine;
 mod membership;
 mod message;
 mod node;
@@ -126,6 +137,7 @@ mod progress;
 mod quorum;
 mod read_index;
 mod role;
+pub mod session;
 mod snapshot;
 mod timer;
 mod transfer;
@@ -142,6 +154,7 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
+pub use machine::{BadSnapshot, StateMachine};
 pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,

@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use raft_core::kv::{Command as KvCommand, KvStore, Output as KvOutput};
+use raft_core::kv::{Command as KvCommand, KvStore};
+use raft_core::session::{SessionCommand, SessionOutput, Sessions};
+use raft_core::StateMachine;
 use raft_core::{
     EntryPayload, Envelope, LogIndex, Membership, MembershipChange, Message, NodeId, RequestId,
     Term,
@@ -529,19 +531,25 @@ impl Runner {
         Ok(())
     }
 
-    /// Proposes a key-value command (see `raft_core::kv`) under a readable label.
-    fn propose_kv(&mut self, target: &str, label: &str, command: &KvCommand) -> Handled {
+    /// Proposes a key-value command in the session wrapper (see `raft_core::kv` and
+    /// `raft_core::session`) under a readable label.
+    fn propose_kv(
+        &mut self,
+        target: &str,
+        label: &str,
+        command: &SessionCommand<KvCommand>,
+    ) -> Handled {
         let sim = self.sim()?;
         let node = parse_target(sim, target)?;
         let request = sim
-            .propose_bytes(node, label, command.encode())
+            .propose_bytes(node, label, Sessions::<KvStore>::command_bytes(command))
             .map_err(|e| e.to_string())?;
         self.report_proposal(node, label, request)
     }
 
     fn cmd_open_session(&mut self, args: &[&str]) -> Handled {
         let target = one(args, "open-session N|leader")?;
-        self.propose_kv(target, "open session", &KvCommand::OpenSession)
+        self.propose_kv(target, "open session", &SessionCommand::Open)
     }
 
     fn cmd_session_append(&mut self, args: &[&str]) -> Handled {
@@ -554,26 +562,27 @@ impl Runner {
         }
         let (client, seq, text) = (parse_u64(client)?, parse_u64(seq)?, text.join(" "));
         let label = format!("session {client}#{seq} append {text}");
-        let command = KvCommand::InSession {
+        let command = SessionCommand::Numbered {
             client,
             seq,
-            command: Box::new(KvCommand::Append { command: text }),
+            command: KvCommand::Append { command: text },
         };
         self.propose_kv(target, &label, &command)
     }
 
-    /// Replays a node's applied entries through the key-value store and prints what it holds.
+    /// Replays a node's applied entries through the key-value store (with sessions) and prints
+    /// what it holds.
     fn cmd_kv(&mut self, args: &[&str]) -> Handled {
         let sim = self.sim()?;
         let node = parse_target(sim, one(args, "kv N|leader")?)?;
         let entries = sim.applied_entries(node).map_err(|e| e.to_string())?;
-        let mut store = KvStore::new();
+        let mut store = Sessions::new(KvStore::new());
         let mut refused = 0;
         for entry in &entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
                 if matches!(
-                    store.apply(entry.index, bytes),
-                    KvOutput::StaleSequence { .. } | KvOutput::SessionExpired
+                    store.apply_bytes(entry.index, bytes),
+                    SessionOutput::Stale { .. } | SessionOutput::Expired
                 ) {
                     refused += 1;
                 }
@@ -582,8 +591,8 @@ impl Runner {
         self.say(format!(
             "{node} kv after {} applied entries: {} appends applied, {} keys, {} sessions, {refused} session commands refused",
             entries.len(),
-            store.appended(),
-            store.len(),
+            store.machine().appended(),
+            store.machine().len(),
             store.sessions(),
         ));
         Ok(())

@@ -245,7 +245,7 @@ pub(crate) struct Redirect {
 
 impl Redirect {
     /// The error for an outcome other than success.
-    pub(crate) fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+    pub(crate) fn failure<T>(&self, outcome: Outcome<T>, uri: &Uri) -> ApiError {
         match outcome {
             Outcome::NotLeader { leader_hint } => self.not_leader(leader_hint, uri),
             Outcome::Busy => ApiError::unavailable("too many requests in flight; retry later"),
@@ -311,6 +311,7 @@ mod tests {
     use super::*;
     use crate::auth::Tokens;
     use crate::driver::{NodeRequest, Request};
+    use crate::kv::KvMachine;
     use crate::metrics::Metrics;
     use crate::service::Handle;
     use axum::body::Body;
@@ -319,7 +320,7 @@ mod tests {
 
     /// A node's router (with the key-value machine's routes) over the two request channels.
     fn router_over(
-        requests: mpsc::Sender<Request>,
+        requests: mpsc::Sender<Request<KvMachine>>,
         node_requests: mpsc::Sender<NodeRequest>,
         tokens: Tokens,
         admin: bool,
@@ -336,7 +337,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             scheme: "http",
-            describe: crate::kv::describe,
+            describe: crate::service::describe_entry::<crate::kv::KvService>,
         };
         let kv = Handle::new(
             requests,
@@ -352,7 +353,7 @@ mod tests {
     /// A router whose driver drops every request it takes, or holds it forever (on tasks of
     /// their own).
     fn app(limits: HttpLimits, tokens: Tokens, hold: bool) -> Router {
-        let (requests, mut received) = mpsc::channel::<Request>(8);
+        let (requests, mut received) = mpsc::channel::<Request<KvMachine>>(8);
         let (node_requests, mut node_received) = mpsc::channel::<NodeRequest>(8);
         tokio::spawn(async move {
             let mut held = Vec::new();

@@ -139,7 +139,7 @@ impl NodeState {
     }
 
     /// The error for an outcome other than success.
-    pub(super) fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+    pub(super) fn failure<T>(&self, outcome: Outcome<T>, uri: &Uri) -> ApiError {
         self.redirect().failure(outcome, uri)
     }
 
