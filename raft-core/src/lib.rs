@@ -139,6 +139,7 @@ mod read_index;
 mod role;
 pub mod session;
 mod snapshot;
+mod snapshot_data;
 mod timer;
 mod transfer;
 mod types;
@@ -162,4 +163,5 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
+pub use snapshot_data::SnapshotData;
 pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};

@@ -227,12 +227,13 @@ async fn transfer_leader(
 }
 
 /// `POST /api/v1/admin/snapshot`: this node snapshots its state machine at its applied index
-/// and compacts its log there. Answers the snapshot's index.
+/// and compacts its log there. Answers the snapshot's index once the core has it, which waits
+/// for the encoding (off the driver) of a possibly large state: the commit timeout bounds it.
 async fn take_snapshot(State(state): State<NodeState>) -> ApiResult {
     let index = ask(
         &state.requests,
         |respond| NodeRequest::Snapshot { respond },
-        DRIVER_TIMEOUT,
+        state.commit_timeout,
         Effect::Change,
     )
     .await?;
