@@ -17,10 +17,11 @@
 //!    them; restart with [`Node::restore`] from what is durable ([`DurableState::apply`] shows
 //!    how a request changes it).
 //! 3. The core withholds every message that certifies durable state (vote replies, append
-//!    acknowledgements) until a `PersistDone` covers it, and counts its own vote and its own
-//!    match index only once durable. Requests (RequestVote, AppendEntries) go out at once, in
-//!    parallel with the local write of *log entries* (Raft thesis §10.2.1). So
-//!    [`Action::Send`] needs no ordering against `Persist`.
+//!    acknowledgements, and a candidate's vote requests, which certify its new term and vote)
+//!    until a `PersistDone` covers it, and counts its own vote and its own match index only
+//!    once durable. AppendEntries go out at once, in parallel with the local write of *log
+//!    entries* (Raft thesis §10.2.1). So [`Action::Send`] needs no ordering against
+//!    `Persist`.
 //! 4. **A node acts as leader of a term only once that term and its own vote for itself are
 //!    durable on its own disk**, however many peers granted their votes before. A leader that
 //!    could forget its term could restart in the old term, win the same term again and lead it

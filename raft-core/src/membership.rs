@@ -209,7 +209,12 @@ impl Node {
     /// A leader outside the committed membership has handed over; it steps down (thesis §4.2.2).
     pub(crate) fn maybe_step_down_after_removal(&mut self) {
         let removed = !self.membership.is_voter(self.config.id);
-        if self.role == Role::Leader && removed && self.membership_index <= self.commit_index {
+        let keeps_leading = crate::bugs::reintroduced!(self, RemovedLeaderKeepsLeading);
+        if self.role == Role::Leader
+            && removed
+            && self.membership_index <= self.commit_index
+            && !keeps_leading
+        {
             self.become_follower(self.current_term, None);
         }
     }

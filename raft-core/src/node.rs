@@ -340,14 +340,26 @@ impl Node {
     /// log adds this node (or a newer membership) that this node has not seen yet, so its
     /// replication is accepted; but it cannot be a candidate this node should vote for, nor
     /// hand it leadership.
+    ///
+    /// A vote request from outside the membership is processed when the candidate's log is at
+    /// least as up-to-date as this node's (thesis §4.1: servers process vote requests "without
+    /// consulting their current configurations"): a voter added after this node's latest
+    /// membership entry holds that entry, which this node lacks, and may need this node's vote
+    /// to be elected; a voter that an uncommitted entry removes holds that entry like this node
+    /// does, and still campaigns until it commits, so ignoring it would let it take the votes
+    /// of the old membership's voters without ever winning. A server removed while it was away
+    /// lacks the entry that removed it, so it cannot disrupt this node.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
-        matches!(
-            message,
-            Message::AppendEntries(_) | Message::InstallSnapshot(_)
-        )
+        match message {
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) => true,
+            Message::RequestVote(request) | Message::PreVote(request) => self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term),
+            _ => false,
+        }
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
@@ -359,7 +371,9 @@ impl Node {
     fn ignores_higher_term_in_lease(&self, from: NodeId, message: &Message) -> bool {
         match message {
             Message::RequestVote(request) | Message::PreVote(request) => {
-                self.config.check_quorum
+                let sticky = !crate::bugs::reintroduced!(self, LeaseWithoutStickiness);
+                sticky
+                    && self.config.check_quorum
                     && !request.leadership_transfer
                     && self.is_in_leader_lease()
             }
@@ -500,8 +514,16 @@ impl Node {
             actions.push(Action::Persist(request));
         }
         actions.extend(self.out.requests.drain(..).map(Action::Send));
-        self.persist
-            .release(|envelope| actions.push(Action::Send(envelope)));
+        // A vote request waited for its campaign's term to be durable; if the campaign ended
+        // meanwhile (it won on this very write, or a higher term came), it is moot.
+        let campaigning_in = (self.role == Role::Candidate).then_some(self.current_term);
+        self.persist.release(|envelope| {
+            let moot = matches!(envelope.message, Message::RequestVote(_))
+                && campaigning_in != Some(envelope.term);
+            if !moot {
+                actions.push(Action::Send(envelope));
+            }
+        });
         for response in self.out.responses.drain(..) {
             if let Some(envelope) = self.persist.hold_until_durable(response) {
                 actions.push(Action::Send(envelope));
@@ -585,6 +607,12 @@ impl Node {
 
     /// Responses certify durable state, so they wait for every persist issued so far.
     pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
+        self.send_when_durable(to, message);
+    }
+
+    /// Sends `message` once every persist issued so far is durable: the messages that certify
+    /// durable state (responses, and a candidate's vote requests, which certify its term).
+    pub(crate) fn send_when_durable(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
         self.push_response(envelope);
     }
@@ -713,6 +741,12 @@ impl Node {
     #[must_use]
     pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         self.log.slice(from, to)
+    }
+
+    /// Where this node's latest snapshot ends, and the membership as of that point.
+    #[must_use]
+    pub fn snapshot_meta(&self) -> Option<&crate::persist::SnapshotMeta> {
+        self.snapshot.as_ref().map(|snapshot| &snapshot.meta)
     }
 
     /// The peer a leadership transfer is handing over to, while one is under way.

@@ -12,8 +12,16 @@ impl Node {
     /// AppendEntries RPC from current leader or granting vote to candidate: convert to
     /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
-        if !self.membership.is_voter(self.config.id) {
+        if !self.may_campaign() {
             // Learners and servers outside the membership never campaign.
+            self.election_timer.reset();
+            return;
+        }
+        if self.role == Role::Candidate && self.is_own_vote_pending() {
+            // It can win only once its vote is durable (contract rule 4), and a new election
+            // would only start another write its disk is no quicker to finish, and depose
+            // whichever leader the others elect meanwhile: a node whose disk is slower than its
+            // election timeout would keep the cluster without a leader.
             self.election_timer.reset();
             return;
         }
@@ -26,9 +34,26 @@ impl Node {
 
     /// A leader asked this node to take over: campaign at once, skipping the pre-vote.
     pub(crate) fn on_timeout_now(&mut self) {
-        if self.role != Role::Leader && self.membership.is_voter(self.config.id) {
+        if self.role != Role::Leader && self.may_campaign() {
             self.become_candidate(true);
         }
+    }
+
+    /// A voter campaigns; so does a voter that an entry not yet committed removes (Raft thesis
+    /// §4.2.2: it "might still be needed until the Cnew entry is committed"). Its campaign counts
+    /// the votes of the new membership, which leaves it out. Were it to stop at once, a leader
+    /// that appended its own removal and lost office before it committed could leave nobody
+    /// electable: the others may all lack a quorum of the new membership that grants them.
+    pub(crate) fn may_campaign(&self) -> bool {
+        let me = self.config.id;
+        let needed_until_removal_commits = || {
+            self.membership_index > self.commit_index
+                && self
+                    .membership_at(self.membership_index.prev())
+                    .0
+                    .is_voter(me)
+        };
+        self.membership.is_voter(me) || needed_until_removal_commits()
     }
 
     /// Asks every voter whether it would vote for this node in the next term, without changing
@@ -69,8 +94,19 @@ impl Node {
         self.election_timer.reset();
         self.stats.elections_started += 1;
         let request = self.vote_request(leadership_transfer);
+        // The requests wait for this node's new term and vote to be durable (contract rule 3).
+        // Sent at once, they could be answered to a campaign a crash then forgets: restarted
+        // in the older term, the node could campaign for the same term again with another
+        // log, and a late grant to the first campaign would count for the second.
+        let at_once = reintroduced!(self, VoteRequestBeforeDurableTerm)
+            || reintroduced!(self, LeadBeforeDurableVote);
         for peer in self.other_voters() {
-            self.send_request(peer, Message::RequestVote(request.clone()));
+            let message = Message::RequestVote(request.clone());
+            if at_once {
+                self.send_request(peer, message);
+            } else {
+                self.send_when_durable(peer, message);
+            }
         }
     }
 
@@ -87,9 +123,10 @@ impl Node {
     pub(crate) fn on_request_vote(&mut self, candidate: NodeId, request: &RequestVote) {
         let can_vote = self.voted_for.is_none_or(|voted| voted == candidate);
         let vote_granted = can_vote
-            && self
+            && (self
                 .log
-                .is_up_to_date(request.last_log_index, request.last_log_term);
+                .is_up_to_date(request.last_log_index, request.last_log_term)
+                || reintroduced!(self, VoteForStaleLog));
         if vote_granted && self.voted_for.is_none() {
             self.voted_for = Some(candidate);
             self.mark_hard_state_dirty();
@@ -97,10 +134,12 @@ impl Node {
         if vote_granted {
             self.election_timer.reset();
         }
-        self.respond(
-            candidate,
-            Message::RequestVoteResponse(RequestVoteResponse { vote_granted }),
-        );
+        let response = Message::RequestVoteResponse(RequestVoteResponse { vote_granted });
+        if reintroduced!(self, VoteBeforeDurable) {
+            self.send_request(candidate, response);
+        } else {
+            self.respond(candidate, response);
+        }
     }
 
     /// A pre-vote is granted when its term is above ours and the candidate's log is at least
@@ -164,6 +203,12 @@ impl Node {
         }
     }
 
+    /// A candidate whose write of its own term and vote is not durable yet.
+    fn is_own_vote_pending(&self) -> bool {
+        self.self_vote_persist
+            .is_none_or(|persist_id| persist_id > self.persist.durable())
+    }
+
     /// Figure 2, Candidates: "If votes received from majority of servers: become leader" —
     /// once this node's own term and vote are durable (contract rule 4). Peer votes alone are
     /// not enough: a leader that crashed before its term reached its disk would restart in the
@@ -172,9 +217,7 @@ impl Node {
     /// commit at one index. The votes granted meanwhile are kept and counted when the persist
     /// completes (`on_persist_done`).
     pub(crate) fn maybe_win_election(&mut self) {
-        let self_vote_durable = self
-            .self_vote_persist
-            .is_some_and(|persist_id| persist_id <= self.persist.durable());
+        let self_vote_durable = !self.is_own_vote_pending();
         if !self_vote_durable && !reintroduced!(self, LeadBeforeDurableVote) {
             return;
         }

@@ -235,8 +235,13 @@ impl Node {
         if self.role != Role::Leader {
             return;
         }
+        // A StaleTerm answer in this term answers a request of an older term, maybe from before
+        // this node restarted and reused its round numbers: its read round confirms nothing.
+        let answers_this_term = !matches!(response.result, AppendResult::StaleTerm);
         if let Some(progress) = self.progress.get_mut(&follower) {
-            progress.acked_read_round = progress.acked_read_round.max(response.read_round);
+            if answers_this_term {
+                progress.acked_read_round = progress.acked_read_round.max(response.read_round);
+            }
         }
         self.maybe_confirm_reads();
         match response.result {
@@ -247,7 +252,7 @@ impl Node {
                 rejected_prev_index,
                 hint,
             } => self.on_append_reject(follower, rejected_prev_index, hint),
-            // Same-term StaleTerm cannot come from a correct follower.
+            // The answer to a request of an older term: nothing to act on.
             AppendResult::StaleTerm => self.stats.messages_ignored += 1,
         }
     }
@@ -335,7 +340,9 @@ impl Node {
             return;
         }
         let match_of = |voter: NodeId| {
-            if voter == me {
+            if voter == me && crate::bugs::reintroduced!(self, LeaderCountsUndurableSelf) {
+                self.log.last_index()
+            } else if voter == me {
                 self.persist.durable_index()
             } else {
                 self.progress
@@ -361,7 +368,10 @@ impl Node {
                 .collect();
             quorum_index(&mut match_indexes, self.membership.quorum())
         };
-        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.current_term) {
+        let own_term = self.log.term_at(candidate) == Some(self.current_term);
+        if candidate > self.commit_index
+            && (own_term || crate::bugs::reintroduced!(self, CommitEarlierTerm))
+        {
             self.commit_index = candidate;
             self.on_current_term_commit();
             self.maybe_step_down_after_removal();

@@ -332,8 +332,13 @@ fn emit_send(
     arrive: Option<&Vec<u64>>,
 ) {
     let times = arrive.map_or(&[][..], Vec::as_slice);
-    // The viewer draws at most two arrivals per send (a message and its duplicate).
-    let arrive_ms = [times.first().copied(), times.get(1).copied()];
+    // The trace records at most three arrivals per send (a message, its duplicate and a
+    // stale duplicate).
+    let arrive_ms = [
+        times.first().copied(),
+        times.get(1).copied(),
+        times.get(2).copied(),
+    ];
     sink.detail(
         seq,
         seq,
