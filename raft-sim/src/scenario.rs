@@ -17,6 +17,7 @@ use raft_core::{
 };
 
 use crate::client::Outcome as ClientOutcome;
+use crate::machine::{Machine, SimMachine};
 use crate::sim::{Life, Sim, SimConfig};
 use crate::state::{state_json, status_line};
 use crate::trace::TraceSink;
@@ -54,6 +55,9 @@ pub fn run_script_traced(text: &str, trace: Option<Box<dyn TraceSink>>) -> Outco
 pub struct RunOptions {
     /// Streams every event of the simulation here.
     pub trace: Option<Box<dyn TraceSink>>,
+    /// The state machine every node replicates, instead of the simulator's own (see
+    /// [`crate::machine`]).
+    pub machine: Option<Machine>,
     /// Bugs every node of the run reintroduces (the bug catalogue).
     #[cfg(feature = "catalogue")]
     pub bugs: Vec<raft_core::bugs::Bug>,
@@ -62,12 +66,34 @@ pub struct RunOptions {
 /// [`run_script`] with options.
 #[must_use]
 pub fn run_script_with(text: &str, options: RunOptions) -> Outcome {
-    let mut runner = Runner {
+    let runner = Runner {
         trace: options.trace,
+        machine: options.machine,
         #[cfg(feature = "catalogue")]
         bugs: options.bugs,
         ..Runner::default()
     };
+    run(text, runner)
+}
+
+/// [`run_script`] with every node running a replica of the machine `make` builds instead of
+/// the simulator's own (see [`crate::machine`]): `propose N TEXT` proposes the command
+/// [`SimMachine::parse_command`] reads from `TEXT`, replies to it show its output, and
+/// `machine N` prints a node's replica.
+#[must_use]
+pub fn run_machine_script<M: SimMachine>(text: &str, make: impl Fn() -> M + 'static) -> Outcome {
+    // With the catalogue feature the options have more fields.
+    #[cfg_attr(not(feature = "catalogue"), allow(clippy::needless_update))]
+    run_script_with(
+        text,
+        RunOptions {
+            machine: Some(Machine::new(make)),
+            ..RunOptions::default()
+        },
+    )
+}
+
+fn run(text: &str, mut runner: Runner) -> Outcome {
     for (number, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -116,6 +142,8 @@ struct Runner {
     trace: Option<Box<dyn TraceSink>>,
     /// Commands written by `write` so far, so each one's commands get fresh names.
     bulk_writes: u64,
+    /// The machine the simulation runs, handed to it when it starts.
+    machine: Option<Machine>,
     /// Handed to the simulation's configuration when it starts.
     #[cfg(feature = "catalogue")]
     bugs: Vec<raft_core::bugs::Bug>,
@@ -180,6 +208,7 @@ impl Runner {
             "status" => self.cmd_status(args),
             "leaders" => self.cmd_leaders(args),
             "messages" => self.cmd_messages(args),
+            "machine" => self.cmd_machine(args),
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -407,6 +436,9 @@ impl Runner {
                 config.bugs.clone_from(&self.bugs);
             }
             let mut sim = Sim::new(config);
+            if let Some(machine) = self.machine.take() {
+                sim.set_machine(machine);
+            }
             sim.collect_notes();
             if let Some(sink) = self.trace.take() {
                 sim.trace_mut().stream_to(sink);
@@ -637,13 +669,23 @@ impl Runner {
 
     /// Proposes a key-value command in the session wrapper (see `raft_core::kv` and
     /// `raft_core::session`) under a readable label.
+    /// The simulation, for the commands that speak the key-value store's language: only
+    /// while the nodes run the simulator's own machine (whose commands are any bytes).
+    fn kv_sim(&mut self) -> Result<&mut Sim, String> {
+        let sim = self.sim()?;
+        if sim.runs_machine() {
+            return Err("the nodes run a machine of their own: `open-session`, `session-append` and `kv` speak the key-value store's commands".to_owned());
+        }
+        Ok(sim)
+    }
+
     fn propose_kv(
         &mut self,
         target: &str,
         label: &str,
         command: &SessionCommand<KvCommand>,
     ) -> Handled {
-        let sim = self.sim()?;
+        let sim = self.kv_sim()?;
         let node = parse_target(sim, target)?;
         let request = sim
             .propose_bytes(node, label, Sessions::<KvStore>::command_bytes(command))
@@ -677,7 +719,7 @@ impl Runner {
     /// Replays a node's applied entries through the key-value store (with sessions) and prints
     /// what it holds.
     fn cmd_kv(&mut self, args: &[&str]) -> Handled {
-        let sim = self.sim()?;
+        let sim = self.kv_sim()?;
         let node = parse_target(sim, one(args, "kv N|leader")?)?;
         let entries = sim.applied_entries(node).map_err(|e| e.to_string())?;
         let mut store = Sessions::new(KvStore::new());
@@ -699,6 +741,17 @@ impl Runner {
             store.machine().len(),
             store.sessions(),
         ));
+        Ok(())
+    }
+
+    /// `machine N|leader`: the node's replica of the scenario's own machine.
+    fn cmd_machine(&mut self, args: &[&str]) -> Handled {
+        let sim = self.sim()?;
+        let node = parse_target(sim, one(args, "machine N|leader")?)?;
+        let described = sim.describe_machine(node).ok_or_else(|| {
+            format!("{node} runs no machine of its own (the scenario runs the simulator's; see raft_sim::scenario::run_machine_script), or is down")
+        })?;
+        self.say(format!("{node} machine {described}"));
         Ok(())
     }
 
@@ -727,7 +780,7 @@ impl Runner {
         let mut requests = Vec::new();
         for k in first..first + count {
             let request = sim
-                .propose(node, &format!("w{k}"))
+                .propose_generated(node, &format!("w{k}"), k)
                 .map_err(|e| e.to_string())?;
             requests.push(request);
             if sim.failure().is_some() {
