@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 
 use crate::auth::Token;
 use crate::error::ConfigError;
+use crate::kv::KvService;
+use crate::service::Service;
 
 /// The admin token's file in the cluster's data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -252,9 +254,20 @@ impl LocalCluster {
     }
 }
 
-/// `raft-net cluster`: start, print how to use it, stop everything on `shutdown`.
+/// `raft-net cluster`: start, print how to use it (the key-value routes among it), stop
+/// everything on `shutdown`.
 pub async fn run(
     args: ClusterArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClusterError> {
+    let kv = KvService::default();
+    run_with_examples(args, |curl, url| kv.examples(curl, url), shutdown).await
+}
+
+/// [`run`] for any service: `examples(curl, url)` are the lines that show its own routes.
+pub async fn run_with_examples(
+    args: ClusterArgs,
+    examples: impl Fn(&str, &str) -> Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
@@ -269,7 +282,13 @@ pub async fn run(
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
     };
     let mut cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, false)?;
-    print_usage(&cluster.specs, &args.data_dir, &token_path, &options);
+    print_usage(
+        &cluster.specs,
+        &args.data_dir,
+        &token_path,
+        &options,
+        &examples,
+    );
     let result = tokio::select! {
         () = shutdown => Ok(()),
         exited = cluster.any_exit() => match exited {
@@ -282,7 +301,13 @@ pub async fn run(
     result
 }
 
-fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &NodeOptions) {
+fn print_usage(
+    specs: &[NodeSpec],
+    data_dir: &Path,
+    token: &Path,
+    options: &NodeOptions,
+    examples: &dyn Fn(&str, &str) -> Vec<String>,
+) {
     println!(
         "raft-net cluster: {} nodes, data in {}",
         specs.len(),
@@ -308,9 +333,9 @@ fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &Node
     println!();
     println!("Try (followers redirect to the leader; -L follows):");
     println!("  {curl} -s {first}/api/v1/state");
-    println!("  {curl} -sL -X POST {first}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'");
-    println!("  {curl} -sL -X PUT {first}/api/v1/kv/greeting -d 'hello'");
-    println!("  {curl} -sL {first}/api/v1/kv/greeting");
+    for line in examples(&curl, &first) {
+        println!("  {line}");
+    }
     println!("  {curl} -s {first}/metrics");
     println!();
     println!(

@@ -13,6 +13,7 @@
 pub mod addresses;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod cluster_key;
