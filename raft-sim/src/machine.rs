@@ -14,7 +14,9 @@
 //!   entry: a no-op too) is the same bytes (compared by hash), and so is every snapshot
 //!   installed for that index;
 //! - `machine_snapshot_restores`: a snapshot's bytes restore, and the restored machine encodes
-//!   the same bytes again.
+//!   the same bytes again; and a node's own snapshot, when it compacts, restores a machine
+//!   equal (`PartialEq`) to the replica it was taken from, so a snapshot cannot leave part of
+//!   the state out.
 //!
 //! A machine's own crate runs scenarios ([`crate::scenario::run_machine_script`]) and
 //! exploration ([`crate::explore::run_machine_seed`]) with it by implementing [`SimMachine`]:
@@ -33,9 +35,13 @@ use raft_core::{Entry, EntryPayload, LogIndex, NodeId, StateMachine};
 use crate::checker::{command_hash, Violation};
 
 /// A state machine the simulator can drive: the [`StateMachine`] contract, plus how scripts and
-/// simulated clients make its commands.
+/// simulated clients make its commands. `PartialEq` compares whole states: a snapshot, restored,
+/// must equal the machine it was taken from.
 pub trait SimMachine:
-    StateMachine<Command: fmt::Debug, Output: Clone + PartialEq + fmt::Debug> + fmt::Debug + 'static
+    StateMachine<Command: fmt::Debug, Output: Clone + PartialEq + fmt::Debug>
+    + PartialEq
+    + fmt::Debug
+    + 'static
 {
     /// The command a scenario's `propose N TEXT` line stands for, or why `text` is none.
     fn parse_command(text: &str) -> Result<Self::Command, String>;
@@ -95,6 +101,17 @@ fn slot(id: NodeId) -> usize {
     usize::try_from(id.0).unwrap_or(usize::MAX)
 }
 
+/// A machine's `Debug` form, cut short: a failure report names the difference, not the whole
+/// state.
+fn abridged(machine: &impl fmt::Debug) -> String {
+    const CHARS_MAX: usize = 300;
+    let text = format!("{machine:?}");
+    match text.char_indices().nth(CHARS_MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
 fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
     Err(Violation { invariant, detail })
 }
@@ -115,6 +132,9 @@ pub(crate) trait Machines: fmt::Debug {
     ) -> Result<(), Violation>;
     /// The encoded snapshot of `id`'s replica, which must have applied through `index`.
     fn snapshot(&self, id: NodeId, index: LogIndex) -> Result<Vec<u8>, String>;
+    /// Checks that `data`, `id`'s snapshot through `index`, restores a machine equal to the
+    /// replica it was taken from.
+    fn check_snapshot(&self, id: NodeId, index: LogIndex, data: &[u8]) -> Result<(), Violation>;
     /// The bytes of the command `text` stands for.
     fn parse(&self, text: &str) -> Result<Vec<u8>, String>;
     /// The bytes of simulated client `client`'s `n`th command, and how it reads.
@@ -286,6 +306,30 @@ impl<M: SimMachine> Machines for Replicas<M> {
             ));
         }
         Ok(replica.machine.snapshot_bytes())
+    }
+
+    fn check_snapshot(&self, id: NodeId, index: LogIndex, data: &[u8]) -> Result<(), Violation> {
+        let Some(replica) = self.replicas.get(slot(id)).and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        let mut restored = (self.make)();
+        if restored.restore(data).is_err() {
+            return violation(
+                "machine_snapshot_restores",
+                format!("{id}'s own snapshot through {index} does not restore"),
+            );
+        }
+        if restored != replica.machine {
+            return violation(
+                "machine_snapshot_restores",
+                format!(
+                    "{id}'s snapshot through {index} restores {} instead of {}",
+                    abridged(&restored),
+                    abridged(&replica.machine)
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn parse(&self, text: &str) -> Result<Vec<u8>, String> {

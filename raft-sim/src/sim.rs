@@ -1367,7 +1367,14 @@ impl Sim {
         };
         let index = node.applied_index();
         let data = match &self.machines {
-            Some(machines) => machines.snapshot(id, index).map_err(ControlError)?,
+            Some(machines) => {
+                let data = machines.snapshot(id, index).map_err(ControlError)?;
+                if let Err(violation) = machines.check_snapshot(id, index, &data) {
+                    self.fail(violation);
+                    return Err(ControlError(format!("{id}'s snapshot is not its machine")));
+                }
+                data
+            }
             None => self
                 .checker
                 .snapshot_at(index)
