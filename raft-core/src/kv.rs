@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use rpds::RedBlackTreeMapSync;
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{varint, BadSnapshot, StateMachine};
+use crate::machine::{self, varint, BadSnapshot, StateMachine};
 use crate::LogIndex;
 
 /// One state machine command, as stored in a log entry.
@@ -133,18 +133,11 @@ impl StateMachine for KvStore {
     type Snapshot = KvSnapshot;
 
     fn encode_command(command: &Command, out: &mut Vec<u8>) {
-        // Serializing into a growable Vec cannot fail for these plain data types.
-        match postcard::to_extend(command, core::mem::take(out)) {
-            Ok(bytes) => *out = bytes,
-            Err(error) => panic!("kv_encode_infallible: {error}"),
-        }
+        machine::postcard::encode(command, out);
     }
 
     fn decode_command(bytes: &[u8]) -> Option<Command> {
-        match postcard::take_from_bytes::<Command>(bytes) {
-            Ok((command, [])) => Some(command),
-            _ => None,
-        }
+        machine::postcard::decode(bytes)
     }
 
     fn invalid_output() -> Output {

@@ -118,6 +118,46 @@ impl fmt::Display for BadSnapshot {
     }
 }
 
+/// The encoding contract for a machine whose commands and snapshots are `serde` types:
+/// postcard bytes, and a decoder that refuses anything but exactly one value.
+///
+/// ```
+/// use raft_core::machine::postcard;
+///
+/// let mut out = Vec::new();
+/// postcard::encode(&("lock", 7_u64), &mut out);
+/// assert_eq!(postcard::decode::<(String, u64)>(&out), Some(("lock".to_string(), 7)));
+/// out.push(0);
+/// assert_eq!(postcard::decode::<(String, u64)>(&out), None, "trailing bytes");
+/// ```
+pub mod postcard {
+    use alloc::vec::Vec;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    /// Appends postcard's encoding of `value` to `out`.
+    ///
+    /// # Panics
+    ///
+    /// If `value`'s `Serialize` fails, which postcard's own types never do (a hand-written
+    /// impl may, and a machine that cannot encode its commands is a bug).
+    pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+        match ::postcard::to_extend(value, core::mem::take(out)) {
+            Ok(bytes) => *out = bytes,
+            Err(error) => panic!("machine_encoding_infallible: {error}"),
+        }
+    }
+
+    /// The value `bytes` encode, if they are exactly one (trailing bytes refused).
+    #[must_use]
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+        match ::postcard::take_from_bytes(bytes) {
+            Ok((value, [])) => Some(value),
+            _ => None,
+        }
+    }
+}
+
 /// Postcard's varint, the integer encoding machines here use: 7 bits a byte, low bits first,
 /// the high bit set on all but the last byte.
 pub mod varint {
