@@ -123,6 +123,7 @@ mod byte_string;
 mod config;
 mod error;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod input;
 mod invariants;

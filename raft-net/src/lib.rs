@@ -20,6 +20,7 @@ pub mod cluster_key;
 pub mod config;
 pub mod driver;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
 pub mod kv;

@@ -24,6 +24,7 @@ pub mod client;
 pub mod disk;
 pub mod event;
 pub mod explore;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod history;
 pub mod machine;
