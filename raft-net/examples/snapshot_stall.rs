@@ -37,6 +37,9 @@ struct Args {
     http_base: u16,
     #[arg(long, default_value_t = 29_000)]
     raft_base: u16,
+    /// Let the nodes log to this process's stderr.
+    #[arg(long)]
+    node_logs: bool,
 }
 
 /// The longest `/healthz` round trip seen, in microseconds, per node.
@@ -63,7 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "--http-connections-max".to_string(),
         (args.clients + 64).to_string(),
     ];
-    let cluster = LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, true)?;
+    let quiet = !args.node_logs;
+    let cluster = LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, quiet)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url("http")).collect();
     let result = measure(&args, &urls).await;
     cluster.stop().await;
