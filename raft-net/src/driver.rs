@@ -33,6 +33,7 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
 use crate::error::{DriverError, StorageError};
+use crate::events::{NodeStatus, StatusFeed};
 use crate::metrics::{inc, Metrics};
 use crate::storage::{PersistCompletion, StorageHandle};
 use crate::transport::Transport;
@@ -180,6 +181,8 @@ pub struct Driver {
     snapshot_entries: u64,
     /// The index of the latest snapshot this node has (taken or installed).
     snapshot_index: LogIndex,
+    /// The status for watchers (`GET /api/v1/events`), sent where the gauges are updated.
+    feed: StatusFeed,
 }
 
 impl Driver {
@@ -197,6 +200,7 @@ impl Driver {
         let last_seen = (node.role(), node.term(), node.leader_id());
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
+        let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
             kv,
@@ -211,7 +215,14 @@ impl Driver {
             last_membership,
             snapshot_entries,
             snapshot_index,
+            feed,
         }
+    }
+
+    /// The node's status from now on, as it changes.
+    #[must_use]
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<NodeStatus> {
+        self.feed.subscribe()
     }
 
     /// Runs until the request channel closes (the HTTP side is gone) or storage fails.
@@ -537,6 +548,7 @@ impl Driver {
         self.metrics
             .last_log_index
             .store(node.last_log_index().0, Relaxed);
+        self.feed.publish(node, self.snapshot_index);
     }
 
     /// Copies the status and at most `limit` command entries from `from` on, within

@@ -5,7 +5,8 @@
 //! [`driver`] owns the core and runs its actions, [`transport`] carries peer messages
 //! (authenticated with a [`cluster_key`], with [`replay`] protection), [`storage`] makes
 //! persist requests durable with group commit, [`http`] serves clients (behind [`auth`]
-//! tokens, optionally over [`tls`]), [`node`] wires them together. [`cluster`], [`client`] and
+//! tokens, optionally over [`tls`]) and the dashboard, fed by the driver's [`events`],
+//! [`node`] wires them together. [`cluster`] (with its [`launcher`]), [`client`] and
 //! [`bench`](mod@bench) are the other subcommands of the `raft-net` binary.
 
 pub mod addresses;
@@ -17,8 +18,10 @@ pub mod cluster_key;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod fuzzing;
 pub mod http;
+pub mod launcher;
 pub mod metrics;
 pub mod node;
 pub mod replay;

@@ -117,6 +117,14 @@ pub async fn run(
         Arc::clone(&metrics),
         config.snapshot_entries,
     );
+    // Event streams end when the node starts shutting down, so an open dashboard never holds
+    // up the server's graceful shutdown.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let live = http::events::Live {
+        status: driver.watch_status(),
+        closing: closing_rx,
+        launcher: config.launcher.clone(),
+    };
 
     let state = AppState {
         id: config.id,
@@ -135,6 +143,7 @@ pub async fn run(
         } else {
             "http"
         },
+        live,
     };
     let app = http::router(state, config.admin, &config.http);
     tracing::info!(
@@ -163,6 +172,7 @@ pub async fn run(
                 () = shutdown => {}
                 _ = stop_rx.wait_for(|stop| *stop) => {}
             }
+            let _ = closing_tx.send(true);
         },
     );
     let driver = async {

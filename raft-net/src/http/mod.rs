@@ -27,9 +27,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod events;
 mod members;
 pub mod serve;
 pub mod state;
+mod ui;
 
 use crate::addresses::AddressBook;
 use crate::auth::{self, Access, Tokens};
@@ -56,6 +58,8 @@ pub struct AppState {
     /// `http` or `https`: the scheme of redirects to other members (all members serve the
     /// same).
     pub scheme: &'static str,
+    /// The status feed and the dashboard's settings.
+    pub live: events::Live,
 }
 
 /// What a request to the driver may have done, for the answer when the driver drops it.
@@ -146,22 +150,27 @@ type ApiResult = Result<Response, ApiError>;
 ///
 /// | group | class | routes |
 /// | --- | --- | --- |
-/// | node | open | `GET /healthz`, `GET /metrics` |
-/// | node | client | `GET /api/v1/state`, `GET /api/v1/members` |
+/// | node | open | `GET /healthz`, `GET /metrics`, `GET /ui` (the dashboard and its assets) |
+/// | node | client | `GET /api/v1/state`, `GET /api/v1/members`, `GET /api/v1/events` |
 /// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
 /// | key-value | client | `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
-/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all.
+/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
+/// head: an event stream goes on after it). Pages from members' origins may call every route
+/// (CORS, see `ui`).
 pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
     let tokens = Arc::clone(&state.tokens);
     let request_timeout = limits.request_timeout;
+    let cors = ui::cors(&state);
     let open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(ui::routes());
     let node = Router::new()
         .route("/api/v1/state", get(state::get_state))
-        .route("/api/v1/members", get(members::members));
+        .route("/api/v1/members", get(members::members))
+        .route("/api/v1/events", get(events::events));
     let mut node_admin = Router::new()
         .route("/api/v1/members", post(members::add_member))
         .route(
@@ -204,6 +213,7 @@ pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
                 ))
                 .timeout(limits.request_timeout),
         )
+        .layer(cors)
         .with_state(state)
 }
 
@@ -711,6 +721,13 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    fn test_status() -> crate::events::NodeStatus {
+        let node = raft_core::Node::new(raft_core::Config::new(NodeId(1), [NodeId(1)])).unwrap();
+        let feed = crate::events::StatusFeed::new(&node, LogIndex(0));
+        let status = feed.subscribe().borrow().clone();
+        status
+    }
+
     /// A router whose driver handles requests with `driver` (on a task of its own).
     fn app(
         limits: HttpLimits,
@@ -734,6 +751,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             scheme: "http",
+            live: events::Live::detached(test_status()),
         };
         router(state, true, &limits)
     }
@@ -788,6 +806,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(Tokens::default()),
             scheme: "http",
+            live: events::Live::detached(test_status()),
         };
         let app = router(state, false, &HttpLimits::default());
         let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
@@ -832,6 +851,7 @@ mod tests {
         assert_eq!(status, 200);
         for (method, uri) in [
             ("GET", "/api/v1/state"),
+            ("GET", "/api/v1/events"),
             ("PUT", "/api/v1/kv/k"),
             ("GET", "/set?key=a&value=b"),
         ] {
@@ -842,5 +862,14 @@ mod tests {
         // Unknown paths are still 404, whatever the token.
         assert_eq!(call(&app, "GET", "/nowhere", None).await.0, 404);
         assert_eq!(call(&app, "GET", "/metrics", None).await.0, 200);
+        // The dashboard holds no data: open, like the metrics.
+        for asset in [
+            "/ui",
+            "/ui/render.js",
+            "/ui/dashboard.js",
+            "/ui/dashboard.css",
+        ] {
+            assert_eq!(call(&app, "GET", asset, None).await.0, 200, "{asset}");
+        }
     }
 }
