@@ -21,14 +21,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::AppState;
+use super::NodeState;
 use crate::events::NodeStatus;
 use crate::metrics::{FsyncSummary, Metrics};
 
 /// How often the stream sends the counters.
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What the live routes (`/api/v1/events`, `/ui`) need besides the rest of [`AppState`].
+/// What the live routes (`/api/v1/events`, `/ui`) need besides the rest of [`NodeState`].
 #[derive(Clone, Debug)]
 pub struct Live {
     /// The driver's status feed.
@@ -137,7 +137,7 @@ fn event(name: &str, data: &impl Serialize) -> Event {
 }
 
 /// `GET /api/v1/events`.
-pub(super) async fn events(State(state): State<AppState>) -> Response {
+pub(super) async fn events(State(state): State<NodeState>) -> Response {
     let mut status = state.live.status.clone();
     let first = status.borrow_and_update().clone();
     let mut ticks = tokio::time::interval(METRICS_INTERVAL);

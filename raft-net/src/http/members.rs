@@ -19,9 +19,9 @@ use raft_core::{ChangeRejection, MembershipChange, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiError, ApiResult, AppState, Effect};
+use super::{ask, ApiError, ApiResult, Effect, NodeState};
 use crate::config::{parse_node_id, resolve};
-use crate::driver::{Outcome, Request, StatePage};
+use crate::driver::{NodeRequest, Outcome, StatePage};
 
 /// How long `POST /api/v1/members` waits for the learner to catch up before giving up.
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
 const CHANGE_RETRY: Duration = Duration::from_millis(100);
 
 /// `GET /api/v1/members`: the core's current membership, with the addresses this node knows.
-pub(super) async fn members(State(state): State<AppState>) -> ApiResult {
+pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
     let view = state.status().await?;
     let member = |id: u64, voter: bool| {
         let address = state.addresses.get(NodeId(id));
@@ -64,7 +64,7 @@ struct AddMemberBody {
 /// thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat with the same addresses;
 /// `409` for a member at other addresses.
 pub(super) async fn add_member(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -93,7 +93,7 @@ pub(super) struct JoinQuery {
 /// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`, kept for
 /// compatibility; it takes the admin token like the route it stands for.
 pub(super) async fn compat_join(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     query: Result<Query<JoinQuery>, QueryRejection>,
 ) -> ApiResult {
@@ -149,7 +149,7 @@ fn member_ids(view: &StatePage) -> impl Iterator<Item = NodeId> + '_ {
 
 /// `409` unless `raft` is free for `id`: no other current member listens there.
 fn check_address_free(
-    state: &AppState,
+    state: &NodeState,
     view: &StatePage,
     id: NodeId,
     raft: SocketAddr,
@@ -169,7 +169,13 @@ fn check_address_free(
 /// Adds `id` at `raft`/`http`: refused (`409`) if `id` is a member recorded at other
 /// addresses, or `raft` belongs to another member; otherwise the addresses go through the log,
 /// then the learner is added and promoted.
-async fn add(state: &AppState, id: NodeId, raft: SocketAddr, http: String, uri: &Uri) -> ApiResult {
+async fn add(
+    state: &NodeState,
+    id: NodeId,
+    raft: SocketAddr,
+    http: String,
+    uri: &Uri,
+) -> ApiResult {
     let view = state.status().await?;
     if member_ids(&view).any(|member| member == id) {
         let recorded = state.addresses.get(id);
@@ -206,7 +212,7 @@ struct AddressBody {
 /// The explicit, authenticated way to change an address: it is refused (`403`) unless the node
 /// has an admin token, which the request then had to present.
 pub(super) async fn change_address(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -238,7 +244,7 @@ pub(super) async fn change_address(
         raft_addr: raft.to_string(),
         http_addr: http.clone(),
     };
-    let (index, term, _) = state.propose(&command, &uri).await?;
+    let (index, term) = state.propose(command.encode(), &uri).await?;
     tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
     let body = json!({
         "id": id.0,
@@ -254,7 +260,7 @@ pub(super) async fn change_address(
 /// are what a member has after a restart, and the first members only know each other from
 /// their flags.
 async fn record_addresses(
-    state: &AppState,
+    state: &NodeState,
     view: &StatePage,
     id: NodeId,
     raft: SocketAddr,
@@ -277,24 +283,24 @@ async fn record_addresses(
         http_addr: http,
     });
     for record in &records {
-        state.propose(record, uri).await?;
+        state.propose(record.encode(), uri).await?;
     }
     Ok(())
 }
 
 /// AddLearner, then PromoteLearner, retrying while another change is in flight or the learner
 /// is behind.
-async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
+async fn add_and_promote(state: &NodeState, id: NodeId, uri: &Uri) -> ApiResult {
     let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
     let mut change = MembershipChange::AddLearner(id);
     loop {
-        let outcome = state
-            .ask(
-                |respond| Request::ChangeMembership { change, respond },
-                state.commit_timeout,
-                Effect::Change,
-            )
-            .await?;
+        let outcome = ask(
+            &state.requests,
+            |respond| NodeRequest::ChangeMembership { change, respond },
+            state.commit_timeout,
+            Effect::Change,
+        )
+        .await?;
         match (change, outcome) {
             // Added, or already a member (a repeated join): on to the promotion.
             (
@@ -332,7 +338,7 @@ async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
     }
 }
 
-async fn already_voter(state: &AppState, id: NodeId) -> ApiResult {
+async fn already_voter(state: &NodeState, id: NodeId) -> ApiResult {
     if state.status().await?.voters.contains(&id.0) {
         Ok(Json(json!({ "id": id.0, "voter": true })).into_response())
     } else {
@@ -346,20 +352,20 @@ async fn already_voter(state: &AppState, id: NodeId) -> ApiResult {
 /// `DELETE /api/v1/members/{id}`: removes a voter or learner (a single-server change through
 /// the log). A removed leader steps down once the removal commits.
 pub(super) async fn remove_member(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let Path(id) = id?;
     let id = parse_node_id(&id).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let change = MembershipChange::Remove(id);
-    let outcome = state
-        .ask(
-            |respond| Request::ChangeMembership { change, respond },
-            state.commit_timeout,
-            Effect::Change,
-        )
-        .await?;
+    let outcome = ask(
+        &state.requests,
+        |respond| NodeRequest::ChangeMembership { change, respond },
+        state.commit_timeout,
+        Effect::Change,
+    )
+    .await?;
     match outcome {
         Outcome::Committed { index, term, .. } => {
             let body = json!({ "removed": id.0, "index": index.0, "term": term.0 });

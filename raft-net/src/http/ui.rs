@@ -24,7 +24,7 @@ use axum::Router;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::AppState;
+use super::NodeState;
 use crate::addresses::AddressBook;
 use crate::auth::Access;
 
@@ -38,7 +38,7 @@ const RENDER: &str = include_str!("../../../raft-sim/viz/render.js");
 const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The page and its assets (open: they hold no data; the page asks the API for that).
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<NodeState> {
     Router::new()
         .route("/ui", get(page))
         .route("/ui/", get(page))
@@ -75,7 +75,7 @@ fn member_origins(addresses: &AddressBook, scheme: &str) -> Vec<String> {
 
 /// The page's Content-Security-Policy: its own scripts and styles only, no frames, no forms,
 /// and connections to the members and the launcher only.
-fn content_security_policy(state: &AppState) -> String {
+fn content_security_policy(state: &NodeState) -> String {
     let mut connect = vec!["'self'".to_string()];
     connect.extend(member_origins(&state.addresses, state.scheme));
     connect.extend(state.live.launcher.iter().cloned());
@@ -86,7 +86,7 @@ fn content_security_policy(state: &AppState) -> String {
 }
 
 /// `GET /ui`.
-async fn page(State(state): State<AppState>) -> Response {
+async fn page(State(state): State<NodeState>) -> Response {
     let config = json!({
         "id": state.id.0,
         "scheme": state.scheme,
@@ -131,7 +131,7 @@ async fn page(State(state): State<AppState>) -> Response {
 
 /// CORS for the whole API: a page from another member's origin may call this node (with the
 /// token it was given) and read the answers; no other origin may.
-pub(super) fn cors(state: &AppState) -> CorsLayer {
+pub(super) fn cors(state: &NodeState) -> CorsLayer {
     let addresses = std::sync::Arc::clone(&state.addresses);
     let scheme = state.scheme;
     CorsLayer::new()
