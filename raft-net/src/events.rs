@@ -18,12 +18,13 @@ use std::collections::VecDeque;
 use raft_core::{LogIndex, Membership, Node, NodeId, Role, Term};
 use serde::Serialize;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 /// Role changes kept in a status for watchers that missed some.
 pub const CHANGES_MAX: usize = 32;
 
 /// One node's status as watchers see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct NodeStatus {
     pub id: u64,
     /// `LEADER`, `CANDIDATE` or `FOLLOWER`.
@@ -49,7 +50,7 @@ pub struct NodeStatus {
 }
 
 /// A role, term or leader change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RoleChange {
     /// Counts the changes since the node started: a watcher takes the ones it has not seen.
     pub seq: u64,

@@ -67,7 +67,7 @@ const BUCKETS_MICROS: [u64; 12] = [
 ];
 
 /// The fsync latency histogram in a few numbers, for the dashboard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FsyncSummary {
     pub count: u64,
     pub mean_micros: Option<u64>,

@@ -54,7 +54,7 @@ impl Live {
 }
 
 /// The counters of an `event: metrics`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveMetrics {
     pub isolated: bool,
     pub datagrams_in: u64,
@@ -136,7 +136,13 @@ fn event(name: &str, data: &impl Serialize) -> Event {
     }
 }
 
-/// `GET /api/v1/events`.
+/// A server-sent event stream of this node's status: `event: status` (a `NodeStatus`) when it
+/// opens and on every change of role, term, leader, indexes, snapshot or membership;
+/// `event: metrics` (a `LiveMetrics`) when it opens and every second. It ends when the node
+/// shuts down.
+#[utoipa::path(get, path = "/api/v1/events", tag = "live",
+    responses((status = 200, description = "`text/event-stream`: `status` events carry a NodeStatus, `metrics` events a LiveMetrics (both in the components)",
+        content_type = "text/event-stream", body = String)))]
 pub(super) async fn events(State(state): State<NodeState>) -> Response {
     let mut status = state.live.status.clone();
     let first = status.borrow_and_update().clone();

@@ -27,10 +27,13 @@ use axum::{Json, Router};
 use raft_core::NodeId;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub mod events;
 pub mod members;
 pub mod node;
+pub mod openapi;
 pub mod serve;
 pub mod state;
 mod ui;
@@ -157,16 +160,41 @@ pub type ApiResult = Result<Response, ApiError>;
 /// `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
 /// head: an event stream goes on after it). Pages from members' origins may call every route
 /// (CORS, see `ui`).
-pub fn router(state: NodeState, machine: Router, admin: bool, limits: &HttpLimits) -> Router {
+///
+/// `GET /api/v1/openapi.json` (open) describes every route, generated from the handlers'
+/// annotations as they are registered (see [`openapi`]).
+pub fn router(
+    state: NodeState,
+    machine: OpenApiRouter,
+    admin: bool,
+    limits: &HttpLimits,
+) -> Router {
     let tokens = Arc::clone(&state.tokens);
     let request_timeout = limits.request_timeout;
     let cors = ui::cors(&state);
     let node = node::routes(state, admin);
-    Router::new()
-        .merge(auth::guard(node.open, &tokens, Access::Open))
-        .merge(auth::guard(node.client, &tokens, Access::Client))
-        .merge(auth::guard(node.admin, &tokens, Access::Admin))
-        .merge(auth::guard(machine, &tokens, Access::Client))
+    let (document_route, document_api) = OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
+        .split_for_parts();
+    let mut routers = Router::new();
+    let mut apis = Vec::new();
+    for (group, access) in [
+        (node.open, Access::Open),
+        (node.client, Access::Client),
+        (node.admin, Access::Admin),
+        (machine, Access::Client),
+    ] {
+        let (router, mut api) = group.split_for_parts();
+        openapi::apply_class(&mut api, access, &tokens);
+        routers = routers.merge(auth::guard(router, &tokens, access));
+        apis.push(api);
+    }
+    let mut document_api = document_api;
+    openapi::apply_class(&mut document_api, Access::Open, &tokens);
+    apis.push(document_api);
+    let document = openapi::to_json(&openapi::document(apis));
+    routers
+        .merge(document_route.with_state(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

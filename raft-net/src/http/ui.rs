@@ -19,10 +19,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::NodeState;
 use crate::addresses::AddressBook;
@@ -38,13 +38,33 @@ const RENDER: &str = include_str!("../../../raft-sim/viz/render.js");
 const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The page and its assets (open: they hold no data; the page asks the API for that).
-pub(super) fn routes() -> Router<NodeState> {
-    Router::new()
-        .route("/ui", get(page))
-        .route("/ui/", get(page))
-        .route("/ui/render.js", get(|| asset(RENDER, "text/javascript")))
-        .route("/ui/dashboard.js", get(|| asset(SCRIPT, "text/javascript")))
-        .route("/ui/dashboard.css", get(|| asset(STYLE, "text/css")))
+pub(super) fn routes() -> OpenApiRouter<NodeState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(render_js))
+        .routes(routes!(dashboard_js))
+        .routes(routes!(dashboard_css))
+}
+
+/// The drawing the dashboard shares with the simulator's run viewer.
+#[utoipa::path(get, path = "/ui/render.js", tag = "live",
+    responses((status = 200, description = "the renderer", content_type = "text/javascript", body = String)))]
+async fn render_js() -> Response {
+    asset(RENDER, "text/javascript").await
+}
+
+/// The dashboard's script.
+#[utoipa::path(get, path = "/ui/dashboard.js", tag = "live",
+    responses((status = 200, description = "the script", content_type = "text/javascript", body = String)))]
+async fn dashboard_js() -> Response {
+    asset(SCRIPT, "text/javascript").await
+}
+
+/// The dashboard's style.
+#[utoipa::path(get, path = "/ui/dashboard.css", tag = "live",
+    responses((status = 200, description = "the style", content_type = "text/css", body = String)))]
+async fn dashboard_css() -> Response {
+    asset(STYLE, "text/css").await
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -85,7 +105,11 @@ fn content_security_policy(state: &NodeState) -> String {
     )
 }
 
-/// `GET /ui`.
+/// The live dashboard: every member's role, term, log and counters, and buttons for the seed
+/// story (they take the admin token typed into the page).
+#[utoipa::path(get, path = "/ui", tag = "live",
+    responses((status = 200, description = "the page (Content-Security-Policy: connections to the members and the launcher only)",
+        content_type = "text/html", body = String)))]
 async fn page(State(state): State<NodeState>) -> Response {
     let config = json!({
         "id": state.id.0,
