@@ -341,7 +341,7 @@ pub(crate) fn check_command_size(command: &[u8], command_bytes_max: usize) -> Re
     Ok(())
 }
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::Tokens;
     use crate::driver::{NodeRequest, Request};
@@ -359,7 +359,7 @@ mod tests {
     }
 
     /// A node's router (with the key-value machine's routes) over the two request channels.
-    fn router_over(
+    pub(crate) fn router_over(
         requests: mpsc::Sender<Request>,
         node_requests: mpsc::Sender<NodeRequest>,
         tokens: Tokens,
@@ -413,6 +413,119 @@ mod tests {
             }
         });
         router_over(requests, node_requests, tokens, true, &limits)
+    }
+
+    /// The OpenAPI document a node with `tokens` (and `--admin`) serves.
+    pub(crate) async fn document(tokens: Tokens) -> Value {
+        let (requests, _) = mpsc::channel(1);
+        let (node_requests, _) = mpsc::channel(1);
+        let app = router_over(
+            requests,
+            node_requests,
+            tokens,
+            true,
+            &HttpLimits::default(),
+        );
+        let (status, document) = call(&app, "GET", "/api/v1/openapi.json", None).await;
+        assert_eq!(status, 200);
+        document
+    }
+
+    /// Every (method, path) of a document, with its operation.
+    pub(crate) fn operations(document: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                all.push((method.to_uppercase(), path.clone(), operation.clone()));
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn the_document_gives_every_route_its_class_tokens_and_error_body() {
+        let admin = auth::Token::parse("admin-secret-0123456789").unwrap();
+        let document = document(Tokens::new(Some(&admin), None)).await;
+        assert_eq!(document["openapi"], "3.1.0");
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(schemes["admin_token"]["scheme"], "bearer");
+        assert_eq!(schemes["client_token"]["scheme"], "bearer");
+        let operations = operations(&document);
+        assert!(operations.len() >= 30, "{}", operations.len());
+        for (method, path, operation) in &operations {
+            let class = operation["x-access-class"].as_str().unwrap_or_default();
+            let responses = operation["responses"].as_object().unwrap();
+            // The admin class is enforced on this node, the client class is not.
+            match class {
+                "admin" => {
+                    assert_eq!(
+                        operation["security"],
+                        json!([{ "admin_token": [] }]),
+                        "{method} {path}"
+                    );
+                    assert!(
+                        responses.contains_key("401") && responses.contains_key("403"),
+                        "{method} {path}"
+                    );
+                }
+                "client" | "open" => {
+                    assert!(operation.get("security").is_none(), "{method} {path}")
+                }
+                other => panic!("{method} {path}: class {other:?}"),
+            }
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path}"
+            );
+            assert!(responses.contains_key("504"), "{method} {path}");
+            for (status, response) in responses
+                .iter()
+                .filter(|(status, _)| !status.starts_with('2'))
+            {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+            let compatibility = operation["tags"] == json!([openapi::SEED_COMPATIBILITY]);
+            assert_eq!(
+                operation.get("x-seed-compatibility") == Some(&json!(true)),
+                compatibility,
+                "{method} {path}"
+            );
+        }
+        let compatibility: Vec<String> = operations
+            .iter()
+            .filter(|(_, _, operation)| operation.get("x-seed-compatibility").is_some())
+            .map(|(method, path, _)| format!("{method} {path}"))
+            .collect();
+        assert_eq!(
+            compatibility,
+            [
+                "GET /block",
+                "POST /block",
+                "GET /get",
+                "GET /join",
+                "GET /remove",
+                "GET /set",
+                "GET /unblock",
+                "POST /unblock"
+            ]
+        );
+        // With a client token, the client routes take it or the admin token.
+        let client = auth::Token::parse("client-secret-0123456789").unwrap();
+        let guarded = super::tests::document(Tokens::new(Some(&admin), Some(&client))).await;
+        let state = &guarded["paths"]["/api/v1/state"]["get"];
+        assert_eq!(
+            state["security"],
+            json!([{ "client_token": [] }, { "admin_token": [] }])
+        );
+        // The same node serves the same bytes.
+        assert_eq!(
+            document,
+            super::tests::document(Tokens::new(Some(&admin), None)).await
+        );
     }
 
     async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
