@@ -54,8 +54,9 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The launcher API (stop and restart nodes; for the dashboard) listens on
-    /// 127.0.0.1:PORT; 0 picks a free port.
-    #[arg(long, default_value_t = 7999)]
+    /// 127.0.0.1:PORT; 0 (the default) picks a free one. Its URL is printed and given to the
+    /// nodes, whose dashboards use it.
+    #[arg(long, default_value_t = 0)]
     pub launcher_port: u16,
     /// Flags for every node, after `--` (e.g. `-- --commit-timeout-ms 2000`).
     #[arg(last = true)]

@@ -115,6 +115,7 @@ struct SessionQuery {
     /// A session from `POST /api/v1/sessions` (with `seq`).
     client_id: Option<u64>,
     /// The write's number in the session: 1, 2, 3, ... (with `client_id`).
+    #[param(minimum = 1)]
     seq: Option<u64>,
 }
 
@@ -151,7 +152,7 @@ async fn open_session(State(kv): State<Handle>, uri: Uri) -> ApiResult {
 
 /// Sets a key to the body's bytes; answers once committed and applied.
 #[utoipa::path(put, path = "/api/v1/kv/{key}", tag = "key-value",
-    params(("key" = String, Path, description = "the key (1 to 1024 bytes)"), SessionQuery),
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the value"),
     responses(
         (status = 200, description = "committed on a majority and applied here", body = Written),
@@ -212,7 +213,7 @@ async fn write(kv: &Handle, command: Command, uri: &Uri) -> ApiResult {
 
 /// Deletes a key; answers once committed and applied.
 #[utoipa::path(delete, path = "/api/v1/kv/{key}", tag = "key-value",
-    params(("key" = String, Path, description = "the key (1 to 1024 bytes)"), SessionQuery),
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
     responses(
         (status = 200, description = "committed on a majority and applied here", body = Written),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
@@ -244,7 +245,7 @@ struct GetQuery {
 
 /// A key's value: linearizable (through the leader's ReadIndex) unless `stale=true`.
 #[utoipa::path(get, path = "/api/v1/kv/{key}", tag = "key-value",
-    params(("key" = String, Path, description = "the key (1 to 1024 bytes)"), GetQuery),
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), GetQuery),
     responses(
         (status = 200, description = "the value's bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
@@ -286,13 +287,11 @@ async fn read(
     }
 }
 
-/// The seed KV store's query parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// The seed KV store's query parameters. Both are options here so that a missing one gets
+/// its own message; the document (each route's `params`) says which one a route requires.
+#[derive(Debug, Deserialize)]
 struct CompatQuery {
-    /// The key (required).
     key: Option<String>,
-    /// The value (`/set` only, required there).
     value: Option<String>,
 }
 
@@ -309,7 +308,10 @@ fn compat_query(
 
 /// The seed's `GET /set?key=&value=`: `PUT /api/v1/kv/{key}` as a GET that writes.
 #[utoipa::path(get, path = "/set", tag = SEED_COMPATIBILITY,
-    params(CompatQuery, SessionQuery),
+    params(
+        ("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1),
+        ("value" = String, Query, description = "the value"),
+        SessionQuery),
     responses(
         (status = 200, description = "committed on a majority and applied here", body = Written),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
@@ -334,7 +336,7 @@ async fn compat_set(
 
 /// The seed's `GET /get?key=`: a linearizable read, answered as JSON.
 #[utoipa::path(get, path = "/get", tag = SEED_COMPATIBILITY,
-    params(CompatQuery),
+    params(("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1)),
     responses(
         (status = 200, description = "the value", body = KeyValue),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
@@ -361,7 +363,7 @@ async fn compat_get(
 
 /// The seed's `GET /remove?key=`: `DELETE /api/v1/kv/{key}` as a GET that writes.
 #[utoipa::path(get, path = "/remove", tag = SEED_COMPATIBILITY,
-    params(CompatQuery, SessionQuery),
+    params(("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
     responses(
         (status = 200, description = "committed on a majority and applied here", body = Written),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,

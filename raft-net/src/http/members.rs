@@ -89,6 +89,7 @@ pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
     /// The new server's id (not 0).
+    #[schema(minimum = 1)]
     id: u64,
     /// Its Raft (UDP) address, `IP:port` or `host:port` (resolved once, here).
     raft_addr: String,
@@ -146,6 +147,7 @@ pub(super) async fn add_member(
 #[into_params(parameter_in = Query)]
 pub(super) struct JoinQuery {
     /// The new server's id, `n2` or `2`.
+    #[param(pattern = r"^n?[0-9]*[1-9][0-9]*$")]
     node_id: String,
     /// Its Raft (UDP) port.
     raft_port: u16,
@@ -300,7 +302,7 @@ pub struct AddressChanged {
 /// change an address: it is refused (`403`) unless the node has an admin token, which the
 /// request then had to present.
 #[utoipa::path(put, path = "/api/v1/members/{id}/address", tag = "members",
-    params(("id" = String, Path, description = "the member, `4` or `n4`")),
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
     request_body = AddressBody,
     responses(
         (status = 200, description = "committed: the others send to the new address from now on", body = AddressChanged),
@@ -472,7 +474,7 @@ pub struct Removed {
 /// Removes a voter or learner (a single-server change through the log). A removed leader
 /// steps down once the removal commits.
 #[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members",
-    params(("id" = String, Path, description = "the member, `4` or `n4`")),
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
     responses(
         (status = 200, description = "the removal committed", body = Removed),
         (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,

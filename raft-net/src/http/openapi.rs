@@ -216,10 +216,28 @@ fn add_schema<T: ToSchema>(components: &mut utoipa::openapi::Components) {
 pub(super) fn to_json(api: &OpenApi) -> Arc<str> {
     // Serializing these types cannot fail: no maps with non-string keys, no custom
     // serializers that refuse.
-    let value = serde_json::to_value(api).unwrap_or_else(|error| {
+    let mut value = serde_json::to_value(api).unwrap_or_else(|error| {
         serde_json::json!({ "error": format!("the OpenAPI document did not serialize: {error}") })
     });
+    unsigned_formats(&mut value);
     Arc::from(value.to_string())
+}
+
+/// utoipa (5.5, and 6.0 alike) writes the unsigned integer formats in kebab case
+/// (`u-int64`); the name tools know is `uint64`.
+fn unsigned_formats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                if let Some(bits) = format.strip_prefix("u-int") {
+                    *format = format!("uint{bits}");
+                }
+            }
+            map.values_mut().for_each(unsigned_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unsigned_formats),
+        _ => {}
+    }
 }
 
 /// This document: the routes this node serves, with their parameters, bodies, statuses and
