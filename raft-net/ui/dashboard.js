@@ -65,7 +65,7 @@
     let m = members.get(id);
     if (!m) {
       m = { id: id, url: url, status: null, metrics: null, up: false, error: 'connecting',
-        commands: new Map(), changes: [], lastAt: 0, lastSeq: 0, fetching: false, wanted: 0, fetchedFor: -1 };
+        commands: new Map(), changes: [], lastAt: 0, lastSeq: 0, fetching: false, fetched: '' };
       members.set(id, m);
       if (url) watch(m);
     } else if (url && m.url !== url) {
@@ -170,7 +170,6 @@
   }
 
   function onStatus(m, status) {
-    const before = m.status;
     m.status = status;
     for (const change of status.changes) {
       // A restarted node counts its changes from 1 again, later in time.
@@ -181,36 +180,35 @@
     }
     const horizon = Date.now() - TIMELINE_MS;
     while (m.changes.length > 2 && m.changes[1].at_ms < horizon) m.changes.shift();
-    if (!before || before.last_log_index !== status.last_log_index || before.commit_index !== status.commit_index) {
-      fetchCommands(m);
-    }
+    fetchCommands(m);
   }
 
   // The commands of the log's tail, for the cells' tooltips (no-ops and membership entries are
-  // not application entries: the state route does not list them).
+  // not application entries: the state route does not list them). Fetched again whenever the
+  // last index, the commit or the snapshot moved since the last answer (a new leader may
+  // overwrite entries at the same indexes), and retried by the periodic refresh after a
+  // failure.
+  function logKey(s) { return s.last_log_index + '/' + s.commit_index + '/' + s.snapshot_index + '/' + s.term; }
+
   async function fetchCommands(m) {
-    const s = m.status;
-    m.wanted = s.last_log_index;
-    if (m.fetching) return;
+    if (m.fetching || !m.status || m.fetched === logKey(m.status)) return;
     m.fetching = true;
     try {
-      while (m.status && m.wanted > m.fetchedFor) {
-        const target = m.wanted;
-        const from = Math.max(m.status.snapshot_index + 1, target - TAIL + 1, 1);
+      while (m.status && m.fetched !== logKey(m.status)) {
+        const key = logKey(m.status);
+        const last = m.status.last_log_index;
+        const from = Math.max(m.status.snapshot_index + 1, last - TAIL + 1, 1);
         const answer = await call('GET', m.url + '/api/v1/state?from=' + from + '&limit=' + TAIL);
         if (answer.status !== 200) break;
         const commands = new Map();
         for (const entry of answer.body.log.concat(answer.body.uncommitted)) commands.set(entry.index, entry.command);
         m.commands = commands;
-        m.fetchedFor = target;
+        m.fetched = key;
         schedule();
       }
     } finally {
       m.fetching = false;
     }
-    // Entries can be overwritten at the same indexes (a new leader's): fetch again when the
-    // commit moves, so what is shown is what the node holds.
-    m.fetchedFor = -1;
   }
 
   // ---- what to draw ----
@@ -511,6 +509,9 @@
   refreshMembers();
   refreshLauncher();
   setInterval(refreshMembers, MEMBERS_POLL_MS);
+  setInterval(function () {
+    for (const m of members.values()) if (m.up) fetchCommands(m);
+  }, MEMBERS_POLL_MS);
   setInterval(refreshLauncher, MEMBERS_POLL_MS);
   setInterval(schedule, 1000);
   window.addEventListener('resize', schedule);
