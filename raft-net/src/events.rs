@@ -113,22 +113,25 @@ pub struct StatusFeed {
 }
 
 impl StatusFeed {
-    /// A feed starting at `node`'s current status.
+    /// A feed starting at `node`'s current status; the node's start is the first entry of its
+    /// history.
     #[must_use]
     pub fn new(node: &Node, snapshot_index: LogIndex) -> StatusFeed {
-        let mut feed = StatusFeed {
+        let key = Key::of(node, snapshot_index);
+        let mut changes = VecDeque::new();
+        changes.push_back(change(1, &key));
+        let membership = node.membership().clone();
+        let log_terms = log_terms(node);
+        let status = status(node.id(), &key, &membership, &log_terms, &changes);
+        StatusFeed {
             id: node.id(),
-            sender: watch::Sender::new(empty_status(node.id())),
-            key: Key::of(node, snapshot_index),
-            membership: node.membership().clone(),
-            log_terms: log_terms(node),
-            changes: VecDeque::new(),
-            next_seq: 1,
-        };
-        // The node's start is the first entry of its history.
-        feed.record_change();
-        feed.sender.send_replace(feed.status());
-        feed
+            sender: watch::Sender::new(status),
+            key,
+            membership,
+            log_terms,
+            changes,
+            next_seq: 2,
+        }
     }
 
     /// A receiver of every status from now on (it holds the current one).
@@ -161,58 +164,58 @@ impl StatusFeed {
     }
 
     fn record_change(&mut self) {
-        let (role, pre_candidate, term, leader) = self.key.role_part();
         if self.changes.len() == CHANGES_MAX {
             self.changes.pop_front();
         }
-        self.changes.push_back(RoleChange {
-            seq: self.next_seq,
-            at_ms: now_ms(),
-            role: role.as_str(),
-            pre_candidate,
-            term: term.0,
-            leader: leader.map(|id| id.0),
-        });
+        self.changes.push_back(change(self.next_seq, &self.key));
         self.next_seq += 1;
     }
 
     fn status(&self) -> NodeStatus {
-        let key = &self.key;
-        NodeStatus {
-            id: self.id.0,
-            role: key.role.as_str(),
-            pre_candidate: key.pre_candidate,
-            term: key.term.0,
-            leader: key.leader.map(|id| id.0),
-            commit_index: key.commit.0,
-            applied_index: key.applied.0,
-            last_log_index: key.last.0,
-            snapshot_index: key.snapshot.0,
-            voters: self.membership.voters.iter().map(|id| id.0).collect(),
-            learners: self.membership.learners.iter().map(|id| id.0).collect(),
-            transfer_target: key.transfer.map(|id| id.0),
-            log_terms: self.log_terms.clone(),
-            changes: self.changes.iter().cloned().collect(),
-        }
+        status(
+            self.id,
+            &self.key,
+            &self.membership,
+            &self.log_terms,
+            &self.changes,
+        )
     }
 }
 
-fn empty_status(id: NodeId) -> NodeStatus {
+fn change(seq: u64, key: &Key) -> RoleChange {
+    let (role, pre_candidate, term, leader) = key.role_part();
+    RoleChange {
+        seq,
+        at_ms: now_ms(),
+        role: role.as_str(),
+        pre_candidate,
+        term: term.0,
+        leader: leader.map(|id| id.0),
+    }
+}
+
+fn status(
+    id: NodeId,
+    key: &Key,
+    membership: &Membership,
+    log_terms: &[[u64; 2]],
+    changes: &VecDeque<RoleChange>,
+) -> NodeStatus {
     NodeStatus {
         id: id.0,
-        role: Role::Follower.as_str(),
-        pre_candidate: false,
-        term: 0,
-        leader: None,
-        commit_index: 0,
-        applied_index: 0,
-        last_log_index: 0,
-        snapshot_index: 0,
-        voters: Vec::new(),
-        learners: Vec::new(),
-        transfer_target: None,
-        log_terms: Vec::new(),
-        changes: Vec::new(),
+        role: key.role.as_str(),
+        pre_candidate: key.pre_candidate,
+        term: key.term.0,
+        leader: key.leader.map(|id| id.0),
+        commit_index: key.commit.0,
+        applied_index: key.applied.0,
+        last_log_index: key.last.0,
+        snapshot_index: key.snapshot.0,
+        voters: membership.voters.iter().map(|id| id.0).collect(),
+        learners: membership.learners.iter().map(|id| id.0).collect(),
+        transfer_target: key.transfer.map(|id| id.0),
+        log_terms: log_terms.to_vec(),
+        changes: changes.iter().cloned().collect(),
     }
 }
 
