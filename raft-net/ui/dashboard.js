@@ -8,6 +8,9 @@
   const CONFIG = JSON.parse(document.getElementById('config').textContent);
   const SCHEME = CONFIG.scheme;
   const SELF = location.origin;
+  // The launcher speaks plain HTTP; a page served over HTTPS may not call it (mixed content).
+  const LAUNCHER = CONFIG.launcher && !(location.protocol === 'https:' && CONFIG.launcher.startsWith('http:'))
+    ? CONFIG.launcher : null;
   // Log cells drawn at most: the renderer shows the tail that fits a box.
   const TAIL = 64;
   // An event stream silent this long (metrics come every second) is dead: reconnect.
@@ -91,8 +94,8 @@
 
   async function refreshLauncher() {
     // The launcher always needs the admin token: without one there is nothing to ask.
-    if (!CONFIG.launcher || !token()) { launched = null; schedule(); return; }
-    const answer = await call('GET', CONFIG.launcher + '/launcher/v1/nodes');
+    if (!LAUNCHER || !token()) { launched = null; schedule(); return; }
+    const answer = await call('GET', LAUNCHER + '/launcher/v1/nodes');
     if (answer.status !== 200) { launched = null; schedule(); return; }
     launched = new Map();
     for (const node of answer.body.nodes) {
@@ -317,7 +320,7 @@
     if (cards.dataset.ids !== ids) {
       cards.dataset.ids = ids;
       cards.innerHTML = list.map(function (m) {
-        const stop = CONFIG.launcher ? '<span class="sep"></span><button data-action="stop" title="SIGKILL through the launcher">stop</button>' +
+        const stop = LAUNCHER ? '<span class="sep"></span><button data-action="stop" title="SIGKILL through the launcher">stop</button>' +
           '<button data-action="restart" title="start again from its data dir">restart</button>' : '';
         return '<div class="card" data-node="' + m.id + '"><h2><span class="name">n' + m.id + '</span><span class="role"></span>' +
           '<span class="flag"></span><span class="url"></span></h2>' +
@@ -379,7 +382,7 @@
     if (unwatched.length) lines.push(unwatched.map(function (m) { return 'n' + m.id; }).join(', ') + ' joined after this page was loaded: reload the page to watch it.');
     if (CONFIG.admin_token && !token()) {
       lines.push('The buttons need the admin token: paste it above (raft-net cluster writes it to <data-dir>/admin-token).');
-    } else if (CONFIG.launcher && !launched) {
+    } else if (LAUNCHER && !launched) {
       lines.push('The cluster\'s launcher (stop, restart) did not accept the admin token given.');
     }
     notice.hidden = !lines.length;
@@ -478,8 +481,8 @@
       case 'transfer': act('transfer leadership to n' + id, 'POST', leaderUrl() + '/api/v1/admin/transfer-leader', JSON.stringify({ to: id }), true); break;
       case 'snapshot': act('snapshot n' + id, 'POST', m.url + '/api/v1/admin/snapshot'); break;
       case 'remove': act('remove n' + id, 'DELETE', leaderUrl() + '/api/v1/members/' + id); break;
-      case 'stop': act('stop n' + id, 'POST', CONFIG.launcher + '/launcher/v1/nodes/' + id + '/stop'); break;
-      case 'restart': act('restart n' + id, 'POST', CONFIG.launcher + '/launcher/v1/nodes/' + id + '/restart'); break;
+      case 'stop': act('stop n' + id, 'POST', LAUNCHER + '/launcher/v1/nodes/' + id + '/stop'); break;
+      case 'restart': act('restart n' + id, 'POST', LAUNCHER + '/launcher/v1/nodes/' + id + '/restart'); break;
     }
   });
 
