@@ -11,19 +11,84 @@
 #[non_exhaustive]
 pub enum Bug {
     /// A candidate becomes leader on its peers' votes while its own term and vote are still
-    /// being persisted (contract rule 4).
+    /// being persisted (contract rule 4); its vote requests go out at once.
     LeadBeforeDurableVote,
+    /// A candidate asks for votes before its new term and vote are durable (contract rule 3):
+    /// after a crash that loses them it may campaign for the same term again, with another
+    /// log, and count a grant its forgotten campaign received.
+    VoteRequestBeforeDurableTerm,
+    /// A leader commits an entry of an earlier term by counting its replicas (Raft §5.4.2,
+    /// Figure 8), not only through an entry of its own term.
+    CommitEarlierTerm,
+    /// A follower advances its commit index to `min(leaderCommit, its own last index)`, not to
+    /// the last entry the AppendEntries carried (Figure 2, receiver rule 5), so it commits a
+    /// stale suffix the leader never vouched for.
+    FollowerCommitPastNewEntries,
+    /// A vote is granted (the reply sent) before the vote is durable (contract rule 3).
+    VoteBeforeDurable,
+    /// A follower accepts AppendEntries whose `prev_log_term` does not match its entry at
+    /// `prev_log_index` (Figure 2, receiver rule 2).
+    AppendIgnoresPrevLogTerm,
+    /// A leader removed from the membership keeps leading once its removal is committed
+    /// (Raft thesis §4.2.2).
+    RemovedLeaderKeepsLeading,
+    /// A new leader answers ReadIndex reads before it has committed an entry of its own term,
+    /// from a commit index that may be behind the cluster's (Raft thesis §6.4).
+    ReadWithoutTermCommit,
+    /// Followers vote while they hear from a live leader (no leader stickiness), so a lease
+    /// can outlive its leader (Raft thesis §4.2.3, §6.4.1).
+    LeaseWithoutStickiness,
+    /// A follower installs a snapshot older than what it has already committed, rolling its
+    /// state machine back (Raft §7).
+    SnapshotOverNewerLog,
+    /// Votes are granted to candidates whose log is less up to date (Raft §5.4.1).
+    VoteForStaleLog,
+    /// A follower acknowledges appended entries before they are durable (contract rule 3).
+    AckBeforeDurable,
+    /// A leader counts its own entries towards the commit quorum before they are durable on its
+    /// own disk (contract rule 3, Raft thesis §10.2.1).
+    LeaderCountsUndurableSelf,
+    /// A read is released before the state machine has applied through its read index.
+    ReadBeforeApply,
 }
 
 impl Bug {
     /// Every bug of the catalogue, in the order the catalogue reports them.
-    pub const ALL: &'static [Bug] = &[Bug::LeadBeforeDurableVote];
+    pub const ALL: &'static [Bug] = &[
+        Bug::LeadBeforeDurableVote,
+        Bug::VoteRequestBeforeDurableTerm,
+        Bug::CommitEarlierTerm,
+        Bug::FollowerCommitPastNewEntries,
+        Bug::VoteBeforeDurable,
+        Bug::AppendIgnoresPrevLogTerm,
+        Bug::RemovedLeaderKeepsLeading,
+        Bug::ReadWithoutTermCommit,
+        Bug::LeaseWithoutStickiness,
+        Bug::SnapshotOverNewerLog,
+        Bug::VoteForStaleLog,
+        Bug::AckBeforeDurable,
+        Bug::LeaderCountsUndurableSelf,
+        Bug::ReadBeforeApply,
+    ];
 
     /// The kebab-case name used on command lines and in reports.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Bug::LeadBeforeDurableVote => "lead-before-durable-vote",
+            Bug::VoteRequestBeforeDurableTerm => "vote-request-before-durable-term",
+            Bug::CommitEarlierTerm => "commit-earlier-term",
+            Bug::FollowerCommitPastNewEntries => "follower-commit-past-new-entries",
+            Bug::VoteBeforeDurable => "vote-before-durable",
+            Bug::AppendIgnoresPrevLogTerm => "append-ignores-prev-log-term",
+            Bug::RemovedLeaderKeepsLeading => "removed-leader-keeps-leading",
+            Bug::ReadWithoutTermCommit => "read-without-term-commit",
+            Bug::LeaseWithoutStickiness => "lease-without-stickiness",
+            Bug::SnapshotOverNewerLog => "snapshot-over-newer-log",
+            Bug::VoteForStaleLog => "vote-for-stale-log",
+            Bug::AckBeforeDurable => "ack-before-durable",
+            Bug::LeaderCountsUndurableSelf => "leader-counts-undurable-self",
+            Bug::ReadBeforeApply => "read-before-apply",
         }
     }
 
@@ -64,3 +129,23 @@ macro_rules! reintroduced {
 }
 
 pub(crate) use reintroduced;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_has_a_distinct_name_that_finds_it() {
+        for (position, &bug) in Bug::ALL.iter().enumerate() {
+            assert_eq!(Bug::from_name(bug.name()), Some(bug));
+            assert!(Bug::ALL[..position]
+                .iter()
+                .all(|&other| other.name() != bug.name()));
+        }
+        assert_eq!(Bug::from_name("no-such-bug"), None);
+        let mut set = BugSet::default();
+        set.insert(Bug::ReadBeforeApply);
+        assert!(set.contains(Bug::ReadBeforeApply));
+        assert!(!set.contains(Bug::LeadBeforeDurableVote));
+    }
+}

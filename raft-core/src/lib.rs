@@ -17,10 +17,11 @@
 //!    them; restart with [`Node::restore`] from what is durable ([`DurableState::apply`] shows
 //!    how a request changes it).
 //! 3. The core withholds every message that certifies durable state (vote replies, append
-//!    acknowledgements) until a `PersistDone` covers it, and counts its own vote and its own
-//!    match index only once durable. Requests (RequestVote, AppendEntries) go out at once, in
-//!    parallel with the local write of *log entries* (Raft thesis §10.2.1). So
-//!    [`Action::Send`] needs no ordering against `Persist`.
+//!    acknowledgements, and a candidate's vote requests, which certify its new term and vote)
+//!    until a `PersistDone` covers it, and counts its own vote and its own match index only
+//!    once durable. AppendEntries go out at once, in parallel with the local write of *log
+//!    entries* (Raft thesis §10.2.1). So [`Action::Send`] needs no ordering against
+//!    `Persist`.
 //! 4. **A node acts as leader of a term only once that term and its own vote for itself are
 //!    durable on its own disk**, however many peers granted their votes before. A leader that
 //!    could forget its term could restart in the old term, win the same term again and lead it
@@ -36,6 +37,16 @@
 //!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]
 //!    after the `Apply` that brings the state machine up to the read's index, so the driver can
 //!    read its state machine right then; or a rejection.
+//! 7. **A server that lost its durable state is a new server.** [`Config::incarnation`] names
+//!    the life of one durable state: kept across restarts, chosen anew and greater when the
+//!    state is lost (a wiped or replaced disk), and a server that lost it starts with no
+//!    `voters` configured. Every message carries its sender's incarnation and the membership
+//!    records each voter's; votes and acknowledgements count only from the recorded one, so a
+//!    server never speaks for what an earlier life of it promised, and a leader re-adds a
+//!    returning server through the ordinary changes (a returning learner, caught up, promoted
+//!    with its new incarnation). The rules and their proof sketch (thesis §4.2.2, §11.1) are in
+//!    the `incarnation` module; its one unprotected window is a member of the initial cluster
+//!    restarted on an empty disk *with* its initial voters before any leader recorded it.
 //!
 //! # Beyond Figure 2
 //!
@@ -113,6 +124,7 @@ mod config;
 mod error;
 mod fingerprint;
 pub mod fuzzing;
+mod incarnation;
 mod input;
 mod invariants;
 pub mod kv;
@@ -149,4 +161,6 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
-pub use types::{LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX};
+pub use types::{
+    Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
+};

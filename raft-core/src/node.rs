@@ -18,7 +18,7 @@ use crate::persist::{
 };
 use crate::progress::Progress;
 use crate::timer::ElectionTimer;
-use crate::types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
+use crate::types::{Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term};
 
 /// One Raft server. Feed it `Input`s with `step`; carry out the `Action`s it returns.
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ pub struct Node {
     pub(crate) ticks: u64,
     pub(crate) persist: PersistTracker,
     /// Candidate: peers that granted their vote this term.
-    pub(crate) votes_granted: BTreeSet<NodeId>,
+    pub(crate) votes_granted: BTreeMap<NodeId, Incarnation>,
     /// Candidate: the persist that makes this node's vote for itself durable.
     pub(crate) self_vote_persist: Option<PersistId>,
     /// Pre-candidate: `Some` while asking for pre-votes, with the peers that granted theirs.
@@ -206,7 +206,7 @@ impl Node {
             election_timer,
             heartbeat_elapsed_ticks: 0,
             ticks: 0,
-            votes_granted: BTreeSet::new(),
+            votes_granted: BTreeMap::new(),
             self_vote_persist: None,
             pre_votes_granted: None,
             progress: BTreeMap::new(),
@@ -285,6 +285,7 @@ impl Node {
             from,
             to,
             term,
+            incarnation,
             message,
         } = envelope;
         if to != self.config.id
@@ -302,9 +303,11 @@ impl Node {
         }
         // Pre-votes ask about a future term: they change no one's term (Raft thesis §9.6).
         match message {
-            Message::PreVote(request) => return self.on_pre_vote(from, term, &request),
+            Message::PreVote(request) => {
+                return self.on_pre_vote(from, incarnation, term, &request)
+            }
             Message::PreVoteResponse(response) => {
-                return self.on_pre_vote_response(from, term, response)
+                return self.on_pre_vote_response(from, incarnation, term, response)
             }
             _ => {}
         }
@@ -317,12 +320,18 @@ impl Node {
             self.on_stale_term_message(from, &message);
             return;
         }
+        if self.role == Role::Leader && !self.on_peer_incarnation(from, incarnation) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
         if let Some(progress) = self.progress.get_mut(&from) {
             progress.recent_active = true;
         }
         match message {
-            Message::RequestVote(request) => self.on_request_vote(from, &request),
-            Message::RequestVoteResponse(response) => self.on_request_vote_response(from, response),
+            Message::RequestVote(request) => self.on_request_vote(from, incarnation, &request),
+            Message::RequestVoteResponse(response) => {
+                self.on_request_vote_response(from, incarnation, response);
+            }
             Message::AppendEntries(request) => self.on_append_entries(from, request),
             Message::AppendEntriesResponse(response) => {
                 self.on_append_entries_response(from, response);
@@ -340,14 +349,26 @@ impl Node {
     /// log adds this node (or a newer membership) that this node has not seen yet, so its
     /// replication is accepted; but it cannot be a candidate this node should vote for, nor
     /// hand it leadership.
+    ///
+    /// A vote request from outside the membership is processed when the candidate's log is at
+    /// least as up-to-date as this node's (thesis §4.1: servers process vote requests "without
+    /// consulting their current configurations"): a voter added after this node's latest
+    /// membership entry holds that entry, which this node lacks, and may need this node's vote
+    /// to be elected; a voter that an uncommitted entry removes holds that entry like this node
+    /// does, and still campaigns until it commits, so ignoring it would let it take the votes
+    /// of the old membership's voters without ever winning. A server removed while it was away
+    /// lacks the entry that removed it, so it cannot disrupt this node.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
-        matches!(
-            message,
-            Message::AppendEntries(_) | Message::InstallSnapshot(_)
-        )
+        match message {
+            Message::AppendEntries(_) | Message::InstallSnapshot(_) => true,
+            Message::RequestVote(request) | Message::PreVote(request) => self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term),
+            _ => false,
+        }
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote
@@ -359,7 +380,9 @@ impl Node {
     fn ignores_higher_term_in_lease(&self, from: NodeId, message: &Message) -> bool {
         match message {
             Message::RequestVote(request) | Message::PreVote(request) => {
-                self.config.check_quorum
+                let sticky = !crate::bugs::reintroduced!(self, LeaseWithoutStickiness);
+                sticky
+                    && self.config.check_quorum
                     && !request.leadership_transfer
                     && self.is_in_leader_lease()
             }
@@ -500,8 +523,16 @@ impl Node {
             actions.push(Action::Persist(request));
         }
         actions.extend(self.out.requests.drain(..).map(Action::Send));
-        self.persist
-            .release(|envelope| actions.push(Action::Send(envelope)));
+        // A vote request waited for its campaign's term to be durable; if the campaign ended
+        // meanwhile (it won on this very write, or a higher term came), it is moot.
+        let campaigning_in = (self.role == Role::Candidate).then_some(self.current_term);
+        self.persist.release(|envelope| {
+            let moot = matches!(envelope.message, Message::RequestVote(_))
+                && campaigning_in != Some(envelope.term);
+            if !moot {
+                actions.push(Action::Send(envelope));
+            }
+        });
         for response in self.out.responses.drain(..) {
             if let Some(envelope) = self.persist.hold_until_durable(response) {
                 actions.push(Action::Send(envelope));
@@ -585,6 +616,12 @@ impl Node {
 
     /// Responses certify durable state, so they wait for every persist issued so far.
     pub(crate) fn respond(&mut self, to: NodeId, message: Message) {
+        self.send_when_durable(to, message);
+    }
+
+    /// Sends `message` once every persist issued so far is durable: the messages that certify
+    /// durable state (responses, and a candidate's vote requests, which certify its term).
+    pub(crate) fn send_when_durable(&mut self, to: NodeId, message: Message) {
         let envelope = self.envelope(to, message);
         self.push_response(envelope);
     }
@@ -593,11 +630,12 @@ impl Node {
         self.out.responses.push(envelope);
     }
 
-    fn envelope(&self, to: NodeId, message: Message) -> Envelope {
+    pub(crate) fn envelope(&self, to: NodeId, message: Message) -> Envelope {
         Envelope {
             from: self.config.id,
             to,
             term: self.current_term,
+            incarnation: self.config.incarnation,
             message,
         }
     }
@@ -657,6 +695,12 @@ impl Node {
         self.config.id
     }
 
+    /// This server's incarnation (`Config::incarnation`).
+    #[must_use]
+    pub fn incarnation(&self) -> Incarnation {
+        self.config.incarnation
+    }
+
     #[must_use]
     pub fn role(&self) -> Role {
         self.role
@@ -713,6 +757,12 @@ impl Node {
     #[must_use]
     pub fn entries(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         self.log.slice(from, to)
+    }
+
+    /// Where this node's latest snapshot ends, and the membership as of that point.
+    #[must_use]
+    pub fn snapshot_meta(&self) -> Option<&crate::persist::SnapshotMeta> {
+        self.snapshot.as_ref().map(|snapshot| &snapshot.meta)
     }
 
     /// The peer a leadership transfer is handing over to, while one is under way.

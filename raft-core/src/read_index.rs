@@ -64,7 +64,8 @@ impl Node {
             self.reply(request_id, Reply::Busy);
             return;
         }
-        if self.log.term_at(self.commit_index) == Some(self.current_term) {
+        let term_committed = self.log.term_at(self.commit_index) == Some(self.current_term);
+        if term_committed || crate::bugs::reintroduced!(self, ReadWithoutTermCommit) {
             if self.lease_holds() {
                 // Later than every read already confirmed, so the queue stays in index order.
                 self.reads.confirmed.push_back(PendingRead {
@@ -168,6 +169,9 @@ impl Node {
                 if voter == self.config.id {
                     return Some(self.ticks);
                 }
+                if !self.counts_as_voter(voter) {
+                    return None;
+                }
                 sent_at(self.progress.get(&voter)?.acked_read_round)
             })
             .collect();
@@ -197,7 +201,8 @@ impl Node {
     /// Answers confirmed reads the state machine has caught up with (after this step's Apply).
     pub(crate) fn release_ready_reads(&mut self) {
         while let Some(read) = self.reads.confirmed.front().copied() {
-            if read.read_index > self.applied_index {
+            let applied = read.read_index <= self.applied_index;
+            if !applied && !crate::bugs::reintroduced!(self, ReadBeforeApply) {
                 break;
             }
             self.reads.confirmed.pop_front();

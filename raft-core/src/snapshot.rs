@@ -77,7 +77,7 @@ impl Node {
             return;
         }
         let index = request.meta.last_included_index;
-        if index <= self.commit_index {
+        if index <= self.commit_index && !crate::bugs::reintroduced!(self, SnapshotOverNewerLog) {
             // Everything it covers is already committed here.
             self.respond_snapshot(leader, index, request.total_bytes, true);
             return;

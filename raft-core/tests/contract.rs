@@ -118,9 +118,12 @@ fn messages_for_other_nodes_or_from_strangers_are_ignored() {
         InstallSnapshotResponse, Membership, Message, RequestVote, RequestVoteResponse,
         SnapshotMeta,
     };
+    // A stranger's log is older than this node's: a vote request from outside the membership
+    // counts only when it comes from a voter added since or one an uncommitted entry removes
+    // (see the test below and the membership tests).
     let vote = RequestVote {
-        last_log_index: raft_core::LogIndex(9),
-        last_log_term: Term(5),
+        last_log_index: raft_core::LogIndex(0),
+        last_log_term: Term(0),
         leadership_transfer: true,
     };
     let every_kind = [
@@ -164,8 +167,8 @@ fn messages_for_other_nodes_or_from_strangers_are_ignored() {
     ];
     // A follower that hears from its leader, n2: messages of every kind addressed to another
     // node, claiming to come from itself, or (in a higher term) from a stranger change nothing.
-    let mut n = node(1, 3);
-    let _ = step_durably(&mut n, append(2, 1, 1, (0, 0), vec![], 0));
+    let mut n = node_with_log(1, 3, 1, &[1]);
+    let _ = step_durably(&mut n, append(2, 1, 1, (1, 1), vec![], 0));
     let before = n.status();
     let mut ignored = before.stats.messages_ignored;
     for message in every_kind {
@@ -187,7 +190,7 @@ fn messages_for_other_nodes_or_from_strangers_are_ignored() {
     }
     assert_eq!(n.term(), Term(1));
     assert_eq!(n.leader_id(), Some(NodeId(2)));
-    assert_eq!(n.last_log_index(), raft_core::LogIndex(0));
+    assert_eq!(n.last_log_index(), raft_core::LogIndex(1));
     assert_eq!(n.voted_for(), before.voted_for);
 }
 
@@ -390,4 +393,20 @@ fn forged_acknowledgement_beyond_the_leaders_log_is_ignored_and_counted() {
     ));
     assert_eq!(n.match_index(NodeId(2)), Some(raft_core::LogIndex(0)));
     assert_eq!(n.status().stats.messages_ignored, before + 1);
+}
+
+#[test]
+fn vote_request_from_a_newer_voter_outside_the_membership_is_processed() {
+    // Raft thesis §4.1: a voter added after this node's latest membership entry holds that
+    // entry, which this node lacks, and may need this node's vote to be elected.
+    let mut n = node_with_log(1, 3, 1, &[1]);
+    let actions = step_durably(&mut n, request_vote(5, 1, 2, 2, 1));
+    assert!(sends(&actions).iter().any(|e| e.to == NodeId(5)
+        && matches!(&e.message, raft_core::Message::RequestVoteResponse(r) if r.vote_granted)));
+    assert_eq!(n.voted_for(), Some(NodeId(5)));
+    // One whose log is older (a server removed while it was away) is ignored.
+    let mut n = node_with_log(1, 3, 1, &[1]);
+    let actions = step_durably(&mut n, request_vote(5, 1, 2, 0, 0));
+    assert!(actions.is_empty());
+    assert_eq!(n.term(), Term(1));
 }

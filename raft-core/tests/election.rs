@@ -52,14 +52,21 @@ fn candidate_increments_term_and_votes_for_itself() {
 }
 
 #[test]
-fn candidate_requests_votes_from_all_peers_before_persisting() {
+fn candidate_requests_votes_from_all_peers_once_its_term_and_vote_are_durable() {
+    // Sent earlier, a request could be answered to a campaign that a crash then forgets:
+    // restarted in its older term, the node could campaign for the same term again with
+    // another log, and a late grant to the forgotten campaign would count for the new one.
     let mut n = node(1, 5);
     let actions = tick_until_candidate(&mut n);
-    let targets: Vec<u64> = sends(&actions).iter().map(|e| e.to.0).collect();
+    assert!(sends(&actions).is_empty(), "{actions:?}");
+    let durable = n.step(Input::PersistDone {
+        persist_id: persist_id(&actions).unwrap(),
+    });
+    let targets: Vec<u64> = sends(&durable).iter().map(|e| e.to.0).collect();
     assert_eq!(targets, vec![2, 3, 4, 5]);
-    assert!(sends(&actions)
+    assert!(sends(&durable)
         .iter()
-        .all(|e| matches!(e.message, Message::RequestVote(_))));
+        .all(|e| matches!(e.message, Message::RequestVote(_)) && e.term == Term(1)));
 }
 
 #[test]
@@ -256,7 +263,8 @@ fn same_seed_same_election_timeouts() {
             let mut t = 0;
             let term = n.term();
             while n.term() == term {
-                let _ = n.step(Input::Tick);
+                // Durably: a candidate waits for its own vote before it campaigns again.
+                let _ = step_durably(&mut n, Input::Tick);
                 t += 1;
             }
             ticks.push(t);

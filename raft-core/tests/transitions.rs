@@ -11,12 +11,12 @@ fn election_won() {
     let mut n = node(1, 3);
     let mut text = String::from("## timeout\n");
     text += &describe(&tick_until_candidate(&mut n));
-    text += "## vote from n2 (own vote not yet durable)\n";
-    text += &describe(&n.step(vote_response(2, 1, 1, true)));
-    text += "## own vote durable\n";
+    text += "## own term and vote durable: the vote requests go out\n";
     text += &describe(&n.step(Input::PersistDone {
         persist_id: raft_core::PersistId(1),
     }));
+    text += "## vote from n2: a majority\n";
+    text += &describe(&n.step(vote_response(2, 1, 1, true)));
     insta::assert_snapshot!(text);
 }
 

@@ -24,9 +24,10 @@ fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
 }
 
 /// Membership and leadership (Raft thesis §4.2.2): only a voter in its own membership becomes
-/// leader (`only_voters_lead`), and a leader that its membership excludes steps down once
-/// that membership is committed (`removed_leader_steps_down`). Both look only at leaders, and
-/// the log scan only at the rare leader outside its own voters.
+/// leader, or a voter that an entry not yet committed removes (it may still be needed until
+/// that entry commits) (`only_voters_lead`); and a leader that its membership excludes steps
+/// down once that membership is committed (`removed_leader_steps_down`). Both look only at
+/// leaders, and the log scan only at the rare leader outside its own voters.
 fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violation> {
     if node.role() != Role::Leader {
         return Ok(());
@@ -36,8 +37,35 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
     if membership.is_voter(id) {
         return Ok(());
     }
+    // The entry that removed this node (the oldest of the latest memberships that leave it
+    // out: later ones only record incarnations or change other servers), and whether it was a
+    // voter before; where the log no longer holds them, they came from a snapshot, which only
+    // covers committed entries.
+    let mut set_at = LogIndex::ZERO;
+    let mut voter_before = None;
+    for (index, logged) in node
+        .entries(LogIndex::ZERO, node.last_log_index())
+        .iter()
+        .rev()
+        .filter_map(|entry| match &entry.payload {
+            EntryPayload::Membership(membership) => Some((entry.index, membership)),
+            _ => None,
+        })
+    {
+        if logged.is_voter(id) {
+            voter_before = Some(true);
+            break;
+        }
+        set_at = index;
+    }
+    let voter_before = voter_before.unwrap_or_else(|| {
+        node.snapshot_meta().map_or_else(
+            || node.config().voters.contains(&id),
+            |meta| meta.membership.is_voter(id),
+        )
+    });
     let elected = before.role != Role::Leader || before.term != node.term();
-    if elected {
+    if elected && !(set_at > node.commit_index() && voter_before) {
         return violation(
             "only_voters_lead",
             format!(
@@ -46,14 +74,6 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
             ),
         );
     }
-    // The entry that set the membership, if the log still holds it; otherwise it came from a
-    // snapshot, which only covers committed entries.
-    let set_at = node
-        .entries(LogIndex::ZERO, node.last_log_index())
-        .iter()
-        .rev()
-        .find(|entry| matches!(entry.payload, EntryPayload::Membership(_)))
-        .map_or(LogIndex::ZERO, |entry| entry.index);
     if set_at <= node.commit_index() {
         return violation(
             "removed_leader_steps_down",
@@ -167,6 +187,8 @@ struct NodeRecord {
     applied_index: LogIndex,
     /// `Some(term)` while this incarnation leads in `term`.
     leading: Option<Term>,
+    /// Starts so far: the current incarnation's number.
+    incarnation: u64,
 }
 
 impl NodeRecord {
@@ -263,6 +285,10 @@ pub struct Checker {
     acked: Vec<(LogIndex, RequestId)>,
     /// Writes a client was told were dropped: (index, term, request).
     dropped: Vec<(LogIndex, Term, RequestId)>,
+    /// Every leadership so far: the node and incarnation that took office in each term.
+    leaderships: BTreeMap<Term, (NodeId, u64)>,
+    /// Reads that reached a node: how long the committed log was then.
+    reads_received: BTreeMap<RequestId, usize>,
 }
 
 fn position(index: LogIndex) -> usize {
@@ -312,6 +338,7 @@ impl Checker {
             );
         }
         record.up = true;
+        record.incarnation += 1;
         record.log.clear();
         record.base = LogIndex::ZERO;
         record.base_chain = 0;
@@ -369,6 +396,13 @@ impl Checker {
         record.base = index;
         record.base_chain = known.chain;
         Ok(())
+    }
+
+    /// `id` lost its disk: it starts again from nothing, as a new incarnation, so no durable
+    /// term bounds its next start. Everything else it ever did (entries committed, terms led)
+    /// stays on record: no committed entry may be lost because of it.
+    pub fn on_wipe(&mut self, id: NodeId) {
+        self.nodes.or_default(id).max_durable_term = Term::ZERO;
     }
 
     pub fn on_crash(&mut self, id: NodeId) {
@@ -429,6 +463,7 @@ impl Checker {
         let id = node.id();
         self.check_log(node, before, effects)?;
         self.check_term_and_leader(node, before)?;
+        self.check_leads_term_once(node, before)?;
         check_leader_membership(node, before)?;
         self.check_commit(node)?;
         self.check_applied_snapshot(id, effects.applied_snapshot)?;
@@ -529,6 +564,36 @@ impl Checker {
             self.check_new_leader_complete(id, term)?;
         }
         Ok(())
+    }
+
+    /// Election safety counted over restarts: a term has one leadership, one node in one
+    /// incarnation, so one log. A node that took office, crashed before its term was durable,
+    /// restarted in the old term and won the same term again would lead it twice, with a log
+    /// that may differ from the first (`election_safety` sees only one node there).
+    fn check_leads_term_once(&mut self, node: &Node, before: Observed) -> Result<(), Violation> {
+        let term = node.term();
+        let elected =
+            node.role() == Role::Leader && (before.role != Role::Leader || before.term != term);
+        if !elected {
+            return Ok(());
+        }
+        let id = node.id();
+        let incarnation = self.nodes.get(&id).map_or(0, |record| record.incarnation);
+        match self.leaderships.entry(term) {
+            std::collections::btree_map::Entry::Vacant(vacant) => {
+                vacant.insert((id, incarnation));
+                Ok(())
+            }
+            std::collections::btree_map::Entry::Occupied(first) => {
+                let (first_id, first_incarnation) = *first.get();
+                violation(
+                    "election_safety_across_restarts",
+                    format!(
+                        "{id} (incarnation {incarnation}) took office in {term}, which {first_id} (incarnation {first_incarnation}) already led"
+                    ),
+                )
+            }
+        }
     }
 
     /// Leader Completeness at election time: the new leader of `term` holds every entry
@@ -732,6 +797,7 @@ impl Checker {
                 Reply::Committed { index, term } => (index, term),
                 Reply::ReadReady { index } => {
                     self.check_read_ready(id, index, request_id)?;
+                    self.check_read_covers_commit(id, index, request_id)?;
                     continue;
                 }
                 Reply::Dropped { index, term } => {
@@ -798,6 +864,37 @@ impl Checker {
                 format!(
                     "{id} released read {request_id} at {index} with only {applied} applied and {} committed",
                     self.committed.len()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A read reached a node: whatever is committed by now, its answer must cover.
+    pub fn on_read_received(&mut self, request_id: RequestId) {
+        self.reads_received.insert(request_id, self.committed.len());
+    }
+
+    /// A read's index covers every entry committed anywhere before the read reached its node.
+    /// ReadIndex guarantees it: a leader's commit index, once it has committed an entry of its
+    /// term, covers everything committed before, and a read is released only once a quorum
+    /// confirmed no newer leader had yet taken over (or the lease proves it). A stale leader
+    /// serving a read shows here as soon as a newer leader has committed anything, without
+    /// waiting for a client to have seen that commit (`linearizable_history`).
+    fn check_read_covers_commit(
+        &self,
+        id: NodeId,
+        index: LogIndex,
+        request_id: RequestId,
+    ) -> Result<(), Violation> {
+        let Some(&committed) = self.reads_received.get(&request_id) else {
+            return Ok(());
+        };
+        if position(index) < committed {
+            return violation(
+                "read_covers_commit",
+                format!(
+                    "{id} released read {request_id} at {index}, but i{committed} was committed before the read reached it"
                 ),
             );
         }
@@ -952,12 +1049,12 @@ mod tests {
         // Its removal is not committed: it may go on leading.
         let same = Observed::of(node);
         assert!(check_leader_membership(node, same).is_ok());
-        // But it cannot have just been elected.
+        // It may also have just been elected: a voter until its removal commits (thesis
+        // §4.2.2).
         let elected = Observed {
             role: Role::Candidate,
             ..same
         };
-        let error = check_leader_membership(node, elected).expect_err("not a voter");
-        assert_eq!(error.invariant, "only_voters_lead");
+        assert!(check_leader_membership(node, elected).is_ok());
     }
 }

@@ -197,6 +197,11 @@ impl Clients {
         self.new_record(None, node, Some((label.to_owned(), payload)), now_ms)
     }
 
+    /// Records a linearizable read that a scenario sends straight to `node`.
+    pub fn invoke_direct_read(&mut self, node: NodeId, now_ms: u64) -> RequestId {
+        self.new_record(None, node, None, now_ms)
+    }
+
     /// Client `client` woke up: a new invocation (a read if `read`), unless it is inactive or
     /// still waiting.
     pub fn invoke(&mut self, client: usize, now_ms: u64, read: bool) -> Option<Invocation> {

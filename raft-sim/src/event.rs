@@ -15,10 +15,11 @@ pub enum Event {
     /// (`generation` no longer matches).
     Tick { node: NodeId, generation: u64 },
     /// A message arrives; lost if its destination crashed or restarted since it was sent
-    /// (`incarnation` no longer matches).
+    /// (`incarnation` no longer matches). A stale duplicate, one that lingered in the network,
+    /// has no incarnation: it reaches whichever incarnation is up when it arrives.
     Deliver {
         envelope: Envelope,
-        incarnation: u64,
+        incarnation: Option<u64>,
     },
     /// A disk write finishes.
     DiskDone {
@@ -26,6 +27,17 @@ pub enum Event {
         persist_id: PersistId,
         incarnation: u64,
     },
+    /// A timed crash (`Sim::crash_after_next_persist`) of the named incarnation, and when to
+    /// restart the node afterwards.
+    Crash {
+        node: NodeId,
+        incarnation: u64,
+        restart_after_ms: Option<u64>,
+        /// `Sim::cancel_timed_crashes` bumps the epoch: crashes of an older one do not happen.
+        epoch: u64,
+    },
+    /// A node crashed by a timed crash starts again, if it is still down.
+    Restart { node: NodeId },
     /// A client is ready to invoke (a new operation or a retry).
     ClientWake { client: usize },
     /// A client request reaches its node.

@@ -9,10 +9,12 @@
 //! Every random choice comes from one master seed, split per component ([`rng::sub_seed`]),
 //! so the same seed and the same script give a byte-identical trace. Scenarios
 //! ([`scenario`]) script a run in a small text language; [`explore`] runs random fault
-//! schedules per seed and checks liveness once the faults heal, and the client [`history`]
-//! for linearizability. Every event can be streamed as text or as JSON ([`trace_json`]), and
+//! schedules per seed, each with its own fault profile (swarm testing), and checks liveness
+//! once the faults heal, and the client [`history`] for linearizability. Every event can be streamed as text or as JSON ([`trace_json`]), and
 //! [`viz`] turns a JSON trace into a self-contained HTML page that replays the run.
 
+#[cfg(feature = "catalogue")]
+pub mod catalogue;
 pub mod checker;
 pub mod client;
 pub mod disk;

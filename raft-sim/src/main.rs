@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use raft_sim::explore::{run_seed, ExploreConfig, Summary};
+use raft_sim::explore::{run_seed, run_seed_guarded, ExploreConfig, FaultProfile, Summary};
 use raft_sim::trace::{Tee, TraceSink};
 use raft_sim::trace_json::{self, JsonTrace, SharedBuffer};
 use raft_sim::{scenario, viz};
@@ -33,6 +33,8 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         outputs: Outputs,
+        #[command(flatten)]
+        bugs: BugArgs,
     },
     /// Run a random fault schedule and workload for every seed in a range.
     Explore {
@@ -44,8 +46,10 @@ enum Command {
         /// Virtual milliseconds of fault injection per seed.
         #[arg(long, default_value_t = 10_000)]
         fault_ms: u64,
+        #[command(flatten)]
+        bugs: BugArgs,
     },
-    /// Run one seed exactly as `explore` does.
+    /// Run one seed exactly as `explore` does, with the same fault profile.
     Replay {
         #[arg(long)]
         seed: u64,
@@ -58,6 +62,28 @@ enum Command {
         trace: bool,
         #[command(flatten)]
         outputs: Outputs,
+        #[command(flatten)]
+        bugs: BugArgs,
+    },
+    /// Reintroduce each known bug in turn and report what catches it: the seeds `explore`
+    /// needs, and the scenarios that stop on it.
+    #[cfg(feature = "catalogue")]
+    Catalogue {
+        /// Seeds to explore per bug and cluster size, as START..END (END excluded); each run
+        /// stops at the first failing seed.
+        #[arg(long, value_parser = parse_range, default_value = "0..10000")]
+        seeds: Range<u64>,
+        /// Cluster sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        nodes: Vec<u64>,
+        #[arg(long, default_value_t = 10_000)]
+        fault_ms: u64,
+        /// The scenario files to run with each bug.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))]
+        scenarios: PathBuf,
+        /// Only these bugs (repeatable); every bug by default.
+        #[command(flatten)]
+        only: BugArgs,
     },
     /// Model-check the real core: every interleaving of a small cluster up to a bound.
     Check(CheckArgs),
@@ -151,6 +177,27 @@ struct CheckArgs {
     outputs: Outputs,
 }
 
+/// Known bugs to reintroduce in every node of a run (the bug catalogue).
+#[derive(Clone, Debug, Default, Args)]
+struct BugArgs {
+    /// Reintroduce this known bug in every node, in every incarnation (repeatable). The
+    /// names are those `catalogue` reports.
+    #[cfg(feature = "catalogue")]
+    #[arg(long = "bug", value_name = "NAME", value_parser = parse_bug)]
+    bugs: Vec<raft_core::bugs::Bug>,
+}
+
+#[cfg(feature = "catalogue")]
+fn parse_bug(name: &str) -> Result<raft_core::bugs::Bug, String> {
+    raft_core::bugs::Bug::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = raft_core::bugs::Bug::ALL.iter().map(|b| b.name()).collect();
+        format!(
+            "no bug {name:?} in the catalogue; known: {}",
+            names.join(", ")
+        )
+    })
+}
+
 /// Files a run can write besides its usual output.
 #[derive(Debug, Args)]
 struct Outputs {
@@ -210,19 +257,38 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { file, outputs } => run(&file, &outputs),
+        Command::Run {
+            file,
+            outputs,
+            bugs,
+        } => run(&file, &outputs, bugs),
         Command::Explore {
             seeds,
             nodes,
             fault_ms,
-        } => explore(seeds, nodes, fault_ms),
+            bugs,
+        } => explore(seeds, &explore_config(nodes, fault_ms, bugs)),
         Command::Replay {
             seed,
             nodes,
             fault_ms,
             trace,
             outputs,
-        } => replay(seed, nodes, fault_ms, trace, &outputs),
+            bugs,
+        } => replay(
+            seed,
+            &explore_config(nodes, fault_ms, bugs),
+            trace,
+            &outputs,
+        ),
+        #[cfg(feature = "catalogue")]
+        Command::Catalogue {
+            seeds,
+            nodes,
+            fault_ms,
+            scenarios,
+            only,
+        } => catalogue(seeds, &nodes, fault_ms, &scenarios, only),
         Command::Check(args) => check_command::run(&args),
         Command::Viz {
             trace,
@@ -232,7 +298,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: &Path, outputs: &Outputs) -> ExitCode {
+fn run(file: &Path, outputs: &Outputs, bugs: BugArgs) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(error) => {
@@ -241,7 +307,14 @@ fn run(file: &Path, outputs: &Outputs) -> ExitCode {
         }
     };
     let (sink, buffer) = outputs.sink().unzip();
-    let outcome = scenario::run_script_traced(&text, sink.map(|s| Box::new(s) as _));
+    #[cfg(not(feature = "catalogue"))]
+    let BugArgs {} = bugs;
+    let options = scenario::RunOptions {
+        trace: sink.map(|s| Box::new(s) as _),
+        #[cfg(feature = "catalogue")]
+        bugs: bugs.bugs,
+    };
+    let outcome = scenario::run_script_with(&text, options);
     print!("{}", outcome.transcript);
     let title = format!("raft-sim run {}", file.display());
     if let Err(error) = outputs.write(buffer, &title) {
@@ -255,15 +328,36 @@ fn run(file: &Path, outputs: &Outputs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn replay_command(seed: u64, nodes: u64, fault_ms: u64) -> String {
-    format!("cargo run -p raft-sim --release -- replay --seed {seed} --nodes {nodes} --fault-ms {fault_ms} --trace")
+fn explore_config(nodes: u64, fault_ms: u64, bugs: BugArgs) -> ExploreConfig {
+    #[cfg(not(feature = "catalogue"))]
+    let BugArgs {} = bugs;
+    ExploreConfig {
+        fault_ms,
+        #[cfg(feature = "catalogue")]
+        bugs: bugs.bugs,
+        ..ExploreConfig::new(nodes)
+    }
 }
 
-fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
-    let config = ExploreConfig {
-        fault_ms,
-        ..ExploreConfig::new(nodes)
-    };
+/// The command that replays `seed` as `config` ran it.
+fn replay_command(seed: u64, config: &ExploreConfig) -> String {
+    #[cfg_attr(not(feature = "catalogue"), allow(unused_mut))]
+    let (mut features, mut bugs) = (String::new(), String::new());
+    #[cfg(feature = "catalogue")]
+    if !config.bugs.is_empty() {
+        features.push_str(" --features catalogue");
+        for bug in &config.bugs {
+            bugs.push_str(" --bug ");
+            bugs.push_str(bug.name());
+        }
+    }
+    format!(
+        "cargo run -p raft-sim --release{features} -- replay --seed {seed} --nodes {} --fault-ms {}{bugs} --trace",
+        config.nodes, config.fault_ms
+    )
+}
+
+fn explore(seeds: Range<u64>, config: &ExploreConfig) -> ExitCode {
     let total = seeds.end - seeds.start;
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -271,11 +365,14 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     let mut stderr = std::io::stderr();
     let mut drawn = usize::MAX;
     for seed in seeds {
-        let report = run_seed(seed, &config, None);
+        let report = run_seed_guarded(seed, config);
         summary.add(&report);
         if let Some(failure) = &report.failure {
             let _ = write!(stderr, "\r\x1b[K");
-            eprintln!("seed {seed} FAILED: {failure}");
+            eprintln!(
+                "seed {seed} FAILED (profile: {}): {failure}",
+                report.profile
+            );
             failed.push(seed);
         }
         let done = summary.seeds;
@@ -311,20 +408,28 @@ fn explore(seeds: Range<u64>, nodes: u64, fault_ms: u64) -> ExitCode {
     let (events_per_second, simulated_per_second) = summary.rates(seconds);
     println!("events per second:  {events_per_second:.0} (wall {seconds:.2} s, one thread)");
     println!("simulated s/wall s: {simulated_per_second:.0}");
+    println!("profile mix (seeds with each fault family on):");
+    let percent = |count: u64| count as f64 * 100.0 / summary.seeds.max(1) as f64;
+    for (name, count) in FaultProfile::FAMILIES.iter().zip(summary.profile_mix) {
+        println!("  {name:<22} {count:>7} ({:.1}%)", percent(count));
+    }
+    let classic = summary.classic_seeds;
+    println!(
+        "  {:<22} {classic:>7} ({:.1}%)",
+        "none (classic only)",
+        percent(classic)
+    );
     if failed.is_empty() {
         return ExitCode::SUCCESS;
     }
     for seed in failed {
-        println!("replay: {}", replay_command(seed, nodes, fault_ms));
+        println!("replay: {}", replay_command(seed, config));
     }
     ExitCode::FAILURE
 }
 
-fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool, outputs: &Outputs) -> ExitCode {
-    let config = ExploreConfig {
-        fault_ms,
-        ..ExploreConfig::new(nodes)
-    };
+fn replay(seed: u64, config: &ExploreConfig, trace: bool, outputs: &Outputs) -> ExitCode {
+    let (nodes, fault_ms) = (config.nodes, config.fault_ms);
     let mut sinks: Vec<Box<dyn TraceSink>> = Vec::new();
     if trace {
         sinks.push(Box::new(std::io::stdout()));
@@ -338,7 +443,7 @@ fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool, outputs: &Outputs) 
         1 => sinks.pop(),
         _ => Some(Box::new(Tee(sinks))),
     };
-    let report = run_seed(seed, &config, sink);
+    let report = run_seed(seed, config, sink);
     let title = format!("raft-sim replay --seed {seed} --nodes {nodes} --fault-ms {fault_ms}");
     if let Err(error) = outputs.write(buffer, &title) {
         eprintln!("{error}");
@@ -351,6 +456,7 @@ fn replay(seed: u64, nodes: u64, fault_ms: u64, trace: bool, outputs: &Outputs) 
         "seed {seed}: {} events, {} ms simulated, trace hash {:016x}",
         report.events, report.sim_ms, report.trace_hash
     );
+    let _ = writeln!(out, "profile: {}", report.profile);
     match report.failure {
         None => {
             let _ = writeln!(out, "ok");
@@ -389,5 +495,132 @@ fn viz_command(trace: &Path, output: Option<&Path>, summary: bool) -> ExitCode {
             eprintln!("{error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The scenario files of `dir`, as (file name, text), by name.
+#[cfg(feature = "catalogue")]
+fn read_scenarios(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut scenarios = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|ext| ext == "scn") {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let name = path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            scenarios.push((name, text));
+        }
+    }
+    scenarios.sort();
+    Ok(scenarios)
+}
+
+#[cfg(feature = "catalogue")]
+fn catalogue(
+    seeds: Range<u64>,
+    nodes: &[u64],
+    fault_ms: u64,
+    dir: &Path,
+    only: BugArgs,
+) -> ExitCode {
+    use raft_core::bugs::Bug;
+    use raft_sim::catalogue::{explore_until_caught, scenarios_stopped};
+
+    let scenarios = match read_scenarios(dir) {
+        Ok(scenarios) => scenarios,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let bugs = if only.bugs.is_empty() {
+        Bug::ALL.to_vec()
+    } else {
+        only.bugs
+    };
+    // A bug can break an assertion in the core; that panic is the seed's failure, recorded
+    // as such, so its message would only clutter the table.
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = Instant::now();
+    let mut header = String::from("| bug |");
+    let mut rule = String::from("| --- |");
+    for n in nodes {
+        header.push_str(&format!(" explore --nodes {n} |"));
+        rule.push_str(" --- |");
+    }
+    println!(
+        "seeds {}..{}, {fault_ms} ms of faults per seed",
+        seeds.start, seeds.end
+    );
+    println!();
+    println!("{header} scenarios that stop |");
+    println!("{rule} --- |");
+    let mut uncaught = Vec::new();
+    for bug in bugs {
+        let mut row = format!("| `{}` |", bug.name());
+        let mut caught = false;
+        for &n in nodes {
+            let mut stderr = std::io::stderr();
+            let found = explore_until_caught(bug, n, seeds.clone(), fault_ms, |done| {
+                if done % 50 == 0 {
+                    let _ = write!(stderr, "\r\x1b[K{} --nodes {n}: {done} seeds", bug.name());
+                }
+            });
+            let _ = write!(stderr, "\r\x1b[K");
+            let cell = match found {
+                Some(hit) => {
+                    caught = true;
+                    format!(
+                        " {} (seed {}: `{}`) |",
+                        plural(hit.seeds_run, "seed"),
+                        hit.seed,
+                        hit.invariant
+                    )
+                }
+                None => format!(
+                    " not caught in {} |",
+                    plural(seeds.end - seeds.start, "seed")
+                ),
+            };
+            row.push_str(&cell);
+        }
+        let stops = scenarios_stopped(bug, &scenarios);
+        caught |= stops.iter().any(|stop| stop.invariant.is_some());
+        let cell: Vec<String> = stops
+            .iter()
+            .map(|stop| match &stop.invariant {
+                Some(invariant) => format!("{} (`{invariant}`)", stop.scenario),
+                None => format!("{} (an expectation)", stop.scenario),
+            })
+            .collect();
+        let cell = if cell.is_empty() {
+            "none".to_owned()
+        } else {
+            cell.join(", ")
+        };
+        println!("{row} {cell} |");
+        if !caught {
+            uncaught.push(bug.name());
+        }
+    }
+    println!();
+    println!("wall time: {:.0} s", started.elapsed().as_secs_f64());
+    if uncaught.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("not caught: {}", uncaught.join(", "));
+    ExitCode::FAILURE
+}
+
+#[cfg(feature = "catalogue")]
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }

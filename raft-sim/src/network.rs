@@ -17,6 +17,17 @@ pub struct NetworkConfig {
     pub loss: f64,
     /// Probability that a delivered message arrives twice (each copy with its own latency).
     pub duplicate: f64,
+    /// Stale duplicates: besides its normal delivery, a message is delivered once more after a
+    /// delay in `stale_delay_ms_min..=stale_delay_ms_max`, as a datagram that lingered in the
+    /// network would be, to whichever incarnation of the receiver is up by then. With
+    /// probability `stale_duplicate`.
+    pub stale_duplicate: f64,
+    pub stale_delay_ms_min: u64,
+    pub stale_delay_ms_max: u64,
+    /// The same for `TimeoutNow`, with its own probability and delay range.
+    pub stale_timeout_now: f64,
+    pub stale_timeout_now_delay_ms_min: u64,
+    pub stale_timeout_now_delay_ms_max: u64,
 }
 
 impl Default for NetworkConfig {
@@ -26,6 +37,12 @@ impl Default for NetworkConfig {
             latency_ms_max: 5,
             loss: 0.0,
             duplicate: 0.0,
+            stale_duplicate: 0.0,
+            stale_delay_ms_min: 1_000,
+            stale_delay_ms_max: 5_000,
+            stale_timeout_now: 0.0,
+            stale_timeout_now_delay_ms_min: 1_000,
+            stale_timeout_now_delay_ms_max: 5_000,
         }
     }
 }
@@ -46,6 +63,8 @@ pub enum Route {
 pub struct Network {
     pub config: NetworkConfig,
     rng: SimRng,
+    /// Draws for stale duplicates only, so switching them on leaves every other draw as it was.
+    stale_rng: SimRng,
     node_count: usize,
     /// `cut[(from - 1) * n + (to - 1)]`: messages from `from` to `to` are dropped. A flat
     /// matrix, because it is read for every message.
@@ -60,6 +79,7 @@ impl Network {
         Network {
             config,
             rng: SimRng::new(seed),
+            stale_rng: SimRng::new(crate::rng::sub_seed(seed, "stale", 0)),
             node_count,
             cut: vec![false; node_count * node_count],
             held: BTreeMap::new(),
@@ -92,6 +112,28 @@ impl Network {
                 .between(self.config.latency_ms_min, self.config.latency_ms_max)
         });
         Route::Deliver { first, second }
+    }
+
+    /// For a message just routed for delivery: after how many ms a stale duplicate of it
+    /// arrives, if one does.
+    pub fn stale_copy(&mut self, timeout_now: bool) -> Option<u64> {
+        let config = &self.config;
+        let (p, min, max) = if timeout_now {
+            (
+                config.stale_timeout_now,
+                config.stale_timeout_now_delay_ms_min,
+                config.stale_timeout_now_delay_ms_max,
+            )
+        } else {
+            (
+                config.stale_duplicate,
+                config.stale_delay_ms_min,
+                config.stale_delay_ms_max,
+            )
+        };
+        self.stale_rng
+            .chance(p)
+            .then(|| self.stale_rng.between(min, max))
     }
 
     #[must_use]
@@ -265,5 +307,16 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn stale_copies_come_late_and_only_when_switched_on() {
+        let mut net = Network::new(NetworkConfig::default(), 2, 1);
+        assert_eq!(net.stale_copy(false), None);
+        assert_eq!(net.stale_copy(true), None);
+        net.config.stale_timeout_now = 1.0;
+        assert_eq!(net.stale_copy(false), None);
+        let delay = net.stale_copy(true).expect("a TimeoutNow copy");
+        assert!((1_000..=5_000).contains(&delay));
     }
 }

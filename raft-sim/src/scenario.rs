@@ -36,8 +36,34 @@ pub fn run_script(text: &str) -> Outcome {
 /// [`run_script`], streaming every event of the simulation to `trace`.
 #[must_use]
 pub fn run_script_traced(text: &str, trace: Option<Box<dyn TraceSink>>) -> Outcome {
+    // With the catalogue feature the options have more fields.
+    #[cfg_attr(not(feature = "catalogue"), allow(clippy::needless_update))]
+    run_script_with(
+        text,
+        RunOptions {
+            trace,
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// How to run a script besides its text.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Streams every event of the simulation here.
+    pub trace: Option<Box<dyn TraceSink>>,
+    /// Bugs every node of the run reintroduces (the bug catalogue).
+    #[cfg(feature = "catalogue")]
+    pub bugs: Vec<raft_core::bugs::Bug>,
+}
+
+/// [`run_script`] with options.
+#[must_use]
+pub fn run_script_with(text: &str, options: RunOptions) -> Outcome {
     let mut runner = Runner {
-        trace,
+        trace: options.trace,
+        #[cfg(feature = "catalogue")]
+        bugs: options.bugs,
         ..Runner::default()
     };
     for (number, raw) in text.lines().enumerate() {
@@ -88,6 +114,9 @@ struct Runner {
     trace: Option<Box<dyn TraceSink>>,
     /// Commands written by `write` so far, so each one's commands get fresh names.
     bulk_writes: u64,
+    /// Handed to the simulation's configuration when it starts.
+    #[cfg(feature = "catalogue")]
+    bugs: Vec<raft_core::bugs::Bug>,
 }
 
 type Handled = Result<(), String>;
@@ -107,13 +136,22 @@ impl Runner {
             "loss" => self.cmd_loss(args),
             "duplicate" => self.cmd_duplicate(args),
             "disk" => self.cmd_disk(args),
+            "hold-disk" => self.cmd_hold_disk(args),
+            "release-disk" => self.cmd_release_disk(args),
             "tick" => self.cmd_tick(args),
             "config" => self.cmd_config(args),
             "clients" => self.cmd_clients(args),
+            "paused-ticks" => self.cmd_paused_ticks(args),
             "start" => self.each_node(args, Sim::start),
             "restart" => self.cmd_restart(args),
             "stop" => self.each_node(args, Sim::stop),
             "crash" => self.each_node(args, Sim::crash),
+            "wipe" => match args {
+                [.., "keep-voters"] => {
+                    self.each_node(&args[..args.len() - 1], Sim::wipe_keeping_config)
+                }
+                _ => self.each_node(args, Sim::wipe),
+            },
             "pause" => self.each_node(args, Sim::pause),
             "resume" => self.each_node(args, Sim::resume),
             "campaign" => self.each_node(args, Sim::campaign),
@@ -128,6 +166,7 @@ impl Runner {
             "drop" => self.cmd_drop(args),
             "release" => self.cmd_release(args),
             "propose" => self.cmd_propose(args),
+            "read" => self.cmd_read(args),
             "open-session" => self.cmd_open_session(args),
             "session-append" => self.cmd_session_append(args),
             "kv" => self.cmd_kv(args),
@@ -232,11 +271,47 @@ impl Runner {
         Ok(())
     }
 
+    /// `disk MIN..MAX` sets every disk's latency (setup only); `disk N MIN..MAX` one node's,
+    /// at setup or mid-run.
     fn cmd_disk(&mut self, args: &[&str]) -> Handled {
-        let (min, max) = parse_range(one(args, "disk MIN..MAX (ms)")?)?;
+        const USAGE: &str = "usage: disk MIN..MAX | disk N MIN..MAX (ms)";
+        let (node, range) = match args {
+            [range] => (None, range),
+            [node, range] => (Some(parse_node(node)?), range),
+            _ => return Err(USAGE.to_owned()),
+        };
+        let (min, max) = parse_range(range)?;
+        let latency = crate::disk::DiskConfig {
+            latency_ms_min: min,
+            latency_ms_max: max,
+        };
+        let Some(node) = node else {
+            self.setup()?.disk = latency;
+            return Ok(());
+        };
+        if let Some(sim) = &mut self.sim {
+            return sim
+                .set_disk_latency(node, latency)
+                .map_err(|e| e.to_string());
+        }
         let config = self.setup()?;
-        config.disk.latency_ms_min = min;
-        config.disk.latency_ms_max = max;
+        if node.0 == 0 || node.0 > config.nodes {
+            return Err(format!("no node {node}"));
+        }
+        config.node_disk.insert(node, latency);
+        Ok(())
+    }
+
+    fn cmd_hold_disk(&mut self, args: &[&str]) -> Handled {
+        let node = parse_node(one(args, "hold-disk N")?)?;
+        let sim = self.sim()?;
+        sim.hold_disk(node).map_err(|e| e.to_string())
+    }
+
+    fn cmd_release_disk(&mut self, args: &[&str]) -> Handled {
+        let node = parse_node(one(args, "release-disk N")?)?;
+        let released = self.sim()?.release_disk(node).map_err(|e| e.to_string())?;
+        self.say(format!("{node} completed {released} held writes"));
         Ok(())
     }
 
@@ -288,6 +363,21 @@ impl Runner {
         raft.validate().map_err(|e| e.to_string())
     }
 
+    /// `paused-ticks lost|delivered`: whether a resumed node gets the ticks it missed.
+    fn cmd_paused_ticks(&mut self, args: &[&str]) -> Handled {
+        let delivered = match one(args, "paused-ticks lost|delivered")? {
+            "lost" => false,
+            "delivered" => true,
+            other => {
+                return Err(format!(
+                    "paused-ticks takes lost or delivered, not {other:?}"
+                ))
+            }
+        };
+        self.setup()?.resume_with_missed_ticks = delivered;
+        Ok(())
+    }
+
     fn cmd_clients(&mut self, args: &[&str]) -> Handled {
         let usage = || "usage: clients N [reads PERCENT]".to_owned();
         let (count, reads) = match args {
@@ -311,10 +401,15 @@ impl Runner {
 
     fn sim(&mut self) -> Result<&mut Sim, String> {
         if self.sim.is_none() {
-            let config = self
+            #[cfg_attr(not(feature = "catalogue"), allow(unused_mut))]
+            let mut config = self
                 .config
                 .take()
                 .ok_or("the script must begin with `cluster N`")?;
+            #[cfg(feature = "catalogue")]
+            {
+                config.bugs.clone_from(&self.bugs);
+            }
             let mut sim = Sim::new(config);
             sim.collect_notes();
             if let Some(sink) = self.trace.take() {
@@ -507,6 +602,21 @@ impl Runner {
         let node = parse_target(sim, target)?;
         let request = sim.propose(node, &command).map_err(|e| e.to_string())?;
         self.report_proposal(node, &command, request)
+    }
+
+    fn cmd_read(&mut self, args: &[&str]) -> Handled {
+        let target = one(args, "read N|leader")?;
+        let sim = self.sim()?;
+        let node = parse_target(sim, target)?;
+        let request = sim.read(node).map_err(|e| e.to_string())?;
+        let pending = sim
+            .clients
+            .record(request)
+            .is_none_or(|r| r.outcome == ClientOutcome::Pending);
+        if pending && sim.failure().is_none() {
+            self.say(format!("{node} has not answered read {request} yet"));
+        }
+        Ok(())
     }
 
     /// Says how `node` first answered a proposal; an immediate refusal is printed as a note,
@@ -935,8 +1045,13 @@ fn describe_membership(membership: &Membership) -> String {
         let ids: Vec<String> = set.iter().map(ToString::to_string).collect();
         format!("[{}]", ids.join(","))
     };
+    let returning = if membership.returning.is_empty() {
+        String::new()
+    } else {
+        format!(" (returning {})", list(&membership.returning))
+    };
     format!(
-        "voters {} learners {}",
+        "voters {} learners {}{returning}",
         list(&membership.voters),
         list(&membership.learners)
     )
@@ -1118,7 +1233,7 @@ mod tests {
         for expected in [
             "n1 replied to add learner n2: accepted at i2 in t1",
             "n1 replied to add learner n3: change rejected: ChangeInProgress",
-            "n1 voters [n1] learners [n2]\n  committed at i0: voters [n1] learners []",
+            "n1 voters [n1] learners [n2]\n  committed at i1: voters [n1] learners []",
             "n1 replied to add learner n2: committed at i2 in t1",
             "n1 replied to remove n1: change rejected: LastVoter",
             "committed at i2: voters [n1] learners [n2]",
@@ -1144,11 +1259,34 @@ mod tests {
             "n1 took w1..w300: 300 committed at i2..i301 in t1, after ",
             "n2 took w301..w302: 0 committed, 2 refused (not leader, busy or dropped), after 0 ms",
             "n1 took w303..w303: 0 committed, 1 pending, after 0 ms",
-            "n1 replied to r303: committed at i302 in t1",
+            "n1 replied to r303: committed at i303 in t1",
             "history checks passed",
         ] {
             assert!(outcome.transcript.contains(expected), "{expected}");
         }
+    }
+
+    #[test]
+    fn disk_commands_control_one_node() {
+        let outcome = run_script(
+            "cluster 3 seed 1\nconfig pre_vote 0\nlatency 1..1\ndisk 1..1\ndisk 3 40..40\n\
+             start 1 2 3\nhold-disk 1\ncampaign 1\nrun 50ms\nstatus 1\nrelease-disk 1\n\
+             status 1\ndisk 2 5..5\nrun until leader 1 within 1s\nrun until converged\n",
+        );
+        assert_eq!(outcome.error, None, "{}", outcome.transcript);
+        let transcript = &outcome.transcript;
+        // n1 waits for its held vote, asks for votes once the write completes, then leads.
+        let held = transcript.find("n1 CANDIDATE t1").expect("a candidate");
+        let release = transcript.find("> release-disk 1").expect("released");
+        let leads = transcript.find("n1 became LEADER in t1").expect("leads");
+        assert!(held < release && release < leads, "{transcript}");
+        assert!(transcript.contains("n1 completed 1 held writes"));
+        let error = |script: &str| run_script(script).error.unwrap_or_default();
+        assert!(error("cluster 3\ndisk 9 1..2\n").contains("no node n9"));
+        assert!(error("cluster 3\ndisk 1 2 3\n").contains("usage: disk"));
+        assert!(error("cluster 3\nstart 1\nhold-disk 7\n").contains("no node n7"));
+        assert!(error("cluster 3\nstart 1\ndisk 1..2\n").contains("before the simulation"));
+        assert!(error("cluster 3\npaused-ticks sometimes\n").contains("lost or delivered"));
     }
 
     #[test]
@@ -1161,8 +1299,8 @@ mod tests {
         );
         assert_eq!(outcome.error, None, "{}", outcome.transcript);
         for expected in [
-            "dropped 1: snapshot i21 t1 bytes 0..3 of 8",
-            "delivered 1, 0 still held: snapshot i21 t1 bytes 0..3 of 8",
+            "dropped 1: snapshot i22 t1 bytes 0..3 of 8",
+            "delivered 1, 0 still held: snapshot i22 t1 bytes 0..3 of 8",
         ] {
             assert!(outcome.transcript.contains(expected), "{expected}");
         }

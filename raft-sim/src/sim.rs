@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, EntryPayload, Envelope, Input, LogIndex, Membership, MembershipChange,
-    Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
+    Action, Config, Entry, EntryPayload, Envelope, Incarnation, Input, LogIndex, Membership,
+    MembershipChange, Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
 };
 
 use crate::checker::{Checker, Observed, StepEffects, Violation};
@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub voters: u64,
     pub network: NetworkConfig,
     pub disk: DiskConfig,
+    /// Nodes whose disk has a latency of its own instead of `disk`.
+    pub node_disk: BTreeMap<NodeId, DiskConfig>,
     pub clients: ClientConfig,
     /// Milliseconds per tick of each node (index 0 is node 1); missing entries use 10 ms.
     /// Different values simulate clock rate skew.
@@ -36,6 +38,18 @@ pub struct SimConfig {
     pub raft: Config,
     /// Events kept for failure reports.
     pub trace_tail: usize,
+    /// New leaders crash soon after taking office, now and then.
+    pub leader_crash: Option<LeaderCrash>,
+    /// A resumed node first gets one tick for each it missed while paused: its driver measures
+    /// the time that passed. Without, the ticks are lost, as with a driver that skips missed
+    /// ticks, and the node's clock stood still while it was frozen. Lease reads need the
+    /// former: a lease assumes every clock runs at nearly the same rate, and a clock that stops
+    /// while the leader is frozen lets it serve reads from a lease that ran out long ago.
+    pub resume_with_missed_ticks: bool,
+    /// Known bugs every node of the run has reintroduced, in every incarnation (the bug
+    /// catalogue; empty otherwise).
+    #[cfg(feature = "catalogue")]
+    pub bugs: Vec<raft_core::bugs::Bug>,
 }
 
 impl SimConfig {
@@ -47,10 +61,15 @@ impl SimConfig {
             voters: nodes,
             network: NetworkConfig::default(),
             disk: DiskConfig::default(),
+            node_disk: BTreeMap::new(),
             clients: ClientConfig::default(),
             tick_ms: Vec::new(),
             raft: Config::new(NodeId(1), (1..=nodes.max(1)).map(NodeId)),
             trace_tail: 40,
+            leader_crash: None,
+            resume_with_missed_ticks: false,
+            #[cfg(feature = "catalogue")]
+            bugs: Vec::new(),
         }
     }
 
@@ -67,6 +86,29 @@ impl SimConfig {
             .unwrap_or(Self::TICK_MS_DEFAULT)
             .max(1)
     }
+}
+
+/// Crashes of new leaders: with `probability`, a node that takes office crashes while the
+/// write of its first entry is pending: in the middle of that step (with probability
+/// `mid_step`) or within `delay_ms_max` after it; it restarts within `restart_ms_max`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaderCrash {
+    pub probability: f64,
+    pub mid_step: f64,
+    pub delay_ms_max: u64,
+    pub restart_ms_max: u64,
+}
+
+/// When a crash armed on a node's next `Persist` happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashTiming {
+    /// In the middle of carrying out that step: its `Persist` went to the disk (and will be
+    /// lost), some of its messages left and the rest never do, its replies are never given.
+    /// A driver executes a step's actions one after another, so a process can die between
+    /// any two of them.
+    MidStep,
+    /// This many milliseconds after the step.
+    After(u64),
 }
 
 /// Why a run stopped early: a safety violation or a liveness failure.
@@ -137,6 +179,18 @@ struct Slot {
     /// Bumped whenever the tick chain must stop (pause, crash, stop).
     tick_generation: u64,
     disk: Disk,
+    /// Armed by `crash_after_next_persist`: crash when the next `Persist` is issued, then
+    /// restart after the delay given, if any.
+    crash_after_persist: Option<(CrashTiming, Option<u64>)>,
+    /// When the node was last paused.
+    paused_at_ms: u64,
+    /// The server's incarnation (`Config::incarnation`): drawn again when its disk is wiped.
+    server_incarnation: Incarnation,
+    /// How often its disk was wiped.
+    wipes: u64,
+    /// It starts with no voters configured: a new server, or one that lost its state and was
+    /// started as one (raft-net's `--initial-cluster-state existing`).
+    as_new_server: bool,
 }
 
 /// An error from a control command (bad node id, node in the wrong state, ...).
@@ -177,6 +231,10 @@ pub struct Sim {
     changes: BTreeMap<RequestId, ChangeRecord>,
     /// The buffer `Node::step_into` fills, drained after each step and reused.
     actions: Vec<Action>,
+    /// Timed crashes of an older epoch were cancelled.
+    crash_epoch: u64,
+    /// Draws for the timed faults the simulator makes itself (`SimConfig::leader_crash`).
+    fault_rng: SimRng,
 }
 
 /// One membership change request and what became of it.
@@ -191,6 +249,13 @@ pub struct ChangeRecord {
 /// Membership change requests get ids from their own range, apart from client requests.
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
 
+/// The incarnation of `id` after `wipes` wipes of its disk, from its own sub-seed.
+/// Each wipe draws a greater one, as a driver's creation time would be.
+fn server_incarnation(seed: u64, id: NodeId, wipes: u64) -> Incarnation {
+    let random = sub_seed(seed, "incarnation", id.0 * 1_000_000 + wipes) & ((1 << 48) - 1);
+    Incarnation((wipes << 48) | random)
+}
+
 impl Sim {
     #[must_use]
     pub fn new(config: SimConfig) -> Sim {
@@ -204,7 +269,12 @@ impl Sim {
                 inbox: VecDeque::new(),
                 incarnation: 0,
                 tick_generation: 0,
-                disk: Disk::default(),
+                disk: Disk::with_latency(config.node_disk.get(&NodeId(id)).cloned()),
+                crash_after_persist: None,
+                paused_at_ms: 0,
+                server_incarnation: server_incarnation(seed, NodeId(id), 0),
+                wipes: 0,
+                as_new_server: false,
             })
             .collect();
         let node_count = usize::try_from(config.nodes).unwrap_or(0);
@@ -232,6 +302,8 @@ impl Sim {
             ),
             changes: BTreeMap::new(),
             actions: Vec::new(),
+            crash_epoch: 0,
+            fault_rng: SimRng::new(sub_seed(seed, "timed-faults", 0)),
             config,
         }
     }
@@ -499,14 +571,35 @@ impl Sim {
             } => {
                 let Ok(i) = self.index_of(node) else { return };
                 let slot = &mut self.slots[i];
-                if slot.incarnation != incarnation || !slot.disk.complete(persist_id) {
+                if slot.incarnation != incarnation || slot.disk.is_held() {
+                    // Lost to a crash, or held: `release_disk` completes held writes.
                     return;
                 }
-                let term = slot.disk.durable.hard_state.current_term;
-                self.checker.on_durable_term(node, term);
-                self.events += 1;
-                self.record(TraceKind::Persisted { node, persist_id });
-                self.input(i, Input::PersistDone { persist_id });
+                if let Some(until) = slot.disk.stalled_until(self.now_ms) {
+                    let event = Event::DiskDone {
+                        node,
+                        persist_id,
+                        incarnation,
+                    };
+                    self.queue.push(until, event);
+                    return;
+                }
+                self.complete_write(i, persist_id);
+            }
+            Event::Crash {
+                node,
+                incarnation,
+                restart_after_ms,
+                epoch,
+            } => {
+                if epoch == self.crash_epoch {
+                    self.on_timed_crash(node, incarnation, restart_after_ms);
+                }
+            }
+            Event::Restart { node } => {
+                if self.life(node) == Ok(Life::Crashed) {
+                    let _ = self.start(node);
+                }
             }
             Event::ClientWake { client } => self.on_client_wake(client),
             Event::ClientArrive { invocation } => {
@@ -527,7 +620,10 @@ impl Sim {
                         request_id,
                         command,
                     },
-                    Op::Read => Input::Read { request_id },
+                    Op::Read => {
+                        self.checker.on_read_received(request_id);
+                        Input::Read { request_id }
+                    }
                 };
                 self.input(i, input);
             }
@@ -535,6 +631,74 @@ impl Sim {
                 let follow_up = self.clients.on_timeout(request_id, self.now_ms);
                 self.follow_up(follow_up);
             }
+        }
+    }
+
+    /// Completes the writes of node `i` up to `persist_id` and tells the node.
+    fn complete_write(&mut self, i: usize, persist_id: raft_core::PersistId) {
+        let slot = &mut self.slots[i];
+        if !slot.disk.complete(persist_id) {
+            return;
+        }
+        let node = slot.id;
+        let term = slot.disk.durable.hard_state.current_term;
+        self.checker.on_durable_term(node, term);
+        self.events += 1;
+        self.record(TraceKind::Persisted { node, persist_id });
+        self.input(i, Input::PersistDone { persist_id });
+    }
+
+    /// Node `i` just took office: with `SimConfig::leader_crash`, maybe crash it soon.
+    fn maybe_crash_new_leader(&mut self, i: usize) {
+        let Some(crash) = &self.config.leader_crash else {
+            return;
+        };
+        if !self.fault_rng.chance(crash.probability) {
+            return;
+        }
+        // Taking office always writes the new term's no-op, so the crash is armed on that
+        // write: in the middle of this very step, or soon after it.
+        let timing = if self.fault_rng.chance(crash.mid_step) {
+            CrashTiming::MidStep
+        } else {
+            CrashTiming::After(self.fault_rng.between(0, crash.delay_ms_max))
+        };
+        let restart_after_ms = self.fault_rng.between(1, crash.restart_ms_max);
+        self.slots[i].crash_after_persist = Some((timing, Some(restart_after_ms)));
+    }
+
+    /// `id` dies while carrying out a step whose `Persist` it has just issued: a random
+    /// prefix of the step's messages leaves, the rest and its replies never do.
+    fn crash_mid_step(&mut self, id: NodeId, sends: Vec<Envelope>, restart_after_ms: Option<u64>) {
+        let total = sends.len();
+        let sent = usize::try_from(self.fault_rng.between(0, total as u64)).unwrap_or(total);
+        for envelope in sends.into_iter().take(sent) {
+            self.send(envelope);
+        }
+        self.record(TraceKind::Control(format!(
+            "{id} crashes after issuing its Persist, with {sent} of {total} messages sent"
+        )));
+        let _ = self.crash(id);
+        if let Some(ms) = restart_after_ms {
+            self.queue
+                .push(self.now_ms + ms, Event::Restart { node: id });
+        }
+    }
+
+    /// A crash armed by [`Sim::crash_after_next_persist`] is due.
+    fn on_timed_crash(&mut self, node: NodeId, incarnation: u64, restart_after_ms: Option<u64>) {
+        let Ok(i) = self.index_of(node) else { return };
+        let slot = &self.slots[i];
+        if slot.incarnation != incarnation || slot.node.is_none() {
+            return;
+        }
+        let pending = slot.disk.pending_count();
+        self.record(TraceKind::Control(format!(
+            "{node} crashes with {pending} writes pending"
+        )));
+        let _ = self.crash(node);
+        if let Some(ms) = restart_after_ms {
+            self.queue.push(self.now_ms + ms, Event::Restart { node });
         }
     }
 
@@ -551,11 +715,12 @@ impl Sim {
         self.step_node(i, Input::Tick);
     }
 
-    fn on_deliver(&mut self, envelope: Envelope, incarnation: u64) {
+    fn on_deliver(&mut self, envelope: Envelope, incarnation: Option<u64>) {
         let (from, to) = (envelope.from, envelope.to);
         let kind = envelope.message.kind();
         let Ok(i) = self.index_of(to) else { return };
-        if self.slots[i].incarnation != incarnation || self.slots[i].node.is_none() {
+        let slot = &self.slots[i];
+        if incarnation.is_some_and(|sent_to| sent_to != slot.incarnation) || slot.node.is_none() {
             self.record(TraceKind::Drop {
                 from,
                 to,
@@ -665,6 +830,7 @@ impl Sim {
             });
             if role == Role::Leader {
                 self.note(|| format!("{id} became LEADER in {term}"));
+                self.maybe_crash_new_leader(i);
             }
         }
         if let Err(violation) = result {
@@ -688,6 +854,22 @@ impl Sim {
                     incarnation,
                 },
             );
+            match self.slots[i].crash_after_persist.take() {
+                Some((CrashTiming::After(delay_ms), restart_after_ms)) => {
+                    let crash = Event::Crash {
+                        node: id,
+                        incarnation,
+                        restart_after_ms,
+                        epoch: self.crash_epoch,
+                    };
+                    self.queue.push(self.now_ms + delay_ms, crash);
+                }
+                Some((CrashTiming::MidStep, restart_after_ms)) => {
+                    self.crash_mid_step(id, sends, restart_after_ms);
+                    return;
+                }
+                None => {}
+            }
         }
         for envelope in sends {
             self.send(envelope);
@@ -711,16 +893,27 @@ impl Sim {
         }
         let reason = match self.network.route(from, to) {
             Route::Deliver { first, second } => {
+                let stale = self
+                    .network
+                    .stale_copy(matches!(envelope.message, Message::TimeoutNow));
                 if self.trace.detailed() {
                     let now = self.now_ms;
-                    let arrive_ms = [Some(now + first), second.map(|ms| now + ms)];
+                    let at = |ms: Option<u64>| ms.map(|ms| now + ms);
+                    let arrive_ms = [Some(now + first), at(second), at(stale)];
                     let detail = Detail::Send {
                         envelope: &envelope,
                         arrive_ms,
                     };
                     self.trace.detail(self.events, now, detail);
                 }
-                let incarnation = self.slot(to).map_or(0, |s| s.incarnation);
+                let incarnation = self.slot(to).ok().map(|s| s.incarnation);
+                if let Some(stale) = stale {
+                    let copy = Event::Deliver {
+                        envelope: envelope.clone(),
+                        incarnation: None,
+                    };
+                    self.queue.push(self.now_ms + stale, copy);
+                }
                 if let Some(second) = second {
                     let copy = Event::Deliver {
                         envelope: envelope.clone(),
@@ -826,7 +1019,8 @@ impl Sim {
         slot.inbox.clear();
         let mut config = self.config.raft.clone();
         config.id = id;
-        config.voters = if id.0 <= self.config.voters {
+        config.incarnation = slot.server_incarnation;
+        config.voters = if id.0 <= self.config.voters && !slot.as_new_server {
             (1..=self.config.voters).map(NodeId).collect()
         } else {
             // A server outside the initial cluster waits to be added.
@@ -843,6 +1037,14 @@ impl Sim {
                 .map_err(|e| ControlError(format!("{id} cannot restore: {e}")))?
         } else {
             Node::new(config).map_err(|e| ControlError(format!("{id} config: {e}")))?
+        };
+        #[cfg(feature = "catalogue")]
+        let node = {
+            let mut node = node;
+            for &bug in &self.config.bugs {
+                node.reintroduce(bug);
+            }
+            node
         };
         let snapshot = slot
             .disk
@@ -885,6 +1087,7 @@ impl Sim {
         if slot.node.is_none() {
             return Err(ControlError(format!("{id} is not up")));
         }
+        slot.crash_after_persist = None;
         if life == Life::Stopped {
             // A clean shutdown finishes its writes; a crash loses them.
             slot.disk.flush();
@@ -913,6 +1116,91 @@ impl Sim {
         self.take_down(id, Life::Crashed)
     }
 
+    /// The node's disk is lost (replaced, wiped): it crashes if up, and starts again with empty
+    /// durable state, as a new incarnation configured with no voters, so it waits to be re-added
+    /// (`raft_core`'s `incarnation.rs`).
+    pub fn wipe(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, true)
+    }
+
+    /// `wipe`, but the node starts with the configuration it had (an operator restarting a
+    /// replaced disk with the same flags): a member of the initial cluster still believes it is
+    /// one, and only the incarnations the membership records tell it apart.
+    pub fn wipe_keeping_config(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, false)
+    }
+
+    fn wipe_with(&mut self, id: NodeId, as_new_server: bool) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        if self.slots[i].node.is_some() {
+            self.take_down(id, Life::Crashed)?;
+        }
+        let seed = self.config.seed;
+        let slot = &mut self.slots[i];
+        slot.wipes += 1;
+        slot.as_new_server |= as_new_server;
+        slot.server_incarnation = server_incarnation(seed, id, slot.wipes);
+        slot.disk.wipe();
+        self.checker.on_wipe(id);
+        let how = if as_new_server { "" } else { " keep-voters" };
+        self.record(TraceKind::Control(format!("wipe {id}{how}")));
+        self.start(id)
+    }
+
+    /// True while `id` lost its state and the committed membership does not yet record its
+    /// new incarnation as a voter (it has not been re-added).
+    #[must_use]
+    pub fn is_wiped_and_not_readded(&self, id: NodeId) -> bool {
+        self.slot(id).is_ok_and(|slot| {
+            slot.wipes > 0
+                && self.committed_membership.1.incarnation_of(id) != Some(slot.server_incarnation)
+        })
+    }
+
+    /// True when `id` is a voter whose current incarnation the committed membership, or the
+    /// latest membership of some node, does not record: the window before every leader heard
+    /// it, in which a lost disk cannot be told from a first start (`raft_core`'s
+    /// `incarnation.rs`).
+    #[must_use]
+    pub fn is_unrecorded_voter(&self, id: NodeId) -> bool {
+        let Ok(slot) = self.slot(id) else {
+            return false;
+        };
+        let unrecorded = |membership: &Membership| {
+            membership.is_voter(id)
+                && membership.incarnation_of(id) != Some(slot.server_incarnation)
+        };
+        unrecorded(&self.committed_membership.1) || self.latest_memberships().iter().any(unrecorded)
+    }
+
+    /// Every node's latest membership: a running node's own, a down node's from its disk.
+    #[must_use]
+    pub fn latest_memberships(&self) -> Vec<Membership> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match &slot.node {
+                Some(node) => Some(node.membership().clone()),
+                None => {
+                    let durable = &slot.disk.durable;
+                    durable
+                        .entries
+                        .iter()
+                        .rev()
+                        .find_map(|entry| match &entry.payload {
+                            EntryPayload::Membership(membership) => Some(membership.clone()),
+                            _ => None,
+                        })
+                        .or_else(|| {
+                            durable
+                                .snapshot
+                                .as_ref()
+                                .map(|snapshot| snapshot.meta.membership.clone())
+                        })
+                }
+            })
+            .collect()
+    }
+
     /// Shuts a node down cleanly: pending writes complete first.
     pub fn stop(&mut self, id: NodeId) -> Result<(), ControlError> {
         self.take_down(id, Life::Stopped)
@@ -927,11 +1215,13 @@ impl Sim {
         }
         slot.life = Life::Paused;
         slot.tick_generation += 1;
+        slot.paused_at_ms = self.now_ms;
         self.record(TraceKind::Control(format!("pause {id}")));
         Ok(())
     }
 
-    /// Unfreezes a node: queued inputs are delivered in order, then ticks resume.
+    /// Unfreezes a node: the ticks it missed first (with `SimConfig::resume_with_missed_ticks`),
+    /// then the inputs queued meanwhile, in order; then ticks resume.
     pub fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
         let i = self.index_of(id)?;
         if self.slots[i].life != Life::Paused {
@@ -939,6 +1229,18 @@ impl Sim {
         }
         self.slots[i].life = Life::Running;
         self.record(TraceKind::Control(format!("resume {id}")));
+        if self.config.resume_with_missed_ticks {
+            let slot = &self.slots[i];
+            let missed = (self.now_ms - slot.paused_at_ms) / slot.tick_ms;
+            for _ in 0..missed {
+                if self.failure.is_some() {
+                    break;
+                }
+                self.events += 1;
+                self.record(TraceKind::Tick { node: id });
+                self.step_node(i, Input::Tick);
+            }
+        }
         // Each queued input was counted as an event when it arrived.
         while let Some(input) = self.slots[i].inbox.pop_front() {
             if self.failure.is_some() {
@@ -956,6 +1258,114 @@ impl Sim {
             },
         );
         Ok(())
+    }
+
+    /// Gives `id`'s disk a write latency of its own (a slower or faster device than the rest).
+    pub fn set_disk_latency(
+        &mut self,
+        id: NodeId,
+        latency: DiskConfig,
+    ) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        self.record(TraceKind::Control(format!(
+            "disk {id} {}..{} ms",
+            latency.latency_ms_min, latency.latency_ms_max
+        )));
+        self.slots[i].disk.latency = Some(latency);
+        Ok(())
+    }
+
+    /// `id`'s writes stay pending until [`Sim::release_disk`]; a crash meanwhile loses them.
+    pub fn hold_disk(&mut self, id: NodeId) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        self.record(TraceKind::Control(format!("hold disk {id}")));
+        self.slots[i].disk.hold();
+        Ok(())
+    }
+
+    /// Ends a hold: the writes still pending complete now, in order, each reported to the node.
+    /// Returns how many completed.
+    pub fn release_disk(&mut self, id: NodeId) -> Result<usize, ControlError> {
+        let i = self.index_of(id)?;
+        self.record(TraceKind::Control(format!("release disk {id}")));
+        let pending = self.slots[i].disk.release();
+        for &persist_id in &pending {
+            if self.failure.is_some() {
+                break;
+            }
+            self.complete_write(i, persist_id);
+        }
+        Ok(pending.len())
+    }
+
+    /// `id`'s disk completes no write for `ms` from now; writes due meanwhile complete then,
+    /// in order.
+    pub fn stall_disk(&mut self, id: NodeId, ms: u64) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        self.record(TraceKind::Control(format!("stall disk {id} for {ms} ms")));
+        self.slots[i].disk.stall_until(self.now_ms + ms);
+        Ok(())
+    }
+
+    /// Ends every disk stall: the writes that were waiting on one complete now, in order.
+    pub fn end_disk_stalls(&mut self) {
+        let now = self.now_ms;
+        for slot in &mut self.slots {
+            if let Some(persist_id) = slot.disk.end_stall(now) {
+                let event = Event::DiskDone {
+                    node: slot.id,
+                    persist_id,
+                    incarnation: slot.incarnation,
+                };
+                self.queue.push(now, event);
+            }
+        }
+    }
+
+    /// The write latency of `id`'s disk: its own, or the cluster's.
+    pub fn disk_latency(&self, id: NodeId) -> Result<DiskConfig, ControlError> {
+        let slot = self.slot(id)?;
+        Ok(slot
+            .disk
+            .latency
+            .clone()
+            .unwrap_or_else(|| self.config.disk.clone()))
+    }
+
+    /// Writes `id` issued that are not durable yet.
+    pub fn pending_writes(&self, id: NodeId) -> Result<usize, ControlError> {
+        Ok(self.slot(id)?.disk.pending_count())
+    }
+
+    /// Crashes `id` when it issues its next `Persist` request, at `timing` (while that write
+    /// is pending, when the delay is below the disk's latency), and restarts it
+    /// `restart_after_ms` after the crash, if given.
+    pub fn crash_after_next_persist(
+        &mut self,
+        id: NodeId,
+        timing: CrashTiming,
+        restart_after_ms: Option<u64>,
+    ) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        self.slots[i].crash_after_persist = Some((timing, restart_after_ms));
+        Ok(())
+    }
+
+    /// Restarts `id` `ms` from now if it is crashed then.
+    pub fn restart_after(&mut self, id: NodeId, ms: u64) -> Result<(), ControlError> {
+        self.index_of(id)?;
+        self.queue
+            .push(self.now_ms + ms, Event::Restart { node: id });
+        Ok(())
+    }
+
+    /// Armed and scheduled timed crashes never happen (the fault phase is over).
+    pub fn cancel_timed_crashes(&mut self) {
+        self.crash_epoch += 1;
+        self.config.leader_crash = None;
+        for slot in &mut self.slots {
+            slot.crash_after_persist = None;
+        }
     }
 
     /// Ticks one node until its election timeout fires (it becomes a candidate, or a
@@ -1053,6 +1463,20 @@ impl Sim {
         Ok(request_id)
     }
 
+    /// Asks `node` for a linearizable read, as a scenario does; the reply is noted.
+    pub fn read(&mut self, node: NodeId) -> Result<RequestId, ControlError> {
+        let i = self.index_of(node)?;
+        if self.slots[i].node.is_none() {
+            return Err(ControlError(format!("{node} is not up")));
+        }
+        let request_id = self.clients.invoke_direct_read(node, self.now_ms);
+        self.events += 1;
+        self.record(TraceKind::Propose { node, request_id });
+        self.checker.on_read_received(request_id);
+        self.input(i, Input::Read { request_id });
+        Ok(request_id)
+    }
+
     /// Asks `via` to make one membership change. Its replies (`Accepted`, then `Committed`, or
     /// a refusal) are recorded in [`Sim::change`] and noted in transcripts.
     pub fn change_membership(
@@ -1086,6 +1510,11 @@ impl Sim {
     #[must_use]
     pub fn change(&self, request_id: RequestId) -> Option<&ChangeRecord> {
         self.changes.get(&request_id)
+    }
+
+    /// Every membership change request so far, in the order they were made.
+    pub fn changes(&self) -> impl Iterator<Item = &ChangeRecord> {
+        self.changes.values()
     }
 
     /// Membership changes that committed so far.

@@ -133,10 +133,11 @@ pub enum Detail<'a> {
         node: &'a Node,
         durable: &'a DurableState,
     },
-    /// A message handed to the network, arriving at these virtual times (two for a duplicate).
+    /// A message handed to the network, arriving at these virtual times (a second for a
+    /// duplicate, a third for a stale duplicate).
     Send {
         envelope: &'a Envelope,
-        arrive_ms: [Option<u64>; 2],
+        arrive_ms: [Option<u64>; 3],
     },
     /// The checker found an invariant violated: the run stops here.
     Violation {

@@ -79,8 +79,8 @@ pub enum RecordKind {
     Control {
         text: String,
     },
-    /// A message handed to the network: it arrives at each time in `arrive` (two for a
-    /// duplicate), unless a `drop` record for it comes first. Lost messages get a `drop`
+    /// A message handed to the network: it arrives at each time in `arrive` (a second for a
+    /// duplicate, a later one for a stale duplicate), unless a `drop` record for it comes first. Lost messages get a `drop`
     /// record instead. `size` is its wire size in bytes.
     Send {
         from: u64,
@@ -384,7 +384,7 @@ impl From<&TraceKind> for RecordKind {
     }
 }
 
-fn send_record(envelope: &Envelope, arrive_ms: [Option<u64>; 2]) -> RecordKind {
+fn send_record(envelope: &Envelope, arrive_ms: [Option<u64>; 3]) -> RecordKind {
     let entries = match &envelope.message {
         raft_core::Message::AppendEntries(request) => request.entries.len() as u64,
         _ => 0,

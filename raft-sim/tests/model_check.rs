@@ -71,24 +71,30 @@ fn leading_before_the_own_vote_is_durable_is_found_and_replays() {
     let model = RaftModel::new(config);
     let report = check::run(model.clone(), &CheckOptions::new(Strategy::Dfs));
     let violation = check::shortest_violation(&report).expect("the bug is found");
-    assert_eq!(violation.property, "log matching");
+    assert_eq!(violation.property, "election safety");
     assert_eq!(violation.actions.len(), 18);
 
     // The counterexample replays to the same violation, from its index path too.
     let steps = replay(&model, &violation.actions).expect("the path replays");
     let last = steps.last().and_then(|s| s.state.violation.clone());
-    assert_eq!(last.map(|v| v.invariant), Some("log_matching"));
+    assert_eq!(
+        last.map(|v| v.invariant),
+        Some("election_safety_across_restarts")
+    );
     let again = check::actions_of_index_path(&model, &violation.index_path).expect("parses");
     assert_eq!(again, violation.actions);
     let text = render_text(&steps);
     assert!(text.contains("crash n"), "{text}");
-    assert!(text.contains("violated log_matching"), "{text}");
+    assert!(
+        text.contains("violated election_safety_across_restarts"),
+        "{text}"
+    );
 
     // The viewer opens its JSON trace, and its summary names the violation.
     let json = String::from_utf8(render_json(&model, &steps)).expect("utf-8");
     let records = trace_json::parse(&json).expect("a JSON trace");
     let replayed = viz::replay(&records).expect("the viewer replays it");
-    assert!(viz::summary(&replayed).ends_with("violation=log_matching"));
+    assert!(viz::summary(&replayed).ends_with("violation=election_safety_across_restarts"));
     // (Without the bug the same bound is clean; it takes minutes, so the README reports it.)
 }
 

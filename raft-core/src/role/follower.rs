@@ -47,7 +47,10 @@ impl Node {
                 self.reject_append(leader, request.read_round, prev, hint);
                 return;
             }
-            Some(term) if term != request.prev_log_term => {
+            Some(term)
+                if term != request.prev_log_term
+                    && !crate::bugs::reintroduced!(self, AppendIgnoresPrevLogTerm) =>
+            {
                 let hint = ConflictHint {
                     conflict_term: Some(term),
                     first_index: self.log.first_index_of_term_at(prev),
@@ -64,19 +67,25 @@ impl Node {
         let last_new_index = LogIndex(prev.0 + request.entries.len() as u64);
         self.append_from_conflict(conflict, request.entries);
         // Figure 2, receiver rule 5: commitIndex = min(leaderCommit, index of last new entry).
-        let commit = request.leader_commit.min(last_new_index);
+        let commit = if crate::bugs::reintroduced!(self, FollowerCommitPastNewEntries) {
+            request.leader_commit.min(self.log.last_index())
+        } else {
+            request.leader_commit.min(last_new_index)
+        };
         if commit > self.commit_index {
             self.commit_index = commit;
         }
-        self.respond(
-            leader,
-            Message::AppendEntriesResponse(AppendEntriesResponse {
-                read_round: request.read_round,
-                result: AppendResult::Success {
-                    match_index: last_new_index,
-                },
-            }),
-        );
+        let response = Message::AppendEntriesResponse(AppendEntriesResponse {
+            read_round: request.read_round,
+            result: AppendResult::Success {
+                match_index: last_new_index,
+            },
+        });
+        if crate::bugs::reintroduced!(self, AckBeforeDurable) {
+            self.send_request(leader, response);
+        } else {
+            self.respond(leader, response);
+        }
     }
 
     /// Entries up to this node's snapshot are committed, so they match the leader's (Log

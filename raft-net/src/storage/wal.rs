@@ -636,37 +636,35 @@ fn write_both(file: &mut File, head: &[u8], tail: &[u8]) -> std::io::Result<()> 
 /// Whether the segment's first record is an intact checkpoint. Reads only that record, not the
 /// whole segment: recovery asks this of every segment.
 fn starts_with_checkpoint(path: &Path) -> bool {
-    File::open(path).is_ok_and(first_record_is_checkpoint)
+    File::open(path).is_ok_and(first_batch_is_checkpoint)
 }
 
-/// Whether `segment` starts with the magic and a batch whose first record is an intact
-/// checkpoint. The length fields are not trusted for allocation: the payload buffer grows only
-/// with the bytes actually read, so a garbage length in a short file costs nothing.
-fn first_record_is_checkpoint(segment: impl Read) -> bool {
+/// Whether `segment` starts with the magic and a whole, intact batch (every record passes its
+/// CRC and decodes) whose first record is a checkpoint. Only such a checkpoint justifies
+/// replaying from this segment without the ones before it: the writer syncs a checkpoint
+/// before it deletes older segments, so a torn one means they are still there (and replay must
+/// start earlier), or the damage is not a crash's. A checkpoint torn and then cut as the last
+/// batch would otherwise leave a log that a second start-up refuses. The length fields are not
+/// trusted for allocation: the buffer grows only with the bytes actually read, so a garbage
+/// length in a short file costs nothing.
+fn first_batch_is_checkpoint(segment: impl Read) -> bool {
     let mut segment = segment;
-    let mut head = [0; SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + RECORD_HEADER_BYTES];
+    let mut head = [0; SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES];
     if segment.read_exact(&mut head).is_err() || !head.starts_with(SEGMENT_MAGIC) {
         return false;
     }
     let Some(batch_len) = read_batch_header(&head[SEGMENT_MAGIC.len()..]) else {
         return false;
     };
-    let record = &head[SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES..];
-    let len_bytes = [record[0], record[1], record[2], record[3]];
-    let stored_crc = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
-    let Ok(len) = usize::try_from(u32::from_le_bytes(len_bytes)) else {
-        return false;
-    };
-    if len == 0 || len > RECORD_BYTES_MAX || RECORD_HEADER_BYTES + len > batch_len {
+    let mut batch = head.to_vec();
+    let read = segment.take(batch_len as u64).read_to_end(&mut batch);
+    if read.is_err() || batch.len() != head.len() + batch_len {
         return false;
     }
-    let mut payload = Vec::new();
-    let read = segment.take(len as u64).read_to_end(&mut payload);
-    if read.is_err() || payload.len() != len || record_crc(len_bytes, &payload) != stored_crc {
-        return false;
-    }
-    // postcard writes the enum variant index first: `WalRecord::Checkpoint` is variant 1.
-    payload[0] == CHECKPOINT_TAG
+    let first_payload = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + RECORD_HEADER_BYTES;
+    batch.get(first_payload) == Some(&CHECKPOINT_TAG)
+        && read_batch(&batch, SEGMENT_MAGIC.len(), false)
+            .is_ok_and(|(records, _)| matches!(records.first(), Some(WalRecord::Checkpoint(_))))
 }
 
 /// The first payload byte of a `WalRecord::Checkpoint` record.
@@ -707,7 +705,7 @@ mod checkpoint_probe_tests {
         segment.extend_from_slice(&batch_header(u32::MAX as usize).unwrap());
         segment.extend_from_slice(&(1_u32 << 30).to_le_bytes());
         segment.extend_from_slice(&[0, 0, 0, 0, CHECKPOINT_TAG, 1, 2, 3]);
-        assert!(!first_record_is_checkpoint(Small(&segment)));
+        assert!(!first_batch_is_checkpoint(Small(&segment)));
         let mut record = Vec::new();
         encode(
             &WalRecordRef::Checkpoint(&DurableState::default()),
@@ -717,8 +715,8 @@ mod checkpoint_probe_tests {
         let mut checkpoint = SEGMENT_MAGIC.to_vec();
         checkpoint.extend_from_slice(&batch_header(record.len()).unwrap());
         checkpoint.extend_from_slice(&record);
-        assert!(first_record_is_checkpoint(Small(&checkpoint)));
+        assert!(first_batch_is_checkpoint(Small(&checkpoint)));
         checkpoint.pop();
-        assert!(!first_record_is_checkpoint(Small(&checkpoint)));
+        assert!(!first_batch_is_checkpoint(Small(&checkpoint)));
     }
 }

@@ -819,6 +819,7 @@ impl Model for RaftModel {
 /// invariant named in no group (a checker added later) fails "other checker invariants".
 const ELECTION_SAFETY: &[&str] = &[
     "election_safety",
+    "election_safety_across_restarts",
     "only_voters_lead",
     "removed_leader_steps_down",
 ];
@@ -835,6 +836,7 @@ const STATE_MACHINE_SAFETY: &[&str] = &[
     "apply_only_committed",
     "snapshot_only_committed",
     "read_after_apply",
+    "read_covers_commit",
 ];
 const MONOTONIC: &[&str] = &["commit_monotonic", "term_monotonic", "commit_within_log"];
 const ACKNOWLEDGED_WRITES: &[&str] = &[

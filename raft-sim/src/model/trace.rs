@@ -164,10 +164,7 @@ pub fn render_json(model: &RaftModel, steps: &[TracedStep]) -> Vec<u8> {
 impl ClusterState {
     fn committed_or(&self, model: &RaftModel) -> raft_core::Membership {
         if self.committed_membership.voters.is_empty() {
-            raft_core::Membership {
-                voters: model.config.voters(),
-                learners: std::collections::BTreeSet::new(),
-            }
+            raft_core::Membership::new(model.config.voters())
         } else {
             self.committed_membership.clone()
         }
@@ -332,8 +329,13 @@ fn emit_send(
     arrive: Option<&Vec<u64>>,
 ) {
     let times = arrive.map_or(&[][..], Vec::as_slice);
-    // The viewer draws at most two arrivals per send (a message and its duplicate).
-    let arrive_ms = [times.first().copied(), times.get(1).copied()];
+    // The trace records at most three arrivals per send (a message, its duplicate and a
+    // stale duplicate).
+    let arrive_ms = [
+        times.first().copied(),
+        times.get(1).copied(),
+        times.get(2).copied(),
+    ];
     sink.detail(
         seq,
         seq,
