@@ -68,6 +68,7 @@ EOF
 http_base="$(free_base)"
 raft_base="$(free_base "$http_base" $((http_base + 1)) $((http_base + 2)))"
 
+: >"$work/cluster.out"
 "$bin" cluster --nodes 3 --http-base "$http_base" --raft-base "$raft_base" --launcher-port 0 \
   --data-dir "$work/data" >"$work/cluster.out" 2>"$work/cluster.err" </dev/null &
 cluster_pid=$!
