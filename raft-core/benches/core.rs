@@ -193,6 +193,7 @@ fn follower_with_log() -> Node {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::AppendEntries(AppendEntries {
             prev_log_index: LogIndex(0),
             prev_log_term: Term(0),
@@ -216,6 +217,7 @@ fn single_steps(c: &mut Criterion) {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::AppendEntries(AppendEntries {
             prev_log_index: LogIndex(10),
             prev_log_term: Term(1),
@@ -247,6 +249,7 @@ fn single_steps(c: &mut Criterion) {
         from: NodeId(2),
         to: NodeId(1),
         term: cluster.nodes[0].term(),
+        incarnation: raft_core::Incarnation(0),
         message: Message::AppendEntriesResponse(AppendEntriesResponse {
             read_round: 0,
             result: AppendResult::Success {
@@ -271,6 +274,7 @@ fn wire(c: &mut Criterion) {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(3),
+        incarnation: raft_core::Incarnation(0),
         message: Message::AppendEntries(AppendEntries {
             prev_log_index: LogIndex(1000),
             prev_log_term: Term(3),

@@ -3,7 +3,7 @@
 use alloc::collections::BTreeSet;
 
 use crate::error::ConfigError;
-use crate::types::NodeId;
+use crate::types::{Incarnation, NodeId};
 
 /// Everything a node needs besides its durable state. Validated by `Node::new`/`Node::restore`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +21,12 @@ pub struct Config {
     pub election_timeout_ticks_max: u32,
     /// Seeds the only random number generator in the core.
     pub rng_seed: u64,
+    /// This server's incarnation: the same value for every start from the same durable state,
+    /// a new, greater one when the durable state is lost (see [`Incarnation`]). A server with
+    /// `voters` configured is a member of the initial cluster in its first incarnation; a
+    /// server started with no voters is a new server, or one that lost its state, and waits to
+    /// be added (or re-added) before it votes.
+    pub incarnation: Incarnation,
     /// Entries per AppendEntries message.
     pub append_entries_max: usize,
     /// Payload bytes per AppendEntries message (at least one entry is always sent).
@@ -61,6 +67,7 @@ impl Config {
             election_timeout_ticks_min: 30,
             election_timeout_ticks_max: 60,
             rng_seed: id.0,
+            incarnation: Incarnation(0),
             append_entries_max: 256,
             append_bytes_max: 32 * 1024,
             inflight_appends_max: 64,

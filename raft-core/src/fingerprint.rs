@@ -175,6 +175,7 @@ mod tests {
             from: NodeId(2),
             to: NodeId(9),
             term: crate::types::Term(1),
+            incarnation: crate::types::Incarnation(0),
             message: crate::message::Message::TimeoutNow,
         };
         let _ = b.step(Input::Receive(stray));

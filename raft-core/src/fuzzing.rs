@@ -16,7 +16,7 @@ use crate::message::{
 };
 use crate::node::Node;
 use crate::persist::SnapshotMeta;
-use crate::types::{LogIndex, NodeId, PersistId, RequestId, Term};
+use crate::types::{Incarnation, LogIndex, NodeId, PersistId, RequestId, Term};
 
 /// Reads small numbers off a fuzz input; once it is exhausted every read is zero. Shared by
 /// the fuzz bodies of the other crates.
@@ -254,10 +254,17 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
         }),
         _ => Message::TimeoutNow,
     };
+    // Mostly the incarnation every node of the fuzzed cluster has, sometimes another one: a
+    // member that lost its state, or a late message from before it did.
+    let incarnation = Incarnation(match bytes.below(8) {
+        7 => bytes.wide(),
+        other => u64::from(other == 6),
+    });
     Envelope {
         from,
         to,
         term,
+        incarnation,
         message,
     }
 }

@@ -7,7 +7,7 @@
 //! join as learners, which receive the log but never vote, and are promoted once caught up. A
 //! leader that removes itself steps down once the removal commits.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
 use crate::node::Node;
 use crate::progress::Progress;
-use crate::types::{LogIndex, NodeId, RequestId, Role};
+use crate::types::{Incarnation, LogIndex, NodeId, RequestId, Role};
 
 /// The servers of the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,6 +24,13 @@ pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     /// Servers that receive the log but do not vote.
     pub learners: BTreeSet<NodeId>,
+    /// The incarnation of each voter, once recorded: only that incarnation votes for it. A
+    /// voter of the initial cluster is recorded by the first leader that hears from it; a
+    /// promoted learner is recorded at its promotion.
+    pub incarnations: BTreeMap<NodeId, Incarnation>,
+    /// Learners that were voters until they came back with a new incarnation (their state
+    /// lost): any leader promotes them again once they have caught up.
+    pub returning: BTreeSet<NodeId>,
 }
 
 /// One single-server change.
@@ -56,8 +63,22 @@ impl Membership {
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Membership {
         Membership {
             voters: voters.into_iter().collect(),
-            learners: BTreeSet::new(),
+            ..Membership::default()
         }
+    }
+
+    /// The incarnation recorded for voter `id`, if one is.
+    #[must_use]
+    pub fn incarnation_of(&self, id: NodeId) -> Option<Incarnation> {
+        self.incarnations.get(&id).copied()
+    }
+
+    /// Whether `incarnation` may speak for `id`: it is the recorded one, or none is recorded
+    /// yet (a voter of the initial cluster not yet heard by a leader).
+    #[must_use]
+    pub fn admits(&self, id: NodeId, incarnation: Incarnation) -> bool {
+        self.incarnation_of(id)
+            .is_none_or(|recorded| recorded == incarnation)
     }
 
     #[must_use]
@@ -95,6 +116,7 @@ impl Membership {
                 if !next.learners.remove(&id) {
                     return Err(ChangeRejection::NotApplicable);
                 }
+                next.returning.remove(&id);
                 next.voters.insert(id);
             }
             MembershipChange::Remove(id) => {
@@ -104,9 +126,23 @@ impl Membership {
                 if !next.voters.remove(&id) && !next.learners.remove(&id) {
                     return Err(ChangeRejection::NotApplicable);
                 }
+                next.incarnations.remove(&id);
+                next.returning.remove(&id);
             }
         }
         Ok(next)
+    }
+
+    /// Voter `id` came back as a new incarnation: it becomes a returning learner, and nothing
+    /// is recorded for it until it is promoted again (thesis §4.2.2: the ordinary single-server
+    /// changes, remove then add).
+    pub(crate) fn with_lost_state(&self, id: NodeId) -> Membership {
+        let mut next = self.clone();
+        next.voters.remove(&id);
+        next.incarnations.remove(&id);
+        next.learners.insert(id);
+        next.returning.insert(id);
+        next
     }
 }
 
@@ -117,9 +153,7 @@ impl Node {
             self.reply(request_id, Reply::NotLeader { leader_hint });
             return;
         }
-        let settled = self.membership_index <= self.commit_index
-            && self.log.term_at(self.commit_index) == Some(self.current_term);
-        if !settled || self.transfer.is_some() {
+        if !self.is_membership_settled() {
             self.reply(
                 request_id,
                 Reply::ChangeRejected {
@@ -144,9 +178,26 @@ impl Node {
             }
         }
         match self.membership.changed(change) {
-            Ok(membership) => self.propose_entry(request_id, EntryPayload::Membership(membership)),
+            Ok(mut membership) => {
+                if let MembershipChange::PromoteLearner(id) = change {
+                    // The incarnation that caught up is the one that votes from now on.
+                    if let Some(incarnation) = self.progress.get(&id).and_then(|p| p.incarnation) {
+                        membership.incarnations.insert(id, incarnation);
+                    }
+                }
+                self.propose_entry(request_id, EntryPayload::Membership(membership));
+            }
             Err(reason) => self.reply(request_id, Reply::ChangeRejected { reason }),
         }
+    }
+
+    /// Leader: the latest membership is committed, an entry of this term is committed, and no
+    /// transfer is under way, so one more single-server change may start (thesis §4.1, and
+    /// the fix of the single-server change bug found in 2015).
+    pub(crate) fn is_membership_settled(&self) -> bool {
+        self.membership_index <= self.commit_index
+            && self.log.term_at(self.commit_index) == Some(self.current_term)
+            && self.transfer.is_none()
     }
 
     /// Adopts the membership an appended entry carries: it takes effect at once (thesis §4.1).
@@ -237,7 +288,7 @@ impl Node {
     ) -> usize {
         let me = self.config.id;
         let others = ids
-            .filter(|&&id| id != me && self.membership.is_voter(id))
+            .filter(|&&id| id != me && self.counts_as_voter(id))
             .count();
         others + usize::from(include_self && self.membership.is_voter(me))
     }

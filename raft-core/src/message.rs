@@ -5,14 +5,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_entry::Entry;
 use crate::persist::SnapshotMeta;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{Incarnation, LogIndex, NodeId, Term};
 
-/// A message between two nodes, with the sender's current term.
+/// A message between two nodes, with the sender's current term and incarnation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
     pub to: NodeId,
     pub term: Term,
+    /// The sender's incarnation: votes and acknowledgements count only for the incarnation
+    /// the membership knows (see [`Membership::admits`](crate::Membership::admits)).
+    pub incarnation: Incarnation,
     pub message: Message,
 }
 

@@ -18,7 +18,7 @@ use crate::persist::{
 };
 use crate::progress::Progress;
 use crate::timer::ElectionTimer;
-use crate::types::{LogIndex, NodeId, PersistId, RequestId, Role, Term};
+use crate::types::{Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term};
 
 /// One Raft server. Feed it `Input`s with `step`; carry out the `Action`s it returns.
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ pub struct Node {
     pub(crate) ticks: u64,
     pub(crate) persist: PersistTracker,
     /// Candidate: peers that granted their vote this term.
-    pub(crate) votes_granted: BTreeSet<NodeId>,
+    pub(crate) votes_granted: BTreeMap<NodeId, Incarnation>,
     /// Candidate: the persist that makes this node's vote for itself durable.
     pub(crate) self_vote_persist: Option<PersistId>,
     /// Pre-candidate: `Some` while asking for pre-votes, with the peers that granted theirs.
@@ -206,7 +206,7 @@ impl Node {
             election_timer,
             heartbeat_elapsed_ticks: 0,
             ticks: 0,
-            votes_granted: BTreeSet::new(),
+            votes_granted: BTreeMap::new(),
             self_vote_persist: None,
             pre_votes_granted: None,
             progress: BTreeMap::new(),
@@ -285,6 +285,7 @@ impl Node {
             from,
             to,
             term,
+            incarnation,
             message,
         } = envelope;
         if to != self.config.id
@@ -302,9 +303,11 @@ impl Node {
         }
         // Pre-votes ask about a future term: they change no one's term (Raft thesis §9.6).
         match message {
-            Message::PreVote(request) => return self.on_pre_vote(from, term, &request),
+            Message::PreVote(request) => {
+                return self.on_pre_vote(from, incarnation, term, &request)
+            }
             Message::PreVoteResponse(response) => {
-                return self.on_pre_vote_response(from, term, response)
+                return self.on_pre_vote_response(from, incarnation, term, response)
             }
             _ => {}
         }
@@ -317,12 +320,18 @@ impl Node {
             self.on_stale_term_message(from, &message);
             return;
         }
+        if self.role == Role::Leader && !self.on_peer_incarnation(from, incarnation) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
         if let Some(progress) = self.progress.get_mut(&from) {
             progress.recent_active = true;
         }
         match message {
-            Message::RequestVote(request) => self.on_request_vote(from, &request),
-            Message::RequestVoteResponse(response) => self.on_request_vote_response(from, response),
+            Message::RequestVote(request) => self.on_request_vote(from, incarnation, &request),
+            Message::RequestVoteResponse(response) => {
+                self.on_request_vote_response(from, incarnation, response);
+            }
             Message::AppendEntries(request) => self.on_append_entries(from, request),
             Message::AppendEntriesResponse(response) => {
                 self.on_append_entries_response(from, response);
@@ -621,11 +630,12 @@ impl Node {
         self.out.responses.push(envelope);
     }
 
-    fn envelope(&self, to: NodeId, message: Message) -> Envelope {
+    pub(crate) fn envelope(&self, to: NodeId, message: Message) -> Envelope {
         Envelope {
             from: self.config.id,
             to,
             term: self.current_term,
+            incarnation: self.config.incarnation,
             message,
         }
     }
@@ -683,6 +693,12 @@ impl Node {
     #[must_use]
     pub fn id(&self) -> NodeId {
         self.config.id
+    }
+
+    /// This server's incarnation (`Config::incarnation`).
+    #[must_use]
+    pub fn incarnation(&self) -> Incarnation {
+        self.config.incarnation
     }
 
     #[must_use]

@@ -3,10 +3,10 @@
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::log_entry::Entry;
+use crate::log_entry::{Entry, EntryPayload};
 use crate::membership::Membership;
 use crate::snapshot_data::SnapshotData;
-use crate::types::{LogIndex, NodeId, PersistId, Term};
+use crate::types::{Incarnation, LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,6 +64,36 @@ pub struct DurableState {
 }
 
 impl DurableState {
+    /// Disaster recovery after a lost quorum (etcd's `--force-new-cluster`): the same log with
+    /// one more entry, in a new term, that makes `id` (in `incarnation`) the only voter, so the
+    /// node restarted from the result elects itself and commits everything it holds. Entries
+    /// that were never committed become committed: the price of recovering without a quorum.
+    /// The other members are dropped; they rejoin as new servers.
+    #[must_use]
+    pub fn forced_to_single_voter(mut self, id: NodeId, incarnation: Incarnation) -> DurableState {
+        let (last_index, last_term) = match (self.entries.last(), &self.snapshot) {
+            (Some(entry), _) => (entry.index, entry.term),
+            (None, Some(snapshot)) => (
+                snapshot.meta.last_included_index,
+                snapshot.meta.last_included_term,
+            ),
+            (None, None) => (LogIndex::ZERO, Term::ZERO),
+        };
+        let term = self.hard_state.current_term.max(last_term).next();
+        let mut membership = Membership::new([id]);
+        membership.incarnations.insert(id, incarnation);
+        self.entries.push(Entry {
+            index: last_index.next(),
+            term,
+            payload: EntryPayload::Membership(membership),
+        });
+        self.hard_state = HardState {
+            current_term: term,
+            voted_for: Some(id),
+        };
+        self
+    }
+
     /// The index of the first entry in `entries`.
     #[must_use]
     pub fn first_index(&self) -> LogIndex {

@@ -37,6 +37,9 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// The highest `read_round` this follower has answered in the current term.
     pub(crate) acked_read_round: u64,
+    /// The incarnation this follower answers from, once heard; everything above was learned
+    /// from that incarnation.
+    pub(crate) incarnation: Option<crate::types::Incarnation>,
 }
 
 impl Progress {
@@ -50,6 +53,7 @@ impl Progress {
             inflight_at_last_heartbeat: false,
             recent_active: true,
             acked_read_round: 0,
+            incarnation: None,
         }
     }
 

@@ -169,6 +169,9 @@ impl Node {
                 if voter == self.config.id {
                     return Some(self.ticks);
                 }
+                if !self.counts_as_voter(voter) {
+                    return None;
+                }
                 sent_at(self.progress.get(&voter)?.acked_read_round)
             })
             .collect();

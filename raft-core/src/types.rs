@@ -47,6 +47,17 @@ newtype!(
     /// Names one `Action::Persist`; ids increase by one per request.
     PersistId, "p"
 );
+newtype!(
+    /// Which life of a server this is: chosen once when its durable state is created, kept
+    /// across restarts, and chosen anew, greater than every earlier one, when the durable state
+    /// is lost (a wiped or replaced disk); drivers use the creation time of the state in
+    /// microseconds. A server's identity is (`NodeId`, `Incarnation`): a server that lost its
+    /// state comes back as a new incarnation and cannot speak for what the old one stored. The
+    /// order tells a late message of a replaced incarnation from a newer incarnation; were a
+    /// new one ever smaller (a clock set back), it would be ignored as stale, which costs its
+    /// return to the cluster, never safety.
+    Incarnation, "inc"
+);
 
 /// The largest term and the largest log index a node accepts from a peer or from disk: 2^62.
 ///

@@ -46,7 +46,8 @@ fn payload() -> BoxedStrategy<EntryPayload> {
         proptest::collection::vec(any::<u8>(), 0..4).prop_map(EntryPayload::Command),
         (ids(), ids()).prop_map(|(voters, learners)| EntryPayload::Membership(Membership {
             voters,
-            learners
+            learners,
+            ..Membership::default()
         })),
     ]
     .boxed()
@@ -100,7 +101,11 @@ fn any_message() -> BoxedStrategy<Message> {
         proptest::collection::btree_set(node_id(), 0..4),
         proptest::collection::btree_set(node_id(), 0..3),
     )
-        .prop_map(|(voters, learners)| Membership { voters, learners });
+        .prop_map(|(voters, learners)| Membership {
+            voters,
+            learners,
+            ..Membership::default()
+        });
     prop_oneof![
         1 => vote().prop_map(Message::RequestVote),
         1 => vote().prop_map(Message::PreVote),
@@ -153,6 +158,7 @@ fn any_envelope() -> BoxedStrategy<Envelope> {
             from,
             to,
             term: Term(term),
+            incarnation: raft_core::Incarnation(0),
             message,
         })
         .boxed()

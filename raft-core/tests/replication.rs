@@ -33,11 +33,24 @@ fn leader_streaming_to_n2() -> raft_core::Node {
 }
 
 #[test]
-fn leader_appends_noop_on_election() {
+fn leader_appends_an_entry_of_its_term_on_election() {
+    // Raft §5.4.2, §8: a no-op, or, while incarnations are missing from the membership, a
+    // membership entry recording them that changes no quorum (see `incarnation.rs`).
     let mut n = node(1, 3);
     let actions = make_leader(&mut n);
     assert_eq!(n.last_log_index(), LogIndex(1));
-    assert_eq!(n.entry(LogIndex(1)).unwrap().payload, EntryPayload::Noop);
+    let first = n.entry(LogIndex(1)).unwrap();
+    assert_eq!(first.term, n.term());
+    let EntryPayload::Membership(recorded) = &first.payload else {
+        panic!("a fresh cluster records incarnations first: {first:?}");
+    };
+    assert_eq!(recorded.voters, n.config().voters);
+    assert!(recorded.learners.is_empty());
+    // Its own incarnation, and node 2's, whose vote elected it (node 3 was not heard yet).
+    assert_eq!(
+        recorded.incarnations.keys().copied().collect::<Vec<_>>(),
+        vec![raft_core::NodeId(1), raft_core::NodeId(2)]
+    );
     let appends = sends(&actions);
     assert_eq!(appends.len(), 2);
     for envelope in appends {

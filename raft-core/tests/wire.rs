@@ -15,7 +15,11 @@ fn payload_strategy() -> impl Strategy<Value = EntryPayload> {
         Just(EntryPayload::Noop),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(EntryPayload::Command),
         (ids(), ids()).prop_map(|(voters, learners)| {
-            EntryPayload::Membership(raft_core::Membership { voters, learners })
+            EntryPayload::Membership(raft_core::Membership {
+                voters,
+                learners,
+                ..raft_core::Membership::default()
+            })
         }),
     ]
 }
@@ -119,6 +123,7 @@ fn envelope_strategy() -> impl Strategy<Value = Envelope> {
             from: NodeId(from),
             to: NodeId(to),
             term: Term(term),
+            incarnation: raft_core::Incarnation(0),
             message,
         },
     )
@@ -258,6 +263,7 @@ fn decode_rejects_bad_frames_with_reasons() {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(3),
+        incarnation: raft_core::Incarnation(0),
         message: Message::RequestVoteResponse(RequestVoteResponse { vote_granted: true }),
     });
     assert_eq!(decode(&[], 100), Err(DecodeError::Empty));

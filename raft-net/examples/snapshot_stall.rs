@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cluster_key_file: None,
         tls_cert: None,
         tls_key: None,
+        launcher_port: 0,
         node_args: Vec::new(),
     })?;
     let node_args = vec![
@@ -67,7 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (args.clients + 64).to_string(),
     ];
     let quiet = !args.node_logs;
-    let cluster = LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, quiet)?;
+    let cluster =
+        LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, quiet)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url("http")).collect();
     let result = measure(&args, &urls).await;
     cluster.stop().await;

@@ -40,6 +40,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
 use crate::error::{DriverError, StorageError};
+use crate::events::{NodeStatus, StatusFeed};
 use crate::member_address::check_member_address;
 use crate::metrics::{inc, Metrics};
 use crate::replica::{NodeOutput, Replica};
@@ -237,6 +238,8 @@ pub struct Driver<M: StateMachine> {
     encoding: Option<Encoding>,
     encoded_tx: mpsc::UnboundedSender<Encoded>,
     encoded_rx: Option<mpsc::UnboundedReceiver<Encoded>>,
+    /// The status for watchers (`GET /api/v1/events`), sent where the gauges are updated.
+    feed: StatusFeed,
 }
 
 impl<M: StateMachine> std::fmt::Debug for Driver<M> {
@@ -266,6 +269,7 @@ impl<M: Machine> Driver<M> {
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
         let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
+        let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
             replica,
@@ -284,7 +288,14 @@ impl<M: Machine> Driver<M> {
             encoding: None,
             encoded_tx,
             encoded_rx: Some(encoded_rx),
+            feed,
         }
+    }
+
+    /// The node's status from now on, as it changes.
+    #[must_use]
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<NodeStatus> {
+        self.feed.subscribe()
     }
 
     /// Runs until a request channel closes (the HTTP side is gone) or storage fails.
@@ -724,6 +735,7 @@ impl<M: Machine> Driver<M> {
         self.metrics
             .last_log_index
             .store(node.last_log_index().0, Relaxed);
+        self.feed.publish(node, self.snapshot_index);
     }
 
     /// Copies the status and at most `limit` command entries from `from` on, within

@@ -117,6 +117,7 @@ fn header(key: Option<&ClusterKey>) -> Vec<u8> {
         from: SENDER,
         to: RECEIVER,
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::TimeoutNow,
     };
     let frame = raft_core::wire::encode(&envelope);
@@ -593,6 +594,7 @@ mod tests {
             from: SENDER,
             to: RECEIVER,
             term: Term(4),
+            incarnation: raft_core::Incarnation(0),
             message: Message::PreVote(RequestVote {
                 last_log_index: LogIndex(9),
                 last_log_term: Term(3),

@@ -9,14 +9,17 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use raft_core::kv::{Command, KvStore, Output};
 use raft_core::session::{SessionCommand, SessionLimits, SessionOutput, Sessions};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::KEY_BYTES_MAX;
+use crate::http::openapi::{ErrorBody, SEED_COMPATIBILITY};
 use crate::http::{ApiError, ApiResult};
 use crate::service::{Committed, Handle, Service};
 
@@ -37,7 +40,7 @@ impl Service for KvService {
         Sessions::with_limits(KvStore::new(), self.session_limits)
     }
 
-    fn routes(&self, handle: Handle<KvMachine>) -> Router {
+    fn routes(&self, handle: Handle<KvMachine>) -> OpenApiRouter {
         routes(handle)
     }
 
@@ -61,19 +64,40 @@ impl Service for KvService {
     }
 }
 
-/// The key-value machine's routes, served with `kv`.
-pub fn routes(kv: Handle<KvMachine>) -> Router {
-    Router::new()
-        .route("/api/v1/append", post(append))
-        .route(
-            "/api/v1/kv/{key}",
-            get(kv_get).put(kv_put).delete(kv_delete),
-        )
-        .route("/api/v1/sessions", post(open_session))
-        .route("/set", get(compat_set))
-        .route("/get", get(compat_get))
-        .route("/remove", get(compat_remove))
+/// The key-value machine's routes, served with `kv`, with their part of the OpenAPI document.
+pub fn routes(kv: Handle<KvMachine>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(append))
+        .routes(routes!(kv_get, kv_put, kv_delete))
+        .routes(routes!(open_session))
+        .routes(routes!(compat_set))
+        .routes(routes!(compat_get))
+        .routes(routes!(compat_remove))
         .with_state(kv)
+}
+
+/// A committed write: where it sits in the log, and what the store said.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Written {
+    pub index: u64,
+    pub term: u64,
+    /// `PUT`, `/set`: whether the key had a value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<bool>,
+    /// `DELETE`, `/remove`: whether the key existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existed: Option<bool>,
+    /// `POST /api/v1/sessions`: the new session's id (the entry's index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<u64>,
+}
+
+/// The seed's `GET /get`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyValue {
+    pub key: String,
+    /// The value as UTF-8 (invalid bytes replaced).
+    pub value: String,
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
@@ -89,12 +113,26 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AppendBody {
+    /// The command to append to the log (the seed's log of strings).
     command: String,
 }
 
+/// Appends a command to the replicated log; answers once it is committed and applied.
+#[utoipa::path(post, path = "/api/v1/append", tag = "key-value",
+    params(SessionQuery),
+    request_body = AppendBody,
+    responses(
+        (status = 200, description = "committed on a majority and applied here", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 409, description = "overwritten by a new leader (safe to retry), or a later command of the session was applied", body = ErrorBody),
+        (status = 410, description = "the session does not exist or expired", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn append(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -113,9 +151,13 @@ async fn append(
 
 /// `?client_id=&seq=` on a write: the command runs in that client session (Raft thesis §6.3),
 /// so retrying it with the same numbers applies it at most once.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SessionQuery {
+    /// A session from `POST /api/v1/sessions` (with `seq`).
     client_id: Option<u64>,
+    /// The write's number in the session: 1, 2, 3, ... (with `client_id`).
+    #[param(minimum = 1)]
     seq: Option<u64>,
 }
 
@@ -136,11 +178,33 @@ impl SessionQuery {
     }
 }
 
-/// `POST /api/v1/sessions`: opens a client session; answers its `client_id` once committed.
+/// Opens a client session for exactly-once writes; answers its `client_id` once committed.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "key-value",
+    responses(
+        (status = 200, description = "the session's `client_id`", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 409, description = "overwritten by a new leader: safe to retry", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn open_session(State(kv): State<Handle<KvMachine>>, uri: Uri) -> ApiResult {
     write(&kv, SessionCommand::Open, &uri).await
 }
 
+/// Sets a key to the body's bytes; answers once committed and applied.
+#[utoipa::path(put, path = "/api/v1/kv/{key}", tag = "key-value",
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the value"),
+    responses(
+        (status = 200, description = "committed on a majority and applied here", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 409, description = "overwritten by a new leader (safe to retry), or a later command of the session was applied", body = ErrorBody),
+        (status = 410, description = "the session does not exist or expired", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn kv_put(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -160,11 +224,17 @@ async fn write(kv: &Handle<KvMachine>, command: SessionCommand<Command>, uri: &U
         term,
         output,
     } = kv.propose(&command, uri).await?;
-    let mut body = json!({ "index": index.0, "term": term.0 });
+    let mut body = Written {
+        index: index.0,
+        term: term.0,
+        replaced: None,
+        existed: None,
+        client_id: None,
+    };
     match output {
-        SessionOutput::Applied(Output::Written { replaced }) => body["replaced"] = json!(replaced),
-        SessionOutput::Applied(Output::Deleted { existed }) => body["existed"] = json!(existed),
-        SessionOutput::Opened { client } => body["client_id"] = json!(client),
+        SessionOutput::Applied(Output::Written { replaced }) => body.replaced = Some(replaced),
+        SessionOutput::Applied(Output::Deleted { existed }) => body.existed = Some(existed),
+        SessionOutput::Opened { client } => body.client_id = Some(client),
         SessionOutput::Stale { last_seq } => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -184,6 +254,19 @@ async fn write(kv: &Handle<KvMachine>, command: SessionCommand<Command>, uri: &U
     Ok(Json(body).into_response())
 }
 
+/// Deletes a key; answers once committed and applied.
+#[utoipa::path(delete, path = "/api/v1/kv/{key}", tag = "key-value",
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
+    responses(
+        (status = 200, description = "committed on a majority and applied here", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "an empty or oversize key, or a malformed session", body = ErrorBody),
+        (status = 409, description = "overwritten by a new leader (safe to retry), or a later command of the session was applied", body = ErrorBody),
+        (status = 410, description = "the session does not exist or expired", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn kv_delete(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -195,12 +278,26 @@ async fn kv_delete(
     write(&kv, session?.0.wrap(Command::Delete { key })?, &uri).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetQuery {
+    /// This replica's value, without asking the leader (may miss recent writes).
     #[serde(default)]
     stale: bool,
 }
 
+/// A key's value: linearizable (through the leader's ReadIndex) unless `stale=true`.
+#[utoipa::path(get, path = "/api/v1/kv/{key}", tag = "key-value",
+    params(("key" = String, Path, description = "the key (1 to 1024 bytes)", min_length = 1), GetQuery),
+    responses(
+        (status = 200, description = "the value's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "an empty or oversize key, or a malformed query", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "leadership not confirmed in time", body = ErrorBody),
+    ))]
 async fn kv_get(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -233,7 +330,8 @@ async fn read(
     }
 }
 
-/// The seed KV store's query parameters.
+/// The seed KV store's query parameters. Both are options here so that a missing one gets
+/// its own message; the document (each route's `params`) says which one a route requires.
 #[derive(Debug, Deserialize)]
 struct CompatQuery {
     key: Option<String>,
@@ -251,6 +349,22 @@ fn compat_query(
     Ok((key, query.value))
 }
 
+/// The seed's `GET /set?key=&value=`: `PUT /api/v1/kv/{key}` as a GET that writes.
+#[utoipa::path(get, path = "/set", tag = SEED_COMPATIBILITY,
+    params(
+        ("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1),
+        ("value" = String, Query, description = "the value"),
+        SessionQuery),
+    responses(
+        (status = 200, description = "committed on a majority and applied here", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a missing or bad key or value, or a malformed session", body = ErrorBody),
+        (status = 409, description = "overwritten by a new leader (safe to retry), or a later command of the session was applied", body = ErrorBody),
+        (status = 410, description = "the session does not exist or expired", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn compat_set(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -263,6 +377,18 @@ async fn compat_set(
     write(&kv, session?.0.wrap(Command::Put { key, value })?, &uri).await
 }
 
+/// The seed's `GET /get?key=`: a linearizable read, answered as JSON.
+#[utoipa::path(get, path = "/get", tag = SEED_COMPATIBILITY,
+    params(("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1)),
+    responses(
+        (status = 200, description = "the value", body = KeyValue),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a missing or bad key", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "leadership not confirmed in time", body = ErrorBody),
+    ))]
 async fn compat_get(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
@@ -271,13 +397,26 @@ async fn compat_get(
     let (key, _) = compat_query(query)?;
     match read(&kv, key.clone(), false, &uri).await? {
         Some(value) => {
-            let value = String::from_utf8_lossy(&value);
-            Ok(Json(json!({ "key": key, "value": value })).into_response())
+            let value = String::from_utf8_lossy(&value).into_owned();
+            Ok(Json(KeyValue { key, value }).into_response())
         }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
     }
 }
 
+/// The seed's `GET /remove?key=`: `DELETE /api/v1/kv/{key}` as a GET that writes.
+#[utoipa::path(get, path = "/remove", tag = SEED_COMPATIBILITY,
+    params(("key" = String, Query, description = "the key (1 to 1024 bytes)", min_length = 1), SessionQuery),
+    responses(
+        (status = 200, description = "committed on a majority and applied here", body = Written),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a missing or bad key or value, or a malformed session", body = ErrorBody),
+        (status = 409, description = "overwritten by a new leader (safe to retry), or a later command of the session was applied", body = ErrorBody),
+        (status = 410, description = "the session does not exist or expired", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 async fn compat_remove(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,

@@ -6,8 +6,9 @@
 //! (authenticated with a [`cluster_key`], with [`replay`] protection), [`storage`] makes
 //! persist requests durable with group commit, [`http`] serves the node's own routes to clients
 //! (behind [`auth`] tokens, optionally over [`tls`]) next to the state machine's routes (the
-//! key-value machine's are in [`kv`]; they reach the driver through a [`service::Handle`]),
-//! [`node`] wires them together. [`cluster`], [`client`] and
+//! key-value machine's are in [`kv`]; they reach the driver through a [`service::Handle`]) and
+//! the dashboard, fed by the driver's [`events`]; [`node`] wires them together. [`cluster`]
+//! (with its [`launcher`]), [`client`] and
 //! [`bench`](mod@bench) are the other subcommands of the `raft-net` binary.
 
 pub mod addresses;
@@ -20,10 +21,12 @@ pub mod cluster_key;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
 pub mod kv;
+pub mod launcher;
 pub mod member_address;
 pub mod metrics;
 pub mod node;

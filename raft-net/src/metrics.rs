@@ -66,6 +66,17 @@ const BUCKETS_MICROS: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
+/// The fsync latency histogram in a few numbers, for the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FsyncSummary {
+    pub count: u64,
+    pub mean_micros: Option<u64>,
+    /// The upper bound of the bucket holding the median.
+    pub p50_le_micros: Option<u64>,
+    /// The upper bound of the bucket holding the 99th percentile.
+    pub p99_le_micros: Option<u64>,
+}
+
 /// A latency histogram in Prometheus' cumulative form, with the largest value seen.
 #[derive(Debug, Default)]
 struct Histogram {
@@ -108,6 +119,31 @@ impl Histogram {
 
     fn max_seconds(&self) -> f64 {
         self.max_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// How many, their mean, and the bucket bounds within which the median and the 99th
+    /// percentile fall (`None` past the last bucket, or before the first observation).
+    fn summary(&self) -> FsyncSummary {
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed);
+        let quantile_bound = |quantile: f64| {
+            if count == 0 {
+                return None;
+            }
+            // The smallest bucket holding at least that share of the observations.
+            let needed = (count as f64 * quantile).ceil() as u64;
+            self.buckets
+                .iter()
+                .zip(BUCKETS_MICROS)
+                .find(|(bucket, _)| bucket.load(Ordering::Relaxed) >= needed)
+                .map(|(_, bound)| bound)
+        };
+        FsyncSummary {
+            count,
+            mean_micros: sum.checked_div(count),
+            p50_le_micros: quantile_bound(0.5),
+            p99_le_micros: quantile_bound(0.99),
+        }
     }
 }
 
@@ -159,6 +195,21 @@ impl Metrics {
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.slot()].load(Ordering::Relaxed)
+    }
+
+    /// Inbound datagrams dropped, whatever the reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .map(|&reason| self.dropped(reason))
+            .sum()
+    }
+
+    /// The fsyncs so far, in a few numbers.
+    #[must_use]
+    pub fn fsync_summary(&self) -> FsyncSummary {
+        self.fsync.summary()
     }
 
     pub fn observe_fsync(&self, elapsed: Duration) {
@@ -349,6 +400,36 @@ mod tests {
         assert!(text.contains("raft_fsync_seconds_bucket{node=\"1\",le=\"0.0005\"} 1"));
         assert!(text.contains("raft_fsync_seconds_bucket{node=\"1\",le=\"0.0025\"} 2"));
         assert!(text.contains("raft_fsync_seconds_count{node=\"1\"} 2"));
+    }
+
+    #[test]
+    fn the_fsync_summary_names_the_buckets_of_its_quantiles() {
+        let metrics = Metrics::default();
+        assert_eq!(
+            metrics.fsync_summary(),
+            FsyncSummary {
+                count: 0,
+                mean_micros: None,
+                p50_le_micros: None,
+                p99_le_micros: None
+            }
+        );
+        for _ in 0..98 {
+            metrics.observe_fsync(Duration::from_micros(200));
+        }
+        metrics.observe_fsync(Duration::from_millis(3));
+        metrics.observe_fsync(Duration::from_secs(2));
+        let summary = metrics.fsync_summary();
+        assert_eq!(summary.count, 100);
+        assert_eq!(
+            summary.mean_micros,
+            Some((98 * 200 + 3_000 + 2_000_000) / 100)
+        );
+        assert_eq!(summary.p50_le_micros, Some(250));
+        assert_eq!(summary.p99_le_micros, Some(5_000));
+        metrics.count_dropped(DropReason::Isolated);
+        metrics.count_dropped(DropReason::Replayed);
+        assert_eq!(metrics.dropped_total(), 2);
     }
 
     #[test]

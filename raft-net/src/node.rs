@@ -133,6 +133,14 @@ pub async fn run_service<S: Service>(
         Arc::clone(&metrics),
         config.snapshot_entries,
     );
+    // Event streams end when the node starts shutting down, so an open dashboard never holds
+    // up the server's graceful shutdown.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let live = http::events::Live {
+        status: driver.watch_status(),
+        closing: closing_rx,
+        launcher: config.launcher.clone(),
+    };
 
     let scheme = if config.tls.is_some() {
         "https"
@@ -153,6 +161,7 @@ pub async fn run_service<S: Service>(
         )),
         scheme,
         describe: describe_entry::<S>,
+        live,
     };
     let handle = Handle::new(
         requests_tx,
@@ -189,6 +198,7 @@ pub async fn run_service<S: Service>(
                 () = shutdown => {}
                 _ = stop_rx.wait_for(|stop| *stop) => {}
             }
+            let _ = closing_tx.send(true);
         },
     );
     let driver = async {

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Uri;
-use axum::Router;
 use raft_core::{LogIndex, StateMachine, Term};
 use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::addresses::AddressBook;
 use crate::driver::{Outcome, Request};
@@ -68,7 +68,11 @@ pub trait Service: Send + Sync + 'static {
     /// The machine's HTTP routes, reaching the driver through `handle`. They are served with
     /// the client access class (the client token, when the node has one) next to the node's
     /// own routes, whose paths they must not reuse.
-    fn routes(&self, handle: Handle<Self::Machine>) -> Router;
+    ///
+    /// Handlers annotated with `#[utoipa::path]` and registered with `utoipa_axum::routes!`
+    /// appear in `GET /api/v1/openapi.json` (the key-value service's do); a plain axum
+    /// `Router` converts with `.into()`, its routes served but not described.
+    fn routes(&self, handle: Handle<Self::Machine>) -> OpenApiRouter;
 
     /// How `GET /api/v1/state` lists a command; `None` leaves it out. Its `Debug` form unless
     /// the service says otherwise.

@@ -565,6 +565,7 @@ mod tests {
             from: NodeId(from),
             to: NodeId(to),
             term: Term(3),
+            incarnation: raft_core::Incarnation(0),
             message: Message::RequestVote(RequestVote {
                 last_log_index: raft_core::LogIndex(7),
                 last_log_term: Term(2),

@@ -113,6 +113,7 @@ fn vote_request() -> Envelope {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(1),
+        incarnation: raft_core::Incarnation(0),
         message: Message::RequestVote(RequestVote {
             last_log_index: LogIndex(0),
             last_log_term: Term(0),

@@ -37,26 +37,33 @@ fn check_leader_membership(node: &Node, before: Observed) -> Result<(), Violatio
     if membership.is_voter(id) {
         return Ok(());
     }
-    // The entry that set the membership, and the membership before it, if the log still holds
-    // them; otherwise they came from a snapshot, which only covers committed entries.
-    let mut memberships = node
+    // The entry that removed this node (the oldest of the latest memberships that leave it
+    // out: later ones only record incarnations or change other servers), and whether it was a
+    // voter before; where the log no longer holds them, they came from a snapshot, which only
+    // covers committed entries.
+    let mut set_at = LogIndex::ZERO;
+    let mut voter_before = None;
+    for (index, logged) in node
         .entries(LogIndex::ZERO, node.last_log_index())
         .iter()
         .rev()
         .filter_map(|entry| match &entry.payload {
             EntryPayload::Membership(membership) => Some((entry.index, membership)),
             _ => None,
-        });
-    let set_at = memberships
-        .next()
-        .map_or(LogIndex::ZERO, |(index, _)| index);
-    let voter_before = match memberships.next() {
-        Some((_, before)) => before.is_voter(id),
-        None => node.snapshot_meta().map_or_else(
+        })
+    {
+        if logged.is_voter(id) {
+            voter_before = Some(true);
+            break;
+        }
+        set_at = index;
+    }
+    let voter_before = voter_before.unwrap_or_else(|| {
+        node.snapshot_meta().map_or_else(
             || node.config().voters.contains(&id),
             |meta| meta.membership.is_voter(id),
-        ),
-    };
+        )
+    });
     let elected = before.role != Role::Leader || before.term != node.term();
     if elected && !(set_at > node.commit_index() && voter_before) {
         return violation(
@@ -404,6 +411,13 @@ impl Checker {
         record.base = index;
         record.base_chain = known.chain;
         Ok(())
+    }
+
+    /// `id` lost its disk: it starts again from nothing, as a new incarnation, so no durable
+    /// term bounds its next start. Everything else it ever did (entries committed, terms led)
+    /// stays on record: no committed entry may be lost because of it.
+    pub fn on_wipe(&mut self, id: NodeId) {
+        self.nodes.or_default(id).max_durable_term = Term::ZERO;
     }
 
     pub fn on_crash(&mut self, id: NodeId) {

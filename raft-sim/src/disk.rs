@@ -85,6 +85,14 @@ impl Disk {
         completed
     }
 
+    /// The device is replaced: nothing it held survives (its latency stays, a hold ends).
+    pub fn wipe(&mut self) {
+        self.crash();
+        self.durable = DurableState::default();
+        self.held = false;
+        self.stalled_until_ms = 0;
+    }
+
     /// A crash: pending writes never happen. A stall or a hold is the device's and stays.
     pub fn crash(&mut self) {
         self.pending.clear();

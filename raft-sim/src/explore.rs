@@ -108,6 +108,10 @@ pub struct FaultProfile {
     /// Ticks of 5 to 20 ms instead of 8 to 12, far beyond the lease's drift allowance: only in
     /// seeds without lease reads, which assume bounded drift (see [`lease_drift_allowed`]).
     pub wide_clock_skew: bool,
+    /// Now and then a node's disk is wiped: it comes back empty, as a new incarnation started
+    /// with no voters, and waits to be re-added. At most a minority of the committed voters is
+    /// wiped and not yet re-added at once, whatever else is down.
+    pub wipes: bool,
 }
 
 impl FaultProfile {
@@ -137,8 +141,11 @@ impl FaultProfile {
             small_batches: rng.chance(0.5),
             partial_partitions: rng.chance(0.5),
             read_only_periods: rng.chance(0.5),
+            wipes: false,
         };
         profile.wide_clock_skew &= config.raft.pre_vote && !config.raft.lease_reads;
+        // Drawn from its own generator, so the families above stay what they were.
+        profile.wipes = SimRng::new(sub_seed(seed, "profile", 5)).chance(0.5);
         profile
     }
 
@@ -159,6 +166,7 @@ impl FaultProfile {
             (self.read_only_periods, "read-only-periods"),
             (self.small_batches, "small-batches"),
             (self.wide_clock_skew, "wide-clock-skew"),
+            (self.wipes, "wipes"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -166,7 +174,7 @@ impl FaultProfile {
     }
 
     /// Every family name, in the order [`FaultProfile::families`] lists them.
-    pub const FAMILIES: [&'static str; 13] = [
+    pub const FAMILIES: [&'static str; 14] = [
         "slow-disk",
         "disk-stalls",
         "crash-pending",
@@ -180,6 +188,7 @@ impl FaultProfile {
         "read-only-periods",
         "small-batches",
         "wide-clock-skew",
+        "wipes",
     ];
 
     /// The seed's configuration changes: the slow disk, stale duplicates, the wide skew (its
@@ -453,7 +462,13 @@ fn inject_faults(sim: &mut Sim, swarm: &mut Swarm, seed: u64, fault_ms: u64) {
         }
         if let Some(membership_rng) = &mut membership_rng {
             if membership_rng.chance(0.2) {
-                random_membership_change(sim, membership_rng);
+                // Only next to wipes does the slow disk count as a lost voter.
+                let slow = swarm
+                    .profile
+                    .slow_disk
+                    .filter(|_| swarm.profile.wipes)
+                    .map(|(node, _)| node);
+                random_membership_change(sim, membership_rng, slow);
             }
         }
     }
@@ -621,6 +636,9 @@ impl Swarm {
             sim.network.config.loss = loss;
             self.burst_until_ms = Some(until);
         }
+        if self.profile.wipes && self.rng.chance(0.1) {
+            self.wipe(sim);
+        }
         self.reapply_long_cuts(sim);
     }
 
@@ -679,6 +697,36 @@ impl Swarm {
         }
     }
 
+    /// Wipes one node's disk, keeping at most a minority of the voters wiped and not yet
+    /// re-added, in the committed membership and in every node's latest one (a change in
+    /// flight must be able to commit). A voter is wiped only once the committed membership
+    /// records its incarnation: before that, a replaced disk looks like a first start to
+    /// everyone, the one window the incarnations cannot close (`raft_core`'s `incarnation.rs`).
+    fn wipe(&mut self, sim: &mut Sim) {
+        // A disk slower than the election timeout makes its voter's votes come too late to
+        // count: it is as lost as a wiped one until the faults end, so it counts against the
+        // minority too (and is never the one wiped, or nobody would be left to elect).
+        let slow = self.profile.slow_disk.map(|(node, _)| node);
+        let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
+        let mut memberships = vec![sim.committed_membership().1.clone()];
+        memberships.extend(sim.latest_memberships());
+        let may_lose = |id: NodeId| {
+            memberships.iter().all(|membership| {
+                let voters = &membership.voters;
+                let lost = voters.iter().filter(|&&voter| impaired(voter)).count()
+                    + usize::from(voters.contains(&id));
+                lost <= voters.len().saturating_sub(1) / 2
+            })
+        };
+        let candidates: Vec<NodeId> = nodes_in(sim, &[Life::Running, Life::Crashed, Life::Stopped])
+            .into_iter()
+            .filter(|&id| !impaired(id) && !sim.is_unrecorded_voter(id) && may_lose(id))
+            .collect();
+        if let Some(&id) = self.rng.pick(&candidates) {
+            let _ = sim.wipe(id);
+        }
+    }
+
     /// A crash while writes are pending: a node with writes in flight crashes now, or a
     /// random node crashes right after its next `Persist`, within its disk's latency. Either
     /// restarts soon, as a supervised process would, so the crash lands in the middle of
@@ -726,12 +774,22 @@ impl Swarm {
 }
 
 /// One membership change, asked of the current leader as it sees the membership: add a spare
-/// node as a learner, promote a learner, or remove a voter (never below 3 voters). Refusals
-/// (a change in flight, a learner not caught up) are part of the exercise.
-fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
+/// node as a learner, promote a learner, or remove a voter (never below 3 voters, and never
+/// leaving half the voters on the slow disk or wiped). While a wiped node is not re-added, no
+/// change is asked at all, as an operator waits for the cluster to heal before reconfiguring
+/// it: a removal committed meanwhile could leave half the voters lost, beyond what a cluster
+/// survives. Refusals (a change in flight, a learner not caught up) are part of the exercise.
+fn random_membership_change(sim: &mut Sim, rng: &mut SimRng, slow: Option<NodeId>) {
     let Some(leader) = sim.current_leader() else {
         return;
     };
+    if sim
+        .node_ids()
+        .into_iter()
+        .any(|id| sim.is_wiped_and_not_readded(id))
+    {
+        return;
+    }
     let Some(membership) = sim.node(leader).map(|n| n.membership().clone()) else {
         return;
     };
@@ -741,7 +799,22 @@ fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
         .filter(|&id| !membership.contains(id))
         .collect();
     let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
-    let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+    let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
+    let removable = |id: NodeId| {
+        let left = membership.voters.len() - 1;
+        let lost = membership
+            .voters
+            .iter()
+            .filter(|&&voter| voter != id && impaired(voter))
+            .count();
+        lost <= left.saturating_sub(1) / 2
+    };
+    let voters: Vec<NodeId> = membership
+        .voters
+        .iter()
+        .copied()
+        .filter(|&id| removable(id))
+        .collect();
     let mut options = Vec::new();
     if let Some(&id) = rng.pick(&spares) {
         options.push(MembershipChange::AddLearner(id));
@@ -749,7 +822,7 @@ fn random_membership_change(sim: &mut Sim, rng: &mut SimRng) {
     if let Some(&id) = rng.pick(&learners) {
         options.push(MembershipChange::PromoteLearner(id));
     }
-    if voters.len() > 3 {
+    if membership.voters.len() > 3 {
         if let Some(&id) = rng.pick(&voters) {
             options.push(MembershipChange::Remove(id));
         }
@@ -1012,7 +1085,7 @@ pub struct Summary {
     pub sim_ms: u64,
     pub membership_changes: u64,
     /// Seeds per fault family ([`FaultProfile::FAMILIES`] order), and seeds with none.
-    pub profile_mix: [u64; 13],
+    pub profile_mix: [u64; 14],
     pub classic_seeds: u64,
 }
 
@@ -1067,6 +1140,7 @@ mod tests {
             read_only_periods: true,
             small_batches: true,
             wide_clock_skew: true,
+            wipes: true,
         }
     }
 

@@ -176,6 +176,12 @@ impl Runner {
             "restart" => self.cmd_restart(args),
             "stop" => self.each_node(args, Sim::stop),
             "crash" => self.each_node(args, Sim::crash),
+            "wipe" => match args {
+                [.., "keep-voters"] => {
+                    self.each_node(&args[..args.len() - 1], Sim::wipe_keeping_config)
+                }
+                _ => self.each_node(args, Sim::wipe),
+            },
             "pause" => self.each_node(args, Sim::pause),
             "resume" => self.each_node(args, Sim::resume),
             "campaign" => self.each_node(args, Sim::campaign),
@@ -1101,8 +1107,13 @@ fn describe_membership(membership: &Membership) -> String {
         let ids: Vec<String> = set.iter().map(ToString::to_string).collect();
         format!("[{}]", ids.join(","))
     };
+    let returning = if membership.returning.is_empty() {
+        String::new()
+    } else {
+        format!(" (returning {})", list(&membership.returning))
+    };
     format!(
-        "voters {} learners {}",
+        "voters {} learners {}{returning}",
         list(&membership.voters),
         list(&membership.learners)
     )
@@ -1284,7 +1295,7 @@ mod tests {
         for expected in [
             "n1 replied to add learner n2: accepted at i2 in t1",
             "n1 replied to add learner n3: change rejected: ChangeInProgress",
-            "n1 voters [n1] learners [n2]\n  committed at i0: voters [n1] learners []",
+            "n1 voters [n1] learners [n2]\n  committed at i1: voters [n1] learners []",
             "n1 replied to add learner n2: committed at i2 in t1",
             "n1 replied to remove n1: change rejected: LastVoter",
             "committed at i2: voters [n1] learners [n2]",
@@ -1310,7 +1321,7 @@ mod tests {
             "n1 took w1..w300: 300 committed at i2..i301 in t1, after ",
             "n2 took w301..w302: 0 committed, 2 refused (not leader, busy or dropped), after 0 ms",
             "n1 took w303..w303: 0 committed, 1 pending, after 0 ms",
-            "n1 replied to r303: committed at i302 in t1",
+            "n1 replied to r303: committed at i303 in t1",
             "history checks passed",
         ] {
             assert!(outcome.transcript.contains(expected), "{expected}");
@@ -1350,8 +1361,8 @@ mod tests {
         );
         assert_eq!(outcome.error, None, "{}", outcome.transcript);
         for expected in [
-            "dropped 1: snapshot i21 t1 bytes 0..3 of 8",
-            "delivered 1, 0 still held: snapshot i21 t1 bytes 0..3 of 8",
+            "dropped 1: snapshot i22 t1 bytes 0..3 of 8",
+            "delivered 1, 0 still held: snapshot i22 t1 bytes 0..3 of 8",
         ] {
             assert!(outcome.transcript.contains(expected), "{expected}");
         }

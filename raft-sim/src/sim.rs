@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, EntryPayload, Envelope, Input, LogIndex, Membership, MembershipChange,
-    Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
+    Action, Config, Entry, EntryPayload, Envelope, Incarnation, Input, LogIndex, Membership,
+    MembershipChange, Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
 };
 
 use crate::checker::{Checker, Observed, StepEffects, Violation};
@@ -185,6 +185,13 @@ struct Slot {
     crash_after_persist: Option<(CrashTiming, Option<u64>)>,
     /// When the node was last paused.
     paused_at_ms: u64,
+    /// The server's incarnation (`Config::incarnation`): drawn again when its disk is wiped.
+    server_incarnation: Incarnation,
+    /// How often its disk was wiped.
+    wipes: u64,
+    /// It starts with no voters configured: a new server, or one that lost its state and was
+    /// started as one (raft-net's `--initial-cluster-state existing`).
+    as_new_server: bool,
 }
 
 /// An error from a control command (bad node id, node in the wrong state, ...).
@@ -246,6 +253,13 @@ pub struct ChangeRecord {
 /// Membership change requests get ids from their own range, apart from client requests.
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
 
+/// The incarnation of `id` after `wipes` wipes of its disk, from its own sub-seed.
+/// Each wipe draws a greater one, as a driver's creation time would be.
+fn server_incarnation(seed: u64, id: NodeId, wipes: u64) -> Incarnation {
+    let random = sub_seed(seed, "incarnation", id.0 * 1_000_000 + wipes) & ((1 << 48) - 1);
+    Incarnation((wipes << 48) | random)
+}
+
 impl Sim {
     #[must_use]
     pub fn new(config: SimConfig) -> Sim {
@@ -262,6 +276,9 @@ impl Sim {
                 disk: Disk::with_latency(config.node_disk.get(&NodeId(id)).cloned()),
                 crash_after_persist: None,
                 paused_at_ms: 0,
+                server_incarnation: server_incarnation(seed, NodeId(id), 0),
+                wipes: 0,
+                as_new_server: false,
             })
             .collect();
         let node_count = usize::try_from(config.nodes).unwrap_or(0);
@@ -1055,7 +1072,8 @@ impl Sim {
         slot.inbox.clear();
         let mut config = self.config.raft.clone();
         config.id = id;
-        config.voters = if id.0 <= self.config.voters {
+        config.incarnation = slot.server_incarnation;
+        config.voters = if id.0 <= self.config.voters && !slot.as_new_server {
             (1..=self.config.voters).map(NodeId).collect()
         } else {
             // A server outside the initial cluster waits to be added.
@@ -1157,6 +1175,91 @@ impl Sim {
     /// Kills a node: volatile state and unfinished writes are lost.
     pub fn crash(&mut self, id: NodeId) -> Result<(), ControlError> {
         self.take_down(id, Life::Crashed)
+    }
+
+    /// The node's disk is lost (replaced, wiped): it crashes if up, and starts again with empty
+    /// durable state, as a new incarnation configured with no voters, so it waits to be re-added
+    /// (`raft_core`'s `incarnation.rs`).
+    pub fn wipe(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, true)
+    }
+
+    /// `wipe`, but the node starts with the configuration it had (an operator restarting a
+    /// replaced disk with the same flags): a member of the initial cluster still believes it is
+    /// one, and only the incarnations the membership records tell it apart.
+    pub fn wipe_keeping_config(&mut self, id: NodeId) -> Result<(), ControlError> {
+        self.wipe_with(id, false)
+    }
+
+    fn wipe_with(&mut self, id: NodeId, as_new_server: bool) -> Result<(), ControlError> {
+        let i = self.index_of(id)?;
+        if self.slots[i].node.is_some() {
+            self.take_down(id, Life::Crashed)?;
+        }
+        let seed = self.config.seed;
+        let slot = &mut self.slots[i];
+        slot.wipes += 1;
+        slot.as_new_server |= as_new_server;
+        slot.server_incarnation = server_incarnation(seed, id, slot.wipes);
+        slot.disk.wipe();
+        self.checker.on_wipe(id);
+        let how = if as_new_server { "" } else { " keep-voters" };
+        self.record(TraceKind::Control(format!("wipe {id}{how}")));
+        self.start(id)
+    }
+
+    /// True while `id` lost its state and the committed membership does not yet record its
+    /// new incarnation as a voter (it has not been re-added).
+    #[must_use]
+    pub fn is_wiped_and_not_readded(&self, id: NodeId) -> bool {
+        self.slot(id).is_ok_and(|slot| {
+            slot.wipes > 0
+                && self.committed_membership.1.incarnation_of(id) != Some(slot.server_incarnation)
+        })
+    }
+
+    /// True when `id` is a voter whose current incarnation the committed membership, or the
+    /// latest membership of some node, does not record: the window before every leader heard
+    /// it, in which a lost disk cannot be told from a first start (`raft_core`'s
+    /// `incarnation.rs`).
+    #[must_use]
+    pub fn is_unrecorded_voter(&self, id: NodeId) -> bool {
+        let Ok(slot) = self.slot(id) else {
+            return false;
+        };
+        let unrecorded = |membership: &Membership| {
+            membership.is_voter(id)
+                && membership.incarnation_of(id) != Some(slot.server_incarnation)
+        };
+        unrecorded(&self.committed_membership.1) || self.latest_memberships().iter().any(unrecorded)
+    }
+
+    /// Every node's latest membership: a running node's own, a down node's from its disk.
+    #[must_use]
+    pub fn latest_memberships(&self) -> Vec<Membership> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match &slot.node {
+                Some(node) => Some(node.membership().clone()),
+                None => {
+                    let durable = &slot.disk.durable;
+                    durable
+                        .entries
+                        .iter()
+                        .rev()
+                        .find_map(|entry| match &entry.payload {
+                            EntryPayload::Membership(membership) => Some(membership.clone()),
+                            _ => None,
+                        })
+                        .or_else(|| {
+                            durable
+                                .snapshot
+                                .as_ref()
+                                .map(|snapshot| snapshot.meta.membership.clone())
+                        })
+                }
+            })
+            .collect()
     }
 
     /// Shuts a node down cleanly: pending writes complete first.

@@ -123,3 +123,21 @@ fn seed_30202_removed_voter_is_heard_by_the_new_membership() {
 fn seeds_22051_and_47358_snapshot_membership_is_the_one_before_a_removal() {
     passes(&[(22051, 5), (47358, 5)]);
 }
+
+/// Regression: a leader cut off since before a voter's disk was replaced counted the new,
+/// empty incarnation's acknowledgements towards its commits; with the voter that committed
+/// another entry at the same index gone, it committed a stale entry of its own
+/// (`state_machine_safety`). Seed 13799 of 3 nodes, with wipes.
+#[test]
+fn seed_13799_replaced_incarnation_acknowledges_nothing() {
+    passes(&[(13799, 3)]);
+}
+
+/// Regression: a voter removed by an uncommitted entry that entries recording incarnations
+/// follow is the same removed voter: both the core (whether it may still campaign) and the
+/// checker (`only_voters_lead`) looked only at the membership before the latest entry, which
+/// already left it out. Seeds 2454 and 5525 of 5 nodes.
+#[test]
+fn seeds_2454_and_5525_removal_followed_by_records_still_lets_the_removed_voter_campaign() {
+    passes(&[(2454, 5), (5525, 5)]);
+}

@@ -3,9 +3,9 @@
 use alloc::collections::BTreeSet;
 
 use crate::bugs::reintroduced;
-use crate::message::{Envelope, Message, RequestVote, RequestVoteResponse};
+use crate::message::{Message, RequestVote, RequestVoteResponse};
 use crate::node::Node;
-use crate::types::{NodeId, Role, Term};
+use crate::types::{Incarnation, NodeId, Role, Term};
 
 impl Node {
     /// Figure 2, Followers/Candidates: "If election timeout elapses without receiving
@@ -13,7 +13,8 @@ impl Node {
     /// candidate" — after a successful pre-vote round when pre-votes are on.
     pub(crate) fn on_election_timeout(&mut self) {
         if !self.may_campaign() {
-            // Learners and servers outside the membership never campaign.
+            // Learners, servers outside the membership and incarnations the membership does not
+            // know (a server that lost its state, until re-added) never campaign.
             self.election_timer.reset();
             return;
         }
@@ -44,16 +45,23 @@ impl Node {
     /// the votes of the new membership, which leaves it out. Were it to stop at once, a leader
     /// that appended its own removal and lost office before it committed could leave nobody
     /// electable: the others may all lack a quorum of the new membership that grants them.
+    /// Either way, only in the incarnation that membership knows (`incarnation.rs`).
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
-        let needed_until_removal_commits = || {
-            self.membership_index > self.commit_index
-                && self
-                    .membership_at(self.membership_index.prev())
-                    .0
-                    .is_voter(me)
-        };
-        self.membership.is_voter(me) || needed_until_removal_commits()
+        if self.membership.is_voter(me) {
+            return self.is_known_in(&self.membership);
+        }
+        // The entry that removed this node is the oldest of the latest memberships that leave
+        // it out: the ones after it only record incarnations or change other servers.
+        let mut removed_at = self.membership_index;
+        while removed_at > self.commit_index {
+            let (before, index) = self.membership_at(removed_at.prev());
+            if before.is_voter(me) {
+                return self.is_known_in(&before);
+            }
+            removed_at = index;
+        }
+        false
     }
 
     /// Asks every voter whether it would vote for this node in the next term, without changing
@@ -68,12 +76,8 @@ impl Node {
         let request = self.vote_request(false);
         let term = self.current_term.next();
         for peer in self.other_voters() {
-            let envelope = Envelope {
-                from: self.config.id,
-                to: peer,
-                term,
-                message: Message::PreVote(request.clone()),
-            };
+            let mut envelope = self.envelope(peer, Message::PreVote(request.clone()));
+            envelope.term = term;
             self.push_request(envelope);
         }
         self.maybe_finish_pre_vote();
@@ -119,9 +123,16 @@ impl Node {
     }
 
     /// Figure 2, RequestVote receiver: grant if votedFor is null or candidateId, and the
-    /// candidate's log is at least as up-to-date as the receiver's (§5.4.1).
-    pub(crate) fn on_request_vote(&mut self, candidate: NodeId, request: &RequestVote) {
-        let can_vote = self.voted_for.is_none_or(|voted| voted == candidate);
+    /// candidate's log is at least as up-to-date as the receiver's (§5.4.1) — and only while
+    /// both are the incarnations this node's membership knows (`incarnation.rs`).
+    pub(crate) fn on_request_vote(
+        &mut self,
+        candidate: NodeId,
+        incarnation: Incarnation,
+        request: &RequestVote,
+    ) {
+        let can_vote = self.voted_for.is_none_or(|voted| voted == candidate)
+            && self.may_vote_for(candidate, incarnation);
         let vote_granted = can_vote
             && (self
                 .log
@@ -144,31 +155,39 @@ impl Node {
 
     /// A pre-vote is granted when its term is above ours and the candidate's log is at least
     /// as up-to-date; it changes nothing here. (Leader stickiness was checked by the caller.)
-    pub(crate) fn on_pre_vote(&mut self, candidate: NodeId, term: Term, request: &RequestVote) {
+    pub(crate) fn on_pre_vote(
+        &mut self,
+        candidate: NodeId,
+        incarnation: Incarnation,
+        term: Term,
+        request: &RequestVote,
+    ) {
         let vote_granted = term > self.current_term
+            && self.may_vote_for(candidate, incarnation)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
-        let envelope = Envelope {
-            from: self.config.id,
-            to: candidate,
-            term: if vote_granted {
-                term
-            } else {
-                self.current_term
-            },
-            message: Message::PreVoteResponse(RequestVoteResponse { vote_granted }),
-        };
+        let mut envelope = self.envelope(
+            candidate,
+            Message::PreVoteResponse(RequestVoteResponse { vote_granted }),
+        );
+        if vote_granted {
+            envelope.term = term;
+        }
         self.push_response(envelope);
     }
 
     pub(crate) fn on_pre_vote_response(
         &mut self,
         voter: NodeId,
+        incarnation: Incarnation,
         term: Term,
         response: RequestVoteResponse,
     ) {
-        if response.vote_granted {
+        if response.vote_granted && !self.membership.admits(voter, incarnation) {
+            // A grant from an incarnation other than the recorded one speaks for nobody.
+            self.stats.messages_ignored += 1;
+        } else if response.vote_granted {
             if term == self.current_term.next() {
                 if let Some(granted) = &mut self.pre_votes_granted {
                     granted.insert(voter);
@@ -192,13 +211,18 @@ impl Node {
     pub(crate) fn on_request_vote_response(
         &mut self,
         voter: NodeId,
+        incarnation: Incarnation,
         response: RequestVoteResponse,
     ) {
         if self.role != Role::Candidate {
             return;
         }
+        if !self.membership.admits(voter, incarnation) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
         if response.vote_granted {
-            self.votes_granted.insert(voter);
+            self.votes_granted.insert(voter, incarnation);
             self.maybe_win_election();
         }
     }
@@ -221,7 +245,7 @@ impl Node {
         if !self_vote_durable && !reintroduced!(self, LeadBeforeDurableVote) {
             return;
         }
-        let votes = self.count_voters(self.votes_granted.iter(), self_vote_durable);
+        let votes = self.count_voters(self.votes_granted.keys(), self_vote_durable);
         if votes >= self.membership.quorum() {
             self.become_leader();
         }

@@ -9,15 +9,18 @@ use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Conflic
 use crate::node::Node;
 use crate::progress::ReplicationState;
 use crate::quorum::quorum_index;
-use crate::types::{LogIndex, NodeId, RequestId, Role};
+use crate::types::{LogIndex, NodeId, RequestId, Role, Term};
 
 impl Node {
     /// Takes office: fresh progress for every follower and a no-op entry of the new term, which
     /// lets the leader commit the entries it inherited (Raft §5.4.2, §8).
+    /// The first entry is a membership entry instead when it can record incarnations not yet
+    /// recorded (this leader's own, and those of the voters that elected it): it changes no
+    /// quorum, so it may come before anything of this term commits (`incarnation.rs`).
     pub(crate) fn become_leader(&mut self) {
         self.role = Role::Leader;
         self.leader_id = Some(self.config.id);
-        self.votes_granted.clear();
+        let votes = core::mem::take(&mut self.votes_granted);
         self.self_vote_persist = None;
         self.heartbeat_elapsed_ticks = 0;
         self.check_quorum_elapsed_ticks = 0;
@@ -25,10 +28,18 @@ impl Node {
         let next_index = self.log.last_index().next();
         self.progress.clear();
         self.sync_progress_with_membership();
+        for (voter, incarnation) in votes {
+            if let Some(progress) = self.progress.get_mut(&voter) {
+                progress.incarnation = Some(incarnation);
+            }
+        }
+        let payload = self
+            .membership_with_new_records()
+            .map_or(EntryPayload::Noop, EntryPayload::Membership);
         self.append_to_log(Entry {
             index: next_index,
             term: self.current_term,
-            payload: EntryPayload::Noop,
+            payload,
         });
         self.broadcast_append();
         self.maybe_advance_commit();
@@ -63,10 +74,21 @@ impl Node {
     /// Appends `payload` as a new entry of this term, or answers `Busy` (false) when too many
     /// entries are uncommitted.
     fn append_proposal(&mut self, request_id: RequestId, payload: EntryPayload) -> bool {
-        let uncommitted = self.log.last_index().0 - self.commit_index.0;
-        if uncommitted >= self.config.uncommitted_entries_max as u64 {
+        let Some((index, term)) = self.append_own_entry(payload) else {
             self.reply(request_id, Reply::Busy);
             return false;
+        };
+        self.pending_proposals.insert(index, (term, request_id));
+        self.reply(request_id, Reply::Accepted { index, term });
+        true
+    }
+
+    /// Appends `payload` as a new entry of this term (no client waits for it); `None` when too
+    /// many entries are uncommitted.
+    pub(crate) fn append_own_entry(&mut self, payload: EntryPayload) -> Option<(LogIndex, Term)> {
+        let uncommitted = self.log.last_index().0 - self.commit_index.0;
+        if uncommitted >= self.config.uncommitted_entries_max as u64 {
+            return None;
         }
         let index = self.log.last_index().next();
         let term = self.current_term;
@@ -75,9 +97,7 @@ impl Node {
             term,
             payload,
         });
-        if let Some((old_term, old_request)) =
-            self.pending_proposals.insert(index, (term, request_id))
-        {
+        if let Some((old_term, old_request)) = self.pending_proposals.remove(&index) {
             // A proposal of an earlier term of ours sat at this index until a conflicting
             // leader truncated it. As leader now, with our own new entry here, nothing else can
             // commit at this index (Leader Completeness): its fate is definite.
@@ -89,14 +109,14 @@ impl Node {
                 },
             );
         }
-        self.reply(request_id, Reply::Accepted { index, term });
-        true
+        Some((index, term))
     }
 
     /// Figure 2, Leaders: send AppendEntries (heartbeats when idle) so followers keep their
     /// election timers from firing; also where lost appends are detected and resent.
     pub(crate) fn on_heartbeat_timeout(&mut self) {
         self.renew_lease();
+        self.maybe_reconcile_incarnations();
         let mut next = self.peer_after(None);
         while let Some(peer) = next {
             next = self.peer_after(Some(peer));
@@ -148,7 +168,7 @@ impl Node {
         self.send_request(peer, Message::AppendEntries(request));
     }
 
-    fn broadcast_append(&mut self) {
+    pub(crate) fn broadcast_append(&mut self) {
         let mut next = self.peer_after(None);
         while let Some(peer) = next {
             self.send_append(peer, false);
@@ -344,10 +364,12 @@ impl Node {
                 self.log.last_index()
             } else if voter == me {
                 self.persist.durable_index()
-            } else {
+            } else if self.counts_as_voter(voter) {
                 self.progress
                     .get(&voter)
                     .map_or(LogIndex::ZERO, |progress| progress.match_index)
+            } else {
+                LogIndex::ZERO
             }
         };
         // This runs on every acknowledgement: clusters of usual size sort on the stack.
@@ -375,6 +397,7 @@ impl Node {
             self.commit_index = candidate;
             self.on_current_term_commit();
             self.maybe_step_down_after_removal();
+            self.maybe_reconcile_incarnations();
         }
     }
 }

@@ -73,6 +73,7 @@ pub fn envelope(from: u64, to: u64, term: u64, message: Message) -> Envelope {
         from: NodeId(from),
         to: NodeId(to),
         term: Term(term),
+        incarnation: raft_core::Incarnation(0),
         message,
     }
 }
@@ -310,12 +311,23 @@ pub fn describe_entries(entries: &[Entry]) -> String {
                         .collect::<Vec<_>>()
                         .join(",")
                 };
+                let recorded: Vec<String> = m
+                    .incarnations
+                    .iter()
+                    .map(|(id, incarnation)| format!("{id}@{}", incarnation.0))
+                    .collect();
                 format!(
-                    "{}:{}:voters={};learners={}",
+                    "{}:{}:voters={};learners={};recorded={}{}",
                     e.index.0,
                     e.term.0,
                     ids(&m.voters),
-                    ids(&m.learners)
+                    ids(&m.learners),
+                    recorded.join(","),
+                    if m.returning.is_empty() {
+                        String::new()
+                    } else {
+                        format!(";returning={}", ids(&m.returning))
+                    }
                 )
             }
         })
@@ -698,6 +710,32 @@ impl Cluster {
             postcard::from_bytes(&snapshot.data).expect("snapshot of applied entries")
         });
         self.applied.insert(id, applied);
+    }
+
+    /// The node's disk is lost: it restarts with empty durable state as a new incarnation and
+    /// the same configuration (the operator started it again with the same flags).
+    pub fn wipe(&mut self, id: NodeId) {
+        self.wipe_with(id, false);
+    }
+
+    /// `wipe`, restarting it with no voters configured, as a server that knows it lost its
+    /// state and waits to be re-added.
+    pub fn wipe_as_new_server(&mut self, id: NodeId) {
+        self.wipe_with(id, true);
+    }
+
+    fn wipe_with(&mut self, id: NodeId, clear_voters: bool) {
+        self.crash(id);
+        self.down.remove(&id);
+        let mut config = self.nodes[&id].config().clone();
+        if clear_voters {
+            config.voters.clear();
+        }
+        config.incarnation = raft_core::Incarnation(config.incarnation.0.wrapping_add(1_000));
+        self.nodes
+            .insert(id, Node::new(config).expect("valid config"));
+        self.durable.insert(id, DurableState::default());
+        self.applied.insert(id, Vec::new());
     }
 
     pub fn commands(&self, id: NodeId) -> Vec<String> {

@@ -31,6 +31,7 @@ use raft_net::http::{ApiError, ApiResult};
 use raft_net::service::{Handle, Service};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
 
 #[cfg(test)]
 mod sim_test;
@@ -167,11 +168,10 @@ impl Service for LockService {
         Locks::default()
     }
 
-    fn routes(&self, handle: Handle<Locks>) -> Router {
+    fn routes(&self, handle: Handle<Locks>) -> OpenApiRouter {
         let route = post(acquire).delete(release).get(holder);
-        Router::new()
-            .route("/api/v1/locks/{lock}", route)
-            .with_state(handle)
+        let router = Router::new().route("/api/v1/locks/{lock}", route);
+        router.with_state(handle).into()
     }
 
     fn examples(&self, curl: &str, url: &str) -> Vec<String> {

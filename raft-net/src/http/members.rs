@@ -15,9 +15,11 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
 use raft_core::{ChangeRejection, MembershipChange, NodeId};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{ErrorBody, SEED_COMPATIBILITY};
 use super::{ask, ApiError, ApiResult, Effect, NodeState};
 use crate::config::{parse_node_id, resolve};
 use crate::driver::{NodeRequest, Outcome, StatePage};
@@ -29,41 +31,100 @@ const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between attempts while a change is in progress or the learner is behind.
 const CHANGE_RETRY: Duration = Duration::from_millis(100);
 
-/// `GET /api/v1/members`: the core's current membership, with the addresses this node knows.
+/// `GET /api/v1/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Members {
+    /// The node that answered.
+    pub id: u64,
+    pub leader: Option<u64>,
+    /// Voters first, then learners.
+    pub members: Vec<Member>,
+}
+
+/// One member as `GET /api/v1/members` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    pub id: u64,
+    /// `null` while this node has no record of it.
+    pub http_addr: Option<String>,
+    /// `null` while this node has no record of it.
+    pub raft_addr: Option<String>,
+    /// A voter, else a learner.
+    pub voter: bool,
+    pub leader: bool,
+}
+
+/// The core's current membership, with the addresses this node knows.
+#[utoipa::path(get, path = "/api/v1/members", tag = "members",
+    responses(
+        (status = 200, description = "voters and learners", body = Members),
+        (status = 503, description = "the node is shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
     let view = state.status().await?;
     let member = |id: u64, voter: bool| {
         let address = state.addresses.get(NodeId(id));
-        json!({
-            "id": id,
-            "http_addr": address.as_ref().map(|address| address.http.clone()),
-            "raft_addr": address.as_ref().map(|address| address.raft.to_string()),
-            "voter": voter,
-            "leader": view.leader == Some(id),
-        })
+        Member {
+            id,
+            http_addr: address.as_ref().map(|address| address.http.clone()),
+            raft_addr: address.as_ref().map(|address| address.raft.to_string()),
+            voter,
+            leader: view.leader == Some(id),
+        }
     };
-    let members: Vec<Value> = view
+    let members = view
         .voters
         .iter()
         .map(|&id| member(id, true))
         .chain(view.learners.iter().map(|&id| member(id, false)))
         .collect();
-    let body = json!({ "id": state.id.0, "leader": view.leader, "members": members });
-    Ok(Json(body).into_response())
+    Ok(Json(Members {
+        id: state.id.0,
+        leader: view.leader,
+        members,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
+    /// The new server's id (not 0).
+    #[schema(minimum = 1)]
     id: u64,
+    /// Its Raft (UDP) address, `IP:port` or `host:port` (resolved once, here).
     raft_addr: String,
+    /// Its HTTP address, `host:port`.
     http_addr: String,
 }
 
-/// `POST /api/v1/members`: record the new server's addresses through the log so every member
-/// can reach it, add it as a learner, and promote it to voter once it has caught up (Raft
-/// thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat with the same addresses;
-/// `409` for a member at other addresses.
+/// `POST /api/v1/members` (and `GET /join`), once the server is a voter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberAdded {
+    pub id: u64,
+    /// Always `true`: the answer waits for the promotion.
+    pub voter: bool,
+    /// The promotion's entry; absent when the server was a voter already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+}
+
+/// Records the new server's addresses through the log so every member can reach it, adds it
+/// as a learner, and promotes it to voter once it has caught up (Raft thesis §4.2.1). Answers
+/// `200` once it is a voter. Safe to repeat with the same addresses; `409` for a member at
+/// other addresses.
+#[utoipa::path(post, path = "/api/v1/members", tag = "members",
+    request_body = AddMemberBody,
+    responses(
+        (status = 200, description = "the server is a voter", body = MemberAdded),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 409, description = "already a member at other addresses, the Raft address is another member's, or the core refused the change", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time, or the learner did not catch up within 60 s: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn add_member(
     State(state): State<NodeState>,
     uri: Uri,
@@ -82,17 +143,34 @@ pub(super) async fn add_member(
 /// The seed KV store's join query: `nodeId` (`n2` or `2`) and `raftPort`; `host` defaults to
 /// 127.0.0.1 and `httpPort` to `raftPort - 1000`, the seed's port layout (HTTP 8000 beside
 /// Raft 9000).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(super) struct JoinQuery {
+    /// The new server's id, `n2` or `2`.
+    #[param(pattern = r"^n?[0-9]*[1-9][0-9]*$")]
     node_id: String,
+    /// Its Raft (UDP) port.
     raft_port: u16,
+    /// Its HTTP port (default `raftPort - 1000`).
     http_port: Option<u16>,
+    /// Its host (default 127.0.0.1).
     host: Option<String>,
 }
 
-/// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`, kept for
-/// compatibility; it takes the admin token like the route it stands for.
+/// The seed's alias of `POST /api/v1/members`, kept for compatibility; it takes the admin
+/// token like the route it stands for.
+#[utoipa::path(get, path = "/join", tag = SEED_COMPATIBILITY,
+    params(JoinQuery),
+    responses(
+        (status = 200, description = "the server is a voter", body = MemberAdded),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a malformed query or an address the store would refuse", body = ErrorBody),
+        (status = 409, description = "already a member at other addresses, or the Raft address is another member's", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time, or the learner did not catch up: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn compat_join(
     State(state): State<NodeState>,
     uri: Uri,
@@ -202,16 +280,41 @@ async fn add(
     add_and_promote(state, id, uri).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddressBody {
+    /// The member's new Raft (UDP) address.
     raft_addr: String,
+    /// Its new HTTP address.
     http_addr: String,
 }
 
-/// `PUT /api/v1/members/{id}/address`: moves member `id` to new addresses, through the log.
-/// The explicit, authenticated way to change an address: it is refused (`403`) unless the node
-/// has an admin token, which the request then had to present.
+/// `PUT /api/v1/members/{id}/address`, once committed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressChanged {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Moves member `id` to new addresses, through the log. The explicit, authenticated way to
+/// change an address: it is refused (`403`) unless the node has an admin token, which the
+/// request then had to present.
+#[utoipa::path(put, path = "/api/v1/members/{id}/address", tag = "members",
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
+    request_body = AddressBody,
+    responses(
+        (status = 200, description = "committed: the others send to the new address from now on", body = AddressChanged),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 403, description = "the node has no admin token (or the token is wrong)", body = ErrorBody),
+        (status = 404, description = "not a member", body = ErrorBody),
+        (status = 409, description = "the Raft address is another member's, or the entry was overwritten", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn change_address(
     State(state): State<NodeState>,
     uri: Uri,
@@ -243,14 +346,14 @@ pub(super) async fn change_address(
     let command = set_address_bytes(id.0, &raft.to_string(), &http);
     let (index, term) = state.propose(command, &uri).await?;
     tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
-    let body = json!({
-        "id": id.0,
-        "raft_addr": raft.to_string(),
-        "http_addr": http,
-        "index": index.0,
-        "term": term.0,
-    });
-    Ok(Json(body).into_response())
+    Ok(Json(AddressChanged {
+        id: id.0,
+        raft_addr: raft.to_string(),
+        http_addr: http,
+        index: index.0,
+        term: term.0,
+    })
+    .into_response())
 }
 
 /// Commits a `SetAddress` for every member and for the new one: the log (and the snapshots)
@@ -304,7 +407,12 @@ async fn add_and_promote(state: &NodeState, id: NodeId, uri: &Uri) -> ApiResult 
                 continue;
             }
             (_, Outcome::Committed { index, term, .. }) => {
-                let body = json!({ "id": id.0, "voter": true, "index": index.0, "term": term.0 });
+                let body = MemberAdded {
+                    id: id.0,
+                    voter: true,
+                    index: Some(index.0),
+                    term: Some(term.0),
+                };
                 return Ok(Json(body).into_response());
             }
             // Not a learner: fine if it is a voter already.
@@ -333,7 +441,13 @@ async fn add_and_promote(state: &NodeState, id: NodeId, uri: &Uri) -> ApiResult 
 
 async fn already_voter(state: &NodeState, id: NodeId) -> ApiResult {
     if state.status().await?.voters.contains(&id.0) {
-        Ok(Json(json!({ "id": id.0, "voter": true })).into_response())
+        let body = MemberAdded {
+            id: id.0,
+            voter: true,
+            index: None,
+            term: None,
+        };
+        Ok(Json(body).into_response())
     } else {
         Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -342,8 +456,27 @@ async fn already_voter(state: &NodeState, id: NodeId) -> ApiResult {
     }
 }
 
-/// `DELETE /api/v1/members/{id}`: removes a voter or learner (a single-server change through
-/// the log). A removed leader steps down once the removal commits.
+/// `DELETE /api/v1/members/{id}`, once committed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    pub removed: u64,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Removes a voter or learner (a single-server change through the log). A removed leader
+/// steps down once the removal commits.
+#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
+    responses(
+        (status = 200, description = "the removal committed", body = Removed),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 409, description = "the core refused the change (not a member, the last voter, another change in progress) or it was overwritten", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn remove_member(
     State(state): State<NodeState>,
     uri: Uri,
@@ -360,10 +493,12 @@ pub(super) async fn remove_member(
     )
     .await?;
     match outcome {
-        Outcome::Committed { index, term, .. } => {
-            let body = json!({ "removed": id.0, "index": index.0, "term": term.0 });
-            Ok(Json(body).into_response())
-        }
+        Outcome::Committed { index, term, .. } => Ok(Json(Removed {
+            removed: id.0,
+            index: index.0,
+            term: term.0,
+        })
+        .into_response()),
         other => Err(state.failure(other, &uri)),
     }
 }

@@ -27,11 +27,16 @@ use axum::{Json, Router};
 use raft_core::NodeId;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+pub mod events;
 pub mod members;
 pub mod node;
+pub mod openapi;
 pub mod serve;
 pub mod state;
+mod ui;
 
 use crate::addresses::AddressBook;
 use crate::auth::{self, Access};
@@ -146,22 +151,50 @@ pub type ApiResult = Result<Response, ApiError>;
 ///
 /// | group | class | routes |
 /// | --- | --- | --- |
-/// | node | open | `GET /healthz`, `GET /metrics` |
-/// | node | client | `GET /api/v1/state`, `GET /api/v1/members` |
+/// | node | open | `GET /healthz`, `GET /metrics`, `GET /ui` (the dashboard and its assets) |
+/// | node | client | `GET /api/v1/state`, `GET /api/v1/members`, `GET /api/v1/events` |
 /// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
 /// | machine | client | the key-value machine's: `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
-/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all.
-pub fn router(state: NodeState, machine: Router, admin: bool, limits: &HttpLimits) -> Router {
+/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
+/// head: an event stream goes on after it). Pages from members' origins may call every route
+/// (CORS, see `ui`).
+///
+/// `GET /api/v1/openapi.json` (open) describes every route, generated from the handlers'
+/// annotations as they are registered (see [`openapi`]).
+pub fn router(
+    state: NodeState,
+    machine: OpenApiRouter,
+    admin: bool,
+    limits: &HttpLimits,
+) -> Router {
     let tokens = Arc::clone(&state.tokens);
     let request_timeout = limits.request_timeout;
+    let cors = ui::cors(&state);
     let node = node::routes(state, admin);
-    Router::new()
-        .merge(auth::guard(node.open, &tokens, Access::Open))
-        .merge(auth::guard(node.client, &tokens, Access::Client))
-        .merge(auth::guard(node.admin, &tokens, Access::Admin))
-        .merge(auth::guard(machine, &tokens, Access::Client))
+    let (document_route, document_api) = OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
+        .split_for_parts();
+    let mut routers = Router::new();
+    let mut apis = Vec::new();
+    for (group, access) in [
+        (node.open, Access::Open),
+        (node.client, Access::Client),
+        (node.admin, Access::Admin),
+        (machine, Access::Client),
+    ] {
+        let (router, mut api) = group.split_for_parts();
+        openapi::apply_class(&mut api, access, &tokens);
+        routers = routers.merge(auth::guard(router, &tokens, access));
+        apis.push(api);
+    }
+    let mut document_api = document_api;
+    openapi::apply_class(&mut document_api, Access::Open, &tokens);
+    apis.push(document_api);
+    let document = openapi::to_json(&openapi::document(apis));
+    routers
+        .merge(document_route.with_state(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -175,6 +208,7 @@ pub fn router(state: NodeState, machine: Router, admin: bool, limits: &HttpLimit
                 ))
                 .timeout(limits.request_timeout),
         )
+        .layer(cors)
 }
 
 /// A request that took longer than the request timeout. Whatever it was doing may still
@@ -307,7 +341,7 @@ pub(crate) fn check_command_size(command: &[u8], command_bytes_max: usize) -> Re
     Ok(())
 }
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::Tokens;
     use crate::driver::{NodeRequest, Request};
@@ -318,8 +352,15 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use tower::ServiceExt;
 
+    fn test_status() -> crate::events::NodeStatus {
+        let node = raft_core::Node::new(raft_core::Config::new(NodeId(1), [NodeId(1)])).unwrap();
+        let feed = crate::events::StatusFeed::new(&node, raft_core::LogIndex(0));
+        let status = feed.subscribe().borrow().clone();
+        status
+    }
+
     /// A node's router (with the key-value machine's routes) over the two request channels.
-    fn router_over(
+    pub(crate) fn router_over(
         requests: mpsc::Sender<Request<KvMachine>>,
         node_requests: mpsc::Sender<NodeRequest>,
         tokens: Tokens,
@@ -338,6 +379,7 @@ mod tests {
             tokens: Arc::new(tokens),
             scheme: "http",
             describe: crate::service::describe_entry::<crate::kv::KvService>,
+            live: events::Live::detached(test_status()),
         };
         let kv = Handle::new(
             requests,
@@ -372,6 +414,119 @@ mod tests {
             }
         });
         router_over(requests, node_requests, tokens, true, &limits)
+    }
+
+    /// The OpenAPI document a node with `tokens` (and `--admin`) serves.
+    pub(crate) async fn document(tokens: Tokens) -> Value {
+        let (requests, _) = mpsc::channel(1);
+        let (node_requests, _) = mpsc::channel(1);
+        let app = router_over(
+            requests,
+            node_requests,
+            tokens,
+            true,
+            &HttpLimits::default(),
+        );
+        let (status, document) = call(&app, "GET", "/api/v1/openapi.json", None).await;
+        assert_eq!(status, 200);
+        document
+    }
+
+    /// Every (method, path) of a document, with its operation.
+    pub(crate) fn operations(document: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                all.push((method.to_uppercase(), path.clone(), operation.clone()));
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn the_document_gives_every_route_its_class_tokens_and_error_body() {
+        let admin = auth::Token::parse("admin-secret-0123456789").unwrap();
+        let document = document(Tokens::new(Some(&admin), None)).await;
+        assert_eq!(document["openapi"], "3.1.0");
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(schemes["admin_token"]["scheme"], "bearer");
+        assert_eq!(schemes["client_token"]["scheme"], "bearer");
+        let operations = operations(&document);
+        assert!(operations.len() >= 30, "{}", operations.len());
+        for (method, path, operation) in &operations {
+            let class = operation["x-access-class"].as_str().unwrap_or_default();
+            let responses = operation["responses"].as_object().unwrap();
+            // The admin class is enforced on this node, the client class is not.
+            match class {
+                "admin" => {
+                    assert_eq!(
+                        operation["security"],
+                        json!([{ "admin_token": [] }]),
+                        "{method} {path}"
+                    );
+                    assert!(
+                        responses.contains_key("401") && responses.contains_key("403"),
+                        "{method} {path}"
+                    );
+                }
+                "client" | "open" => {
+                    assert!(operation.get("security").is_none(), "{method} {path}")
+                }
+                other => panic!("{method} {path}: class {other:?}"),
+            }
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path}"
+            );
+            assert!(responses.contains_key("504"), "{method} {path}");
+            for (status, response) in responses
+                .iter()
+                .filter(|(status, _)| !status.starts_with('2'))
+            {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+            let compatibility = operation["tags"] == json!([openapi::SEED_COMPATIBILITY]);
+            assert_eq!(
+                operation.get("x-seed-compatibility") == Some(&json!(true)),
+                compatibility,
+                "{method} {path}"
+            );
+        }
+        let compatibility: Vec<String> = operations
+            .iter()
+            .filter(|(_, _, operation)| operation.get("x-seed-compatibility").is_some())
+            .map(|(method, path, _)| format!("{method} {path}"))
+            .collect();
+        assert_eq!(
+            compatibility,
+            [
+                "GET /block",
+                "POST /block",
+                "GET /get",
+                "GET /join",
+                "GET /remove",
+                "GET /set",
+                "GET /unblock",
+                "POST /unblock"
+            ]
+        );
+        // With a client token, the client routes take it or the admin token.
+        let client = auth::Token::parse("client-secret-0123456789").unwrap();
+        let guarded = super::tests::document(Tokens::new(Some(&admin), Some(&client))).await;
+        let state = &guarded["paths"]["/api/v1/state"]["get"];
+        assert_eq!(
+            state["security"],
+            json!([{ "client_token": [] }, { "admin_token": [] }])
+        );
+        // The same node serves the same bytes.
+        assert_eq!(
+            document,
+            super::tests::document(Tokens::new(Some(&admin), None)).await
+        );
     }
 
     async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
@@ -464,6 +619,7 @@ mod tests {
         assert_eq!(status, 200);
         for (method, uri) in [
             ("GET", "/api/v1/state"),
+            ("GET", "/api/v1/events"),
             ("PUT", "/api/v1/kv/k"),
             ("GET", "/set?key=a&value=b"),
         ] {
@@ -474,5 +630,14 @@ mod tests {
         // Unknown paths are still 404, whatever the token.
         assert_eq!(call(&app, "GET", "/nowhere", None).await.0, 404);
         assert_eq!(call(&app, "GET", "/metrics", None).await.0, 200);
+        // The dashboard holds no data: open, like the metrics.
+        for asset in [
+            "/ui",
+            "/ui/render.js",
+            "/ui/dashboard.js",
+            "/ui/dashboard.css",
+        ] {
+            assert_eq!(call(&app, "GET", asset, None).await.0, 200, "{asset}");
+        }
     }
 }

@@ -8,7 +8,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use raft_core::{EntryPayload, LogIndex};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::ErrorBody;
 use super::{ask, ApiError, ApiResult, Effect, NodeState, DRIVER_TIMEOUT};
 use crate::driver::{NodeRequest, StatePage};
 
@@ -16,10 +18,11 @@ use crate::driver::{NodeRequest, StatePage};
 const STATE_PAGE_DEFAULT: usize = 1000;
 
 /// `GET /api/v1/state`, as JSON.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StateView {
     pub id: u64,
     pub term: u64,
+    /// `LEADER`, `CANDIDATE` or `FOLLOWER`.
     pub state: &'static str,
     pub leader: Option<u64>,
     pub commit_index: u64,
@@ -36,7 +39,7 @@ pub struct StateView {
 }
 
 /// One application entry, as `/api/v1/state` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct EntryView {
     pub index: u64,
     pub term: u64,
@@ -85,12 +88,23 @@ impl StateView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct StateQuery {
+    /// The first log index of the page (default 1).
     from: Option<u64>,
+    /// Entries in the page at most (default 1000, at most 10000; 0: the status only).
     limit: Option<usize>,
 }
 
+/// The node's status and a page of its log's application entries.
+#[utoipa::path(get, path = "/api/v1/state", tag = "node",
+    params(StateQuery),
+    responses(
+        (status = 200, description = "status and log page", body = StateView),
+        (status = 400, description = "a malformed query", body = ErrorBody),
+        (status = 503, description = "the node is shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn get_state(
     State(state): State<NodeState>,
     query: Result<Query<StateQuery>, QueryRejection>,

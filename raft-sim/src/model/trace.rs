@@ -164,10 +164,7 @@ pub fn render_json(model: &RaftModel, steps: &[TracedStep]) -> Vec<u8> {
 impl ClusterState {
     fn committed_or(&self, model: &RaftModel) -> raft_core::Membership {
         if self.committed_membership.voters.is_empty() {
-            raft_core::Membership {
-                voters: model.config.voters(),
-                learners: std::collections::BTreeSet::new(),
-            }
+            raft_core::Membership::new(model.config.voters())
         } else {
             self.committed_membership.clone()
         }
