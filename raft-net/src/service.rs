@@ -11,7 +11,7 @@
 //! [`node::run_service`](crate::node::run_service) runs one node of a service, and
 //! [`cli::run_service`](crate::cli::run_service) gives a binary the `node` and `cluster`
 //! subcommands of `raft-net` for it. The key-value store is one service ([`crate::kv`]).
-//! `raft-net/examples/locks.rs` is another, and the README's "Build your own replicated
+//! `raft-net/examples/locks` is another, and the README's "Build your own replicated
 //! service" walks through it.
 
 use std::fmt;
