@@ -175,7 +175,7 @@ impl StateMachine for KvStore {
         }
     }
 
-    /// Postcard's encoding of [`Image`], which `restore` reads; written by hand because serde
+    /// Postcard's encoding of `Image`, which `restore` reads; written by hand because serde
     /// hands a `Vec<u8>` to postcard one byte at a time, which made snapshots of a large store
     /// take tens of milliseconds more. `snapshot_bytes_are_the_derived_encoding` pins the two
     /// together.

@@ -18,7 +18,7 @@
 //!
 //! After the actions, when the applied index crosses a multiple of `snapshot_entries` (shifted
 //! by a per-node offset), the driver takes the machine's snapshot, which the
-//! [`StateMachine`](raft_core::StateMachine) contract makes cheap (the key-value store's is a
+//! [`StateMachine`] contract makes cheap (the key-value store's is a
 //! pointer copy), and encodes it on a blocking thread while it goes on stepping; the bytes come
 //! back as one more source, and only then does the driver feed `Input::Compact` for the index
 //! the snapshot was taken at, so the log (and the WAL) stay bounded without a large store ever

@@ -9,7 +9,7 @@
 //! leader, `503`, `409`, `504`).
 //!
 //! [`node::run_service`](crate::node::run_service) runs one node of a service, and
-//! [`cli::run_service`](crate::cli::run_service) gives a binary the `node` and `cluster`
+//! [`cli::main`](crate::cli::main) gives a binary the `node` and `cluster`
 //! subcommands of `raft-net` for it. The key-value store is one service ([`crate::kv`]).
 //! `raft-net/examples/locks` is another, and the README's "Build your own replicated
 //! service" walks through it.
