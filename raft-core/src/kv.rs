@@ -7,9 +7,10 @@
 //! collection here. Bytes that are not a valid command (written by a newer build, say) apply as
 //! [`Output::Invalid`] and change nothing, so every replica still agrees.
 //!
-//! The store is a persistent map (`rpds`' red-black tree, structurally shared), so a
-//! [`KvSnapshot`] is a pointer copy taken between two steps, and encoding it (O(n)) happens
-//! wherever the driver likes while the store goes on applying.
+//! The store's map shares itself with its snapshots (a `BTreeMap` behind a reference count,
+//! with a small overlay of the changes made while a snapshot holds it), so a [`KvSnapshot`] is
+//! taken between two steps without copying the store, and encoding it (O(n)) happens wherever
+//! the driver likes while the store goes on applying.
 //!
 //! Clients that retry writes wrap the store in [`Sessions`](crate::session::Sessions) (raft-net's
 //! key-value service does): exactly-once is a wrapper for any machine, not a key-value
@@ -19,10 +20,11 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use rpds::RedBlackTreeMapSync;
+use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{self, varint, BadSnapshot, StateMachine};
+use crate::shared_map::{MapSnapshot, SharedMap};
 use crate::LogIndex;
 
 /// One state machine command, as stored in a log entry.
@@ -59,16 +61,42 @@ pub enum Output {
 }
 
 /// The key-value store: an ordered map, so iteration order is defined.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct KvStore {
-    map: RedBlackTreeMapSync<String, Vec<u8>>,
+    map: SharedMap,
     appended: u64,
+}
+
+impl PartialEq for KvStore {
+    /// The same keys and values and the same number of appends, however the map shares itself.
+    fn eq(&self, other: &KvStore) -> bool {
+        self.appended == other.appended
+            && self.map.len() == other.map.len()
+            && self.map.iter().eq(other.map.iter())
+    }
+}
+
+impl Eq for KvStore {}
+
+impl fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Keys<'a>(&'a SharedMap);
+        impl fmt::Debug for Keys<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_struct("KvStore")
+            .field("map", &Keys(&self.map))
+            .field("appended", &self.appended)
+            .finish()
+    }
 }
 
 /// The store as of one point of the log, shared with the store until it changes.
 #[derive(Clone, Debug)]
 pub struct KvSnapshot {
-    map: RedBlackTreeMapSync<String, Vec<u8>>,
+    map: MapSnapshot,
     appended: u64,
 }
 
@@ -87,7 +115,7 @@ impl KvStore {
     #[must_use]
     pub fn new() -> KvStore {
         KvStore {
-            map: RedBlackTreeMapSync::new_sync(),
+            map: SharedMap::default(),
             appended: 0,
         }
     }
@@ -101,12 +129,12 @@ impl KvStore {
     /// Number of keys held.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.map.size()
+        self.map.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// Number of `Append` commands applied.
@@ -146,15 +174,11 @@ impl StateMachine for KvStore {
 
     fn apply(&mut self, _index: LogIndex, command: Command) -> Output {
         match command {
-            Command::Put { key, value } => {
-                let before = self.map.size();
-                self.map.insert_mut(key, value);
-                Output::Written {
-                    replaced: self.map.size() == before,
-                }
-            }
+            Command::Put { key, value } => Output::Written {
+                replaced: self.map.insert(key, value),
+            },
             Command::Delete { key } => Output::Deleted {
-                existed: self.map.remove_mut(&key),
+                existed: self.map.remove(&key),
             },
             Command::Append { .. } => {
                 self.appended += 1;
@@ -170,7 +194,7 @@ impl StateMachine for KvStore {
 
     fn snapshot(&self) -> KvSnapshot {
         KvSnapshot {
-            map: self.map.clone(),
+            map: self.map.snapshot(),
             appended: self.appended,
         }
     }
@@ -186,8 +210,8 @@ impl StateMachine for KvStore {
             .map(|(key, value)| key.len() + value.len() + 2 * varint::BYTES_MAX)
             .sum();
         out.reserve(payload + 2 * varint::BYTES_MAX);
-        varint::push(out, snapshot.map.size() as u64);
-        for (key, value) in &snapshot.map {
+        varint::push(out, snapshot.map.len() as u64);
+        for (key, value) in snapshot.map.iter() {
             varint::push_bytes(out, key.as_bytes());
             varint::push_bytes(out, value);
         }
@@ -200,11 +224,10 @@ impl StateMachine for KvStore {
         if !rest.is_empty() {
             return Err(BadSnapshot);
         }
-        let mut map = RedBlackTreeMapSync::new_sync();
-        for (key, value) in entries {
-            map.insert_mut(key, value);
-        }
-        *self = KvStore { map, appended };
+        *self = KvStore {
+            map: SharedMap::from_map(entries),
+            appended,
+        };
         Ok(())
     }
 }

@@ -151,6 +151,7 @@ mod quorum;
 mod read_index;
 mod role;
 pub mod session;
+mod shared_map;
 mod snapshot;
 mod snapshot_data;
 mod timer;

@@ -514,6 +514,9 @@ impl<M: Machine> Driver<M> {
         tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
             Replica::<M>::encode_snapshot(&snapshot, &mut data);
+            // Released before the bytes reach the driver, so a machine that shares its state
+            // with its snapshot (the key-value store) has it to itself again by then.
+            drop(snapshot);
             // The driver is gone when this fails; nothing waits for the bytes then.
             let _ = done.send((applied, data));
         });
