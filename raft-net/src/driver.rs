@@ -21,6 +21,7 @@
 //! This is the only place in the system that reads a clock (the tick interval).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use raft_core::kv::{Command, KvStore, Output};
@@ -32,9 +33,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
+use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
 use crate::metrics::{inc, Metrics};
-use crate::storage::{PersistCompletion, StorageHandle};
+use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
 /// Requests queued from HTTP before senders wait.
@@ -136,6 +138,14 @@ pub struct StatePage {
     pub snapshot_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// This server's incarnation.
+    pub incarnation: u64,
+    /// The cluster this node belongs to, once known.
+    pub cluster_id: Option<ClusterId>,
+    /// The incarnation the membership records for each member, where it records one.
+    pub incarnations: Vec<(u64, u64)>,
+    /// Learners that were voters until they came back as a new incarnation.
+    pub returning: Vec<u64>,
     /// Command entries from the page's start, in index order.
     pub entries: Vec<Entry>,
     /// The `from` of the next page, when this one was cut short.
@@ -159,10 +169,38 @@ struct Waiter {
     read_key: Option<String>,
 }
 
+/// What the data dir says about this node, and the cluster id the node goes by.
+#[derive(Debug)]
+pub struct Identity {
+    pub data_dir: PathBuf,
+    pub meta: Meta,
+    pub cluster: Arc<ClusterIdCell>,
+}
+
+impl Identity {
+    /// A server without a cluster id (it joined or returned from an empty data dir) takes the
+    /// one the first message it accepts names, durably, before it acts on that message.
+    fn learn(&mut self, claimed: Option<ClusterId>) -> Result<(), StorageError> {
+        let (None, Some(id)) = (self.meta.cluster_id, claimed) else {
+            return Ok(());
+        };
+        let meta = Meta {
+            cluster_id: Some(id),
+            ..self.meta.clone()
+        };
+        storage::write_meta(&self.data_dir, &meta)?;
+        self.meta = meta;
+        self.cluster.set(id);
+        tracing::info!(cluster = %id, "recorded the cluster id a member named");
+        Ok(())
+    }
+}
+
 /// Everything the driver task owns.
 #[derive(Debug)]
 pub struct Driver {
     node: Node,
+    identity: Identity,
     kv: KvStore,
     transport: Arc<Transport>,
     addresses: Arc<AddressBook>,
@@ -185,8 +223,10 @@ pub struct Driver {
 impl Driver {
     /// `kv` must be the store as of the node's restored snapshot (empty without one).
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
+        identity: Identity,
         kv: KvStore,
         addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
@@ -199,6 +239,7 @@ impl Driver {
         let snapshot_index = node.applied_index();
         Driver {
             node,
+            identity,
             kv,
             transport,
             addresses,
@@ -275,7 +316,10 @@ impl Driver {
         from: std::net::SocketAddr,
     ) -> Result<(), DriverError> {
         match self.transport.accept(datagram, from) {
-            Some(envelope) => self.step(Input::Receive(envelope)),
+            Some(received) => {
+                self.identity.learn(received.cluster)?;
+                self.step(Input::Receive(received.envelope))
+            }
             None => Ok(()),
         }
     }
@@ -555,6 +599,15 @@ impl Driver {
             snapshot_index: self.snapshot_index.0,
             voters: node.membership().voters.iter().map(|id| id.0).collect(),
             learners: node.membership().learners.iter().map(|id| id.0).collect(),
+            incarnation: node.incarnation().0,
+            cluster_id: self.identity.meta.cluster_id,
+            incarnations: node
+                .membership()
+                .incarnations
+                .iter()
+                .map(|(id, incarnation)| (id.0, incarnation.0))
+                .collect(),
+            returning: node.membership().returning.iter().map(|id| id.0).collect(),
             entries: Vec::new(),
             next: None,
         };

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod cluster_id;
 pub mod cluster_key;
 pub mod config;
 pub mod driver;

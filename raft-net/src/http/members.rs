@@ -39,6 +39,14 @@ pub(super) async fn members(State(state): State<AppState>) -> ApiResult {
             "raft_addr": address.as_ref().map(|address| address.raft.to_string()),
             "voter": voter,
             "leader": view.leader == Some(id),
+            // The incarnation the membership records (null until a leader recorded it), and
+            // whether the member is a learner because it came back as a new incarnation.
+            "incarnation": view
+                .incarnations
+                .iter()
+                .find(|(member, _)| *member == id)
+                .map(|(_, incarnation)| incarnation),
+            "returning": view.returning.contains(&id),
         })
     };
     let members: Vec<Value> = view
@@ -47,7 +55,13 @@ pub(super) async fn members(State(state): State<AppState>) -> ApiResult {
         .map(|&id| member(id, true))
         .chain(view.learners.iter().map(|&id| member(id, false)))
         .collect();
-    let body = json!({ "id": state.id.0, "leader": view.leader, "members": members });
+    let body = json!({
+        "id": state.id.0,
+        "cluster_id": view.cluster_id.map(|id| id.to_string()),
+        "incarnation": view.incarnation,
+        "leader": view.leader,
+        "members": members,
+    });
     Ok(Json(body).into_response())
 }
 
