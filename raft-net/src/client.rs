@@ -171,15 +171,26 @@ fn token(args: &ClientArgs) -> Result<Option<Token>, ClientError> {
     if let Some(path) = &args.admin_token {
         return Ok(Some(Token::from_file(path)?));
     }
-    let default = Path::new(DEFAULT_ADMIN_TOKEN);
-    if args.client_token.is_none() && default.exists() && is_local(&args.server) {
-        return Ok(Some(Token::from_file(default)?));
+    if args.client_token.is_none() {
+        if let Some(token) = default_admin_token(&args.server)? {
+            return Ok(Some(token));
+        }
     }
     Ok(args
         .client_token
         .as_deref()
         .map(Token::from_file)
         .transpose()?)
+}
+
+/// The local cluster's admin token (the file `raft-net cluster` writes), when it exists and
+/// `server` is on this host.
+pub fn default_admin_token(server: &str) -> Result<Option<Token>, ClientError> {
+    let default = Path::new(DEFAULT_ADMIN_TOKEN);
+    if default.exists() && is_local(server) {
+        return Ok(Some(Token::from_file(default)?));
+    }
+    Ok(None)
 }
 
 /// Whether `server` is on this host (a loopback address or `localhost`): the only servers the

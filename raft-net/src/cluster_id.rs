@@ -7,16 +7,17 @@
 //! refused with an error naming both ids instead of mixing two logs.
 //!
 //! - Bootstrapping a new cluster (`--initial-cluster-state new`): every initial member derives
-//!   the same id, without talking to the others, from the initial voters' ids and Raft
-//!   addresses and `--initial-cluster-token` (etcd's rule). Two clusters on other addresses
-//!   get other ids; clusters re-created on the same addresses need distinct tokens to differ.
+//!   the same id, without talking to the others, from the initial voters' ids and
+//!   `--initial-cluster-token` (etcd's rule, without the addresses: members may know each
+//!   other by addresses that differ from the ones they bind, behind a relay or a NAT). Two
+//!   clusters with the same member ids need distinct tokens to differ.
 //! - A server that joins or returns (`--join`, `--await-join`, `--initial-cluster-state
 //!   existing`) starts without one and records the first id a member's datagram carries.
 //! - `recover --force-new-cluster` and `snapshot restore` make a new id (see
 //!   [`ClusterId::after_forced_recovery`] and [`ClusterId::of_restored_cluster`]).
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,18 +44,14 @@ impl ClusterId {
         self.0
     }
 
-    /// The id of a cluster bootstrapped with `members` (every initial voter, with its Raft
-    /// address) and `token`: the same on every member given the same flags.
+    /// The id of a cluster bootstrapped with `members` (every initial voter) and `token`: the
+    /// same on every member given the same flags.
     #[must_use]
-    pub fn of_new_cluster(members: &[(NodeId, SocketAddr)], token: &str) -> ClusterId {
-        let mut sorted = members.to_vec();
-        sorted.sort();
+    pub fn of_new_cluster(members: &BTreeSet<NodeId>, token: &str) -> ClusterId {
         let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
         hasher.update(b"bootstrap");
-        for (id, addr) in &sorted {
+        for id in members {
             hasher.update(&id.0.to_le_bytes());
-            hasher.update(addr.to_string().as_bytes());
-            hasher.update(&[0]);
         }
         hasher.update(token.as_bytes());
         ClusterId::from_hash(&hasher.finalize())
@@ -176,31 +173,20 @@ impl ClusterIdCell {
 mod tests {
     use super::*;
 
-    fn members(spec: &[(u64, &str)]) -> Vec<(NodeId, SocketAddr)> {
-        spec.iter()
-            .map(|&(id, addr)| (NodeId(id), addr.parse().unwrap()))
-            .collect()
+    fn members(ids: &[u64]) -> BTreeSet<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
     }
 
     #[test]
     fn every_initial_member_derives_the_same_id_and_other_clusters_another() {
-        let one = members(&[
-            (1, "10.0.0.1:9000"),
-            (2, "10.0.0.2:9000"),
-            (3, "10.0.0.3:9000"),
-        ]);
-        let mut shuffled = one.clone();
-        shuffled.reverse();
-        let id = ClusterId::of_new_cluster(&one, "");
-        assert_eq!(ClusterId::of_new_cluster(&shuffled, ""), id);
-        let elsewhere = members(&[
-            (1, "10.0.0.1:9100"),
-            (2, "10.0.0.2:9000"),
-            (3, "10.0.0.3:9000"),
-        ]);
-        assert_ne!(ClusterId::of_new_cluster(&elsewhere, ""), id);
-        assert_ne!(ClusterId::of_new_cluster(&one, "second"), id);
-        assert_ne!(ClusterId::of_new_cluster(&one[..2], ""), id);
+        let id = ClusterId::of_new_cluster(&members(&[1, 2, 3]), "");
+        assert_eq!(ClusterId::of_new_cluster(&members(&[3, 2, 1]), ""), id);
+        assert_ne!(ClusterId::of_new_cluster(&members(&[1, 2, 4]), ""), id);
+        assert_ne!(ClusterId::of_new_cluster(&members(&[1, 2]), ""), id);
+        assert_ne!(
+            ClusterId::of_new_cluster(&members(&[1, 2, 3]), "second"),
+            id
+        );
     }
 
     #[test]

@@ -141,8 +141,7 @@ pub struct NodeConfig {
     pub await_join: bool,
     /// What an empty data dir becomes.
     pub initial_cluster_state: InitialClusterState,
-    /// Mixed into the id of a new cluster, so clusters bootstrapped on the same addresses
-    /// differ.
+    /// Mixed into the id of a new cluster, so clusters with the same member ids differ.
     pub initial_cluster_token: String,
     pub timing: Timing,
     pub datagram_bytes_max: usize,
@@ -221,17 +220,11 @@ impl NodeConfig {
     /// creation time, `now_micros`) and, for a new cluster, its id.
     #[must_use]
     pub fn creation(&self, now_micros: u64) -> Creation {
-        let cluster_id = (!self.joins_existing()).then(|| {
-            let members: Vec<(NodeId, SocketAddr)> = self
-                .peers
-                .iter()
-                .map(|peer| (peer.id, peer.raft_addr))
-                .chain([(self.id, self.raft_addr)])
-                .collect();
-            ClusterId::of_new_cluster(&members, &self.initial_cluster_token)
-        });
+        let voters = self.initial_voters();
+        let cluster_id = (!self.joins_existing())
+            .then(|| ClusterId::of_new_cluster(&voters, &self.initial_cluster_token));
         Creation {
-            voters: self.initial_voters(),
+            voters,
             incarnation: Incarnation(now_micros),
             cluster_id,
         }
@@ -345,8 +338,8 @@ pub struct NodeArgs {
     /// data dir that exists ignores this.
     #[arg(long, value_enum, default_value_t = InitialClusterState::New)]
     pub initial_cluster_state: InitialClusterState,
-    /// Mixed into the id of a new cluster (with the initial voters' ids and Raft addresses):
-    /// give clusters bootstrapped on the same addresses different tokens.
+    /// Mixed into the id of a new cluster (with the initial voters' ids): give clusters with
+    /// the same member ids different tokens, so a data dir of one is refused by the other.
     #[arg(long, default_value = "", value_name = "TOKEN")]
     pub initial_cluster_token: String,
     /// Serve the fault-injection (isolate/heal), leadership-transfer and snapshot routes.

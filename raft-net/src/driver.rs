@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
+use crate::backup::BackupImage;
 use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
 use crate::metrics::{inc, Metrics};
@@ -86,6 +87,9 @@ pub enum Request {
     Snapshot {
         respond: oneshot::Sender<Option<LogIndex>>,
     },
+    /// A backup: the store, its applied index, term and membership, once leadership is
+    /// confirmed and everything committed when the request arrived is applied (as for `Read`).
+    Backup { respond: oneshot::Sender<Outcome> },
     /// This replica's value for a key, without consulting the leader.
     StaleGet {
         key: String,
@@ -119,6 +123,8 @@ pub enum Outcome {
     },
     /// A linearizable read's value.
     Value(Option<Vec<u8>>),
+    /// A backup's contents.
+    Backup(Box<BackupImage>),
     /// The membership change cannot be made (now).
     ChangeRejected(ChangeRejection),
 }
@@ -165,8 +171,15 @@ pub struct TransferView {
 #[derive(Debug)]
 struct Waiter {
     respond: oneshot::Sender<Outcome>,
-    /// The key of a read.
-    read_key: Option<String>,
+    /// What a read is for.
+    read: Option<ReadFor>,
+}
+
+/// What a ReadIndex confirmation releases.
+#[derive(Debug)]
+enum ReadFor {
+    Key(String),
+    Backup,
 }
 
 /// What the data dir says about this node, and the cluster id the node goes by.
@@ -342,7 +355,11 @@ impl Driver {
                 Ok(())
             }
             Request::Read { key, respond } => {
-                let request_id = self.wait(respond, Some(key));
+                let request_id = self.wait(respond, Some(ReadFor::Key(key)));
+                self.step(Input::Read { request_id })
+            }
+            Request::Backup { respond } => {
+                let request_id = self.wait(respond, Some(ReadFor::Backup));
                 self.step(Input::Read { request_id })
             }
             Request::ChangeMembership { change, respond } => {
@@ -393,11 +410,10 @@ impl Driver {
         })
     }
 
-    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read_key: Option<String>) -> RequestId {
+    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read: Option<ReadFor>) -> RequestId {
         let request_id = RequestId(self.next_request_id);
         self.next_request_id += 1;
-        self.waiters
-            .insert(request_id, Waiter { respond, read_key });
+        self.waiters.insert(request_id, Waiter { respond, read });
         request_id
     }
 
@@ -535,16 +551,54 @@ impl Driver {
             Reply::ChangeRejected { reason } => Outcome::ChangeRejected(reason),
             Reply::ReadReady { .. } => {
                 // The store has applied through the read index: read it now, in this step.
-                let key = self
+                match self
                     .waiters
                     .get(&request_id)
-                    .and_then(|waiter| waiter.read_key.as_deref());
-                Outcome::Value(key.and_then(|key| self.kv.get(key)).map(<[u8]>::to_vec))
+                    .and_then(|waiter| waiter.read.as_ref())
+                {
+                    Some(ReadFor::Key(key)) => Outcome::Value(self.kv.get(key).map(<[u8]>::to_vec)),
+                    Some(ReadFor::Backup) => Outcome::Backup(Box::new(self.backup())),
+                    None => Outcome::Value(None),
+                }
             }
         };
         if let Some(waiter) = self.waiters.remove(&request_id) {
             // The client may have timed out already; its answer was then 504.
             let _ = waiter.respond.send(outcome);
+        }
+    }
+
+    /// The store as of the applied index, with that index, its term and the membership there.
+    fn backup(&self) -> BackupImage {
+        let node = &self.node;
+        let applied = node.applied_index();
+        let snapshot = node.snapshot_meta();
+        let first = snapshot.map_or(LogIndex(1), |meta| meta.last_included_index.next());
+        let logged = node.entries(first, applied);
+        let term = logged
+            .last()
+            .map(|entry| entry.term)
+            .or_else(|| snapshot.map(|meta| meta.last_included_term))
+            .unwrap_or(Term(0));
+        // The membership of the latest membership entry applied, else the snapshot's, else
+        // the initial voters'.
+        let membership = logged
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                EntryPayload::Membership(membership) => Some(membership.clone()),
+                _ => None,
+            })
+            .or_else(|| snapshot.map(|meta| meta.membership.clone()))
+            .unwrap_or_else(|| Membership::new(node.config().voters.iter().copied()));
+        let data = self.kv.snapshot();
+        tracing::info!(index = applied.0, bytes = data.len(), "backup taken");
+        BackupImage {
+            cluster_id: self.identity.meta.cluster_id,
+            index: applied,
+            term,
+            membership,
+            data,
         }
     }
 

@@ -5,11 +5,14 @@
 //! [`driver`] owns the core and runs its actions, [`transport`] carries peer messages
 //! (authenticated with a [`cluster_key`], with [`replay`] protection), [`storage`] makes
 //! persist requests durable with group commit, [`http`] serves clients (behind [`auth`]
-//! tokens, optionally over [`tls`]), [`node`] wires them together. [`cluster`], [`client`] and
-//! [`bench`](mod@bench) are the other subcommands of the `raft-net` binary.
+//! tokens, optionally over [`tls`]), [`node`] wires them together; a data dir belongs to one
+//! [`cluster_id`]. [`cluster`], [`client`], [`bench`](mod@bench), [`recover`] (a lost quorum)
+//! and [`backup`] (`snapshot save` and `restore`) are the other subcommands of the `raft-net`
+//! binary.
 
 pub mod addresses;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -22,6 +25,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod recover;
 pub mod replay;
 pub mod storage;
 pub mod tls;

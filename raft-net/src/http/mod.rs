@@ -148,7 +148,7 @@ type ApiResult = Result<Response, ApiError>;
 /// | --- | --- | --- |
 /// | node | open | `GET /healthz`, `GET /metrics` |
 /// | node | client | `GET /api/v1/state`, `GET /api/v1/members` |
-/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
+/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`, `GET /api/v1/backup`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
 /// | key-value | client | `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
@@ -174,7 +174,8 @@ pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
         )
         // The seed's compatibility route: a GET that changes membership, so it takes the admin
         // token like `POST /api/v1/members`.
-        .route("/join", get(members::compat_join));
+        .route("/join", get(members::compat_join))
+        .route("/api/v1/backup", get(backup));
     if admin {
         node_admin = node_admin
             .route("/api/v1/admin/isolate", post(isolate))
@@ -344,7 +345,7 @@ impl AppState {
                 StatusCode::CONFLICT,
                 format!("membership change rejected: {reason:?}"),
             ),
-            Outcome::Committed { .. } | Outcome::Value(_) => ApiError::new(
+            Outcome::Committed { .. } | Outcome::Value(_) | Outcome::Backup(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the node answered a different kind of request",
             ),
@@ -509,6 +510,28 @@ async fn kv_get(
         }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
     }
+}
+
+/// `GET /api/v1/backup`: a consistent backup of the store (see `backup`), taken by the
+/// leader once a ReadIndex confirms it (`307` from a follower), as the file `raft-net
+/// snapshot save` writes.
+async fn backup(State(state): State<AppState>, uri: Uri) -> ApiResult {
+    let outcome = state
+        .ask(
+            |respond| Request::Backup { respond },
+            state.commit_timeout,
+            Effect::None,
+        )
+        .await?;
+    let Outcome::Backup(image) = outcome else {
+        return Err(state.failure(outcome, &uri));
+    };
+    // Copying a large store and its checksum: not on the runtime's thread, which also runs
+    // the driver.
+    let body = tokio::task::spawn_blocking(move || image.encode())
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 /// A stale read asks this replica. A linearizable one goes through the core's ReadIndex: the
