@@ -137,6 +137,15 @@ impl Opened {
             Opened::Message { cluster, .. } | Opened::Notice { cluster, .. } => *cluster,
         }
     }
+
+    /// The sender it names.
+    #[must_use]
+    pub fn from(&self) -> NodeId {
+        match self {
+            Opened::Message { envelope, .. } => envelope.from,
+            Opened::Notice { from, .. } => *from,
+        }
+    }
 }
 
 /// A message the transport let in, and the cluster its sender named.
@@ -349,6 +358,9 @@ pub struct Transport {
     peers: Mutex<BTreeMap<NodeId, PeerEpochs>>,
     /// When a stranger (`--await-join`) was last sent a notice.
     last_stranger_notice: Mutex<Option<Instant>>,
+    /// When a stranger's datagram naming another cluster was last logged (one clock for all
+    /// strangers: their claimed ids cannot be allowed to grow a map).
+    last_stranger_wrong_cluster_log: Mutex<Option<Instant>>,
     addresses: Arc<AddressBook>,
     /// Set by the admin API: every datagram in and out is dropped.
     isolated: Arc<AtomicBool>,
@@ -381,6 +393,7 @@ impl Transport {
             epoch,
             peers: Mutex::new(BTreeMap::new()),
             last_stranger_notice: Mutex::new(None),
+            last_stranger_wrong_cluster_log: Mutex::new(None),
             addresses,
             isolated,
             metrics,
@@ -442,7 +455,20 @@ impl Transport {
         let sender = self.addresses.id_of(from);
         if sender.is_none() && !self.addresses.adopts_stranger() {
             tracing::debug!(%from, len = datagram.len(), "dropped a datagram from a stranger");
-            self.metrics.count_dropped(DropReason::UnknownSender);
+            // A member of another cluster that knows this node (a member of an old cluster on
+            // its old data dir, say) is told apart, so that the log says why it is refused.
+            let reason = match self.codec.open(datagram, None) {
+                Ok(opened) if !self.codec.cluster().admits(opened.cluster()) => {
+                    let mut last = self
+                        .last_stranger_wrong_cluster_log
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    self.log_wrong_cluster(&opened, from, &mut last);
+                    DropReason::WrongCluster
+                }
+                _ => DropReason::UnknownSender,
+            };
+            self.metrics.count_dropped(reason);
             return None;
         }
         let mut cluster = None;
@@ -477,34 +503,34 @@ impl Transport {
     /// (at most once per peer every `WRONG_CLUSTER_LOG_INTERVAL`): the operator must learn
     /// that a data dir of another cluster is talking to this one.
     fn check_cluster(&self, opened: &Opened, from: SocketAddr) -> Result<(), DropReason> {
-        let claimed = opened.cluster();
-        let cell = self.codec.cluster();
-        if cell.admits(claimed) {
+        if self.codec.cluster().admits(opened.cluster()) {
             return Ok(());
         }
-        let peer = match opened {
-            Opened::Message { envelope, .. } => envelope.from,
-            Opened::Notice { from, .. } => *from,
-        };
-        let now = Instant::now();
         let mut peers = self.peers();
-        let state = peers.entry(peer).or_default();
-        let recent = state
-            .last_wrong_cluster_log
-            .is_some_and(|at| now.duration_since(at) < WRONG_CLUSTER_LOG_INTERVAL);
-        if !recent {
-            state.last_wrong_cluster_log = Some(now);
-            let theirs = claimed.map_or_else(String::new, |id| id.to_string());
-            let mine = cell.get().map_or_else(String::new, |id| id.to_string());
-            tracing::error!(
-                member = %peer,
-                raft = %from,
-                their_cluster = %theirs,
-                this_cluster = %mine,
-                "refusing datagrams of another cluster: {peer} at {from} belongs to cluster {theirs}, this node's data dir to cluster {mine}; a data dir of one cluster cannot join another (start the node that is in the wrong cluster from an empty data dir, with --initial-cluster-state existing, to rejoin as a new server)"
-            );
-        }
+        let state = peers.entry(opened.from()).or_default();
+        self.log_wrong_cluster(opened, from, &mut state.last_wrong_cluster_log);
         Err(DropReason::WrongCluster)
+    }
+
+    /// Names both clusters in the log, unless `last` says it was done within
+    /// `WRONG_CLUSTER_LOG_INTERVAL`.
+    fn log_wrong_cluster(&self, opened: &Opened, from: SocketAddr, last: &mut Option<Instant>) {
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < WRONG_CLUSTER_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        let peer = opened.from();
+        let show = |id: Option<ClusterId>| id.map_or_else(String::new, |id| id.to_string());
+        let theirs = show(opened.cluster());
+        let mine = show(self.codec.cluster().get());
+        tracing::error!(
+            member = %peer,
+            raft = %from,
+            their_cluster = %theirs,
+            this_cluster = %mine,
+            "refusing datagrams of another cluster: {peer} at {from} belongs to cluster {theirs}, this node's data dir to cluster {mine}; a data dir of one cluster cannot join another (start the node that is in the wrong cluster from an empty data dir, with --initial-cluster-state existing or --join, to rejoin as a new server)"
+        );
     }
 
     /// The replay and epoch checks of a keyed datagram that passed the codec; notices are
@@ -913,6 +939,13 @@ mod tests {
         assert_eq!(metrics.dropped(DropReason::WrongCluster), 1);
         let own = mine.accept(&sealed_by(7), from).unwrap();
         assert_eq!(own.cluster, ClusterId::from_wire(7));
+        // A stranger of another cluster (a member of an old cluster that still knows this
+        // node) is told from any other stranger.
+        let stranger: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        assert_eq!(mine.accept(&sealed_by(8), stranger), None);
+        assert_eq!(metrics.dropped(DropReason::WrongCluster), 2);
+        assert_eq!(mine.accept(&sealed_by(7), stranger), None);
+        assert_eq!(metrics.dropped(DropReason::UnknownSender), 1);
         // A sender that knows no cluster yet (a server that joined) is let in.
         let unknown = mine.accept(&sealed_by(0), from).unwrap();
         assert_eq!(unknown.cluster, None);
@@ -922,7 +955,7 @@ mod tests {
             .insert(NodeId(1), from, "127.0.0.1:2".to_string());
         let learned = new.accept(&sealed_by(8), from).unwrap();
         assert_eq!(learned.cluster, ClusterId::from_wire(8));
-        assert_eq!(metrics.dropped(DropReason::WrongCluster), 1);
+        assert_eq!(metrics.dropped(DropReason::WrongCluster), 2);
         // Datagrams carry the sealer's id, right after magic, version and flags.
         assert_eq!(
             &sealed_by(9)[PREFIX_BYTES..HEADER_BYTES],
