@@ -37,6 +37,16 @@
 //!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]
 //!    after the `Apply` that brings the state machine up to the read's index, so the driver can
 //!    read its state machine right then; or a rejection.
+//! 7. **A server that lost its durable state is a new server.** [`Config::incarnation`] names
+//!    the life of one durable state: kept across restarts, chosen anew and greater when the
+//!    state is lost (a wiped or replaced disk), and a server that lost it starts with no
+//!    `voters` configured. Every message carries its sender's incarnation and the membership
+//!    records each voter's; votes and acknowledgements count only from the recorded one, so a
+//!    server never speaks for what an earlier life of it promised, and a leader re-adds a
+//!    returning server through the ordinary changes (a returning learner, caught up, promoted
+//!    with its new incarnation). The rules and their proof sketch (thesis §4.2.2, §11.1) are in
+//!    the `incarnation` module; its one unprotected window is a member of the initial cluster
+//!    restarted on an empty disk *with* its initial voters before any leader recorded it.
 //!
 //! # Beyond Figure 2
 //!

@@ -145,7 +145,9 @@ impl BackupImage {
         })
     }
 
-    fn summary(&self) -> Value {
+    /// What `save` prints: the ids, index, term, membership and size.
+    #[must_use]
+    pub fn summary(&self) -> Value {
         let ids = |set: &BTreeSet<NodeId>| set.iter().map(|id| id.0).collect::<Vec<_>>();
         json!({
             "cluster_id": self.cluster_id.map(|id| id.to_string()),

@@ -151,6 +151,8 @@ pub struct NodeConfig {
     /// A WAL segment is closed once it holds this many bytes; whole segments below the
     /// latest snapshot are deleted.
     pub wal_segment_bytes: u64,
+    /// The origin of the launcher that started this node (`--launcher-url`).
+    pub launcher: Option<String>,
 }
 
 impl NodeConfig {
@@ -420,6 +422,10 @@ pub struct NodeArgs {
     /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The `raft-net cluster` launcher that started this node (`http://127.0.0.1:PORT`):
+    /// the dashboard (`/ui`) offers to stop and restart nodes through it.
+    #[arg(long, value_name = "URL")]
+    pub launcher_url: Option<String>,
     /// Shut down once the process with this id is no longer this node's parent (`cluster`
     /// passes its own, so its nodes stop even when it is killed with SIGKILL).
     #[arg(long, value_name = "PID", hide = true)]
@@ -499,6 +505,11 @@ impl NodeArgs {
             inflight_appends_max: self.inflight_appends_max,
             snapshot_entries: self.snapshot_entries,
             wal_segment_bytes: self.wal_segment_bytes,
+            launcher: self
+                .launcher_url
+                .as_deref()
+                .map(launcher_origin)
+                .transpose()?,
         };
         config.validate()?;
         Ok(config)
@@ -524,6 +535,20 @@ async fn cluster_key(
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The origin (`scheme://host:port`) of a launcher URL: what the dashboard talks to, and what
+/// its Content-Security-Policy allows.
+pub fn launcher_origin(url: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::LauncherUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(invalid("expected http://HOST:PORT or https://HOST:PORT"));
+    }
+    Ok(parsed.origin().ascii_serialization())
 }
 
 async fn address(
@@ -569,6 +594,7 @@ mod tests {
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
             snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
             wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES_MAX,
+            launcher: None,
         }
     }
 
@@ -593,6 +619,26 @@ mod tests {
             "3=127.0.0.1:9002@two words:1",
         ] {
             assert!(parse_peer(bad).await.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn launcher_urls_give_their_origin() {
+        assert_eq!(
+            launcher_origin("http://127.0.0.1:7999/").unwrap(),
+            "http://127.0.0.1:7999"
+        );
+        assert_eq!(
+            launcher_origin("https://[::1]:7999/x").unwrap(),
+            "https://[::1]:7999"
+        );
+        for bad in [
+            "127.0.0.1:7999",
+            "file:///tmp/x",
+            "nonsense",
+            "data:text/plain,x",
+        ] {
+            assert!(launcher_origin(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex).
 //!
-//! It waits on four sources: a peer datagram, the tick interval, a client request from HTTP, and
-//! a persist completion from the storage thread. Each turns into exactly one `Input`; the
+//! It waits on five sources: a peer datagram, the tick interval, a request from the machine's
+//! HTTP routes, one from the node's own routes, and a persist completion from the storage
+//! thread. Each turns into exactly one `Input`; the
 //! driver calls `step` and carries out the returned actions in order before it looks at the
 //! next input (contract rule 1):
 //!
@@ -30,12 +31,13 @@ use raft_core::{
     Node, NodeId, Reply, RequestId, Role, Snapshot, Term,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{interval, MissedTickBehavior};
+use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
 use crate::backup::BackupImage;
 use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
+use crate::events::{NodeStatus, StatusFeed};
 use crate::metrics::{inc, Metrics};
 use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
@@ -52,10 +54,10 @@ pub const STATE_PAGE_BYTES_MAX: usize = 1024 * 1024;
 /// Log entries one page looks at, listed or not (no-ops and membership entries are not).
 const STATE_SCAN_MAX: usize = 4 * STATE_PAGE_MAX;
 
-/// What HTTP asks of the driver.
+/// What the machine's routes ask of the driver.
 #[derive(Debug)]
 pub enum Request {
-    /// Propose an encoded `kv::Command`; answered once its fate is known.
+    /// Propose an encoded command; answered once its fate is known.
     Propose {
         command: Vec<u8>,
         respond: oneshot::Sender<Outcome>,
@@ -64,6 +66,22 @@ pub enum Request {
     /// store has applied everything committed when the read arrived).
     Read {
         key: String,
+        respond: oneshot::Sender<Outcome>,
+    },
+    /// This replica's value for a key, without consulting the leader.
+    StaleGet {
+        key: String,
+        respond: oneshot::Sender<Option<Vec<u8>>>,
+    },
+}
+
+/// What the node's own routes (status, members, administration) ask of the driver.
+#[derive(Debug)]
+pub enum NodeRequest {
+    /// Propose an encoded node command (a member's addresses); answered once its fate is
+    /// known.
+    Propose {
+        command: Vec<u8>,
         respond: oneshot::Sender<Outcome>,
     },
     /// A single-server membership change.
@@ -88,13 +106,9 @@ pub enum Request {
         respond: oneshot::Sender<Option<LogIndex>>,
     },
     /// A backup: the store, its applied index, term and membership, once leadership is
-    /// confirmed and everything committed when the request arrived is applied (as for `Read`).
+    /// confirmed and everything committed when the request arrived is applied (as for a
+    /// linearizable read).
     Backup { respond: oneshot::Sender<Outcome> },
-    /// This replica's value for a key, without consulting the leader.
-    StaleGet {
-        key: String,
-        respond: oneshot::Sender<Option<Vec<u8>>>,
-    },
 }
 
 /// The fate of a proposal.
@@ -231,6 +245,8 @@ pub struct Driver {
     snapshot_entries: u64,
     /// The index of the latest snapshot this node has (taken or installed).
     snapshot_index: LogIndex,
+    /// The status for watchers (`GET /api/v1/events`), sent where the gauges are updated.
+    feed: StatusFeed,
 }
 
 impl Driver {
@@ -250,6 +266,7 @@ impl Driver {
         let last_seen = (node.role(), node.term(), node.leader_id());
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
+        let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
             identity,
@@ -265,14 +282,22 @@ impl Driver {
             last_membership,
             snapshot_entries,
             snapshot_index,
+            feed,
         }
     }
 
-    /// Runs until the request channel closes (the HTTP side is gone) or storage fails.
+    /// The node's status from now on, as it changes.
+    #[must_use]
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<NodeStatus> {
+        self.feed.subscribe()
+    }
+
+    /// Runs until a request channel closes (the HTTP side is gone) or storage fails.
     pub async fn run(
         mut self,
         tick: std::time::Duration,
         mut requests: mpsc::Receiver<Request>,
+        mut node_requests: mpsc::Receiver<NodeRequest>,
         mut persisted: mpsc::UnboundedReceiver<PersistCompletion>,
     ) -> Result<(), DriverError> {
         let mut ticks = interval(tick);
@@ -283,13 +308,19 @@ impl Driver {
         let mut buf = transport.recv_buffer();
         self.publish();
         let result = loop {
+            // When the turn began: the wake-up, not the wait before it.
+            let turn: Instant;
             tokio::select! {
-                completion = persisted.recv() => match completion {
-                    Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
-                    Some(Err(error)) => break Err(error.into()),
-                    None => break Err(StorageError::ThreadGone.into()),
-                },
+                completion = persisted.recv() => {
+                    turn = Instant::now();
+                    match completion {
+                        Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
+                        Some(Err(error)) => break Err(error.into()),
+                        None => break Err(StorageError::ThreadGone.into()),
+                    }
+                }
                 received = transport.recv(&mut buf) => {
+                    turn = Instant::now();
                     match received {
                         Ok((len, from)) => self.on_datagram(&buf[..len], from)?,
                         Err(error) => tracing::debug!(%error, "UDP receive failed"),
@@ -299,8 +330,12 @@ impl Driver {
                         self.on_datagram(&buf[..len], from)?;
                     }
                 }
-                _ = ticks.tick() => self.step(Input::Tick)?,
+                _ = ticks.tick() => {
+                    turn = Instant::now();
+                    self.step(Input::Tick)?;
+                }
                 request = requests.recv() => {
+                    turn = Instant::now();
                     let Some(request) = request else { break Ok(()) };
                     // Proposals of a burst enter the core as one batch: one AppendEntries per
                     // follower carries them all, instead of one datagram per proposal.
@@ -312,12 +347,18 @@ impl Driver {
                     }
                     self.propose(&mut batch)?;
                 }
+                request = node_requests.recv() => {
+                    turn = Instant::now();
+                    let Some(request) = request else { break Ok(()) };
+                    self.on_node_request(request)?;
+                }
             }
             // Everything the inputs of this iteration asked to persist goes to the storage
             // thread together, before the loop waits again.
             if let Err(error) = self.storage.flush() {
                 break Err(error.into());
             }
+            self.metrics.observe_driver_busy(turn.elapsed());
         };
         self.storage.shutdown();
         result
@@ -358,15 +399,25 @@ impl Driver {
                 let request_id = self.wait(respond, Some(ReadFor::Key(key)));
                 self.step(Input::Read { request_id })
             }
-            Request::Backup { respond } => {
-                let request_id = self.wait(respond, Some(ReadFor::Backup));
-                self.step(Input::Read { request_id })
+            Request::StaleGet { key, respond } => {
+                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
+                Ok(())
             }
-            Request::ChangeMembership { change, respond } => {
+        }
+    }
+
+    fn on_node_request(&mut self, request: NodeRequest) -> Result<(), DriverError> {
+        match request {
+            NodeRequest::Propose { command, respond } => {
+                let request_id = self.wait(respond, None);
+                inc(&self.metrics.proposals);
+                self.propose(&mut vec![(request_id, command)])
+            }
+            NodeRequest::ChangeMembership { change, respond } => {
                 let request_id = self.wait(respond, None);
                 self.step(Input::ChangeMembership { request_id, change })
             }
-            Request::State {
+            NodeRequest::State {
                 from,
                 limit,
                 respond,
@@ -375,7 +426,7 @@ impl Driver {
                 let _ = respond.send(self.state_page(from, limit));
                 Ok(())
             }
-            Request::TransferLeader { to, respond } => {
+            NodeRequest::TransferLeader { to, respond } => {
                 self.step(Input::TransferLeader { to })?;
                 let view = TransferView {
                     leader: self.node.leader_id(),
@@ -384,11 +435,11 @@ impl Driver {
                 let _ = respond.send(view);
                 Ok(())
             }
-            Request::StaleGet { key, respond } => {
-                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
-                Ok(())
+            NodeRequest::Backup { respond } => {
+                let request_id = self.wait(respond, Some(ReadFor::Backup));
+                self.step(Input::Read { request_id })
             }
-            Request::Snapshot { respond } => {
+            NodeRequest::Snapshot { respond } => {
                 let applied = self.node.applied_index();
                 if applied <= self.snapshot_index {
                     let _ = respond.send(None);
@@ -635,6 +686,7 @@ impl Driver {
         self.metrics
             .last_log_index
             .store(node.last_log_index().0, Relaxed);
+        self.feed.publish(node, self.snapshot_index);
     }
 
     /// Copies the status and at most `limit` command entries from `from` on, within

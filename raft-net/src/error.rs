@@ -98,6 +98,8 @@ pub enum ConfigError {
     TokenFile { path: PathBuf, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("invalid --launcher-url {url:?}: {reason}")]
+    LauncherUrl { url: String, reason: String },
 }
 
 /// Why a node stopped running.

@@ -30,7 +30,7 @@ enum Command {
     Node(Box<NodeArgs>),
     /// Start N nodes on localhost as child processes; Ctrl-C stops them all.
     Cluster(ClusterArgs),
-    /// Send one request to a cluster, following leader redirects; prints JSON.
+    /// Send one request to a cluster, following leader redirects; prints JSON or a table.
     Client(ClientArgs),
     /// Measure committed writes/s and latency against a local (or --target) cluster.
     Bench(BenchArgs),
@@ -101,8 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Client(args) => {
-                let value = raft_net::client::run(&args).await?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                raft_net::client::run(&args, &mut std::io::stdout()).await?;
                 Ok(())
             }
             Command::Bench(args) => {

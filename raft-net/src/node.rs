@@ -19,8 +19,9 @@ use crate::cluster_id::ClusterIdCell;
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Identity, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
-use crate::http::{self, AppState};
+use crate::http::{self, NodeState};
 use crate::metrics::Metrics;
+use crate::service::Handle;
 use crate::storage::{self, spawn_writer};
 use crate::transport::{Codec, Transport};
 
@@ -112,6 +113,7 @@ pub async fn run(
     // every restart copying a possibly long log for it.
     let storage = spawn_writer(opened.wal, None, persisted_tx, Arc::clone(&metrics))?;
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
+    let (node_requests_tx, node_requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
     let transport = Arc::new(transport);
     // Members that restarted since they last heard of this node learn its new epoch now,
     // instead of dropping its first datagrams.
@@ -133,10 +135,23 @@ pub async fn run(
         Arc::clone(&metrics),
         config.snapshot_entries,
     );
+    // Event streams end when the node starts shutting down, so an open dashboard never holds
+    // up the server's graceful shutdown.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let live = http::events::Live {
+        status: driver.watch_status(),
+        closing: closing_rx,
+        launcher: config.launcher.clone(),
+    };
 
-    let state = AppState {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let state = NodeState {
         id: config.id,
-        requests: requests_tx,
+        requests: node_requests_tx,
         addresses: Arc::clone(&addresses),
         commit_timeout: config.timing.commit_timeout,
         command_bytes_max: config.command_bytes_max(),
@@ -146,13 +161,19 @@ pub async fn run(
             config.admin_token.as_ref(),
             config.client_token.as_ref(),
         )),
-        scheme: if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
+        scheme,
+        describe: crate::kv::describe,
+        live,
     };
-    let app = http::router(state, config.admin, &config.http);
+    let kv = Handle::new(
+        requests_tx,
+        config.id,
+        Arc::clone(&addresses),
+        scheme,
+        config.timing.commit_timeout,
+        config.command_bytes_max(),
+    );
+    let app = http::router(state, crate::kv::routes(kv), config.admin, &config.http);
     tracing::info!(
         id = %config.id,
         raft = %config.raft_addr,
@@ -179,13 +200,19 @@ pub async fn run(
                 () = shutdown => {}
                 _ = stop_rx.wait_for(|stop| *stop) => {}
             }
+            let _ = closing_tx.send(true);
         },
     );
     let driver = async {
         // The driver (and every waiter it holds) is dropped when `run` returns, before the
         // server drains: waiting handlers answer right away.
         let result = driver
-            .run(config.timing.tick, requests_rx, persisted_rx)
+            .run(
+                config.timing.tick,
+                requests_rx,
+                node_requests_rx,
+                persisted_rx,
+            )
             .await;
         let _ = stop_tx.send(true);
         result

@@ -686,6 +686,15 @@ impl Swarm {
         let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
         let mut memberships = vec![sim.committed_membership().1.clone()];
         memberships.extend(sim.latest_memberships());
+        // A change asked of a paused leader waits in its inbox: count what it would make.
+        memberships.extend(
+            sim.changes()
+                .filter(|record| record.reply.is_none())
+                .filter_map(|record| {
+                    let node = sim.node(record.via)?;
+                    node.membership().changed(record.change).ok()
+                }),
+        );
         let may_lose = |id: NodeId| {
             memberships.iter().all(|membership| {
                 let voters = &membership.voters;
@@ -982,6 +991,46 @@ fn removed_for_good(sim: &Sim) -> Vec<NodeId> {
 
 /// After healing: a leader within the bound, a new proposal committed within the bound, every
 /// node caught up to it, and the history checks.
+/// Each node's role, term, log and latest membership (with the incarnations it records, and
+/// the node's own), one line per node: what a liveness failure left behind.
+fn node_summaries(sim: &Sim) -> String {
+    let mut lines = Vec::new();
+    for id in sim.node_ids() {
+        let line = match sim.node(id) {
+            Some(node) => {
+                let membership = node.membership();
+                let list = |ids: &std::collections::BTreeSet<NodeId>| {
+                    ids.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let recorded: Vec<String> = membership
+                    .incarnations
+                    .iter()
+                    .map(|(id, incarnation)| format!("{id}@{}", incarnation.0))
+                    .collect();
+                format!(
+                    "  {id}@{} {:?} t{} voted {:?} commit i{} last i{}; voters [{}] learners [{}] returning [{}] recorded [{}]",
+                    node.incarnation().0,
+                    node.role(),
+                    node.term().0,
+                    node.voted_for().map(|v| v.0),
+                    node.commit_index().0,
+                    node.last_log_index().0,
+                    list(&membership.voters),
+                    list(&membership.learners),
+                    list(&membership.returning),
+                    recorded.join(" ")
+                )
+            }
+            None => format!("  {id} down"),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
 fn check_liveness(sim: &mut Sim, explore: &ExploreConfig) {
     let config = sim.config();
     let slowest_tick = sim
@@ -996,7 +1045,10 @@ fn check_liveness(sim: &mut Sim, explore: &ExploreConfig) {
     let deadline = sim.now_ms() + bound;
     let Some(index) = commit_marker(sim, deadline) else {
         if sim.failure().is_none() {
-            let detail = format!("no new proposal committed within {bound} ms after healing");
+            let detail = format!(
+                "no new proposal committed within {bound} ms after healing\n{}",
+                node_summaries(sim)
+            );
             sim.fail_liveness("liveness_commit", detail);
         }
         return;

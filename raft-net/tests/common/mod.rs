@@ -23,6 +23,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The first of `count` consecutive ports that are all free (TCP and UDP) right now.
+pub fn free_port_run(count: u16) -> u16 {
+    loop {
+        let base = free_port();
+        let Some(last) = base.checked_add(count - 1) else {
+            continue;
+        };
+        let all_free = (base..=last).all(|port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if all_free {
+            return base;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TestNode {
     pub id: u64,
