@@ -112,6 +112,15 @@ async fn a_wiped_follower_and_a_dead_leader_never_cost_an_acknowledged_write() {
     // B learned the cluster's id from C's datagrams.
     let b_state = try_state(cluster.node(b)).await.unwrap();
     assert_eq!(b_state["cluster_id"], cluster_id.as_str(), "{b_state}");
+    let meta = raft_net::storage::read_meta(&cluster.node(b).data_dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        meta.cluster_id.map(|id| id.to_string()).as_deref(),
+        Some(cluster_id.as_str()),
+        "recorded in meta.json"
+    );
+    assert!(meta.voters.is_empty());
 
     // A returns: it leads with y, and re-adds B in its new incarnation.
     cluster.start_node(a);
