@@ -22,6 +22,7 @@
 //! This is the only place in the system that reads a clock (the tick interval).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use raft_core::kv::{Command, KvStore, Output};
@@ -33,10 +34,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
+use crate::backup::BackupImage;
+use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
 use crate::events::{NodeStatus, StatusFeed};
 use crate::metrics::{inc, Metrics};
-use crate::storage::{PersistCompletion, StorageHandle};
+use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
 /// Requests queued from HTTP before senders wait.
@@ -102,6 +105,10 @@ pub enum NodeRequest {
     Snapshot {
         respond: oneshot::Sender<Option<LogIndex>>,
     },
+    /// A backup: the store, its applied index, term and membership, once leadership is
+    /// confirmed and everything committed when the request arrived is applied (as for a
+    /// linearizable read).
+    Backup { respond: oneshot::Sender<Outcome> },
 }
 
 /// The fate of a proposal.
@@ -130,6 +137,8 @@ pub enum Outcome {
     },
     /// A linearizable read's value.
     Value(Option<Vec<u8>>),
+    /// A backup's contents.
+    Backup(Box<BackupImage>),
     /// The membership change cannot be made (now).
     ChangeRejected(ChangeRejection),
 }
@@ -149,6 +158,14 @@ pub struct StatePage {
     pub snapshot_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// This server's incarnation.
+    pub incarnation: u64,
+    /// The cluster this node belongs to, once known.
+    pub cluster_id: Option<ClusterId>,
+    /// The incarnation the membership records for each member, where it records one.
+    pub incarnations: Vec<(u64, u64)>,
+    /// Learners that were voters until they came back as a new incarnation.
+    pub returning: Vec<u64>,
     /// Command entries from the page's start, in index order.
     pub entries: Vec<Entry>,
     /// The `from` of the next page, when this one was cut short.
@@ -168,14 +185,49 @@ pub struct TransferView {
 #[derive(Debug)]
 struct Waiter {
     respond: oneshot::Sender<Outcome>,
-    /// The key of a read.
-    read_key: Option<String>,
+    /// What a read is for.
+    read: Option<ReadFor>,
+}
+
+/// What a ReadIndex confirmation releases.
+#[derive(Debug)]
+enum ReadFor {
+    Key(String),
+    Backup,
+}
+
+/// What the data dir says about this node, and the cluster id the node goes by.
+#[derive(Debug)]
+pub struct Identity {
+    pub data_dir: PathBuf,
+    pub meta: Meta,
+    pub cluster: Arc<ClusterIdCell>,
+}
+
+impl Identity {
+    /// A server without a cluster id (it joined or returned from an empty data dir) takes the
+    /// one the first message it accepts names, durably, before it acts on that message.
+    fn learn(&mut self, claimed: Option<ClusterId>) -> Result<(), StorageError> {
+        let (None, Some(id)) = (self.meta.cluster_id, claimed) else {
+            return Ok(());
+        };
+        let meta = Meta {
+            cluster_id: Some(id),
+            ..self.meta.clone()
+        };
+        storage::write_meta(&self.data_dir, &meta)?;
+        self.meta = meta;
+        self.cluster.set(id);
+        tracing::info!(cluster = %id, "recorded the cluster id a member named");
+        Ok(())
+    }
 }
 
 /// Everything the driver task owns.
 #[derive(Debug)]
 pub struct Driver {
     node: Node,
+    identity: Identity,
     kv: KvStore,
     transport: Arc<Transport>,
     addresses: Arc<AddressBook>,
@@ -200,8 +252,10 @@ pub struct Driver {
 impl Driver {
     /// `kv` must be the store as of the node's restored snapshot (empty without one).
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
+        identity: Identity,
         kv: KvStore,
         addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
@@ -215,6 +269,7 @@ impl Driver {
         let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
+            identity,
             kv,
             transport,
             addresses,
@@ -315,7 +370,10 @@ impl Driver {
         from: std::net::SocketAddr,
     ) -> Result<(), DriverError> {
         match self.transport.accept(datagram, from) {
-            Some(envelope) => self.step(Input::Receive(envelope)),
+            Some(received) => {
+                self.identity.learn(received.cluster)?;
+                self.step(Input::Receive(received.envelope))
+            }
             None => Ok(()),
         }
     }
@@ -338,7 +396,7 @@ impl Driver {
                 Ok(())
             }
             Request::Read { key, respond } => {
-                let request_id = self.wait(respond, Some(key));
+                let request_id = self.wait(respond, Some(ReadFor::Key(key)));
                 self.step(Input::Read { request_id })
             }
             Request::StaleGet { key, respond } => {
@@ -377,6 +435,10 @@ impl Driver {
                 let _ = respond.send(view);
                 Ok(())
             }
+            NodeRequest::Backup { respond } => {
+                let request_id = self.wait(respond, Some(ReadFor::Backup));
+                self.step(Input::Read { request_id })
+            }
             NodeRequest::Snapshot { respond } => {
                 let applied = self.node.applied_index();
                 if applied <= self.snapshot_index {
@@ -399,11 +461,10 @@ impl Driver {
         })
     }
 
-    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read_key: Option<String>) -> RequestId {
+    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read: Option<ReadFor>) -> RequestId {
         let request_id = RequestId(self.next_request_id);
         self.next_request_id += 1;
-        self.waiters
-            .insert(request_id, Waiter { respond, read_key });
+        self.waiters.insert(request_id, Waiter { respond, read });
         request_id
     }
 
@@ -541,16 +602,54 @@ impl Driver {
             Reply::ChangeRejected { reason } => Outcome::ChangeRejected(reason),
             Reply::ReadReady { .. } => {
                 // The store has applied through the read index: read it now, in this step.
-                let key = self
+                match self
                     .waiters
                     .get(&request_id)
-                    .and_then(|waiter| waiter.read_key.as_deref());
-                Outcome::Value(key.and_then(|key| self.kv.get(key)).map(<[u8]>::to_vec))
+                    .and_then(|waiter| waiter.read.as_ref())
+                {
+                    Some(ReadFor::Key(key)) => Outcome::Value(self.kv.get(key).map(<[u8]>::to_vec)),
+                    Some(ReadFor::Backup) => Outcome::Backup(Box::new(self.backup())),
+                    None => Outcome::Value(None),
+                }
             }
         };
         if let Some(waiter) = self.waiters.remove(&request_id) {
             // The client may have timed out already; its answer was then 504.
             let _ = waiter.respond.send(outcome);
+        }
+    }
+
+    /// The store as of the applied index, with that index, its term and the membership there.
+    fn backup(&self) -> BackupImage {
+        let node = &self.node;
+        let applied = node.applied_index();
+        let snapshot = node.snapshot_meta();
+        let first = snapshot.map_or(LogIndex(1), |meta| meta.last_included_index.next());
+        let logged = node.entries(first, applied);
+        let term = logged
+            .last()
+            .map(|entry| entry.term)
+            .or_else(|| snapshot.map(|meta| meta.last_included_term))
+            .unwrap_or(Term(0));
+        // The membership of the latest membership entry applied, else the snapshot's, else
+        // the initial voters'.
+        let membership = logged
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                EntryPayload::Membership(membership) => Some(membership.clone()),
+                _ => None,
+            })
+            .or_else(|| snapshot.map(|meta| meta.membership.clone()))
+            .unwrap_or_else(|| Membership::new(node.config().voters.iter().copied()));
+        let data = self.kv.snapshot();
+        tracing::info!(index = applied.0, bytes = data.len(), "backup taken");
+        BackupImage {
+            cluster_id: self.identity.meta.cluster_id,
+            index: applied,
+            term,
+            membership,
+            data,
         }
     }
 
@@ -606,6 +705,15 @@ impl Driver {
             snapshot_index: self.snapshot_index.0,
             voters: node.membership().voters.iter().map(|id| id.0).collect(),
             learners: node.membership().learners.iter().map(|id| id.0).collect(),
+            incarnation: node.incarnation().0,
+            cluster_id: self.identity.meta.cluster_id,
+            incarnations: node
+                .membership()
+                .incarnations
+                .iter()
+                .map(|(id, incarnation)| (id.0, incarnation.0))
+                .collect(),
+            returning: node.membership().returning.iter().map(|id| id.0).collect(),
             entries: Vec::new(),
             next: None,
         };
