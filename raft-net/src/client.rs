@@ -138,6 +138,9 @@ pub enum ClientOp {
     TransferLeader { to: u64 },
     /// Snapshot the node's store now (`POST /api/v1/admin/snapshot`; admin).
     Snapshot,
+    /// Save a consistent backup of the cluster to FILE (`GET /api/v1/backup`; admin); the same
+    /// as `raft-net snapshot save FILE`.
+    Backup { file: PathBuf },
     /// Drop all of the node's peer traffic (`POST /api/v1/admin/isolate`, or `/block` with
     /// --alias; admin).
     Isolate {
@@ -211,6 +214,8 @@ pub enum ClientError {
     Downgrade(String),
     #[error("cannot write the answer: {0}")]
     Output(#[source] std::io::Error),
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 fn url(server: &str, segments: &[&str]) -> Result<Url, ClientError> {
@@ -288,15 +293,26 @@ fn token(args: &ClientArgs) -> Result<Option<Token>, ClientError> {
     if let Some(path) = &args.admin_token {
         return Ok(Some(Token::from_file(path)?));
     }
-    let default = Path::new(DEFAULT_ADMIN_TOKEN);
-    if args.client_token.is_none() && default.exists() && is_local(&args.server) {
-        return Ok(Some(Token::from_file(default)?));
+    if args.client_token.is_none() {
+        if let Some(token) = default_admin_token(&args.server)? {
+            return Ok(Some(token));
+        }
     }
     Ok(args
         .client_token
         .as_deref()
         .map(Token::from_file)
         .transpose()?)
+}
+
+/// The local cluster's admin token (the file `raft-net cluster` writes), when it exists and
+/// `server` is on this host.
+pub fn default_admin_token(server: &str) -> Result<Option<Token>, ClientError> {
+    let default = Path::new(DEFAULT_ADMIN_TOKEN);
+    if default.exists() && is_local(server) {
+        return Ok(Some(Token::from_file(default)?));
+    }
+    Ok(None)
 }
 
 /// Whether `server` is on this host (a loopback address or `localhost`): the only servers the
@@ -346,6 +362,7 @@ impl ClientOp {
             ClientOp::SetAddress { .. } => vec![("PUT", "/api/v1/members/{id}/address")],
             ClientOp::TransferLeader { .. } => vec![("POST", "/api/v1/admin/transfer-leader")],
             ClientOp::Snapshot => vec![("POST", "/api/v1/admin/snapshot")],
+            ClientOp::Backup { .. } => vec![("GET", "/api/v1/backup")],
             ClientOp::Isolate { alias: false } => vec![("POST", "/api/v1/admin/isolate")],
             ClientOp::Isolate { alias: true } => vec![("POST", "/api/v1/admin/block")],
             ClientOp::Heal { alias: false } => vec![("POST", "/api/v1/admin/heal")],
@@ -424,6 +441,7 @@ fn call(server: &str, op: &ClientOp) -> Result<Call, ClientError> {
         ClientOp::Events { .. } => (Method::GET, api(&["events"])?, None),
         ClientOp::Openapi => (Method::GET, api(&["openapi.json"])?, None),
         ClientOp::Ui => (Method::GET, url(server, &["ui"])?, None),
+        ClientOp::Backup { .. } => (Method::GET, api(&["backup"])?, None),
         ClientOp::Members => (Method::GET, api(&["members"])?, None),
         ClientOp::Append { command, session } => (
             Method::POST,
@@ -559,6 +577,17 @@ pub async fn run(
             return events(&client, server, token.as_ref(), *count, args.output, out).await
         }
         ClientOp::Ui => return ui(&client, server, token.as_ref(), args.output, out).await,
+        ClientOp::Backup { file } => {
+            let summary =
+                crate::backup::save(server, token.as_ref(), args.ca_cert.as_deref(), file)
+                    .await
+                    .map_err(|error| match error {
+                        crate::backup::BackupError::Client(error) => error,
+                        other => ClientError::Backup(other.to_string()),
+                    })?
+                    .summary();
+            return print(out, &summary, args.output);
+        }
         _ => {}
     }
     let Call { method, url, body } = call(server, &args.op)?;
@@ -742,6 +771,9 @@ mod tests {
             },
             ClientOp::TransferLeader { to: 2 },
             ClientOp::Snapshot,
+            ClientOp::Backup {
+                file: PathBuf::from("backup.raftbak"),
+            },
             ClientOp::Seed(SeedOp::Set {
                 key: key(),
                 value: "v".to_string(),

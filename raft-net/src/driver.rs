@@ -29,6 +29,7 @@
 //! This is the only place in the system that reads a clock (the tick interval).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use raft_core::{
@@ -39,13 +40,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
+use crate::backup::BackupImage;
+use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
 use crate::events::{NodeStatus, StatusFeed};
 use crate::member_address::check_member_address;
 use crate::metrics::{inc, Metrics};
 use crate::replica::{NodeOutput, Replica};
 use crate::service::Machine;
-use crate::storage::{PersistCompletion, StorageHandle};
+use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
 /// Requests queued from HTTP before senders wait.
@@ -122,6 +125,12 @@ pub enum NodeRequest {
     Snapshot {
         respond: oneshot::Sender<Option<LogIndex>>,
     },
+    /// A backup: the store, its applied index, term and membership, once leadership is
+    /// confirmed and everything committed when the request arrived is applied (as for a
+    /// linearizable read).
+    Backup {
+        respond: oneshot::Sender<Outcome<Box<PendingBackup>>>,
+    },
 }
 
 /// The fate of a proposal (`T`: the machine's output) or a read (`T`: its answer).
@@ -169,6 +178,14 @@ pub struct StatePage {
     pub snapshot_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// This server's incarnation.
+    pub incarnation: u64,
+    /// The cluster this node belongs to, once known.
+    pub cluster_id: Option<ClusterId>,
+    /// The incarnation the membership records for each member, where it records one.
+    pub incarnations: Vec<(u64, u64)>,
+    /// Learners that were voters until they came back as a new incarnation.
+    pub returning: Vec<u64>,
     /// Command entries from the page's start, in index order.
     pub entries: Vec<Entry>,
     /// The `from` of the next page, when this one was cut short.
@@ -195,6 +212,65 @@ enum Waiter<M: StateMachine> {
     },
     /// A node command or a membership change: answered with its fate alone.
     Node(oneshot::Sender<Outcome<()>>),
+    /// A backup: taken once the core releases it, like a read.
+    Backup(oneshot::Sender<Outcome<Box<PendingBackup>>>),
+}
+
+/// What the data dir says about this node, and the cluster id the node goes by.
+#[derive(Debug)]
+pub struct Identity {
+    pub data_dir: PathBuf,
+    pub meta: Meta,
+    pub cluster: Arc<ClusterIdCell>,
+}
+
+impl Identity {
+    /// A server without a cluster id (it joined or returned from an empty data dir) takes the
+    /// one the first message it accepts names, durably, before it acts on that message.
+    fn learn(&mut self, claimed: Option<ClusterId>) -> Result<(), StorageError> {
+        let (None, Some(id)) = (self.meta.cluster_id, claimed) else {
+            return Ok(());
+        };
+        let meta = Meta {
+            cluster_id: Some(id),
+            ..self.meta.clone()
+        };
+        storage::write_meta(&self.data_dir, &meta)?;
+        self.meta = meta;
+        self.cluster.set(id);
+        tracing::info!(cluster = %id, "recorded the cluster id a member named");
+        Ok(())
+    }
+}
+
+/// A backup as the driver hands it over: everything but the state's bytes, and the state's
+/// snapshot, which [`PendingBackup::finish`] encodes away from the driver.
+pub struct PendingBackup {
+    image: BackupImage,
+    encode: Box<dyn FnOnce() -> Vec<u8> + Send>,
+}
+
+impl std::fmt::Debug for PendingBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingBackup")
+            .field("index", &self.image.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingBackup {
+    /// The backup with its bytes: O(state), so not on the driver's thread.
+    #[must_use]
+    pub fn finish(self) -> BackupImage {
+        let mut image = self.image;
+        image.data = (self.encode)();
+        tracing::info!(
+            index = image.index.0,
+            bytes = image.data.len(),
+            "backup encoded"
+        );
+        image
+    }
 }
 
 /// A snapshot being encoded off the driver.
@@ -214,6 +290,7 @@ type Encoded = (LogIndex, Vec<u8>);
 /// Everything the driver task owns.
 pub struct Driver<M: StateMachine> {
     node: Node,
+    identity: Identity,
     replica: Replica<M>,
     transport: Arc<Transport>,
     addresses: Arc<AddressBook>,
@@ -256,8 +333,10 @@ impl<M: Machine> Driver<M> {
     /// `replica` must be the replicated state as of the node's restored snapshot (empty
     /// without one).
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
+        identity: Identity,
         replica: Replica<M>,
         addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
@@ -272,6 +351,7 @@ impl<M: Machine> Driver<M> {
         let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
+            identity,
             replica,
             transport,
             addresses,
@@ -384,7 +464,10 @@ impl<M: Machine> Driver<M> {
         from: std::net::SocketAddr,
     ) -> Result<(), DriverError> {
         match self.transport.accept(datagram, from) {
-            Some(envelope) => self.step(Input::Receive(envelope)),
+            Some(received) => {
+                self.identity.learn(received.cluster)?;
+                self.step(Input::Receive(received.envelope))
+            }
             None => Ok(()),
         }
     }
@@ -445,6 +528,10 @@ impl<M: Machine> Driver<M> {
                 };
                 let _ = respond.send(view);
                 Ok(())
+            }
+            NodeRequest::Backup { respond } => {
+                let request_id = self.wait(Waiter::Backup(respond));
+                self.step(Input::Read { request_id })
             }
             NodeRequest::Snapshot { respond } => {
                 let applied = self.node.applied_index();
@@ -702,6 +789,52 @@ impl<M: Machine> Driver<M> {
                 let outcome = carrying(fate, |_| self.replica.query(&query));
                 let _ = respond.send(outcome);
             }
+            Waiter::Backup(respond) => {
+                let outcome = carrying(fate, |_| Box::new(self.backup()));
+                let _ = respond.send(outcome);
+            }
+        }
+    }
+
+    /// The replicated state as of the applied index, with that index, its term and the
+    /// membership there: its snapshot is taken now, and encoded by whoever finishes the backup.
+    fn backup(&self) -> PendingBackup {
+        let node = &self.node;
+        let applied = node.applied_index();
+        let snapshot = node.snapshot_meta();
+        let first = snapshot.map_or(LogIndex(1), |meta| meta.last_included_index.next());
+        let logged = node.entries(first, applied);
+        let term = logged
+            .last()
+            .map(|entry| entry.term)
+            .or_else(|| snapshot.map(|meta| meta.last_included_term))
+            .unwrap_or(Term(0));
+        // The membership of the latest membership entry applied, else the snapshot's, else
+        // the initial voters'.
+        let membership = logged
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                EntryPayload::Membership(membership) => Some(membership.clone()),
+                _ => None,
+            })
+            .or_else(|| snapshot.map(|meta| meta.membership.clone()))
+            .unwrap_or_else(|| Membership::new(node.config().voters.iter().copied()));
+        tracing::info!(index = applied.0, "backup taken");
+        let snapshot = self.replica.snapshot();
+        PendingBackup {
+            image: BackupImage {
+                cluster_id: self.identity.meta.cluster_id,
+                index: applied,
+                term,
+                membership,
+                data: Vec::new(),
+            },
+            encode: Box::new(move || {
+                let mut data = Vec::new();
+                Replica::<M>::encode_snapshot(&snapshot, &mut data);
+                data
+            }),
         }
     }
 
@@ -757,6 +890,15 @@ impl<M: Machine> Driver<M> {
             snapshot_index: self.snapshot_index.0,
             voters: node.membership().voters.iter().map(|id| id.0).collect(),
             learners: node.membership().learners.iter().map(|id| id.0).collect(),
+            incarnation: node.incarnation().0,
+            cluster_id: self.identity.meta.cluster_id,
+            incarnations: node
+                .membership()
+                .incarnations
+                .iter()
+                .map(|(id, incarnation)| (id.0, incarnation.0))
+                .collect(),
+            returning: node.membership().returning.iter().map(|id| id.0).collect(),
             entries: Vec::new(),
             next: None,
         };

@@ -7,16 +7,19 @@
 //! persist requests durable with group commit, [`http`] serves the node's own routes to clients
 //! (behind [`auth`] tokens, optionally over [`tls`]) next to the state machine's routes (the
 //! key-value machine's are in [`kv`]; they reach the driver through a [`service::Handle`]) and
-//! the dashboard, fed by the driver's [`events`]; [`node`] wires them together. [`cluster`]
-//! (with its [`launcher`]), [`client`] and
-//! [`bench`](mod@bench) are the other subcommands of the `raft-net` binary.
+//! the dashboard, fed by the driver's [`events`]; [`node`] wires them together; a data dir
+//! belongs to one [`cluster_id`]. [`cluster`] (with its [`launcher`]), [`client`],
+//! [`bench`](mod@bench), [`recover`] (a lost quorum) and [`backup`] (`snapshot save` and
+//! `restore`) are the other subcommands of the `raft-net` binary.
 
 pub mod addresses;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod cluster_id;
 pub mod cluster_key;
 pub mod config;
 pub mod driver;
@@ -30,6 +33,7 @@ pub mod launcher;
 pub mod member_address;
 pub mod metrics;
 pub mod node;
+pub mod recover;
 pub mod replay;
 pub mod replica;
 pub mod service;

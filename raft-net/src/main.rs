@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use raft_net::backup::SnapshotArgs;
 use raft_net::bench::BenchArgs;
 use raft_net::cli::{init_logging, run_node, runtime, shutdown_signal};
 use raft_net::client::ClientArgs;
 use raft_net::cluster::ClusterArgs;
 use raft_net::config::NodeArgs;
 use raft_net::kv::KvService;
+use raft_net::recover::RecoverArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,12 @@ enum Command {
     Client(ClientArgs),
     /// Measure committed writes/s and latency against a local (or --target) cluster.
     Bench(BenchArgs),
+    /// Rewrite a stopped node's data dir after a lost quorum: --force-new-cluster makes it the
+    /// only voter of a new cluster (--dry-run shows what it keeps).
+    Recover(RecoverArgs),
+    /// Backups: `save FILE` from a running cluster, `restore FILE --data-dir D` to seed a new
+    /// cluster.
+    Snapshot(SnapshotArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,7 +58,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = match &cli.command {
         Command::Node(args) => args.threads,
         Command::Bench(args) => args.threads,
-        Command::Cluster(_) | Command::Client(_) => 1,
+        Command::Recover(args) => return recover(args),
+        Command::Cluster(_) | Command::Client(_) | Command::Snapshot(_) => 1,
     };
     let runtime = runtime(threads).context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
@@ -72,6 +81,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", report.render(&args));
                 Ok(())
             }
+            Command::Snapshot(args) => {
+                let value = raft_net::backup::run(&args, now_micros()).await?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                Ok(())
+            }
+            Command::Recover(_) => Ok(()),
         }
     })
+}
+
+/// `raft-net recover`: the warning on stderr before anything changes, the report on stdout.
+fn recover(args: &RecoverArgs) -> anyhow::Result<()> {
+    let plan = raft_net::recover::run(args, now_micros(), |warning| eprintln!("{warning}"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&plan.report(args.dry_run, &args.data_dir))?
+    );
+    if args.dry_run {
+        eprintln!("dry run: nothing was changed");
+    } else {
+        eprintln!(
+            "done: start the node again without --peer; it is the only voter of cluster {}",
+            plan.cluster_id_after
+        );
+    }
+    Ok(())
+}
+
+/// The wall clock in microseconds since the Unix epoch (0 before it).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }

@@ -29,10 +29,12 @@ pub enum DropReason {
     /// Keyed and authentic, but stamped for another incarnation of this node (sent before this
     /// node restarted, or by a peer that has not learned its new epoch yet).
     StaleEpoch,
+    /// Names another cluster id than this node's: a data dir of another cluster.
+    WrongCluster,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 8] = [
+    const ALL: [DropReason; 9] = [
         DropReason::UnknownSender,
         DropReason::Oversize,
         DropReason::Undecodable,
@@ -41,6 +43,7 @@ impl DropReason {
         DropReason::Isolated,
         DropReason::Replayed,
         DropReason::StaleEpoch,
+        DropReason::WrongCluster,
     ];
 
     fn label(self) -> &'static str {
@@ -53,6 +56,7 @@ impl DropReason {
             DropReason::Isolated => "isolated",
             DropReason::Replayed => "replayed",
             DropReason::StaleEpoch => "stale_epoch",
+            DropReason::WrongCluster => "wrong_cluster",
         }
     }
 

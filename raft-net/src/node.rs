@@ -14,8 +14,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::addresses::AddressBook;
 use crate::auth::Tokens;
+use crate::cluster_id::ClusterIdCell;
 use crate::config::NodeConfig;
-use crate::driver::{Driver, REQUEST_QUEUE_MAX};
+use crate::driver::{Driver, Identity, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
 use crate::http::{self, NodeState};
 use crate::kv::KvService;
@@ -46,8 +47,19 @@ pub async fn run_service<S: Service>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     config.validate()?;
-    let raft_config = config.raft_config();
-    let mut opened = storage::open(&config.data_dir, config.id, &raft_config.voters)?;
+    // The one wall-clock read outside the driver: it dates a data dir created now (its
+    // incarnation) and sets where this start's epoch begins (see `next_transport_epoch`).
+    let now_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+    let mut opened = storage::open(&config.data_dir, config.id, &config.creation(now_micros))?;
+    // The data dir, not the flags, says what this server is: an existing one ignores
+    // --initial-cluster-state, and a server that joined or returned keeps starting as one.
+    let mut raft_config = config.raft_config();
+    raft_config.voters = opened.meta.voters.clone();
+    raft_config.incarnation = opened.meta.incarnation;
     opened.wal.set_segment_bytes_max(config.wal_segment_bytes);
     if let Some((path, offset)) = &opened.report.truncated {
         tracing::warn!(path = %path.display(), offset, "truncated a torn write at the tail of the log");
@@ -56,6 +68,9 @@ pub async fn run_service<S: Service>(
         id = %config.id,
         data_dir = %config.data_dir.display(),
         created = opened.created,
+        incarnation = opened.meta.incarnation.0,
+        cluster = %opened.meta.cluster_id.map_or_else(|| "unknown yet".to_string(), |id| id.to_string()),
+        voters = ?opened.meta.voters.iter().map(|id| id.0).collect::<Vec<_>>(),
         term = opened.durable.hard_state.current_term.0,
         entries = opened.durable.entries.len(),
         "storage recovered"
@@ -78,18 +93,13 @@ pub async fn run_service<S: Service>(
     if fresh && config.await_join {
         addresses.adopt_next_stranger();
     }
+    let cluster = Arc::new(ClusterIdCell::new(opened.meta.cluster_id));
     let codec = Codec::new(
         config.id,
         config.cluster_key.as_ref(),
         config.datagram_bytes_max,
-    );
-    // The one wall-clock read outside the driver: it only sets where this start's epoch
-    // begins (see `next_transport_epoch`).
-    let now_micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
-        });
+    )
+    .with_cluster(Arc::clone(&cluster));
     let epoch = storage::next_transport_epoch(&config.data_dir, now_micros)?;
     let transport = Transport::bind(
         config.raft_addr,
@@ -124,8 +134,14 @@ pub async fn run_service<S: Service>(
     transport
         .announce(addresses.ids().into_iter().filter(|&id| id != config.id))
         .await;
+    let identity = Identity {
+        data_dir: config.data_dir.clone(),
+        meta: opened.meta.clone(),
+        cluster: Arc::clone(&cluster),
+    };
     let driver = Driver::new(
         node,
+        identity,
         replica,
         Arc::clone(&addresses),
         transport,

@@ -36,6 +36,11 @@ const CHANGE_RETRY: Duration = Duration::from_millis(100);
 pub struct Members {
     /// The node that answered.
     pub id: u64,
+    /// The cluster the answering node belongs to (16 hex digits); `null` while a server that
+    /// joined has not heard from a member yet.
+    pub cluster_id: Option<String>,
+    /// The answering node's incarnation.
+    pub incarnation: u64,
     pub leader: Option<u64>,
     /// Voters first, then learners.
     pub members: Vec<Member>,
@@ -52,6 +57,11 @@ pub struct Member {
     /// A voter, else a learner.
     pub voter: bool,
     pub leader: bool,
+    /// The incarnation the membership records for it; `null` until a leader recorded one.
+    pub incarnation: Option<u64>,
+    /// A learner only because it came back as a new incarnation (its state lost): the leader
+    /// promotes it again once it has caught up.
+    pub returning: bool,
 }
 
 /// The core's current membership, with the addresses this node knows.
@@ -70,6 +80,12 @@ pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
             raft_addr: address.as_ref().map(|address| address.raft.to_string()),
             voter,
             leader: view.leader == Some(id),
+            incarnation: view
+                .incarnations
+                .iter()
+                .find(|(member, _)| *member == id)
+                .map(|&(_, incarnation)| incarnation),
+            returning: view.returning.contains(&id),
         }
     };
     let members = view
@@ -80,6 +96,8 @@ pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
         .collect();
     Ok(Json(Members {
         id: state.id.0,
+        cluster_id: view.cluster_id.map(|id| id.to_string()),
+        incarnation: view.incarnation,
         leader: view.leader,
         members,
     })

@@ -153,7 +153,7 @@ pub type ApiResult = Result<Response, ApiError>;
 /// | --- | --- | --- |
 /// | node | open | `GET /healthz`, `GET /metrics`, `GET /ui` (the dashboard and its assets) |
 /// | node | client | `GET /api/v1/state`, `GET /api/v1/members`, `GET /api/v1/events` |
-/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
+/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`, `GET /api/v1/backup`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
 /// | machine | client | the key-value machine's: `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most

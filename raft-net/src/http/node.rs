@@ -73,7 +73,8 @@ pub(super) fn routes(state: NodeState, admin: bool) -> NodeRoutes {
         .routes(routes!(members::change_address))
         // The seed's compatibility route: a GET that changes membership, so it takes the admin
         // token like `POST /api/v1/members`.
-        .routes(routes!(members::compat_join));
+        .routes(routes!(members::compat_join))
+        .routes(routes!(backup));
     if admin {
         admin_routes = admin_routes
             .routes(routes!(isolate))
@@ -309,6 +310,37 @@ async fn take_snapshot(State(state): State<NodeState>) -> ApiResult {
             "nothing applied since the latest snapshot",
         )),
     }
+}
+
+/// A consistent backup of the state machine, as the file `raft-net snapshot save` writes: the
+/// leader confirms its leadership with a quorum and waits until it has applied everything
+/// committed when the request arrived (a ReadIndex), then hands over its store with the
+/// applied index, its term and the membership there.
+#[utoipa::path(get, path = "/api/v1/backup", tag = "admin",
+    responses(
+        (status = 200, description = "the backup file (RAFTBAK1: header, store, crc32c)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 503, description = "no leader, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "no answer within the commit timeout", body = ErrorBody),
+    ))]
+async fn backup(State(state): State<NodeState>, uri: Uri) -> ApiResult {
+    let outcome = ask(
+        &state.requests,
+        |respond| NodeRequest::Backup { respond },
+        state.commit_timeout,
+        Effect::None,
+    )
+    .await?;
+    let Outcome::Value(pending) = outcome else {
+        return Err(state.failure(outcome, &uri));
+    };
+    // Encoding a large state and its checksum: not on the runtime's thread, which also runs
+    // the driver.
+    let body = tokio::task::spawn_blocking(move || pending.finish().encode())
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 /// Whether the node drops all peer traffic now.

@@ -21,6 +21,9 @@ const STATE_PAGE_DEFAULT: usize = 1000;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StateView {
     pub id: u64,
+    /// 16 hex digits; `null` while a server that joined has not heard from a member yet.
+    pub cluster_id: Option<String>,
+    pub incarnation: u64,
     pub term: u64,
     /// `LEADER`, `CANDIDATE` or `FOLLOWER`.
     pub state: &'static str,
@@ -53,6 +56,8 @@ impl StateView {
     pub fn from_page(page: StatePage, describe: fn(&[u8]) -> Option<String>) -> StateView {
         let mut view = StateView {
             id: page.id,
+            cluster_id: page.cluster_id.map(|id| id.to_string()),
+            incarnation: page.incarnation,
             term: page.term,
             state: page.state,
             leader: page.leader,
