@@ -68,6 +68,16 @@
 //! it to their application as [`Action::ApplySnapshot`]. A restarted node is restored from its
 //! latest snapshot plus the log after it ([`DurableState`]).
 //!
+//! # State machines
+//!
+//! The core replicates opaque command bytes. A [`StateMachine`] gives them meaning: it applies
+//! a committed command at an index and returns an output, answers reads the core released,
+//! and hands over snapshots cheaply (taken on the driver in O(1) or close, encoded to bytes
+//! elsewhere) and restores from their bytes; [`machine`] states its contract (determinism, the
+//! encoding of commands, what bytes that do not decode do). [`session::Sessions`] makes any
+//! machine exactly-once for clients that retry; [`kv::KvStore`] is the reference machine.
+//! raft-net's node and raft-sim's simulator run any of them.
+//!
 //! `step` never fails and never panics, whatever a decoded message carries: stale, forged or
 //! unknown-peer messages are ignored and counted in [`Stats::messages_ignored`]; client
 //! rejections are [`Reply`] values. What no correct peer sends is not obeyed:
@@ -123,6 +133,7 @@ mod byte_string;
 mod config;
 mod error;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod incarnation;
 mod input;
@@ -130,6 +141,7 @@ mod invariants;
 pub mod kv;
 mod log;
 mod log_entry;
+pub mod machine;
 mod membership;
 mod message;
 mod node;
@@ -138,7 +150,10 @@ mod progress;
 mod quorum;
 mod read_index;
 mod role;
+pub mod session;
+mod shared_map;
 mod snapshot;
+mod snapshot_data;
 mod timer;
 mod transfer;
 mod types;
@@ -154,6 +169,7 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
+pub use machine::{BadSnapshot, StateMachine};
 pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,
@@ -161,6 +177,7 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
+pub use snapshot_data::SnapshotData;
 pub use types::{
     Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
 };

@@ -1,7 +1,7 @@
 //! How long does a snapshot stall a node? Starts a local cluster of a `raft-net` binary, loads
 //! `--keys` keys through the leader (the nodes snapshot every `--snapshot-entries` applied
-//! entries meanwhile, as they do by default), then asks every node for one more snapshot of the
-//! full store. Throughout, a probe asks each node's `/healthz` (a round trip through its
+//! entries meanwhile, as they do by default), then asks each node in turn for one more snapshot
+//! of the full store, with the cluster idle. Throughout, a probe asks each node's `/healthz` (a round trip through its
 //! driver loop) every few milliseconds; the longest answer is how long that node was deaf to
 //! its peers and clients. It also reads each node's `raft_driver_busy_seconds` histogram, when
 //! the binary exports one.
@@ -37,6 +37,9 @@ struct Args {
     http_base: u16,
     #[arg(long, default_value_t = 29_000)]
     raft_base: u16,
+    /// Let the nodes log to this process's stderr.
+    #[arg(long)]
+    node_logs: bool,
 }
 
 /// The longest `/healthz` round trip seen, in microseconds, per node.
@@ -64,7 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "--http-connections-max".to_string(),
         (args.clients + 64).to_string(),
     ];
-    let cluster = LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, true)?;
+    let quiet = !args.node_logs;
+    let cluster =
+        LocalCluster::start(&args.bin, specs, &NodeOptions::default(), &node_args, quiet)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url("http")).collect();
     let result = measure(&args, &urls).await;
     cluster.stop().await;
@@ -96,21 +101,35 @@ async fn measure(args: &Args, urls: &[String]) -> Result<(), Box<dyn std::error:
     );
     report(&client, urls, &longest, "during the load").await;
 
-    for value in longest.iter() {
-        value.store(0, Ordering::Relaxed);
-    }
-    for url in urls {
+    // One node at a time, a few seconds apart: the nodes' own schedule never has them all write
+    // a checkpoint of the whole store at once either.
+    for (i, url) in urls.iter().enumerate() {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for value in longest.iter() {
+            value.store(0, Ordering::Relaxed);
+        }
         let answer: Value = client
             .post(format!("{url}/api/v1/admin/snapshot"))
             .send()
             .await?
             .json()
             .await?;
-        println!("{url}: explicit snapshot {answer}");
+        // The probes see the stalls of a snapshot that finishes after the request answered.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        println!(
+            "node {}: explicit snapshot {answer}; healthz max {:.1} ms on it while it took it (the others: {})",
+            i + 1,
+            longest[i].load(Ordering::Relaxed) as f64 / 1000.0,
+            longest
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != i)
+                .map(|(_, value)| format!("{:.1} ms", value.load(Ordering::Relaxed) as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    // The probes see the stalls of snapshots that finish after the request answered too.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    report(&client, urls, &longest, "around the explicit snapshots").await;
+    report(&client, urls, &longest, "after the explicit snapshots").await;
     for probe in probes {
         probe.abort();
     }

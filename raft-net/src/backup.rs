@@ -11,7 +11,8 @@
 //! file:   [magic "RAFTBAK1"][header length u32 LE][header][data length u64 LE][data]
 //!         [crc32c of everything before it, u32 LE]
 //! header: postcard {cluster id u64 (0: unknown), index, term, membership}
-//! data:   the key-value store's snapshot (`raft_core::kv::KvStore::snapshot`)
+//! data:   the key-value service's replicated state, as its snapshots hold it (the members'
+//!         addresses and the store with its sessions: `crate::replica::Replica`)
 //! ```
 //!
 //! `restore` seeds a new data dir from a backup, for a new cluster: its own cluster id (see
@@ -22,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use raft_core::kv::KvStore;
+use raft_core::StateMachine;
 use raft_core::{
     DurableState, HardState, Incarnation, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
     Term,
@@ -36,6 +37,9 @@ use crate::client::{self, ClientError};
 use crate::cluster_id::ClusterId;
 use crate::config::{parse_node_id, parse_peer};
 use crate::error::{ConfigError, StorageError};
+use crate::kv::{KvMachine, KvService};
+use crate::replica::Replica;
+use crate::service::Service;
 use crate::storage::{self, Meta, Wal};
 
 const MAGIC: &[u8; 8] = b"RAFTBAK1";
@@ -133,8 +137,8 @@ impl BackupImage {
         if u64::from_le_bytes(*len) != data.len() as u64 {
             return Err("the data length does not match the file".to_string());
         }
-        if KvStore::restore(data).is_none() {
-            return Err("the data is not a key-value store snapshot".to_string());
+        if kv_state().restore(data).is_err() {
+            return Err("the data is not a snapshot of the key-value service".to_string());
         }
         Ok(BackupImage {
             cluster_id: ClusterId::from_wire(header.cluster_id),
@@ -344,7 +348,7 @@ pub fn restore(
                 last_included_term: image.term,
                 membership: Membership::new(members.iter().copied()),
             },
-            data: image.data,
+            data: image.data.into(),
         }),
         entries: Vec::new(),
     };
@@ -375,24 +379,32 @@ pub fn restore(
     })
 }
 
+/// The empty replicated state of the key-value service, which a backup's data must restore.
+fn kv_state() -> Replica<KvMachine> {
+    Replica::new(KvService::default().machine())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use raft_core::kv::Command;
+    use raft_core::session::SessionCommand;
+
+    use crate::replica::machine_command_bytes;
 
     fn image() -> BackupImage {
-        let mut kv = KvStore::new();
-        let put = Command::Put {
+        let mut state = kv_state();
+        let put = SessionCommand::Plain(Command::Put {
             key: "k".to_string(),
             value: b"v".to_vec(),
-        };
-        kv.apply(LogIndex(7), &put.encode());
+        });
+        state.apply_bytes(LogIndex(7), &machine_command_bytes::<KvMachine>(&put));
         BackupImage {
             cluster_id: ClusterId::from_wire(5),
             index: LogIndex(7),
             term: Term(2),
             membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-            data: kv.snapshot(),
+            data: state.snapshot_bytes(),
         }
     }
 
@@ -428,8 +440,9 @@ mod tests {
         let snapshot = state.snapshot.unwrap();
         assert_eq!(snapshot.meta.last_included_index, LogIndex(7));
         assert_eq!(snapshot.meta.membership.voters, members);
-        let kv = KvStore::restore(&snapshot.data).unwrap();
-        assert_eq!(kv.get("k"), Some(&b"v"[..]));
+        let mut state = kv_state();
+        state.restore(&snapshot.data).unwrap();
+        assert_eq!(state.machine().machine().get("k"), Some(&b"v"[..]));
         assert!(matches!(
             restore(&file, &dir, NodeId(1), &members, "", 2_000),
             Err(BackupError::NotEmpty { .. })

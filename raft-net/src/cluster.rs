@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 
 use crate::auth::Token;
 use crate::error::ConfigError;
+use crate::kv::KvService;
+use crate::service::Service;
 
 /// The admin token's file in the cluster's data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -370,9 +372,20 @@ impl LocalCluster {
 /// How often `cluster` looks for nodes that exited.
 const EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// `raft-net cluster`: start, print how to use it, stop everything on `shutdown`.
+/// `raft-net cluster`: start, print how to use it (the key-value routes among it), stop
+/// everything on `shutdown`.
 pub async fn run(
     args: ClusterArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClusterError> {
+    let kv = KvService::default();
+    run_with_examples(args, |curl, url| kv.examples(curl, url), shutdown).await
+}
+
+/// [`run`] for any service: `examples(curl, url)` are the lines that show its own routes.
+pub async fn run_with_examples(
+    args: ClusterArgs,
+    examples: impl Fn(&str, &str) -> Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
@@ -401,7 +414,13 @@ pub async fn run(
         launcher_url: Some(format!("http://{launcher_addr}")),
     };
     let cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, false)?;
-    print_usage(&cluster.specs, &args.data_dir, &token_path, &options);
+    print_usage(
+        &cluster.specs,
+        &args.data_dir,
+        &token_path,
+        &options,
+        &examples,
+    );
     let scheme = options.scheme();
     let origins = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
     let cluster = std::sync::Arc::new(tokio::sync::Mutex::new(cluster));
@@ -448,7 +467,13 @@ async fn watch_exits(
     }
 }
 
-fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &NodeOptions) {
+fn print_usage(
+    specs: &[NodeSpec],
+    data_dir: &Path,
+    token: &Path,
+    options: &NodeOptions,
+    examples: &dyn Fn(&str, &str) -> Vec<String>,
+) {
     println!(
         "raft-net cluster: {} nodes, data in {}",
         specs.len(),
@@ -474,9 +499,9 @@ fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &Node
     println!();
     println!("Try (followers redirect to the leader; -L follows):");
     println!("  {curl} -s {first}/api/v1/state");
-    println!("  {curl} -sL -X POST {first}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'");
-    println!("  {curl} -sL -X PUT {first}/api/v1/kv/greeting -d 'hello'");
-    println!("  {curl} -sL {first}/api/v1/kv/greeting");
+    for line in examples(&curl, &first) {
+        println!("  {line}");
+    }
     println!("  {curl} -s {first}/metrics");
     println!();
     println!(

@@ -291,7 +291,9 @@ pub async fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
         .ok_or_else(|| error("missing '@' between the Raft and HTTP addresses"))?;
     let id = parse_node_id(id).map_err(|e| error(&e.to_string()))?;
     let raft_addr = resolve(raft).await.map_err(|e| error(&e.to_string()))?;
-    if let Err(reason) = raft_core::kv::check_member_address(id.0, &raft_addr.to_string(), http) {
+    if let Err(reason) =
+        crate::member_address::check_member_address(id.0, &raft_addr.to_string(), http)
+    {
         return Err(error(&reason.to_string()));
     }
     Ok(Peer {

@@ -51,7 +51,7 @@ pub enum StorageError {
     MissingSegment { dir: PathBuf, missing: String },
     #[error("the storage thread stopped")]
     ThreadGone,
-    #[error("the snapshot in the data dir (index {index}) is not a key-value store snapshot")]
+    #[error("the snapshot in the data dir (index {index}) is not a snapshot of this node's state machine")]
     BadSnapshot { index: raft_core::LogIndex },
 }
 
@@ -129,6 +129,6 @@ pub enum NodeError {
 pub enum DriverError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the snapshot at index {index} is not a key-value store snapshot this build can read; stopping rather than diverging from the other replicas")]
+    #[error("the snapshot at index {index} is not a snapshot of this node's state machine that this build can read; stopping rather than diverging from the other replicas")]
     BadSnapshot { index: raft_core::LogIndex },
 }

@@ -444,7 +444,7 @@ fn arbitrary_snapshot(bytes: &mut Bytes<'_>) -> Snapshot {
             last_included_term: Term(bytes.below(4)),
             membership: Membership::new((0..bytes.below(4)).map(|_| NodeId(bytes.below(5)))),
         },
-        data: vec![bytes.byte(); bytes.below(4) as usize],
+        data: vec![bytes.byte(); bytes.below(4) as usize].into(),
     }
 }
 
@@ -555,7 +555,7 @@ fn valid_request(
                 last_included_term: through.term,
                 membership: Membership::new(voters()),
             },
-            data: vec![bytes.byte(); bytes.below(16) as usize],
+            data: vec![bytes.byte(); bytes.below(16) as usize].into(),
         });
         return request;
     }

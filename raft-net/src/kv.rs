@@ -10,7 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
-use raft_core::kv::{Command, Output};
+use raft_core::kv::{Command, KvStore, Output};
+use raft_core::session::{SessionCommand, SessionLimits, SessionOutput, Sessions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -20,10 +21,51 @@ use utoipa_axum::routes;
 use crate::config::KEY_BYTES_MAX;
 use crate::http::openapi::{ErrorBody, SEED_COMPATIBILITY};
 use crate::http::{ApiError, ApiResult};
-use crate::service::{Committed, Handle};
+use crate::service::{Committed, Handle, Service};
+
+/// The key-value machine: the store, exactly-once for clients that open sessions.
+pub type KvMachine = Sessions<KvStore>;
+
+/// The key-value service that the `raft-net` binary runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KvService {
+    /// How long sessions live and how many are kept (the same on every member).
+    pub session_limits: SessionLimits,
+}
+
+impl Service for KvService {
+    type Machine = KvMachine;
+
+    fn machine(&self) -> KvMachine {
+        Sessions::with_limits(KvStore::new(), self.session_limits)
+    }
+
+    fn routes(&self, handle: Handle<KvMachine>) -> OpenApiRouter {
+        routes(handle)
+    }
+
+    fn describe(command: &SessionCommand<Command>) -> Option<String> {
+        match command {
+            // A session's command is listed as the command itself; a retry shows twice in
+            // the log, as it sits there twice, though it was applied once.
+            SessionCommand::Plain(command) | SessionCommand::Numbered { command, .. } => {
+                describe_command(command)
+            }
+            SessionCommand::Open => None,
+        }
+    }
+
+    fn examples(&self, curl: &str, url: &str) -> Vec<String> {
+        vec![
+            format!("{curl} -sL -X POST {url}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'"),
+            format!("{curl} -sL -X PUT {url}/api/v1/kv/greeting -d 'hello'"),
+            format!("{curl} -sL {url}/api/v1/kv/greeting"),
+        ]
+    }
+}
 
 /// The key-value machine's routes, served with `kv`, with their part of the OpenAPI document.
-pub fn routes(kv: Handle) -> OpenApiRouter {
+pub fn routes(kv: Handle<KvMachine>) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(append))
         .routes(routes!(kv_get, kv_put, kv_delete))
@@ -92,7 +134,7 @@ struct AppendBody {
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
 async fn append(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     session: Result<Query<SessionQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -120,13 +162,13 @@ struct SessionQuery {
 }
 
 impl SessionQuery {
-    fn wrap(self, command: Command) -> Result<Command, ApiError> {
+    fn wrap(self, command: Command) -> Result<SessionCommand<Command>, ApiError> {
         match (self.client_id, self.seq) {
-            (None, None) => Ok(command),
-            (Some(client), Some(seq)) if seq > 0 => Ok(Command::InSession {
+            (None, None) => Ok(SessionCommand::Plain(command)),
+            (Some(client), Some(seq)) if seq > 0 => Ok(SessionCommand::Numbered {
                 client,
                 seq,
-                command: Box::new(command),
+                command,
             }),
             (Some(_), Some(_)) => Err(ApiError::bad_request("seq starts at 1")),
             _ => Err(ApiError::bad_request(
@@ -146,8 +188,8 @@ impl SessionQuery {
         (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
-async fn open_session(State(kv): State<Handle>, uri: Uri) -> ApiResult {
-    write(&kv, Command::OpenSession, &uri).await
+async fn open_session(State(kv): State<Handle<KvMachine>>, uri: Uri) -> ApiResult {
+    write(&kv, SessionCommand::Open, &uri).await
 }
 
 /// Sets a key to the body's bytes; answers once committed and applied.
@@ -164,7 +206,7 @@ async fn open_session(State(kv): State<Handle>, uri: Uri) -> ApiResult {
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
 async fn kv_put(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
     session: Result<Query<SessionQuery>, QueryRejection>,
@@ -176,7 +218,7 @@ async fn kv_put(
     write(&kv, session?.0.wrap(Command::Put { key, value })?, &uri).await
 }
 
-async fn write(kv: &Handle, command: Command, uri: &Uri) -> ApiResult {
+async fn write(kv: &Handle<KvMachine>, command: SessionCommand<Command>, uri: &Uri) -> ApiResult {
     let Committed {
         index,
         term,
@@ -190,23 +232,24 @@ async fn write(kv: &Handle, command: Command, uri: &Uri) -> ApiResult {
         client_id: None,
     };
     match output {
-        Output::Written { replaced } => body.replaced = Some(replaced),
-        Output::Deleted { existed } => body.existed = Some(existed),
-        Output::SessionOpened { client } => body.client_id = Some(client),
-        Output::StaleSequence { last_seq } => {
+        SessionOutput::Applied(Output::Written { replaced }) => body.replaced = Some(replaced),
+        SessionOutput::Applied(Output::Deleted { existed }) => body.existed = Some(existed),
+        SessionOutput::Opened { client } => body.client_id = Some(client),
+        SessionOutput::Stale { last_seq } => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("not applied: the session already applied a later command (seq {last_seq})"),
             )
             .with("last_seq", json!(last_seq)))
         }
-        Output::SessionExpired => {
+        SessionOutput::Expired => {
             return Err(ApiError::new(
                 StatusCode::GONE,
                 "not applied: the session does not exist or expired; open a new one (earlier writes of the old session may or may not have been applied)",
             ))
         }
-        Output::Appended | Output::Value(_) | Output::AddressSet | Output::Invalid => {}
+        SessionOutput::Applied(Output::Appended | Output::Value(_) | Output::Invalid)
+        | SessionOutput::Invalid => {}
     }
     Ok(Json(body).into_response())
 }
@@ -225,7 +268,7 @@ async fn write(kv: &Handle, command: Command, uri: &Uri) -> ApiResult {
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
 async fn kv_delete(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
     session: Result<Query<SessionQuery>, QueryRejection>,
@@ -256,7 +299,7 @@ struct GetQuery {
         (status = 504, description = "leadership not confirmed in time", body = ErrorBody),
     ))]
 async fn kv_get(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<GetQuery>, QueryRejection>,
@@ -275,7 +318,7 @@ async fn kv_get(
 /// A stale read asks this replica; a linearizable one goes through the core's ReadIndex
 /// ([`Handle::read`]).
 async fn read(
-    kv: &Handle,
+    kv: &Handle<KvMachine>,
     key: String,
     stale: bool,
     uri: &Uri,
@@ -323,7 +366,7 @@ fn compat_query(
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
 async fn compat_set(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     query: Result<Query<CompatQuery>, QueryRejection>,
     session: Result<Query<SessionQuery>, QueryRejection>,
@@ -347,7 +390,7 @@ async fn compat_set(
         (status = 504, description = "leadership not confirmed in time", body = ErrorBody),
     ))]
 async fn compat_get(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     query: Result<Query<CompatQuery>, QueryRejection>,
 ) -> ApiResult {
@@ -375,7 +418,7 @@ async fn compat_get(
         (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
     ))]
 async fn compat_remove(
-    State(kv): State<Handle>,
+    State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     query: Result<Query<CompatQuery>, QueryRejection>,
     session: Result<Query<SessionQuery>, QueryRejection>,
@@ -384,26 +427,14 @@ async fn compat_remove(
     write(&kv, session?.0.wrap(Command::Delete { key })?, &uri).await
 }
 
-/// How `/api/v1/state` shows a command entry; `None` for internal ones (linearizable reads,
-/// addresses, session openings).
-#[must_use]
-pub fn describe(bytes: &[u8]) -> Option<String> {
-    match Command::decode(bytes) {
-        Some(command) => describe_command(command),
-        None => Some(format!("<{} undecodable bytes>", bytes.len())),
-    }
-}
-
-fn describe_command(command: Command) -> Option<String> {
+/// How `/api/v1/state` shows a key-value command; `None` for linearizable reads.
+fn describe_command(command: &Command) -> Option<String> {
     match command {
-        Command::Append { command } => Some(command),
+        Command::Append { command } => Some(command.clone()),
         Command::Put { key, value } => {
-            Some(format!("PUT {key} {}", String::from_utf8_lossy(&value)))
+            Some(format!("PUT {key} {}", String::from_utf8_lossy(value)))
         }
         Command::Delete { key } => Some(format!("DELETE {key}")),
-        // A session's command is listed as the command itself; a retry shows twice in the
-        // log, as it sits there twice, though it was applied once.
-        Command::InSession { command, .. } => describe_command(*command),
-        Command::Read { .. } | Command::SetAddress { .. } | Command::OpenSession => None,
+        Command::Read { .. } => None,
     }
 }

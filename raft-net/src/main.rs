@@ -1,17 +1,17 @@
 //! The `raft-net` binary: `node`, `cluster`, `client` and `bench`.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use raft_net::backup::SnapshotArgs;
 use raft_net::bench::BenchArgs;
+use raft_net::cli::{init_logging, run_node, runtime, shutdown_signal};
 use raft_net::client::ClientArgs;
 use raft_net::cluster::ClusterArgs;
 use raft_net::config::NodeArgs;
+use raft_net::kv::KvService;
 use raft_net::recover::RecoverArgs;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,13 +44,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -67,33 +61,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recover(args) => return recover(args),
         Command::Cluster(_) | Command::Client(_) | Command::Snapshot(_) => 1,
     };
-    let runtime = if threads <= 1 {
-        // One thread for the driver and HTTP: on a small machine the hand-offs between worker
-        // threads cost more than they buy. The storage thread is separate either way.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the tokio runtime")?;
+    let runtime = runtime(threads).context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => {
-                let parent = args.exit_with_parent;
-                let config = (*args).into_config().await?;
-                let shutdown = async move {
-                    tokio::select! {
-                        () = shutdown_signal() => {}
-                        () = parent_gone(parent) => {
-                            tracing::warn!("the parent process is gone: shutting down");
-                        }
-                    }
-                };
-                raft_net::node::run(config, shutdown).await?;
+                run_node(KvService::default(), *args).await?;
                 Ok(())
             }
             Command::Cluster(args) => {
@@ -144,40 +116,4 @@ fn now_micros() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
         })
-}
-
-/// Resolves once `parent` is no longer this process's parent (it exited and the process was
-/// re-parented); never without a parent to watch.
-async fn parent_gone(parent: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(parent) = parent {
-        while std::os::unix::process::parent_id() == parent {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        return;
-    }
-    let _ = parent;
-    std::future::pending::<()>().await;
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

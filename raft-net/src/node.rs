@@ -6,8 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::kv::{check_member_address, Command, KvStore};
-use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId};
+use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId, StateMachine};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -20,17 +19,30 @@ use crate::config::NodeConfig;
 use crate::driver::{Driver, Identity, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
 use crate::http::{self, NodeState};
+use crate::kv::KvService;
+use crate::member_address::check_member_address;
 use crate::metrics::Metrics;
-use crate::service::Handle;
+use crate::replica::{may_be_set_address, NodeCommand, Replica};
+use crate::service::{describe_entry, Handle, Service};
 use crate::storage::{self, spawn_writer};
 use crate::transport::{Codec, Transport};
 
-/// Runs one node until `shutdown` resolves or storage fails.
+/// Runs one node of the key-value service (what the `raft-net` binary runs) until `shutdown`
+/// resolves or storage fails; see [`run_service`].
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    run_service(KvService::default(), config, shutdown).await
+}
+
+/// Runs one node of `service` until `shutdown` resolves or storage fails.
 ///
 /// On shutdown the HTTP server stops accepting and drains within its grace period, then the
 /// driver stops. When the driver stops first (storage failed), the requests waiting on it are
 /// answered (`504` for writes: their outcome is unknown) while the server drains.
-pub async fn run(
+pub async fn run_service<S: Service>(
+    service: S,
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
@@ -63,15 +75,17 @@ pub async fn run(
         entries = opened.durable.entries.len(),
         "storage recovered"
     );
-    let kv = match &opened.durable.snapshot {
-        Some(snapshot) => KvStore::restore(&snapshot.data).ok_or(StorageError::BadSnapshot {
-            index: snapshot.meta.last_included_index,
-        })?,
-        None => KvStore::new(),
-    };
+    let mut replica = Replica::new(service.machine());
+    if let Some(snapshot) = &opened.durable.snapshot {
+        replica
+            .restore(&snapshot.data)
+            .map_err(|_| StorageError::BadSnapshot {
+                index: snapshot.meta.last_included_index,
+            })?;
+    }
     let fresh = is_fresh(&opened.durable);
     let addresses = Arc::new(AddressBook::new());
-    seed_addresses(&addresses, &config, &kv, &opened.durable.entries);
+    seed_addresses(&addresses, &config, &replica, &opened.durable.entries);
     let node = Node::restore(raft_config, opened.durable).map_err(StorageError::from)?;
 
     let metrics = Arc::new(Metrics::default());
@@ -128,7 +142,7 @@ pub async fn run(
     let driver = Driver::new(
         node,
         identity,
-        kv,
+        replica,
         Arc::clone(&addresses),
         transport,
         storage,
@@ -162,10 +176,10 @@ pub async fn run(
             config.client_token.as_ref(),
         )),
         scheme,
-        describe: crate::kv::describe,
+        describe: describe_entry::<S>,
         live,
     };
-    let kv = Handle::new(
+    let handle = Handle::new(
         requests_tx,
         config.id,
         Arc::clone(&addresses),
@@ -173,7 +187,7 @@ pub async fn run(
         config.timing.commit_timeout,
         config.command_bytes_max(),
     );
-    let app = http::router(state, crate::kv::routes(kv), config.admin, &config.http);
+    let app = http::router(state, service.routes(handle), config.admin, &config.http);
     tracing::info!(
         id = %config.id,
         raft = %config.raft_addr,
@@ -246,27 +260,32 @@ fn is_fresh(durable: &DurableState) -> bool {
 /// Fills the address book: addresses recorded in the snapshot and the log (committed or not:
 /// an address is harmless, and a restarted node must reach members that joined later before it
 /// learns what is committed), then the flags, which win.
-fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, entries: &[Entry]) {
-    // The same check the store applies a `SetAddress` with: a log written by an older build
+fn seed_addresses<M: StateMachine>(
+    addresses: &AddressBook,
+    config: &NodeConfig,
+    replica: &Replica<M>,
+    entries: &[Entry],
+) {
+    // The same check the replica applies a `SetAddress` with: a log written by an older build
     // may hold addresses this one would refuse.
     let add = |id: u64, raft: &str, http: &str| {
         if let Ok(raft) = check_member_address(id, raft, http) {
             addresses.insert(NodeId(id), raft, http.to_string());
         }
     };
-    for (id, raft, http) in kv.addresses() {
+    for (id, raft, http) in replica.addresses() {
         add(id, raft, http);
     }
     for entry in entries {
         if let EntryPayload::Command(bytes) = &entry.payload {
-            if !Command::may_be_set_address(bytes) {
+            if !may_be_set_address(bytes) {
                 continue;
             }
-            if let Some(Command::SetAddress {
+            if let Some(NodeCommand::SetAddress {
                 id,
                 raft_addr,
                 http_addr,
-            }) = Command::decode(bytes)
+            }) = Replica::<M>::decode_command(bytes)
             {
                 add(id, &raft_addr, &http_addr);
             }

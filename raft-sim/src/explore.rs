@@ -15,6 +15,7 @@ use raft_core::{MembershipChange, NodeId, Role};
 
 use crate::client::{ClientConfig, Outcome};
 use crate::disk::DiskConfig;
+use crate::machine::SimMachine;
 use crate::network::NetworkConfig;
 use crate::rng::{sub_seed, SimRng};
 use crate::sim::{CrashTiming, Failure, LeaderCrash, Life, Sim, SimConfig};
@@ -344,6 +345,28 @@ pub fn run_seed(
     explore: &ExploreConfig,
     trace: Option<Box<dyn TraceSink>>,
 ) -> SeedReport {
+    run(seed, explore, trace, |_| {})
+}
+
+/// [`run_seed`] with every node running a replica of the machine `make` builds, and the
+/// simulated clients writing its [`SimMachine::workload_command`]s: the machine checks of
+/// [`crate::machine`] run after every event too.
+#[must_use]
+pub fn run_machine_seed<M: SimMachine>(
+    seed: u64,
+    explore: &ExploreConfig,
+    trace: Option<Box<dyn TraceSink>>,
+    make: impl Fn() -> M + 'static,
+) -> SeedReport {
+    run(seed, explore, trace, |sim| sim.run_machine(make))
+}
+
+fn run(
+    seed: u64,
+    explore: &ExploreConfig,
+    trace: Option<Box<dyn TraceSink>>,
+    machine: impl FnOnce(&mut Sim),
+) -> SeedReport {
     let mut config = sim_config(seed, explore.nodes);
     let profile = seed_profile(seed, explore);
     profile.apply(seed, &mut config);
@@ -352,6 +375,7 @@ pub fn run_seed(
         config.bugs.clone_from(&explore.bugs);
     }
     let mut sim = Sim::new(config);
+    machine(&mut sim);
     if let Some(sink) = trace {
         sim.trace_mut().stream_to(sink);
     }
@@ -1078,7 +1102,10 @@ fn commit_marker(sim: &mut Sim, deadline: u64) -> Option<raft_core::LogIndex> {
         }
         let leader = sim.current_leader()?;
         attempt += 1;
-        let request = sim.propose(leader, &format!("liveness-{attempt}")).ok()?;
+        let probe = format!("liveness-{attempt}");
+        let request = sim
+            .propose_generated(leader, &probe, u64::MAX - attempt)
+            .ok()?;
         let decided = |s: &Sim| {
             s.clients
                 .record(request)

@@ -14,7 +14,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
-use raft_core::kv::Command;
 use raft_core::{ChangeRejection, MembershipChange, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -24,6 +23,8 @@ use super::openapi::{ErrorBody, SEED_COMPATIBILITY};
 use super::{ask, ApiError, ApiResult, Effect, NodeState};
 use crate::config::{parse_node_id, resolve};
 use crate::driver::{NodeRequest, Outcome, StatePage};
+use crate::member_address::check_member_address;
+use crate::replica::set_address_bytes;
 
 /// How long `POST /api/v1/members` waits for the learner to catch up before giving up.
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -230,7 +231,7 @@ async fn member_address(
     let raft = resolve(raft_addr)
         .await
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    raft_core::kv::check_member_address(id, &raft.to_string(), &http_addr)
+    check_member_address(id, &raft.to_string(), &http_addr)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     Ok((NodeId(id), raft, http_addr))
 }
@@ -360,12 +361,8 @@ pub(super) async fn change_address(
         ));
     }
     check_address_free(&state, &view, id, raft)?;
-    let command = Command::SetAddress {
-        id: id.0,
-        raft_addr: raft.to_string(),
-        http_addr: http.clone(),
-    };
-    let (index, term) = state.propose(command.encode(), &uri).await?;
+    let command = set_address_bytes(id.0, &raft.to_string(), &http);
+    let (index, term) = state.propose(command, &uri).await?;
     tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
     Ok(Json(AddressChanged {
         id: id.0,
@@ -391,20 +388,16 @@ async fn record_addresses(
     let mut records = Vec::new();
     for member in member_ids(view).filter(|&member| member != id) {
         if let Some(address) = state.addresses.get(member) {
-            records.push(Command::SetAddress {
-                id: member.0,
-                raft_addr: address.raft.to_string(),
-                http_addr: address.http,
-            });
+            records.push(set_address_bytes(
+                member.0,
+                &address.raft.to_string(),
+                &address.http,
+            ));
         }
     }
-    records.push(Command::SetAddress {
-        id: id.0,
-        raft_addr: raft.to_string(),
-        http_addr: http,
-    });
-    for record in &records {
-        state.propose(record.encode(), uri).await?;
+    records.push(set_address_bytes(id.0, &raft.to_string(), &http));
+    for record in records {
+        state.propose(record, uri).await?;
     }
     Ok(())
 }

@@ -279,7 +279,7 @@ pub(crate) struct Redirect {
 
 impl Redirect {
     /// The error for an outcome other than success.
-    pub(crate) fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+    pub(crate) fn failure<T>(&self, outcome: Outcome<T>, uri: &Uri) -> ApiError {
         match outcome {
             Outcome::NotLeader { leader_hint } => self.not_leader(leader_hint, uri),
             Outcome::Busy => ApiError::unavailable("too many requests in flight; retry later"),
@@ -299,7 +299,7 @@ impl Redirect {
                 StatusCode::CONFLICT,
                 format!("membership change rejected: {reason:?}"),
             ),
-            Outcome::Committed { .. } | Outcome::Value(_) | Outcome::Backup(_) => ApiError::new(
+            Outcome::Committed { .. } | Outcome::Value(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the node answered a different kind of request",
             ),
@@ -345,6 +345,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::auth::Tokens;
     use crate::driver::{NodeRequest, Request};
+    use crate::kv::KvMachine;
     use crate::metrics::Metrics;
     use crate::service::Handle;
     use axum::body::Body;
@@ -360,7 +361,7 @@ pub(crate) mod tests {
 
     /// A node's router (with the key-value machine's routes) over the two request channels.
     pub(crate) fn router_over(
-        requests: mpsc::Sender<Request>,
+        requests: mpsc::Sender<Request<KvMachine>>,
         node_requests: mpsc::Sender<NodeRequest>,
         tokens: Tokens,
         admin: bool,
@@ -377,7 +378,7 @@ pub(crate) mod tests {
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             scheme: "http",
-            describe: crate::kv::describe,
+            describe: crate::service::describe_entry::<crate::kv::KvService>,
             live: events::Live::detached(test_status()),
         };
         let kv = Handle::new(
@@ -394,7 +395,7 @@ pub(crate) mod tests {
     /// A router whose driver drops every request it takes, or holds it forever (on tasks of
     /// their own).
     fn app(limits: HttpLimits, tokens: Tokens, hold: bool) -> Router {
-        let (requests, mut received) = mpsc::channel::<Request>(8);
+        let (requests, mut received) = mpsc::channel::<Request<KvMachine>>(8);
         let (node_requests, mut node_received) = mpsc::channel::<NodeRequest>(8);
         tokio::spawn(async move {
             let mut held = Vec::new();

@@ -139,7 +139,7 @@ impl NodeState {
     }
 
     /// The error for an outcome other than success.
-    pub(super) fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+    pub(super) fn failure<T>(&self, outcome: Outcome<T>, uri: &Uri) -> ApiError {
         self.redirect().failure(outcome, uri)
     }
 
@@ -284,6 +284,8 @@ pub struct SnapshotTaken {
 }
 
 /// This node snapshots its state machine at its applied index and compacts its log there.
+/// Answers the snapshot's index once the core has it, which waits for the encoding (off the
+/// driver) of a possibly large state: the commit timeout bounds it.
 #[utoipa::path(post, path = "/api/v1/admin/snapshot", tag = "admin",
     responses(
         (status = 200, description = "the snapshot's index", body = SnapshotTaken),
@@ -294,7 +296,7 @@ async fn take_snapshot(State(state): State<NodeState>) -> ApiResult {
     let index = ask(
         &state.requests,
         |respond| NodeRequest::Snapshot { respond },
-        DRIVER_TIMEOUT,
+        state.commit_timeout,
         Effect::Change,
     )
     .await?;
@@ -330,12 +332,12 @@ async fn backup(State(state): State<NodeState>, uri: Uri) -> ApiResult {
         Effect::None,
     )
     .await?;
-    let Outcome::Backup(image) = outcome else {
+    let Outcome::Value(pending) = outcome else {
         return Err(state.failure(outcome, &uri));
     };
-    // Copying a large store and its checksum: not on the runtime's thread, which also runs
+    // Encoding a large state and its checksum: not on the runtime's thread, which also runs
     // the driver.
-    let body = tokio::task::spawn_blocking(move || image.encode())
+    let body = tokio::task::spawn_blocking(move || pending.finish().encode())
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())

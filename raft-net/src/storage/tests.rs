@@ -431,7 +431,7 @@ fn snapshot_request(persist_id: u64, index: u64, term: u64) -> PersistRequest {
                 last_included_term: Term(term),
                 membership: raft_core::Membership::new(voters()),
             },
-            data: b"state machine image".to_vec(),
+            data: b"state machine image".to_vec().into(),
         }),
         log: None,
     }
