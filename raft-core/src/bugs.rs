@@ -113,17 +113,18 @@ impl BugSet {
     }
 }
 
-/// True when `node` runs with the named bug reintroduced; `false` without the feature.
+/// True when `node` runs with the named bug (or any of the bugs named `A | B`) reintroduced;
+/// `false` without the feature.
 #[cfg(feature = "bug-catalogue")]
 macro_rules! reintroduced {
-    ($node:expr, $bug:ident) => {
-        $node.bugs.contains($crate::bugs::Bug::$bug)
+    ($node:expr, $($bug:ident)|+) => {
+        false $(|| $node.bugs.contains($crate::bugs::Bug::$bug))+
     };
 }
 
 #[cfg(not(feature = "bug-catalogue"))]
 macro_rules! reintroduced {
-    ($node:expr, $bug:ident) => {
+    ($node:expr, $($bug:ident)|+) => {
         false
     };
 }

@@ -37,6 +37,16 @@
 //!    leader overwrote it). A read ([`Input::Read`]) is answered once: [`Reply::ReadReady`]
 //!    after the `Apply` that brings the state machine up to the read's index, so the driver can
 //!    read its state machine right then; or a rejection.
+//! 7. **A server that lost its durable state is a new server.** [`Config::incarnation`] names
+//!    the life of one durable state: kept across restarts, chosen anew and greater when the
+//!    state is lost (a wiped or replaced disk), and a server that lost it starts with no
+//!    `voters` configured. Every message carries its sender's incarnation and the membership
+//!    records each voter's; votes and acknowledgements count only from the recorded one, so a
+//!    server never speaks for what an earlier life of it promised, and a leader re-adds a
+//!    returning server through the ordinary changes (a returning learner, caught up, promoted
+//!    with its new incarnation). The rules and their proof sketch (thesis §4.2.2, §11.1) are in
+//!    the `incarnation` module; its one unprotected window is a member of the initial cluster
+//!    restarted on an empty disk *with* its initial voters before any leader recorded it.
 //!
 //! # Beyond Figure 2
 //!
@@ -57,6 +67,16 @@
 //! ([`Config::snapshot_chunk_bytes_max`]) to followers that need compacted entries, which hand
 //! it to their application as [`Action::ApplySnapshot`]. A restarted node is restored from its
 //! latest snapshot plus the log after it ([`DurableState`]).
+//!
+//! # State machines
+//!
+//! The core replicates opaque command bytes. A [`StateMachine`] gives them meaning: it applies
+//! a committed command at an index and returns an output, answers reads the core released,
+//! and hands over snapshots cheaply (taken on the driver in O(1) or close, encoded to bytes
+//! elsewhere) and restores from their bytes; [`machine`] states its contract (determinism, the
+//! encoding of commands, what bytes that do not decode do). [`session::Sessions`] makes any
+//! machine exactly-once for clients that retry; [`kv::KvStore`] is the reference machine.
+//! raft-net's node and raft-sim's simulator run any of them.
 //!
 //! `step` never fails and never panics, whatever a decoded message carries: stale, forged or
 //! unknown-peer messages are ignored and counted in [`Stats::messages_ignored`]; client
@@ -113,6 +133,7 @@ mod byte_string;
 mod config;
 mod error;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod incarnation;
 mod input;
@@ -120,6 +141,7 @@ mod invariants;
 pub mod kv;
 mod log;
 mod log_entry;
+pub mod machine;
 mod membership;
 mod message;
 mod node;
@@ -129,7 +151,10 @@ mod quorum;
 mod read_index;
 mod rename;
 mod role;
+pub mod session;
+mod shared_map;
 mod snapshot;
+mod snapshot_data;
 mod timer;
 mod transfer;
 mod types;
@@ -145,6 +170,7 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
+pub use machine::{BadSnapshot, StateMachine};
 pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,
@@ -153,6 +179,7 @@ pub use message::{
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
 pub use rename::{NodeRenaming, Rename, RenamingError};
+pub use snapshot_data::SnapshotData;
 pub use types::{
     Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
 };

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_entry::{Entry, EntryPayload};
 use crate::membership::Membership;
+use crate::snapshot_data::SnapshotData;
 use crate::types::{Incarnation, LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
@@ -35,12 +36,12 @@ pub struct SnapshotMeta {
     pub membership: Membership,
 }
 
-/// The application's state machine as of `meta.last_included_index`, opaque to the core.
+/// The application's state machine as of `meta.last_included_index`, opaque to the core. Its
+/// bytes are shared by every clone (see [`SnapshotData`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
-    #[serde(with = "crate::byte_string")]
-    pub data: Vec<u8>,
+    pub data: SnapshotData,
 }
 
 /// Remove every stored entry with index `>= from`, then append `entries` (which start at `from`).

@@ -9,6 +9,7 @@ use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message};
 use crate::node::Node;
 use crate::persist::{Snapshot, SnapshotMeta};
 use crate::progress::ReplicationState;
+use crate::snapshot_data::SnapshotData;
 use crate::types::{LogIndex, NodeId, Role};
 
 impl Node {
@@ -28,7 +29,7 @@ impl Node {
                 last_included_term: term,
                 membership,
             },
-            data,
+            data: data.into(),
         };
         self.log.compact_to(index, term);
         self.out.snapshot_to_persist = Some(snapshot.clone());
@@ -93,7 +94,7 @@ impl Node {
             .filter(|incoming| incoming.meta == request.meta)
             .unwrap_or(Snapshot {
                 meta: request.meta.clone(),
-                data: Vec::new(),
+                data: SnapshotData::default(),
             });
         let mut incoming = incoming;
         if request.offset == incoming.data.len() as u64 {

@@ -15,7 +15,7 @@ fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
             last_included_term: Term(term),
             membership: raft_core::Membership::new((1..=3).map(NodeId)),
         },
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     }
 }
 

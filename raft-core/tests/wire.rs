@@ -160,7 +160,7 @@ proptest! {
             last_included_term: Term(2),
             membership: raft_core::Membership::new([NodeId(1)]),
         };
-        let snapshot = raft_core::Snapshot { meta: meta.clone(), data: data.clone() };
+        let snapshot = raft_core::Snapshot { meta: meta.clone(), data: data.clone().into() };
         let as_bytes = postcard::to_allocvec(&snapshot).unwrap();
         prop_assert_eq!(&as_bytes, &postcard::to_allocvec(&(&meta, &data)).unwrap());
         prop_assert_eq!(postcard::from_bytes::<raft_core::Snapshot>(&as_bytes).unwrap(), snapshot);
@@ -224,7 +224,7 @@ proptest! {
                     last_included_term: Term(term / 3),
                     membership: raft_core::Membership::new([NodeId(1), NodeId(2)]),
                 },
-                data: vec![1, 2, 3],
+                data: vec![1, 2, 3].into(),
             }),
             log: Some(LogSplice { from: LogIndex(1), entries: entries.clone() }),
         };

@@ -106,6 +106,12 @@ impl AddressBook {
         self.read().http.get(&id).cloned()
     }
 
+    /// Every HTTP address on record, in id order.
+    #[must_use]
+    pub fn http_addrs(&self) -> Vec<String> {
+        self.read().http.values().cloned().collect()
+    }
+
     #[must_use]
     pub fn get(&self, id: NodeId) -> Option<MemberAddress> {
         let inner = self.read();

@@ -247,6 +247,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         cluster_key_file: None,
         tls_cert: None,
         tls_key: None,
+        launcher_port: 0,
         node_args: Vec::new(),
     })?;
     let options = NodeOptions {

@@ -3,6 +3,10 @@
 //!
 //! The admin routes of its nodes need a token: `cluster` generates one into
 //! `<data-dir>/admin-token` (owner-only; kept across runs) and prints how to present it.
+//!
+//! It also serves a small launcher API on 127.0.0.1 (see [`crate::launcher`]) through which
+//! the dashboard stops (SIGKILL) and restarts the nodes it started. A node stopped that way is
+//! not a node that exited: the others keep running.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,8 @@ use tokio::process::{Child, Command};
 
 use crate::auth::Token;
 use crate::error::ConfigError;
+use crate::kv::KvService;
+use crate::service::Service;
 
 /// The admin token's file in the cluster's data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -49,6 +55,11 @@ pub struct ClusterArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The launcher API (stop and restart nodes; for the dashboard) listens on
+    /// 127.0.0.1:PORT; 0 (the default) picks a free one. Its URL is printed and given to the
+    /// nodes, whose dashboards use it.
+    #[arg(long, default_value_t = 0)]
+    pub launcher_port: u16,
     /// Flags for every node, after `--` (e.g. `-- --commit-timeout-ms 2000`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -79,6 +90,14 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot listen for the launcher API on {addr}: {source} (choose another --launcher-port, or 0 for a free one)")]
+    Launcher {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no node {0} in this cluster")]
+    UnknownNode(u16),
 }
 
 /// The security flags every node of a local cluster gets.
@@ -90,6 +109,8 @@ pub struct NodeOptions {
     pub client_token: Option<PathBuf>,
     /// Certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The launcher's URL, for the nodes' dashboards.
+    pub launcher_url: Option<String>,
 }
 
 impl NodeOptions {
@@ -106,6 +127,9 @@ impl NodeOptions {
             if let Some(path) = path {
                 command.arg(flag).arg(path);
             }
+        }
+        if let Some(url) = &self.launcher_url {
+            command.args(["--launcher-url", url]);
         }
         if let Some((cert, key)) = &self.tls {
             command
@@ -175,7 +199,23 @@ pub fn plan(args: &ClusterArgs) -> Result<Vec<NodeSpec>, ClusterError> {
 #[derive(Debug)]
 pub struct LocalCluster {
     pub specs: Vec<NodeSpec>,
-    children: Vec<(u16, Child)>,
+    exe: PathBuf,
+    options: NodeOptions,
+    extra: Vec<String>,
+    quiet: bool,
+    /// One per spec, in the same order; `None` while the node is stopped on request.
+    children: Vec<Option<Child>>,
+}
+
+/// A node of a [`LocalCluster`] as the launcher reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LaunchedNode {
+    pub id: u16,
+    pub http_addr: String,
+    pub raft_addr: String,
+    /// False once stopped through the launcher (until restarted).
+    pub running: bool,
+    pub pid: Option<u32>,
 }
 
 impl LocalCluster {
@@ -188,101 +228,252 @@ impl LocalCluster {
         extra: &[String],
         quiet: bool,
     ) -> Result<LocalCluster, ClusterError> {
-        let mut children = Vec::new();
-        for spec in &specs {
-            let mut command = Command::new(exe);
-            command
-                .arg("node")
-                .args(["--id", &spec.id.to_string()])
-                .args(["--raft-addr", &spec.raft_addr])
-                .args(["--http-addr", &spec.http_addr])
-                .arg("--data-dir")
-                .arg(&spec.data_dir)
-                .arg("--admin")
-                .args(["--exit-with-parent", &std::process::id().to_string()]);
-            options.apply(&mut command);
-            command.args(extra).kill_on_drop(true).stdin(Stdio::null());
-            for peer in specs.iter().filter(|peer| peer.id != spec.id) {
-                command.args(["--peer", &peer.peer_flag()]);
-            }
-            if quiet {
-                command.stdout(Stdio::null()).stderr(Stdio::null());
-            }
-            let child = command.spawn().map_err(|source| ClusterError::Spawn {
-                id: spec.id,
-                source,
-            })?;
-            children.push((spec.id, child));
+        let mut cluster = LocalCluster {
+            children: Vec::with_capacity(specs.len()),
+            specs,
+            exe: exe.to_path_buf(),
+            options: options.clone(),
+            extra: extra.to_vec(),
+            quiet,
+        };
+        for position in 0..cluster.specs.len() {
+            let child = cluster.spawn(position)?;
+            cluster.children.push(Some(child));
         }
-        Ok(LocalCluster { specs, children })
+        Ok(cluster)
+    }
+
+    fn spawn(&self, position: usize) -> Result<Child, ClusterError> {
+        let spec = &self.specs[position];
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("node")
+            .args(["--id", &spec.id.to_string()])
+            .args(["--raft-addr", &spec.raft_addr])
+            .args(["--http-addr", &spec.http_addr])
+            .arg("--data-dir")
+            .arg(&spec.data_dir)
+            .arg("--admin")
+            .args(["--exit-with-parent", &std::process::id().to_string()]);
+        self.options.apply(&mut command);
+        command
+            .args(&self.extra)
+            .kill_on_drop(true)
+            .stdin(Stdio::null());
+        for peer in self.specs.iter().filter(|peer| peer.id != spec.id) {
+            command.args(["--peer", &peer.peer_flag()]);
+        }
+        if self.quiet {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        command.spawn().map_err(|source| ClusterError::Spawn {
+            id: spec.id,
+            source,
+        })
+    }
+
+    fn position(&self, id: u16) -> Result<usize, ClusterError> {
+        self.specs
+            .iter()
+            .position(|spec| spec.id == id)
+            .ok_or(ClusterError::UnknownNode(id))
     }
 
     /// Each running node's id and process id.
     #[must_use]
     pub fn pids(&self) -> Vec<(u16, u32)> {
-        self.children
+        self.specs
             .iter()
-            .filter_map(|(id, child)| Some((*id, child.id()?)))
+            .zip(&self.children)
+            .filter_map(|(spec, child)| Some((spec.id, child.as_ref()?.id()?)))
             .collect()
     }
 
-    /// Resolves when any node exits, with its id and status.
-    pub async fn any_exit(&mut self) -> Result<(u16, ExitStatus), ClusterError> {
-        loop {
-            for (id, child) in &mut self.children {
-                match child.try_wait() {
-                    Ok(Some(status)) => return Ok((*id, status)),
-                    Ok(None) => {}
-                    Err(source) => return Err(ClusterError::Wait { id: *id, source }),
+    /// Every node, running or stopped.
+    #[must_use]
+    pub fn nodes(&self) -> Vec<LaunchedNode> {
+        self.specs
+            .iter()
+            .zip(&self.children)
+            .map(|(spec, child)| LaunchedNode {
+                id: spec.id,
+                http_addr: spec.http_addr.clone(),
+                raft_addr: spec.raft_addr.clone(),
+                running: child.is_some(),
+                pid: child.as_ref().and_then(Child::id),
+            })
+            .collect()
+    }
+
+    /// Kills node `id` with SIGKILL (no chance to clean up, as in a crash) and waits for it.
+    /// It stays stopped, without stopping the cluster, until [`LocalCluster::restart`].
+    pub async fn kill(&mut self, id: u16) -> Result<LaunchedNode, ClusterError> {
+        let position = self.position(id)?;
+        if let Some(mut child) = self.children[position].take() {
+            // Already exited is fine: it is stopped either way.
+            let _ = child.start_kill();
+            child
+                .wait()
+                .await
+                .map_err(|source| ClusterError::Wait { id, source })?;
+        }
+        Ok(self.nodes().swap_remove(position))
+    }
+
+    /// Starts node `id` again from its data dir (killing it first if it is running).
+    pub async fn restart(&mut self, id: u16) -> Result<LaunchedNode, ClusterError> {
+        let position = self.position(id)?;
+        self.kill(id).await?;
+        let child = self.spawn(position)?;
+        self.children[position] = Some(child);
+        Ok(self.nodes().swap_remove(position))
+    }
+
+    /// A node that exited on its own (not stopped through the launcher), with its status.
+    pub fn exited(&mut self) -> Result<Option<(u16, ExitStatus)>, ClusterError> {
+        for (spec, child) in self.specs.iter().zip(&mut self.children) {
+            let Some(child) = child else { continue };
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Some((spec.id, status))),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ClusterError::Wait {
+                        id: spec.id,
+                        source,
+                    })
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(None)
+    }
+
+    /// Resolves when any node exits on its own, with its id and status.
+    pub async fn any_exit(&mut self) -> Result<(u16, ExitStatus), ClusterError> {
+        loop {
+            if let Some(exited) = self.exited()? {
+                return Ok(exited);
+            }
+            tokio::time::sleep(EXIT_POLL).await;
         }
     }
 
     /// Kills every node and waits for it.
     pub async fn stop(mut self) {
-        for (_, child) in &mut self.children {
+        for child in self.children.iter_mut().flatten() {
             // Already exited is fine; the node's durable state is on disk either way.
             let _ = child.start_kill();
         }
-        for (_, child) in &mut self.children {
+        for child in self.children.iter_mut().flatten() {
             let _ = child.wait().await;
         }
     }
 }
 
-/// `raft-net cluster`: start, print how to use it, stop everything on `shutdown`.
+/// How often `cluster` looks for nodes that exited.
+const EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `raft-net cluster`: start, print how to use it (the key-value routes among it), stop
+/// everything on `shutdown`.
 pub async fn run(
     args: ClusterArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClusterError> {
+    let kv = KvService::default();
+    run_with_examples(args, |curl, url| kv.examples(curl, url), shutdown).await
+}
+
+/// [`run`] for any service: `examples(curl, url)` are the lines that show its own routes.
+pub async fn run_with_examples(
+    args: ClusterArgs,
+    examples: impl Fn(&str, &str) -> Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     let specs = plan(&args)?;
     let token_path = args.data_dir.join(ADMIN_TOKEN_FILE);
-    Token::load_or_generate(&token_path)?;
+    let token = Token::load_or_generate(&token_path)?;
+    let launcher_addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.launcher_port));
+    let listener = tokio::net::TcpListener::bind(launcher_addr)
+        .await
+        .map_err(|source| ClusterError::Launcher {
+            addr: launcher_addr,
+            source,
+        })?;
+    let launcher_addr = listener
+        .local_addr()
+        .map_err(|source| ClusterError::Launcher {
+            addr: launcher_addr,
+            source,
+        })?;
     let options = NodeOptions {
         cluster_key: args.cluster_key.clone().filter(|key| !key.is_empty()),
         cluster_key_file: args.cluster_key_file.clone(),
         admin_token: Some(token_path.clone()),
         client_token: None,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        launcher_url: Some(format!("http://{launcher_addr}")),
     };
-    let mut cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, false)?;
-    print_usage(&cluster.specs, &args.data_dir, &token_path, &options);
+    let cluster = LocalCluster::start(&exe, specs, &options, &args.node_args, false)?;
+    print_usage(
+        &cluster.specs,
+        &args.data_dir,
+        &token_path,
+        &options,
+        &examples,
+    );
+    let scheme = options.scheme();
+    let origins = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
+    let cluster = std::sync::Arc::new(tokio::sync::Mutex::new(cluster));
+    let (stop_launcher, launcher_stopped) = tokio::sync::oneshot::channel::<()>();
+    let launcher = tokio::spawn(crate::launcher::serve(
+        listener,
+        std::sync::Arc::clone(&cluster),
+        token,
+        origins,
+        async move {
+            let _ = launcher_stopped.await;
+        },
+    ));
     let result = tokio::select! {
         () = shutdown => Ok(()),
-        exited = cluster.any_exit() => match exited {
+        exited = watch_exits(&cluster) => match exited {
             Ok((id, status)) => Err(ClusterError::NodeExited { id, status }),
             Err(error) => Err(error),
         },
     };
-    eprintln!("stopping {} nodes", cluster.specs.len());
-    cluster.stop().await;
+    let _ = stop_launcher.send(());
+    if let Ok(Err(error)) = launcher.await {
+        eprintln!("the launcher API stopped with an error: {error}");
+    }
+    let cluster = std::sync::Arc::try_unwrap(cluster)
+        .map(tokio::sync::Mutex::into_inner)
+        .ok();
+    eprintln!("stopping the nodes");
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
     result
 }
 
-fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &NodeOptions) {
+/// Resolves when a node exits on its own; the lock is held only while looking.
+async fn watch_exits(
+    cluster: &tokio::sync::Mutex<LocalCluster>,
+) -> Result<(u16, ExitStatus), ClusterError> {
+    loop {
+        if let Some(exited) = cluster.lock().await.exited()? {
+            return Ok(exited);
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
+}
+
+fn print_usage(
+    specs: &[NodeSpec],
+    data_dir: &Path,
+    token: &Path,
+    options: &NodeOptions,
+    examples: &dyn Fn(&str, &str) -> Vec<String>,
+) {
     println!(
         "raft-net cluster: {} nodes, data in {}",
         specs.len(),
@@ -308,9 +499,9 @@ fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &Node
     println!();
     println!("Try (followers redirect to the leader; -L follows):");
     println!("  {curl} -s {first}/api/v1/state");
-    println!("  {curl} -sL -X POST {first}/api/v1/append -H 'Content-Type: application/json' -d '{{\"command\":\"msg1\"}}'");
-    println!("  {curl} -sL -X PUT {first}/api/v1/kv/greeting -d 'hello'");
-    println!("  {curl} -sL {first}/api/v1/kv/greeting");
+    for line in examples(&curl, &first) {
+        println!("  {line}");
+    }
     println!("  {curl} -s {first}/metrics");
     println!();
     println!(
@@ -329,6 +520,15 @@ fn print_usage(specs: &[NodeSpec], data_dir: &Path, token: &Path, options: &Node
         "  raft-net client --server {first}{ca} --admin-token {} members",
         token.display()
     );
+    println!();
+    println!("Dashboard (every node serves it): {first}/ui");
+    println!(
+        "  its buttons need the admin token: paste the output of `cat {}` into the page",
+        token.display()
+    );
+    if let Some(launcher) = &options.launcher_url {
+        println!("  stop (SIGKILL) and restart go through this launcher: {launcher}");
+    }
     println!("Ctrl-C stops every node.");
 }
 
@@ -346,6 +546,7 @@ mod tests {
             cluster_key_file: None,
             tls_cert: None,
             tls_key: None,
+            launcher_port: 0,
             node_args: Vec::new(),
         }
     }

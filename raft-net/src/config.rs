@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::NodeId;
+use std::collections::BTreeSet;
+
+use raft_core::{Incarnation, NodeId};
 
 use crate::auth::Token;
+use crate::cluster_id::ClusterId;
 use crate::cluster_key::ClusterKey;
 use crate::error::ConfigError;
+use crate::storage::Creation;
 use crate::transport::DATAGRAM_OVERHEAD_BYTES;
 
 /// Default cap on one peer datagram: well below the 64 KiB UDP limit, one loopback packet.
@@ -35,6 +39,18 @@ const APPEND_FIXED_BYTES: usize = 256;
 const APPEND_PER_ENTRY_SLACK_BYTES: usize = 2;
 /// `Entry::size_bytes`' per-entry allowance, so a single command entry fits the budget.
 const ENTRY_HEADER_BYTES: usize = 24;
+
+/// What a node started on an empty data dir is (etcd's `--initial-cluster-state`); a data
+/// dir that exists ignores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialClusterState {
+    /// A member of a new cluster: the node and its `--peer`s are the initial voters.
+    #[default]
+    New,
+    /// A server of a running cluster whose state was lost (or a new one): it starts with no
+    /// voters, as a new incarnation, and waits for the leader to (re-)add it.
+    Existing,
+}
 
 /// Another voter: its id, where its Raft datagrams go, where its clients go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +139,10 @@ pub struct NodeConfig {
     pub join: Option<String>,
     /// Start with no voters and wait for a member to add this node (the seed's `/join` flow).
     pub await_join: bool,
+    /// What an empty data dir becomes.
+    pub initial_cluster_state: InitialClusterState,
+    /// Mixed into the id of a new cluster, so clusters with the same member ids differ.
+    pub initial_cluster_token: String,
     pub timing: Timing,
     pub datagram_bytes_max: usize,
     pub inflight_appends_max: usize,
@@ -131,6 +151,8 @@ pub struct NodeConfig {
     /// A WAL segment is closed once it holds this many bytes; whole segments below the
     /// latest snapshot are deleted.
     pub wal_segment_bytes: u64,
+    /// The origin of the launcher that started this node (`--launcher-url`).
+    pub launcher: Option<String>,
 }
 
 impl NodeConfig {
@@ -158,18 +180,7 @@ impl NodeConfig {
     /// keeps every message's datagram under `datagram_bytes_max`.
     #[must_use]
     pub fn raft_config(&self) -> raft_core::Config {
-        // A joining node starts with no voters: it waits for the leader to contact it, and the
-        // membership in the log it receives rules from then on.
-        let voters: Vec<NodeId> = if self.join.is_some() || self.await_join {
-            Vec::new()
-        } else {
-            self.peers
-                .iter()
-                .map(|peer| peer.id)
-                .chain([self.id])
-                .collect()
-        };
-        let mut config = raft_core::Config::new(self.id, voters);
+        let mut config = raft_core::Config::new(self.id, self.initial_voters());
         config.heartbeat_interval_ticks = self.timing.heartbeat_ticks;
         config.election_timeout_ticks_min = self.timing.election_ticks_min;
         config.election_timeout_ticks_max = self.timing.election_ticks_max;
@@ -181,6 +192,44 @@ impl NodeConfig {
             .saturating_sub(SNAPSHOT_META_BYTES)
             .max(1);
         config
+    }
+
+    /// Whether an empty data dir makes this node a server that an existing cluster adds (or
+    /// re-adds), rather than a member of a new cluster.
+    #[must_use]
+    pub fn joins_existing(&self) -> bool {
+        self.join.is_some()
+            || self.await_join
+            || self.initial_cluster_state == InitialClusterState::Existing
+    }
+
+    /// The voters the flags make this node start with on an empty data dir. A joining or
+    /// returning node starts with none: it waits for the leader to contact it, and the
+    /// membership in the log it receives rules from then on.
+    #[must_use]
+    pub fn initial_voters(&self) -> BTreeSet<NodeId> {
+        if self.joins_existing() {
+            return BTreeSet::new();
+        }
+        self.peers
+            .iter()
+            .map(|peer| peer.id)
+            .chain([self.id])
+            .collect()
+    }
+
+    /// What an empty data dir is created with: the initial voters, an incarnation (the
+    /// creation time, `now_micros`) and, for a new cluster, its id.
+    #[must_use]
+    pub fn creation(&self, now_micros: u64) -> Creation {
+        let voters = self.initial_voters();
+        let cluster_id = (!self.joins_existing())
+            .then(|| ClusterId::of_new_cluster(&voters, &self.initial_cluster_token));
+        Creation {
+            voters,
+            incarnation: Incarnation(now_micros),
+            cluster_id,
+        }
     }
 
     fn append_bytes_max(&self, append_entries_max: usize) -> usize {
@@ -242,7 +291,9 @@ pub async fn parse_peer(spec: &str) -> Result<Peer, ConfigError> {
         .ok_or_else(|| error("missing '@' between the Raft and HTTP addresses"))?;
     let id = parse_node_id(id).map_err(|e| error(&e.to_string()))?;
     let raft_addr = resolve(raft).await.map_err(|e| error(&e.to_string()))?;
-    if let Err(reason) = raft_core::kv::check_member_address(id.0, &raft_addr.to_string(), http) {
+    if let Err(reason) =
+        crate::member_address::check_member_address(id.0, &raft_addr.to_string(), http)
+    {
         return Err(error(&reason.to_string()));
     }
     Ok(Peer {
@@ -285,6 +336,16 @@ pub struct NodeArgs {
     /// or `GET /join?nodeId=&raftPort=` on a member). Only matters while the data dir is empty.
     #[arg(long, conflicts_with = "join")]
     pub await_join: bool,
+    /// What an empty data dir becomes: `new`, a member of a new cluster made of this node and
+    /// its --peers; `existing`, a server of the running cluster of its --peers whose state was
+    /// lost (or a new one), which starts with no vote and waits for the leader to re-add it. A
+    /// data dir that exists ignores this.
+    #[arg(long, value_enum, default_value_t = InitialClusterState::New)]
+    pub initial_cluster_state: InitialClusterState,
+    /// Mixed into the id of a new cluster (with the initial voters' ids): give clusters with
+    /// the same member ids different tokens, so a data dir of one is refused by the other.
+    #[arg(long, default_value = "", value_name = "TOKEN")]
+    pub initial_cluster_token: String,
     /// Serve the fault-injection (isolate/heal), leadership-transfer and snapshot routes.
     #[arg(long)]
     pub admin: bool,
@@ -363,6 +424,10 @@ pub struct NodeArgs {
     /// Runtime threads for the driver and HTTP (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The `raft-net cluster` launcher that started this node (`http://127.0.0.1:PORT`):
+    /// the dashboard (`/ui`) offers to stop and restart nodes through it.
+    #[arg(long, value_name = "URL")]
+    pub launcher_url: Option<String>,
     /// Shut down once the process with this id is no longer this node's parent (`cluster`
     /// passes its own, so its nodes stop even when it is killed with SIGKILL).
     #[arg(long, value_name = "PID", hide = true)]
@@ -375,6 +440,12 @@ impl NodeArgs {
     pub async fn into_config(self) -> Result<NodeConfig, ConfigError> {
         if (self.join.is_some() || self.await_join) && !self.peers.is_empty() {
             return Err(ConfigError::JoinWithPeers);
+        }
+        let returning = self.join.is_none()
+            && !self.await_join
+            && self.initial_cluster_state == InitialClusterState::Existing;
+        if returning && self.peers.is_empty() {
+            return Err(ConfigError::ExistingWithoutPeers);
         }
         let raft_addr = address(
             self.raft_addr,
@@ -423,6 +494,8 @@ impl NodeArgs {
             },
             join: self.join,
             await_join: self.await_join,
+            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token,
             timing: Timing {
                 tick: Duration::from_millis(self.tick_ms.max(1)),
                 heartbeat_ticks: self.heartbeat_ticks,
@@ -434,6 +507,11 @@ impl NodeArgs {
             inflight_appends_max: self.inflight_appends_max,
             snapshot_entries: self.snapshot_entries,
             wal_segment_bytes: self.wal_segment_bytes,
+            launcher: self
+                .launcher_url
+                .as_deref()
+                .map(launcher_origin)
+                .transpose()?,
         };
         config.validate()?;
         Ok(config)
@@ -459,6 +537,20 @@ async fn cluster_key(
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The origin (`scheme://host:port`) of a launcher URL: what the dashboard talks to, and what
+/// its Content-Security-Policy allows.
+pub fn launcher_origin(url: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::LauncherUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(invalid("expected http://HOST:PORT or https://HOST:PORT"));
+    }
+    Ok(parsed.origin().ascii_serialization())
 }
 
 async fn address(
@@ -497,11 +589,14 @@ mod tests {
             http: HttpLimits::default(),
             join: None,
             await_join: false,
+            initial_cluster_state: InitialClusterState::New,
+            initial_cluster_token: String::new(),
             timing: Timing::default(),
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
             snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
             wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES_MAX,
+            launcher: None,
         }
     }
 
@@ -530,6 +625,26 @@ mod tests {
     }
 
     #[test]
+    fn launcher_urls_give_their_origin() {
+        assert_eq!(
+            launcher_origin("http://127.0.0.1:7999/").unwrap(),
+            "http://127.0.0.1:7999"
+        );
+        assert_eq!(
+            launcher_origin("https://[::1]:7999/x").unwrap(),
+            "https://[::1]:7999"
+        );
+        for bad in [
+            "127.0.0.1:7999",
+            "file:///tmp/x",
+            "nonsense",
+            "data:text/plain,x",
+        ] {
+            assert!(launcher_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn node_ids_parse() {
         assert_eq!(parse_node_id("n2").unwrap(), NodeId(2));
         assert_eq!(parse_node_id("7").unwrap(), NodeId(7));
@@ -550,6 +665,34 @@ mod tests {
         assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
         assert!(config.command_bytes_max() > 40 * 1024);
         assert!(raft.snapshot_chunk_bytes_max + SNAPSHOT_META_BYTES <= raft.append_bytes_max);
+    }
+
+    #[test]
+    fn initial_members_agree_on_the_cluster_id_and_returning_servers_have_none() {
+        let one = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        let mut two = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        two.id = NodeId(2);
+        two.raft_addr = one.peers[0].raft_addr;
+        two.peers = vec![Peer {
+            id: NodeId(1),
+            raft_addr: one.raft_addr,
+            http_addr: "127.0.0.1:8000".to_string(),
+        }];
+        let created = one.creation(1_000);
+        assert_eq!(created.incarnation, Incarnation(1_000));
+        assert_eq!(created.voters, one.initial_voters());
+        assert_eq!(created.voters.len(), 2);
+        assert!(created.cluster_id.is_some());
+        assert_eq!(two.creation(2_000).cluster_id, created.cluster_id);
+        let mut token = one.clone();
+        token.initial_cluster_token = "second".to_string();
+        assert_ne!(token.creation(1_000).cluster_id, created.cluster_id);
+        let mut returning = one.clone();
+        returning.initial_cluster_state = InitialClusterState::Existing;
+        let created = returning.creation(3_000);
+        assert!(created.voters.is_empty());
+        assert_eq!(created.cluster_id, None);
+        assert!(returning.raft_config().voters.is_empty());
     }
 
     #[test]

@@ -1,40 +1,54 @@
-//! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex).
+//! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex), and the
+//! node's replicated state: a [`Replica`] of the service's state machine.
 //!
-//! It waits on four sources: a peer datagram, the tick interval, a client request from HTTP, and
-//! a persist completion from the storage thread. Each turns into exactly one `Input`; the
-//! driver calls `step` and carries out the returned actions in order before it looks at the
-//! next input (contract rule 1):
+//! It waits on six sources: a peer datagram, the tick interval, a request from the machine's
+//! HTTP routes, one from the node's own routes, a persist completion from the storage thread,
+//! and a snapshot encoded off the driver. Each turns into exactly one `Input`; the driver
+//! calls `step` and carries out the returned actions in order before it looks at the next
+//! input (contract rule 1):
 //!
 //! - `Persist` goes to the storage thread (group commit). Its completion comes back later as
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
 //!   depends on it, so the driver never orders anything itself.
 //! - `Send` is encoded and sent as one datagram.
-//! - `ApplySnapshot` replaces the key-value store with the leader's snapshot.
-//! - `Apply` runs the key-value store; the outputs are kept for the replies of the same step.
-//! - `Reply` answers the HTTP request that proposed the command (or asked for a read).
+//! - `ApplySnapshot` replaces the machine with the leader's snapshot.
+//! - `Apply` runs the machine; the outputs are kept for the replies of the same step.
+//! - `Reply` answers the HTTP request that proposed the command (or asked for a read: the
+//!   machine answers it right then).
 //!
 //! After the actions, when the applied index crosses a multiple of `snapshot_entries` (shifted
-//! by a per-node offset), the driver feeds `Input::Compact` with the store's snapshot so the log
-//! (and the WAL) stay bounded. The offset keeps members from snapshotting at the same index:
-//! while one member writes its checkpoint, the others still form a majority and commit.
+//! by a per-node offset), the driver takes the machine's snapshot, which the
+//! [`StateMachine`] contract makes cheap (the key-value store's is a
+//! pointer copy), and encodes it on a blocking thread while it goes on stepping; the bytes come
+//! back as one more source, and only then does the driver feed `Input::Compact` for the index
+//! the snapshot was taken at, so the log (and the WAL) stay bounded without a large store ever
+//! stalling heartbeats. One snapshot is encoded at a time. The offset keeps members from
+//! snapshotting at the same index: while one member writes its checkpoint, the others still
+//! form a majority and commit.
 //!
 //! This is the only place in the system that reads a clock (the tick interval).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use raft_core::kv::{Command, KvStore, Output};
 use raft_core::{
     Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange,
-    Node, NodeId, Reply, RequestId, Role, Snapshot, Term,
+    Node, NodeId, Reply, RequestId, Role, Snapshot, StateMachine, Term,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{interval, MissedTickBehavior};
+use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::addresses::AddressBook;
+use crate::backup::BackupImage;
+use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::error::{DriverError, StorageError};
+use crate::events::{NodeStatus, StatusFeed};
+use crate::member_address::check_member_address;
 use crate::metrics::{inc, Metrics};
-use crate::storage::{PersistCompletion, StorageHandle};
+use crate::replica::{NodeOutput, Replica};
+use crate::service::Machine;
+use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
 /// Requests queued from HTTP before senders wait.
@@ -49,24 +63,50 @@ pub const STATE_PAGE_BYTES_MAX: usize = 1024 * 1024;
 /// Log entries one page looks at, listed or not (no-ops and membership entries are not).
 const STATE_SCAN_MAX: usize = 4 * STATE_PAGE_MAX;
 
-/// What HTTP asks of the driver.
-#[derive(Debug)]
-pub enum Request {
-    /// Propose an encoded `kv::Command`; answered once its fate is known.
+/// What the machine's routes ask of the driver.
+pub enum Request<M: StateMachine> {
+    /// Propose a command, as the log holds it (tagged, see [`crate::replica`]); answered once
+    /// its fate is known.
     Propose {
         command: Vec<u8>,
-        respond: oneshot::Sender<Outcome>,
+        respond: oneshot::Sender<Outcome<M::Output>>,
     },
-    /// A linearizable read of `key` (ReadIndex: answered once leadership is confirmed and the
-    /// store has applied everything committed when the read arrived).
+    /// A linearizable read (ReadIndex: answered once leadership is confirmed and the machine
+    /// has applied everything committed when the read arrived).
     Read {
-        key: String,
-        respond: oneshot::Sender<Outcome>,
+        query: M::Query,
+        respond: oneshot::Sender<Outcome<M::Answer>>,
+    },
+    /// This replica's answer, without consulting the leader.
+    StaleRead {
+        query: M::Query,
+        respond: oneshot::Sender<M::Answer>,
+    },
+}
+
+impl<M: StateMachine> std::fmt::Debug for Request<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Propose { .. } => "Propose",
+            Request::Read { .. } => "Read",
+            Request::StaleRead { .. } => "StaleRead",
+        })
+    }
+}
+
+/// What the node's own routes (status, members, administration) ask of the driver.
+#[derive(Debug)]
+pub enum NodeRequest {
+    /// Propose an encoded node command (a member's addresses); answered once its fate is
+    /// known.
+    Propose {
+        command: Vec<u8>,
+        respond: oneshot::Sender<Outcome<()>>,
     },
     /// A single-server membership change.
     ChangeMembership {
         change: MembershipChange,
-        respond: oneshot::Sender<Outcome>,
+        respond: oneshot::Sender<Outcome<()>>,
     },
     /// Hand leadership to `to` (Raft thesis §3.10); answered with this node's view right after.
     TransferLeader {
@@ -79,26 +119,28 @@ pub enum Request {
         limit: usize,
         respond: oneshot::Sender<StatePage>,
     },
-    /// Snapshot the store now and compact the log through the applied index; answered with
-    /// that index, or `None` when nothing was applied since the latest snapshot.
+    /// Snapshot the machine now and compact the log through the applied index; answered with
+    /// the snapshot's index once the core has it, or `None` when nothing was applied since
+    /// the latest snapshot.
     Snapshot {
         respond: oneshot::Sender<Option<LogIndex>>,
     },
-    /// This replica's value for a key, without consulting the leader.
-    StaleGet {
-        key: String,
-        respond: oneshot::Sender<Option<Vec<u8>>>,
+    /// A backup: the store, its applied index, term and membership, once leadership is
+    /// confirmed and everything committed when the request arrived is applied (as for a
+    /// linearizable read).
+    Backup {
+        respond: oneshot::Sender<Outcome<Box<PendingBackup>>>,
     },
 }
 
-/// The fate of a proposal.
+/// The fate of a proposal (`T`: the machine's output) or a read (`T`: its answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<T> {
     /// Committed and applied; `output` is what the state machine returned.
     Committed {
         index: LogIndex,
         term: Term,
-        output: Output,
+        output: T,
     },
     NotLeader {
         leader_hint: Option<NodeId>,
@@ -115,8 +157,8 @@ pub enum Outcome {
         index: LogIndex,
         term: Term,
     },
-    /// A linearizable read's value.
-    Value(Option<Vec<u8>>),
+    /// A linearizable read's answer.
+    Value(T),
     /// The membership change cannot be made (now).
     ChangeRejected(ChangeRejection),
 }
@@ -136,6 +178,14 @@ pub struct StatePage {
     pub snapshot_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// This server's incarnation.
+    pub incarnation: u64,
+    /// The cluster this node belongs to, once known.
+    pub cluster_id: Option<ClusterId>,
+    /// The incarnation the membership records for each member, where it records one.
+    pub incarnations: Vec<(u64, u64)>,
+    /// Learners that were voters until they came back as a new incarnation.
+    pub returning: Vec<u64>,
     /// Command entries from the page's start, in index order.
     pub entries: Vec<Entry>,
     /// The `from` of the next page, when this one was cut short.
@@ -151,55 +201,158 @@ pub struct TransferView {
     pub target: Option<NodeId>,
 }
 
-/// A proposal or read waiting for its answer.
-#[derive(Debug)]
-struct Waiter {
-    respond: oneshot::Sender<Outcome>,
-    /// The key of a read.
-    read_key: Option<String>,
+/// A request waiting for its answer.
+enum Waiter<M: StateMachine> {
+    /// A machine command: answered with the machine's output.
+    Proposal(oneshot::Sender<Outcome<M::Output>>),
+    /// A read: the machine answers `query` once the core releases it.
+    Read {
+        query: M::Query,
+        respond: oneshot::Sender<Outcome<M::Answer>>,
+    },
+    /// A node command or a membership change: answered with its fate alone.
+    Node(oneshot::Sender<Outcome<()>>),
+    /// A backup: taken once the core releases it, like a read.
+    Backup(oneshot::Sender<Outcome<Box<PendingBackup>>>),
 }
 
-/// Everything the driver task owns.
+/// What the data dir says about this node, and the cluster id the node goes by.
 #[derive(Debug)]
-pub struct Driver {
+pub struct Identity {
+    pub data_dir: PathBuf,
+    pub meta: Meta,
+    pub cluster: Arc<ClusterIdCell>,
+}
+
+impl Identity {
+    /// A server without a cluster id (it joined or returned from an empty data dir) takes the
+    /// one the first message it accepts names, durably, before it acts on that message.
+    fn learn(&mut self, claimed: Option<ClusterId>) -> Result<(), StorageError> {
+        let (None, Some(id)) = (self.meta.cluster_id, claimed) else {
+            return Ok(());
+        };
+        let meta = Meta {
+            cluster_id: Some(id),
+            ..self.meta.clone()
+        };
+        storage::write_meta(&self.data_dir, &meta)?;
+        self.meta = meta;
+        self.cluster.set(id);
+        tracing::info!(cluster = %id, "recorded the cluster id a member named");
+        Ok(())
+    }
+}
+
+/// A backup as the driver hands it over: everything but the state's bytes, and the state's
+/// snapshot, which [`PendingBackup::finish`] encodes away from the driver.
+pub struct PendingBackup {
+    image: BackupImage,
+    encode: Box<dyn FnOnce() -> Vec<u8> + Send>,
+}
+
+impl std::fmt::Debug for PendingBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingBackup")
+            .field("index", &self.image.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingBackup {
+    /// The backup with its bytes: O(state), so not on the driver's thread.
+    #[must_use]
+    pub fn finish(self) -> BackupImage {
+        let mut image = self.image;
+        image.data = (self.encode)();
+        tracing::info!(
+            index = image.index.0,
+            bytes = image.data.len(),
+            "backup encoded"
+        );
+        image
+    }
+}
+
+/// A snapshot being encoded off the driver.
+struct Encoding {
+    /// The applied index it was taken at.
+    index: LogIndex,
+    /// Snapshot requests answered when it is in the core.
+    waiters: Vec<oneshot::Sender<Option<LogIndex>>>,
+    /// A request came after it was taken, when more had been applied: take another one
+    /// right after, for the waiters.
+    again: bool,
+}
+
+/// An encoded snapshot coming back to the driver: the index it was taken at and its bytes.
+type Encoded = (LogIndex, Vec<u8>);
+
+/// Everything the driver task owns.
+pub struct Driver<M: StateMachine> {
     node: Node,
-    kv: KvStore,
+    identity: Identity,
+    replica: Replica<M>,
     transport: Arc<Transport>,
     addresses: Arc<AddressBook>,
     storage: StorageHandle,
     metrics: Arc<Metrics>,
-    waiters: HashMap<RequestId, Waiter>,
+    waiters: HashMap<RequestId, Waiter<M>>,
     next_request_id: u64,
     /// Outputs of the entries applied in the current step, for its `Committed` replies.
     /// In index order (an `Apply` is contiguous); only kept while some request waits.
-    step_outputs: Vec<(LogIndex, Output)>,
+    step_outputs: Vec<(LogIndex, NodeOutput<M::Output>)>,
     last_seen: (Role, Term, Option<NodeId>),
     /// The membership last logged.
     last_membership: Membership,
     /// Take a snapshot after this many applied entries (0: never).
     snapshot_entries: u64,
-    /// The index of the latest snapshot this node has (taken or installed).
+    /// The index of the latest snapshot this node took (being encoded, or in the core) or
+    /// installed: the next one is due `snapshot_entries` after it.
+    snapshot_taken: LogIndex,
+    /// The index of the latest snapshot the core holds: the log is compacted up to it.
     snapshot_index: LogIndex,
+    /// The snapshot being encoded, if any.
+    encoding: Option<Encoding>,
+    encoded_tx: mpsc::UnboundedSender<Encoded>,
+    encoded_rx: Option<mpsc::UnboundedReceiver<Encoded>>,
+    /// The status for watchers (`GET /api/v1/events`), sent where the gauges are updated.
+    feed: StatusFeed,
 }
 
-impl Driver {
-    /// `kv` must be the store as of the node's restored snapshot (empty without one).
+impl<M: StateMachine> std::fmt::Debug for Driver<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("node", &self.node.id())
+            .field("waiters", &self.waiters.len())
+            .field("snapshot_index", &self.snapshot_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Machine> Driver<M> {
+    /// `replica` must be the replicated state as of the node's restored snapshot (empty
+    /// without one).
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
-        kv: KvStore,
+        identity: Identity,
+        replica: Replica<M>,
         addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
         storage: StorageHandle,
         metrics: Arc<Metrics>,
         snapshot_entries: u64,
-    ) -> Driver {
+    ) -> Driver<M> {
         let last_seen = (node.role(), node.term(), node.leader_id());
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
+        let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
+        let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
-            kv,
+            identity,
+            replica,
             transport,
             addresses,
             storage,
@@ -210,15 +363,27 @@ impl Driver {
             last_seen,
             last_membership,
             snapshot_entries,
+            snapshot_taken: snapshot_index,
             snapshot_index,
+            encoding: None,
+            encoded_tx,
+            encoded_rx: Some(encoded_rx),
+            feed,
         }
     }
 
-    /// Runs until the request channel closes (the HTTP side is gone) or storage fails.
+    /// The node's status from now on, as it changes.
+    #[must_use]
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<NodeStatus> {
+        self.feed.subscribe()
+    }
+
+    /// Runs until a request channel closes (the HTTP side is gone) or storage fails.
     pub async fn run(
         mut self,
         tick: std::time::Duration,
-        mut requests: mpsc::Receiver<Request>,
+        mut requests: mpsc::Receiver<Request<M>>,
+        mut node_requests: mpsc::Receiver<NodeRequest>,
         mut persisted: mpsc::UnboundedReceiver<PersistCompletion>,
     ) -> Result<(), DriverError> {
         let mut ticks = interval(tick);
@@ -227,15 +392,25 @@ impl Driver {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let transport = Arc::clone(&self.transport);
         let mut buf = transport.recv_buffer();
+        // The driver holds a sender itself, so this channel never closes.
+        let Some(mut encoded) = self.encoded_rx.take() else {
+            return Ok(());
+        };
         self.publish();
         let result = loop {
+            // When the turn began: the wake-up, not the wait before it.
+            let turn: Instant;
             tokio::select! {
-                completion = persisted.recv() => match completion {
-                    Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
-                    Some(Err(error)) => break Err(error.into()),
-                    None => break Err(StorageError::ThreadGone.into()),
-                },
+                completion = persisted.recv() => {
+                    turn = Instant::now();
+                    match completion {
+                        Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
+                        Some(Err(error)) => break Err(error.into()),
+                        None => break Err(StorageError::ThreadGone.into()),
+                    }
+                }
                 received = transport.recv(&mut buf) => {
+                    turn = Instant::now();
                     match received {
                         Ok((len, from)) => self.on_datagram(&buf[..len], from)?,
                         Err(error) => tracing::debug!(%error, "UDP receive failed"),
@@ -245,8 +420,12 @@ impl Driver {
                         self.on_datagram(&buf[..len], from)?;
                     }
                 }
-                _ = ticks.tick() => self.step(Input::Tick)?,
+                _ = ticks.tick() => {
+                    turn = Instant::now();
+                    self.step(Input::Tick)?;
+                }
                 request = requests.recv() => {
+                    turn = Instant::now();
                     let Some(request) = request else { break Ok(()) };
                     // Proposals of a burst enter the core as one batch: one AppendEntries per
                     // follower carries them all, instead of one datagram per proposal.
@@ -258,12 +437,22 @@ impl Driver {
                     }
                     self.propose(&mut batch)?;
                 }
+                request = node_requests.recv() => {
+                    turn = Instant::now();
+                    let Some(request) = request else { break Ok(()) };
+                    self.on_node_request(request)?;
+                }
+                Some((index, data)) = encoded.recv() => {
+                    turn = Instant::now();
+                    self.on_encoded(index, data)?;
+                }
             }
             // Everything the inputs of this iteration asked to persist goes to the storage
             // thread together, before the loop waits again.
             if let Err(error) = self.storage.flush() {
                 break Err(error.into());
             }
+            self.metrics.observe_driver_busy(turn.elapsed());
         };
         self.storage.shutdown();
         result
@@ -275,7 +464,10 @@ impl Driver {
         from: std::net::SocketAddr,
     ) -> Result<(), DriverError> {
         match self.transport.accept(datagram, from) {
-            Some(envelope) => self.step(Input::Receive(envelope)),
+            Some(received) => {
+                self.identity.learn(received.cluster)?;
+                self.step(Input::Receive(received.envelope))
+            }
             None => Ok(()),
         }
     }
@@ -284,7 +476,7 @@ impl Driver {
     /// other request so the core sees them all in arrival order.
     fn on_request(
         &mut self,
-        request: Request,
+        request: Request<M>,
         batch: &mut Vec<(RequestId, Vec<u8>)>,
     ) -> Result<(), DriverError> {
         if !matches!(request, Request::Propose { .. }) {
@@ -292,20 +484,34 @@ impl Driver {
         }
         match request {
             Request::Propose { command, respond } => {
-                let request_id = self.wait(respond, None);
+                let request_id = self.wait(Waiter::Proposal(respond));
                 inc(&self.metrics.proposals);
                 batch.push((request_id, command));
                 Ok(())
             }
-            Request::Read { key, respond } => {
-                let request_id = self.wait(respond, Some(key));
+            Request::Read { query, respond } => {
+                let request_id = self.wait(Waiter::Read { query, respond });
                 self.step(Input::Read { request_id })
             }
-            Request::ChangeMembership { change, respond } => {
-                let request_id = self.wait(respond, None);
+            Request::StaleRead { query, respond } => {
+                let _ = respond.send(self.replica.query(&query));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_node_request(&mut self, request: NodeRequest) -> Result<(), DriverError> {
+        match request {
+            NodeRequest::Propose { command, respond } => {
+                let request_id = self.wait(Waiter::Node(respond));
+                inc(&self.metrics.proposals);
+                self.propose(&mut vec![(request_id, command)])
+            }
+            NodeRequest::ChangeMembership { change, respond } => {
+                let request_id = self.wait(Waiter::Node(respond));
                 self.step(Input::ChangeMembership { request_id, change })
             }
-            Request::State {
+            NodeRequest::State {
                 from,
                 limit,
                 respond,
@@ -314,7 +520,7 @@ impl Driver {
                 let _ = respond.send(self.state_page(from, limit));
                 Ok(())
             }
-            Request::TransferLeader { to, respond } => {
+            NodeRequest::TransferLeader { to, respond } => {
                 self.step(Input::TransferLeader { to })?;
                 let view = TransferView {
                     leader: self.node.leader_id(),
@@ -323,18 +529,27 @@ impl Driver {
                 let _ = respond.send(view);
                 Ok(())
             }
-            Request::StaleGet { key, respond } => {
-                let _ = respond.send(self.kv.get(&key).map(<[u8]>::to_vec));
-                Ok(())
+            NodeRequest::Backup { respond } => {
+                let request_id = self.wait(Waiter::Backup(respond));
+                self.step(Input::Read { request_id })
             }
-            Request::Snapshot { respond } => {
+            NodeRequest::Snapshot { respond } => {
                 let applied = self.node.applied_index();
-                if applied <= self.snapshot_index {
-                    let _ = respond.send(None);
-                    return Ok(());
+                match &mut self.encoding {
+                    Some(encoding) => {
+                        encoding.again |= applied > encoding.index;
+                        encoding.waiters.push(respond);
+                    }
+                    None if applied <= self.snapshot_taken => {
+                        let _ = respond.send(None);
+                    }
+                    None => {
+                        self.take_snapshot(applied);
+                        if let Some(encoding) = &mut self.encoding {
+                            encoding.waiters.push(respond);
+                        }
+                    }
                 }
-                self.snapshot(applied)?;
-                let _ = respond.send(Some(applied));
                 Ok(())
             }
         }
@@ -349,11 +564,10 @@ impl Driver {
         })
     }
 
-    fn wait(&mut self, respond: oneshot::Sender<Outcome>, read_key: Option<String>) -> RequestId {
+    fn wait(&mut self, waiter: Waiter<M>) -> RequestId {
         let request_id = RequestId(self.next_request_id);
         self.next_request_id += 1;
-        self.waiters
-            .insert(request_id, Waiter { respond, read_key });
+        self.waiters.insert(request_id, waiter);
         request_id
     }
 
@@ -361,27 +575,62 @@ impl Driver {
     fn step(&mut self, input: Input) -> Result<(), DriverError> {
         self.execute(input)?;
         let applied = self.node.applied_index();
-        if snapshot_due(
+        let due = snapshot_due(
             self.node.id(),
             self.snapshot_entries,
-            self.snapshot_index,
+            self.snapshot_taken,
             applied,
-        ) {
-            // A fresh input, not a re-entry: the previous step's actions are all done.
-            self.snapshot(applied)?;
+        );
+        if due && self.encoding.is_none() {
+            self.take_snapshot(applied);
         }
         Ok(())
     }
 
-    /// Hands the core the store's snapshot at `applied` (the store's current state).
-    fn snapshot(&mut self, applied: LogIndex) -> Result<(), DriverError> {
-        let data = self.kv.snapshot();
-        tracing::info!(index = applied.0, bytes = data.len(), "taking a snapshot");
-        self.snapshot_index = applied;
-        self.execute(Input::Compact {
+    /// Takes the machine's snapshot at `applied` (its current state), which is cheap, and
+    /// encodes it on a blocking thread; the bytes come back through `encoded`.
+    fn take_snapshot(&mut self, applied: LogIndex) {
+        let snapshot = self.replica.snapshot();
+        self.snapshot_taken = applied;
+        self.encoding = Some(Encoding {
             index: applied,
-            data,
-        })
+            waiters: Vec::new(),
+            again: false,
+        });
+        let done = self.encoded_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut data = Vec::new();
+            Replica::<M>::encode_snapshot(&snapshot, &mut data);
+            // Released before the bytes reach the driver, so a machine that shares its state
+            // with its snapshot (the key-value store) has it to itself again by then.
+            drop(snapshot);
+            // The driver is gone when this fails; nothing waits for the bytes then.
+            let _ = done.send((applied, data));
+        });
+    }
+
+    /// A snapshot's bytes are ready: the core compacts the log behind them (unless it has a
+    /// newer snapshot by now, from the leader), and the requests that waited are answered.
+    fn on_encoded(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), DriverError> {
+        tracing::info!(index = index.0, bytes = data.len(), "taking a snapshot");
+        let encoding = self.encoding.take();
+        self.execute(Input::Compact { index, data })?;
+        self.snapshot_index = self.snapshot_index.max(index);
+        let Some(encoding) = encoding else {
+            return Ok(());
+        };
+        let applied = self.node.applied_index();
+        if encoding.again && applied > index {
+            self.take_snapshot(applied);
+            if let Some(next) = &mut self.encoding {
+                next.waiters = encoding.waiters;
+            }
+            return Ok(());
+        }
+        for waiter in encoding.waiters {
+            let _ = waiter.send(Some(index));
+        }
+        Ok(())
     }
 
     fn execute(&mut self, input: Input) -> Result<(), DriverError> {
@@ -403,13 +652,25 @@ impl Driver {
 
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), DriverError> {
         let index = snapshot.meta.last_included_index;
-        // The data came from a leader's `KvStore::snapshot`; anything else means the cluster
-        // runs incompatible builds, and going on would diverge from the other replicas.
-        self.kv = KvStore::restore(&snapshot.data).ok_or(DriverError::BadSnapshot { index })?;
-        self.snapshot_index = index;
+        // The data came from a leader's snapshot of the same machine; anything else means the
+        // cluster runs incompatible builds, and going on would diverge from the other
+        // replicas.
+        self.replica
+            .restore(&snapshot.data)
+            .map_err(|_| DriverError::BadSnapshot { index })?;
+        self.snapshot_index = self.snapshot_index.max(index);
+        self.snapshot_taken = self.snapshot_taken.max(index);
+        let addresses: Vec<(u64, String, String)> = self
+            .replica
+            .addresses()
+            .map(|(id, raft, http)| (id, raft.to_string(), http.to_string()))
+            .collect();
+        for (id, raft, http) in addresses {
+            self.learn_address(id, &raft, http);
+        }
         tracing::info!(
             index = index.0,
-            keys = self.kv.len(),
+            bytes = snapshot.data.len(),
             "installed the leader's snapshot"
         );
         Ok(())
@@ -418,14 +679,14 @@ impl Driver {
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
-                let output = self.kv.apply(entry.index, bytes);
+                let output = self.replica.apply_bytes(entry.index, bytes);
                 match output {
-                    Output::Invalid => tracing::warn!(
+                    NodeOutput::Invalid => tracing::warn!(
                         index = %entry.index,
-                        "applied an entry that is not a valid key-value command (or a member address that is not usable); it changed nothing"
+                        "applied an entry that is not a valid command (or a member address that is not usable); it changed nothing"
                     ),
-                    Output::AddressSet => self.learn_address(bytes),
-                    _ => {}
+                    NodeOutput::AddressSet => self.learn_set_address(bytes),
+                    NodeOutput::Machine(_) => {}
                 }
                 // Only this node's own proposals get a `Committed` reply; a follower catching up
                 // on a long log has no one to hand outputs to.
@@ -436,43 +697,60 @@ impl Driver {
         }
     }
 
-    /// A committed `SetAddress` (the store accepted its addresses): peers (and redirects) can
-    /// reach that member from now on.
-    fn learn_address(&self, command: &[u8]) {
-        let Some(Command::SetAddress {
+    /// A committed `SetAddress` (the replica accepted its addresses): peers (and redirects)
+    /// can reach that member from now on.
+    fn learn_set_address(&self, command: &[u8]) {
+        if let Some(crate::replica::NodeCommand::SetAddress {
             id,
             raft_addr,
             http_addr,
-        }) = Command::decode(command)
-        else {
-            return;
-        };
-        let Ok(raft) = raft_core::kv::check_member_address(id, &raft_addr, &http_addr) else {
+        }) = Replica::<M>::decode_command(command)
+        {
+            self.learn_address(id, &raft_addr, http_addr);
+        }
+    }
+
+    fn learn_address(&self, id: u64, raft_addr: &str, http_addr: String) {
+        let Ok(raft) = check_member_address(id, raft_addr, &http_addr) else {
             return;
         };
         let id = NodeId(id);
-        if id != self.node.id() {
+        let known = self.addresses.get(id);
+        let new = known.is_none_or(|known| known.raft != raft || known.http != http_addr);
+        if id != self.node.id() && new {
             tracing::info!(member = %id, raft = %raft, http = %http_addr, "member address");
             self.addresses.insert(id, raft, http_addr);
         }
     }
 
+    /// The output the step recorded for the entry at `index`, taken out.
+    fn take_output(&mut self, index: LogIndex) -> Option<NodeOutput<M::Output>> {
+        let position = self
+            .step_outputs
+            .binary_search_by_key(&index, |(at, _)| *at)
+            .ok()?;
+        Some(std::mem::replace(
+            &mut self.step_outputs[position].1,
+            NodeOutput::Invalid,
+        ))
+    }
+
     fn on_reply(&mut self, request_id: RequestId, reply: Reply) {
-        let outcome = match reply {
+        if matches!(reply, Reply::Accepted { .. }) {
             // The fate follows in a later step.
+            return;
+        }
+        let Some(waiter) = self.waiters.remove(&request_id) else {
+            return;
+        };
+        let fate = match reply {
             Reply::Accepted { .. } => return,
             Reply::Committed { index, term } => {
                 inc(&self.metrics.proposals_committed);
-                let output = self
-                    .step_outputs
-                    .binary_search_by_key(&index, |(at, _)| *at)
-                    .map_or(Output::Invalid, |position| {
-                        std::mem::replace(&mut self.step_outputs[position].1, Output::Invalid)
-                    });
                 Outcome::Committed {
                     index,
                     term,
-                    output,
+                    output: (),
                 }
             }
             Reply::NotLeader { leader_hint } => {
@@ -489,18 +767,74 @@ impl Driver {
             }
             Reply::Unknown { index, term } => Outcome::Unknown { index, term },
             Reply::ChangeRejected { reason } => Outcome::ChangeRejected(reason),
-            Reply::ReadReady { .. } => {
-                // The store has applied through the read index: read it now, in this step.
-                let key = self
-                    .waiters
-                    .get(&request_id)
-                    .and_then(|waiter| waiter.read_key.as_deref());
-                Outcome::Value(key.and_then(|key| self.kv.get(key)).map(<[u8]>::to_vec))
-            }
+            Reply::ReadReady { .. } => Outcome::Value(()),
         };
-        if let Some(waiter) = self.waiters.remove(&request_id) {
-            // The client may have timed out already; its answer was then 504.
-            let _ = waiter.respond.send(outcome);
+        // The client may have timed out already; its answer was then 504.
+        match waiter {
+            Waiter::Node(respond) => {
+                let _ = respond.send(fate);
+            }
+            Waiter::Proposal(respond) => {
+                let outcome = carrying(fate, |index| match self.take_output(index) {
+                    Some(NodeOutput::Machine(output)) => output,
+                    // The entry at the proposal's index is the proposal, which the handle
+                    // encoded as a machine command; nothing else can be recorded there.
+                    _ => M::invalid_output(),
+                });
+                let _ = respond.send(outcome);
+            }
+            Waiter::Read { query, respond } => {
+                // The machine has applied through the read index: it answers now, in this
+                // step.
+                let outcome = carrying(fate, |_| self.replica.query(&query));
+                let _ = respond.send(outcome);
+            }
+            Waiter::Backup(respond) => {
+                let outcome = carrying(fate, |_| Box::new(self.backup()));
+                let _ = respond.send(outcome);
+            }
+        }
+    }
+
+    /// The replicated state as of the applied index, with that index, its term and the
+    /// membership there: its snapshot is taken now, and encoded by whoever finishes the backup.
+    fn backup(&self) -> PendingBackup {
+        let node = &self.node;
+        let applied = node.applied_index();
+        let snapshot = node.snapshot_meta();
+        let first = snapshot.map_or(LogIndex(1), |meta| meta.last_included_index.next());
+        let logged = node.entries(first, applied);
+        let term = logged
+            .last()
+            .map(|entry| entry.term)
+            .or_else(|| snapshot.map(|meta| meta.last_included_term))
+            .unwrap_or(Term(0));
+        // The membership of the latest membership entry applied, else the snapshot's, else
+        // the initial voters'.
+        let membership = logged
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                EntryPayload::Membership(membership) => Some(membership.clone()),
+                _ => None,
+            })
+            .or_else(|| snapshot.map(|meta| meta.membership.clone()))
+            .unwrap_or_else(|| Membership::new(node.config().voters.iter().copied()));
+        tracing::info!(index = applied.0, "backup taken");
+        let snapshot = self.replica.snapshot();
+        PendingBackup {
+            image: BackupImage {
+                cluster_id: self.identity.meta.cluster_id,
+                index: applied,
+                term,
+                membership,
+                data: Vec::new(),
+            },
+            encode: Box::new(move || {
+                let mut data = Vec::new();
+                Replica::<M>::encode_snapshot(&snapshot, &mut data);
+                data
+            }),
         }
     }
 
@@ -537,6 +871,7 @@ impl Driver {
         self.metrics
             .last_log_index
             .store(node.last_log_index().0, Relaxed);
+        self.feed.publish(node, self.snapshot_index);
     }
 
     /// Copies the status and at most `limit` command entries from `from` on, within
@@ -555,6 +890,15 @@ impl Driver {
             snapshot_index: self.snapshot_index.0,
             voters: node.membership().voters.iter().map(|id| id.0).collect(),
             learners: node.membership().learners.iter().map(|id| id.0).collect(),
+            incarnation: node.incarnation().0,
+            cluster_id: self.identity.meta.cluster_id,
+            incarnations: node
+                .membership()
+                .incarnations
+                .iter()
+                .map(|(id, incarnation)| (id.0, incarnation.0))
+                .collect(),
+            returning: node.membership().returning.iter().map(|id| id.0).collect(),
             entries: Vec::new(),
             next: None,
         };
@@ -565,6 +909,29 @@ impl Driver {
             (page.entries, page.next) = page_of(entries, limit, STATE_PAGE_BYTES_MAX);
         }
         page
+    }
+}
+
+/// The fate the core told (`fate`, without a value) for a waiter that gets `value` with it:
+/// the output of the command committed at an index, or a read's answer (`value` then gets
+/// `LogIndex::ZERO`, unused).
+fn carrying<T>(fate: Outcome<()>, value: impl FnOnce(LogIndex) -> T) -> Outcome<T> {
+    match fate {
+        Outcome::Committed {
+            index,
+            term,
+            output: (),
+        } => Outcome::Committed {
+            index,
+            term,
+            output: value(index),
+        },
+        Outcome::Value(()) => Outcome::Value(value(LogIndex::ZERO)),
+        Outcome::NotLeader { leader_hint } => Outcome::NotLeader { leader_hint },
+        Outcome::Busy => Outcome::Busy,
+        Outcome::Dropped { index, term } => Outcome::Dropped { index, term },
+        Outcome::Unknown { index, term } => Outcome::Unknown { index, term },
+        Outcome::ChangeRejected(reason) => Outcome::ChangeRejected(reason),
     }
 }
 

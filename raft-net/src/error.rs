@@ -27,7 +27,7 @@ pub enum StorageError {
         on_disk: NodeId,
         requested: NodeId,
     },
-    #[error("data dir {dir} was created with initial voters {on_disk}; the flags give {requested}. Restart a node with the --peer/--join flags it was created with: later membership changes live in its log")]
+    #[error("data dir {dir} was created with initial voters {on_disk}; the flags give {requested}. Restart a node with the --peer flags it was created with (none after `recover --force-new-cluster`, the restore's after `snapshot restore`): later membership changes live in its log")]
     VotersMismatch {
         dir: PathBuf,
         on_disk: String,
@@ -35,6 +35,8 @@ pub enum StorageError {
     },
     #[error("write-ahead log segment {path} is in the format of an earlier raft-net (RAFTWAL1, without batch frames); this build cannot recover it safely: start the node from an empty data dir and let it catch up from the cluster")]
     OldFormat { path: PathBuf },
+    #[error("{path} was written by an earlier raft-net (format 1, without an incarnation and a cluster id); this build cannot vouch for that data dir: start the node from an empty data dir with --initial-cluster-state existing and let the cluster re-add it")]
+    OldMeta { path: PathBuf },
     #[error("{path}: unreadable metadata: {reason}")]
     BadMeta { path: PathBuf, reason: String },
     #[error("{dir} holds write-ahead log segments but no metadata file; refusing to guess whose they are")]
@@ -49,7 +51,7 @@ pub enum StorageError {
     MissingSegment { dir: PathBuf, missing: String },
     #[error("the storage thread stopped")]
     ThreadGone,
-    #[error("the snapshot in the data dir (index {index}) is not a key-value store snapshot")]
+    #[error("the snapshot in the data dir (index {index}) is not a snapshot of this node's state machine")]
     BadSnapshot { index: raft_core::LogIndex },
 }
 
@@ -77,6 +79,8 @@ pub enum ConfigError {
         "--join (or --await-join) and --peer cannot be combined: a joining node learns its peers from the cluster"
     )]
     JoinWithPeers,
+    #[error("--initial-cluster-state existing needs --peer: the members of the cluster this node returns to (or use --join URL)")]
+    ExistingWithoutPeers,
     #[error("the datagram limit of {datagram_bytes_max} bytes leaves no room for log entries (at least {min} bytes are needed)")]
     DatagramTooSmall {
         datagram_bytes_max: usize,
@@ -94,6 +98,8 @@ pub enum ConfigError {
     TokenFile { path: PathBuf, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("invalid --launcher-url {url:?}: {reason}")]
+    LauncherUrl { url: String, reason: String },
 }
 
 /// Why a node stopped running.
@@ -123,6 +129,6 @@ pub enum NodeError {
 pub enum DriverError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the snapshot at index {index} is not a key-value store snapshot this build can read; stopping rather than diverging from the other replicas")]
+    #[error("the snapshot at index {index} is not a snapshot of this node's state machine that this build can read; stopping rather than diverging from the other replicas")]
     BadSnapshot { index: raft_core::LogIndex },
 }

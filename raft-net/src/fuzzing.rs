@@ -13,6 +13,7 @@ use raft_core::{
     Membership, Message, Node, NodeId, PersistId, PersistRequest, Snapshot, SnapshotMeta, Term,
 };
 
+use crate::cluster_id::ClusterIdCell;
 use crate::cluster_key::ClusterKey;
 use crate::config::DATAGRAM_BYTES_MAX_DEFAULT;
 use crate::metrics::DropReason;
@@ -152,8 +153,12 @@ fn check_open(
     key: Option<&ClusterKey>,
     datagram: &[u8],
 ) -> Result<Envelope, DropReason> {
-    let (envelope, stamp) = match codec.open(datagram, Some(SENDER))? {
-        Opened::Message { envelope, stamp } => (envelope, stamp),
+    let (envelope, stamp, cluster) = match codec.open(datagram, Some(SENDER))? {
+        Opened::Message {
+            envelope,
+            stamp,
+            cluster,
+        } => (envelope, stamp, cluster),
         Opened::Notice { from, to, .. } => {
             assert_eq!((from, to), (SENDER, RECEIVER), "misaddressed notice");
             return Err(DropReason::Misaddressed);
@@ -172,13 +177,15 @@ fn check_open(
         datagram.len()
     );
     let resealed = Codec::new(SENDER, key, DATAGRAM_BYTES_MAX_DEFAULT)
+        .with_cluster(std::sync::Arc::new(ClusterIdCell::new(cluster)))
         .seal(&envelope, stamp.unwrap_or_default())
         .unwrap_or_else(|| panic!("a decoded envelope no longer fits: {envelope:?}"));
     assert_eq!(
         codec.open(&resealed, Some(SENDER)),
         Ok(Opened::Message {
             envelope: envelope.clone(),
-            stamp
+            stamp,
+            cluster,
         }),
         "re-sealed envelope opens differently"
     );
@@ -213,6 +220,14 @@ const NODE: NodeId = NodeId(1);
 
 fn voters() -> BTreeSet<NodeId> {
     [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect()
+}
+
+fn creation() -> storage::Creation {
+    storage::Creation {
+        voters: voters(),
+        incarnation: raft_core::Incarnation(1),
+        cluster_id: None,
+    }
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -300,8 +315,9 @@ fn arbitrary_layout(bytes: &mut Bytes<'_>) {
 
 /// Opens the dir and restores a node from it, as `node.rs` does; `None` on a storage error.
 fn start_up(dir: &Path) -> Option<DurableState> {
-    let opened = storage::open(dir, NODE, &voters()).ok()?;
-    let config = Config::new(NODE, voters());
+    let opened = storage::open(dir, NODE, &creation()).ok()?;
+    let mut config = Config::new(NODE, opened.meta.voters.clone());
+    config.incarnation = opened.meta.incarnation;
     Node::restore(config, opened.durable.clone()).ok()?;
     Some(opened.durable)
 }
@@ -334,13 +350,23 @@ fn assert_clean(state: &DurableState) {
 }
 
 fn meta_document(bytes: &mut Bytes<'_>) -> Vec<u8> {
-    let (format, node_id, voters) = match bytes.below(5) {
-        0 => (2, 1, "[1,2,3]"),
-        1 => (1, 2, "[1,2,3]"),
-        2 => (1, 1, "[1,2]"),
-        _ => (1, 1, "[1,2,3]"),
+    let (format, node_id, voters) = match bytes.below(6) {
+        0 => (3, 1, "[1,2,3]"),
+        1 => (2, 2, "[1,2,3]"),
+        2 => (2, 1, "[1,2]"),
+        3 => (1, 1, "[1,2,3]"),
+        _ => (2, 1, "[1,2,3]"),
     };
-    format!(r#"{{"format":{format},"node_id":{node_id},"voters":{voters}}}"#).into_bytes()
+    let cluster = match bytes.below(3) {
+        0 => "null",
+        1 => r#""00000000000000ff""#,
+        _ => r#""zz""#,
+    };
+    format!(
+        r#"{{"format":{format},"node_id":{node_id},"voters":{voters},"incarnation":{},"cluster_id":{cluster}}}"#,
+        bytes.below(3)
+    )
+    .into_bytes()
 }
 
 /// A segment: usually the magic, then batches of records framed with correct CRCs around
@@ -418,7 +444,7 @@ fn arbitrary_snapshot(bytes: &mut Bytes<'_>) -> Snapshot {
             last_included_term: Term(bytes.below(4)),
             membership: Membership::new((0..bytes.below(4)).map(|_| NodeId(bytes.below(5)))),
         },
-        data: vec![bytes.byte(); bytes.below(4) as usize],
+        data: vec![bytes.byte(); bytes.below(4) as usize].into(),
     }
 }
 
@@ -451,7 +477,7 @@ fn arbitrary_state(bytes: &mut Bytes<'_>) -> DurableState {
 
 fn mutated_log(bytes: &mut Bytes<'_>) {
     let scratch = Scratch::new();
-    let opened = storage::open(&scratch.path, NODE, &voters()).expect("a fresh dir opens");
+    let opened = storage::open(&scratch.path, NODE, &creation()).expect("a fresh dir opens");
     let mut wal = opened.wal;
     wal.set_segment_bytes_max(64 + 64 * bytes.below(8));
     let written = write_log(&mut wal, bytes);
@@ -529,7 +555,7 @@ fn valid_request(
                 last_included_term: through.term,
                 membership: Membership::new(voters()),
             },
-            data: vec![bytes.byte(); bytes.below(16) as usize],
+            data: vec![bytes.byte(); bytes.below(16) as usize].into(),
         });
         return request;
     }

@@ -1,15 +1,17 @@
 //! The `raft-net` binary: `node`, `cluster`, `client` and `bench`.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use raft_net::backup::SnapshotArgs;
 use raft_net::bench::BenchArgs;
+use raft_net::cli::{init_logging, run_node, runtime, shutdown_signal};
 use raft_net::client::ClientArgs;
 use raft_net::cluster::ClusterArgs;
 use raft_net::config::NodeArgs;
-use tracing_subscriber::EnvFilter;
+use raft_net::kv::KvService;
+use raft_net::recover::RecoverArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,21 +30,21 @@ enum Command {
     Node(Box<NodeArgs>),
     /// Start N nodes on localhost as child processes; Ctrl-C stops them all.
     Cluster(ClusterArgs),
-    /// Send one request to a cluster, following leader redirects; prints JSON.
+    /// Send one request to a cluster, following leader redirects; prints JSON or a table.
     Client(ClientArgs),
     /// Measure committed writes/s and latency against a local (or --target) cluster.
     Bench(BenchArgs),
+    /// Rewrite a stopped node's data dir after a lost quorum: --force-new-cluster makes it the
+    /// only voter of a new cluster (--dry-run shows what it keeps).
+    Recover(RecoverArgs),
+    /// Backups: `save FILE` from a running cluster, `restore FILE --data-dir D` to seed a new
+    /// cluster.
+    Snapshot(SnapshotArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -56,35 +58,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = match &cli.command {
         Command::Node(args) => args.threads,
         Command::Bench(args) => args.threads,
-        Command::Cluster(_) | Command::Client(_) => 1,
+        Command::Recover(args) => return recover(args),
+        Command::Cluster(_) | Command::Client(_) | Command::Snapshot(_) => 1,
     };
-    let runtime = if threads <= 1 {
-        // One thread for the driver and HTTP: on a small machine the hand-offs between worker
-        // threads cost more than they buy. The storage thread is separate either way.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the tokio runtime")?;
+    let runtime = runtime(threads).context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => {
-                let parent = args.exit_with_parent;
-                let config = (*args).into_config().await?;
-                let shutdown = async move {
-                    tokio::select! {
-                        () = shutdown_signal() => {}
-                        () = parent_gone(parent) => {
-                            tracing::warn!("the parent process is gone: shutting down");
-                        }
-                    }
-                };
-                raft_net::node::run(config, shutdown).await?;
+                run_node(KvService::default(), *args).await?;
                 Ok(())
             }
             Command::Cluster(args) => {
@@ -92,8 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Client(args) => {
-                let value = raft_net::client::run(&args).await?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                raft_net::client::run(&args, &mut std::io::stdout()).await?;
                 Ok(())
             }
             Command::Bench(args) => {
@@ -101,42 +81,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", report.render(&args));
                 Ok(())
             }
+            Command::Snapshot(args) => {
+                let value = raft_net::backup::run(&args, now_micros()).await?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                Ok(())
+            }
+            Command::Recover(_) => Ok(()),
         }
     })
 }
 
-/// Resolves once `parent` is no longer this process's parent (it exited and the process was
-/// re-parented); never without a parent to watch.
-async fn parent_gone(parent: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(parent) = parent {
-        while std::os::unix::process::parent_id() == parent {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        return;
+/// `raft-net recover`: the warning on stderr before anything changes, the report on stdout.
+fn recover(args: &RecoverArgs) -> anyhow::Result<()> {
+    let plan = raft_net::recover::run(args, now_micros(), |warning| eprintln!("{warning}"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&plan.report(args.dry_run, &args.data_dir))?
+    );
+    if args.dry_run {
+        eprintln!("dry run: nothing was changed");
+    } else {
+        eprintln!(
+            "done: start the node again without --peer; it is the only voter of cluster {}",
+            plan.cluster_id_after
+        );
     }
-    let _ = parent;
-    std::future::pending::<()>().await;
+    Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+/// The wall clock in microseconds since the Unix epoch (0 before it).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }

@@ -29,10 +29,12 @@ pub enum DropReason {
     /// Keyed and authentic, but stamped for another incarnation of this node (sent before this
     /// node restarted, or by a peer that has not learned its new epoch yet).
     StaleEpoch,
+    /// Names another cluster id than this node's: a data dir of another cluster.
+    WrongCluster,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 8] = [
+    const ALL: [DropReason; 9] = [
         DropReason::UnknownSender,
         DropReason::Oversize,
         DropReason::Undecodable,
@@ -41,6 +43,7 @@ impl DropReason {
         DropReason::Isolated,
         DropReason::Replayed,
         DropReason::StaleEpoch,
+        DropReason::WrongCluster,
     ];
 
     fn label(self) -> &'static str {
@@ -53,6 +56,7 @@ impl DropReason {
             DropReason::Isolated => "isolated",
             DropReason::Replayed => "replayed",
             DropReason::StaleEpoch => "stale_epoch",
+            DropReason::WrongCluster => "wrong_cluster",
         }
     }
 
@@ -61,10 +65,91 @@ impl DropReason {
     }
 }
 
-/// Upper bounds of the fsync latency histogram, in microseconds.
-const FSYNC_BUCKETS_MICROS: [u64; 12] = [
+/// Upper bounds of the latency histograms (fsync, driver busy), in microseconds.
+const BUCKETS_MICROS: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
+
+/// The fsync latency histogram in a few numbers, for the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FsyncSummary {
+    pub count: u64,
+    pub mean_micros: Option<u64>,
+    /// The upper bound of the bucket holding the median.
+    pub p50_le_micros: Option<u64>,
+    /// The upper bound of the bucket holding the 99th percentile.
+    pub p99_le_micros: Option<u64>,
+}
+
+/// A latency histogram in Prometheus' cumulative form, with the largest value seen.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS_MICROS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        for (bucket, &bound) in self.buckets.iter().zip(&BUCKETS_MICROS) {
+            if micros <= bound {
+                add(bucket, 1);
+            }
+        }
+        add(&self.count, 1);
+        add(&self.sum_micros, micros);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, label: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS_MICROS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label},le=\"{}\"}} {}",
+                bound as f64 / 1e6,
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{label}}} {count}");
+    }
+
+    fn max_seconds(&self) -> f64 {
+        self.max_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// How many, their mean, and the bucket bounds within which the median and the 99th
+    /// percentile fall (`None` past the last bucket, or before the first observation).
+    fn summary(&self) -> FsyncSummary {
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed);
+        let quantile_bound = |quantile: f64| {
+            if count == 0 {
+                return None;
+            }
+            // The smallest bucket holding at least that share of the observations.
+            let needed = (count as f64 * quantile).ceil() as u64;
+            self.buckets
+                .iter()
+                .zip(BUCKETS_MICROS)
+                .find(|(bucket, _)| bucket.load(Ordering::Relaxed) >= needed)
+                .map(|(_, bound)| bound)
+        };
+        FsyncSummary {
+            count,
+            mean_micros: sum.checked_div(count),
+            p50_le_micros: quantile_bound(0.5),
+            p99_le_micros: quantile_bound(0.99),
+        }
+    }
+}
 
 /// Every metric the node exports.
 #[derive(Debug, Default)]
@@ -96,9 +181,10 @@ pub struct Metrics {
     /// Log entries written (a request carries zero or more).
     pub persist_entries: AtomicU64,
     pub persist_bytes: AtomicU64,
-    fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len()],
-    fsync_count: AtomicU64,
-    fsync_sum_micros: AtomicU64,
+    fsync: Histogram,
+    /// Wall time of each turn of the driver loop: one wake-up, its inputs and every action
+    /// they caused. The longest one is how long the node was deaf to its peers.
+    driver_busy: Histogram,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -115,15 +201,28 @@ impl Metrics {
         self.dropped[reason.slot()].load(Ordering::Relaxed)
     }
 
+    /// Inbound datagrams dropped, whatever the reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .map(|&reason| self.dropped(reason))
+            .sum()
+    }
+
+    /// The fsyncs so far, in a few numbers.
+    #[must_use]
+    pub fn fsync_summary(&self) -> FsyncSummary {
+        self.fsync.summary()
+    }
+
     pub fn observe_fsync(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        for (bucket, &bound) in self.fsync_buckets.iter().zip(&FSYNC_BUCKETS_MICROS) {
-            if micros <= bound {
-                add(bucket, 1);
-            }
-        }
-        add(&self.fsync_count, 1);
-        add(&self.fsync_sum_micros, micros);
+        self.fsync.observe(elapsed);
+    }
+
+    /// One turn of the driver loop took `elapsed`.
+    pub fn observe_driver_busy(&self, elapsed: Duration) {
+        self.driver_busy.observe(elapsed);
     }
 
     pub fn set_role(&self, role: Role) {
@@ -239,7 +338,25 @@ impl Metrics {
             metric(&mut out, name, help, "counter", &label, value);
         }
         self.render_dropped(&mut out, &label);
-        self.render_fsync(&mut out, &label);
+        self.fsync.render(
+            &mut out,
+            "raft_fsync_seconds",
+            "Write-ahead log fdatasync latency.",
+            &label,
+        );
+        self.driver_busy.render(
+            &mut out,
+            "raft_driver_busy_seconds",
+            "Wall time of each turn of the driver loop (one wake-up and every action it caused).",
+            &label,
+        );
+        let name = "raft_driver_busy_seconds_max";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The longest turn of the driver loop since the node started: how long it was deaf to peers and clients at worst."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name}{{{label}}} {}", self.driver_busy.max_seconds());
         out
     }
 
@@ -258,25 +375,6 @@ impl Metrics {
                 self.dropped(reason)
             );
         }
-    }
-
-    fn render_fsync(&self, out: &mut String, label: &str) {
-        let name = "raft_fsync_seconds";
-        let _ = writeln!(out, "# HELP {name} Write-ahead log fdatasync latency.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bucket, bound) in self.fsync_buckets.iter().zip(FSYNC_BUCKETS_MICROS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{label},le=\"{}\"}} {}",
-                bound as f64 / 1e6,
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.fsync_count.load(Ordering::Relaxed);
-        let sum = self.fsync_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{label}}} {count}");
     }
 }
 
@@ -306,6 +404,47 @@ mod tests {
         assert!(text.contains("raft_fsync_seconds_bucket{node=\"1\",le=\"0.0005\"} 1"));
         assert!(text.contains("raft_fsync_seconds_bucket{node=\"1\",le=\"0.0025\"} 2"));
         assert!(text.contains("raft_fsync_seconds_count{node=\"1\"} 2"));
+    }
+
+    #[test]
+    fn the_fsync_summary_names_the_buckets_of_its_quantiles() {
+        let metrics = Metrics::default();
+        assert_eq!(
+            metrics.fsync_summary(),
+            FsyncSummary {
+                count: 0,
+                mean_micros: None,
+                p50_le_micros: None,
+                p99_le_micros: None
+            }
+        );
+        for _ in 0..98 {
+            metrics.observe_fsync(Duration::from_micros(200));
+        }
+        metrics.observe_fsync(Duration::from_millis(3));
+        metrics.observe_fsync(Duration::from_secs(2));
+        let summary = metrics.fsync_summary();
+        assert_eq!(summary.count, 100);
+        assert_eq!(
+            summary.mean_micros,
+            Some((98 * 200 + 3_000 + 2_000_000) / 100)
+        );
+        assert_eq!(summary.p50_le_micros, Some(250));
+        assert_eq!(summary.p99_le_micros, Some(5_000));
+        metrics.count_dropped(DropReason::Isolated);
+        metrics.count_dropped(DropReason::Replayed);
+        assert_eq!(metrics.dropped_total(), 2);
+    }
+
+    #[test]
+    fn driver_busy_keeps_its_longest_turn() {
+        let metrics = Metrics::default();
+        metrics.observe_driver_busy(Duration::from_millis(30));
+        metrics.observe_driver_busy(Duration::from_micros(50));
+        let text = metrics.render(1);
+        assert!(text.contains("raft_driver_busy_seconds_max{node=\"1\"} 0.03\n"));
+        assert!(text.contains("raft_driver_busy_seconds_bucket{node=\"1\",le=\"0.0001\"} 1"));
+        assert!(text.contains("raft_driver_busy_seconds_count{node=\"1\"} 2"));
     }
 
     #[test]

@@ -6,8 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::kv::{check_member_address, Command, KvStore};
-use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId};
+use raft_core::{DurableState, Entry, EntryPayload, Node, NodeId, StateMachine};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -15,26 +14,52 @@ use tokio::sync::{mpsc, watch};
 
 use crate::addresses::AddressBook;
 use crate::auth::Tokens;
+use crate::cluster_id::ClusterIdCell;
 use crate::config::NodeConfig;
-use crate::driver::{Driver, REQUEST_QUEUE_MAX};
+use crate::driver::{Driver, Identity, REQUEST_QUEUE_MAX};
 use crate::error::{NodeError, StorageError};
-use crate::http::{self, AppState};
+use crate::http::{self, NodeState};
+use crate::kv::KvService;
+use crate::member_address::check_member_address;
 use crate::metrics::Metrics;
+use crate::replica::{may_be_set_address, NodeCommand, Replica};
+use crate::service::{describe_entry, Handle, Service};
 use crate::storage::{self, spawn_writer};
 use crate::transport::{Codec, Transport};
 
-/// Runs one node until `shutdown` resolves or storage fails.
-///
-/// On shutdown the HTTP server stops accepting and drains within its grace period, then the
-/// driver stops. When the driver stops first (storage failed), the requests waiting on it are
-/// answered (`504` for writes: their outcome is unknown) while the server drains.
+/// Runs one node of the key-value service (what the `raft-net` binary runs) until `shutdown`
+/// resolves or storage fails; see [`run_service`].
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    run_service(KvService::default(), config, shutdown).await
+}
+
+/// Runs one node of `service` until `shutdown` resolves or storage fails.
+///
+/// On shutdown the HTTP server stops accepting and drains within its grace period, then the
+/// driver stops. When the driver stops first (storage failed), the requests waiting on it are
+/// answered (`504` for writes: their outcome is unknown) while the server drains.
+pub async fn run_service<S: Service>(
+    service: S,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     config.validate()?;
-    let raft_config = config.raft_config();
-    let mut opened = storage::open(&config.data_dir, config.id, &raft_config.voters)?;
+    // The one wall-clock read outside the driver: it dates a data dir created now (its
+    // incarnation) and sets where this start's epoch begins (see `next_transport_epoch`).
+    let now_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+    let mut opened = storage::open(&config.data_dir, config.id, &config.creation(now_micros))?;
+    // The data dir, not the flags, says what this server is: an existing one ignores
+    // --initial-cluster-state, and a server that joined or returned keeps starting as one.
+    let mut raft_config = config.raft_config();
+    raft_config.voters = opened.meta.voters.clone();
+    raft_config.incarnation = opened.meta.incarnation;
     opened.wal.set_segment_bytes_max(config.wal_segment_bytes);
     if let Some((path, offset)) = &opened.report.truncated {
         tracing::warn!(path = %path.display(), offset, "truncated a torn write at the tail of the log");
@@ -43,19 +68,24 @@ pub async fn run(
         id = %config.id,
         data_dir = %config.data_dir.display(),
         created = opened.created,
+        incarnation = opened.meta.incarnation.0,
+        cluster = %opened.meta.cluster_id.map_or_else(|| "unknown yet".to_string(), |id| id.to_string()),
+        voters = ?opened.meta.voters.iter().map(|id| id.0).collect::<Vec<_>>(),
         term = opened.durable.hard_state.current_term.0,
         entries = opened.durable.entries.len(),
         "storage recovered"
     );
-    let kv = match &opened.durable.snapshot {
-        Some(snapshot) => KvStore::restore(&snapshot.data).ok_or(StorageError::BadSnapshot {
-            index: snapshot.meta.last_included_index,
-        })?,
-        None => KvStore::new(),
-    };
+    let mut replica = Replica::new(service.machine());
+    if let Some(snapshot) = &opened.durable.snapshot {
+        replica
+            .restore(&snapshot.data)
+            .map_err(|_| StorageError::BadSnapshot {
+                index: snapshot.meta.last_included_index,
+            })?;
+    }
     let fresh = is_fresh(&opened.durable);
     let addresses = Arc::new(AddressBook::new());
-    seed_addresses(&addresses, &config, &kv, &opened.durable.entries);
+    seed_addresses(&addresses, &config, &replica, &opened.durable.entries);
     let node = Node::restore(raft_config, opened.durable).map_err(StorageError::from)?;
 
     let metrics = Arc::new(Metrics::default());
@@ -63,18 +93,13 @@ pub async fn run(
     if fresh && config.await_join {
         addresses.adopt_next_stranger();
     }
+    let cluster = Arc::new(ClusterIdCell::new(opened.meta.cluster_id));
     let codec = Codec::new(
         config.id,
         config.cluster_key.as_ref(),
         config.datagram_bytes_max,
-    );
-    // The one wall-clock read outside the driver: it only sets where this start's epoch
-    // begins (see `next_transport_epoch`).
-    let now_micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
-        });
+    )
+    .with_cluster(Arc::clone(&cluster));
     let epoch = storage::next_transport_epoch(&config.data_dir, now_micros)?;
     let transport = Transport::bind(
         config.raft_addr,
@@ -102,25 +127,45 @@ pub async fn run(
     // every restart copying a possibly long log for it.
     let storage = spawn_writer(opened.wal, None, persisted_tx, Arc::clone(&metrics))?;
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
+    let (node_requests_tx, node_requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
     let transport = Arc::new(transport);
     // Members that restarted since they last heard of this node learn its new epoch now,
     // instead of dropping its first datagrams.
     transport
         .announce(addresses.ids().into_iter().filter(|&id| id != config.id))
         .await;
+    let identity = Identity {
+        data_dir: config.data_dir.clone(),
+        meta: opened.meta.clone(),
+        cluster: Arc::clone(&cluster),
+    };
     let driver = Driver::new(
         node,
-        kv,
+        identity,
+        replica,
         Arc::clone(&addresses),
         transport,
         storage,
         Arc::clone(&metrics),
         config.snapshot_entries,
     );
+    // Event streams end when the node starts shutting down, so an open dashboard never holds
+    // up the server's graceful shutdown.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let live = http::events::Live {
+        status: driver.watch_status(),
+        closing: closing_rx,
+        launcher: config.launcher.clone(),
+    };
 
-    let state = AppState {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let state = NodeState {
         id: config.id,
-        requests: requests_tx,
+        requests: node_requests_tx,
         addresses: Arc::clone(&addresses),
         commit_timeout: config.timing.commit_timeout,
         command_bytes_max: config.command_bytes_max(),
@@ -130,13 +175,19 @@ pub async fn run(
             config.admin_token.as_ref(),
             config.client_token.as_ref(),
         )),
-        scheme: if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
+        scheme,
+        describe: describe_entry::<S>,
+        live,
     };
-    let app = http::router(state, config.admin, &config.http);
+    let handle = Handle::new(
+        requests_tx,
+        config.id,
+        Arc::clone(&addresses),
+        scheme,
+        config.timing.commit_timeout,
+        config.command_bytes_max(),
+    );
+    let app = http::router(state, service.routes(handle), config.admin, &config.http);
     tracing::info!(
         id = %config.id,
         raft = %config.raft_addr,
@@ -163,13 +214,19 @@ pub async fn run(
                 () = shutdown => {}
                 _ = stop_rx.wait_for(|stop| *stop) => {}
             }
+            let _ = closing_tx.send(true);
         },
     );
     let driver = async {
         // The driver (and every waiter it holds) is dropped when `run` returns, before the
         // server drains: waiting handlers answer right away.
         let result = driver
-            .run(config.timing.tick, requests_rx, persisted_rx)
+            .run(
+                config.timing.tick,
+                requests_rx,
+                node_requests_rx,
+                persisted_rx,
+            )
             .await;
         let _ = stop_tx.send(true);
         result
@@ -203,27 +260,32 @@ fn is_fresh(durable: &DurableState) -> bool {
 /// Fills the address book: addresses recorded in the snapshot and the log (committed or not:
 /// an address is harmless, and a restarted node must reach members that joined later before it
 /// learns what is committed), then the flags, which win.
-fn seed_addresses(addresses: &AddressBook, config: &NodeConfig, kv: &KvStore, entries: &[Entry]) {
-    // The same check the store applies a `SetAddress` with: a log written by an older build
+fn seed_addresses<M: StateMachine>(
+    addresses: &AddressBook,
+    config: &NodeConfig,
+    replica: &Replica<M>,
+    entries: &[Entry],
+) {
+    // The same check the replica applies a `SetAddress` with: a log written by an older build
     // may hold addresses this one would refuse.
     let add = |id: u64, raft: &str, http: &str| {
         if let Ok(raft) = check_member_address(id, raft, http) {
             addresses.insert(NodeId(id), raft, http.to_string());
         }
     };
-    for (id, raft, http) in kv.addresses() {
+    for (id, raft, http) in replica.addresses() {
         add(id, raft, http);
     }
     for entry in entries {
         if let EntryPayload::Command(bytes) = &entry.payload {
-            if !Command::may_be_set_address(bytes) {
+            if !may_be_set_address(bytes) {
                 continue;
             }
-            if let Some(Command::SetAddress {
+            if let Some(NodeCommand::SetAddress {
                 id,
                 raft_addr,
                 http_addr,
-            }) = Command::decode(bytes)
+            }) = Replica::<M>::decode_command(bytes)
             {
                 add(id, &raft_addr, &http_addr);
             }

@@ -1,11 +1,18 @@
 //! Peer messages over UDP: one datagram per message.
 //!
 //! ```text
-//! unkeyed: [magic 0x52 'R'][version 2][flags 0][raft_core::wire frame]
-//! keyed:   [magic][version][flags KEYED][stamp][raft_core::wire frame][32-byte MAC]
-//! notice:  [magic][version][flags KEYED|NOTICE][stamp][from u64 LE][to u64 LE][32-byte MAC]
+//! unkeyed: [magic 0x52 'R'][version 3][flags 0][cluster][raft_core::wire frame]
+//! keyed:   [magic][version][flags KEYED][cluster][stamp][raft_core::wire frame][32-byte MAC]
+//! notice:  [magic][version][flags KEYED|NOTICE][cluster][stamp][from u64 LE][to u64 LE][MAC]
+//! cluster: [sender's cluster id u64 LE, 0 while it knows none]
 //! stamp:   [sender epoch u64 LE][receiver epoch u64 LE][counter u64 LE]
 //! ```
+//!
+//! Version 3 added the cluster id (version 2 datagrams are dropped as `undecodable`). A node
+//! drops a datagram naming another cluster than its own as `wrong_cluster`, and says so in its
+//! log (naming both ids), so a data dir of another cluster never joins this one; a node that
+//! knows no cluster id yet (it joined or returned with an empty data dir) records the first
+//! one a member's datagram names (see [`crate::cluster_id`]).
 //!
 //! With a cluster key, the MAC is keyed BLAKE3 over everything before it, with a key derived
 //! from the cluster key, and the stamp it covers makes every datagram usable once, by one
@@ -43,17 +50,21 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::addresses::AddressBook;
+use crate::cluster_id::{ClusterId, ClusterIdCell};
 use crate::cluster_key::ClusterKey;
 use crate::metrics::{inc, DropReason, Metrics};
 use crate::replay::ReplayWindow;
 
 const MAGIC: u8 = 0x52;
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const FLAG_KEYED: u8 = 1;
 const FLAG_NOTICE: u8 = 2;
 /// The flags of a notice (a pattern cannot spell `FLAG_KEYED | FLAG_NOTICE`).
 const FLAGS_KEYED_NOTICE: u8 = FLAG_KEYED | FLAG_NOTICE;
-const HEADER_BYTES: usize = 3;
+/// Magic, version and flags.
+const PREFIX_BYTES: usize = 3;
+const CLUSTER_BYTES: usize = 8;
+const HEADER_BYTES: usize = PREFIX_BYTES + CLUSTER_BYTES;
 const STAMP_BYTES: usize = 24;
 const MAC_BYTES: usize = 32;
 /// A notice's body: the sender's and the receiver's ids.
@@ -66,6 +77,8 @@ const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 pub const KEY_CONTEXT: &str = "raft-net 2026 peer datagram MAC v2";
 /// A peer gets at most one notice per this interval, however many stale datagrams it sends.
 pub const NOTICE_INTERVAL: Duration = Duration::from_millis(50);
+/// A member of another cluster is named in the log at most once per this interval.
+const WRONG_CLUSTER_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a keyed datagram stands in the lives of its sender and receiver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,20 +111,48 @@ impl Stamp {
     }
 }
 
-/// What a datagram held, once framing, MAC and addressing are checked.
+/// What a datagram held, once framing, MAC and addressing are checked; `cluster` is the
+/// sender's cluster id (`None` while it knows none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {
     /// A Raft message; its stamp when the datagram was keyed.
     Message {
         envelope: Envelope,
         stamp: Option<Stamp>,
+        cluster: Option<ClusterId>,
     },
     /// A peer announcing its epoch (`stamp.sender_epoch`).
     Notice {
         from: NodeId,
         to: NodeId,
         stamp: Stamp,
+        cluster: Option<ClusterId>,
     },
+}
+
+impl Opened {
+    #[must_use]
+    pub fn cluster(&self) -> Option<ClusterId> {
+        match self {
+            Opened::Message { cluster, .. } | Opened::Notice { cluster, .. } => *cluster,
+        }
+    }
+
+    /// The sender it names.
+    #[must_use]
+    pub fn from(&self) -> NodeId {
+        match self {
+            Opened::Message { envelope, .. } => envelope.from,
+            Opened::Notice { from, .. } => *from,
+        }
+    }
+}
+
+/// A message the transport let in, and the cluster its sender named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub envelope: Envelope,
+    pub cluster: Option<ClusterId>,
 }
 
 /// Framing, authentication and sender checks; no I/O and no memory of earlier datagrams, so it
@@ -121,6 +162,8 @@ pub struct Codec {
     id: NodeId,
     key: Option<[u8; 32]>,
     datagram_bytes_max: usize,
+    /// The cluster id sealed datagrams carry.
+    cluster: Arc<ClusterIdCell>,
 }
 
 impl Codec {
@@ -130,7 +173,26 @@ impl Codec {
             id,
             key: cluster_key.map(|key| blake3::derive_key(KEY_CONTEXT, key.as_bytes())),
             datagram_bytes_max,
+            cluster: Arc::new(ClusterIdCell::new(None)),
         }
+    }
+
+    /// Seals datagrams with the cluster id in `cluster` (unknown by default).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Arc<ClusterIdCell>) -> Codec {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster id this codec seals with.
+    #[must_use]
+    pub fn cluster(&self) -> &ClusterIdCell {
+        &self.cluster
+    }
+
+    fn write_header(&self, flags: u8, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[MAGIC, VERSION, flags]);
+        out.extend_from_slice(&self.cluster.wire().to_le_bytes());
     }
 
     /// Whether datagrams are authenticated (and stamped).
@@ -146,9 +208,9 @@ impl Codec {
         let frame = wire::encode(envelope);
         let mut datagram = Vec::with_capacity(DATAGRAM_OVERHEAD_BYTES + frame.len());
         match &self.key {
-            None => datagram.extend_from_slice(&[MAGIC, VERSION, 0]),
+            None => self.write_header(0, &mut datagram),
             Some(_) => {
-                datagram.extend_from_slice(&[MAGIC, VERSION, FLAG_KEYED]);
+                self.write_header(FLAG_KEYED, &mut datagram);
                 stamp.write(&mut datagram);
             }
         }
@@ -162,7 +224,7 @@ impl Codec {
     pub fn seal_notice(&self, to: NodeId, stamp: Stamp) -> Option<Vec<u8>> {
         self.key.as_ref()?;
         let mut datagram = Vec::with_capacity(DATAGRAM_OVERHEAD_BYTES + NOTICE_BODY_BYTES);
-        datagram.extend_from_slice(&[MAGIC, VERSION, FLAGS_KEYED_NOTICE]);
+        self.write_header(FLAGS_KEYED_NOTICE, &mut datagram);
         stamp.write(&mut datagram);
         datagram.extend_from_slice(&self.id.0.to_le_bytes());
         datagram.extend_from_slice(&to.0.to_le_bytes());
@@ -183,13 +245,17 @@ impl Codec {
         if datagram.len() > self.datagram_bytes_max {
             return Err(DropReason::Oversize);
         }
-        let Some((&[magic, version, flags], _)) = datagram.split_first_chunk::<HEADER_BYTES>()
+        let Some((&[magic, version, flags], rest)) = datagram.split_first_chunk::<PREFIX_BYTES>()
         else {
             return Err(DropReason::Undecodable);
         };
         if magic != MAGIC || version != VERSION {
             return Err(DropReason::Undecodable);
         }
+        let Some(cluster) = rest.first_chunk::<CLUSTER_BYTES>() else {
+            return Err(DropReason::Undecodable);
+        };
+        let cluster = ClusterId::from_wire(u64::from_le_bytes(*cluster));
         let (body, stamp) = match (&self.key, flags) {
             (None, 0) => (&datagram[HEADER_BYTES..], None),
             (Some(key), FLAG_KEYED | FLAGS_KEYED_NOTICE) => {
@@ -212,12 +278,21 @@ impl Codec {
             };
             let (from, to) = (id(0), id(8));
             self.check_addressing(from, to, sender)?;
-            return Ok(Opened::Notice { from, to, stamp });
+            return Ok(Opened::Notice {
+                from,
+                to,
+                stamp,
+                cluster,
+            });
         }
         let envelope =
             wire::decode(body, self.datagram_bytes_max).map_err(|_| DropReason::Undecodable)?;
         self.check_addressing(envelope.from, envelope.to, sender)?;
-        Ok(Opened::Message { envelope, stamp })
+        Ok(Opened::Message {
+            envelope,
+            stamp,
+            cluster,
+        })
     }
 
     /// The body and stamp of a keyed datagram whose MAC is right.
@@ -269,6 +344,8 @@ struct PeerEpochs {
     /// Which of the peer's datagrams this node accepted.
     window: ReplayWindow,
     last_notice: Option<Instant>,
+    /// When a datagram of this peer naming another cluster was last logged.
+    last_wrong_cluster_log: Option<Instant>,
 }
 
 /// The node's UDP socket and its peers.
@@ -281,6 +358,9 @@ pub struct Transport {
     peers: Mutex<BTreeMap<NodeId, PeerEpochs>>,
     /// When a stranger (`--await-join`) was last sent a notice.
     last_stranger_notice: Mutex<Option<Instant>>,
+    /// When a stranger's datagram naming another cluster was last logged (one clock for all
+    /// strangers: their claimed ids cannot be allowed to grow a map).
+    last_stranger_wrong_cluster_log: Mutex<Option<Instant>>,
     addresses: Arc<AddressBook>,
     /// Set by the admin API: every datagram in and out is dropped.
     isolated: Arc<AtomicBool>,
@@ -313,6 +393,7 @@ impl Transport {
             epoch,
             peers: Mutex::new(BTreeMap::new()),
             last_stranger_notice: Mutex::new(None),
+            last_stranger_wrong_cluster_log: Mutex::new(None),
             addresses,
             isolated,
             metrics,
@@ -365,8 +446,8 @@ impl Transport {
     }
 
     /// Checks and decodes a received datagram; `None` (counted) when it must be dropped or
-    /// was a notice.
-    pub fn accept(&self, datagram: &[u8], from: SocketAddr) -> Option<Envelope> {
+    /// was a notice. The caller records the cluster id of what it accepts when it has none.
+    pub fn accept(&self, datagram: &[u8], from: SocketAddr) -> Option<Received> {
         if self.isolated.load(Ordering::Relaxed) {
             self.metrics.count_dropped(DropReason::Isolated);
             return None;
@@ -374,13 +455,28 @@ impl Transport {
         let sender = self.addresses.id_of(from);
         if sender.is_none() && !self.addresses.adopts_stranger() {
             tracing::debug!(%from, len = datagram.len(), "dropped a datagram from a stranger");
-            self.metrics.count_dropped(DropReason::UnknownSender);
+            // A member of another cluster that knows this node (a member of an old cluster on
+            // its old data dir, say) is told apart, so that the log says why it is refused.
+            let reason = match self.codec.open(datagram, None) {
+                Ok(opened) if !self.codec.cluster().admits(opened.cluster()) => {
+                    let mut last = self
+                        .last_stranger_wrong_cluster_log
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    self.log_wrong_cluster(&opened, from, &mut last);
+                    DropReason::WrongCluster
+                }
+                _ => DropReason::UnknownSender,
+            };
+            self.metrics.count_dropped(reason);
             return None;
         }
-        let opened = self
-            .codec
-            .open(datagram, sender)
-            .and_then(|opened| self.check_stamp(opened, from, sender.is_none()));
+        let mut cluster = None;
+        let opened = self.codec.open(datagram, sender).and_then(|opened| {
+            cluster = opened.cluster();
+            self.check_cluster(&opened, from)?;
+            self.check_stamp(opened, from, sender.is_none())
+        });
         match opened {
             Ok(Some(envelope)) => {
                 if sender.is_none() {
@@ -392,7 +488,7 @@ impl Transport {
                     tracing::info!(member = %envelope.from, raft = %from, "contacted by a member");
                 }
                 inc(&self.metrics.datagrams_in);
-                Some(envelope)
+                Some(Received { envelope, cluster })
             }
             Ok(None) => None,
             Err(reason) => {
@@ -401,6 +497,40 @@ impl Transport {
                 None
             }
         }
+    }
+
+    /// Refuses a datagram that names another cluster than this node's, and says so in the log
+    /// (at most once per peer every `WRONG_CLUSTER_LOG_INTERVAL`): the operator must learn
+    /// that a data dir of another cluster is talking to this one.
+    fn check_cluster(&self, opened: &Opened, from: SocketAddr) -> Result<(), DropReason> {
+        if self.codec.cluster().admits(opened.cluster()) {
+            return Ok(());
+        }
+        let mut peers = self.peers();
+        let state = peers.entry(opened.from()).or_default();
+        self.log_wrong_cluster(opened, from, &mut state.last_wrong_cluster_log);
+        Err(DropReason::WrongCluster)
+    }
+
+    /// Names both clusters in the log, unless `last` says it was done within
+    /// `WRONG_CLUSTER_LOG_INTERVAL`.
+    fn log_wrong_cluster(&self, opened: &Opened, from: SocketAddr, last: &mut Option<Instant>) {
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < WRONG_CLUSTER_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        let peer = opened.from();
+        let show = |id: Option<ClusterId>| id.map_or_else(String::new, |id| id.to_string());
+        let theirs = show(opened.cluster());
+        let mine = show(self.codec.cluster().get());
+        tracing::error!(
+            member = %peer,
+            raft = %from,
+            their_cluster = %theirs,
+            this_cluster = %mine,
+            "refusing datagrams of another cluster: {peer} at {from} belongs to cluster {theirs}, this node's data dir to cluster {mine}; a data dir of one cluster cannot join another (start the node that is in the wrong cluster from an empty data dir, with --initial-cluster-state existing or --join, to rejoin as a new server)"
+        );
     }
 
     /// The replay and epoch checks of a keyed datagram that passed the codec; notices are
@@ -415,10 +545,12 @@ impl Transport {
             Opened::Message {
                 envelope,
                 stamp: None,
+                ..
             } => return Ok(Some(envelope)),
             Opened::Message {
                 envelope,
                 stamp: Some(stamp),
+                ..
             } => (envelope.from, stamp, Some(envelope)),
             Opened::Notice {
                 from: peer, stamp, ..
@@ -589,7 +721,9 @@ mod tests {
         opened: Result<Opened, DropReason>,
     ) -> Result<(Envelope, Option<Stamp>), DropReason> {
         match opened? {
-            Opened::Message { envelope, stamp } => Ok((envelope, stamp)),
+            Opened::Message {
+                envelope, stamp, ..
+            } => Ok((envelope, stamp)),
             Opened::Notice { .. } => panic!("a notice"),
         }
     }
@@ -641,7 +775,10 @@ mod tests {
             );
         }
         assert_eq!(
-            receiver.open(&[MAGIC, VERSION, FLAG_KEYED], Some(from)),
+            receiver.open(
+                &[MAGIC, VERSION, FLAG_KEYED, 0, 0, 0, 0, 0, 0, 0, 0],
+                Some(from)
+            ),
             Err(DropReason::Unauthenticated)
         );
     }
@@ -657,7 +794,8 @@ mod tests {
             Ok(Opened::Notice {
                 from: NodeId(1),
                 to: NodeId(2),
-                stamp: STAMP
+                stamp: STAMP,
+                cluster: None,
             })
         );
         // From the address of another member, or for another node.
@@ -771,6 +909,60 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn datagrams_of_another_cluster_are_refused_and_unknown_ones_let_in() {
+        let cluster = |value: u64| Arc::new(ClusterIdCell::new(ClusterId::from_wire(value)));
+        let bind = |id: u64, cell: Arc<ClusterIdCell>, metrics: Arc<Metrics>| {
+            let codec = Codec::new(NodeId(id), None, 2048).with_cluster(cell);
+            Transport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                codec,
+                1,
+                Arc::new(AddressBook::new()),
+                Arc::new(AtomicBool::new(false)),
+                metrics,
+            )
+            .unwrap()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mine = bind(2, cluster(7), Arc::clone(&metrics));
+        let from: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        mine.addresses
+            .insert(NodeId(1), from, "127.0.0.1:2".to_string());
+        let sealed_by = |value: u64| {
+            Codec::new(NodeId(1), None, 2048)
+                .with_cluster(cluster(value))
+                .seal(&vote_request(1, 2), STAMP)
+                .unwrap()
+        };
+        assert_eq!(mine.accept(&sealed_by(8), from), None);
+        assert_eq!(metrics.dropped(DropReason::WrongCluster), 1);
+        let own = mine.accept(&sealed_by(7), from).unwrap();
+        assert_eq!(own.cluster, ClusterId::from_wire(7));
+        // A stranger of another cluster (a member of an old cluster that still knows this
+        // node) is told from any other stranger.
+        let stranger: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        assert_eq!(mine.accept(&sealed_by(8), stranger), None);
+        assert_eq!(metrics.dropped(DropReason::WrongCluster), 2);
+        assert_eq!(mine.accept(&sealed_by(7), stranger), None);
+        assert_eq!(metrics.dropped(DropReason::UnknownSender), 1);
+        // A sender that knows no cluster yet (a server that joined) is let in.
+        let unknown = mine.accept(&sealed_by(0), from).unwrap();
+        assert_eq!(unknown.cluster, None);
+        // A node that knows none lets anything in, and hands the caller what it named.
+        let new = bind(2, cluster(0), Arc::new(Metrics::default()));
+        new.addresses
+            .insert(NodeId(1), from, "127.0.0.1:2".to_string());
+        let learned = new.accept(&sealed_by(8), from).unwrap();
+        assert_eq!(learned.cluster, ClusterId::from_wire(8));
+        assert_eq!(metrics.dropped(DropReason::WrongCluster), 2);
+        // Datagrams carry the sealer's id, right after magic, version and flags.
+        assert_eq!(
+            &sealed_by(9)[PREFIX_BYTES..HEADER_BYTES],
+            &9u64.to_le_bytes()
+        );
+    }
+
     /// Two transports on loopback sockets, each knowing the other.
     struct Pair {
         one: Transport,
@@ -818,8 +1010,8 @@ mod tests {
         while let Ok(Ok((len, from))) =
             tokio::time::timeout(Duration::from_millis(100), transport.recv(&mut buf)).await
         {
-            if let Some(envelope) = transport.accept(&buf[..len], from) {
-                accepted.push(envelope);
+            if let Some(received) = transport.accept(&buf[..len], from) {
+                accepted.push(received.envelope);
                 raw.push((buf[..len].to_vec(), from));
             }
         }
@@ -913,7 +1105,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            second.two.accept(&newer, one_addr),
+            second.two.accept(&newer, one_addr).map(|r| r.envelope),
             Some(vote_request(1, 2))
         );
         let older = second

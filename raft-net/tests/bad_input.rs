@@ -171,7 +171,7 @@ async fn garbage_datagrams_are_dropped_counted_and_harmless() {
     let keyed = codec.seal(&vote_request(), stamp).unwrap();
     stranger.send_to(&keyed, raft_addr).unwrap();
     fake_peer
-        .send_to(b"\x52\x02\x01garbage", raft_addr)
+        .send_to(b"\x52\x03\x01\0\0\0\0\0\0\0\0garbage", raft_addr)
         .unwrap();
     fake_peer.send_to(&unkeyed, raft_addr).unwrap();
     fake_peer.send_to(&[0x52; 60_000], raft_addr).unwrap();

@@ -70,3 +70,177 @@ async fn nodes_stop_when_the_cluster_command_is_killed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `raft-net cluster` prints its dashboard's URL, and its launcher API (behind the admin
+/// token, on 127.0.0.1) stops a node with SIGKILL and restarts it, without taking the cluster
+/// down; the nodes' pages may call it, other pages may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_stops_and_restarts_the_nodes_it_started() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let http_base = common::free_port_run(3);
+    let raft_base = common::free_port_run(3);
+    let mut cluster = Command::new(BIN)
+        .args(["cluster", "--nodes", "3", "--launcher-port", "0"])
+        .args(["--http-base", &http_base.to_string()])
+        .args(["--raft-base", &raft_base.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(cluster.stdout.take().unwrap());
+    let mut dashboard = None;
+    let mut launcher = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("Dashboard (every node serves it): ") {
+            dashboard = Some(url.to_string());
+        }
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("stop (SIGKILL) and restart go through this launcher: ")
+        {
+            launcher = Some(url.to_string());
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(dashboard, Some(format!("http://127.0.0.1:{http_base}/ui")));
+    let launcher = launcher.expect("the launcher's URL is printed");
+    assert!(launcher.starts_with("http://127.0.0.1:"), "{launcher}");
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let token = token.trim();
+    let node_url = |id: u16| format!("http://127.0.0.1:{}", http_base + id - 1);
+    let answers = |id: u16| async move {
+        http()
+            .get(format!("{}/healthz", node_url(id)))
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in 1..=3 {
+        while !answers(id).await {
+            assert!(Instant::now() < deadline, "node {id} never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The page knows where the launcher is, and may connect to it.
+    let page = http()
+        .get(format!("{}/ui", node_url(1)))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains(&launcher), "{csp}");
+
+    let nodes = format!("{launcher}/launcher/v1/nodes");
+    assert_eq!(
+        http().get(&nodes).send().await.unwrap().status().as_u16(),
+        401
+    );
+    let wrong = http()
+        .get(&nodes)
+        .bearer_auth("not-the-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    let listed: serde_json::Value = http()
+        .get(&nodes)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let running: Vec<bool> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["running"] == true)
+        .collect();
+    assert_eq!(running, [true, true, true], "{listed}");
+
+    let stop = http()
+        .post(format!("{nodes}/2/stop"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status().as_u16(), 200);
+    let stopped: serde_json::Value = stop.json().await.unwrap();
+    assert_eq!(
+        (stopped["id"].clone(), stopped["running"].clone()),
+        (2.into(), false.into())
+    );
+    assert!(!answers(2).await, "node 2 still answers after stop");
+    // Stopping a node is not a node exiting: the cluster and the others keep running.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        cluster.try_wait().unwrap().is_none(),
+        "the cluster command exited"
+    );
+    assert!(answers(1).await && answers(3).await);
+
+    let restart = http()
+        .post(format!("{nodes}/n2/restart"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restart.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !answers(2).await {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never answered after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unknown = http()
+        .post(format!("{nodes}/9/stop"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let error: serde_json::Value = unknown.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("no node 9"),
+        "{error}"
+    );
+
+    // CORS: the nodes' pages, and only they.
+    let preflight = |origin: String| {
+        http()
+            .request(reqwest::Method::OPTIONS, format!("{nodes}/1/stop"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight(node_url(3)).await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        node_url(3).as_str()
+    );
+    let refused = preflight("http://127.0.0.1:1".to_string()).await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    cluster.kill().unwrap();
+    cluster.wait().unwrap();
+}

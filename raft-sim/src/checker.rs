@@ -289,6 +289,9 @@ pub struct Checker {
     leaderships: BTreeMap<Term, (NodeId, u64)>,
     /// Reads that reached a node: how long the committed log was then.
     reads_received: BTreeMap<RequestId, usize>,
+    /// Snapshots hold a real machine's state (`Sim::run_machine`), which `crate::machine`
+    /// checks, rather than the chain hash `snapshot_data` writes.
+    machine_snapshots: bool,
 }
 
 fn position(index: LogIndex) -> usize {
@@ -300,6 +303,18 @@ impl Checker {
     #[must_use]
     pub fn new() -> Checker {
         Checker::default()
+    }
+
+    /// Snapshots hold a real machine's state from now on: their bytes are checked by
+    /// `crate::machine`, not against the chain hash.
+    pub fn set_machine_snapshots(&mut self) {
+        self.machine_snapshots = true;
+    }
+
+    /// Whether `data` is the simulator's own snapshot of the committed prefix whose chain hash
+    /// is `chain` (always, when a real machine's snapshots are checked elsewhere).
+    fn is_snapshot_of(&self, data: &[u8], chain: u64) -> bool {
+        self.machine_snapshots || data == snapshot_data(chain)
     }
 
     /// Every leader so far, by term.
@@ -725,7 +740,7 @@ impl Checker {
                 ),
             );
         };
-        if data != snapshot_data(known.chain) {
+        if !self.is_snapshot_of(data, known.chain) {
             return violation(
                 "state_machine_safety",
                 format!("{id} installed a snapshot through {index} whose state differs from the committed log's"),
@@ -991,7 +1006,7 @@ impl Checker {
                     .and_then(|pos| self.committed.get(pos));
                 // Only a snapshot of the committed prefix (see `snapshot_data`) counts.
                 match known {
-                    Some(known) if snapshot.data == snapshot_data(known.chain) => {
+                    Some(known) if self.is_snapshot_of(&snapshot.data, known.chain) => {
                         (base, known.chain)
                     }
                     _ => return false,
@@ -1028,6 +1043,7 @@ impl Checker {
             dropped,
             leaderships,
             reads_received,
+            machine_snapshots,
         } = self;
         let mut renamed = NodeRecords::default();
         for (id, record) in nodes.iter() {
@@ -1049,6 +1065,7 @@ impl Checker {
                 .collect(),
             // Request ids and lengths: no node ids.
             reads_received: reads_received.clone(),
+            machine_snapshots: *machine_snapshots,
         }
     }
 }

@@ -203,18 +203,36 @@ impl Clients {
     }
 
     /// Client `client` woke up: a new invocation (a read if `read`), unless it is inactive or
-    /// still waiting.
+    /// still waiting. A write is the text `c<client>-<n>`.
     pub fn invoke(&mut self, client: usize, now_ms: u64, read: bool) -> Option<Invocation> {
+        self.invoke_with(client, now_ms, read, |client, n| {
+            let command = format!("c{}-{n}", client + 1);
+            let bytes = command.clone().into_bytes();
+            (command, bytes)
+        })
+    }
+
+    /// [`Clients::invoke`], with a write made by `write(client, n)` (`n` is unique across
+    /// clients): its text for transcripts and its bytes.
+    pub fn invoke_with(
+        &mut self,
+        client: usize,
+        now_ms: u64,
+        read: bool,
+        write: impl FnOnce(usize, u64) -> (String, Vec<u8>),
+    ) -> Option<Invocation> {
         let state = self.clients.get(client)?;
         if !self.active || state.outstanding.is_some() {
             return None;
         }
         let node = state.believed_leader;
-        let command = (!read).then(|| format!("c{}-{}", client + 1, self.next_request_id));
-        let recorded = command.as_ref().map(|c| (c.clone(), c.as_bytes()));
+        let command = (!read).then(|| write(client, self.next_request_id));
+        let recorded = command
+            .as_ref()
+            .map(|(text, bytes)| (text.clone(), bytes.as_slice()));
         let request_id = self.new_record(Some(client), node, recorded, now_ms);
         self.clients[client].outstanding = Some(request_id);
-        let op = command.map_or(Op::Read, |command| Op::Write(command.into_bytes()));
+        let op = command.map_or(Op::Read, |(_, bytes)| Op::Write(bytes));
         Some(Invocation {
             node,
             request_id,

@@ -15,6 +15,7 @@ use raft_core::{MembershipChange, NodeId, Role};
 
 use crate::client::{ClientConfig, Outcome};
 use crate::disk::DiskConfig;
+use crate::machine::SimMachine;
 use crate::network::NetworkConfig;
 use crate::rng::{sub_seed, SimRng};
 use crate::sim::{CrashTiming, Failure, LeaderCrash, Life, Sim, SimConfig};
@@ -344,6 +345,28 @@ pub fn run_seed(
     explore: &ExploreConfig,
     trace: Option<Box<dyn TraceSink>>,
 ) -> SeedReport {
+    run(seed, explore, trace, |_| {})
+}
+
+/// [`run_seed`] with every node running a replica of the machine `make` builds, and the
+/// simulated clients writing its [`SimMachine::workload_command`]s: the machine checks of
+/// [`crate::machine`] run after every event too.
+#[must_use]
+pub fn run_machine_seed<M: SimMachine>(
+    seed: u64,
+    explore: &ExploreConfig,
+    trace: Option<Box<dyn TraceSink>>,
+    make: impl Fn() -> M + 'static,
+) -> SeedReport {
+    run(seed, explore, trace, |sim| sim.run_machine(make))
+}
+
+fn run(
+    seed: u64,
+    explore: &ExploreConfig,
+    trace: Option<Box<dyn TraceSink>>,
+    machine: impl FnOnce(&mut Sim),
+) -> SeedReport {
     let mut config = sim_config(seed, explore.nodes);
     let profile = seed_profile(seed, explore);
     profile.apply(seed, &mut config);
@@ -352,6 +375,7 @@ pub fn run_seed(
         config.bugs.clone_from(&explore.bugs);
     }
     let mut sim = Sim::new(config);
+    machine(&mut sim);
     if let Some(sink) = trace {
         sim.trace_mut().stream_to(sink);
     }
@@ -686,6 +710,15 @@ impl Swarm {
         let impaired = |id: NodeId| sim.is_wiped_and_not_readded(id) || Some(id) == slow;
         let mut memberships = vec![sim.committed_membership().1.clone()];
         memberships.extend(sim.latest_memberships());
+        // A change asked of a paused leader waits in its inbox: count what it would make.
+        memberships.extend(
+            sim.changes()
+                .filter(|record| record.reply.is_none())
+                .filter_map(|record| {
+                    let node = sim.node(record.via)?;
+                    node.membership().changed(record.change).ok()
+                }),
+        );
         let may_lose = |id: NodeId| {
             memberships.iter().all(|membership| {
                 let voters = &membership.voters;
@@ -982,6 +1015,46 @@ fn removed_for_good(sim: &Sim) -> Vec<NodeId> {
 
 /// After healing: a leader within the bound, a new proposal committed within the bound, every
 /// node caught up to it, and the history checks.
+/// Each node's role, term, log and latest membership (with the incarnations it records, and
+/// the node's own), one line per node: what a liveness failure left behind.
+fn node_summaries(sim: &Sim) -> String {
+    let mut lines = Vec::new();
+    for id in sim.node_ids() {
+        let line = match sim.node(id) {
+            Some(node) => {
+                let membership = node.membership();
+                let list = |ids: &std::collections::BTreeSet<NodeId>| {
+                    ids.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let recorded: Vec<String> = membership
+                    .incarnations
+                    .iter()
+                    .map(|(id, incarnation)| format!("{id}@{}", incarnation.0))
+                    .collect();
+                format!(
+                    "  {id}@{} {:?} t{} voted {:?} commit i{} last i{}; voters [{}] learners [{}] returning [{}] recorded [{}]",
+                    node.incarnation().0,
+                    node.role(),
+                    node.term().0,
+                    node.voted_for().map(|v| v.0),
+                    node.commit_index().0,
+                    node.last_log_index().0,
+                    list(&membership.voters),
+                    list(&membership.learners),
+                    list(&membership.returning),
+                    recorded.join(" ")
+                )
+            }
+            None => format!("  {id} down"),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
 fn check_liveness(sim: &mut Sim, explore: &ExploreConfig) {
     let config = sim.config();
     let slowest_tick = sim
@@ -996,7 +1069,10 @@ fn check_liveness(sim: &mut Sim, explore: &ExploreConfig) {
     let deadline = sim.now_ms() + bound;
     let Some(index) = commit_marker(sim, deadline) else {
         if sim.failure().is_none() {
-            let detail = format!("no new proposal committed within {bound} ms after healing");
+            let detail = format!(
+                "no new proposal committed within {bound} ms after healing\n{}",
+                node_summaries(sim)
+            );
             sim.fail_liveness("liveness_commit", detail);
         }
         return;
@@ -1026,7 +1102,10 @@ fn commit_marker(sim: &mut Sim, deadline: u64) -> Option<raft_core::LogIndex> {
         }
         let leader = sim.current_leader()?;
         attempt += 1;
-        let request = sim.propose(leader, &format!("liveness-{attempt}")).ok()?;
+        let probe = format!("liveness-{attempt}");
+        let request = sim
+            .propose_generated(leader, &probe, u64::MAX - attempt)
+            .ok()?;
         let decided = |s: &Sim| {
             s.clients
                 .record(request)

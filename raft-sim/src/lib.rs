@@ -12,6 +12,10 @@
 //! schedules per seed, each with its own fault profile (swarm testing), and checks liveness
 //! once the faults heal, and the client [`history`] for linearizability. Every event can be streamed as text or as JSON ([`trace_json`]), and
 //! [`viz`] turns a JSON trace into a self-contained HTML page that replays the run.
+//!
+//! The nodes replicate the simulator's own machine (the applied log, by its chain hash), or
+//! any [`raft_core::StateMachine`] a crate brings ([`machine`]): its scenarios and exploration
+//! then check that every replica's outputs and snapshots agree.
 
 #[cfg(feature = "catalogue")]
 pub mod catalogue;
@@ -20,8 +24,10 @@ pub mod client;
 pub mod disk;
 pub mod event;
 pub mod explore;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod history;
+pub mod machine;
 pub mod model;
 pub mod network;
 pub mod rng;

@@ -329,6 +329,7 @@ fn run(file: &Path, outputs: &Outputs, bugs: BugArgs) -> ExitCode {
     let BugArgs {} = bugs;
     let options = scenario::RunOptions {
         trace: sink.map(|s| Box::new(s) as _),
+        machine: None,
         #[cfg(feature = "catalogue")]
         bugs: bugs.bugs,
     };

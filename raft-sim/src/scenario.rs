@@ -8,13 +8,16 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use raft_core::kv::{Command as KvCommand, KvStore, Output as KvOutput};
+use raft_core::kv::{Command as KvCommand, KvStore};
+use raft_core::session::{SessionCommand, SessionOutput, Sessions};
+use raft_core::StateMachine;
 use raft_core::{
     EntryPayload, Envelope, LogIndex, Membership, MembershipChange, Message, NodeId, RequestId,
     Term,
 };
 
 use crate::client::Outcome as ClientOutcome;
+use crate::machine::{Machine, SimMachine};
 use crate::sim::{Life, Sim, SimConfig};
 use crate::state::{state_json, status_line};
 use crate::trace::TraceSink;
@@ -52,6 +55,9 @@ pub fn run_script_traced(text: &str, trace: Option<Box<dyn TraceSink>>) -> Outco
 pub struct RunOptions {
     /// Streams every event of the simulation here.
     pub trace: Option<Box<dyn TraceSink>>,
+    /// The state machine every node replicates, instead of the simulator's own (see
+    /// [`crate::machine`]).
+    pub machine: Option<Machine>,
     /// Bugs every node of the run reintroduces (the bug catalogue).
     #[cfg(feature = "catalogue")]
     pub bugs: Vec<raft_core::bugs::Bug>,
@@ -60,12 +66,34 @@ pub struct RunOptions {
 /// [`run_script`] with options.
 #[must_use]
 pub fn run_script_with(text: &str, options: RunOptions) -> Outcome {
-    let mut runner = Runner {
+    let runner = Runner {
         trace: options.trace,
+        machine: options.machine,
         #[cfg(feature = "catalogue")]
         bugs: options.bugs,
         ..Runner::default()
     };
+    run(text, runner)
+}
+
+/// [`run_script`] with every node running a replica of the machine `make` builds instead of
+/// the simulator's own (see [`crate::machine`]): `propose N TEXT` proposes the command
+/// [`SimMachine::parse_command`] reads from `TEXT`, replies to it show its output, and
+/// `machine N` prints a node's replica.
+#[must_use]
+pub fn run_machine_script<M: SimMachine>(text: &str, make: impl Fn() -> M + 'static) -> Outcome {
+    // With the catalogue feature the options have more fields.
+    #[cfg_attr(not(feature = "catalogue"), allow(clippy::needless_update))]
+    run_script_with(
+        text,
+        RunOptions {
+            machine: Some(Machine::new(make)),
+            ..RunOptions::default()
+        },
+    )
+}
+
+fn run(text: &str, mut runner: Runner) -> Outcome {
     for (number, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -114,6 +142,8 @@ struct Runner {
     trace: Option<Box<dyn TraceSink>>,
     /// Commands written by `write` so far, so each one's commands get fresh names.
     bulk_writes: u64,
+    /// The machine the simulation runs, handed to it when it starts.
+    machine: Option<Machine>,
     /// Handed to the simulation's configuration when it starts.
     #[cfg(feature = "catalogue")]
     bugs: Vec<raft_core::bugs::Bug>,
@@ -184,6 +214,7 @@ impl Runner {
             "status" => self.cmd_status(args),
             "leaders" => self.cmd_leaders(args),
             "messages" => self.cmd_messages(args),
+            "machine" => self.cmd_machine(args),
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -411,6 +442,9 @@ impl Runner {
                 config.bugs.clone_from(&self.bugs);
             }
             let mut sim = Sim::new(config);
+            if let Some(machine) = self.machine.take() {
+                sim.set_machine(machine);
+            }
             sim.collect_notes();
             if let Some(sink) = self.trace.take() {
                 sim.trace_mut().stream_to(sink);
@@ -639,19 +673,35 @@ impl Runner {
         Ok(())
     }
 
-    /// Proposes a key-value command (see `raft_core::kv`) under a readable label.
-    fn propose_kv(&mut self, target: &str, label: &str, command: &KvCommand) -> Handled {
+    /// Proposes a key-value command in the session wrapper (see `raft_core::kv` and
+    /// `raft_core::session`) under a readable label.
+    /// The simulation, for the commands that speak the key-value store's language: only
+    /// while the nodes run the simulator's own machine (whose commands are any bytes).
+    fn kv_sim(&mut self) -> Result<&mut Sim, String> {
         let sim = self.sim()?;
+        if sim.runs_machine() {
+            return Err("the nodes run a machine of their own: `open-session`, `session-append` and `kv` speak the key-value store's commands".to_owned());
+        }
+        Ok(sim)
+    }
+
+    fn propose_kv(
+        &mut self,
+        target: &str,
+        label: &str,
+        command: &SessionCommand<KvCommand>,
+    ) -> Handled {
+        let sim = self.kv_sim()?;
         let node = parse_target(sim, target)?;
         let request = sim
-            .propose_bytes(node, label, command.encode())
+            .propose_bytes(node, label, Sessions::<KvStore>::command_bytes(command))
             .map_err(|e| e.to_string())?;
         self.report_proposal(node, label, request)
     }
 
     fn cmd_open_session(&mut self, args: &[&str]) -> Handled {
         let target = one(args, "open-session N|leader")?;
-        self.propose_kv(target, "open session", &KvCommand::OpenSession)
+        self.propose_kv(target, "open session", &SessionCommand::Open)
     }
 
     fn cmd_session_append(&mut self, args: &[&str]) -> Handled {
@@ -664,26 +714,27 @@ impl Runner {
         }
         let (client, seq, text) = (parse_u64(client)?, parse_u64(seq)?, text.join(" "));
         let label = format!("session {client}#{seq} append {text}");
-        let command = KvCommand::InSession {
+        let command = SessionCommand::Numbered {
             client,
             seq,
-            command: Box::new(KvCommand::Append { command: text }),
+            command: KvCommand::Append { command: text },
         };
         self.propose_kv(target, &label, &command)
     }
 
-    /// Replays a node's applied entries through the key-value store and prints what it holds.
+    /// Replays a node's applied entries through the key-value store (with sessions) and prints
+    /// what it holds.
     fn cmd_kv(&mut self, args: &[&str]) -> Handled {
-        let sim = self.sim()?;
+        let sim = self.kv_sim()?;
         let node = parse_target(sim, one(args, "kv N|leader")?)?;
         let entries = sim.applied_entries(node).map_err(|e| e.to_string())?;
-        let mut store = KvStore::new();
+        let mut store = Sessions::new(KvStore::new());
         let mut refused = 0;
         for entry in &entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
                 if matches!(
-                    store.apply(entry.index, bytes),
-                    KvOutput::StaleSequence { .. } | KvOutput::SessionExpired
+                    store.apply_bytes(entry.index, bytes),
+                    SessionOutput::Stale { .. } | SessionOutput::Expired
                 ) {
                     refused += 1;
                 }
@@ -692,10 +743,21 @@ impl Runner {
         self.say(format!(
             "{node} kv after {} applied entries: {} appends applied, {} keys, {} sessions, {refused} session commands refused",
             entries.len(),
-            store.appended(),
-            store.len(),
+            store.machine().appended(),
+            store.machine().len(),
             store.sessions(),
         ));
+        Ok(())
+    }
+
+    /// `machine N|leader`: the node's replica of the scenario's own machine.
+    fn cmd_machine(&mut self, args: &[&str]) -> Handled {
+        let sim = self.sim()?;
+        let node = parse_target(sim, one(args, "machine N|leader")?)?;
+        let described = sim.describe_machine(node).ok_or_else(|| {
+            format!("{node} runs no machine of its own (the scenario runs the simulator's; see raft_sim::scenario::run_machine_script), or is down")
+        })?;
+        self.say(format!("{node} machine {described}"));
         Ok(())
     }
 
@@ -724,7 +786,7 @@ impl Runner {
         let mut requests = Vec::new();
         for k in first..first + count {
             let request = sim
-                .propose(node, &format!("w{k}"))
+                .propose_generated(node, &format!("w{k}"), k)
                 .map_err(|e| e.to_string())?;
             requests.push(request);
             if sim.failure().is_some() {

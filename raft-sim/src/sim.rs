@@ -14,6 +14,7 @@ use crate::checker::{Checker, Observed, StepEffects, Violation};
 use crate::client::{ClientConfig, Clients, FollowUp, Op};
 use crate::disk::{Disk, DiskConfig};
 use crate::event::{Event, EventQueue};
+use crate::machine::{Machine, Machines, SimMachine};
 use crate::network::{Network, NetworkConfig, Route};
 use crate::rng::{sub_seed, SimRng};
 use crate::trace::{ClusterView, Detail, DropReason, Trace, TraceEvent, TraceKind};
@@ -235,6 +236,9 @@ pub struct Sim {
     crash_epoch: u64,
     /// Draws for the timed faults the simulator makes itself (`SimConfig::leader_crash`).
     fault_rng: SimRng,
+    /// Every node's replica of a real state machine, when one runs (`run_machine`); the
+    /// simulator's own machine (the log's chain hash) otherwise.
+    machines: Option<Box<dyn Machines>>,
 }
 
 /// One membership change request and what became of it.
@@ -304,8 +308,34 @@ impl Sim {
             actions: Vec::new(),
             crash_epoch: 0,
             fault_rng: SimRng::new(sub_seed(seed, "timed-faults", 0)),
+            machines: None,
             config,
         }
+    }
+
+    /// Gives every node a replica of a real state machine, made by `make`, instead of the
+    /// simulator's own (see [`crate::machine`]): before the first node starts.
+    pub fn run_machine<M: SimMachine>(&mut self, make: impl Fn() -> M + 'static) {
+        self.set_machine(Machine::new(make));
+    }
+
+    /// [`Sim::run_machine`] with a machine already built.
+    pub fn set_machine(&mut self, machine: Machine) {
+        self.machines = Some(machine.0);
+        self.checker.set_machine_snapshots();
+    }
+
+    /// Whether the nodes run a machine set by [`Sim::run_machine`] rather than the
+    /// simulator's own.
+    #[must_use]
+    pub fn runs_machine(&self) -> bool {
+        self.machines.is_some()
+    }
+
+    /// A node's replica of the machine set by [`Sim::run_machine`], in words.
+    #[must_use]
+    pub fn describe_machine(&self, id: NodeId) -> Option<String> {
+        self.machines.as_ref()?.describe(id)
     }
 
     // ---- read-only view ----
@@ -815,7 +845,13 @@ impl Sim {
         };
         let clients = &self.clients;
         let commands = |request_id| clients.record(request_id).map(|r| r.payload_hash);
-        let result = self.checker.after_step(node, before, &effects, commands);
+        let mut result = self.checker.after_step(node, before, &effects, commands);
+        if let (Ok(()), Some(machines)) = (&result, &mut self.machines) {
+            let installed = effects
+                .applied_snapshot
+                .map(|(index, _, data)| (index, data));
+            result = machines.after_step(id, installed, &applied);
+        }
         if self.trace.detailed() {
             let persist = persist.as_ref();
             let detail = Detail::Step { node, persist };
@@ -964,7 +1000,17 @@ impl Sim {
             .record(request_id)
             .is_some_and(|r| r.client.is_none());
         if direct && !matches!(reply, Reply::Accepted { .. }) {
-            self.note(|| format!("{node} replied to {request_id}: {}", describe_reply(&reply)));
+            let output = match (&self.machines, &reply) {
+                (Some(machines), Reply::Committed { index, .. }) => machines.output(*index),
+                _ => None,
+            };
+            self.note(|| match output {
+                Some(output) => format!(
+                    "{node} replied to {request_id}: {} -> {output}",
+                    describe_reply(&reply)
+                ),
+                None => format!("{node} replied to {request_id}: {}", describe_reply(&reply)),
+            });
         }
         let think = self.workload_rng.between(
             self.clients.config.think_ms_min,
@@ -990,7 +1036,14 @@ impl Sim {
 
     fn on_client_wake(&mut self, client: usize) {
         let read = self.workload_rng.chance(self.clients.config.read_ratio);
-        let Some(invocation) = self.clients.invoke(client, self.now_ms, read) else {
+        let invocation = match &self.machines {
+            Some(machines) => {
+                let write = |client, n| machines.workload(client, n);
+                self.clients.invoke_with(client, self.now_ms, read, write)
+            }
+            None => self.clients.invoke(client, self.now_ms, read),
+        };
+        let Some(invocation) = invocation else {
             return;
         };
         let timeout = self.now_ms + self.clients.config.timeout_ms;
@@ -1052,7 +1105,12 @@ impl Sim {
             .snapshot
             .as_ref()
             .map(|s| (s.meta.last_included_index, s.meta.last_included_term));
-        let result = self.checker.on_start(&node, snapshot);
+        let mut result = self.checker.on_start(&node, snapshot);
+        if let (Ok(()), Some(machines)) = (&result, &mut self.machines) {
+            let durable = slot.disk.durable.snapshot.as_ref();
+            let snapshot = durable.map(|s| (s.meta.last_included_index, s.data.as_slice()));
+            result = machines.start(id, snapshot);
+        }
         slot.node = Some(node);
         slot.life = Life::Running;
         let (tick_ms, generation) = (slot.tick_ms, slot.tick_generation);
@@ -1102,6 +1160,9 @@ impl Sim {
         slot.tick_generation += 1;
         self.checker.on_durable_term(id, term);
         self.checker.on_crash(id);
+        if let Some(machines) = &mut self.machines {
+            machines.stop(id);
+        }
         let verb = if life == Life::Stopped {
             "stop"
         } else {
@@ -1408,10 +1469,20 @@ impl Sim {
             return Err(ControlError(format!("{id} is not up")));
         };
         let index = node.applied_index();
-        let data = self
-            .checker
-            .snapshot_at(index)
-            .ok_or_else(|| ControlError(format!("{id} has applied nothing to compact")))?;
+        let data = match &self.machines {
+            Some(machines) => {
+                let data = machines.snapshot(id, index).map_err(ControlError)?;
+                if let Err(violation) = machines.check_snapshot(id, index, &data) {
+                    self.fail(violation);
+                    return Err(ControlError(format!("{id}'s snapshot is not its machine")));
+                }
+                data
+            }
+            None => self
+                .checker
+                .snapshot_at(index)
+                .ok_or_else(|| ControlError(format!("{id} has applied nothing to compact")))?,
+        };
         self.events += 1;
         self.record(TraceKind::Control(format!("compact {id} through {index}")));
         self.input(i, Input::Compact { index, data });
@@ -1432,9 +1503,33 @@ impl Sim {
         Ok(leader)
     }
 
-    /// Proposes `command` directly to `node`, as a scenario does.
+    /// Proposes `command` directly to `node`, as a scenario does: its bytes, or the command of
+    /// the machine set by [`Sim::run_machine`] that the text stands for.
     pub fn propose(&mut self, node: NodeId, command: &str) -> Result<RequestId, ControlError> {
-        self.propose_bytes(node, command, command.as_bytes().to_vec())
+        let bytes = match &self.machines {
+            Some(machines) => machines.parse(command).map_err(ControlError)?,
+            None => command.as_bytes().to_vec(),
+        };
+        self.propose_bytes(node, command, bytes)
+    }
+
+    /// Proposes the `n`th command a script or a check makes up (a scenario's `write`, a
+    /// liveness probe) to `node`: the text `text`, or, with a machine set by
+    /// [`Sim::run_machine`], its [`SimMachine::workload_command`] numbered `n` for a client one
+    /// past the last.
+    pub fn propose_generated(
+        &mut self,
+        node: NodeId,
+        text: &str,
+        n: u64,
+    ) -> Result<RequestId, ControlError> {
+        match &self.machines {
+            Some(machines) => {
+                let (label, bytes) = machines.workload(self.clients.count(), n);
+                self.propose_bytes(node, &label, bytes)
+            }
+            None => self.propose(node, text),
+        }
     }
 
     /// Proposes `command` (shown as `label`) directly to `node`.

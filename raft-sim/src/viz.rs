@@ -1,7 +1,8 @@
 //! The run viewer: one self-contained HTML page (inline CSS, JS and SVG, no network) that
 //! replays a JSON trace ([`crate::trace_json`]): the nodes with their roles, terms and logs,
 //! messages in flight, faults, a time scrubber and the event list. The page is
-//! `viz/viz.html` with the style, the script and the trace inlined; the trace goes into a
+//! `viz/viz.html` with the style, the scripts (`viz/render.js`, the drawing it shares with
+//! raft-net's live dashboard, and `viz/viz.js`) and the trace inlined; the trace goes into a
 //! `<script type="application/json">` block, escaped so that no string in it can end the
 //! block.
 //!
@@ -17,6 +18,8 @@ use crate::trace_json::{LogChange, NodeState, Record, RecordKind};
 const TEMPLATE: &str = include_str!("../viz/viz.html");
 const STYLE: &str = include_str!("../viz/viz.css");
 const SCRIPT: &str = include_str!("../viz/viz.js");
+/// Node boxes, logs, links and the legend: shared with raft-net's live dashboard.
+const RENDER: &str = include_str!("../viz/render.js");
 
 /// One node as the trace leaves it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -183,7 +186,8 @@ pub fn summary(replayed: &Replayed) -> String {
 pub fn render_html(records: &[Record], title: &str) -> String {
     let data = script_json(&serde_json::to_string(records).unwrap_or_else(|_| "[]".to_owned()));
     let title = html_escape(title);
-    let mut page = String::with_capacity(TEMPLATE.len() + SCRIPT.len() + data.len() + 1024);
+    let mut page =
+        String::with_capacity(TEMPLATE.len() + RENDER.len() + SCRIPT.len() + data.len() + 1024);
     // One pass over the template, so nothing substituted is searched for placeholders again.
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
@@ -194,6 +198,7 @@ pub fn render_html(records: &[Record], title: &str) -> String {
             "TITLE" => title.as_str(),
             "STYLE" => STYLE,
             "SCRIPT" => SCRIPT,
+            "RENDER" => RENDER,
             "DATA" => data.as_str(),
             _ => {
                 page.push_str(&rest[..end + 2]);

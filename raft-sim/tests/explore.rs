@@ -141,3 +141,12 @@ fn seed_13799_replaced_incarnation_acknowledges_nothing() {
 fn seeds_2454_and_5525_removal_followed_by_records_still_lets_the_removed_voter_campaign() {
     passes(&[(2454, 5), (5525, 5)]);
 }
+
+/// Regression of the fault model: a removal asked of a paused leader waited in its inbox while
+/// two voters were wiped, then took effect with half the remaining voters lost, beyond what any
+/// cluster survives (`liveness_commit`). Wipes now count the memberships that queued changes
+/// would make. Seed 39130 of 5 nodes.
+#[test]
+fn seed_39130_no_wipe_beyond_a_minority_of_a_queued_membership() {
+    passes(&[(39130, 5)]);
+}

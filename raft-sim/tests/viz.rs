@@ -276,9 +276,10 @@ fn a_failure_is_recorded_and_shown() {
     let replayed = viz::replay(&records).expect("consistent");
     assert!(viz::summary(&replayed).ends_with(" violation=liveness_commit"));
     let page = viz::render_html(&records, "t");
+    // The trace, the shared renderer and the viewer's script.
     assert_eq!(
         page.matches("</script>").count(),
-        2,
+        3,
         "only the page's own blocks close"
     );
     assert!(page.contains("nothing committed \\u003c/script\\u003e\\u003cb\\u003e"));

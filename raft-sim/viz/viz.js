@@ -1,5 +1,6 @@
 // The raft-sim run viewer. Rebuilds the cluster by replaying the JSON trace inlined in the page
-// (the same rules as raft-sim's viz.rs), and draws it at the scrubber's virtual time.
+// (the same rules as raft-sim's viz.rs), and draws it at the scrubber's virtual time with the
+// shared renderer (render.js, also raft-net's live dashboard's), plus the messages in flight.
 (function () {
   'use strict';
   // Request ids may exceed 2^53 (membership changes use ids from 2^62): keep their digits where
@@ -10,12 +11,7 @@
   const N = records.length;
   const END_T = N ? records[N - 1].t : 0;
 
-  const ROLE_COLOUR = { LEADER: '#1e9e5a', CANDIDATE: '#e67e22', PRE: '#c9a30a', FOLLOWER: '#4f7cac' };
-  const TERM_COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948',
-    '#b07aa1', '#ff9da7', '#9c755f', '#17a2b8'];
-  const DARK_TEXT = { 5: true, 3: true, 7: true };
-  const MSG_COLOUR = { RequestVote: '#8e44ad', PreVote: '#c27fdc', AppendEntries: '#24527a',
-    InstallSnapshot: '#a0522d', TimeoutNow: '#e84393' };
+  const R = window.RaftRender;
   const DROP_SHOW_MS = 60;
 
   // ---- replaying the trace ----
@@ -163,184 +159,27 @@
     return r.kind;
   }
 
-  // ---- drawing ----
+  // ---- drawing (node boxes, logs, links and the legend are the shared renderer's) ----
 
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, function (c) {
-      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c];
-    });
-  }
-
-  // Node boxes are drawn at one size and scaled to the cluster size.
-  const BASE = { w: 300, h: 132 };
-  const SCALE = NODE_COUNT <= 3 ? 1.12 : NODE_COUNT <= 5 ? 0.9 : NODE_COUNT <= 7 ? 0.72 : 0.5;
-  const BOX = { w: BASE.w * SCALE, h: BASE.h * SCALE };
-
-  function centre(id) {
-    const n = Math.max(NODE_COUNT, 1);
-    if (n === 1) return { x: 500, y: 320 };
-    if (n === 2) return { x: id === 1 ? 250 : 750, y: 320 };
-    const a = -Math.PI / 2 + 2 * Math.PI * (id - 1) / n;
-    return { x: 500 + 330 * Math.cos(a), y: 335 + 235 * Math.sin(a) };
-  }
-
-  // Where the segment from a's centre towards b's leaves a's box.
-  function edge(a, b) {
-    const dx = b.x - a.x, dy = b.y - a.y;
-    const s = Math.min(Math.abs(dx) > 1e-9 ? (BOX.w / 2 + 4) / Math.abs(dx) : Infinity,
-      Math.abs(dy) > 1e-9 ? (BOX.h / 2 + 4) / Math.abs(dy) : Infinity);
-    return { x: a.x + dx * s, y: a.y + dy * s };
-  }
-
-  // The track of messages from `from` to `to`: offset to the right of travel, so the two
-  // directions of a link do not overlap.
-  function track(from, to) {
-    const a = centre(from), b = centre(to);
-    const p = edge(a, b), q = edge(b, a);
-    const len = Math.hypot(q.x - p.x, q.y - p.y) || 1;
-    const ox = -(q.y - p.y) / len * 7, oy = (q.x - p.x) / len * 7;
-    return { x1: p.x + ox, y1: p.y + oy, x2: q.x + ox, y2: q.y + oy };
-  }
-
-  function at(tr, p) { return { x: tr.x1 + (tr.x2 - tr.x1) * p, y: tr.y1 + (tr.y2 - tr.y1) * p }; }
-
-  function termColour(term) { return TERM_COLOURS[(term - 1 + TERM_COLOURS.length * 1000) % TERM_COLOURS.length]; }
-
-  function has(list, a, b) { return list.some(function (l) { return l[0] === a && l[1] === b; }); }
-
-  function drawLinks(out) {
-    for (let a = 1; a <= NODE_COUNT; a++) {
-      for (let b = a + 1; b <= NODE_COUNT; b++) {
-        const ab = has(st.cut, a, b), ba = has(st.cut, b, a);
-        const pa = edge(centre(a), centre(b)), pb = edge(centre(b), centre(a));
-        if (ab && ba) {
-          out.push('<line x1="' + pa.x + '" y1="' + pa.y + '" x2="' + pb.x + '" y2="' + pb.y +
-            '" stroke="#d33" stroke-width="2.5" stroke-dasharray="8 6"/>');
-          const m = { x: (pa.x + pb.x) / 2, y: (pa.y + pb.y) / 2 };
-          out.push('<circle cx="' + m.x + '" cy="' + m.y + '" r="11" fill="#fff" stroke="#d33" stroke-width="2"/>' +
-            '<text x="' + m.x + '" y="' + (m.y + 5) + '" text-anchor="middle" font-size="15" font-weight="700" fill="#d33">\u2715</text>');
-        } else {
-          out.push('<line x1="' + pa.x + '" y1="' + pa.y + '" x2="' + pb.x + '" y2="' + pb.y +
-            '" stroke="#dde2ea" stroke-width="1.5"/>');
-          [[a, b, ab], [b, a, ba]].forEach(function (d) {
-            const tr = track(d[0], d[1]);
-            if (d[2]) {
-              out.push('<line x1="' + tr.x1 + '" y1="' + tr.y1 + '" x2="' + tr.x2 + '" y2="' + tr.y2 +
-                '" stroke="#d33" stroke-width="2.5" stroke-dasharray="8 6" marker-end="url(#arrow-cut)"/>');
-              const m = at(tr, 0.5);
-              out.push('<text x="' + m.x + '" y="' + (m.y + 5) + '" text-anchor="middle" font-size="15" font-weight="700" fill="#d33">\u2715</text>');
-            }
-          });
-        }
-        [[a, b], [b, a]].forEach(function (d) {
-          if (!has(st.held, d[0], d[1])) return;
-          const tr = track(d[0], d[1]);
-          const m = at(tr, 0.5);
-          out.push('<line x1="' + tr.x1 + '" y1="' + tr.y1 + '" x2="' + tr.x2 + '" y2="' + tr.y2 +
-            '" stroke="#e67e22" stroke-width="2.5" stroke-dasharray="2 5" stroke-linecap="round"/>' +
-            '<text x="' + m.x + '" y="' + (m.y - 8) + '" text-anchor="middle" font-size="11" fill="#b35c00">held n' + d[0] + '\u2192n' + d[1] + '</text>');
-        });
-      }
-    }
-  }
+  const esc = R.esc;
+  const LAYOUT = R.layout(NODE_COUNT);
 
   function drawNode(out, id) {
     const n = st.nodes[id - 1] || { state: null, snap: [0, 0], terms: [] };
-    const life = st.lives[id - 1] || 'never_started';
-    const c = centre(id);
-    const x0 = -BASE.w / 2, y0 = -BASE.h / 2;
-    const s = n.state;
-    const up = life === 'running' || life === 'paused';
-    let role = s ? (s.pre_candidate ? 'PRE' : s.role) : 'FOLLOWER';
-    let colour = ROLE_COLOUR[role];
-    let label = role === 'PRE' ? 'PRE-CANDIDATE' : role;
-    if (!up) { colour = '#9aa1ab'; label = life === 'never_started' ? 'NOT STARTED' : life.toUpperCase(); }
     const member = st.voters.indexOf(id) >= 0 ? '' : st.learners.indexOf(id) >= 0 ? 'learner' : 'not a member';
-    // data-* attributes let tests read what is drawn.
-    out.push('<g class="node" data-node="' + id + '" data-life="' + life + '" data-last="' + lastIndex(n) + '" data-commit="' + (s ? s.commit : 0) +
-      '" transform="translate(' + c.x + ',' + c.y + ') scale(' + SCALE + ')" opacity="' + (life === 'never_started' ? 0.45 : 1) + '">');
-    out.push('<rect x="' + x0 + '" y="' + y0 + '" width="' + BASE.w + '" height="' + BASE.h + '" rx="9" fill="' +
-      (up ? '#fff' : '#eceef1') + '" stroke="' + colour + '" stroke-width="' + (role === 'LEADER' && up ? 4 : 2) + '"' +
-      (up ? '' : ' stroke-dasharray="7 5"') + '/>');
-    if (life === 'paused') {
-      out.push('<rect x="' + x0 + '" y="' + y0 + '" width="' + BASE.w + '" height="' + BASE.h + '" rx="9" fill="url(#hatch)"/>');
-    }
-    out.push('<text x="' + (x0 + 12) + '" y="' + (y0 + 25) + '" font-size="20" font-weight="700" fill="#1d2430">n' + id + '</text>');
-    if (member) out.push('<text x="' + (x0 + 46) + '" y="' + (y0 + 24) + '" font-size="11" fill="#6b7485">' + member + '</text>');
-    const pw = label.length * 7.6 + 16;
-    out.push('<rect x="' + (x0 + BASE.w - pw - 10) + '" y="' + (y0 + 9) + '" width="' + pw + '" height="21" rx="10.5" fill="' + colour + '"/>' +
-      '<text x="' + (x0 + BASE.w - pw / 2 - 10) + '" y="' + (y0 + 24) + '" text-anchor="middle" font-size="12" font-weight="700" fill="#fff">' + label + '</text>');
-    if (life === 'paused') {
-      out.push('<rect x="' + (x0 + BASE.w - pw - 82) + '" y="' + (y0 + 9) + '" width="64" height="21" rx="10.5" fill="#e6a100"/>' +
-        '<text x="' + (x0 + BASE.w - pw - 50) + '" y="' + (y0 + 24) + '" text-anchor="middle" font-size="12" font-weight="700" fill="#fff">PAUSED</text>');
-    }
-    const grey = up ? '#1d2430' : '#7b828d';
-    if (s) {
-      out.push('<text x="' + (x0 + 12) + '" y="' + (y0 + 48) + '" font-size="14" fill="' + grey + '"><tspan font-weight="700">term ' + s.term + '</tspan>' +
-        (s.leader ? '  \u00b7  leader n' + s.leader : '') + '</text>');
-      out.push('<text x="' + (x0 + 12) + '" y="' + (y0 + 66) + '" font-size="12" fill="#5b6475">commit ' + s.commit +
-        '  \u00b7  applied ' + s.applied + '  \u00b7  last ' + lastIndex(n) + '</text>');
-    }
-    drawLog(out, n, s, x0 + 12, y0 + 78, BASE.w - 24, up);
-    out.push('</g>');
-  }
-
-  function drawLog(out, n, s, x, y, width, up) {
-    const h = 26;
-    if (!n.terms.length && !n.snap[0]) {
-      out.push('<text x="' + x + '" y="' + (y + 18) + '" font-size="12" fill="#9aa1ab">empty log</text>');
-      return;
-    }
-    let left = x;
-    if (n.snap[0] > 0) {
-      out.push('<rect x="' + left + '" y="' + y + '" width="34" height="' + h + '" rx="3" fill="#d7dbe2"/>' +
-        '<text x="' + (left + 17) + '" y="' + (y + 17) + '" text-anchor="middle" font-size="10" fill="#4a5261">\u2264' + n.snap[0] + '</text>');
-      left += 37;
-    }
-    const room = x + width - left;
-    let first = 0;
-    let cw = Math.min(24, room / Math.max(1, n.terms.length));
-    if (cw < 9) {
-      cw = 9;
-      const fit = Math.floor((room - 22) / cw);
-      first = n.terms.length - fit;
-      out.push('<text x="' + (left + 2) + '" y="' + (y + 17) + '" font-size="12" fill="#6b7485">\u2026</text>');
-      left += 22;
-    }
-    const commit = s ? s.commit : 0;
-    for (let k = first; k < n.terms.length; k++) {
-      const index = n.snap[0] + 1 + k;
-      const term = n.terms[k];
-      const cx = left + (k - first) * cw;
-      const committed = index <= commit;
-      out.push('<rect x="' + cx + '" y="' + y + '" width="' + (cw - 2) + '" height="' + h + '" rx="3" fill="' + termColour(term) +
-        '" fill-opacity="' + (committed ? (up ? 1 : 0.6) : 0.35) + '"' + (committed ? '' : ' stroke="' + termColour(term) + '" stroke-dasharray="3 2"') +
-        '><title>index ' + index + ', term ' + term + (committed ? ', committed' : '') + '</title></rect>');
-      if (cw - 4 >= String(term).length * 6.6) {
-        out.push('<text x="' + (cx + (cw - 2) / 2) + '" y="' + (y + 17) + '" text-anchor="middle" font-size="11" font-weight="600" fill="' +
-          (committed && !DARK_TEXT[(term - 1) % 10] ? '#fff' : '#1d2430') + '">' + term + '</text>');
-      }
-    }
-    if (commit > n.snap[0] || commit > 0) {
-      const k = Math.min(commit, lastIndex(n)) - n.snap[0] - 1;
-      const bx = k < first ? left - 2 : left + (k - first + 1) * cw - 1;
-      out.push('<line x1="' + bx + '" y1="' + (y - 4) + '" x2="' + bx + '" y2="' + (y + h + 4) + '" stroke="#1d2430" stroke-width="3"/>' +
-        '<path d="M' + (bx - 5) + ',' + (y + h + 11) + ' l5,-6 l5,6 z" fill="#1d2430"/>');
-    }
-    if (cw >= 14 || first > 0) {
-      out.push('<text x="' + (left + (cw - 2) / 2) + '" y="' + (y + h + 13) + '" text-anchor="middle" font-size="9" fill="#8a93a3">' + (n.snap[0] + 1 + first) + '</text>');
-    }
+    R.drawNode(out, LAYOUT, id, { id: id, life: st.lives[id - 1] || 'never_started', state: n.state,
+      snap: n.snap, terms: n.terms, member: member });
   }
 
   function drawMessages(out) {
     for (const f of st.flights) {
       if (f.sent > t) continue;
-      const tr = track(f.from, f.to);
+      const tr = LAYOUT.track(f.from, f.to);
       const waiting = t >= f.arrive;
       const p = waiting ? 0.96 : Math.max(0, Math.min(1, (t - f.sent) / Math.max(1e-9, f.arrive - f.sent)));
-      const pos = at(tr, p);
+      const pos = R.at(tr, p);
       const fam = f.type.replace(/Response$/, '');
-      const colour = MSG_COLOUR[fam] || '#555';
+      const colour = R.MSG_COLOUR[fam] || '#555';
       const response = /Response$/.test(f.type);
       const r = f.entries ? 8.5 : 6.5;
       const tip = '<title>' + f.type + ' n' + f.from + '\u2192n' + f.to + ' t' + f.term + (f.entries ? ', ' + f.entries + ' entries' : '') +
@@ -356,7 +195,7 @@
     for (const d of st.drops) {
       const age = t - d.t;
       if (age < 0 || age > DROP_SHOW_MS) continue;
-      const pos = at(track(d.from, d.to), d.atDest ? 0.9 : 0.12);
+      const pos = R.at(LAYOUT.track(d.from, d.to), d.atDest ? 0.9 : 0.12);
       const k = 7;
       out.push('<g stroke="#d33" stroke-width="3.5" stroke-linecap="round" opacity="' + (1 - 0.7 * age / DROP_SHOW_MS) + '">' +
         '<title>' + d.type + ' n' + d.from + '\u2192n' + d.to + ' dropped at ' + d.t + ' ms</title>' +
@@ -365,46 +204,14 @@
     }
   }
 
-  function drawLegend(out) {
-    let x = 24;
-    const y = 690;
-    out.push('<text x="' + x + '" y="' + (y - 22) + '" font-size="11" font-weight="700" fill="#5b6475">ROLES</text>');
-    [['LEADER', ROLE_COLOUR.LEADER], ['CANDIDATE', ROLE_COLOUR.CANDIDATE], ['PRE-CANDIDATE', ROLE_COLOUR.PRE],
-      ['FOLLOWER', ROLE_COLOUR.FOLLOWER], ['DOWN', '#9aa1ab']].forEach(function (p) {
-      const w = p[0].length * 6.6 + 12;
-      out.push('<rect x="' + x + '" y="' + (y - 12) + '" width="' + w + '" height="17" rx="8.5" fill="' + p[1] + '"/>' +
-        '<text x="' + (x + w / 2) + '" y="' + (y + 1) + '" text-anchor="middle" font-size="10" font-weight="700" fill="#fff">' + p[0] + '</text>');
-      x += w + 5;
-    });
-    x += 18;
-    out.push('<text x="' + x + '" y="' + (y - 22) + '" font-size="11" font-weight="700" fill="#5b6475">MESSAGES (filled: request, hollow: response)</text>');
-    [['AppendEntries', MSG_COLOUR.AppendEntries], ['RequestVote', MSG_COLOUR.RequestVote], ['PreVote', MSG_COLOUR.PreVote],
-      ['InstallSnapshot', MSG_COLOUR.InstallSnapshot], ['TimeoutNow', MSG_COLOUR.TimeoutNow]].forEach(function (p) {
-      out.push('<circle cx="' + (x + 6) + '" cy="' + (y - 4) + '" r="5.5" fill="' + p[1] + '"/>' +
-        '<text x="' + (x + 15) + '" y="' + y + '" font-size="11" fill="#3a4250">' + p[0] + '</text>');
-      x += p[0].length * 6.3 + 30;
-    });
-    out.push('<g stroke="#d33" stroke-width="3" stroke-linecap="round"><line x1="' + x + '" y1="' + (y - 9) + '" x2="' + (x + 9) + '" y2="' + y + '"/>' +
-      '<line x1="' + x + '" y1="' + y + '" x2="' + (x + 9) + '" y2="' + (y - 9) + '"/></g>' +
-      '<text x="' + (x + 14) + '" y="' + y + '" font-size="11" fill="#3a4250">dropped</text>');
-    x = 24;
-    const y2 = y + 24;
-    out.push('<text x="' + x + '" y="' + y2 + '" font-size="11" fill="#3a4250">log cells coloured by term' +
-      ' \u00b7 faded, dashed: not committed \u00b7 bar \u25b2: commit index \u00b7 red dashed \u2715: link cut</text>');
-  }
-
   const svg = document.getElementById('cluster');
-  const DEFS = '<defs><pattern id="hatch" width="10" height="10" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">' +
-    '<rect width="4" height="10" fill="#e6a100" fill-opacity="0.13"/></pattern>' +
-    '<marker id="arrow-cut" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">' +
-    '<path d="M0,0 L10,5 L0,10 z" fill="#d33"/></marker></defs>';
 
   function drawCluster() {
-    const out = [DEFS];
-    drawLinks(out);
+    const out = [R.DEFS];
+    R.drawLinks(out, LAYOUT, st.cut, st.held);
     for (let id = 1; id <= NODE_COUNT; id++) drawNode(out, id);
     drawMessages(out);
-    drawLegend(out);
+    R.drawLegend(out, true);
     svg.innerHTML = out.join('');
   }
 
@@ -527,7 +334,7 @@
   records.forEach(function (r) {
     let colour = null;
     if (r.kind === 'control') colour = '#e67e22';
-    else if (r.kind === 'role' && r.role === 'LEADER') colour = ROLE_COLOUR.LEADER;
+    else if (r.kind === 'role' && r.role === 'LEADER') colour = R.ROLE_COLOUR.LEADER;
     else if (r.kind === 'violation') colour = '#d33';
     if (!colour) return;
     const m = document.createElement('span');

@@ -102,8 +102,7 @@ impl Node {
         // Sent at once, they could be answered to a campaign a crash then forgets: restarted
         // in the older term, the node could campaign for the same term again with another
         // log, and a late grant to the first campaign would count for the second.
-        let at_once = reintroduced!(self, VoteRequestBeforeDurableTerm)
-            || reintroduced!(self, LeadBeforeDurableVote);
+        let at_once = reintroduced!(self, VoteRequestBeforeDurableTerm | LeadBeforeDurableVote);
         for peer in self.other_voters() {
             let message = Message::RequestVote(request.clone());
             if at_once {

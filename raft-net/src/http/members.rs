@@ -14,57 +14,137 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
-use raft_core::kv::Command;
 use raft_core::{ChangeRejection, MembershipChange, NodeId};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiResult, AppState, Effect};
+use super::openapi::{ErrorBody, SEED_COMPATIBILITY};
+use super::{ask, ApiError, ApiResult, Effect, NodeState};
 use crate::config::{parse_node_id, resolve};
-use crate::driver::{Outcome, Request, StatePage};
+use crate::driver::{NodeRequest, Outcome, StatePage};
+use crate::member_address::check_member_address;
+use crate::replica::set_address_bytes;
 
 /// How long `POST /api/v1/members` waits for the learner to catch up before giving up.
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between attempts while a change is in progress or the learner is behind.
 const CHANGE_RETRY: Duration = Duration::from_millis(100);
 
-/// `GET /api/v1/members`: the core's current membership, with the addresses this node knows.
-pub(super) async fn members(State(state): State<AppState>) -> ApiResult {
+/// `GET /api/v1/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Members {
+    /// The node that answered.
+    pub id: u64,
+    /// The cluster the answering node belongs to (16 hex digits); `null` while a server that
+    /// joined has not heard from a member yet.
+    pub cluster_id: Option<String>,
+    /// The answering node's incarnation.
+    pub incarnation: u64,
+    pub leader: Option<u64>,
+    /// Voters first, then learners.
+    pub members: Vec<Member>,
+}
+
+/// One member as `GET /api/v1/members` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    pub id: u64,
+    /// `null` while this node has no record of it.
+    pub http_addr: Option<String>,
+    /// `null` while this node has no record of it.
+    pub raft_addr: Option<String>,
+    /// A voter, else a learner.
+    pub voter: bool,
+    pub leader: bool,
+    /// The incarnation the membership records for it; `null` until a leader recorded one.
+    pub incarnation: Option<u64>,
+    /// A learner only because it came back as a new incarnation (its state lost): the leader
+    /// promotes it again once it has caught up.
+    pub returning: bool,
+}
+
+/// The core's current membership, with the addresses this node knows.
+#[utoipa::path(get, path = "/api/v1/members", tag = "members",
+    responses(
+        (status = 200, description = "voters and learners", body = Members),
+        (status = 503, description = "the node is shutting down", body = ErrorBody),
+    ))]
+pub(super) async fn members(State(state): State<NodeState>) -> ApiResult {
     let view = state.status().await?;
     let member = |id: u64, voter: bool| {
         let address = state.addresses.get(NodeId(id));
-        json!({
-            "id": id,
-            "http_addr": address.as_ref().map(|address| address.http.clone()),
-            "raft_addr": address.as_ref().map(|address| address.raft.to_string()),
-            "voter": voter,
-            "leader": view.leader == Some(id),
-        })
+        Member {
+            id,
+            http_addr: address.as_ref().map(|address| address.http.clone()),
+            raft_addr: address.as_ref().map(|address| address.raft.to_string()),
+            voter,
+            leader: view.leader == Some(id),
+            incarnation: view
+                .incarnations
+                .iter()
+                .find(|(member, _)| *member == id)
+                .map(|&(_, incarnation)| incarnation),
+            returning: view.returning.contains(&id),
+        }
     };
-    let members: Vec<Value> = view
+    let members = view
         .voters
         .iter()
         .map(|&id| member(id, true))
         .chain(view.learners.iter().map(|&id| member(id, false)))
         .collect();
-    let body = json!({ "id": state.id.0, "leader": view.leader, "members": members });
-    Ok(Json(body).into_response())
+    Ok(Json(Members {
+        id: state.id.0,
+        cluster_id: view.cluster_id.map(|id| id.to_string()),
+        incarnation: view.incarnation,
+        leader: view.leader,
+        members,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
+    /// The new server's id (not 0).
+    #[schema(minimum = 1)]
     id: u64,
+    /// Its Raft (UDP) address, `IP:port` or `host:port` (resolved once, here).
     raft_addr: String,
+    /// Its HTTP address, `host:port`.
     http_addr: String,
 }
 
-/// `POST /api/v1/members`: record the new server's addresses through the log so every member
-/// can reach it, add it as a learner, and promote it to voter once it has caught up (Raft
-/// thesis §4.2.1). Answers `200` once it is a voter. Safe to repeat with the same addresses;
-/// `409` for a member at other addresses.
+/// `POST /api/v1/members` (and `GET /join`), once the server is a voter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberAdded {
+    pub id: u64,
+    /// Always `true`: the answer waits for the promotion.
+    pub voter: bool,
+    /// The promotion's entry; absent when the server was a voter already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+}
+
+/// Records the new server's addresses through the log so every member can reach it, adds it
+/// as a learner, and promotes it to voter once it has caught up (Raft thesis §4.2.1). Answers
+/// `200` once it is a voter. Safe to repeat with the same addresses; `409` for a member at
+/// other addresses.
+#[utoipa::path(post, path = "/api/v1/members", tag = "members",
+    request_body = AddMemberBody,
+    responses(
+        (status = 200, description = "the server is a voter", body = MemberAdded),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 409, description = "already a member at other addresses, the Raft address is another member's, or the core refused the change", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time, or the learner did not catch up within 60 s: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn add_member(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -81,19 +161,36 @@ pub(super) async fn add_member(
 /// The seed KV store's join query: `nodeId` (`n2` or `2`) and `raftPort`; `host` defaults to
 /// 127.0.0.1 and `httpPort` to `raftPort - 1000`, the seed's port layout (HTTP 8000 beside
 /// Raft 9000).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(super) struct JoinQuery {
+    /// The new server's id, `n2` or `2`.
+    #[param(pattern = r"^n?[0-9]*[1-9][0-9]*$")]
     node_id: String,
+    /// Its Raft (UDP) port.
     raft_port: u16,
+    /// Its HTTP port (default `raftPort - 1000`).
     http_port: Option<u16>,
+    /// Its host (default 127.0.0.1).
     host: Option<String>,
 }
 
-/// `GET /join?nodeId=n2&raftPort=9001`: the seed's alias of `POST /api/v1/members`, kept for
-/// compatibility; it takes the admin token like the route it stands for.
+/// The seed's alias of `POST /api/v1/members`, kept for compatibility; it takes the admin
+/// token like the route it stands for.
+#[utoipa::path(get, path = "/join", tag = SEED_COMPATIBILITY,
+    params(JoinQuery),
+    responses(
+        (status = 200, description = "the server is a voter", body = MemberAdded),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a malformed query or an address the store would refuse", body = ErrorBody),
+        (status = 409, description = "already a member at other addresses, or the Raft address is another member's", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time, or the learner did not catch up: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn compat_join(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     query: Result<Query<JoinQuery>, QueryRejection>,
 ) -> ApiResult {
@@ -134,7 +231,7 @@ async fn member_address(
     let raft = resolve(raft_addr)
         .await
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    raft_core::kv::check_member_address(id, &raft.to_string(), &http_addr)
+    check_member_address(id, &raft.to_string(), &http_addr)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     Ok((NodeId(id), raft, http_addr))
 }
@@ -149,7 +246,7 @@ fn member_ids(view: &StatePage) -> impl Iterator<Item = NodeId> + '_ {
 
 /// `409` unless `raft` is free for `id`: no other current member listens there.
 fn check_address_free(
-    state: &AppState,
+    state: &NodeState,
     view: &StatePage,
     id: NodeId,
     raft: SocketAddr,
@@ -169,7 +266,13 @@ fn check_address_free(
 /// Adds `id` at `raft`/`http`: refused (`409`) if `id` is a member recorded at other
 /// addresses, or `raft` belongs to another member; otherwise the addresses go through the log,
 /// then the learner is added and promoted.
-async fn add(state: &AppState, id: NodeId, raft: SocketAddr, http: String, uri: &Uri) -> ApiResult {
+async fn add(
+    state: &NodeState,
+    id: NodeId,
+    raft: SocketAddr,
+    http: String,
+    uri: &Uri,
+) -> ApiResult {
     let view = state.status().await?;
     if member_ids(&view).any(|member| member == id) {
         let recorded = state.addresses.get(id);
@@ -195,18 +298,43 @@ async fn add(state: &AppState, id: NodeId, raft: SocketAddr, http: String, uri: 
     add_and_promote(state, id, uri).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddressBody {
+    /// The member's new Raft (UDP) address.
     raft_addr: String,
+    /// Its new HTTP address.
     http_addr: String,
 }
 
-/// `PUT /api/v1/members/{id}/address`: moves member `id` to new addresses, through the log.
-/// The explicit, authenticated way to change an address: it is refused (`403`) unless the node
-/// has an admin token, which the request then had to present.
+/// `PUT /api/v1/members/{id}/address`, once committed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressChanged {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Moves member `id` to new addresses, through the log. The explicit, authenticated way to
+/// change an address: it is refused (`403`) unless the node has an admin token, which the
+/// request then had to present.
+#[utoipa::path(put, path = "/api/v1/members/{id}/address", tag = "members",
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
+    request_body = AddressBody,
+    responses(
+        (status = 200, description = "committed: the others send to the new address from now on", body = AddressChanged),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 403, description = "the node has no admin token (or the token is wrong)", body = ErrorBody),
+        (status = 404, description = "not a member", body = ErrorBody),
+        (status = 409, description = "the Raft address is another member's, or the entry was overwritten", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn change_address(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -233,28 +361,24 @@ pub(super) async fn change_address(
         ));
     }
     check_address_free(&state, &view, id, raft)?;
-    let command = Command::SetAddress {
+    let command = set_address_bytes(id.0, &raft.to_string(), &http);
+    let (index, term) = state.propose(command, &uri).await?;
+    tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
+    Ok(Json(AddressChanged {
         id: id.0,
         raft_addr: raft.to_string(),
-        http_addr: http.clone(),
-    };
-    let (index, term, _) = state.propose(&command, &uri).await?;
-    tracing::warn!(member = %id, %raft, %http, "member moved by the admin API");
-    let body = json!({
-        "id": id.0,
-        "raft_addr": raft.to_string(),
-        "http_addr": http,
-        "index": index.0,
-        "term": term,
-    });
-    Ok(Json(body).into_response())
+        http_addr: http,
+        index: index.0,
+        term: term.0,
+    })
+    .into_response())
 }
 
 /// Commits a `SetAddress` for every member and for the new one: the log (and the snapshots)
 /// are what a member has after a restart, and the first members only know each other from
 /// their flags.
 async fn record_addresses(
-    state: &AppState,
+    state: &NodeState,
     view: &StatePage,
     id: NodeId,
     raft: SocketAddr,
@@ -264,19 +388,15 @@ async fn record_addresses(
     let mut records = Vec::new();
     for member in member_ids(view).filter(|&member| member != id) {
         if let Some(address) = state.addresses.get(member) {
-            records.push(Command::SetAddress {
-                id: member.0,
-                raft_addr: address.raft.to_string(),
-                http_addr: address.http,
-            });
+            records.push(set_address_bytes(
+                member.0,
+                &address.raft.to_string(),
+                &address.http,
+            ));
         }
     }
-    records.push(Command::SetAddress {
-        id: id.0,
-        raft_addr: raft.to_string(),
-        http_addr: http,
-    });
-    for record in &records {
+    records.push(set_address_bytes(id.0, &raft.to_string(), &http));
+    for record in records {
         state.propose(record, uri).await?;
     }
     Ok(())
@@ -284,17 +404,17 @@ async fn record_addresses(
 
 /// AddLearner, then PromoteLearner, retrying while another change is in flight or the learner
 /// is behind.
-async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
+async fn add_and_promote(state: &NodeState, id: NodeId, uri: &Uri) -> ApiResult {
     let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
     let mut change = MembershipChange::AddLearner(id);
     loop {
-        let outcome = state
-            .ask(
-                |respond| Request::ChangeMembership { change, respond },
-                state.commit_timeout,
-                Effect::Change,
-            )
-            .await?;
+        let outcome = ask(
+            &state.requests,
+            |respond| NodeRequest::ChangeMembership { change, respond },
+            state.commit_timeout,
+            Effect::Change,
+        )
+        .await?;
         match (change, outcome) {
             // Added, or already a member (a repeated join): on to the promotion.
             (
@@ -305,7 +425,12 @@ async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
                 continue;
             }
             (_, Outcome::Committed { index, term, .. }) => {
-                let body = json!({ "id": id.0, "voter": true, "index": index.0, "term": term.0 });
+                let body = MemberAdded {
+                    id: id.0,
+                    voter: true,
+                    index: Some(index.0),
+                    term: Some(term.0),
+                };
                 return Ok(Json(body).into_response());
             }
             // Not a learner: fine if it is a voter already.
@@ -332,9 +457,15 @@ async fn add_and_promote(state: &AppState, id: NodeId, uri: &Uri) -> ApiResult {
     }
 }
 
-async fn already_voter(state: &AppState, id: NodeId) -> ApiResult {
+async fn already_voter(state: &NodeState, id: NodeId) -> ApiResult {
     if state.status().await?.voters.contains(&id.0) {
-        Ok(Json(json!({ "id": id.0, "voter": true })).into_response())
+        let body = MemberAdded {
+            id: id.0,
+            voter: true,
+            index: None,
+            term: None,
+        };
+        Ok(Json(body).into_response())
     } else {
         Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -343,28 +474,49 @@ async fn already_voter(state: &AppState, id: NodeId) -> ApiResult {
     }
 }
 
-/// `DELETE /api/v1/members/{id}`: removes a voter or learner (a single-server change through
-/// the log). A removed leader steps down once the removal commits.
+/// `DELETE /api/v1/members/{id}`, once committed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    pub removed: u64,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Removes a voter or learner (a single-server change through the log). A removed leader
+/// steps down once the removal commits.
+#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "the member, `4` or `n4`", pattern = r"^n?[0-9]*[1-9][0-9]*$")),
+    responses(
+        (status = 200, description = "the removal committed", body = Removed),
+        (status = 307, description = "not the leader: the same request on the leader", body = ErrorBody,
+            headers(("Location" = String, description = "the leader's URL"))),
+        (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 409, description = "the core refused the change (not a member, the last voter, another change in progress) or it was overwritten", body = ErrorBody),
+        (status = 503, description = "no leader known, too busy, or the node is shutting down", body = ErrorBody),
+        (status = 504, description = "not committed in time: the outcome is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn remove_member(
-    State(state): State<AppState>,
+    State(state): State<NodeState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let Path(id) = id?;
     let id = parse_node_id(&id).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let change = MembershipChange::Remove(id);
-    let outcome = state
-        .ask(
-            |respond| Request::ChangeMembership { change, respond },
-            state.commit_timeout,
-            Effect::Change,
-        )
-        .await?;
+    let outcome = ask(
+        &state.requests,
+        |respond| NodeRequest::ChangeMembership { change, respond },
+        state.commit_timeout,
+        Effect::Change,
+    )
+    .await?;
     match outcome {
-        Outcome::Committed { index, term, .. } => {
-            let body = json!({ "removed": id.0, "index": index.0, "term": term.0 });
-            Ok(Json(body).into_response())
-        }
+        Outcome::Committed { index, term, .. } => Ok(Json(Removed {
+            removed: id.0,
+            index: index.0,
+            term: term.0,
+        })
+        .into_response()),
         other => Err(state.failure(other, &uri)),
     }
 }

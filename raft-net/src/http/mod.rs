@@ -1,62 +1,52 @@
-//! The client API (axum). Every handler turns its request into a `driver::Request`, waits for
-//! the answer, and maps it to a status: `200` only after commit and apply; `307` to the leader
-//! (same path) from a follower; `503` when no leader is known or the leader is busy; `409` when
-//! the entry was overwritten (a definite failure); `504` when the commit timeout passes first,
-//! or the node stops (shutdown, a storage failure) before it learns the fate of a write it
-//! took: the outcome is unknown, the entry may still commit. Every error body is
+//! The client API (axum). Every handler turns its request into a request to the driver, waits
+//! for the answer, and maps it to a status: `200` only after commit and apply; `307` to the
+//! leader (same path) from a follower; `503` when no leader is known or the leader is busy;
+//! `409` when the entry was overwritten (a definite failure); `504` when the commit timeout
+//! passes first, or the node stops (shutdown, a storage failure) before it learns the fate of a
+//! write it took: the outcome is unknown, the entry may still commit. Every error body is
 //! `{"error": "..."}`.
 //!
-//! Routes come in groups, each behind one [`auth::Access`] class (see [`router`]): the node's
-//! own routes (status, members, administration, health, metrics) and the key-value machine's
-//! (keys, log commands, sessions, and the seed's compatibility routes).
+//! Routes come in two kinds, each group behind one [`auth::Access`] class (see [`router`]):
+//!
+//! - the node's own routes, the same for every state machine: status ([`state`]), members
+//!   ([`members`]), administration, health and metrics ([`node`]), served with a [`NodeState`]
+//!   and answered by the driver's [`NodeRequest`](crate::driver::NodeRequest)s;
+//! - the machine's routes, which the machine's service brings (the key-value machine's are in
+//!   [`crate::kv`]: keys, log commands, sessions and the seed's compatibility routes). They
+//!   reach the driver through a [`service::Handle`](crate::service::Handle) and answer with
+//!   the same statuses and [`ApiError`]s.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use raft_core::kv::{Command, Output};
-use raft_core::{LogIndex, NodeId};
-use serde::Deserialize;
+use raft_core::NodeId;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-mod members;
+pub mod events;
+pub mod members;
+pub mod node;
+pub mod openapi;
 pub mod serve;
 pub mod state;
+mod ui;
 
 use crate::addresses::AddressBook;
-use crate::auth::{self, Access, Tokens};
-use crate::config::{HttpLimits, BODY_BYTES_MAX, KEY_BYTES_MAX};
-use crate::driver::{Outcome, Request, StatePage};
-use crate::metrics::Metrics;
+use crate::auth::{self, Access};
+use crate::config::{HttpLimits, BODY_BYTES_MAX};
+use crate::driver::Outcome;
+pub use node::NodeState;
 
 /// How long a request that does not wait for a commit may wait for the driver before the node
 /// counts as stuck.
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub id: NodeId,
-    pub requests: mpsc::Sender<Request>,
-    /// Every member's addresses, for redirects and `/api/v1/members`.
-    pub addresses: Arc<AddressBook>,
-    pub commit_timeout: Duration,
-    pub command_bytes_max: usize,
-    pub isolated: Arc<AtomicBool>,
-    pub metrics: Arc<Metrics>,
-    pub tokens: Arc<Tokens>,
-    /// `http` or `https`: the scheme of redirects to other members (all members serve the
-    /// same).
-    pub scheme: &'static str,
-}
 
 /// What a request to the driver may have done, for the answer when the driver drops it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +68,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    /// `status` with the body `{"error": message}`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: json!({ "error": message.into() }),
@@ -86,23 +77,34 @@ impl ApiError {
         }
     }
 
-    fn with(mut self, field: &str, value: Value) -> ApiError {
+    /// Adds `field` to the body.
+    #[must_use]
+    pub fn with(mut self, field: &str, value: Value) -> ApiError {
         if let Value::Object(map) = &mut self.body {
             map.insert(field.to_string(), value);
         }
         self
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    /// `400`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn unavailable(message: impl Into<String>) -> ApiError {
+    /// `503`.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
-    fn internal(message: impl Into<String>) -> ApiError {
+    /// `500`.
+    pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The status it answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
@@ -140,57 +142,59 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+/// What a handler returns.
+pub type ApiResult = Result<Response, ApiError>;
 
-/// The router for one node; `admin` adds the fault-injection, transfer and snapshot routes.
+/// The router for one node: the node's own routes (`admin` adds the fault-injection, transfer
+/// and snapshot routes) and the machine's `machine` routes, which are served with the client
+/// class.
 ///
 /// | group | class | routes |
 /// | --- | --- | --- |
-/// | node | open | `GET /healthz`, `GET /metrics` |
-/// | node | client | `GET /api/v1/state`, `GET /api/v1/members` |
-/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
-/// | key-value | client | `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
+/// | node | open | `GET /healthz`, `GET /metrics`, `GET /ui` (the dashboard and its assets) |
+/// | node | client | `GET /api/v1/state`, `GET /api/v1/members`, `GET /api/v1/events` |
+/// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`, `GET /api/v1/backup`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
+/// | machine | client | the key-value machine's: `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
-/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all.
-pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
+/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
+/// head: an event stream goes on after it). Pages from members' origins may call every route
+/// (CORS, see `ui`).
+///
+/// `GET /api/v1/openapi.json` (open) describes every route, generated from the handlers'
+/// annotations as they are registered (see [`openapi`]).
+pub fn router(
+    state: NodeState,
+    machine: OpenApiRouter,
+    admin: bool,
+    limits: &HttpLimits,
+) -> Router {
     let tokens = Arc::clone(&state.tokens);
     let request_timeout = limits.request_timeout;
-    let open = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
-    let node = Router::new()
-        .route("/api/v1/state", get(state::get_state))
-        .route("/api/v1/members", get(members::members));
-    let mut node_admin = Router::new()
-        .route("/api/v1/members", post(members::add_member))
-        .route(
-            "/api/v1/members/{id}",
-            axum::routing::delete(members::remove_member),
-        )
-        .route(
-            "/api/v1/members/{id}/address",
-            axum::routing::put(members::change_address),
-        )
-        // The seed's compatibility route: a GET that changes membership, so it takes the admin
-        // token like `POST /api/v1/members`.
-        .route("/join", get(members::compat_join));
-    if admin {
-        node_admin = node_admin
-            .route("/api/v1/admin/isolate", post(isolate))
-            .route("/api/v1/admin/block", post(isolate))
-            .route("/api/v1/admin/heal", post(heal))
-            .route("/api/v1/admin/transfer-leader", post(transfer_leader))
-            .route("/api/v1/admin/snapshot", post(take_snapshot))
-            .route("/api/v1/admin/unblock", post(heal))
-            .route("/block", get(isolate).post(isolate))
-            .route("/unblock", get(heal).post(heal));
+    let cors = ui::cors(&state);
+    let node = node::routes(state, admin);
+    let (document_route, document_api) = OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
+        .split_for_parts();
+    let mut routers = Router::new();
+    let mut apis = Vec::new();
+    for (group, access) in [
+        (node.open, Access::Open),
+        (node.client, Access::Client),
+        (node.admin, Access::Admin),
+        (machine, Access::Client),
+    ] {
+        let (router, mut api) = group.split_for_parts();
+        openapi::apply_class(&mut api, access, &tokens);
+        routers = routers.merge(auth::guard(router, &tokens, access));
+        apis.push(api);
     }
-    Router::new()
-        .merge(auth::guard(open, &tokens, Access::Open))
-        .merge(auth::guard(node, &tokens, Access::Client))
-        .merge(auth::guard(node_admin, &tokens, Access::Admin))
-        .merge(auth::guard(kv_routes(), &tokens, Access::Client))
+    let mut document_api = document_api;
+    openapi::apply_class(&mut document_api, Access::Open, &tokens);
+    apis.push(document_api);
+    let document = openapi::to_json(&openapi::document(apis));
+    routers
+        .merge(document_route.with_state(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -204,22 +208,7 @@ pub fn router(state: AppState, admin: bool, limits: &HttpLimits) -> Router {
                 ))
                 .timeout(limits.request_timeout),
         )
-        .with_state(state)
-}
-
-/// The key-value machine's routes, including the seed's compatibility routes (`/set` and
-/// `/remove` are GETs that write).
-fn kv_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/append", post(append))
-        .route(
-            "/api/v1/kv/{key}",
-            get(kv_get).put(kv_put).delete(kv_delete),
-        )
-        .route("/api/v1/sessions", post(open_session))
-        .route("/set", get(compat_set))
-        .route("/get", get(compat_get))
-        .route("/remove", get(compat_remove))
+        .layer(cors)
 }
 
 /// A request that took longer than the request timeout. Whatever it was doing may still
@@ -248,83 +237,49 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
     )
 }
 
-impl AppState {
-    /// Sends a request to the driver and waits for its answer.
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Request,
-        timeout: Duration,
-        effect: Effect,
-    ) -> Result<T, ApiError> {
-        let (respond, answer) = oneshot::channel();
-        if self.requests.send(make(respond)).await.is_err() {
-            // The driver never saw it: nothing happened.
-            return Err(ApiError::unavailable("the node is shutting down"));
-        }
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) if effect == Effect::Change => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the node stopped (shutdown or a storage failure) before it learned the outcome; it is unknown: the change may still commit",
-            )),
-            Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
-            Err(_) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "no answer within {} ms; the outcome is unknown: a write may still commit later",
-                    timeout.as_millis()
-                ),
-            )),
-        }
+/// Sends a request to the driver and waits for its answer.
+pub(crate) async fn ask<R, T>(
+    requests: &mpsc::Sender<R>,
+    make: impl FnOnce(oneshot::Sender<T>) -> R,
+    timeout: Duration,
+    effect: Effect,
+) -> Result<T, ApiError> {
+    let (respond, answer) = oneshot::channel();
+    if requests.send(make(respond)).await.is_err() {
+        // The driver never saw it: nothing happened.
+        return Err(ApiError::unavailable("the node is shutting down"));
     }
-
-    /// This node's status (a page without log entries).
-    async fn status(&self) -> Result<StatePage, ApiError> {
-        self.ask(
-            |respond| Request::State {
-                from: LogIndex(1),
-                limit: 0,
-                respond,
-            },
-            DRIVER_TIMEOUT,
-            Effect::None,
-        )
-        .await
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) if effect == Effect::Change => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the node stopped (shutdown or a storage failure) before it learned the outcome; it is unknown: the change may still commit",
+        )),
+        Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "no answer within {} ms; the outcome is unknown: a write may still commit later",
+                timeout.as_millis()
+            ),
+        )),
     }
+}
 
-    /// Proposes `command`; `Ok` only once it is committed and applied.
-    async fn propose(
-        &self,
-        command: &Command,
-        uri: &Uri,
-    ) -> Result<(LogIndex, u64, Output), ApiError> {
-        let command = command.encode();
-        if command.len() > self.command_bytes_max {
-            return Err(ApiError::bad_request(format!(
-                "the command is {} bytes encoded; the limit is {} bytes (one entry must fit one datagram)",
-                command.len(),
-                self.command_bytes_max
-            )));
-        }
-        let outcome = self
-            .ask(
-                |respond| Request::Propose { command, respond },
-                self.commit_timeout,
-                Effect::Change,
-            )
-            .await?;
-        match outcome {
-            Outcome::Committed {
-                index,
-                term,
-                output,
-            } => Ok((index, term.0, output)),
-            other => Err(self.failure(other, uri)),
-        }
-    }
+/// Where this node sends a client that asked the wrong member: the leader's same URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Redirect {
+    pub id: NodeId,
+    /// Every member's addresses.
+    pub addresses: Arc<AddressBook>,
+    /// `http` or `https`: the scheme of redirects to other members (all members serve the
+    /// same).
+    pub scheme: &'static str,
+}
 
+impl Redirect {
     /// The error for an outcome other than success.
-    fn failure(&self, outcome: Outcome, uri: &Uri) -> ApiError {
+    pub(crate) fn failure<T>(&self, outcome: Outcome<T>, uri: &Uri) -> ApiError {
         match outcome {
             Outcome::NotLeader { leader_hint } => self.not_leader(leader_hint, uri),
             Outcome::Busy => ApiError::unavailable("too many requests in flight; retry later"),
@@ -352,7 +307,7 @@ impl AppState {
     }
 
     /// `307` to the leader's same URL, or `503` when it (or its address) is unknown.
-    fn not_leader(&self, leader_hint: Option<NodeId>, uri: &Uri) -> ApiError {
+    pub(crate) fn not_leader(&self, leader_hint: Option<NodeId>, uri: &Uri) -> ApiError {
         let Some(leader) = leader_hint else {
             return ApiError::unavailable("no leader").with("leader", Value::Null);
         };
@@ -374,368 +329,204 @@ impl AppState {
     }
 }
 
-fn check_key(key: &str) -> Result<(), ApiError> {
-    if key.is_empty() {
-        return Err(ApiError::bad_request("the key is empty"));
-    }
-    if key.len() > KEY_BYTES_MAX {
+/// The size check every proposal passes: one entry must fit one datagram.
+pub(crate) fn check_command_size(command: &[u8], command_bytes_max: usize) -> Result<(), ApiError> {
+    if command.len() > command_bytes_max {
         return Err(ApiError::bad_request(format!(
-            "the key is {} bytes; the limit is {KEY_BYTES_MAX} bytes",
-            key.len()
+            "the command is {} bytes encoded; the limit is {} bytes (one entry must fit one datagram)",
+            command.len(),
+            command_bytes_max
         )));
     }
     Ok(())
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppendBody {
-    command: String,
-}
-
-async fn append(
-    State(state): State<AppState>,
-    uri: Uri,
-    session: Result<Query<SessionQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let session = session?.0;
-    let body = body?;
-    let AppendBody { command } = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::bad_request(format!(
-            "malformed JSON: {error}; expected {{\"command\": \"...\"}}"
-        ))
-    })?;
-    write(&state, session.wrap(Command::Append { command })?, &uri).await
-}
-
-/// `?client_id=&seq=` on a write: the command runs in that client session (Raft thesis §6.3),
-/// so retrying it with the same numbers applies it at most once.
-#[derive(Debug, Deserialize)]
-struct SessionQuery {
-    client_id: Option<u64>,
-    seq: Option<u64>,
-}
-
-impl SessionQuery {
-    fn wrap(self, command: Command) -> Result<Command, ApiError> {
-        match (self.client_id, self.seq) {
-            (None, None) => Ok(command),
-            (Some(client), Some(seq)) if seq > 0 => Ok(Command::InSession {
-                client,
-                seq,
-                command: Box::new(command),
-            }),
-            (Some(_), Some(_)) => Err(ApiError::bad_request("seq starts at 1")),
-            _ => Err(ApiError::bad_request(
-                "client_id and seq go together: open a session with POST /api/v1/sessions, then number every write from seq=1",
-            )),
-        }
-    }
-}
-
-/// `POST /api/v1/sessions`: opens a client session; answers its `client_id` once committed.
-async fn open_session(State(state): State<AppState>, uri: Uri) -> ApiResult {
-    write(&state, Command::OpenSession, &uri).await
-}
-
-async fn kv_put(
-    State(state): State<AppState>,
-    uri: Uri,
-    key: Result<Path<String>, PathRejection>,
-    session: Result<Query<SessionQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let Path(key) = key?;
-    check_key(&key)?;
-    let value = body?.to_vec();
-    write(&state, session?.0.wrap(Command::Put { key, value })?, &uri).await
-}
-
-async fn write(state: &AppState, command: Command, uri: &Uri) -> ApiResult {
-    let (index, term, output) = state.propose(&command, uri).await?;
-    let mut body = json!({ "index": index.0, "term": term });
-    match output {
-        Output::Written { replaced } => body["replaced"] = json!(replaced),
-        Output::Deleted { existed } => body["existed"] = json!(existed),
-        Output::SessionOpened { client } => body["client_id"] = json!(client),
-        Output::StaleSequence { last_seq } => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("not applied: the session already applied a later command (seq {last_seq})"),
-            )
-            .with("last_seq", json!(last_seq)))
-        }
-        Output::SessionExpired => {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                "not applied: the session does not exist or expired; open a new one (earlier writes of the old session may or may not have been applied)",
-            ))
-        }
-        Output::Appended | Output::Value(_) | Output::AddressSet | Output::Invalid => {}
-    }
-    Ok(Json(body).into_response())
-}
-
-async fn kv_delete(
-    State(state): State<AppState>,
-    uri: Uri,
-    key: Result<Path<String>, PathRejection>,
-    session: Result<Query<SessionQuery>, QueryRejection>,
-) -> ApiResult {
-    let Path(key) = key?;
-    check_key(&key)?;
-    write(&state, session?.0.wrap(Command::Delete { key })?, &uri).await
-}
-
-#[derive(Debug, Deserialize)]
-struct GetQuery {
-    #[serde(default)]
-    stale: bool,
-}
-
-async fn kv_get(
-    State(state): State<AppState>,
-    uri: Uri,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<GetQuery>, QueryRejection>,
-) -> ApiResult {
-    let Path(key) = key?;
-    let Query(query) = query?;
-    check_key(&key)?;
-    match read(&state, key, query.stale, &uri).await? {
-        Some(value) => {
-            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
-        }
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
-    }
-}
-
-/// A stale read asks this replica. A linearizable one goes through the core's ReadIndex: the
-/// leader confirms with a quorum that it still leads, waits until it has applied everything
-/// committed when the read arrived, and only then reads (a deposed leader cannot answer it).
-async fn read(
-    state: &AppState,
-    key: String,
-    stale: bool,
-    uri: &Uri,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    if stale {
-        return state
-            .ask(
-                |respond| Request::StaleGet { key, respond },
-                DRIVER_TIMEOUT,
-                Effect::None,
-            )
-            .await;
-    }
-    let outcome = state
-        .ask(
-            |respond| Request::Read { key, respond },
-            state.commit_timeout,
-            Effect::None,
-        )
-        .await?;
-    match outcome {
-        Outcome::Value(value) => Ok(value),
-        other => Err(state.failure(other, uri)),
-    }
-}
-
-/// The seed KV store's query parameters.
-#[derive(Debug, Deserialize)]
-struct CompatQuery {
-    key: Option<String>,
-    value: Option<String>,
-}
-
-fn compat_query(
-    query: Result<Query<CompatQuery>, QueryRejection>,
-) -> Result<(String, Option<String>), ApiError> {
-    let Query(query) = query?;
-    let key = query
-        .key
-        .ok_or_else(|| ApiError::bad_request("missing ?key="))?;
-    check_key(&key)?;
-    Ok((key, query.value))
-}
-
-async fn compat_set(
-    State(state): State<AppState>,
-    uri: Uri,
-    query: Result<Query<CompatQuery>, QueryRejection>,
-    session: Result<Query<SessionQuery>, QueryRejection>,
-) -> ApiResult {
-    let (key, value) = compat_query(query)?;
-    let value = value.ok_or_else(|| ApiError::bad_request("missing ?value="))?;
-    let value = value.into_bytes();
-    write(&state, session?.0.wrap(Command::Put { key, value })?, &uri).await
-}
-
-async fn compat_get(
-    State(state): State<AppState>,
-    uri: Uri,
-    query: Result<Query<CompatQuery>, QueryRejection>,
-) -> ApiResult {
-    let (key, _) = compat_query(query)?;
-    match read(&state, key.clone(), false, &uri).await? {
-        Some(value) => {
-            let value = String::from_utf8_lossy(&value);
-            Ok(Json(json!({ "key": key, "value": value })).into_response())
-        }
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
-    }
-}
-
-async fn compat_remove(
-    State(state): State<AppState>,
-    uri: Uri,
-    query: Result<Query<CompatQuery>, QueryRejection>,
-    session: Result<Query<SessionQuery>, QueryRejection>,
-) -> ApiResult {
-    let (key, _) = compat_query(query)?;
-    write(&state, session?.0.wrap(Command::Delete { key })?, &uri).await
-}
-
-async fn healthz(State(state): State<AppState>) -> ApiResult {
-    // A round trip through the driver: a stuck driver loop is unhealthy even if HTTP answers.
-    let view = state.status().await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "id": view.id,
-        "state": view.state,
-        "term": view.term,
-        "leader": view.leader,
-        "isolated": state.isolated.load(Ordering::Relaxed),
-    }))
-    .into_response())
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.id.0),
-    )
-        .into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct TransferQuery {
-    to: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TransferBody {
-    to: u64,
-}
-
-/// Asks the leader to hand over to `{"to": ID}` (or `?to=ID`): it catches the target up, then
-/// tells it to start an election at once. `202` once the transfer has started; a follower
-/// redirects.
-async fn transfer_leader(
-    State(state): State<AppState>,
-    uri: Uri,
-    query: Result<Query<TransferQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let Query(query) = query?;
-    let to = match query.to {
-        Some(to) => to,
-        None => {
-            let body: TransferBody = serde_json::from_slice(&body?).map_err(|error| {
-                ApiError::bad_request(format!(
-                    "malformed JSON: {error}; expected {{\"to\": 2}} or ?to=2"
-                ))
-            })?;
-            body.to.to_string()
-        }
-    };
-    let to = crate::config::parse_node_id(&to)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let view = state
-        .ask(
-            |respond| Request::TransferLeader { to, respond },
-            DRIVER_TIMEOUT,
-            Effect::Change,
-        )
-        .await?;
-    match view.target {
-        Some(target) if target == to => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "transferring_to": to.0 })),
-        )
-            .into_response()),
-        _ if view.leader == Some(state.id) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("cannot transfer leadership to {to}: not a voter, this node itself, or another transfer is under way"),
-        )),
-        _ => Err(state.not_leader(view.leader, &uri)),
-    }
-}
-
-/// `POST /api/v1/admin/snapshot`: this node snapshots its store at its applied index and
-/// compacts its log there. Answers the snapshot's index.
-async fn take_snapshot(State(state): State<AppState>) -> ApiResult {
-    let index = state
-        .ask(
-            |respond| Request::Snapshot { respond },
-            DRIVER_TIMEOUT,
-            Effect::Change,
-        )
-        .await?;
-    match index {
-        Some(index) => Ok(Json(json!({ "snapshot_index": index.0 })).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing applied since the latest snapshot",
-        )),
-    }
-}
-
-async fn isolate(State(state): State<AppState>) -> Response {
-    state.isolated.store(true, Ordering::Relaxed);
-    tracing::warn!("isolated: dropping all peer traffic");
-    Json(json!({ "isolated": true })).into_response()
-}
-
-async fn heal(State(state): State<AppState>) -> Response {
-    state.isolated.store(false, Ordering::Relaxed);
-    tracing::warn!("healed: peer traffic flows again");
-    Json(json!({ "isolated": false })).into_response()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::auth::Tokens;
+    use crate::driver::{NodeRequest, Request};
+    use crate::kv::KvMachine;
+    use crate::metrics::Metrics;
+    use crate::service::Handle;
     use axum::body::Body;
+    use std::sync::atomic::AtomicBool;
     use tower::ServiceExt;
 
-    /// A router whose driver handles requests with `driver` (on a task of its own).
-    fn app(
-        limits: HttpLimits,
+    fn test_status() -> crate::events::NodeStatus {
+        let node = raft_core::Node::new(raft_core::Config::new(NodeId(1), [NodeId(1)])).unwrap();
+        let feed = crate::events::StatusFeed::new(&node, raft_core::LogIndex(0));
+        let status = feed.subscribe().borrow().clone();
+        status
+    }
+
+    /// A node's router (with the key-value machine's routes) over the two request channels.
+    pub(crate) fn router_over(
+        requests: mpsc::Sender<Request<KvMachine>>,
+        node_requests: mpsc::Sender<NodeRequest>,
         tokens: Tokens,
-        driver: impl FnMut(Request) + Send + 'static,
+        admin: bool,
+        limits: &HttpLimits,
     ) -> Router {
-        let (requests, mut received) = mpsc::channel(8);
-        let mut driver = driver;
-        tokio::spawn(async move {
-            while let Some(request) = received.recv().await {
-                driver(request);
-            }
-        });
-        let state = AppState {
+        let addresses = Arc::new(AddressBook::new());
+        let state = NodeState {
             id: NodeId(1),
-            requests,
-            addresses: Arc::new(AddressBook::new()),
+            requests: node_requests,
+            addresses: Arc::clone(&addresses),
             commit_timeout: Duration::from_secs(5),
             command_bytes_max: 1024,
             isolated: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             scheme: "http",
+            describe: crate::service::describe_entry::<crate::kv::KvService>,
+            live: events::Live::detached(test_status()),
         };
-        router(state, true, &limits)
+        let kv = Handle::new(
+            requests,
+            NodeId(1),
+            addresses,
+            "http",
+            Duration::from_secs(5),
+            1024,
+        );
+        router(state, crate::kv::routes(kv), admin, limits)
+    }
+
+    /// A router whose driver drops every request it takes, or holds it forever (on tasks of
+    /// their own).
+    fn app(limits: HttpLimits, tokens: Tokens, hold: bool) -> Router {
+        let (requests, mut received) = mpsc::channel::<Request<KvMachine>>(8);
+        let (node_requests, mut node_received) = mpsc::channel::<NodeRequest>(8);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(request) = received.recv().await {
+                if hold {
+                    held.push(request);
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(request) = node_received.recv().await {
+                if hold {
+                    held.push(request);
+                }
+            }
+        });
+        router_over(requests, node_requests, tokens, true, &limits)
+    }
+
+    /// The OpenAPI document a node with `tokens` (and `--admin`) serves.
+    pub(crate) async fn document(tokens: Tokens) -> Value {
+        let (requests, _) = mpsc::channel(1);
+        let (node_requests, _) = mpsc::channel(1);
+        let app = router_over(
+            requests,
+            node_requests,
+            tokens,
+            true,
+            &HttpLimits::default(),
+        );
+        let (status, document) = call(&app, "GET", "/api/v1/openapi.json", None).await;
+        assert_eq!(status, 200);
+        document
+    }
+
+    /// Every (method, path) of a document, with its operation.
+    pub(crate) fn operations(document: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                all.push((method.to_uppercase(), path.clone(), operation.clone()));
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn the_document_gives_every_route_its_class_tokens_and_error_body() {
+        let admin = auth::Token::parse("admin-secret-0123456789").unwrap();
+        let document = document(Tokens::new(Some(&admin), None)).await;
+        assert_eq!(document["openapi"], "3.1.0");
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(schemes["admin_token"]["scheme"], "bearer");
+        assert_eq!(schemes["client_token"]["scheme"], "bearer");
+        let operations = operations(&document);
+        assert!(operations.len() >= 30, "{}", operations.len());
+        for (method, path, operation) in &operations {
+            let class = operation["x-access-class"].as_str().unwrap_or_default();
+            let responses = operation["responses"].as_object().unwrap();
+            // The admin class is enforced on this node, the client class is not.
+            match class {
+                "admin" => {
+                    assert_eq!(
+                        operation["security"],
+                        json!([{ "admin_token": [] }]),
+                        "{method} {path}"
+                    );
+                    assert!(
+                        responses.contains_key("401") && responses.contains_key("403"),
+                        "{method} {path}"
+                    );
+                }
+                "client" | "open" => {
+                    assert!(operation.get("security").is_none(), "{method} {path}")
+                }
+                other => panic!("{method} {path}: class {other:?}"),
+            }
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path}"
+            );
+            assert!(responses.contains_key("504"), "{method} {path}");
+            for (status, response) in responses
+                .iter()
+                .filter(|(status, _)| !status.starts_with('2'))
+            {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+            let compatibility = operation["tags"] == json!([openapi::SEED_COMPATIBILITY]);
+            assert_eq!(
+                operation.get("x-seed-compatibility") == Some(&json!(true)),
+                compatibility,
+                "{method} {path}"
+            );
+        }
+        let compatibility: Vec<String> = operations
+            .iter()
+            .filter(|(_, _, operation)| operation.get("x-seed-compatibility").is_some())
+            .map(|(method, path, _)| format!("{method} {path}"))
+            .collect();
+        assert_eq!(
+            compatibility,
+            [
+                "GET /block",
+                "POST /block",
+                "GET /get",
+                "GET /join",
+                "GET /remove",
+                "GET /set",
+                "GET /unblock",
+                "POST /unblock"
+            ]
+        );
+        // With a client token, the client routes take it or the admin token.
+        let client = auth::Token::parse("client-secret-0123456789").unwrap();
+        let guarded = super::tests::document(Tokens::new(Some(&admin), Some(&client))).await;
+        let state = &guarded["paths"]["/api/v1/state"]["get"];
+        assert_eq!(
+            state["security"],
+            json!([{ "client_token": [] }, { "admin_token": [] }])
+        );
+        // The same node serves the same bytes.
+        assert_eq!(
+            document,
+            super::tests::document(Tokens::new(Some(&admin), None)).await
+        );
     }
 
     async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
@@ -759,7 +550,7 @@ mod tests {
     /// in the log, so its answer must not say it failed.
     #[tokio::test]
     async fn a_write_whose_waiter_is_dropped_is_answered_504_outcome_unknown() {
-        let app = app(HttpLimits::default(), Tokens::default(), drop);
+        let app = app(HttpLimits::default(), Tokens::default(), false);
         let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
         assert_eq!(status, 504, "{body}");
         assert!(
@@ -778,18 +569,15 @@ mod tests {
     async fn a_write_the_driver_never_took_is_503() {
         let (requests, received) = mpsc::channel(8);
         drop(received);
-        let state = AppState {
-            id: NodeId(1),
+        let (node_requests, node_received) = mpsc::channel(8);
+        drop(node_received);
+        let app = router_over(
             requests,
-            addresses: Arc::new(AddressBook::new()),
-            commit_timeout: Duration::from_secs(5),
-            command_bytes_max: 1024,
-            isolated: Arc::new(AtomicBool::new(false)),
-            metrics: Arc::new(Metrics::default()),
-            tokens: Arc::new(Tokens::default()),
-            scheme: "http",
-        };
-        let app = router(state, false, &HttpLimits::default());
+            node_requests,
+            Tokens::default(),
+            false,
+            &HttpLimits::default(),
+        );
         let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
         assert_eq!(status, 503, "{body}");
     }
@@ -800,8 +588,7 @@ mod tests {
             request_timeout: Duration::from_millis(100),
             ..HttpLimits::default()
         };
-        let mut held = Vec::new();
-        let app = app(limits, Tokens::default(), move |request| held.push(request));
+        let app = app(limits, Tokens::default(), true);
         let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
         assert_eq!(status, 504, "{body}");
         assert!(body["error"].as_str().unwrap().contains("100 ms"), "{body}");
@@ -814,7 +601,7 @@ mod tests {
         let app = app(
             HttpLimits::default(),
             Tokens::new(Some(&admin), Some(&client)),
-            drop,
+            false,
         );
         for (method, uri) in [
             ("POST", "/api/v1/admin/isolate"),
@@ -832,6 +619,7 @@ mod tests {
         assert_eq!(status, 200);
         for (method, uri) in [
             ("GET", "/api/v1/state"),
+            ("GET", "/api/v1/events"),
             ("PUT", "/api/v1/kv/k"),
             ("GET", "/set?key=a&value=b"),
         ] {
@@ -842,5 +630,14 @@ mod tests {
         // Unknown paths are still 404, whatever the token.
         assert_eq!(call(&app, "GET", "/nowhere", None).await.0, 404);
         assert_eq!(call(&app, "GET", "/metrics", None).await.0, 200);
+        // The dashboard holds no data: open, like the metrics.
+        for asset in [
+            "/ui",
+            "/ui/render.js",
+            "/ui/dashboard.js",
+            "/ui/dashboard.css",
+        ] {
+            assert_eq!(call(&app, "GET", asset, None).await.0, 200, "{asset}");
+        }
     }
 }

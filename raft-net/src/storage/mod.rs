@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! <data-dir>/
-//!   meta.json                      {"format":1,"node_id":1,"voters":[1,2,3]}  (atomic replace)
+//!   meta.json                      {"format":2,"node_id":1,"voters":[1,2,3],
+//!                                   "incarnation":1767225600000000,"cluster_id":"9c0f..."}
 //!   wal/00000000000000000001.wal   segment files of CRC-framed records
 //!   wal/00000000000000000002.wal   ...
 //! ```
 //!
-//! `meta.json` is written once, atomically (write a temporary file, fsync it, rename it over,
-//! fsync the directory), and says which node the directory belongs to, so that a restart with
-//! another `--id` is refused instead of voting twice in one term under two names.
-//! `transport-epoch` holds the epoch of the node's latest start (see [`next_transport_epoch`]).
+//! `meta.json` is written atomically (write a temporary file, fsync it, rename it over, fsync
+//! the directory) when the directory is created, and says who the directory belongs to: the
+//! node (so that a restart with another `--id` is refused instead of voting twice in one term
+//! under two names), the voters the core starts with (the initial cluster; none for a server
+//! that joins or returns), this server's incarnation (the creation time in microseconds: a
+//! directory created anew is a new incarnation to the core) and the cluster. It is rewritten
+//! only to record the cluster id a server without one learns, and by `recover` and `snapshot
+//! restore`. `transport-epoch` holds the epoch of the node's latest start (see
+//! [`next_transport_epoch`]).
 
 pub mod wal;
 pub mod writer;
@@ -20,9 +26,10 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use raft_core::{DurableState, NodeId};
+use raft_core::{DurableState, Incarnation, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_id::ClusterId;
 use crate::error::StorageError;
 pub use wal::{RecoveryReport, Wal};
 pub use writer::{spawn_writer, PersistCompletion, StorageHandle};
@@ -30,14 +37,51 @@ pub use writer::{spawn_writer, PersistCompletion, StorageHandle};
 const META_FILE: &str = "meta.json";
 const EPOCH_FILE: &str = "transport-epoch";
 const WAL_DIR: &str = "wal";
-const META_FORMAT: u32 = 1;
+const META_FORMAT: u32 = 2;
 
 /// The contents of `meta.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Meta {
+struct MetaDocument {
     format: u32,
     node_id: u64,
     voters: Vec<u64>,
+    incarnation: u64,
+    cluster_id: Option<ClusterId>,
+}
+
+/// Who a data dir belongs to (its `meta.json`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub node_id: NodeId,
+    /// The voters the core is configured with (`raft_core::Config::voters`): the initial
+    /// cluster's, or none for a server that waits to be added or re-added.
+    pub voters: BTreeSet<NodeId>,
+    /// This server's incarnation (`raft_core::Config::incarnation`).
+    pub incarnation: Incarnation,
+    /// `None` until a server that joined learns it from a member.
+    pub cluster_id: Option<ClusterId>,
+}
+
+impl Meta {
+    fn document(&self) -> MetaDocument {
+        MetaDocument {
+            format: META_FORMAT,
+            node_id: self.node_id.0,
+            voters: self.voters.iter().map(|voter| voter.0).collect(),
+            incarnation: self.incarnation.0,
+            cluster_id: self.cluster_id,
+        }
+    }
+}
+
+/// What a data dir that does not exist yet is created with (an existing one keeps its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creation {
+    /// The initial voters the flags give; empty for a server that joins or returns. An
+    /// existing data dir created with other initial voters is refused when both are non-empty.
+    pub voters: BTreeSet<NodeId>,
+    pub incarnation: Incarnation,
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// A data dir opened for one node: the recovered state and the log to append to.
@@ -46,24 +90,20 @@ pub struct Opened {
     pub durable: DurableState,
     pub wal: Wal,
     pub report: RecoveryReport,
+    /// What `meta.json` says (as created now, when `created`).
+    pub meta: Meta,
     /// True when the directory was initialised by this call.
     pub created: bool,
 }
 
-/// Opens (or initialises) `dir` for node `id` with `voters`, and recovers its state.
-pub fn open(dir: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<Opened, StorageError> {
+/// Opens (or initialises, as `creation` says) `dir` for node `id`, and recovers its state.
+pub fn open(dir: &Path, id: NodeId, creation: &Creation) -> Result<Opened, StorageError> {
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
     let wal_dir = dir.join(WAL_DIR);
-    let meta_path = dir.join(META_FILE);
-    let wanted = Meta {
-        format: META_FORMAT,
-        node_id: id.0,
-        voters: voters.iter().map(|voter| voter.0).collect(),
-    };
-    let created = match read_meta(&meta_path)? {
+    let (meta, created) = match read_meta(dir)? {
         Some(meta) => {
-            check_meta(dir, &meta, &wanted)?;
-            false
+            check_meta(dir, &meta, id, &creation.voters)?;
+            (meta, false)
         }
         None => {
             if wal_dir.exists() && !wal::list_segments(&wal_dir)?.is_empty() {
@@ -73,13 +113,14 @@ pub fn open(dir: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<Opened,
             }
             fs::create_dir_all(&wal_dir).map_err(StorageError::io(&wal_dir))?;
             sync_dir(dir)?;
-            let text =
-                serde_json::to_vec_pretty(&wanted).map_err(|error| StorageError::BadMeta {
-                    path: meta_path.clone(),
-                    reason: error.to_string(),
-                })?;
-            write_atomically(&meta_path, &text)?;
-            true
+            let meta = Meta {
+                node_id: id,
+                voters: creation.voters.clone(),
+                incarnation: creation.incarnation,
+                cluster_id: creation.cluster_id,
+            };
+            write_meta(dir, &meta)?;
+            (meta, true)
         }
     };
     fs::create_dir_all(&wal_dir).map_err(StorageError::io(&wal_dir))?;
@@ -88,8 +129,26 @@ pub fn open(dir: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<Opened,
         durable,
         wal,
         report,
+        meta,
         created,
     })
+}
+
+/// The write-ahead log directory of the data dir `dir`.
+#[must_use]
+pub fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join(WAL_DIR)
+}
+
+/// Replaces `dir`'s `meta.json` with `meta`, atomically.
+pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), StorageError> {
+    let path = dir.join(META_FILE);
+    let text =
+        serde_json::to_vec_pretty(&meta.document()).map_err(|error| StorageError::BadMeta {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+    write_atomically(&path, &text)
 }
 
 /// The transport epoch of this start of the node: above the one of every earlier start (it is
@@ -114,43 +173,75 @@ pub fn next_transport_epoch(dir: &Path, now_micros: u64) -> Result<u64, StorageE
     Ok(epoch)
 }
 
-fn read_meta(path: &Path) -> Result<Option<Meta>, StorageError> {
-    let bytes = match fs::read(path) {
+/// What `dir`'s `meta.json` says; `None` when there is none.
+pub fn read_meta(dir: &Path) -> Result<Option<Meta>, StorageError> {
+    let path = dir.join(META_FILE);
+    let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StorageError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(StorageError::Io { path, source }),
     };
-    let meta: Meta = serde_json::from_slice(&bytes).map_err(|error| StorageError::BadMeta {
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    })?;
-    if meta.format != META_FORMAT {
-        return Err(StorageError::BadMeta {
-            path: path.to_path_buf(),
-            reason: format!("format {} is not the supported {META_FORMAT}", meta.format),
-        });
+    let bad = |reason: String| StorageError::BadMeta {
+        path: path.clone(),
+        reason,
+    };
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
     }
-    Ok(Some(meta))
+    let format: Format = serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
+    if format.format == 1 {
+        return Err(StorageError::OldMeta { path });
+    }
+    if format.format != META_FORMAT {
+        return Err(bad(format!(
+            "format {} is not the supported {META_FORMAT}",
+            format.format
+        )));
+    }
+    let document: MetaDocument =
+        serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
+    let node_id = NodeId(document.node_id);
+    let voters: BTreeSet<NodeId> = document.voters.iter().copied().map(NodeId).collect();
+    if node_id.0 == 0 || voters.contains(&NodeId(0)) {
+        return Err(bad("node id 0 is reserved".to_string()));
+    }
+    if !voters.is_empty() && !voters.contains(&node_id) {
+        return Err(bad(format!(
+            "the initial voters {:?} do not include the node {node_id}",
+            document.voters
+        )));
+    }
+    Ok(Some(Meta {
+        node_id,
+        voters,
+        incarnation: Incarnation(document.incarnation),
+        cluster_id: document.cluster_id,
+    }))
 }
 
-fn check_meta(dir: &Path, on_disk: &Meta, wanted: &Meta) -> Result<(), StorageError> {
-    if on_disk.node_id != wanted.node_id {
+fn check_meta(
+    dir: &Path,
+    on_disk: &Meta,
+    id: NodeId,
+    requested: &BTreeSet<NodeId>,
+) -> Result<(), StorageError> {
+    if on_disk.node_id != id {
         return Err(StorageError::NodeIdMismatch {
             dir: dir.to_path_buf(),
-            on_disk: NodeId(on_disk.node_id),
-            requested: NodeId(wanted.node_id),
+            on_disk: on_disk.node_id,
+            requested: id,
         });
     }
-    if on_disk.voters != wanted.voters {
+    // A server that joined or returned was created without initial voters, and flags that
+    // make none (joining, returning) claim none: only two initial clusters can disagree.
+    if !on_disk.voters.is_empty() && !requested.is_empty() && on_disk.voters != *requested {
+        let ids =
+            |set: &BTreeSet<NodeId>| format!("{:?}", set.iter().map(|id| id.0).collect::<Vec<_>>());
         return Err(StorageError::VotersMismatch {
             dir: dir.to_path_buf(),
-            on_disk: format!("{:?}", on_disk.voters),
-            requested: format!("{:?}", wanted.voters),
+            on_disk: ids(&on_disk.voters),
+            requested: ids(requested),
         });
     }
     Ok(())

@@ -17,6 +17,14 @@ fn voters() -> BTreeSet<NodeId> {
     [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect()
 }
 
+fn creation() -> Creation {
+    Creation {
+        voters: voters(),
+        incarnation: raft_core::Incarnation(1_000),
+        cluster_id: None,
+    }
+}
+
 fn entry(index: u64, term: u64, command: &str) -> Entry {
     Entry {
         index: LogIndex(index),
@@ -77,7 +85,7 @@ fn expected(requests: &[PersistRequest]) -> DurableState {
 
 /// Writes `requests` directly as records, one append and sync each.
 fn write_records(dir: &Path, requests: &[PersistRequest]) {
-    let mut opened = open(dir, NodeId(1), &voters()).unwrap();
+    let mut opened = open(dir, NodeId(1), &creation()).unwrap();
     for request in requests {
         let mut buf = Vec::new();
         encode_record(request, &mut buf).unwrap();
@@ -115,13 +123,13 @@ fn append_raw(path: &Path, bytes: &[u8]) {
 fn missing_dir_is_initialised() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("does/not/exist");
-    let opened = open(&dir, NodeId(1), &voters()).unwrap();
+    let opened = open(&dir, NodeId(1), &creation()).unwrap();
     assert!(opened.created);
     assert_eq!(opened.durable, DurableState::default());
     assert!(dir.join("meta.json").is_file());
     assert_eq!(list_segments(&dir.join("wal")).unwrap().len(), 1);
     drop(opened);
-    let reopened = open(&dir, NodeId(1), &voters()).unwrap();
+    let reopened = open(&dir, NodeId(1), &creation()).unwrap();
     assert!(!reopened.created);
     assert_eq!(reopened.durable, DurableState::default());
 }
@@ -129,7 +137,7 @@ fn missing_dir_is_initialised() {
 #[test]
 fn empty_existing_dir_is_initialised() {
     let temp = tempfile::tempdir().unwrap();
-    let opened = open(temp.path(), NodeId(2), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(2), &creation()).unwrap();
     assert!(opened.created);
     assert_eq!(opened.report.records, 0);
 }
@@ -137,7 +145,7 @@ fn empty_existing_dir_is_initialised() {
 #[test]
 fn round_trip_through_the_storage_thread() {
     let temp = tempfile::tempdir().unwrap();
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut handle = spawn_writer(
         opened.wal,
@@ -159,7 +167,7 @@ fn round_trip_through_the_storage_thread() {
         highest = done;
     }
     handle.shutdown();
-    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(reopened.durable, expected(&requests()));
     assert_eq!(reopened.report.records, 4);
     assert_eq!(reopened.report.truncated, None);
@@ -176,7 +184,7 @@ fn torn_tail_is_truncated() {
     let torn = batch_of(&all[1]);
     append_raw(&segment, &torn[..torn.len() / 2]);
 
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all));
     assert_eq!(opened.report.truncated, Some((segment.clone(), good_len)));
     assert_eq!(fs::metadata(&segment).unwrap().len(), good_len);
@@ -194,7 +202,7 @@ fn full_length_tail_with_bad_crc_is_truncated() {
     torn[last] ^= 0xff;
     append_raw(&segment, &torn);
 
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all[..3]));
     assert_eq!(opened.report.truncated, Some((segment, good_len)));
 }
@@ -206,7 +214,7 @@ fn zeroed_tail_is_truncated() {
     write_records(temp.path(), &all);
     let segment = only_segment(temp.path());
     append_raw(&segment, &[0; 100]);
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all));
     assert!(opened.report.truncated.is_some());
 }
@@ -223,7 +231,7 @@ fn corruption_before_the_tail_is_refused_with_file_and_offset() {
     bytes[second_offset + 10] ^= 0x40;
     fs::write(&segment, &bytes).unwrap();
 
-    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
     match &error {
         StorageError::Corrupt { path, offset, .. } => {
             assert_eq!(path, &segment);
@@ -248,7 +256,7 @@ fn corruption_before_the_tail_is_refused_with_file_and_offset() {
 fn another_node_id_is_refused() {
     let temp = tempfile::tempdir().unwrap();
     write_records(temp.path(), &requests());
-    let error = open(temp.path(), NodeId(2), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(2), &creation()).unwrap_err();
     assert!(
         matches!(
             error,
@@ -260,7 +268,10 @@ fn another_node_id_is_refused() {
         ),
         "{error:?}"
     );
-    let other_voters: BTreeSet<NodeId> = [NodeId(1), NodeId(2)].into_iter().collect();
+    let other_voters = Creation {
+        voters: [NodeId(1), NodeId(2)].into_iter().collect(),
+        ..creation()
+    };
     let error = open(temp.path(), NodeId(1), &other_voters).unwrap_err();
     assert!(
         matches!(error, StorageError::VotersMismatch { .. }),
@@ -273,7 +284,7 @@ fn segments_without_metadata_are_refused() {
     let temp = tempfile::tempdir().unwrap();
     write_records(temp.path(), &requests());
     fs::remove_file(temp.path().join("meta.json")).unwrap();
-    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
     assert!(
         matches!(error, StorageError::MissingMeta { .. }),
         "{error:?}"
@@ -283,7 +294,7 @@ fn segments_without_metadata_are_refused() {
 #[test]
 fn rotation_spreads_records_over_segments_and_recovers_them() {
     let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     opened.wal.set_segment_bytes_max(64);
     let mut all = Vec::new();
     for index in 1..=20 {
@@ -307,7 +318,7 @@ fn rotation_spreads_records_over_segments_and_recovers_them() {
     opened.wal.sync().unwrap();
     drop(opened);
     assert!(list_segments(&temp.path().join("wal")).unwrap().len() > 2);
-    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(reopened.durable, expected(&all));
     assert_eq!(reopened.durable.entries.len(), 20);
 }
@@ -315,7 +326,7 @@ fn rotation_spreads_records_over_segments_and_recovers_them() {
 /// A data dir whose WAL holds each of `requests()` in a segment of its own.
 fn one_request_per_segment() -> (tempfile::TempDir, Vec<(u64, std::path::PathBuf)>) {
     let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     opened.wal.set_segment_bytes_max(1);
     for request in &requests() {
         let mut buf = Vec::new();
@@ -336,7 +347,7 @@ fn a_missing_segment_refuses_start_up_naming_it() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(temp.path(), copy.path());
     fs::remove_file(&segments[1].1).unwrap();
-    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
     assert!(
         matches!(error, StorageError::MissingSegment { ref missing, .. } if missing == "00000000000000000002.wal"),
         "{error}"
@@ -346,7 +357,7 @@ fn a_missing_segment_refuses_start_up_naming_it() {
         .join("wal")
         .join(segments[0].1.file_name().unwrap());
     fs::remove_file(first).unwrap();
-    let error = open(copy.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(copy.path(), NodeId(1), &creation()).unwrap_err();
     assert!(
         matches!(error, StorageError::MissingSegment { ref missing, .. } if missing == "00000000000000000001.wal"),
         "{error}"
@@ -374,7 +385,7 @@ fn a_bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(first, &bytes).unwrap();
-    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
     assert!(matches!(error, StorageError::Corrupt { ref path, .. } if path == first));
 }
 
@@ -405,7 +416,7 @@ fn unwritten_sector_inside_the_last_batch_is_a_torn_write() {
     bytes[sector..sector + 512].fill(0);
     fs::write(&segment, &bytes).unwrap();
 
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all[..1]));
     assert_eq!(opened.report.truncated, Some((segment, good_len as u64)));
 }
@@ -420,7 +431,7 @@ fn snapshot_request(persist_id: u64, index: u64, term: u64) -> PersistRequest {
                 last_included_term: Term(term),
                 membership: raft_core::Membership::new(voters()),
             },
-            data: b"state machine image".to_vec(),
+            data: b"state machine image".to_vec().into(),
         }),
         log: None,
     }
@@ -439,7 +450,7 @@ fn a_checkpoint_without_a_mirror_reads_the_log_back() {
 
 fn checkpoint_drops_older_segments(mirror: bool) {
     let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     opened.wal.set_segment_bytes_max(1);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut handle = spawn_writer(
@@ -472,7 +483,7 @@ fn checkpoint_drops_older_segments(mirror: bool) {
         segments.len() <= 2,
         "segments before the checkpoint are deleted: {segments:?}"
     );
-    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
     let want = expected(&all);
     assert_eq!(want.first_index(), LogIndex(2));
     assert_eq!(reopened.durable, want);
@@ -483,7 +494,7 @@ fn leftover_segments_before_a_checkpoint_are_ignored_and_removed() {
     let temp = tempfile::tempdir().unwrap();
     let all = requests();
     write_records(temp.path(), &all);
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     let mut state = opened.durable.clone();
     state.apply(&snapshot_request(5, 2, 2));
     opened.wal.checkpoint(&state).unwrap();
@@ -499,7 +510,7 @@ fn leftover_segments_before_a_checkpoint_are_ignored_and_removed() {
     }
     fs::write(wal_dir.join("00000000000000000001.wal"), &old).unwrap();
 
-    let reopened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(reopened.durable, state);
     assert_eq!(list_segments(&wal_dir).unwrap().len(), 1);
 }
@@ -514,7 +525,7 @@ fn a_torn_checkpoint_is_not_where_replay_starts() {
     let temp = tempfile::tempdir().unwrap();
     let all = requests();
     write_records(temp.path(), &all);
-    let mut opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     let mut state = opened.durable.clone();
     state.apply(&snapshot_request(5, 2, 2));
     opened.wal.checkpoint(&state).unwrap();
@@ -536,7 +547,7 @@ fn a_torn_checkpoint_is_not_where_replay_starts() {
             .join(checkpoint.file_name().unwrap()),
     );
     for _ in 0..2 {
-        let error = open(without_predecessor.path(), NodeId(1), &voters()).unwrap_err();
+        let error = open(without_predecessor.path(), NodeId(1), &creation()).unwrap_err();
         assert!(
             matches!(error, StorageError::MissingSegment { ref missing, .. } if missing == "00000000000000000001.wal"),
             "{error}"
@@ -550,14 +561,14 @@ fn a_torn_checkpoint_is_not_where_replay_starts() {
         old.extend_from_slice(&batch_of(request));
     }
     fs::write(wal_dir.join("00000000000000000001.wal"), &old).unwrap();
-    let first = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let first = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(
         first.durable,
         expected(&all),
         "the state before the checkpoint"
     );
     drop(first);
-    let second = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let second = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(second.durable, expected(&all));
 }
 
@@ -581,7 +592,7 @@ fn every_truncation_and_every_bit_flip_is_handled() {
 
     for cut in SEGMENT_MAGIC.len()..original.len() {
         fs::write(&segment, &original[..cut]).unwrap();
-        let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+        let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
         // The longest whole-batch prefix within the cut survives, nothing else.
         let (_, want) = boundaries
             .iter()
@@ -595,7 +606,7 @@ fn every_truncation_and_every_bit_flip_is_handled() {
             let mut damaged = original.clone();
             damaged[position] ^= bit;
             fs::write(&segment, &damaged).unwrap();
-            match open(temp.path(), NodeId(1), &voters()) {
+            match open(temp.path(), NodeId(1), &creation()) {
                 // Only a torn last record may be dropped: the state is a prefix.
                 Ok(opened) => assert!(
                     prefix_states.contains(&&opened.durable),
@@ -638,7 +649,7 @@ fn batch_offsets(requests: &[PersistRequest]) -> Vec<usize> {
 
 fn assert_corrupt_at(dir: &Path, segment: &Path, want_offset: usize) {
     let before = fs::read(segment).unwrap();
-    let error = open(dir, NodeId(1), &voters()).unwrap_err();
+    let error = open(dir, NodeId(1), &creation()).unwrap_err();
     match &error {
         StorageError::Corrupt { path, offset, .. } => {
             assert_eq!(path, segment, "{error}");
@@ -730,7 +741,7 @@ fn a_zeroed_batch_header_with_batches_after_it_is_corruption() {
     let mut bytes = fs::read(&segment).unwrap();
     bytes[offsets[2]..offsets[2] + BATCH_HEADER_BYTES].fill(0);
     fs::write(&segment, &bytes).unwrap();
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all[..2]));
     assert_eq!(opened.report.truncated, Some((segment, offsets[2] as u64)));
 }
@@ -749,7 +760,7 @@ fn a_torn_last_batch_is_cut_whole() {
     encode_record(&all[3], &mut records).unwrap();
     let framed = batch(&records);
     append_raw(&segment, &framed[..framed.len() - 3]);
-    let opened = open(temp.path(), NodeId(1), &voters()).unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     assert_eq!(opened.durable, expected(&all[..2]));
     assert_eq!(opened.report.truncated, Some((segment, good_len)));
 }
@@ -762,7 +773,7 @@ fn a_segment_of_the_old_format_is_refused_by_name() {
     let mut bytes = fs::read(&segment).unwrap();
     bytes[..8].copy_from_slice(b"RAFTWAL1");
     fs::write(&segment, &bytes).unwrap();
-    let error = open(temp.path(), NodeId(1), &voters()).unwrap_err();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
     assert!(
         matches!(error, StorageError::OldFormat { ref path } if *path == segment),
         "{error}"
@@ -783,4 +794,83 @@ fn transport_epochs_grow_with_every_start() {
         next_transport_epoch(temp.path(), 1),
         Err(StorageError::BadMeta { .. })
     ));
+}
+
+#[test]
+fn a_data_dir_keeps_what_it_was_created_with_whatever_later_flags_say() {
+    let temp = tempfile::tempdir().unwrap();
+    let cluster_id = crate::cluster_id::ClusterId::from_wire(0xabc);
+    let created = Creation {
+        voters: voters(),
+        incarnation: raft_core::Incarnation(5),
+        cluster_id,
+    };
+    let opened = open(temp.path(), NodeId(1), &created).unwrap();
+    assert!(opened.created);
+    assert_eq!(opened.meta.incarnation, raft_core::Incarnation(5));
+    drop(opened);
+    // A restart with --initial-cluster-state existing (no voters) at a later time: the data
+    // dir is not new, so it is the same incarnation of the same initial member.
+    let later = Creation {
+        voters: BTreeSet::new(),
+        incarnation: raft_core::Incarnation(9),
+        cluster_id: None,
+    };
+    let reopened = open(temp.path(), NodeId(1), &later).unwrap();
+    assert!(!reopened.created);
+    assert_eq!(
+        reopened.meta,
+        Meta {
+            node_id: NodeId(1),
+            voters: voters(),
+            incarnation: raft_core::Incarnation(5),
+            cluster_id,
+        }
+    );
+}
+
+#[test]
+fn a_server_created_without_voters_restarts_under_the_flags_of_an_initial_member() {
+    let temp = tempfile::tempdir().unwrap();
+    let returning = Creation {
+        voters: BTreeSet::new(),
+        incarnation: raft_core::Incarnation(5),
+        cluster_id: None,
+    };
+    drop(open(temp.path(), NodeId(1), &returning).unwrap());
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert!(reopened.meta.voters.is_empty(), "{:?}", reopened.meta);
+    // The cluster id it learns is kept.
+    let learned = Meta {
+        cluster_id: crate::cluster_id::ClusterId::from_wire(77),
+        ..reopened.meta.clone()
+    };
+    write_meta(temp.path(), &learned).unwrap();
+    assert_eq!(read_meta(temp.path()).unwrap(), Some(learned));
+}
+
+#[test]
+fn metadata_of_the_earlier_format_is_refused_by_name() {
+    let temp = tempfile::tempdir().unwrap();
+    fs::write(
+        temp.path().join("meta.json"),
+        r#"{"format":1,"node_id":1,"voters":[1,2,3]}"#,
+    )
+    .unwrap();
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
+    assert!(matches!(error, StorageError::OldMeta { .. }), "{error:?}");
+    assert!(error.to_string().contains("earlier raft-net"), "{error}");
+    for bad in [
+        r#"{"format":2,"node_id":1,"voters":[2,3],"incarnation":1,"cluster_id":null}"#,
+        r#"{"format":2,"node_id":0,"voters":[],"incarnation":1,"cluster_id":null}"#,
+        r#"{"format":2,"node_id":1,"voters":[1],"incarnation":1,"cluster_id":"xyz"}"#,
+        r#"{"format":2,"node_id":1,"voters":[1]}"#,
+    ] {
+        fs::write(temp.path().join("meta.json"), bad).unwrap();
+        let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
+        assert!(
+            matches!(error, StorageError::BadMeta { .. }),
+            "{bad}: {error:?}"
+        );
+    }
 }

@@ -472,6 +472,28 @@ impl Wal {
         Ok((wal, state, report))
     }
 
+    /// What recovery of `dir` would give, read without changing any file: a torn tail that
+    /// recovery would cut is reported in `truncated` and left out of the state (`recover
+    /// --dry-run` must not touch the data dir it reports on).
+    pub fn inspect(dir: &Path) -> Result<(DurableState, RecoveryReport), StorageError> {
+        let (segments, start) = segments_from_checkpoint(dir)?;
+        let segments = &segments[start..];
+        let mut state = DurableState::default();
+        let mut report = RecoveryReport {
+            segments: segments.len(),
+            ..RecoveryReport::default()
+        };
+        let mut buf = Vec::new();
+        for (position, (_, path)) in segments.iter().enumerate() {
+            let is_last = position + 1 == segments.len();
+            if let Some(offset) = replay_segment(path, is_last, &mut state, &mut report, &mut buf)?
+            {
+                report.truncated = Some((path.clone(), offset));
+            }
+        }
+        Ok((state, report))
+    }
+
     /// What this log holds, read back from its segments without changing them. Every record in
     /// them was written by this process and synced, so a torn tail here is an error.
     pub fn replay(&self) -> Result<DurableState, StorageError> {

@@ -23,6 +23,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The first of `count` consecutive ports that are all free (TCP and UDP) right now.
+pub fn free_port_run(count: u16) -> u16 {
+    loop {
+        let base = free_port();
+        let Some(last) = base.checked_add(count - 1) else {
+            continue;
+        };
+        let all_free = (base..=last).all(|port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if all_free {
+            return base;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TestNode {
     pub id: u64,
@@ -124,6 +141,15 @@ impl TestCluster {
             .spawn()
             .expect("spawn raft-net node");
         self.nodes[(id - 1) as usize].child = Some(child);
+    }
+
+    /// Starts node `id` with `extra` flags on top of the cluster's.
+    pub fn start_node_with(&mut self, id: u64, extra: &[&str]) {
+        let saved = self.extra.clone();
+        self.extra
+            .extend(extra.iter().map(|flag| (*flag).to_string()));
+        self.start_node(id);
+        self.extra = saved;
     }
 
     /// kill -9.
@@ -302,4 +328,66 @@ pub async fn metric(node: &TestNode, line_prefix: &str) -> u64 {
         .find_map(|line| line.strip_prefix(line_prefix))
         .and_then(|rest| rest.trim().parse().ok())
         .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+}
+
+/// `PUT /api/v1/kv/{key}` with `value`; the status (0 when no answer came).
+pub async fn put(node: &TestNode, key: &str, value: &str) -> u16 {
+    match http()
+        .put(node.url(&format!("/api/v1/kv/{key}")))
+        .body(value.to_string())
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// `GET /api/v1/kv/{key}` (linearizable unless `stale`); the status (0 when no answer came)
+/// and the body.
+pub async fn get(node: &TestNode, key: &str, stale: bool) -> (u16, String) {
+    let query = if stale { "?stale=true" } else { "" };
+    match http()
+        .get(node.url(&format!("/api/v1/kv/{key}{query}")))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// `POST` to an admin route without a body; panics unless it answers 2xx.
+pub async fn admin_post(node: &TestNode, path: &str) {
+    let response = http()
+        .post(node.url(path))
+        .send()
+        .await
+        .expect("admin request");
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+}
+
+/// `GET /api/v1/members` of `node`, or `Null`.
+pub async fn members(node: &TestNode) -> Value {
+    match http().get(node.url("/api/v1/members")).send().await {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// The member `id` of a `/api/v1/members` answer.
+pub fn member(members: &Value, id: u64) -> Value {
+    members["members"]
+        .as_array()
+        .and_then(|all| all.iter().find(|member| member["id"] == id).cloned())
+        .unwrap_or(Value::Null)
 }

@@ -108,7 +108,6 @@ fn is_dns_name(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::format;
 
     #[test]
     fn good_addresses_pass() {
