@@ -10,14 +10,22 @@
 //! - `stats`, counters for traces and metrics;
 //! - `ticks` without `Config::lease_reads`, the only feature that reads it;
 //! - the RNG's position when the election timeout range is a single value (see `timer.rs`);
-//! - the step's staging buffers, which are empty between steps.
+//! - the step's staging buffers, which are empty between steps;
+//! - the order of held messages that wait for the same persist: they are released together,
+//!   in one step, so their order is only the order of that step's `Send` actions (a candidate
+//!   holds its vote requests in peer id order, which a renaming of the ids would change).
 //!
 //! The `Hash` is deterministic (no addresses, no random state), so equal nodes hash alike in
 //! every process; which hash function turns it into a number is the caller's choice.
 
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
 
+use crate::message::Envelope;
 use crate::node::Node;
+use crate::persist::PersistTracker;
+use crate::types::{NodeId, PersistId};
 
 impl Node {
     /// The fields that decide this node's behaviour, as tuples of at most 12 (the largest
@@ -54,6 +62,20 @@ impl Node {
             bugs,
         } = self;
         let lease_ticks = config.lease_reads.then_some(*ticks);
+        let PersistTracker {
+            last_issued,
+            durable,
+            in_flight,
+            durable_index,
+            held,
+        } = persist;
+        let persist = (
+            last_issued,
+            durable,
+            in_flight,
+            durable_index,
+            HeldMessages(held),
+        );
         (
             (
                 config,
@@ -87,6 +109,44 @@ impl Node {
                 bugs,
             ),
         )
+    }
+}
+
+/// Held messages as a sequence of sets, one per persist id (see the module documentation):
+/// compared and hashed in (persist id, destination) order, ties in the order they were held.
+struct HeldMessages<'a>(&'a VecDeque<(PersistId, Envelope)>);
+
+impl HeldMessages<'_> {
+    fn key(held: &(PersistId, Envelope)) -> (PersistId, NodeId) {
+        (held.0, held.1.to)
+    }
+
+    /// Calls `f` with the messages in canonical order; sorts a copy only when the queue is
+    /// not in that order already (the common case holds one message, or none).
+    fn in_order<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &(PersistId, Envelope)>) -> R,
+    ) -> R {
+        if self.0.iter().is_sorted_by_key(HeldMessages::key) {
+            return f(&mut self.0.iter());
+        }
+        let mut sorted: Vec<&(PersistId, Envelope)> = self.0.iter().collect();
+        sorted.sort_by_key(|held| HeldMessages::key(held));
+        f(&mut sorted.into_iter())
+    }
+}
+
+impl PartialEq for HeldMessages<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.in_order(|mine| other.in_order(|theirs| mine.eq(theirs)))
+    }
+}
+
+impl Hash for HeldMessages<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        self.in_order(|held| held.for_each(|message| message.hash(state)));
     }
 }
 
@@ -220,5 +280,24 @@ mod tests {
         let mut other = reset_twice(config(3, 9));
         other.election_timer.timeout_ticks = ranged.election_timer.timeout_ticks;
         assert_ne!(ranged, other, "the next draw may differ");
+    }
+
+    #[test]
+    fn held_messages_waiting_for_one_persist_are_a_set() {
+        // A candidate holds its vote requests until its term is durable: one per peer, in peer
+        // order, all released by the same persist.
+        let mut candidate = Node::new(config(3, 3)).expect("valid");
+        let _ = campaign(&mut candidate);
+        let held: Vec<_> = candidate.persist.held.iter().cloned().collect();
+        assert_eq!(held.len(), 2, "{held:?}");
+        let mut reordered = candidate.clone();
+        reordered.persist.held = held.iter().rev().cloned().collect();
+        assert_eq!(candidate, reordered);
+        assert_eq!(hash(&candidate), hash(&reordered));
+        // Messages waiting for different persists are released at different times.
+        let mut later = reordered.clone();
+        later.persist.held[0].0 = later.persist.held[0].0.next();
+        assert_ne!(reordered, later);
+        assert_ne!(hash(&reordered), hash(&later));
     }
 }

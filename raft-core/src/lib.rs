@@ -149,6 +149,7 @@ mod persist;
 mod progress;
 mod quorum;
 mod read_index;
+mod rename;
 mod role;
 pub mod session;
 mod shared_map;
@@ -177,6 +178,7 @@ pub use message::{
 };
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
+pub use rename::{NodeRenaming, Rename, RenamingError};
 pub use snapshot_data::SnapshotData;
 pub use types::{
     Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,

@@ -8,9 +8,9 @@ use crate::types::{LogIndex, Term};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct RaftLog {
-    snapshot_index: LogIndex,
-    snapshot_term: Term,
-    entries: Vec<Entry>,
+    pub(crate) snapshot_index: LogIndex,
+    pub(crate) snapshot_term: Term,
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl RaftLog {

@@ -102,15 +102,15 @@ pub struct Status {
 /// What the current step has produced so far.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StepOutput {
-    hard_state_dirty: bool,
+    pub(crate) hard_state_dirty: bool,
     /// A snapshot this step adopted: to persist, and to apply when it came from the leader.
     pub(crate) snapshot_to_persist: Option<Snapshot>,
     pub(crate) snapshot_to_apply: Option<Snapshot>,
     /// The lowest log index this step changed.
-    unstable_from: Option<LogIndex>,
-    requests: Vec<Envelope>,
-    responses: Vec<Envelope>,
-    replies: Vec<(RequestId, Reply)>,
+    pub(crate) unstable_from: Option<LogIndex>,
+    pub(crate) requests: Vec<Envelope>,
+    pub(crate) responses: Vec<Envelope>,
+    pub(crate) replies: Vec<(RequestId, Reply)>,
 }
 
 impl Node {

@@ -144,14 +144,14 @@ impl DurableState {
 /// (contract rule 3). Requests are numbered from 1; `PersistId(0)` means "nothing".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct PersistTracker {
-    last_issued: PersistId,
-    durable: PersistId,
+    pub(crate) last_issued: PersistId,
+    pub(crate) durable: PersistId,
     /// For each issued, not yet durable request: the last log index it makes durable.
-    in_flight: alloc::collections::VecDeque<(PersistId, LogIndex)>,
+    pub(crate) in_flight: alloc::collections::VecDeque<(PersistId, LogIndex)>,
     /// The last index of the current in-memory log that is known durable.
-    durable_index: LogIndex,
+    pub(crate) durable_index: LogIndex,
     /// Messages waiting for a persist id to become durable, in the order they were produced.
-    held: alloc::collections::VecDeque<(PersistId, crate::message::Envelope)>,
+    pub(crate) held: alloc::collections::VecDeque<(PersistId, crate::message::Envelope)>,
 }
 
 impl PersistTracker {

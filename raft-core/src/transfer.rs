@@ -9,7 +9,7 @@ use crate::types::{NodeId, Role};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Transfer {
     pub(crate) to: NodeId,
-    elapsed_ticks: u32,
+    pub(crate) elapsed_ticks: u32,
 }
 
 impl Node {

@@ -20,6 +20,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     println!("model:    {}", describe_model(&model.config));
+    match model.symmetry_off_reason() {
+        None => {
+            println!("symmetry: on, one state per class of states equal up to the servers' names")
+        }
+        Some(reason) => println!("symmetry: off ({reason})"),
+    }
     if let Some(address) = &args.serve {
         println!("explorer: http://{address}/");
         let _ = stateright::Model::checker(model).serve(address.as_str());
@@ -86,8 +92,13 @@ fn model_of(args: &CheckArgs) -> Result<RaftModel, String> {
     config.max_duplicates = args.duplicates;
     config.max_ticks = args.ticks;
     config.drops = !args.no_drops;
+    config.instant_persists = args.instant_persists;
     config.max_compactions = args.compactions;
     config.max_changes = args.changes;
+    config.symmetry = !args.no_symmetry;
+    config.max_reads = args.reads;
+    config.max_transfers = args.transfers;
+    config.lease_reads = args.lease_reads;
     config.mutation = args.bug.as_deref().map(mutation).transpose()?;
     config.validate()?;
     Ok(RaftModel::new(config))
@@ -120,14 +131,16 @@ fn describe_model(config: &ModelConfig) -> String {
     let on = |flag: bool| if flag { "on" } else { "off" };
     format!(
         "{} nodes, pre-vote {}, check-quorum {}, heartbeat {} tick(s), election {}..={} ticks; \
-         bounds: depth {}, term {}, ticks {}, crashes {}, proposals {}, duplicates {}, drops {}, \
-         compactions {}, membership changes {}; bug: {}",
+         lease reads {}; bounds: depth {}, term {}, ticks {}, crashes {}, proposals {}, \
+         duplicates {}, drops {}, instant persists {}, compactions {}, membership changes {}, \
+         reads {}, transfers {}; bug: {}",
         config.nodes,
         on(config.pre_vote),
         on(config.check_quorum),
         config.heartbeat_ticks,
         config.election_ticks_min,
         config.election_ticks_max,
+        on(config.lease_reads),
         config.depth,
         config.max_term,
         config
@@ -137,8 +150,11 @@ fn describe_model(config: &ModelConfig) -> String {
         config.max_proposals,
         config.max_duplicates,
         on(config.drops),
+        on(config.instant_persists),
         config.max_compactions,
         config.max_changes,
+        config.max_reads,
+        config.max_transfers,
         config.mutation.as_ref().map_or("none", |m| m.name.as_str()),
     )
 }
@@ -238,7 +254,8 @@ fn write_outputs(
 fn command_line(args: &CheckArgs) -> String {
     let mut line = format!(
         "raft-sim check --nodes {} --depth {} --heartbeat-ticks {} --election-ticks {} \
-         --max-term {} --crashes {} --proposals {} --duplicates {} --compactions {} --changes {}",
+         --max-term {} --crashes {} --proposals {} --duplicates {} --compactions {} --changes {} \
+         --reads {} --transfers {}",
         args.nodes,
         args.depth,
         args.heartbeat_ticks,
@@ -248,7 +265,9 @@ fn command_line(args: &CheckArgs) -> String {
         args.proposals,
         args.duplicates,
         args.compactions,
-        args.changes
+        args.changes,
+        args.reads,
+        args.transfers
     );
     if let Some(ticks) = args.ticks {
         line.push_str(&format!(" --ticks {ticks}"));
@@ -259,7 +278,10 @@ fn command_line(args: &CheckArgs) -> String {
     for (flag, on) in [
         ("--pre-vote", args.pre_vote),
         ("--check-quorum", args.check_quorum),
+        ("--lease-reads", args.lease_reads),
         ("--no-drops", args.no_drops),
+        ("--instant-persists", args.instant_persists),
+        ("--no-symmetry", args.no_symmetry),
     ] {
         if on {
             line.push(' ');

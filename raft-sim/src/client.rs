@@ -38,7 +38,7 @@ impl Default for ClientConfig {
 }
 
 /// How an invocation ended, as far as the client knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Pending,
     Committed {
@@ -60,7 +60,7 @@ pub enum Outcome {
 }
 
 /// One invocation and its response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Record {
     /// `None` for proposals made directly by a scenario.
     pub client: Option<usize>,

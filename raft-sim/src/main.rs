@@ -151,12 +151,30 @@ struct CheckArgs {
     /// Never drop a message (it may still stay in flight forever).
     #[arg(long)]
     no_drops: bool,
+    /// Every write completes within the action that asked for it (a tighter bound that fits
+    /// deeper histories).
+    #[arg(long)]
+    instant_persists: bool,
     /// Log compactions allowed.
     #[arg(long, default_value_t = 0)]
     compactions: u8,
     /// Membership changes allowed (adds a spare server n<nodes+1>).
     #[arg(long, default_value_t = 0)]
     changes: u8,
+    /// Linearizable reads allowed (ReadIndex, or leases with --lease-reads); each released
+    /// read is checked against the writes acknowledged before it.
+    #[arg(long, default_value_t = 0)]
+    reads: u8,
+    /// Leadership transfers allowed (TimeoutNow).
+    #[arg(long, default_value_t = 0)]
+    transfers: u8,
+    /// Leader leases for reads (needs --check-quorum); the servers then tick in turn.
+    #[arg(long)]
+    lease_reads: bool,
+    /// Explore every renaming of each state instead of one per class of states equal up to
+    /// the servers' names.
+    #[arg(long)]
+    no_symmetry: bool,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,

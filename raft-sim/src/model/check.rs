@@ -226,7 +226,7 @@ fn finish(
         .discoveries()
         .into_iter()
         .map(|(property, path): (&'static str, Path<_, ModelAction>)| {
-            let actions: Vec<ModelAction> = path.into_actions();
+            let actions = model.real_actions(&path.into_actions());
             Discovery {
                 property,
                 violation: true,

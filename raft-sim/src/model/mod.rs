@@ -17,6 +17,9 @@
 //! destination, as datagrams do.
 
 pub mod check;
+pub mod clients;
+pub mod shared;
+mod symmetry;
 pub mod trace;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -27,11 +30,13 @@ use std::sync::Arc;
 
 use raft_core::{
     Action, Config, DurableState, EntryPayload, Envelope, Input, LogIndex, Membership,
-    MembershipChange, Node, NodeId, PersistRequest, Reply, RequestId, Role, Snapshot,
+    MembershipChange, Node, NodeId, PersistRequest, Reply, RequestId, Role,
 };
 use stateright::{Model, Property};
 
 use crate::checker::{command_hash, Checker, Observed, StepEffects, Violation};
+use clients::ClientHistory;
+use shared::{Interner, Shared};
 
 /// A change to every node's code, applied at each start and restart: the bug catalogue's
 /// `Node::reintroduce`, named for reports.
@@ -66,6 +71,10 @@ pub struct ModelConfig {
     pub max_duplicates: u8,
     /// Ticks allowed, over all nodes (`None`: as many as the depth allows).
     pub max_ticks: Option<u8>,
+    /// Every write completes within the action that asked for it, before anything else
+    /// happens: a tighter bound (no interleaving of late writes, and no crash can lose one)
+    /// that lets deeper protocol histories, reads and transfers, fit in fewer actions.
+    pub instant_persists: bool,
     /// Offer `Drop` actions. Dropping never makes a safety violation reachable that keeping
     /// the message in flight forever would not, but it lets states with stale messages merge
     /// with those without.
@@ -74,7 +83,18 @@ pub struct ModelConfig {
     pub max_compactions: u8,
     /// Membership changes allowed (0 disables `Change` and the spare server).
     pub max_changes: u8,
+    /// Linearizable reads allowed (0 disables `Read` and the client history).
+    pub max_reads: u8,
+    /// Leadership transfers allowed (0 disables `Transfer`).
+    pub max_transfers: u8,
+    /// Leader leases (`Config::lease_reads`). Leases assume clocks that run at the same rate,
+    /// so with them the servers tick in turn, in a fixed order (any fixed phases), instead of
+    /// each whenever it likes.
+    pub lease_reads: bool,
     pub mutation: Option<Mutation>,
+    /// Explore one state per class of states equal up to the servers' names, where the
+    /// configuration allows it (see `symmetry.rs`).
+    pub symmetry: bool,
 }
 
 impl ModelConfig {
@@ -95,10 +115,15 @@ impl ModelConfig {
             max_proposals: 2,
             max_duplicates: 1,
             max_ticks: None,
+            instant_persists: false,
             drops: true,
             max_compactions: 0,
             max_changes: 0,
+            max_reads: 0,
+            max_transfers: 0,
+            lease_reads: false,
             mutation: None,
+            symmetry: true,
         }
     }
 
@@ -109,6 +134,13 @@ impl ModelConfig {
         }
         if self.depth == 0 {
             return Err("--depth must be at least 1".to_owned());
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(
+                "--lease-reads needs --check-quorum: the lease rests on followers ignoring vote \
+                 requests while they hear from a leader"
+                    .to_owned(),
+            );
         }
         self.node_config(NodeId(1))
             .validate()
@@ -145,6 +177,7 @@ impl ModelConfig {
         config.election_timeout_ticks_max = self.election_ticks_max;
         config.pre_vote = self.pre_vote;
         config.check_quorum = self.check_quorum;
+        config.lease_reads = self.lease_reads;
         config.rng_seed = 1;
         config
     }
@@ -254,7 +287,58 @@ pub struct NodeSlot {
     pub id: NodeId,
     pub node: Option<Node>,
     pub pending: VecDeque<PersistRequest>,
-    pub durable: DurableState,
+    /// Changes only when a write completes, so steps share it.
+    pub durable: Shared<DurableState>,
+}
+
+/// The messages in flight: a set of frames, sorted, each shared with every state that has it
+/// in flight too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Network(Vec<Shared<Frame>>);
+
+impl Network {
+    pub fn iter(&self) -> impl Iterator<Item = &Frame> {
+        self.0.iter().map(|frame| &**frame)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    #[must_use]
+    pub fn contains(&self, frame: &Frame) -> bool {
+        self.0.binary_search_by(|f| (**f).cmp(frame)).is_ok()
+    }
+
+    fn insert(&mut self, frame: Shared<Frame>) {
+        if let Err(position) = self.0.binary_search_by(|f| (**f).cmp(&frame)) {
+            self.0.insert(position, frame);
+        }
+    }
+
+    fn remove(&mut self, frame: &Frame) {
+        if let Ok(position) = self.0.binary_search_by(|f| (**f).cmp(frame)) {
+            self.0.remove(position);
+        }
+    }
+}
+
+/// One interner per kind of shared part (see [`shared`]).
+#[derive(Debug, Default)]
+pub struct Interners {
+    slots: Interner<NodeSlot>,
+    durable: Interner<DurableState>,
+    frames: Interner<Frame>,
+    networks: Interner<Network>,
+    checkers: Interner<Checker>,
+    memberships: Interner<Membership>,
+    histories: Interner<ClientHistory>,
 }
 
 /// Budgets used along the path to a state.
@@ -268,21 +352,30 @@ pub struct Used {
     pub duplicates: u8,
     pub compactions: u8,
     pub changes: u8,
+    pub reads: u8,
+    pub transfers: u8,
+    /// A server started an election on a `TimeoutNow` (for the `sometimes` property that
+    /// shows transfers are exercised).
+    pub transferred: bool,
 }
 
-/// One state of the model.
+/// One state of the model: a few pointers to parts shared with every state that has an
+/// equal part (see [`shared`]).
 #[derive(Clone, Debug)]
 pub struct ClusterState {
-    /// Shared with the states this one was derived from until a step changes them: an action
-    /// steps one node, so a successor copies one slot, not all.
-    pub slots: Vec<Arc<NodeSlot>>,
-    pub network: BTreeSet<Frame>,
+    /// An action steps one node, so a successor makes one new slot, not all.
+    pub slots: Vec<Shared<NodeSlot>>,
+    pub network: Shared<Network>,
     pub used: Used,
-    pub checker: Arc<Checker>,
+    pub checker: Shared<Checker>,
     /// The latest membership some node applied (or installed with a snapshot): the voters
     /// acknowledged writes must be durable on.
-    pub committed_membership: Membership,
-    pub violation: Option<Violation>,
+    pub committed_membership: Shared<Membership>,
+    /// The client history, with reads on (see [`clients`]).
+    pub clients: Option<Shared<ClientHistory>>,
+    /// With lease reads, the slot whose turn it is to tick.
+    pub clock: u8,
+    pub violation: Option<Box<Violation>>,
     /// Actions taken to get here. Not part of the state's identity: breadth-first search
     /// reaches every state first along a shortest path, and the bound cuts paths, not states.
     pub depth: u32,
@@ -296,6 +389,8 @@ impl ClusterState {
             self.used,
             &self.checker,
             &self.committed_membership,
+            &self.clients,
+            self.clock,
             &self.violation,
         )
     }
@@ -350,6 +445,10 @@ pub enum ModelAction {
     /// The node compacts its log through its applied index.
     Compact(NodeId),
     Change(NodeId, MembershipChange),
+    /// A client asks a leader for a linearizable read.
+    Read(NodeId),
+    /// A leader is asked to hand leadership to a voter.
+    Transfer(NodeId, NodeId),
 }
 
 impl fmt::Display for ModelAction {
@@ -367,6 +466,8 @@ impl fmt::Display for ModelAction {
             ModelAction::Change(id, change) => {
                 write!(f, "change {id} {}", crate::sim::describe_change(*change))
             }
+            ModelAction::Read(id) => write!(f, "read {id}"),
+            ModelAction::Transfer(id, to) => write!(f, "transfer {id} to {to}"),
         }
     }
 }
@@ -378,8 +479,9 @@ pub fn command(request_id: RequestId) -> Vec<u8> {
     format!("c{}", request_id.0).into_bytes()
 }
 
-/// Membership change requests get ids apart from client requests.
+/// Membership change requests and reads get ids apart from proposals.
 const CHANGE_REQUEST_ID_BASE: u64 = 1 << 62;
+const READ_REQUEST_ID_BASE: u64 = 1_000;
 
 /// What one step of one node did, for traces.
 #[derive(Clone, Debug, Default)]
@@ -387,7 +489,8 @@ pub struct StepRecord {
     pub node: Option<NodeId>,
     /// The write this step asked for.
     pub persist: Option<PersistRequest>,
-    /// The write a `Persist` action made durable, before its `PersistDone` step.
+    /// The write a `Persist` action made durable, before its `PersistDone` step (with instant
+    /// persists, the first write the action completed).
     pub completed: Option<PersistRequest>,
     pub sends: Vec<Envelope>,
     pub replies: Vec<(RequestId, Reply)>,
@@ -398,60 +501,96 @@ pub struct StepRecord {
 #[derive(Clone, Debug)]
 pub struct RaftModel {
     pub config: ModelConfig,
+    interners: Arc<Interners>,
 }
 
 impl RaftModel {
     #[must_use]
     pub fn new(config: ModelConfig) -> RaftModel {
-        RaftModel { config }
+        RaftModel {
+            config,
+            interners: Arc::default(),
+        }
+    }
+
+    fn set_slot(&self, state: &mut ClusterState, index: usize, slot: NodeSlot) {
+        state.slots[index] = self.interners.slots.intern(slot);
+    }
+
+    fn set_checker(&self, state: &mut ClusterState, checker: Checker) {
+        state.checker = self.interners.checkers.intern(checker);
+    }
+
+    fn set_committed_membership(&self, state: &mut ClusterState, membership: Membership) {
+        if *state.committed_membership != membership {
+            state.committed_membership = self.interners.memberships.intern(membership);
+        }
+    }
+
+    fn violate(state: &mut ClusterState, violation: Violation) {
+        state.violation = Some(Box::new(violation));
     }
 
     fn start_node(&self, state: &mut ClusterState, index: usize) {
-        let slot = &state.slots[index];
+        let mut slot = (*state.slots[index]).clone();
         let config = self.config.node_config(slot.id);
-        let fresh = slot.durable == DurableState::default();
+        let fresh = *slot.durable == DurableState::default();
         let node = if fresh {
             Node::new(config).map_err(|e| e.to_string())
         } else {
-            Node::restore(config, slot.durable.clone()).map_err(|e| e.to_string())
+            Node::restore(config, (*slot.durable).clone()).map_err(|e| e.to_string())
         };
         let mut node = match node {
             Ok(node) => node,
             Err(error) => {
-                state.violation = Some(Violation {
-                    invariant: "durable_state_restores",
-                    detail: format!("{} cannot restart: {error}", slot.id),
-                });
+                RaftModel::violate(
+                    state,
+                    Violation {
+                        invariant: "durable_state_restores",
+                        detail: format!("{} cannot restart: {error}", slot.id),
+                    },
+                );
                 return;
             }
         };
         if let Some(mutation) = &self.config.mutation {
             (mutation.apply)(&mut node);
         }
-        let snapshot = slot
-            .durable
-            .snapshot
-            .as_ref()
-            .map(|s| (s.meta.last_included_index, s.meta.last_included_term));
-        if let Err(violation) = Arc::make_mut(&mut state.checker).on_start(&node, snapshot) {
-            state.violation = Some(violation);
+        let snapshot = slot.durable.snapshot.as_ref();
+        let mut checker = (*state.checker).clone();
+        let started = checker.on_start(
+            &node,
+            snapshot.map(|s| (s.meta.last_included_index, s.meta.last_included_term)),
+        );
+        self.set_checker(state, checker);
+        if let Err(violation) = started {
+            RaftModel::violate(state, violation);
         }
-        if let Some(snapshot) = &slot.durable.snapshot {
-            observe_snapshot(&mut state.committed_membership, snapshot);
+        if let Some(snapshot) = snapshot {
+            self.set_committed_membership(state, snapshot.meta.membership.clone());
         }
-        Arc::make_mut(&mut state.slots[index]).node = Some(node);
+        slot.node = Some(node);
+        self.set_slot(state, index, slot);
     }
 
     /// One step of the node in slot `index`, the routing of its actions, and every checker.
     fn step(&self, state: &mut ClusterState, index: usize, input: Input) -> StepRecord {
         let mut record = StepRecord::default();
-        let Some(node) = Arc::make_mut(&mut state.slots[index]).node.as_mut() else {
+        let mut slot = (*state.slots[index]).clone();
+        let Some(node) = slot.node.as_mut() else {
             return record;
         };
         let id = node.id();
         record.node = Some(id);
         let before = Observed::of(node);
         record.role_before = Some((before.role, before.term));
+        let on_timeout_now = matches!(
+            &input,
+            Input::Receive(Envelope {
+                message: raft_core::Message::TimeoutNow,
+                ..
+            })
+        );
         let stepped = catch_unwind(AssertUnwindSafe(|| node.step(input)));
         let actions = match stepped {
             Ok(actions) => actions,
@@ -461,10 +600,13 @@ impl RaftModel {
                     .cloned()
                     .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_default();
-                state.violation = Some(Violation {
-                    invariant: "node_invariant",
-                    detail: format!("{id} panicked: {message}"),
-                });
+                RaftModel::violate(
+                    state,
+                    Violation {
+                        invariant: "node_invariant",
+                        detail: format!("{id} panicked: {message}"),
+                    },
+                );
                 return record;
             }
         };
@@ -481,11 +623,11 @@ impl RaftModel {
         }
         for entry in &applied {
             if let EntryPayload::Membership(membership) = &entry.payload {
-                state.committed_membership = membership.clone();
+                self.set_committed_membership(state, membership.clone());
             }
         }
         if let Some(snapshot) = &applied_snapshot {
-            observe_snapshot(&mut state.committed_membership, snapshot);
+            self.set_committed_membership(state, snapshot.meta.membership.clone());
         }
         let persist = record.persist.as_ref();
         let effects = StepEffects {
@@ -504,21 +646,72 @@ impl RaftModel {
             replies: &record.replies,
         };
         let commands = |request_id: RequestId| {
-            (request_id.0 < CHANGE_REQUEST_ID_BASE).then(|| command_hash(&command(request_id)))
+            (request_id.0 < READ_REQUEST_ID_BASE).then(|| command_hash(&command(request_id)))
         };
-        let checker = Arc::make_mut(&mut state.checker);
-        if let Err(violation) = checker.after_step(node, before, &effects, commands) {
-            state.violation = Some(violation);
+        let mut checker = (*state.checker).clone();
+        let checked = checker.after_step(node, before, &effects, commands);
+        self.set_checker(state, checker);
+        if let Err(violation) = checked {
+            RaftModel::violate(state, violation);
+        }
+        if on_timeout_now && before.role != Role::Candidate && node.role() == Role::Candidate {
+            state.used.transferred = true;
         }
         if let Some(request) = &record.persist {
-            Arc::make_mut(&mut state.slots[index])
-                .pending
-                .push_back(request.clone());
+            slot.pending.push_back(request.clone());
         }
-        for envelope in &record.sends {
-            state.network.insert(Frame::of(envelope));
+        self.set_slot(state, index, slot);
+        self.record_replies(state, &record.replies);
+        if !record.sends.is_empty() {
+            let mut network = (*state.network).clone();
+            for envelope in &record.sends {
+                network.insert(self.interners.frames.intern(Frame::of(envelope)));
+            }
+            state.network = self.interners.networks.intern(network);
         }
         record
+    }
+
+    /// The client history learns of each reply (and checks it).
+    fn record_replies(&self, state: &mut ClusterState, replies: &[(RequestId, Reply)]) {
+        let Some(clients) = &state.clients else {
+            return;
+        };
+        if replies.is_empty() {
+            return;
+        }
+        let mut clients = (**clients).clone();
+        let mut checked = Ok(());
+        for (request_id, reply) in replies {
+            checked = checked.and(clients.on_reply(*request_id, reply));
+        }
+        state.clients = Some(self.interners.histories.intern(clients));
+        if let Err(violation) = checked {
+            if state.violation.is_none() {
+                RaftModel::violate(state, violation);
+            }
+        }
+    }
+
+    /// A client invokes an operation at `id` (`command`: `None` for a read).
+    fn record_invocation(
+        &self,
+        state: &mut ClusterState,
+        request_id: RequestId,
+        id: NodeId,
+        command: Option<&[u8]>,
+    ) {
+        if let Some(clients) = &state.clients {
+            let mut clients = (**clients).clone();
+            clients.invoke(request_id, id, command);
+            state.clients = Some(self.interners.histories.intern(clients));
+        }
+    }
+
+    fn remove_frame(&self, state: &mut ClusterState, frame: &Frame) {
+        let mut network = (*state.network).clone();
+        network.remove(frame);
+        state.network = self.interners.networks.intern(network);
     }
 
     /// Applies `action` to `state`; the record says what the step it caused did.
@@ -529,10 +722,14 @@ impl RaftModel {
                 if self.config.max_ticks.is_some() {
                     state.used.ticks += 1;
                 }
+                if self.config.lease_reads {
+                    let next = slot_index(*id).map_or(0, |index| index + 1);
+                    state.clock = u8::try_from(next % state.slots.len()).unwrap_or(0);
+                }
                 self.step_id(state, *id, Input::Tick)
             }
             ModelAction::Deliver(frame) => {
-                state.network.remove(frame);
+                self.remove_frame(state, frame);
                 self.step_id(state, frame.to, Input::Receive(frame.envelope()))
             }
             ModelAction::Duplicate(frame) => {
@@ -540,7 +737,7 @@ impl RaftModel {
                 self.step_id(state, frame.to, Input::Receive(frame.envelope()))
             }
             ModelAction::Drop(frame) => {
-                state.network.remove(frame);
+                self.remove_frame(state, frame);
                 StepRecord::default()
             }
             ModelAction::Persist(id) => self.persist(state, *id),
@@ -557,11 +754,26 @@ impl RaftModel {
             ModelAction::Propose(id) => {
                 state.used.proposals += 1;
                 let request_id = RequestId(u64::from(state.used.proposals));
-                let input = Input::Propose {
-                    request_id,
-                    command: command(request_id),
-                };
-                self.step_id(state, *id, input)
+                let command = command(request_id);
+                self.record_invocation(state, request_id, *id, Some(&command));
+                self.step_id(
+                    state,
+                    *id,
+                    Input::Propose {
+                        request_id,
+                        command,
+                    },
+                )
+            }
+            ModelAction::Read(id) => {
+                state.used.reads += 1;
+                let request_id = RequestId(READ_REQUEST_ID_BASE + u64::from(state.used.reads));
+                self.record_invocation(state, request_id, *id, None);
+                self.step_id(state, *id, Input::Read { request_id })
+            }
+            ModelAction::Transfer(id, to) => {
+                state.used.transfers += 1;
+                self.step_id(state, *id, Input::TransferLeader { to: *to })
             }
             ModelAction::Compact(id) => {
                 state.used.compactions += 1;
@@ -579,10 +791,33 @@ impl RaftModel {
                 self.step_id(state, *id, input)
             }
         };
+        let mut record = record;
+        if self.config.instant_persists {
+            self.complete_writes(state, &mut record);
+        }
         if state.violation.is_none() {
             self.check_acked_durable(state);
         }
         record
+    }
+
+    /// With instant persists: completes every pending write (and those the completions ask
+    /// for), folding what those steps sent and replied into `record`.
+    fn complete_writes(&self, state: &mut ClusterState, record: &mut StepRecord) {
+        while state.violation.is_none() {
+            let Some(id) = state
+                .slots
+                .iter()
+                .find(|slot| !slot.pending.is_empty())
+                .map(|slot| slot.id)
+            else {
+                return;
+            };
+            let done = self.persist(state, id);
+            record.completed = record.completed.take().or(done.completed);
+            record.sends.extend(done.sends);
+            record.replies.extend(done.replies);
+        }
     }
 
     fn step_id(&self, state: &mut ClusterState, id: NodeId, input: Input) -> StepRecord {
@@ -593,19 +828,21 @@ impl RaftModel {
     }
 
     fn persist(&self, state: &mut ClusterState, id: NodeId) -> StepRecord {
-        let Some(index) = slot_index(id) else {
+        let Some(index) = slot_index(id).filter(|&i| i < state.slots.len()) else {
             return StepRecord::default();
         };
-        if state.slots[index].pending.is_empty() {
-            return StepRecord::default();
-        }
-        let slot = Arc::make_mut(&mut state.slots[index]);
+        let mut slot = (*state.slots[index]).clone();
         let Some(request) = slot.pending.pop_front() else {
             return StepRecord::default();
         };
-        slot.durable.apply_owned(request.clone());
-        let term = slot.durable.hard_state.current_term;
-        Arc::make_mut(&mut state.checker).on_durable_term(id, term);
+        let mut durable = (*slot.durable).clone();
+        durable.apply_owned(request.clone());
+        let term = durable.hard_state.current_term;
+        slot.durable = self.interners.durable.intern(durable);
+        self.set_slot(state, index, slot);
+        let mut checker = (*state.checker).clone();
+        checker.on_durable_term(id, term);
+        self.set_checker(state, checker);
         let mut record = self.step(
             state,
             index,
@@ -618,15 +855,19 @@ impl RaftModel {
     }
 
     fn crash(&self, state: &mut ClusterState, id: NodeId) {
-        let Some(index) = slot_index(id) else { return };
+        let Some(index) = slot_index(id).filter(|&i| i < state.slots.len()) else {
+            return;
+        };
         state.used.crashes += 1;
-        let slot = Arc::make_mut(&mut state.slots[index]);
+        let mut slot = (*state.slots[index]).clone();
         slot.node = None;
         slot.pending.clear();
         let term = slot.durable.hard_state.current_term;
-        let checker = Arc::make_mut(&mut state.checker);
+        self.set_slot(state, index, slot);
+        let mut checker = (*state.checker).clone();
         checker.on_durable_term(id, term);
         checker.on_crash(id);
+        self.set_checker(state, checker);
     }
 
     fn check_acked_durable(&self, state: &mut ClusterState) {
@@ -639,35 +880,39 @@ impl RaftModel {
         let durable = |id: NodeId| {
             slot_index(id)
                 .and_then(|i| slots.get(i))
-                .map(|s| &s.durable)
+                .map(|s| &*s.durable)
         };
         if let Err(violation) = state
             .checker
             .check_acked_durable_on_majority(&voters, durable)
         {
-            state.violation = Some(violation);
+            RaftModel::violate(state, violation);
         }
     }
 
     /// The state every run starts from: every node fresh and up, nothing in flight.
     #[must_use]
     pub fn initial_state(&self) -> ClusterState {
+        let durable = self.interners.durable.intern(DurableState::default());
         let slots = (1..=self.config.slot_count() as u64)
             .map(|id| {
-                Arc::new(NodeSlot {
+                self.interners.slots.intern(NodeSlot {
                     id: NodeId(id),
                     node: None,
                     pending: VecDeque::new(),
-                    durable: DurableState::default(),
+                    durable: durable.clone(),
                 })
             })
             .collect();
         let mut state = ClusterState {
             slots,
-            network: BTreeSet::new(),
+            network: self.interners.networks.intern(Network::default()),
             used: Used::default(),
-            checker: Arc::new(Checker::new()),
-            committed_membership: Membership::default(),
+            checker: self.interners.checkers.intern(Checker::new()),
+            committed_membership: self.interners.memberships.intern(Membership::default()),
+            clients: (self.config.max_reads > 0)
+                .then(|| self.interners.histories.intern(ClientHistory::default())),
+            clock: 0,
             violation: None,
             depth: 0,
         };
@@ -687,17 +932,27 @@ impl RaftModel {
         if state.used.crashes < self.config.max_crashes {
             actions.push(ModelAction::Crash(id));
         }
-        if self
+        let may_tick = self
             .config
             .max_ticks
-            .is_none_or(|max| state.used.ticks < max)
-        {
+            .is_none_or(|max| state.used.ticks < max);
+        if may_tick && (!self.config.lease_reads || self.ticks_next(state) == Some(id)) {
             actions.push(ModelAction::Tick(id));
         }
-        // A follower only answers a proposal `NotLeader`, which changes nothing.
+        // A follower only answers a proposal or a read `NotLeader`, which changes nothing.
         let leads = node.role() == Role::Leader;
         if leads && state.used.proposals < self.config.max_proposals {
             actions.push(ModelAction::Propose(id));
+        }
+        if leads && state.used.reads < self.config.max_reads {
+            actions.push(ModelAction::Read(id));
+        }
+        if leads && state.used.transfers < self.config.max_transfers {
+            for &to in &node.membership().voters {
+                if to != id {
+                    actions.push(ModelAction::Transfer(id, to));
+                }
+            }
         }
         if !slot.pending.is_empty() {
             actions.push(ModelAction::Persist(id));
@@ -715,6 +970,17 @@ impl RaftModel {
         if leads && state.used.changes < self.config.max_changes {
             self.change_actions(node, actions);
         }
+    }
+
+    /// With lease reads, the server whose turn it is to tick: the first one up from the clock's
+    /// slot on (a crashed server's clock stops, and the others keep their turns).
+    fn ticks_next(&self, state: &ClusterState) -> Option<NodeId> {
+        let count = state.slots.len();
+        (0..count)
+            .map(|offset| (usize::from(state.clock) + offset) % count)
+            .map(|index| &state.slots[index])
+            .find(|slot| slot.node.is_some())
+            .map(|slot| slot.id)
     }
 
     /// Single-server changes a leader may be asked for: add the spare as a learner, promote
@@ -738,16 +1004,16 @@ impl RaftModel {
     }
 }
 
-fn observe_snapshot(committed: &mut Membership, snapshot: &Snapshot) {
-    *committed = snapshot.meta.membership.clone();
-}
-
 impl Model for RaftModel {
     type State = ClusterState;
     type Action = ModelAction;
 
     fn init_states(&self) -> Vec<ClusterState> {
-        vec![self.initial_state()]
+        let state = self.initial_state();
+        if self.symmetric() {
+            return vec![self.canonical(state).0];
+        }
+        vec![state]
     }
 
     fn actions(&self, state: &ClusterState, actions: &mut Vec<ModelAction>) {
@@ -757,7 +1023,7 @@ impl Model for RaftModel {
         for slot in &state.slots {
             self.node_actions(state, slot, actions);
         }
-        for frame in &state.network {
+        for frame in state.network.iter() {
             if state.node(frame.to).is_some() {
                 actions.push(ModelAction::Deliver(frame.clone()));
                 if state.used.duplicates < self.config.max_duplicates {
@@ -773,6 +1039,9 @@ impl Model for RaftModel {
     fn next_state(&self, state: &ClusterState, action: ModelAction) -> Option<ClusterState> {
         let mut next = state.clone();
         self.apply(&mut next, &action);
+        if self.symmetric() {
+            return Some(self.canonical(next).0);
+        }
         Some(next)
     }
 
@@ -807,10 +1076,25 @@ impl Model for RaftModel {
                     .is_none_or(|v| GROUPS.iter().any(|group| group.contains(&v.invariant)))
             }),
         ];
+        properties.push(Property::always("linearizable history", |_, s| {
+            holds(s, LINEARIZABLE)
+        }));
         properties.push(Property::sometimes(
             "a command commits",
             |_, s: &ClusterState| !s.checker.acked().is_empty(),
         ));
+        if self.config.max_reads > 0 {
+            properties.push(Property::sometimes(
+                "a read is served",
+                |_, s: &ClusterState| s.clients.as_ref().is_some_and(|c| c.read_served),
+            ));
+        }
+        if self.config.max_transfers > 0 {
+            properties.push(Property::sometimes(
+                "a server campaigns on TimeoutNow",
+                |_, s: &ClusterState| s.used.transferred,
+            ));
+        }
         properties
     }
 }
@@ -845,6 +1129,7 @@ const ACKNOWLEDGED_WRITES: &[&str] = &[
     "dropped_write_not_committed",
 ];
 const NODE_INVARIANTS: &[&str] = &["node_invariant", "durable_state_restores"];
+const LINEARIZABLE: &[&str] = &["linearizable_history"];
 const GROUPS: &[&[&str]] = &[
     ELECTION_SAFETY,
     LOG_MATCHING,
@@ -853,6 +1138,7 @@ const GROUPS: &[&[&str]] = &[
     MONOTONIC,
     ACKNOWLEDGED_WRITES,
     NODE_INVARIANTS,
+    LINEARIZABLE,
 ];
 
 fn holds(state: &ClusterState, group: &[&str]) -> bool {

@@ -166,7 +166,7 @@ impl ClusterState {
         if self.committed_membership.voters.is_empty() {
             raft_core::Membership::new(model.config.voters())
         } else {
-            self.committed_membership.clone()
+            (*self.committed_membership).clone()
         }
     }
 }
@@ -256,7 +256,9 @@ fn emit_step(
         ModelAction::Crash(_)
         | ModelAction::Restart(_)
         | ModelAction::Compact(_)
-        | ModelAction::Change(..) => {
+        | ModelAction::Change(..)
+        | ModelAction::Read(_)
+        | ModelAction::Transfer(..) => {
             sink.event(&event(TraceKind::Control(step.action.to_string())));
         }
     }
