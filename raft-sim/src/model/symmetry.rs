@@ -9,7 +9,9 @@
 //! to), the same code (a bug of the catalogue is reintroduced on every node), and no part of
 //! the model singles one out. Two parts do, and switch symmetry off:
 //! - membership changes (`--changes`): the spare server starts with another configuration,
-//!   and the checker's log hashes cover membership entries by the ids they list;
+//!   and the checker's log hashes cover membership entries by the ids they list. Without
+//!   changes, the only membership entries record incarnations, and their hashes (voters and
+//!   learners: all servers, none) are the same under every renaming;
 //! - lease reads (`--lease-reads`): the clock ticks the servers in a fixed order.
 //!
 //! **Soundness.** `raft_core::Rename` commutes with stepping (`raft-core/tests/rename.rs`),
