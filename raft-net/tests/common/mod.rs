@@ -12,12 +12,18 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raft-net");
 
-/// A port nobody listens on right now (TCP and UDP both free, so it can serve either).
+/// A port nobody listens on right now (TCP and UDP both free, so it can serve either), and
+/// never one this test process was given before: the system may hand out a port it just
+/// freed again, and two nodes of one cluster given the same one cannot both start.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
         let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
+        {
             return port;
         }
     }
