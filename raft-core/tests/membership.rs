@@ -305,17 +305,17 @@ fn timeout_now_moves_neither_a_leader_nor_a_learner() {
     assert_eq!(learner.term(), Term(1));
 }
 
-#[test]
-fn voter_removed_by_an_uncommitted_entry_still_campaigns() {
-    // Raft thesis §4.2.2: a server not in its latest membership still starts elections while
-    // the entry that removed it is uncommitted, as it may still be needed.
-    let members = |ids: &[u64]| raft_core::Membership::new(ids.iter().copied().map(NodeId));
+/// A log of term 1 whose first entry makes n1, n2, n3 voters and whose second, not yet
+/// committed, removes n1.
+fn n1_removed_by_an_uncommitted_entry() -> raft_core::DurableState {
     let membership_entry = |index: u64, ids: &[u64]| raft_core::Entry {
         index: raft_core::LogIndex(index),
         term: Term(1),
-        payload: raft_core::EntryPayload::Membership(members(ids)),
+        payload: raft_core::EntryPayload::Membership(raft_core::Membership::new(
+            ids.iter().copied().map(NodeId),
+        )),
     };
-    let durable = raft_core::DurableState {
+    raft_core::DurableState {
         hard_state: raft_core::HardState {
             current_term: Term(1),
             voted_for: None,
@@ -325,7 +325,14 @@ fn voter_removed_by_an_uncommitted_entry_still_campaigns() {
             membership_entry(1, &[1, 2, 3]),
             membership_entry(2, &[2, 3]),
         ],
-    };
+    }
+}
+
+#[test]
+fn voter_removed_by_an_uncommitted_entry_still_campaigns() {
+    // Raft thesis §4.2.2: a server not in its latest membership still starts elections while
+    // the entry that removed it is uncommitted, as it may still be needed.
+    let durable = n1_removed_by_an_uncommitted_entry();
     let mut removed = raft_core::Node::restore(config(1, 3), durable.clone()).unwrap();
     assert!(!removed.membership().is_voter(NodeId(1)));
     let _ = tick_until_candidate(&mut removed);
@@ -345,23 +352,7 @@ fn voter_removed_by_an_uncommitted_entry_can_win_the_new_memberships_votes() {
     // Raft thesis §4.2.2 and §4.1: the removed voter still campaigns while its removal is
     // uncommitted, so the new membership's voters, whose logs hold the same removal, must
     // answer it; ignored, it would take the old voters' votes every term and never win.
-    let members = |ids: &[u64]| raft_core::Membership::new(ids.iter().copied().map(NodeId));
-    let membership_entry = |index: u64, ids: &[u64]| raft_core::Entry {
-        index: raft_core::LogIndex(index),
-        term: Term(1),
-        payload: raft_core::EntryPayload::Membership(members(ids)),
-    };
-    let durable = raft_core::DurableState {
-        hard_state: raft_core::HardState {
-            current_term: Term(1),
-            voted_for: None,
-        },
-        snapshot: None,
-        entries: vec![
-            membership_entry(1, &[1, 2, 3]),
-            membership_entry(2, &[2, 3]),
-        ],
-    };
+    let durable = n1_removed_by_an_uncommitted_entry();
     let mut voter = raft_core::Node::restore(config(3, 3), durable).unwrap();
     assert!(!voter.membership().contains(NodeId(1)));
     let actions = step_durably(&mut voter, request_vote(1, 3, 2, 2, 1));
