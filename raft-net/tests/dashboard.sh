@@ -42,29 +42,7 @@ cargo build -p raft-net --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/debug/raft-net"
 
 # Three consecutive ports, free for TCP and UDP, for each of HTTP and Raft.
-free_base() {
-  python3 - "$@" <<'EOF'
-import random, socket, sys
-taken = {int(p) for p in sys.argv[1:]}
-for _ in range(200):
-    base = random.randrange(20000, 60000)
-    ports = range(base, base + 3)
-    if taken.intersection(ports):
-        continue
-    try:
-        for port in ports:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, kind)
-                s.bind(("127.0.0.1", port))
-                s.close()
-    except OSError:
-        continue
-    print(base)
-    break
-else:
-    sys.exit("no free ports")
-EOF
-}
+source raft-net/tests/free_ports.sh
 http_base="$(free_base)"
 raft_base="$(free_base "$http_base" $((http_base + 1)) $((http_base + 2)))"
 
