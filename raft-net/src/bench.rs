@@ -1,13 +1,14 @@
 //! `raft-net bench`: a load generator. It starts a local cluster (or uses `--target`), finds the
-//! leader, and runs N keep-alive HTTP clients that each PUT one value at a time. Every write
-//! counted was answered 200, i.e. committed on a majority with fsync on.
+//! leader, and runs N keep-alive HTTP clients that each have one request in flight: PUTs of one
+//! value (`--workload write`; every write counted was answered 200, i.e. committed on a majority
+//! with fsync on), or linearizable GETs of keys it wrote first (`--workload read`).
 //!
-//! The clients speak just enough HTTP/1.1 by hand (one request, one response with a
-//! `Content-Length` body) over plain tokio sockets, or over rustls for an `https://` cluster:
-//! the load generator shares the machine with the nodes it measures, so every microsecond it
+//! The clients speak HTTP/1.1 through hyper's connection API over plain tokio sockets, or over
+//! rustls for an `https://` cluster, and poll each connection in the task that uses it: the
+//! load generator shares the machine with the nodes it measures, so every microsecond it
 //! spends is taken from them. It reports its own CPU time, and reads the nodes' `/metrics`
 //! before and after the measured phase to report how many log entries each `fdatasync`
-//! carried.
+//! carried (writes) or how many datagrams each read cost (reads).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,9 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -30,8 +37,24 @@ use crate::error::ConfigError;
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 /// Latencies above this are clamped in the histogram (microseconds).
 const LATENCY_MICROS_MAX: u64 = 120_000_000;
-/// A response head longer than this is refused (ours are a few hundred bytes).
-const RESPONSE_HEAD_MAX: usize = 16 * 1024;
+
+/// What the clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// PUT a new key per request.
+    Write,
+    /// Linearizable GETs of the `--keys` keys written before the warm-up.
+    Read,
+}
+
+impl Workload {
+    fn noun(self) -> &'static str {
+        match self {
+            Workload::Write => "write",
+            Workload::Read => "read",
+        }
+    }
+}
 
 /// `raft-net bench` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,15 +65,22 @@ pub struct BenchArgs {
     /// Concurrent clients, each with one request in flight.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
-    /// Writes in total (measured).
+    /// Requests in total (measured).
     #[arg(long, default_value_t = 20_000)]
     pub ops: usize,
-    /// Writes before the measured ones (connections, allocator and page cache warm up).
+    /// Requests before the measured ones (connections, allocator and page cache warm up).
     #[arg(long, default_value_t = 2_000)]
     pub warmup: usize,
     /// Bytes per value.
     #[arg(long, default_value_t = 128)]
     pub value_bytes: usize,
+    /// `write`: each request PUTs a new key; `read`: each one is a linearizable GET of one of
+    /// the `--keys` keys, written before the warm-up.
+    #[arg(long, value_enum, default_value_t = Workload::Write)]
+    pub workload: Workload,
+    /// Keys written before a read workload (the reads ask them in turn).
+    #[arg(long, default_value_t = 1_000)]
+    pub keys: usize,
     /// Use a running cluster at this URL (any member) instead of starting one.
     #[arg(long)]
     pub target: Option<String>,
@@ -92,6 +122,8 @@ pub enum BenchError {
     NoLeader(Duration),
     #[error("--clients and --ops must be at least 1")]
     Empty,
+    #[error("--workload read needs --keys of at least 1")]
+    NoKeys,
     #[error("histogram: {0}")]
     Histogram(String),
     #[error("the leader's URL {0} is not http://HOST:PORT or https://HOST:PORT")]
@@ -104,6 +136,14 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{failed} of the {keys} writes of the keys to read failed")]
+    Preload { failed: u64, keys: usize },
+    #[error("cannot start a node on {addr} (choose other --http-base and --raft-base)")]
+    PortInUse {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -112,34 +152,39 @@ pub enum BenchError {
     },
 }
 
-/// One node's persistence counters (from its `/metrics`).
+/// One node's counters (from its `/metrics`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PersistCounters {
+pub struct NodeCounters {
     /// Log entries written to the WAL.
     pub entries: u64,
     /// `fdatasync` calls of group commits.
     pub fsyncs: u64,
+    /// Datagrams sent to peers.
+    pub datagrams: u64,
 }
 
 /// What one run measured.
 #[derive(Debug)]
 pub struct Report {
-    pub writes: u64,
+    pub workload: Workload,
+    /// Requests answered as they should be: 200 (and for a read, the whole value).
+    pub answered: u64,
     pub errors: u64,
     pub elapsed: Duration,
     pub histogram: Histogram<u64>,
     /// CPU seconds (user, system) this process used during the measured phase.
     pub cpu: (f64, f64),
-    /// Per node URL: persistence counters over the measured phase, when `/metrics` answered.
-    pub persist: BTreeMap<String, PersistCounters>,
+    /// Per node URL: its counters' growth over the measured phase, when `/metrics` answered.
+    pub counters: BTreeMap<String, NodeCounters>,
     /// Per node of a local cluster: CPU seconds used during the measured phase.
     pub node_cpu: Vec<(u16, f64)>,
 }
 
 impl Report {
+    /// Answered requests (writes or reads) per second.
     #[must_use]
-    pub fn writes_per_second(&self) -> f64 {
-        self.writes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    pub fn per_second(&self) -> f64 {
+        self.answered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// The summary printed at the end.
@@ -147,33 +192,63 @@ impl Report {
     pub fn render(&self, args: &BenchArgs) -> String {
         use std::fmt::Write;
         let ms = |quantile: f64| self.histogram.value_at_quantile(quantile) as f64 / 1000.0;
-        let mut out = format!(
-            "{} clients, {} writes of {} bytes (after {} warm-up writes): {} committed in {:.2} s = {:.0} writes/s ({} errors)\n\
-             latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
-             load generator CPU: {:.2} s user + {:.2} s system = {:.1} us per write",
-            args.clients,
-            args.ops,
-            args.value_bytes,
-            args.warmup,
-            self.writes,
-            self.elapsed.as_secs_f64(),
-            self.writes_per_second(),
-            self.errors,
+        let noun = self.workload.noun();
+        let mut out = match self.workload {
+            Workload::Write => format!(
+                "{} clients, {} writes of {} bytes (after {} warm-up writes): {} committed in {:.2} s = {:.0} writes/s ({} errors)\n",
+                args.clients,
+                args.ops,
+                args.value_bytes,
+                args.warmup,
+                self.answered,
+                self.elapsed.as_secs_f64(),
+                self.per_second(),
+                self.errors,
+            ),
+            Workload::Read => format!(
+                "{} clients, {} linearizable reads of {} keys of {} bytes (after {} warm-up reads): {} answered in {:.2} s = {:.0} reads/s ({} errors)\n",
+                args.clients,
+                args.ops,
+                args.keys,
+                args.value_bytes,
+                args.warmup,
+                self.answered,
+                self.elapsed.as_secs_f64(),
+                self.per_second(),
+                self.errors,
+            ),
+        };
+        let _ = write!(
+            out,
+            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
+             load generator CPU: {:.2} s user + {:.2} s system = {:.1} us per {noun}",
             ms(0.5),
             ms(0.9),
             ms(0.99),
             self.histogram.max() as f64 / 1000.0,
             self.cpu.0,
             self.cpu.1,
-            (self.cpu.0 + self.cpu.1) * 1e6 / (self.writes.max(1) as f64),
+            (self.cpu.0 + self.cpu.1) * 1e6 / (self.answered.max(1) as f64),
         );
-        for (url, counters) in &self.persist {
-            let per_fsync = counters.entries as f64 / counters.fsyncs.max(1) as f64;
-            let _ = write!(
-                out,
-                "\n{url}: {} entries in {} fsyncs = {per_fsync:.1} entries per fsync",
-                counters.entries, counters.fsyncs
-            );
+        for (url, counters) in &self.counters {
+            match self.workload {
+                Workload::Write => {
+                    let per_fsync = counters.entries as f64 / counters.fsyncs.max(1) as f64;
+                    let _ = write!(
+                        out,
+                        "\n{url}: {} entries in {} fsyncs = {per_fsync:.1} entries per fsync",
+                        counters.entries, counters.fsyncs
+                    );
+                }
+                Workload::Read => {
+                    let per_read = counters.datagrams as f64 / self.answered.max(1) as f64;
+                    let _ = write!(
+                        out,
+                        "\n{url}: {} datagrams sent = {per_read:.2} per read, {} log entries written",
+                        counters.datagrams, counters.entries
+                    );
+                }
+            }
         }
         if !self.node_cpu.is_empty() {
             let nodes: Vec<String> = self
@@ -182,6 +257,11 @@ impl Report {
                 .map(|(id, seconds)| format!("node {id} {seconds:.2} s"))
                 .collect();
             let _ = write!(out, "\nnode CPU: {}", nodes.join(", "));
+        }
+        if self.workload == Workload::Read {
+            out.push_str(
+                "\nreads: linearizable GETs (ReadIndex on the leader: the datagrams it sent per read count the heartbeats that confirmed them)",
+            );
         }
         out
     }
@@ -267,12 +347,19 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         let limit = HttpLimits::default().connections_max.max(args.clients + 64);
         node_args.extend(["--http-connections-max".to_string(), limit.to_string()]);
     }
-    let cluster = LocalCluster::start(&exe, specs, &options, &node_args, true)?;
+    // Nodes that cannot bind exit, and the bench would measure whoever holds the ports.
+    ports_free(&specs)?;
+    let mut cluster = LocalCluster::start(&exe, specs, &options, &node_args, true)?;
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
     let pids = cluster.pids();
     let result = match find_leader(&client, &urls).await {
         Ok(leader) => load(&client, &access, &leader, &urls, &pids, args).await,
         Err(error) => Err(error),
+    };
+    let result = match cluster.exited() {
+        Ok(Some((id, status))) => Err(ClusterError::NodeExited { id, status }.into()),
+        Ok(None) => result,
+        Err(error) => Err(error.into()),
     };
     cluster.stop().await;
     if temporary {
@@ -282,6 +369,21 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         })?;
     }
     result
+}
+
+/// Fails when another process listens on a node's HTTP (TCP) or Raft (UDP) address.
+fn ports_free(specs: &[crate::cluster::NodeSpec]) -> Result<(), BenchError> {
+    for spec in specs {
+        std::net::TcpListener::bind(&spec.http_addr).map_err(|source| BenchError::PortInUse {
+            addr: spec.http_addr.clone(),
+            source,
+        })?;
+        std::net::UdpSocket::bind(&spec.raft_addr).map_err(|source| BenchError::PortInUse {
+            addr: spec.raft_addr.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Polls every URL's state until one reports itself leader; returns its URL.
@@ -353,8 +455,8 @@ async fn member_urls(client: &reqwest::Client, url: &str, scheme: &str) -> Optio
     (!urls.is_empty()).then_some(urls)
 }
 
-/// Reads one node's persistence counters from its `/metrics`.
-async fn persist_counters(client: &reqwest::Client, url: &str) -> Option<PersistCounters> {
+/// Reads one node's counters from its `/metrics`.
+async fn node_counters(client: &reqwest::Client, url: &str) -> Option<NodeCounters> {
     let text = client
         .get(format!("{url}/metrics"))
         .send()
@@ -363,9 +465,10 @@ async fn persist_counters(client: &reqwest::Client, url: &str) -> Option<Persist
         .text()
         .await
         .ok()?;
-    Some(PersistCounters {
+    Some(NodeCounters {
         entries: metric_value(&text, "raft_persist_entries_total")?,
         fsyncs: metric_value(&text, "raft_persist_batches_total")?,
+        datagrams: metric_value(&text, "raft_datagrams_out_total")?,
     })
 }
 
@@ -382,13 +485,10 @@ fn metric_value(text: &str, name: &str) -> Option<u64> {
         })
 }
 
-async fn all_counters(
-    client: &reqwest::Client,
-    urls: &[String],
-) -> BTreeMap<String, PersistCounters> {
+async fn all_counters(client: &reqwest::Client, urls: &[String]) -> BTreeMap<String, NodeCounters> {
     let mut counters = BTreeMap::new();
     for url in urls {
-        if let Some(found) = persist_counters(client, url).await {
+        if let Some(found) = node_counters(client, url).await {
             counters.insert(url.clone(), found);
         }
     }
@@ -424,6 +524,9 @@ async fn load(
     pids: &[(u16, u32)],
     args: &BenchArgs,
 ) -> Result<Report, BenchError> {
+    if args.workload == Workload::Read && args.keys == 0 {
+        return Err(BenchError::NoKeys);
+    }
     let (tls, addr) = authority(leader)?;
     let tls = match (tls, &access.tls) {
         (false, _) => None,
@@ -435,22 +538,48 @@ async fn load(
             .into())
         }
     };
+    let header = |value: &str| {
+        HeaderValue::from_str(value).map_err(|error| ConfigError::Tls(error.to_string()))
+    };
     let endpoint = Arc::new(Endpoint {
+        host: header(&addr)?,
         addr,
         tls,
-        authorization: access.token.as_ref().map(Token::bearer),
+        authorization: access
+            .token
+            .as_ref()
+            .map(|token| header(&token.bearer()))
+            .transpose()?,
     });
-    let value = bytes_value(args.value_bytes);
+    let value = Bytes::from(bytes_value(args.value_bytes));
     let mut connections = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
         connections.push(Connection::open(Arc::clone(&endpoint)).await?);
     }
-    let (connections, _, _) = phase(connections, "warmup", args.warmup, &value).await?;
+    let measured = match args.workload {
+        Workload::Write => Op::Put { prefix: "bench" },
+        Workload::Read => {
+            let (preloaded, _, failed) = phase(connections, Op::Preload, args.keys, &value).await?;
+            if failed > 0 {
+                return Err(BenchError::Preload {
+                    failed,
+                    keys: args.keys,
+                });
+            }
+            connections = preloaded;
+            Op::Get { keys: args.keys }
+        }
+    };
+    let warmup = match measured {
+        Op::Put { .. } => Op::Put { prefix: "warmup" },
+        other => other,
+    };
+    let (connections, _, _) = phase(connections, warmup, args.warmup, &value).await?;
     let before = all_counters(client, urls).await;
     let nodes_before: Vec<Option<f64>> = pids.iter().map(|&(_, pid)| cpu_seconds(pid)).collect();
     let cpu_before = self_cpu();
     let started = Instant::now();
-    let (_, total, errors) = phase(connections, "bench", args.ops, &value).await?;
+    let (_, total, errors) = phase(connections, measured, args.ops, &value).await?;
     let elapsed = started.elapsed();
     let cpu_after = self_cpu();
     let node_cpu = pids
@@ -459,15 +588,16 @@ async fn load(
         .filter_map(|(&(id, pid), before)| Some((id, cpu_seconds(pid)? - before?)))
         .collect();
     let after = all_counters(client, urls).await;
-    let persist = after
+    let counters = after
         .into_iter()
         .filter_map(|(url, after)| {
             let before = before.get(&url)?;
             Some((
                 url,
-                PersistCounters {
+                NodeCounters {
                     entries: after.entries.saturating_sub(before.entries),
                     fsyncs: after.fsyncs.saturating_sub(before.fsyncs),
+                    datagrams: after.datagrams.saturating_sub(before.datagrams),
                 },
             ))
         })
@@ -477,40 +607,78 @@ async fn load(
         _ => (f64::NAN, f64::NAN),
     };
     Ok(Report {
-        writes: total.len(),
+        workload: args.workload,
+        answered: total.len(),
         errors,
         elapsed,
         histogram: total,
         cpu,
-        persist,
+        counters,
         node_cpu,
     })
 }
 
-/// Runs `ops` writes spread over the connections (one task each); gives the connections back
-/// with the merged latency histogram and the error count.
+/// What one phase's requests are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// PUT the value to a key of its own, `{prefix}-{client}-{n}`.
+    Put { prefix: &'static str },
+    /// PUT the value to `key-{i}`, every `i` below the phase's request count once.
+    Preload,
+    /// GET `key-{i}`, `i` going round the `keys` preloaded ones; answered right only with the
+    /// whole value.
+    Get { keys: usize },
+}
+
+impl Op {
+    /// The path of the `op`-th request of client `task` of `clients`.
+    fn path(self, path: &mut String, task: usize, op: usize, clients: usize) {
+        use std::fmt::Write;
+        path.clear();
+        // Client `task` takes every `clients`-th key from `task` on, so the clients share the
+        // keys without overlap.
+        let _ = match self {
+            Op::Put { prefix } => write!(path, "/api/v1/kv/{prefix}-{task}-{op}"),
+            Op::Preload => write!(path, "/api/v1/kv/key-{}", task + op * clients),
+            Op::Get { keys } => write!(path, "/api/v1/kv/key-{}", (task + op * clients) % keys),
+        };
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Op::Put { .. } | Op::Preload => Method::PUT,
+            Op::Get { .. } => Method::GET,
+        }
+    }
+}
+
+/// Runs `ops` requests spread over the connections (one task each); gives the connections back
+/// with the merged latency histogram of the requests answered right, and the count of the
+/// others.
 async fn phase(
     connections: Vec<Connection>,
-    prefix: &'static str,
+    what: Op,
     ops: usize,
-    value: &[u8],
+    value: &Bytes,
 ) -> Result<(Vec<Connection>, Histogram<u64>, u64), BenchError> {
     let clients = connections.len();
     let mut tasks = Vec::with_capacity(clients);
     for (task, mut connection) in connections.into_iter().enumerate() {
         let share = ops / clients + usize::from(task < ops % clients);
-        let value = value.to_vec();
+        let value = value.clone();
         let mut histogram = histogram()?;
         tasks.push(tokio::spawn(async move {
             let mut errors = 0u64;
             let mut path = String::with_capacity(64);
+            let (method, body, expected) = match what {
+                Op::Get { .. } => (what.method(), Bytes::new(), Some(value.len())),
+                _ => (what.method(), value, None),
+            };
             for op in 0..share {
-                use std::fmt::Write;
-                path.clear();
-                let _ = write!(path, "/api/v1/kv/{prefix}-{task}-{op}");
+                what.path(&mut path, task, op, clients);
                 let sent = Instant::now();
-                match connection.put(&path, &value).await {
-                    Ok(200) => {
+                match connection.send(method.clone(), &path, body.clone()).await {
+                    Ok((200, len)) if expected.is_none_or(|expected| expected == len) => {
                         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                         histogram.saturating_record(micros.max(1));
                     }
@@ -539,33 +707,43 @@ async fn phase(
     Ok((connections, total, errors))
 }
 
-/// Where the clients send their writes.
+/// Where the clients send their requests.
 #[derive(Debug)]
 struct Endpoint {
     /// `host:port`.
     addr: String,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The `Host` header of every request.
+    host: HeaderValue,
     /// The `Authorization` header value, with a token.
-    authorization: Option<String>,
+    authorization: Option<HeaderValue>,
 }
 
 /// A plain or TLS byte stream.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// One keep-alive HTTP/1.1 connection that sends a request and reads its response at a time.
+type Io = TokioIo<Box<dyn Stream>>;
+
+/// An open HTTP/1.1 connection: hyper's request handle and the connection future that does the
+/// reading and writing.
+struct Link {
+    sender: http1::SendRequest<Full<Bytes>>,
+    /// `None` once it has finished (the server closed the connection, or it failed).
+    connection: Option<http1::Connection<Io, Full<Bytes>>>,
+}
+
+/// One keep-alive HTTP/1.1 connection with one request in flight at a time.
 struct Connection {
     endpoint: Arc<Endpoint>,
-    stream: Option<Box<dyn Stream>>,
-    request: Vec<u8>,
-    buf: Vec<u8>,
+    link: Option<Link>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("addr", &self.endpoint.addr)
-            .field("connected", &self.stream.is_some())
+            .field("connected", &self.link.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -574,158 +752,116 @@ impl Connection {
     async fn open(endpoint: Arc<Endpoint>) -> Result<Connection, BenchError> {
         let mut connection = Connection {
             endpoint,
-            stream: None,
-            request: Vec::with_capacity(1024),
-            buf: Vec::with_capacity(4096),
+            link: None,
         };
-        connection
-            .connect()
-            .await
-            .map_err(|source| BenchError::Connect {
-                addr: connection.endpoint.addr.clone(),
-                source,
-            })?;
+        connection.link =
+            Some(
+                connect(&connection.endpoint)
+                    .await
+                    .map_err(|source| BenchError::Connect {
+                        addr: connection.endpoint.addr.clone(),
+                        source,
+                    })?,
+            );
         Ok(connection)
     }
 
-    async fn connect(&mut self) -> std::io::Result<()> {
-        let tcp = TcpStream::connect(&self.endpoint.addr).await?;
-        tcp.set_nodelay(true)?;
-        let stream: Box<dyn Stream> = match &self.endpoint.tls {
-            None => Box::new(tcp),
-            Some(config) => {
-                let connector = TlsConnector::from(Arc::clone(config));
-                let host = self
-                    .endpoint
-                    .addr
-                    .rsplit_once(':')
-                    .map_or(self.endpoint.addr.as_str(), |(host, _)| host)
-                    .trim_start_matches('[')
-                    .trim_end_matches(']');
-                let name = ServerName::try_from(host.to_string())
-                    .map_err(|error| protocol(&format!("server name {host}: {error}")))?;
-                Box::new(connector.connect(name, tcp).await?)
-            }
-        };
-        self.stream = Some(stream);
-        Ok(())
-    }
-
-    /// PUTs `body` to `path`; the response status. An I/O or protocol error drops the
-    /// connection (the next request reconnects).
-    async fn put(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
-        use std::io::Write;
-        self.request.clear();
-        write!(
-            self.request,
-            "PUT {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
-            self.endpoint.addr,
-            body.len()
-        )?;
+    /// Sends `method path` with `body`; the response's status and the length of its body. An
+    /// I/O or protocol error, or a connection the server closed, drops the connection (the
+    /// next request reconnects).
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> std::io::Result<(u16, usize)> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = Uri::try_from(path).map_err(protocol)?;
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.endpoint.host.clone());
         if let Some(authorization) = &self.endpoint.authorization {
-            write!(self.request, "authorization: {authorization}\r\n")?;
+            headers.insert(AUTHORIZATION, authorization.clone());
         }
-        self.request.extend_from_slice(b"\r\n");
-        self.request.extend_from_slice(body);
-        if self.stream.is_none() {
-            self.connect().await?;
-        }
-        let Some(mut stream) = self.stream.take() else {
-            return Err(std::io::ErrorKind::NotConnected.into());
+        let mut link = match self.link.take() {
+            Some(link) => link,
+            None => connect(&self.endpoint).await?,
         };
-        let (status, keep) = exchange(&mut stream, &self.request, &mut self.buf).await?;
-        if keep {
-            self.stream = Some(stream);
+        let answer = exchange(&mut link, request).await;
+        if answer.is_ok() && link.connection.is_some() && !link.sender.is_closed() {
+            self.link = Some(link);
         }
-        Ok(status)
+        answer
     }
 }
 
-/// Writes `request` and reads one response into `buf`: its status, and whether the connection
-/// stays open.
-async fn exchange(
-    stream: &mut Box<dyn Stream>,
-    request: &[u8],
-    buf: &mut Vec<u8>,
-) -> std::io::Result<(u16, bool)> {
-    stream.write_all(request).await?;
-    // A TLS stream buffers what it writes; a TCP stream's flush does nothing.
-    stream.flush().await?;
-    buf.clear();
-    loop {
-        if let Some(head) = parse_head(buf)? {
-            while buf.len() < head.len + head.body {
-                read_more(stream, buf).await?;
-            }
-            return Ok((head.status, !head.close));
+/// A new connection to `endpoint`, TLS included.
+async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
+    let tcp = TcpStream::connect(&endpoint.addr).await?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Stream> = match &endpoint.tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let connector = TlsConnector::from(Arc::clone(config));
+            let host = endpoint
+                .addr
+                .rsplit_once(':')
+                .map_or(endpoint.addr.as_str(), |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|error| protocol(format!("server name {host}: {error}")))?;
+            Box::new(connector.connect(name, tcp).await?)
         }
-        if buf.len() > RESPONSE_HEAD_MAX {
-            return Err(protocol("response head too long"));
-        }
-        read_more(stream, buf).await?;
-    }
-}
-
-async fn read_more(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    if stream.read_buf(buf).await? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
-fn protocol(message: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string())
-}
-
-/// A parsed response head.
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    /// Bytes of the head, blank line included.
-    len: usize,
-    /// Bytes of the body (`Content-Length`).
-    body: usize,
-    /// The server will close the connection.
-    close: bool,
-}
-
-/// The response head at the start of `buf`, once it is complete. Only `Content-Length` bodies
-/// are understood: every answer of the node has one.
-fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
-    let Some(end) = buf.windows(4).position(|window| window == b"\r\n\r\n") else {
-        return Ok(None);
     };
-    let head =
-        std::str::from_utf8(&buf[..end]).map_err(|_| protocol("response head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| protocol("bad status line"))?;
-    let mut body = None;
-    let mut close = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(protocol("bad header line"));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            body = Some(value.parse().map_err(|_| protocol("bad content-length"))?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(protocol("chunked responses are not supported"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close");
+    // One contiguous write per request (head and body copied together, as small as they
+    // are) instead of a `writev` of both.
+    let (sender, connection) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(protocol)?;
+    Ok(Link {
+        sender,
+        connection: Some(connection),
+    })
+}
+
+/// Sends `request` on `link` and reads the whole response, polling the connection in the same
+/// task: a task of its own per connection would add two wake-ups per request, each a cost the
+/// measured nodes pay on this shared machine.
+async fn exchange(link: &mut Link, request: Request<Full<Bytes>>) -> std::io::Result<(u16, usize)> {
+    let Link { sender, connection } = link;
+    let answer = async {
+        sender.ready().await.map_err(protocol)?;
+        let response = sender.send_request(request).await.map_err(protocol)?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.map_err(protocol)?.data_ref() {
+                len += data.len();
+            }
         }
+        Ok((status, len))
+    };
+    tokio::pin!(answer);
+    let Some(running) = connection else {
+        return Err(std::io::ErrorKind::NotConnected.into());
+    };
+    tokio::select! {
+        biased;
+        answer = &mut answer => return answer,
+        // Closed by the server (`connection: close`) or failed: what it read is handed over
+        // already, and dropping it ends the request with an error if it is still waiting.
+        _ = running => {}
     }
-    let body = body.ok_or_else(|| protocol("response without content-length"))?;
-    Ok(Some(Head {
-        status,
-        len: end + 4,
-        body,
-        close,
-    }))
+    *connection = None;
+    answer.await
+}
+
+fn protocol(error: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())
 }
 
 /// CPU seconds (user, system) this process has used: the counters `getrusage(RUSAGE_SELF)`
@@ -760,45 +896,127 @@ fn bytes_value(len: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_response_heads() {
-        let response =
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 5\r\n\r\n{}abc";
-        let head = parse_head(response).unwrap().unwrap();
-        assert_eq!(
-            head,
-            Head {
-                status: 200,
-                len: response.len() - 5,
-                body: 5,
-                close: false
+    /// A server that answers every request on a connection with `answer`, closing the
+    /// connection after `per_connection` requests; it counts the connections it accepted.
+    async fn server(
+        answer: &'static str,
+        per_connection: usize,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..per_connection {
+                        // Every request of these tests is a head and a 3-byte body.
+                        while !buf.windows(4).any(|window| window == b"\r\n\r\n") {
+                            if socket.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        while buf.len() < end + 3 {
+                            if socket.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                        }
+                        buf.drain(..end + 3);
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-        );
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
-        let closing =
-            b"HTTP/1.1 307 Temporary Redirect\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-        let head = parse_head(closing).unwrap().unwrap();
-        assert_eq!((head.status, head.close), (307, true));
-        for bad in [
-            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-            b"SPDY 200\r\ncontent-length: 0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
-        ] {
-            assert!(
-                parse_head(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        });
+        (addr, accepted)
+    }
+
+    fn endpoint(addr: &str) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            addr: addr.to_string(),
+            tls: None,
+            host: HeaderValue::from_str(addr).unwrap(),
+            authorization: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_alive_between_requests() {
+        let (addr, accepted) = server("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", 3).await;
+        let mut connection = Connection::open(endpoint(&addr)).await.unwrap();
+        for _ in 0..3 {
+            let answer = connection
+                .send(Method::PUT, "/api/v1/kv/k", Bytes::from_static(b"abc"))
+                .await
+                .unwrap();
+            assert_eq!(answer, (200, 5));
         }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_is_opened_again() {
+        let (addr, accepted) = server(
+            "HTTP/1.1 307 Temporary Redirect\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            1,
+        )
+        .await;
+        let mut connection = Connection::open(endpoint(&addr)).await.unwrap();
+        for _ in 0..3 {
+            let answer = connection
+                .send(Method::PUT, "/api/v1/kv/k", Bytes::from_static(b"abc"))
+                .await
+                .unwrap();
+            assert_eq!(answer, (307, 0));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_broken_answer_is_an_error() {
+        let (addr, _) = server("SPDY 200\r\n\r\n", 1).await;
+        let mut connection = Connection::open(endpoint(&addr)).await.unwrap();
+        let answer = connection
+            .send(Method::PUT, "/api/v1/kv/k", Bytes::from_static(b"abc"))
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+    }
+
+    #[test]
+    fn clients_share_the_keys_without_overlap() {
+        let mut seen = Vec::new();
+        let mut path = String::new();
+        let clients = 3;
+        for task in 0..clients {
+            let share = 10 / clients + usize::from(task < 10 % clients);
+            for op in 0..share {
+                Op::Preload.path(&mut path, task, op, clients);
+                seen.push(path.clone());
+            }
+        }
+        seen.sort();
+        let mut expected: Vec<String> = (0..10).map(|i| format!("/api/v1/kv/key-{i}")).collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+        Op::Get { keys: 4 }.path(&mut path, 2, 3, clients);
+        assert_eq!(path, "/api/v1/kv/key-3");
+        Op::Put { prefix: "bench" }.path(&mut path, 2, 3, clients);
+        assert_eq!(path, "/api/v1/kv/bench-2-3");
     }
 
     #[test]
     fn reads_metric_values() {
         let text = "# HELP raft_persist_entries_total x\n# TYPE raft_persist_entries_total counter\n\
-                    raft_persist_entries_total{node=\"1\"} 1234\nraft_persist_batches_total{node=\"1\"} 56\n";
+                    raft_persist_entries_total{node=\"1\"} 1234\nraft_persist_batches_total{node=\"1\"} 56\n\
+                    raft_datagrams_out_total 78\n";
         assert_eq!(metric_value(text, "raft_persist_entries_total"), Some(1234));
         assert_eq!(metric_value(text, "raft_persist_batches_total"), Some(56));
+        assert_eq!(metric_value(text, "raft_datagrams_out_total"), Some(78));
         assert_eq!(metric_value(text, "raft_missing"), None);
     }
 
