@@ -7,12 +7,18 @@
 //! It also serves a small launcher API on 127.0.0.1 (see [`crate::launcher`]) through which
 //! the dashboard stops (SIGKILL) and restarts the nodes it started. A node stopped that way is
 //! not a node that exited: the others keep running.
+//!
+//! Its nodes' stdout and stderr come out on its own, every line prefixed with the node's id
+//! (`n2 | ...`), so the interleaved logs say who wrote what; a node run alone logs as before.
 
 use std::future::Future;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use crate::auth::Token;
 use crate::error::ConfigError;
@@ -204,7 +210,26 @@ pub struct LocalCluster {
     extra: Vec<String>,
     quiet: bool,
     /// One per spec, in the same order; `None` while the node is stopped on request.
-    children: Vec<Option<Child>>,
+    children: Vec<Option<Running>>,
+}
+
+/// A started node: its process and the tasks copying its output, prefixed, to ours.
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    output: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for the process, then for the last of its output.
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.wait().await;
+        // Its pipes reach their end once it is gone: every line it wrote gets out.
+        for task in self.output.drain(..) {
+            let _ = task.await;
+        }
+        status
+    }
 }
 
 /// A node of a [`LocalCluster`] as the launcher reports it.
@@ -243,7 +268,7 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    fn spawn(&self, position: usize) -> Result<Child, ClusterError> {
+    fn spawn(&self, position: usize) -> Result<Running, ClusterError> {
         let spec = &self.specs[position];
         let mut command = Command::new(&self.exe);
         command
@@ -265,11 +290,29 @@ impl LocalCluster {
         }
         if self.quiet {
             command.stdout(Stdio::null()).stderr(Stdio::null());
+        } else {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        command.spawn().map_err(|source| ClusterError::Spawn {
+        let mut child = command.spawn().map_err(|source| ClusterError::Spawn {
             id: spec.id,
             source,
-        })
+        })?;
+        let prefix = self.prefix(spec.id);
+        let mut output = Vec::with_capacity(2);
+        if let Some(stdout) = child.stdout.take() {
+            output.push(copy_lines(stdout, prefix.clone(), std::io::stdout()));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            output.push(copy_lines(stderr, prefix, std::io::stderr()));
+        }
+        Ok(Running { child, output })
+    }
+
+    /// `n7 | `, the id padded to the widest id so the lines' own text stays aligned.
+    fn prefix(&self, id: u16) -> Vec<u8> {
+        let widest = self.specs.iter().map(|spec| spec.id).max().unwrap_or(id);
+        let width = widest.to_string().len();
+        format!("n{id:<width$} | ").into_bytes()
     }
 
     fn position(&self, id: u16) -> Result<usize, ClusterError> {
@@ -285,7 +328,7 @@ impl LocalCluster {
         self.specs
             .iter()
             .zip(&self.children)
-            .filter_map(|(spec, child)| Some((spec.id, child.as_ref()?.id()?)))
+            .filter_map(|(spec, running)| Some((spec.id, running.as_ref()?.child.id()?)))
             .collect()
     }
 
@@ -295,12 +338,12 @@ impl LocalCluster {
         self.specs
             .iter()
             .zip(&self.children)
-            .map(|(spec, child)| LaunchedNode {
+            .map(|(spec, running)| LaunchedNode {
                 id: spec.id,
                 http_addr: spec.http_addr.clone(),
                 raft_addr: spec.raft_addr.clone(),
-                running: child.is_some(),
-                pid: child.as_ref().and_then(Child::id),
+                running: running.is_some(),
+                pid: running.as_ref().and_then(|running| running.child.id()),
             })
             .collect()
     }
@@ -309,10 +352,10 @@ impl LocalCluster {
     /// It stays stopped, without stopping the cluster, until [`LocalCluster::restart`].
     pub async fn kill(&mut self, id: u16) -> Result<LaunchedNode, ClusterError> {
         let position = self.position(id)?;
-        if let Some(mut child) = self.children[position].take() {
+        if let Some(mut running) = self.children[position].take() {
             // Already exited is fine: it is stopped either way.
-            let _ = child.start_kill();
-            child
+            let _ = running.child.start_kill();
+            running
                 .wait()
                 .await
                 .map_err(|source| ClusterError::Wait { id, source })?;
@@ -331,9 +374,9 @@ impl LocalCluster {
 
     /// A node that exited on its own (not stopped through the launcher), with its status.
     pub fn exited(&mut self) -> Result<Option<(u16, ExitStatus)>, ClusterError> {
-        for (spec, child) in self.specs.iter().zip(&mut self.children) {
-            let Some(child) = child else { continue };
-            match child.try_wait() {
+        for (spec, running) in self.specs.iter().zip(&mut self.children) {
+            let Some(running) = running else { continue };
+            match running.child.try_wait() {
                 Ok(Some(status)) => return Ok(Some((spec.id, status))),
                 Ok(None) => {}
                 Err(source) => {
@@ -357,15 +400,51 @@ impl LocalCluster {
         }
     }
 
-    /// Kills every node and waits for it.
+    /// Kills every node and waits for it (and the last of its output).
     pub async fn stop(mut self) {
-        for child in self.children.iter_mut().flatten() {
+        for running in self.children.iter_mut().flatten() {
             // Already exited is fine; the node's durable state is on disk either way.
-            let _ = child.start_kill();
+            let _ = running.child.start_kill();
         }
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.wait().await;
+        for running in self.children.iter_mut().flatten() {
+            let _ = running.wait().await;
         }
+    }
+}
+
+/// Copies every line of a node's `pipe` to `out` (our stdout or stderr) behind `prefix`,
+/// until the pipe ends.
+fn copy_lines<R, W>(pipe: R, prefix: Vec<u8>, out: W) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: Write + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = prefix_lines(BufReader::new(pipe), &prefix, out).await;
+    })
+}
+
+/// Writes each line of `input` to `out` behind `prefix`, one `write_all` per line (which
+/// `Stdout` and `Stderr` make under their lock) so that lines of different nodes never mix; a
+/// last line without its newline gets one. Bytes go through as they are (a log line need not be
+/// UTF-8). Gives up, dropping the rest, once writing fails (no one reads our output any more).
+async fn prefix_lines<R, W>(mut input: R, prefix: &[u8], mut out: W) -> std::io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: Write,
+{
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        line.extend_from_slice(prefix);
+        if input.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        out.write_all(&line)?;
+        out.flush()?;
     }
 }
 
@@ -559,6 +638,59 @@ mod tests {
         assert_eq!(specs[2].raft_addr, "127.0.0.1:9002");
         assert_eq!(specs[2].data_dir, PathBuf::from("d/node3"));
         assert_eq!(specs[0].peer_flag(), "1=127.0.0.1:9000@127.0.0.1:8000");
+    }
+
+    #[tokio::test]
+    async fn every_line_gets_the_prefix_and_none_is_lost() {
+        let mut input = Vec::new();
+        for i in 0..1000 {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        input.extend_from_slice(b"\xff not UTF-8\n\nno newline at the end");
+        let mut writes = Writes::default();
+        prefix_lines(&input[..], b"n2 | ", &mut writes)
+            .await
+            .unwrap();
+        let mut expected: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("n2 | line {i}\n").into_bytes())
+            .collect();
+        expected.extend([
+            b"n2 | \xff not UTF-8\n".to_vec(),
+            b"n2 | \n".to_vec(),
+            b"n2 | no newline at the end\n".to_vec(),
+        ]);
+        // One write per line, the whole line.
+        assert_eq!(writes.0, expected);
+    }
+
+    /// Every `write` call's bytes.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn prefixes_align_to_the_widest_id() {
+        let cluster = |nodes| LocalCluster {
+            specs: plan(&args(nodes, 8000)).unwrap(),
+            exe: PathBuf::new(),
+            options: NodeOptions::default(),
+            extra: Vec::new(),
+            quiet: true,
+            children: Vec::new(),
+        };
+        assert_eq!(cluster(3).prefix(2), b"n2 | ");
+        assert_eq!(cluster(12).prefix(2), b"n2  | ");
+        assert_eq!(cluster(12).prefix(12), b"n12 | ");
     }
 
     #[test]

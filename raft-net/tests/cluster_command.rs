@@ -244,3 +244,66 @@ async fn the_launcher_stops_and_restarts_the_nodes_it_started() {
     cluster.kill().unwrap();
     cluster.wait().unwrap();
 }
+
+/// Each line a node of `raft-net cluster` logs comes out prefixed with the node's id, its
+/// own text unchanged behind the prefix.
+#[test]
+fn the_nodes_log_lines_say_which_node_wrote_them() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let http_base = common::free_port_run(2);
+    let raft_base = common::free_port_run(2);
+    let mut cluster = Command::new(BIN)
+        .args(["cluster", "--nodes", "2"])
+        .args(["--http-base", &http_base.to_string()])
+        .args(["--raft-base", &raft_base.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(cluster.stderr.take().unwrap());
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recovered = [false, false];
+    let mut seen = Vec::new();
+    while recovered != [true, true] {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = received.recv_timeout(left) else {
+            panic!(
+                "no 'storage recovered' line of each node in:\n{}",
+                seen.join("\n")
+            );
+        };
+        for id in 1..=2 {
+            let Some(text) = line.strip_prefix(&format!("n{id} | ")) else {
+                continue;
+            };
+            // The node's own line, as it logs it alone: level, target, message, fields.
+            if text.contains(" INFO raft_net::node: storage recovered") {
+                assert!(text.contains(&format!(" id=n{id} ")), "{line}");
+                recovered[id - 1] = true;
+            }
+        }
+        seen.push(line);
+    }
+    assert!(
+        seen.iter()
+            .all(|line| line.starts_with("n1 | ") || line.starts_with("n2 | ")),
+        "a node's line without its prefix:\n{}",
+        seen.join("\n")
+    );
+    cluster.kill().unwrap();
+    cluster.wait().unwrap();
+}
