@@ -267,6 +267,8 @@ fn the_nodes_log_lines_say_which_node_wrote_them() {
         .spawn()
         .unwrap();
     let stderr = std::io::BufReader::new(cluster.stderr.take().unwrap());
+    // Killed however the test ends: its nodes stop once it is gone.
+    let cluster = KillOnDrop(cluster);
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines() {
@@ -304,6 +306,14 @@ fn the_nodes_log_lines_say_which_node_wrote_them() {
         "a node's line without its prefix:\n{}",
         seen.join("\n")
     );
-    cluster.kill().unwrap();
-    cluster.wait().unwrap();
+    drop(cluster);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
