@@ -119,12 +119,22 @@ pub fn single_node_messages(data: &[u8]) {
                         .saturating_sub(bytes.below(3)),
                 ),
             },
-            4 => {
-                next_request += 1;
-                Input::Read {
-                    request_id: RequestId(next_request),
+            4 => match bytes.below(2) {
+                0 => {
+                    next_request += 1;
+                    Input::Read {
+                        request_id: RequestId(next_request),
+                    }
                 }
-            }
+                _ => Input::ReadBatch {
+                    request_ids: (0..bytes.below(4))
+                        .map(|_| {
+                            next_request += 1;
+                            RequestId(next_request)
+                        })
+                        .collect(),
+                },
+            },
             5 => Input::Compact {
                 index: LogIndex(node.applied_index().0.saturating_sub(bytes.below(3))),
                 data: alloc::vec![bytes.byte(); bytes.below(20) as usize],

@@ -30,6 +30,10 @@ pub enum Input {
     /// confirmed its leadership and applied everything committed when the read arrived
     /// (ReadIndex, Raft thesis §6.4); the state machine may then be read.
     Read { request_id: RequestId },
+    /// Several linearizable reads at once. Each is answered exactly as if asked alone with
+    /// `Read`, but a leader confirms them all with one heartbeat round instead of one round
+    /// per read.
+    ReadBatch { request_ids: Vec<RequestId> },
     /// Hand leadership to `to` (Raft thesis §3.10). Only a leader acts on it.
     TransferLeader { to: NodeId },
     /// The application's state machine snapshot as of `index` (at most the applied index): the

@@ -242,7 +242,8 @@ impl Node {
             } => self.on_propose(core::iter::once((request_id, command))),
             Input::ProposeBatch { proposals } => self.on_propose(proposals),
             Input::PersistDone { persist_id } => self.on_persist_done(persist_id),
-            Input::Read { request_id } => self.on_read(request_id),
+            Input::Read { request_id } => self.on_reads(&[request_id]),
+            Input::ReadBatch { request_ids } => self.on_reads(&request_ids),
             Input::TransferLeader { to } => self.on_transfer_leader(to),
             Input::Compact { index, data } => self.on_compact(index, data),
             Input::ChangeMembership { request_id, change } => {

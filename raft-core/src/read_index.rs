@@ -54,30 +54,38 @@ impl ReadQueue {
 }
 
 impl Node {
-    pub(crate) fn on_read(&mut self, request_id: RequestId) {
-        if self.role != Role::Leader {
-            let leader_hint = self.leader_id;
-            self.reply(request_id, Reply::NotLeader { leader_hint });
-            return;
-        }
-        if self.reads.len() >= self.config.pending_reads_max {
-            self.reply(request_id, Reply::Busy);
-            return;
-        }
-        let term_committed = self.log.term_at(self.commit_index) == Some(self.current_term);
-        if term_committed || crate::bugs::reintroduced!(self, ReadWithoutTermCommit) {
-            if self.lease_holds() {
-                // Later than every read already confirmed, so the queue stays in index order.
-                self.reads.confirmed.push_back(PendingRead {
-                    read_index: self.commit_index,
-                    round: self.reads.round,
-                    request_id,
-                });
-                return;
+    /// Reads that arrive together share one confirmation round: a round that starts after all
+    /// of them arrived proves leadership for each.
+    pub(crate) fn on_reads(&mut self, request_ids: &[RequestId]) {
+        let mut to_confirm = Vec::new();
+        for &request_id in request_ids {
+            if self.role != Role::Leader {
+                let leader_hint = self.leader_id;
+                self.reply(request_id, Reply::NotLeader { leader_hint });
+                continue;
             }
-            self.register_reads(&[request_id]);
-        } else {
-            self.reads.waiting_for_term_commit.push(request_id);
+            if self.reads.len() + to_confirm.len() >= self.config.pending_reads_max {
+                self.reply(request_id, Reply::Busy);
+                continue;
+            }
+            let term_committed = self.log.term_at(self.commit_index) == Some(self.current_term);
+            if term_committed || crate::bugs::reintroduced!(self, ReadWithoutTermCommit) {
+                if self.lease_holds() {
+                    // Later than every read already confirmed, so the queue stays in index order.
+                    self.reads.confirmed.push_back(PendingRead {
+                        read_index: self.commit_index,
+                        round: self.reads.round,
+                        request_id,
+                    });
+                    continue;
+                }
+                to_confirm.push(request_id);
+            } else {
+                self.reads.waiting_for_term_commit.push(request_id);
+            }
+        }
+        if !to_confirm.is_empty() {
+            self.register_reads(&to_confirm);
         }
     }
 

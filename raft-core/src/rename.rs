@@ -689,6 +689,7 @@ impl Rename for Input {
             | Input::ProposeBatch { .. }
             | Input::PersistDone { .. }
             | Input::Read { .. }
+            | Input::ReadBatch { .. }
             | Input::Compact { .. } => self.clone(),
         }
     }

@@ -86,3 +86,68 @@ fn a_stale_term_answer_renews_no_lease() {
     assert!(!ready(&read), "a stale answer granted a lease");
     assert!(!sends(&read).is_empty(), "the read needs a ReadIndex round");
 }
+
+/// Thesis §6.4: "the leader can batch": reads that arrive together are all released by one
+/// heartbeat round, and each gets its own answer, in order.
+#[test]
+fn reads_of_one_batch_share_one_confirmation_round() {
+    let mut n = leader(false);
+    let ids: Vec<RequestId> = (1..=10).map(RequestId).collect();
+    let registered = n.step(Input::ReadBatch {
+        request_ids: ids.clone(),
+    });
+    let heartbeats: Vec<_> = sends(&registered)
+        .into_iter()
+        .filter(|e| matches!(&e.message, Message::AppendEntries(_)))
+        .collect();
+    assert_eq!(
+        heartbeats.len(),
+        2,
+        "one heartbeat per follower for the batch"
+    );
+    assert!(heartbeats
+        .iter()
+        .all(|e| matches!(&e.message, Message::AppendEntries(a) if a.read_round == 1)));
+    assert!(!ready(&registered), "the reads wait for their round");
+    let confirmed = n.step(answer(
+        3,
+        1,
+        AppendResult::Success {
+            match_index: LogIndex(1),
+        },
+    ));
+    let expected: Vec<_> = ids
+        .iter()
+        .map(|&id| (id, Reply::ReadReady { index: LogIndex(1) }))
+        .collect();
+    assert_eq!(replies(&confirmed), expected);
+}
+
+/// A batch is answered read by read: past the pending-read bound the rest are `Busy`, and a
+/// node that is not the leader sends every read of the batch to the leader it knows.
+#[test]
+fn a_read_batch_answers_each_read_as_if_asked_alone() {
+    let mut n = leader(false);
+    let max = production_config(1, 3).pending_reads_max as u64;
+    let registered = n.step(Input::ReadBatch {
+        request_ids: (1..=max + 2).map(RequestId).collect(),
+    });
+    assert_eq!(
+        replies(&registered),
+        vec![
+            (RequestId(max + 1), Reply::Busy),
+            (RequestId(max + 2), Reply::Busy)
+        ]
+    );
+    let mut follower = Node::new(production_config(2, 3)).unwrap();
+    let refused = follower.step(Input::ReadBatch {
+        request_ids: vec![RequestId(1), RequestId(2)],
+    });
+    assert_eq!(
+        replies(&refused),
+        vec![
+            (RequestId(1), Reply::NotLeader { leader_hint: None }),
+            (RequestId(2), Reply::NotLeader { leader_hint: None })
+        ]
+    );
+}

@@ -94,6 +94,13 @@ impl<M: StateMachine> std::fmt::Debug for Request<M> {
     }
 }
 
+/// The proposals and reads of one burst of requests, on their way into the core together.
+#[derive(Default)]
+struct Burst {
+    proposals: Vec<(RequestId, Vec<u8>)>,
+    reads: Vec<RequestId>,
+}
+
 /// What the node's own routes (status, members, administration) ask of the driver.
 #[derive(Debug)]
 pub enum NodeRequest {
@@ -428,14 +435,15 @@ impl<M: Machine> Driver<M> {
                     turn = Instant::now();
                     let Some(request) = request else { break Ok(()) };
                     // Proposals of a burst enter the core as one batch: one AppendEntries per
-                    // follower carries them all, instead of one datagram per proposal.
-                    let mut batch = Vec::new();
+                    // follower carries them all, instead of one datagram per proposal; its
+                    // reads share one confirmation round.
+                    let mut batch = Burst::default();
                     self.on_request(request, &mut batch)?;
                     for _ in 1..BURST_MAX {
                         let Ok(request) = requests.try_recv() else { break };
                         self.on_request(request, &mut batch)?;
                     }
-                    self.propose(&mut batch)?;
+                    self.flush_burst(&mut batch)?;
                 }
                 request = node_requests.recv() => {
                     turn = Instant::now();
@@ -472,32 +480,42 @@ impl<M: Machine> Driver<M> {
         }
     }
 
-    /// Handles one request; proposals are gathered in `batch`, which is proposed before any
-    /// other request so the core sees them all in arrival order.
-    fn on_request(
-        &mut self,
-        request: Request<M>,
-        batch: &mut Vec<(RequestId, Vec<u8>)>,
-    ) -> Result<(), DriverError> {
-        if !matches!(request, Request::Propose { .. }) {
-            self.propose(batch)?;
-        }
+    /// Handles one request; proposals and reads are gathered in `batch`, which enters the core
+    /// before any other request. Reads and proposals of one burst are concurrent (none has
+    /// been answered), so the reads may go first.
+    fn on_request(&mut self, request: Request<M>, batch: &mut Burst) -> Result<(), DriverError> {
         match request {
             Request::Propose { command, respond } => {
                 let request_id = self.wait(Waiter::Proposal(respond));
                 inc(&self.metrics.proposals);
-                batch.push((request_id, command));
+                batch.proposals.push((request_id, command));
                 Ok(())
             }
             Request::Read { query, respond } => {
                 let request_id = self.wait(Waiter::Read { query, respond });
-                self.step(Input::Read { request_id })
+                batch.reads.push(request_id);
+                Ok(())
             }
             Request::StaleRead { query, respond } => {
+                self.flush_burst(batch)?;
                 let _ = respond.send(self.replica.query(&query));
                 Ok(())
             }
         }
+    }
+
+    fn flush_burst(&mut self, batch: &mut Burst) -> Result<(), DriverError> {
+        if !batch.reads.is_empty() {
+            self.step(Input::ReadBatch {
+                request_ids: std::mem::take(&mut batch.reads),
+            })?;
+        }
+        if !batch.proposals.is_empty() {
+            self.step(Input::ProposeBatch {
+                proposals: std::mem::take(&mut batch.proposals),
+            })?;
+        }
+        Ok(())
     }
 
     fn on_node_request(&mut self, request: NodeRequest) -> Result<(), DriverError> {
@@ -505,7 +523,9 @@ impl<M: Machine> Driver<M> {
             NodeRequest::Propose { command, respond } => {
                 let request_id = self.wait(Waiter::Node(respond));
                 inc(&self.metrics.proposals);
-                self.propose(&mut vec![(request_id, command)])
+                self.step(Input::ProposeBatch {
+                    proposals: vec![(request_id, command)],
+                })
             }
             NodeRequest::ChangeMembership { change, respond } => {
                 let request_id = self.wait(Waiter::Node(respond));
@@ -553,15 +573,6 @@ impl<M: Machine> Driver<M> {
                 Ok(())
             }
         }
-    }
-
-    fn propose(&mut self, batch: &mut Vec<(RequestId, Vec<u8>)>) -> Result<(), DriverError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.step(Input::ProposeBatch {
-            proposals: std::mem::take(batch),
-        })
     }
 
     fn wait(&mut self, waiter: Waiter<M>) -> RequestId {
