@@ -27,20 +27,19 @@
 //! snapshotting at the same index: while one member writes its checkpoint, the others still
 //! form a majority and commit.
 //!
-//! Installing a leader's snapshot is the other way round: decoding and rebuilding a large
-//! store takes as long as encoding it (0.4-1.6 s for a million keys), so the driver builds an
-//! empty machine, restores it from the snapshot's bytes on a blocking thread and goes on
-//! stepping: heartbeats, votes, persist completions and datagrams keep flowing. The core
-//! already counts the snapshot as applied, so every action that would look at the machine
-//! (`Apply`, `Reply`, a later `ApplySnapshot`) waits, in order, until the restored machine is
-//! back; then it replaces the old one and the waiting actions run on it, as they would have
-//! right after a synchronous restore. No read, apply, reply or snapshot ever sees the old
-//! machine as if it were the new one, nor a half-restored one: the new machine is not
-//! reachable until its restore finished. A stale read (which promises nothing newer) is
-//! answered by the old machine meanwhile, and no snapshot of the machine is taken until the
-//! install is done. A crash during the install loses only the restore: the snapshot is
-//! persisted by the core's `Persist` of the same step, and recovery restores the machine
-//! from whatever snapshot is durable.
+//! Installing a leader's snapshot is the other way round: decoding and rebuilding a large store
+//! takes as long as encoding it (a third of a second for a million keys), so the driver builds an
+//! empty machine, restores it from the snapshot's bytes on a blocking thread and goes on stepping:
+//! heartbeats, votes, persist completions and datagrams keep flowing. The core already counts the
+//! snapshot as applied, so every action that would look at the machine (`Apply`, `Reply`, a later
+//! `ApplySnapshot`) waits, in order, until the restored machine is back; then it replaces the old
+//! one and the waiting actions run on it, as they would have right after a synchronous restore. No
+//! read, apply, reply or snapshot ever sees the old machine as if it were the new one, nor a
+//! half-restored one: the new machine is not reachable until its restore finished. A stale read
+//! (which promises nothing newer) is answered by the old machine meanwhile, and no snapshot of the
+//! machine is taken until the install is done. A crash during the install loses only the restore:
+//! the snapshot is persisted by the core's `Persist` of the same step, and recovery restores the
+//! machine from whatever snapshot is durable.
 //!
 //! This is the only place in the system that reads a clock (the tick interval).
 
