@@ -170,7 +170,7 @@ pub use config::Config;
 pub use error::{ConfigError, DecodeError, RestoreError};
 pub use input::Input;
 pub use log_entry::{Entry, EntryPayload};
-pub use machine::{BadSnapshot, StateMachine};
+pub use machine::{BadSnapshot, SerdeMachine, StateMachine};
 pub use membership::{ChangeRejection, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Envelope, InstallSnapshot,

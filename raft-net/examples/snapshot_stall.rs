@@ -6,9 +6,15 @@
 //! its peers and clients. It also reads each node's `raft_driver_busy_seconds` histogram, when
 //! the binary exports one.
 //!
+//! With `--install` it measures the other side instead: one follower is cut off
+//! (`/api/v1/admin/isolate`) while the keys are loaded, so the leader compacts past it; once
+//! healed, it catches up by installing the leader's snapshot of the full store, and the probe
+//! shows how long that stalled it.
+//!
 //! ```sh
 //! cargo build --release -p raft-net
 //! cargo run --release -p raft-net --example snapshot_stall -- --bin target/release/raft-net --keys 1000000
+//! cargo run --release -p raft-net --example snapshot_stall -- --bin target/release/raft-net --keys 1000000 --install
 //! ```
 
 use std::path::PathBuf;
@@ -40,6 +46,9 @@ struct Args {
     /// Let the nodes log to this process's stderr.
     #[arg(long)]
     node_logs: bool,
+    /// Measure a follower installing the leader's snapshot instead of nodes taking one.
+    #[arg(long)]
+    install: bool,
 }
 
 /// The longest `/healthz` round trip seen, in microseconds, per node.
@@ -90,6 +99,10 @@ async fn measure(args: &Args, urls: &[String]) -> Result<(), Box<dyn std::error:
         .map(|(i, url)| tokio::spawn(probe(client.clone(), url.clone(), Arc::clone(&longest), i)))
         .collect();
 
+    let follower = urls.iter().position(|url| *url != leader).unwrap_or(0);
+    if args.install {
+        admin(&client, &urls[follower], "isolate").await?;
+    }
     let started = Instant::now();
     let failures = load(&client, &leader, args).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -100,6 +113,13 @@ async fn measure(args: &Args, urls: &[String]) -> Result<(), Box<dyn std::error:
         args.keys as f64 / elapsed
     );
     report(&client, urls, &longest, "during the load").await;
+    if args.install {
+        install(&client, urls, &leader, follower, &longest).await?;
+        for probe in probes {
+            probe.abort();
+        }
+        return Ok(());
+    }
 
     // One node at a time, a few seconds apart: the nodes' own schedule never has them all write
     // a checkpoint of the whole store at once either.
@@ -134,6 +154,85 @@ async fn measure(args: &Args, urls: &[String]) -> Result<(), Box<dyn std::error:
         probe.abort();
     }
     Ok(())
+}
+
+/// Heals the cut-off `follower` and waits until it has caught up with the leader, which it can
+/// only do from the leader's snapshot; then reports the stalls of that.
+async fn install(
+    client: &reqwest::Client,
+    urls: &[String],
+    leader: &str,
+    follower: usize,
+    longest: &Longest,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let leader_state = node_state(client, leader).await?;
+    let commit = leader_state["commit_index"].as_u64().unwrap_or(0);
+    println!(
+        "leader: commit index {commit}, snapshot index {}; node {} was cut off at applied index {}",
+        leader_state["snapshot_index"],
+        follower + 1,
+        node_state(client, &urls[follower]).await?["applied_index"]
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for value in longest.iter() {
+        value.store(0, Ordering::Relaxed);
+    }
+    let started = Instant::now();
+    admin(client, &urls[follower], "heal").await?;
+    loop {
+        let state = node_state(client, &urls[follower]).await?;
+        if state["applied_index"].as_u64().unwrap_or(0) >= commit {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!("node {} did not catch up: {state}", follower + 1).into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "node {} caught up in {:.2} s from the leader's snapshot; healthz max {:.1} ms on it (the others: {})",
+        follower + 1,
+        started.elapsed().as_secs_f64(),
+        longest[follower].load(Ordering::Relaxed) as f64 / 1000.0,
+        longest
+            .iter()
+            .enumerate()
+            .filter(|&(other, _)| other != follower)
+            .map(|(_, value)| format!("{:.1} ms", value.load(Ordering::Relaxed) as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // Freeing the store it replaced happens after the catch-up; the probes see that too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    report(client, urls, longest, "after the install").await;
+    Ok(())
+}
+
+async fn admin(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let response = client
+        .post(format!("{url}/api/v1/admin/{what}"))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        return Err(format!("{what} on {url}: {}", response.status()).into());
+    }
+    Ok(())
+}
+
+async fn node_state(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    Ok(client
+        .get(format!("{url}/api/v1/state?limit=0"))
+        .send()
+        .await?
+        .json()
+        .await?)
 }
 
 /// Asks `url`'s `/healthz` every 5 ms and keeps the longest round trip.

@@ -1,17 +1,18 @@
 //! The driver: one tokio task that owns the `raft_core::Node` outright (no mutex), and the
 //! node's replicated state: a [`Replica`] of the service's state machine.
 //!
-//! It waits on six sources: a peer datagram, the tick interval, a request from the machine's
+//! It waits on seven sources: a peer datagram, the tick interval, a request from the machine's
 //! HTTP routes, one from the node's own routes, a persist completion from the storage thread,
-//! and a snapshot encoded off the driver. Each turns into exactly one `Input`; the driver
-//! calls `step` and carries out the returned actions in order before it looks at the next
-//! input (contract rule 1):
+//! a snapshot encoded off the driver and a leader's snapshot restored off the driver. Each
+//! but the last turns into exactly one `Input`; the driver calls `step` and carries out the
+//! returned actions in order before it looks at the next input (contract rule 1):
 //!
 //! - `Persist` goes to the storage thread (group commit). Its completion comes back later as
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
 //!   depends on it, so the driver never orders anything itself.
 //! - `Send` is encoded and sent as one datagram.
-//! - `ApplySnapshot` replaces the machine with the leader's snapshot.
+//! - `ApplySnapshot` replaces the machine with the leader's snapshot, restored off the driver
+//!   (see below).
 //! - `Apply` runs the machine; the outputs are kept for the replies of the same step.
 //! - `Reply` answers the HTTP request that proposed the command (or asked for a read: the
 //!   machine answers it right then).
@@ -26,6 +27,20 @@
 //! snapshotting at the same index: while one member writes its checkpoint, the others still
 //! form a majority and commit.
 //!
+//! Installing a leader's snapshot is the other way round: decoding and rebuilding a large store
+//! takes as long as encoding it (a third of a second for a million keys), so the driver builds an
+//! empty machine, restores it from the snapshot's bytes on a blocking thread and goes on stepping:
+//! heartbeats, votes, persist completions and datagrams keep flowing. The core already counts the
+//! snapshot as applied, so every action that would look at the machine (`Apply`, `Reply`, a later
+//! `ApplySnapshot`) waits, in order, until the restored machine is back; then it replaces the old
+//! one and the waiting actions run on it, as they would have right after a synchronous restore. No
+//! read, apply, reply or snapshot ever sees the old machine as if it were the new one, nor a
+//! half-restored one: the new machine is not reachable until its restore finished. A stale read
+//! (which promises nothing newer) is answered by the old machine meanwhile, and no snapshot of the
+//! machine is taken until the install is done. A crash during the install loses only the restore:
+//! the snapshot is persisted by the core's `Persist` of the same step, and recovery restores the
+//! machine from whatever snapshot is durable.
+//!
 //! This is the only place in the system that reads a clock (the tick interval).
 
 use std::collections::HashMap;
@@ -33,8 +48,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use raft_core::{
-    Action, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange,
-    Node, NodeId, Reply, RequestId, Role, Snapshot, StateMachine, Term,
+    Action, BadSnapshot, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership,
+    MembershipChange, Node, NodeId, Reply, RequestId, Role, Snapshot, StateMachine, Term,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
@@ -294,6 +309,23 @@ struct Encoding {
 /// An encoded snapshot coming back to the driver: the index it was taken at and its bytes.
 type Encoded = (LogIndex, Vec<u8>);
 
+/// A leader's snapshot being restored off the driver.
+struct Installing {
+    bytes: usize,
+    /// The actions the core emitted since (but `Persist` and `Send`), in order: they run once
+    /// the restored machine is in place.
+    deferred: Vec<Action>,
+    /// Snapshot requests, answered once the machine is at the core's applied index again.
+    snapshot_requests: Vec<oneshot::Sender<Option<LogIndex>>>,
+}
+
+/// A restored machine coming back to the driver: the snapshot's index, and the machine (or
+/// the error: the bytes were not a snapshot of this machine).
+type Restored<M> = (LogIndex, Result<Replica<M>, BadSnapshot>);
+
+/// Builds the service's empty machine, to restore a snapshot into.
+pub type MachineFactory<M> = Box<dyn Fn() -> M + Send>;
+
 /// Everything the driver task owns.
 pub struct Driver<M: StateMachine> {
     node: Node,
@@ -322,6 +354,12 @@ pub struct Driver<M: StateMachine> {
     encoding: Option<Encoding>,
     encoded_tx: mpsc::UnboundedSender<Encoded>,
     encoded_rx: Option<mpsc::UnboundedReceiver<Encoded>>,
+    /// Builds an empty machine for a leader's snapshot.
+    fresh_machine: MachineFactory<M>,
+    /// The leader's snapshot being restored, if any.
+    installing: Option<Installing>,
+    restored_tx: mpsc::UnboundedSender<Restored<M>>,
+    restored_rx: Option<mpsc::UnboundedReceiver<Restored<M>>>,
     /// The status for watchers (`GET /api/v1/events`), sent where the gauges are updated.
     feed: StatusFeed,
 }
@@ -338,13 +376,15 @@ impl<M: StateMachine> std::fmt::Debug for Driver<M> {
 
 impl<M: Machine> Driver<M> {
     /// `replica` must be the replicated state as of the node's restored snapshot (empty
-    /// without one).
+    /// without one); `fresh_machine` builds the empty machine a leader's snapshot is restored
+    /// into (the service's, with the same configuration).
     #[must_use]
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
         identity: Identity,
         replica: Replica<M>,
+        fresh_machine: MachineFactory<M>,
         addresses: Arc<AddressBook>,
         transport: Arc<Transport>,
         storage: StorageHandle,
@@ -355,6 +395,7 @@ impl<M: Machine> Driver<M> {
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
         let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
+        let (restored_tx, restored_rx) = mpsc::unbounded_channel();
         let feed = StatusFeed::new(&node, snapshot_index);
         Driver {
             node,
@@ -375,6 +416,10 @@ impl<M: Machine> Driver<M> {
             encoding: None,
             encoded_tx,
             encoded_rx: Some(encoded_rx),
+            fresh_machine,
+            installing: None,
+            restored_tx,
+            restored_rx: Some(restored_rx),
             feed,
         }
     }
@@ -399,8 +444,10 @@ impl<M: Machine> Driver<M> {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let transport = Arc::clone(&self.transport);
         let mut buf = transport.recv_buffer();
-        // The driver holds a sender itself, so this channel never closes.
-        let Some(mut encoded) = self.encoded_rx.take() else {
+        // The driver holds a sender of each itself, so these channels never close.
+        let (Some(mut encoded), Some(mut restored)) =
+            (self.encoded_rx.take(), self.restored_rx.take())
+        else {
             return Ok(());
         };
         self.publish();
@@ -453,6 +500,10 @@ impl<M: Machine> Driver<M> {
                 Some((index, data)) = encoded.recv() => {
                     turn = Instant::now();
                     self.on_encoded(index, data)?;
+                }
+                Some((index, machine)) = restored.recv() => {
+                    turn = Instant::now();
+                    self.on_restored(index, machine)?;
                 }
             }
             // Everything the inputs of this iteration asked to persist goes to the storage
@@ -560,6 +611,11 @@ impl<M: Machine> Driver<M> {
                         encoding.again |= applied > encoding.index;
                         encoding.waiters.push(respond);
                     }
+                    None if self.installing.is_some() => {
+                        if let Some(installing) = &mut self.installing {
+                            installing.snapshot_requests.push(respond);
+                        }
+                    }
                     None if applied <= self.snapshot_taken => {
                         let _ = respond.send(None);
                     }
@@ -585,6 +641,13 @@ impl<M: Machine> Driver<M> {
     /// One input, then every action it caused, in order; then a snapshot if one is due.
     fn step(&mut self, input: Input) -> Result<(), DriverError> {
         self.execute(input)?;
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    /// Takes a snapshot if one is due, none is being encoded, and the machine is at the core's
+    /// applied index (no leader's snapshot is being restored).
+    fn maybe_snapshot(&mut self) {
         let applied = self.node.applied_index();
         let due = snapshot_due(
             self.node.id(),
@@ -592,10 +655,9 @@ impl<M: Machine> Driver<M> {
             self.snapshot_taken,
             applied,
         );
-        if due && self.encoding.is_none() {
+        if due && self.encoding.is_none() && self.installing.is_none() {
             self.take_snapshot(applied);
         }
-        Ok(())
     }
 
     /// Takes the machine's snapshot at `applied` (its current state), which is cheap, and
@@ -631,6 +693,12 @@ impl<M: Machine> Driver<M> {
             return Ok(());
         };
         let applied = self.node.applied_index();
+        if let (true, Some(installing)) = (encoding.again && applied > index, &mut self.installing)
+        {
+            // The machine is not at `applied` yet: these requests wait for the install.
+            installing.snapshot_requests.extend(encoding.waiters);
+            return Ok(());
+        }
         if encoding.again && applied > index {
             self.take_snapshot(applied);
             if let Some(next) = &mut self.encoding {
@@ -647,30 +715,106 @@ impl<M: Machine> Driver<M> {
     fn execute(&mut self, input: Input) -> Result<(), DriverError> {
         let actions = self.node.step(input);
         for action in actions {
-            match action {
-                // Handed to the storage thread at the end of the loop iteration (`flush`).
-                Action::Persist(request) => self.storage.queue(request),
-                Action::Send(envelope) => self.transport.send(&envelope),
-                Action::ApplySnapshot { snapshot } => self.apply_snapshot(&snapshot)?,
-                Action::Apply { entries } => self.apply(entries),
-                Action::Reply { request_id, reply } => self.on_reply(request_id, reply),
-            }
+            self.run_action(action);
         }
         self.step_outputs.clear();
         self.publish();
         Ok(())
     }
 
-    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), DriverError> {
+    fn run_action(&mut self, action: Action) {
+        match action {
+            // Handed to the storage thread at the end of the loop iteration (`flush`).
+            Action::Persist(request) => self.storage.queue(request),
+            Action::Send(envelope) => self.transport.send(&envelope),
+            action if self.installing.is_some() => {
+                if let Some(installing) = &mut self.installing {
+                    installing.deferred.push(action);
+                }
+            }
+            Action::ApplySnapshot { snapshot } => self.install(snapshot),
+            Action::Apply { entries } => self.apply(entries),
+            Action::Reply { request_id, reply } => self.on_reply(request_id, reply),
+        }
+    }
+
+    /// Restores an empty machine from the leader's `snapshot` on a blocking thread; the
+    /// machine comes back through `restored`.
+    fn install(&mut self, snapshot: Snapshot) {
         let index = snapshot.meta.last_included_index;
+        self.snapshot_index = self.snapshot_index.max(index);
+        self.snapshot_taken = self.snapshot_taken.max(index);
+        self.installing = Some(Installing {
+            bytes: snapshot.data.len(),
+            deferred: Vec::new(),
+            snapshot_requests: Vec::new(),
+        });
+        let mut replica = Replica::new((self.fresh_machine)());
+        let done = self.restored_tx.clone();
+        tracing::info!(
+            index = index.0,
+            bytes = snapshot.data.len(),
+            "installing the leader's snapshot"
+        );
+        tokio::task::spawn_blocking(move || {
+            let restored = replica.restore(&snapshot.data).map(|()| replica);
+            // The driver is gone when this fails; nothing waits for the machine then.
+            let _ = done.send((index, restored));
+        });
+    }
+
+    /// The leader's snapshot is restored: the machine replaces the old one, and the actions
+    /// that waited for it run on it, in the order the core emitted them.
+    fn on_restored(
+        &mut self,
+        index: LogIndex,
+        restored: Result<Replica<M>, BadSnapshot>,
+    ) -> Result<(), DriverError> {
         // The data came from a leader's snapshot of the same machine; anything else means the
         // cluster runs incompatible builds, and going on would diverge from the other
         // replicas.
-        self.replica
-            .restore(&snapshot.data)
-            .map_err(|_| DriverError::BadSnapshot { index })?;
-        self.snapshot_index = self.snapshot_index.max(index);
-        self.snapshot_taken = self.snapshot_taken.max(index);
+        let replica = restored.map_err(|_| DriverError::BadSnapshot { index })?;
+        let Some(installing) = self.installing.take() else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut self.replica, replica);
+        // Freeing a large store takes about as long as building it.
+        tokio::task::spawn_blocking(move || drop(old));
+        self.learn_replica_addresses();
+        tracing::info!(
+            index = index.0,
+            bytes = installing.bytes,
+            "installed the leader's snapshot"
+        );
+        // A backup is taken at the core's applied index, which the machine reaches only
+        // once every waiting action ran.
+        let mut backups = Vec::new();
+        for action in installing.deferred {
+            match action {
+                Action::Reply { request_id, .. }
+                    if self.installing.is_none()
+                        && matches!(self.waiters.get(&request_id), Some(Waiter::Backup(_))) =>
+                {
+                    backups.push(action);
+                }
+                action => self.run_action(action),
+            }
+        }
+        for action in backups {
+            self.run_action(action);
+        }
+        self.step_outputs.clear();
+        for respond in installing.snapshot_requests {
+            self.on_node_request(NodeRequest::Snapshot { respond })?;
+        }
+        self.maybe_snapshot();
+        self.publish();
+        Ok(())
+    }
+
+    /// The member addresses the machine's replica records (from a snapshot): peers (and
+    /// redirects) can reach them.
+    fn learn_replica_addresses(&self) {
         let addresses: Vec<(u64, String, String)> = self
             .replica
             .addresses()
@@ -679,12 +823,6 @@ impl<M: Machine> Driver<M> {
         for (id, raft, http) in addresses {
             self.learn_address(id, &raft, http);
         }
-        tracing::info!(
-            index = index.0,
-            bytes = snapshot.data.len(),
-            "installed the leader's snapshot"
-        );
-        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
@@ -1021,6 +1159,210 @@ mod tests {
         noops.push(command(STATE_SCAN_MAX as u64 + 6, 1));
         let (page, next) = page_of(&noops, 10, STATE_PAGE_BYTES_MAX);
         assert_eq!((page.len(), next), (0, Some(STATE_SCAN_MAX as u64 + 1)));
+    }
+
+    mod install {
+        use std::sync::atomic::AtomicBool;
+
+        use raft_core::kv::Command;
+        use raft_core::session::SessionCommand;
+        use raft_core::{
+            AppendEntries, Config, Envelope, Incarnation, InstallSnapshot, Message, SnapshotMeta,
+        };
+
+        use super::*;
+        use crate::kv::{KvMachine, KvService};
+        use crate::service::Service;
+        use crate::storage::{spawn_writer, Creation};
+        use crate::transport::Codec;
+
+        const LEADER: NodeId = NodeId(2);
+
+        /// The driver of node 1, a follower of node 2 (which the test plays), on `dir`.
+        fn follower(
+            dir: &std::path::Path,
+        ) -> (
+            Driver<KvMachine>,
+            mpsc::UnboundedReceiver<PersistCompletion>,
+        ) {
+            let voters = [NodeId(1), LEADER];
+            let creation = Creation {
+                voters: voters.into_iter().collect(),
+                incarnation: Incarnation(1),
+                cluster_id: None,
+            };
+            let opened = storage::open(dir, NodeId(1), &creation).expect("a fresh data dir");
+            let mut config = Config::new(NodeId(1), voters);
+            config.incarnation = opened.meta.incarnation;
+            let node = Node::restore(config, opened.durable).expect("a fresh state");
+            let metrics = Arc::new(Metrics::default());
+            let addresses = Arc::new(AddressBook::new());
+            let transport = Transport::bind(
+                "127.0.0.1:0".parse().expect("an address literal"),
+                Codec::new(NodeId(1), None, 60_000),
+                1,
+                Arc::clone(&addresses),
+                Arc::new(AtomicBool::new(false)),
+                Arc::clone(&metrics),
+            )
+            .expect("a free UDP port");
+            let (done, persisted) = mpsc::unbounded_channel();
+            let storage = spawn_writer(opened.wal, None, done, Arc::clone(&metrics))
+                .expect("the storage thread");
+            let identity = Identity {
+                data_dir: dir.to_path_buf(),
+                meta: opened.meta,
+                cluster: Arc::new(ClusterIdCell::new(None)),
+            };
+            let machine = || KvService::default().machine();
+            let driver = Driver::new(
+                node,
+                identity,
+                Replica::new(machine()),
+                Box::new(machine),
+                addresses,
+                Arc::new(transport),
+                storage,
+                metrics,
+                0,
+            );
+            (driver, persisted)
+        }
+
+        fn put(key: &str, value: &str) -> Vec<u8> {
+            crate::replica::machine_command_bytes::<KvMachine>(&SessionCommand::Plain(
+                Command::Put {
+                    key: key.to_string(),
+                    value: value.as_bytes().to_vec(),
+                },
+            ))
+        }
+
+        fn from_leader(message: Message) -> Input {
+            Input::Receive(Envelope {
+                from: LEADER,
+                to: NodeId(1),
+                term: Term(1),
+                incarnation: Incarnation(1),
+                message,
+            })
+        }
+
+        /// Steps every completion the storage thread reports until `persist_id`-free silence.
+        async fn persist(
+            driver: &mut Driver<KvMachine>,
+            persisted: &mut mpsc::UnboundedReceiver<PersistCompletion>,
+        ) {
+            driver
+                .storage
+                .flush()
+                .expect("the storage thread takes requests");
+            let done = persisted.recv().await.expect("a completion");
+            let persist_id = done.expect("the write succeeds");
+            driver
+                .step(Input::PersistDone { persist_id })
+                .expect("a step");
+        }
+
+        /// The leader's snapshot is restored off the driver: until it is back, the machine
+        /// the driver reads is the old one, whole, and the entries committed after the
+        /// snapshot wait; then they apply to the restored machine, in order, and only then is
+        /// a snapshot of the machine taken.
+        #[tokio::test]
+        async fn a_leaders_snapshot_is_restored_off_the_driver_and_later_entries_wait_for_it() {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let (mut driver, mut persisted) = follower(dir.path());
+            // The leader's machine at index 5: a = 1.
+            let mut leader = Replica::new(KvService::default().machine());
+            leader.apply_bytes(LogIndex(3), &put("a", "1"));
+            let data = leader.snapshot_bytes();
+            let meta = SnapshotMeta {
+                last_included_index: LogIndex(5),
+                last_included_term: Term(1),
+                membership: Membership::new([NodeId(1), LEADER]),
+            };
+            let install = InstallSnapshot {
+                meta,
+                total_bytes: data.len() as u64,
+                offset: 0,
+                data,
+            };
+            driver
+                .step(from_leader(Message::InstallSnapshot(install)))
+                .expect("a step");
+            persist(&mut driver, &mut persisted).await;
+            assert!(driver.installing.is_some());
+            assert_eq!(driver.replica.query(&"a".to_string()), None);
+
+            // Entry 6 (a = 2) commits and is durable while the snapshot is being restored.
+            let append = AppendEntries {
+                prev_log_index: LogIndex(5),
+                prev_log_term: Term(1),
+                entries: vec![Entry {
+                    index: LogIndex(6),
+                    term: Term(1),
+                    payload: EntryPayload::Command(put("a", "2")),
+                }],
+                leader_commit: LogIndex(6),
+                read_round: 0,
+            };
+            driver
+                .step(from_leader(Message::AppendEntries(append)))
+                .expect("a step");
+            persist(&mut driver, &mut persisted).await;
+            assert_eq!(driver.node.applied_index(), LogIndex(6));
+            // The old machine, untouched: neither the snapshot nor entry 6 is in it.
+            assert_eq!(driver.replica.query(&"a".to_string()), None);
+            let (snapshot_tx, mut snapshot_rx) = oneshot::channel();
+            driver
+                .on_node_request(NodeRequest::Snapshot {
+                    respond: snapshot_tx,
+                })
+                .expect("a request");
+            assert!(driver.encoding.is_none(), "no snapshot of the old machine");
+            assert!(
+                snapshot_rx.try_recv().is_err(),
+                "answered only after the install"
+            );
+
+            let mut restored = driver.restored_rx.take().expect("the receiver");
+            let (index, machine) = restored.recv().await.expect("the restored machine");
+            assert_eq!(index, LogIndex(5));
+            driver
+                .on_restored(index, machine)
+                .expect("a valid snapshot");
+            assert!(driver.installing.is_none());
+            // The snapshot, then entry 6 on top of it.
+            assert_eq!(driver.replica.query(&"a".to_string()), Some(b"2".to_vec()));
+            assert_eq!(driver.encoding.as_ref().map(|e| e.index), Some(LogIndex(6)));
+            drop(snapshot_rx);
+        }
+
+        #[tokio::test]
+        async fn bytes_that_are_no_snapshot_of_the_machine_stop_the_driver() {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let (mut driver, mut persisted) = follower(dir.path());
+            let install = InstallSnapshot {
+                meta: SnapshotMeta {
+                    last_included_index: LogIndex(5),
+                    last_included_term: Term(1),
+                    membership: Membership::new([NodeId(1), LEADER]),
+                },
+                total_bytes: 3,
+                offset: 0,
+                data: vec![0xff; 3],
+            };
+            driver
+                .step(from_leader(Message::InstallSnapshot(install)))
+                .expect("a step");
+            persist(&mut driver, &mut persisted).await;
+            let mut restored = driver.restored_rx.take().expect("the receiver");
+            let (index, machine) = restored.recv().await.expect("the restore's result");
+            assert!(matches!(
+                driver.on_restored(index, machine),
+                Err(DriverError::BadSnapshot { index: LogIndex(5) })
+            ));
+        }
     }
 
     #[test]

@@ -75,13 +75,26 @@ pub async fn run_service<S: Service>(
         entries = opened.durable.entries.len(),
         "storage recovered"
     );
+    let service = Arc::new(service);
     let mut replica = Replica::new(service.machine());
     if let Some(snapshot) = &opened.durable.snapshot {
-        replica
-            .restore(&snapshot.data)
-            .map_err(|_| StorageError::BadSnapshot {
-                index: snapshot.meta.last_included_index,
-            })?;
+        // A large store takes a second or more to rebuild: not on a thread of the runtime,
+        // which may run other nodes or the application's own tasks.
+        let data = snapshot.data.clone();
+        let restored =
+            match tokio::task::spawn_blocking(move || replica.restore(&data).map(|()| replica))
+                .await
+            {
+                Ok(restored) => restored,
+                Err(error) => match error.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // Cancelled: the runtime is shutting down, and the node with it.
+                    Err(_) => return Ok(()),
+                },
+            };
+        replica = restored.map_err(|_| StorageError::BadSnapshot {
+            index: snapshot.meta.last_included_index,
+        })?;
     }
     let fresh = is_fresh(&opened.durable);
     let addresses = Arc::new(AddressBook::new());
@@ -139,10 +152,12 @@ pub async fn run_service<S: Service>(
         meta: opened.meta.clone(),
         cluster: Arc::clone(&cluster),
     };
+    let factory = Arc::clone(&service);
     let driver = Driver::new(
         node,
         identity,
         replica,
+        Box::new(move || factory.machine()),
         Arc::clone(&addresses),
         transport,
         storage,

@@ -8,24 +8,39 @@
 //! than success into the [`ApiError`] the node's own routes answer with (a `307` to the
 //! leader, `503`, `409`, `504`).
 //!
+//! What every machine's routes need is here too: [`Path`] and [`Query`] extractors whose
+//! rejections are the node's JSON `400`s, [`json_ok`] for a `200` with a JSON body,
+//! [`wall_clock_ms`] for a machine whose commands carry the time, and [`WriteFailures`] and
+//! [`ReadFailures`], the statuses a [`Handle`]'s errors answer with, for a route's
+//! `#[utoipa::path(responses(...))]`.
+//!
 //! [`node::run_service`](crate::node::run_service) runs one node of a service, and
 //! [`cli::main`](crate::cli::main) gives a binary the `node` and `cluster`
 //! subcommands of `raft-net` for it. The key-value store is one service ([`crate::kv`]).
 //! `raft-net/examples/locks` is another, and the README's "Build your own replicated
 //! service" walks through it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::Uri;
+use axum::response::IntoResponse;
+use axum::Json;
 use raft_core::{LogIndex, StateMachine, Term};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::mpsc;
+use utoipa::openapi::{RefOr, Response};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::addresses::AddressBook;
 use crate::driver::{Outcome, Request};
-use crate::http::{ask, check_command_size, ApiError, Effect, Redirect};
+use crate::http::openapi::error_response;
+use crate::http::{ask, check_command_size, ApiError, ApiResult, Effect, Redirect};
 use crate::replica::{machine_command_bytes, Replica};
 
 /// How long a request that does not wait for a commit may wait for the driver.
@@ -213,5 +228,100 @@ impl<M: Machine> Handle<M> {
             Effect::None,
         )
         .await
+    }
+}
+
+/// `axum::extract::Path`, refused with the node's JSON `400` (`{"error": ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::from_request_parts(parts, state).await?;
+        Ok(Path(value))
+    }
+}
+
+/// `axum::extract::Query`, refused with the node's JSON `400` (`{"error": ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
+
+/// `200` with `value` as its JSON body.
+pub fn json_ok(value: impl Serialize) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+/// The wall clock, in milliseconds since the Unix epoch (0 before it). A machine never reads
+/// a clock (it must be deterministic); a route that needs the time reads it here and puts it
+/// in the command, so every replica applies the same time.
+#[must_use]
+pub fn wall_clock_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+const NOT_LEADER: &str = "not the leader: the same request on the leader (`Location`)";
+const UNAVAILABLE: &str = "no leader known, too busy, or the node is shutting down";
+
+/// The failures of a route that proposes with [`Handle::propose`], for its
+/// `#[utoipa::path(responses(...))]`: `307`, `400` (a command too large), `409` (overwritten),
+/// `503`, `504` (outcome unknown). A route whose own `409` means more lists it after these.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteFailures;
+
+impl utoipa::IntoResponses for WriteFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("307", NOT_LEADER),
+            (
+                "400",
+                "the request is malformed, or its command exceeds one datagram",
+            ),
+            (
+                "409",
+                "overwritten by a new leader: it will never commit, safe to retry",
+            ),
+            ("503", UNAVAILABLE),
+            (
+                "504",
+                "not committed in time, or learned through a snapshot: the outcome is unknown",
+            ),
+        ]
+        .into_iter()
+        .map(|(status, what)| (status.to_string(), error_response(what)))
+        .collect()
+    }
+}
+
+/// The failures of a route that reads with [`Handle::read`] (or [`Handle::stale_read`]), for
+/// its `#[utoipa::path(responses(...))]`: `307`, `503`, `504`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadFailures;
+
+impl utoipa::IntoResponses for ReadFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("307", NOT_LEADER),
+            ("503", UNAVAILABLE),
+            ("504", "no answer in time"),
+        ]
+        .into_iter()
+        .map(|(status, what)| (status.to_string(), error_response(what)))
+        .collect()
     }
 }

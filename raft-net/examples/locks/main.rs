@@ -14,24 +14,18 @@
 //! The raft-net README's "Build your own replicated service" walks through this file;
 //! `sim_test.rs` runs the machine in the simulator through a partition and a crash.
 
-use std::collections::BTreeMap;
-use std::process::ExitCode;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
-use raft_core::machine::postcard;
-use raft_core::{BadSnapshot, LogIndex, StateMachine};
-use raft_net::http::{ApiError, ApiResult};
-use raft_net::service::{Handle, Service};
+use raft_core::{LogIndex, SerdeMachine};
+use raft_net::http::{openapi::ErrorBody, ApiError, ApiResult};
+use raft_net::service::{json_ok, wall_clock_ms, Handle, Path, Query, Service, WriteFailures};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[cfg(test)]
 mod sim_test;
@@ -39,16 +33,12 @@ mod sim_test;
 /// A command. Time travels inside commands (`now_ms`, the proposing node's clock), so every
 /// replica sees the same time and the machine stays deterministic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Take `lock` for `owner` until `ttl_ms` after `now_ms`, or renew it if `owner` holds it.
-    Acquire {
-        lock: String,
-        owner: String,
-        ttl_ms: u64,
-        now_ms: u64,
-    },
-    /// Give `lock` up, if `owner` holds it.
-    Release { lock: String, owner: String },
+pub struct Command {
+    pub lock: String,
+    pub owner: String,
+    pub now_ms: u64,
+    /// Take `lock` for `owner` (or renew it) for this long; `None` gives it up.
+    pub ttl_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,97 +54,89 @@ pub enum Output {
 }
 
 /// Who holds a lock, with which fencing token, until when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Holder {
     pub owner: String,
     pub token: u64,
     pub expires_ms: u64,
 }
 
-/// The held locks, shared with a snapshot until the next change copies them (copy-on-write:
-/// a snapshot is a reference count), and the latest time a command carried.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Locks {
-    held: Arc<BTreeMap<String, Holder>>,
+/// The held locks and the latest time a command carried. Leases that time passed are gone:
+/// `expiry` orders the locks by the end of their lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    held: BTreeMap<String, Holder>,
+    expiry: BTreeSet<(u64, String)>,
     now_ms: u64,
 }
 
-impl Locks {
-    /// `lock`'s holder, unless its lease ran out.
-    fn holder(&self, lock: &str) -> Option<&Holder> {
-        self.held.get(lock).filter(|h| h.expires_ms > self.now_ms)
+impl Table {
+    fn remove(&mut self, lock: &str) {
+        if let Some(holder) = self.held.remove(lock) {
+            self.expiry.remove(&(holder.expires_ms, lock.to_string()));
+        }
     }
 }
 
-impl StateMachine for Locks {
+/// The machine: its table, shared with a snapshot until the next change copies it
+/// (copy-on-write: taking a snapshot costs a reference count). Commands and snapshots are
+/// postcard's encoding of the serde types (`SerdeMachine`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Locks(Arc<Table>);
+
+impl SerdeMachine for Locks {
     type Command = Command;
     type Output = Output;
     type Query = String;
     type Answer = Option<Holder>;
-    type Snapshot = Locks;
-
-    fn encode_command(command: &Command, out: &mut Vec<u8>) {
-        postcard::encode(command, out);
-    }
-
-    fn decode_command(bytes: &[u8]) -> Option<Command> {
-        postcard::decode(bytes)
-    }
+    type Snapshot = Arc<Table>;
 
     fn invalid_output() -> Output {
         Output::Invalid
     }
 
     fn apply(&mut self, index: LogIndex, command: Command) -> Output {
-        match command {
-            Command::Acquire {
-                lock,
-                owner,
-                ttl_ms,
-                now_ms,
-            } => {
-                // Proposers' clocks differ: the machine's time only moves forward.
-                self.now_ms = self.now_ms.max(now_ms);
-                let token = match self.holder(&lock) {
-                    Some(h) if h.owner != owner => return Output::Held(h.clone()),
-                    Some(h) => h.token,
-                    None => index.0,
-                };
-                let expires_ms = self.now_ms.saturating_add(ttl_ms);
+        let table = Arc::make_mut(&mut self.0);
+        // Proposers' clocks differ: the machine's time only moves forward.
+        table.now_ms = table.now_ms.max(command.now_ms);
+        while let Some((_, lock)) = table.expiry.first().filter(|e| e.0 <= table.now_ms) {
+            let lock = lock.clone();
+            table.remove(&lock);
+        }
+        let Command { lock, owner, .. } = command;
+        match (command.ttl_ms, table.held.get(&lock).cloned()) {
+            (Some(_), Some(other)) if other.owner != owner => Output::Held(other),
+            (Some(ttl_ms), held) => {
+                let token = held.map_or(index.0, |h| h.token);
+                let expires_ms = table.now_ms.saturating_add(ttl_ms);
+                table.remove(&lock);
+                table.expiry.insert((expires_ms, lock.clone()));
                 let holder = Holder {
                     owner,
                     token,
                     expires_ms,
                 };
-                Arc::make_mut(&mut self.held).insert(lock, holder.clone());
+                table.held.insert(lock, holder.clone());
                 Output::Granted(holder)
             }
-            Command::Release { lock, owner } => match self.holder(&lock) {
-                Some(h) if h.owner == owner => {
-                    Arc::make_mut(&mut self.held).remove(&lock);
-                    Output::Released
-                }
-                _ => Output::NotHolder,
-            },
+            (None, Some(held)) if held.owner == owner => {
+                table.remove(&lock);
+                Output::Released
+            }
+            (None, _) => Output::NotHolder,
         }
     }
 
     fn query(&self, lock: &String) -> Option<Holder> {
-        self.holder(lock).cloned()
+        self.0.held.get(lock).cloned()
     }
 
-    fn snapshot(&self) -> Locks {
-        self.clone()
+    fn snapshot(&self) -> Arc<Table> {
+        Arc::clone(&self.0)
     }
 
-    fn encode_snapshot(locks: &Locks, out: &mut Vec<u8>) {
-        postcard::encode(&(&*locks.held, locks.now_ms), out);
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), BadSnapshot> {
-        let (held, now_ms) = postcard::decode(bytes).ok_or(BadSnapshot)?;
-        (self.held, self.now_ms) = (Arc::new(held), now_ms);
-        Ok(())
+    fn restore(&mut self, table: Arc<Table>) {
+        self.0 = table;
     }
 }
 
@@ -169,67 +151,74 @@ impl Service for LockService {
     }
 
     fn routes(&self, handle: Handle<Locks>) -> OpenApiRouter {
-        let route = post(acquire).delete(release).get(holder);
-        let router = Router::new().route("/api/v1/locks/{lock}", route);
-        router.with_state(handle).into()
+        let locks = routes!(acquire, release, holder);
+        OpenApiRouter::new().routes(locks).with_state(handle)
     }
 
     fn examples(&self, curl: &str, url: &str) -> Vec<String> {
+        let lock = format!("{curl} -sL '{url}/api/v1/locks/db");
         vec![
-            format!("{curl} -sL -X POST '{url}/api/v1/locks/db?owner=alice&ttl_ms=30000'"),
-            format!("{curl} -sL '{url}/api/v1/locks/db'"),
-            format!("{curl} -sL -X DELETE '{url}/api/v1/locks/db?owner=alice'"),
+            format!("{lock}?owner=alice&ttl_ms=30000' -X POST"),
+            format!("{lock}'"),
+            format!("{lock}?owner=alice' -X DELETE"),
         ]
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 struct Params {
+    /// Who takes or gives up the lock.
     owner: String,
+    /// How long the lease lasts (`POST` only; 10 s by default).
     ttl_ms: Option<u64>,
 }
 
-/// `POST /api/v1/locks/{lock}?owner=&ttl_ms=` (default 10 s): the holder and its token.
-async fn acquire(
-    State(locks): State<Handle<Locks>>,
-    uri: Uri,
-    Path(lock): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
-) -> ApiResult {
-    let Query(params) = params?;
-    // The route, not the machine, reads the clock: the time is then part of the command.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-    let (owner, ttl_ms) = (params.owner, params.ttl_ms.unwrap_or(10_000));
-    let command = Command::Acquire {
-        lock,
-        owner,
-        ttl_ms,
-        now_ms,
-    };
-    answer(locks.propose(&command, &uri).await?.output)
+impl Params {
+    /// The command for `lock`, stamped with this node's clock.
+    fn command(self, lock: String, ttl_ms: Option<u64>) -> Command {
+        let (owner, now_ms) = (self.owner, wall_clock_ms());
+        Command {
+            lock,
+            owner,
+            now_ms,
+            ttl_ms,
+        }
+    }
 }
 
-/// `DELETE /api/v1/locks/{lock}?owner=`.
-async fn release(
-    State(locks): State<Handle<Locks>>,
+/// Takes the lock, or renews it, for `owner`: the holder, with the fencing token.
+#[utoipa::path(post, path = "/api/v1/locks/{lock}", tag = "locks", params(("lock" = String, Path), Params),
+    responses((status = 200, description = "granted", body = Holder), WriteFailures,
+        (status = 409, description = "held by another owner (`holder`), or overwritten: retry", body = ErrorBody)))]
+async fn acquire(
+    locks: State<Handle<Locks>>,
     uri: Uri,
     Path(lock): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
+    Query(q): Query<Params>,
 ) -> ApiResult {
-    let Query(Params { owner, .. }) = params?;
-    let command = Command::Release { lock, owner };
-    answer(locks.propose(&command, &uri).await?.output)
+    let ttl_ms = Some(q.ttl_ms.unwrap_or(10_000));
+    answer(locks.propose(&q.command(lock, ttl_ms), &uri).await?.output)
+}
+
+/// Gives the lock up, if `owner` holds it.
+#[utoipa::path(delete, path = "/api/v1/locks/{lock}", tag = "locks", params(("lock" = String, Path), Params),
+    responses((status = 200, description = "released"), WriteFailures,
+        (status = 409, description = "not the holder, or overwritten: retry", body = ErrorBody)))]
+async fn release(
+    locks: State<Handle<Locks>>,
+    uri: Uri,
+    Path(lock): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult {
+    answer(locks.propose(&q.command(lock, None), &uri).await?.output)
 }
 
 /// The HTTP answer to a committed command's output.
 fn answer(output: Output) -> ApiResult {
     let conflict = |message| ApiError::new(StatusCode::CONFLICT, message);
     match output {
-        Output::Granted(holder) => Ok(Json(holder).into_response()),
-        Output::Released => Ok(Json(json!({ "released": true })).into_response()),
+        Output::Granted(holder) => json_ok(holder),
+        Output::Released => json_ok(json!({ "released": true })),
         Output::Held(holder) => {
             Err(conflict("held by another owner").with("holder", json!(holder)))
         }
@@ -238,18 +227,14 @@ fn answer(output: Output) -> ApiResult {
     }
 }
 
-/// `GET /api/v1/locks/{lock}`: the holder (a linearizable read), or `404`.
-async fn holder(
-    State(locks): State<Handle<Locks>>,
-    uri: Uri,
-    Path(lock): Path<String>,
-) -> ApiResult {
-    match locks.read(lock, &uri).await? {
-        Some(holder) => Ok(Json(json!(holder)).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not held")),
-    }
+/// The holder (a linearizable read), or `404`.
+#[utoipa::path(get, path = "/api/v1/locks/{lock}", tag = "locks", params(("lock" = String, Path)),
+    responses((status = 200, body = Holder), (status = 404, description = "not held", body = ErrorBody), raft_net::service::ReadFailures))]
+async fn holder(locks: State<Handle<Locks>>, uri: Uri, Path(lock): Path<String>) -> ApiResult {
+    let holder = locks.read(lock, &uri).await?;
+    json_ok(holder.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not held"))?)
 }
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     raft_net::cli::main(LockService)
 }

@@ -10,23 +10,17 @@ use raft_sim::scenario::run_machine_script;
 use super::{Command, Holder, Locks, Output};
 
 impl SimMachine for Locks {
-    /// `acquire LOCK OWNER TTL_MS AT_MS` or `release LOCK OWNER`.
+    /// `acquire LOCK OWNER TTL_MS AT_MS` or `release LOCK OWNER AT_MS`.
     fn parse_command(text: &str) -> Result<Command, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let number = |word: &str| word.parse().map_err(|_| format!("{word:?} is no number"));
         match words[..] {
-            ["acquire", lock, owner, ttl_ms, now_ms] => Ok(Command::Acquire {
-                lock: lock.to_string(),
-                owner: owner.to_string(),
-                ttl_ms: number(ttl_ms)?,
-                now_ms: number(now_ms)?,
-            }),
-            ["release", lock, owner] => Ok(Command::Release {
-                lock: lock.to_string(),
-                owner: owner.to_string(),
-            }),
+            ["acquire", lock, owner, ttl_ms, now_ms] => {
+                Ok(acquire(lock, owner, number(ttl_ms)?, number(now_ms)?))
+            }
+            ["release", lock, owner, now_ms] => Ok(release(lock, owner, number(now_ms)?)),
             _ => Err(format!(
-                "expected `acquire LOCK OWNER TTL_MS AT_MS` or `release LOCK OWNER`, not {text:?}"
+                "expected `acquire LOCK OWNER TTL_MS AT_MS` or `release LOCK OWNER AT_MS`, not {text:?}"
             )),
         }
     }
@@ -36,24 +30,28 @@ impl SimMachine for Locks {
     fn workload_command(client: usize, n: u64) -> Command {
         let (lock, owner) = (format!("lock{}", n % 2), format!("client{client}"));
         if n % 3 == 2 {
-            Command::Release { lock, owner }
+            release(&lock, &owner, n)
         } else {
-            Command::Acquire {
-                lock,
-                owner,
-                ttl_ms: 40,
-                now_ms: n,
-            }
+            acquire(&lock, &owner, 40, n)
         }
     }
 }
 
 fn acquire(lock: &str, owner: &str, ttl_ms: u64, now_ms: u64) -> Command {
-    Command::Acquire {
+    Command {
         lock: lock.to_string(),
         owner: owner.to_string(),
-        ttl_ms,
         now_ms,
+        ttl_ms: Some(ttl_ms),
+    }
+}
+
+fn release(lock: &str, owner: &str, now_ms: u64) -> Command {
+    Command {
+        lock: lock.to_string(),
+        owner: owner.to_string(),
+        now_ms,
+        ttl_ms: None,
     }
 }
 
@@ -81,17 +79,44 @@ fn grants_are_exclusive_until_the_lease_ends_and_tokens_only_grow() {
     // Past the lease, the next owner gets a larger token; alice's release is refused.
     let taken = locks.apply(LogIndex(7), acquire("db", "bob", 100, 1200));
     assert_eq!(taken, Output::Granted(holder("bob", 7, 1300)));
-    let release = |owner: &str| Command::Release {
-        lock: "db".to_string(),
-        owner: owner.to_string(),
-    };
     assert_eq!(
-        locks.apply(LogIndex(8), release("alice")),
+        locks.apply(LogIndex(8), release("db", "alice", 1200)),
         Output::NotHolder
     );
     assert_eq!(locks.query(&"db".to_string()), Some(holder("bob", 7, 1300)));
-    assert_eq!(locks.apply(LogIndex(9), release("bob")), Output::Released);
+    assert_eq!(
+        locks.apply(LogIndex(9), release("db", "bob", 1200)),
+        Output::Released
+    );
     assert_eq!(locks.query(&"db".to_string()), None);
+}
+
+/// A lease the commands' time passed is gone from the machine, whoever asks next and for
+/// which lock: the table does not grow with locks nobody releases.
+#[test]
+fn expired_locks_leave_the_table_at_the_first_command_past_their_lease() {
+    let mut locks = Locks::default();
+    for (i, lock) in ["a", "b", "c"].into_iter().enumerate() {
+        let ttl_ms = 100 * (i as u64 + 1);
+        locks.apply(LogIndex(i as u64 + 1), acquire(lock, "alice", ttl_ms, 1000));
+    }
+    // Renewing `a` at 1050 moves its lease from 1100 to 2050.
+    locks.apply(LogIndex(4), acquire("a", "alice", 1000, 1050));
+    let held = |locks: &Locks| locks.0.held.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(held(&locks), ["a", "b", "c"]);
+    // Time 1250 (from a command on another lock) passes `b`'s lease (1200) only.
+    locks.apply(LogIndex(5), release("z", "bob", 1250));
+    assert_eq!(held(&locks), ["a", "c"]);
+    assert_eq!(locks.query(&"b".to_string()), None);
+    // A proposer's late clock moves nothing back, and removes nothing.
+    locks.apply(LogIndex(6), release("z", "bob", 10));
+    assert_eq!(held(&locks), ["a", "c"]);
+    locks.apply(LogIndex(7), release("z", "bob", 5000));
+    assert!(held(&locks).is_empty());
+    assert!(locks.0.expiry.is_empty());
+    // The next grant of `b` is a new holder with a larger token.
+    let granted = locks.apply(LogIndex(8), acquire("b", "carol", 100, 5000));
+    assert_eq!(granted, Output::Granted(holder("carol", 8, 5100)));
 }
 
 #[test]
@@ -137,7 +162,7 @@ crash 2
 restart 2
 heal
 run until converged within 5s
-propose leader release db bob
+propose leader release db bob 1600
 run until converged within 2s
 machine 1
 machine 2

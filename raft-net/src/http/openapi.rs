@@ -58,7 +58,7 @@ pub struct ErrorBody {
     pub id: Option<u64>,
 }
 
-fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+pub(crate) fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
         .description(description)
         .content(
