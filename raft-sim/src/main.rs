@@ -102,6 +102,9 @@ enum Command {
         window: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Probability that a message is lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
     },
     /// Model-check the real core: every interleaving of a small cluster up to a bound.
     Check(CheckArgs),
@@ -331,7 +334,8 @@ fn main() -> ExitCode {
             proposals,
             window,
             seed,
-        } => replication(nodes, &latency, proposals, window, seed),
+            loss,
+        } => replication(nodes, &latency, (proposals, window, loss), seed),
         Command::Check(args) => check_command::run(&args),
         Command::Viz {
             trace,
@@ -516,15 +520,19 @@ fn replay(seed: u64, config: &ExploreConfig, trace: bool, outputs: &Outputs) -> 
 fn replication(
     nodes: u64,
     latencies: &[(u64, u64)],
-    proposals: u64,
-    window: usize,
+    (proposals, window, loss): (u64, usize, f64),
     seed: u64,
 ) -> ExitCode {
+    if !(0.0..1.0).contains(&loss) {
+        eprintln!("--loss must be at least 0 and below 1, got {loss}");
+        return ExitCode::from(2);
+    }
     use raft_sim::replication::{run, ReplicationConfig};
     for (i, &(min, max)) in latencies.iter().enumerate() {
         let config = ReplicationConfig {
             proposals,
             window,
+            loss,
             ..ReplicationConfig::new(seed, nodes, min, max)
         };
         if i > 0 {

@@ -14,7 +14,7 @@ use crate::client::Outcome;
 use crate::sim::{Sim, SimConfig};
 
 /// One measurement run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReplicationConfig {
     pub seed: u64,
     pub nodes: u64,
@@ -26,6 +26,8 @@ pub struct ReplicationConfig {
     /// Proposals awaiting their commit at any time: the next goes to the leader as soon as
     /// one commits.
     pub window: usize,
+    /// Probability that a message is lost (0 for a reordering network only).
+    pub loss: f64,
 }
 
 impl ReplicationConfig {
@@ -38,6 +40,7 @@ impl ReplicationConfig {
             latency_ms_max,
             proposals: 10_000,
             window: 100,
+            loss: 0.0,
         }
     }
 }
@@ -90,7 +93,7 @@ impl LatencyPercentiles {
 }
 
 /// What one run measured, from the first proposal until every follower holds every entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReplicationReport {
     pub config: ReplicationConfig,
     pub followers: u64,
@@ -131,9 +134,14 @@ impl fmt::Display for ReplicationReport {
         } else {
             format!("{}-{} ms random", c.latency_ms_min, c.latency_ms_max)
         };
+        let loss = if c.loss > 0.0 {
+            format!(", loss {}", c.loss)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "nodes {}, latency {latency}, {} proposals, window {}, seed {}",
+            "nodes {}, latency {latency}{loss}, {} proposals, window {}, seed {}",
             c.nodes, c.proposals, c.window, c.seed
         )?;
         writeln!(
@@ -181,6 +189,7 @@ pub fn run(config: &ReplicationConfig) -> Result<ReplicationReport, String> {
     let mut sim_config = SimConfig::new(config.seed, config.nodes);
     sim_config.network.latency_ms_min = config.latency_ms_min;
     sim_config.network.latency_ms_max = config.latency_ms_max;
+    sim_config.network.loss = config.loss;
     sim_config.clients.clients = 0;
     let mut sim = Sim::new(sim_config);
     for id in sim.node_ids() {
