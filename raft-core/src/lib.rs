@@ -131,6 +131,7 @@ pub mod bugs;
 mod bugs;
 mod byte_string;
 mod config;
+mod early_appends;
 mod error;
 mod fingerprint;
 #[cfg(feature = "fuzzing")]
