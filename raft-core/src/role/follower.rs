@@ -34,10 +34,19 @@ impl Node {
         self.handle_append(leader, request);
         // Requests that arrived early and now follow on from the log are handled as if they
         // arrived now (`early_appends.rs`).
-        while let Some(request) =
-            self.early_appends
-                .take_ready(self.current_term, self.leader_id, self.log.last_index())
-        {
+        loop {
+            let (term, leader_id) = match self.early_appends.stream {
+                Some((term, held_from))
+                    if crate::bugs::reintroduced!(self, EarlyAppendsOutliveTheirTerm) =>
+                {
+                    (term, Some(held_from))
+                }
+                _ => (self.current_term, self.leader_id),
+            };
+            let last_index = self.log.last_index();
+            let Some(request) = self.early_appends.take_ready(term, leader_id, last_index) else {
+                break;
+            };
             self.handle_append(leader, request);
         }
     }
