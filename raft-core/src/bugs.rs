@@ -50,6 +50,10 @@ pub enum Bug {
     LeaderCountsUndurableSelf,
     /// A read is released before the state machine has applied through its read index.
     ReadBeforeApply,
+    /// A follower keeps the AppendEntries it holds for the ones before them across a change
+    /// of term and leader, and handles them as the new leader's (`early_appends.rs`): a
+    /// deposed leader's entry overwrites one the new leader had acknowledged.
+    EarlyAppendsOutliveTheirTerm,
 }
 
 impl Bug {
@@ -69,6 +73,7 @@ impl Bug {
         Bug::AckBeforeDurable,
         Bug::LeaderCountsUndurableSelf,
         Bug::ReadBeforeApply,
+        Bug::EarlyAppendsOutliveTheirTerm,
     ];
 
     /// The kebab-case name used on command lines and in reports.
@@ -89,6 +94,7 @@ impl Bug {
             Bug::AckBeforeDurable => "ack-before-durable",
             Bug::LeaderCountsUndurableSelf => "leader-counts-undurable-self",
             Bug::ReadBeforeApply => "read-before-apply",
+            Bug::EarlyAppendsOutliveTheirTerm => "early-appends-outlive-their-term",
         }
     }
 

@@ -33,6 +33,12 @@ pub struct Config {
     pub append_bytes_max: usize,
     /// AppendEntries messages in flight to one follower before the leader waits for acks.
     pub inflight_appends_max: usize,
+    /// Follower: AppendEntries that arrived before the ones they follow, held until those
+    /// arrive instead of rejected (a reordering network; see `early_appends.rs`). 0 holds
+    /// none.
+    pub early_appends_max: usize,
+    /// Follower: entry bytes of the early AppendEntries held.
+    pub early_appends_bytes_max: usize,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,
     /// Ask for pre-votes before starting an election, so a node that was cut off does not
@@ -71,6 +77,8 @@ impl Config {
             append_entries_max: 256,
             append_bytes_max: 32 * 1024,
             inflight_appends_max: 64,
+            early_appends_max: 64,
+            early_appends_bytes_max: 2 * 1024 * 1024,
             uncommitted_entries_max: 16 * 1024,
             pre_vote: true,
             check_quorum: true,

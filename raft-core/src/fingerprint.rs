@@ -41,6 +41,7 @@ impl Node {
             membership_index,
             snapshot,
             incoming_snapshot,
+            early_appends,
             role,
             leader_id,
             commit_index,
@@ -107,6 +108,7 @@ impl Node {
                 reads,
                 pending_proposals,
                 bugs,
+                early_appends,
             ),
         )
     }

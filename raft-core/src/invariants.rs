@@ -30,6 +30,16 @@ pub(crate) fn check_node(node: &Node) {
         node.log.last_term() <= node.current_term,
         "log_term_within_current_term"
     );
+    // The bug that keeps them across terms is left to the simulator's checkers to catch.
+    if !node.early_appends.held.is_empty()
+        && !crate::bugs::reintroduced!(node, EarlyAppendsOutliveTheirTerm)
+    {
+        let stream = node.leader_id.map(|leader| (node.current_term, leader));
+        assert!(
+            node.role == Role::Follower && stream.is_some() && node.early_appends.stream == stream,
+            "early_appends_from_the_current_leader"
+        );
+    }
     match node.role {
         Role::Leader => {
             assert_eq!(node.leader_id, Some(node.config.id), "leader_knows_itself");

@@ -53,7 +53,10 @@
 //! On by default ([`Config`] switches): pre-vote (Raft thesis §9.6), so a node that was cut off
 //! cannot disrupt a healthy cluster when it returns; check-quorum (§6.2), so a leader that lost
 //! its quorum steps down, with leader stickiness (§4.2.3): followers that hear from a live
-//! leader ignore vote requests. Always available: leadership transfer
+//! leader ignore vote requests. Followers hold an AppendEntries that overtook the ones before
+//! it (a reordering network) until those arrive, instead of rejecting it and making the
+//! leader send its window again ([`Config::early_appends_max`]; the `early_appends` module
+//! says why that is only a later delivery and keeps every rule above). Always available: leadership transfer
 //! ([`Input::TransferLeader`], §3.10) and linearizable reads by ReadIndex ([`Input::Read`],
 //! §6.4).
 //!
@@ -131,6 +134,7 @@ pub mod bugs;
 mod bugs;
 mod byte_string;
 mod config;
+mod early_appends;
 mod error;
 mod fingerprint;
 #[cfg(feature = "fuzzing")]

@@ -36,6 +36,8 @@ pub struct Node {
     pub(crate) snapshot: Option<Snapshot>,
     /// Follower: chunks of a snapshot the leader is sending.
     pub(crate) incoming_snapshot: Option<Snapshot>,
+    /// Follower: AppendEntries that arrived before the ones they follow.
+    pub(crate) early_appends: crate::early_appends::EarlyAppends,
     // Volatile state.
     pub(crate) role: Role,
     pub(crate) leader_id: Option<NodeId>,
@@ -77,6 +79,8 @@ pub struct Stats {
     pub messages_ignored: u64,
     pub elections_started: u64,
     pub persist_requests: u64,
+    /// AppendEntries that arrived before the ones they follow and were held for them.
+    pub early_appends_held: u64,
 }
 
 /// A snapshot of a node's state for display and checking.
@@ -199,6 +203,7 @@ impl Node {
             log,
             snapshot: None,
             incoming_snapshot: None,
+            early_appends: crate::early_appends::EarlyAppends::default(),
             role: Role::Follower,
             leader_id: None,
             commit_index: LogIndex::ZERO,
@@ -270,6 +275,7 @@ impl Node {
                 self.tick_transfer();
             }
             Role::Follower | Role::Candidate => {
+                self.maybe_report_append_gap();
                 if self.election_timer.tick() {
                     self.on_election_timeout();
                 }
@@ -593,6 +599,10 @@ impl Node {
         }
         self.role = Role::Follower;
         self.leader_id = leader;
+        // Held requests belong to the stream of one leader in one term.
+        if !crate::bugs::reintroduced!(self, EarlyAppendsOutliveTheirTerm) {
+            self.early_appends.clear();
+        }
         self.votes_granted.clear();
         self.self_vote_persist = None;
         self.pre_votes_granted = None;

@@ -59,6 +59,9 @@ impl Progress {
 
     /// Called once per heartbeat interval: true when appends have been in flight for a whole
     /// interval without any acknowledgement advancing `match_index`, so they are presumed lost.
+    /// The leader then probes from `match_index + 1`: the follower may hold the later appends
+    /// (`early_appends.rs`), which follow the resent one at once. Followers usually report
+    /// such a gap sooner, after a tick; this catches a report that was lost too.
     pub(crate) fn is_stalled_at_heartbeat(&mut self) -> bool {
         let stalled = self.state == ReplicationState::Replicate
             && !self.inflight.is_empty()

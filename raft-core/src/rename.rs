@@ -29,6 +29,7 @@ use core::fmt;
 
 use crate::action::{Action, Reply};
 use crate::config::Config;
+use crate::early_appends::EarlyAppends;
 use crate::input::Input;
 use crate::log::RaftLog;
 use crate::log_entry::{Entry, EntryPayload};
@@ -204,6 +205,7 @@ impl Rename for Node {
             membership_index,
             snapshot,
             incoming_snapshot,
+            early_appends,
             role,
             leader_id,
             commit_index,
@@ -233,6 +235,7 @@ impl Rename for Node {
             membership_index: *membership_index,
             snapshot: snapshot.renamed(r),
             incoming_snapshot: incoming_snapshot.renamed(r),
+            early_appends: rename_early_appends(early_appends, r),
             role: *role,
             leader_id: r.option(*leader_id),
             commit_index: *commit_index,
@@ -258,6 +261,43 @@ impl Rename for Node {
             out: rename_out(out, r),
             bugs: *bugs,
         }
+    }
+}
+
+fn rename_early_appends(early: &EarlyAppends, r: &NodeRenaming) -> EarlyAppends {
+    let EarlyAppends {
+        stream,
+        held,
+        bytes,
+        latest,
+        gap_at_last_tick,
+    } = early;
+    EarlyAppends {
+        stream: stream.map(|(term, leader)| (term, r.id(leader))),
+        held: held
+            .iter()
+            .map(|(&prev, request)| (prev, rename_append(request, r)))
+            .collect(),
+        bytes: *bytes,
+        latest: *latest,
+        gap_at_last_tick: *gap_at_last_tick,
+    }
+}
+
+fn rename_append(request: &AppendEntries, r: &NodeRenaming) -> AppendEntries {
+    let AppendEntries {
+        prev_log_index,
+        prev_log_term,
+        entries,
+        leader_commit,
+        read_round,
+    } = request;
+    AppendEntries {
+        prev_log_index: *prev_log_index,
+        prev_log_term: *prev_log_term,
+        entries: entries.renamed(r),
+        leader_commit: *leader_commit,
+        read_round: *read_round,
     }
 }
 
@@ -373,6 +413,8 @@ impl Rename for Config {
             append_entries_max,
             append_bytes_max,
             inflight_appends_max,
+            early_appends_max,
+            early_appends_bytes_max,
             uncommitted_entries_max,
             pre_vote,
             check_quorum,
@@ -395,6 +437,8 @@ impl Rename for Config {
             append_entries_max: *append_entries_max,
             append_bytes_max: *append_bytes_max,
             inflight_appends_max: *inflight_appends_max,
+            early_appends_max: *early_appends_max,
+            early_appends_bytes_max: *early_appends_bytes_max,
             uncommitted_entries_max: *uncommitted_entries_max,
             pre_vote: *pre_vote,
             check_quorum: *check_quorum,
@@ -564,22 +608,7 @@ impl Rename for Message {
             Message::PreVoteResponse(response) => {
                 Message::PreVoteResponse(rename_vote_response(response))
             }
-            Message::AppendEntries(request) => {
-                let AppendEntries {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                    read_round,
-                } = request;
-                Message::AppendEntries(AppendEntries {
-                    prev_log_index: *prev_log_index,
-                    prev_log_term: *prev_log_term,
-                    entries: entries.renamed(r),
-                    leader_commit: *leader_commit,
-                    read_round: *read_round,
-                })
-            }
+            Message::AppendEntries(request) => Message::AppendEntries(rename_append(request, r)),
             Message::AppendEntriesResponse(response) => {
                 // Indexes, terms and a round: no ids.
                 let AppendEntriesResponse { read_round, result } = response;

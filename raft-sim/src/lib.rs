@@ -30,6 +30,7 @@ pub mod history;
 pub mod machine;
 pub mod model;
 pub mod network;
+pub mod replication;
 pub mod rng;
 pub mod scenario;
 pub mod sim;

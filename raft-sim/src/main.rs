@@ -85,6 +85,27 @@ enum Command {
         #[command(flatten)]
         only: BugArgs,
     },
+    /// Measure replication over a reordering network: a healthy cluster, a random latency per
+    /// message, a pipeline of proposals; entries sent per entry committed, rejections,
+    /// throughput and commit latency, in virtual time.
+    Replication {
+        #[arg(long, default_value_t = 5)]
+        nodes: u64,
+        /// Per-message latency, fixed (`2ms`) or uniform in a range (`1-5ms`); repeatable,
+        /// one run each.
+        #[arg(long, value_parser = raft_sim::replication::parse_latency, default_value = "1-5ms")]
+        latency: Vec<(u64, u64)>,
+        #[arg(long, default_value_t = 10_000)]
+        proposals: u64,
+        /// Proposals awaiting their commit at any time.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Probability that a message is lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+    },
     /// Model-check the real core: every interleaving of a small cluster up to a bound.
     Check(CheckArgs),
     /// Write the HTML viewer for a JSON trace, or print its summary line.
@@ -307,6 +328,14 @@ fn main() -> ExitCode {
             scenarios,
             only,
         } => catalogue(seeds, &nodes, fault_ms, &scenarios, only),
+        Command::Replication {
+            nodes,
+            latency,
+            proposals,
+            window,
+            seed,
+            loss,
+        } => replication(nodes, &latency, (proposals, window, loss), seed),
         Command::Check(args) => check_command::run(&args),
         Command::Viz {
             trace,
@@ -486,6 +515,38 @@ fn replay(seed: u64, config: &ExploreConfig, trace: bool, outputs: &Outputs) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+fn replication(
+    nodes: u64,
+    latencies: &[(u64, u64)],
+    (proposals, window, loss): (u64, usize, f64),
+    seed: u64,
+) -> ExitCode {
+    if !(0.0..1.0).contains(&loss) {
+        eprintln!("--loss must be at least 0 and below 1, got {loss}");
+        return ExitCode::from(2);
+    }
+    use raft_sim::replication::{run, ReplicationConfig};
+    for (i, &(min, max)) in latencies.iter().enumerate() {
+        let config = ReplicationConfig {
+            proposals,
+            window,
+            loss,
+            ..ReplicationConfig::new(seed, nodes, min, max)
+        };
+        if i > 0 {
+            println!();
+        }
+        match run(&config) {
+            Ok(report) => println!("{report}"),
+            Err(error) => {
+                eprintln!("replication run failed: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn viz_command(trace: &Path, output: Option<&Path>, summary: bool) -> ExitCode {

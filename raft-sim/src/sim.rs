@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use raft_core::{
-    Action, Config, Entry, EntryPayload, Envelope, Incarnation, Input, LogIndex, Membership,
-    MembershipChange, Message, Node, NodeId, PersistRequest, Reply, RequestId, Role, Term,
+    Action, AppendResult, Config, Entry, EntryPayload, Envelope, Incarnation, Input, LogIndex,
+    Membership, MembershipChange, Message, Node, NodeId, PersistRequest, Reply, RequestId, Role,
+    Term,
 };
 
 use crate::checker::{Checker, Observed, StepEffects, Violation};
@@ -225,6 +226,8 @@ pub struct Sim {
     /// Messages sent per (sender, kind): (messages, entries carried). Counted only for
     /// transcripts, since a map update per message would slow exploration down.
     sent: Option<MessageCounts>,
+    /// AppendEntries rejections delivered, counted with `sent`.
+    rejects_delivered: u64,
     /// The latest membership known to be committed (applied by some node, or carried by an
     /// installed snapshot), and the index that set it.
     committed_membership: (LogIndex, Membership),
@@ -300,6 +303,7 @@ impl Sim {
             failure: None,
             notes: None,
             sent: None,
+            rejects_delivered: 0,
             committed_membership: (
                 LogIndex::ZERO,
                 Membership::new((1..=config.voters).map(NodeId)),
@@ -462,6 +466,12 @@ impl Sim {
     #[must_use]
     pub fn messages_sent(&self) -> Option<&MessageCounts> {
         self.sent.as_ref()
+    }
+
+    /// AppendEntries rejections delivered to their leader so far, when collected.
+    #[must_use]
+    pub fn append_rejects_delivered(&self) -> Option<u64> {
+        self.sent.as_ref().map(|_| self.rejects_delivered)
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
@@ -778,6 +788,13 @@ impl Sim {
 
     fn deliver_now(&mut self, i: usize, envelope: Envelope) {
         self.events += 1;
+        if self.sent.is_some() {
+            if let Message::AppendEntriesResponse(response) = &envelope.message {
+                if matches!(response.result, AppendResult::Reject { .. }) {
+                    self.rejects_delivered += 1;
+                }
+            }
+        }
         self.record(TraceKind::Deliver {
             from: envelope.from,
             to: envelope.to,

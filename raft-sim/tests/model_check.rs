@@ -217,6 +217,11 @@ fn catalogue_fit(bug: Bug) -> Fit {
             config.max_reads = 1;
             bfs(config, "state machine safety")
         }
+        Bug::EarlyAppendsOutliveTheirTerm => Fit::NotFound(
+            "needs an append held across an election, the new leader's entry at its index, a \
+             crash of that leader and a third term: three terms and two crashes, beyond the \
+             bounds searched (`scenarios/early-appends-new-leader.scn` has the schedule)",
+        ),
         _ => panic!("{}: no bound and no reason it does not fit", bug.name()),
     }
 }

@@ -69,6 +69,9 @@ impl Node {
     fn become_pre_candidate(&mut self) {
         self.role = Role::Follower;
         self.leader_id = None;
+        if !reintroduced!(self, EarlyAppendsOutliveTheirTerm) {
+            self.early_appends.clear();
+        }
         self.votes_granted.clear();
         self.self_vote_persist = None;
         self.pre_votes_granted = Some(BTreeSet::new());
@@ -91,6 +94,9 @@ impl Node {
         self.mark_hard_state_dirty();
         self.role = Role::Candidate;
         self.leader_id = None;
+        if !reintroduced!(self, EarlyAppendsOutliveTheirTerm) {
+            self.early_appends.clear();
+        }
         self.votes_granted.clear();
         self.pre_votes_granted = None;
         self.self_vote_persist = Some(self.next_persist_id());

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::early_appends::Limits;
 use crate::log_entry::Entry;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
@@ -26,10 +27,51 @@ impl Node {
         true
     }
 
-    pub(crate) fn on_append_entries(&mut self, leader: NodeId, mut request: AppendEntries) {
+    pub(crate) fn on_append_entries(&mut self, leader: NodeId, request: AppendEntries) {
         if !self.accept_leader(leader) {
             return;
         }
+        self.handle_append(leader, request);
+        // Requests that arrived early and now follow on from the log are handled as if they
+        // arrived now (`early_appends.rs`).
+        loop {
+            let (term, leader_id) = match self.early_appends.stream {
+                Some((term, held_from))
+                    if crate::bugs::reintroduced!(self, EarlyAppendsOutliveTheirTerm) =>
+                {
+                    (term, Some(held_from))
+                }
+                _ => (self.current_term, self.leader_id),
+            };
+            let last_index = self.log.last_index();
+            let Some(request) = self.early_appends.take_ready(term, leader_id, last_index) else {
+                break;
+            };
+            self.handle_append(leader, request);
+        }
+    }
+
+    /// Tells the leader where this log ends when the requests held have waited a whole tick
+    /// for the ones before them (`early_appends.rs`): a reject of the first held request, as
+    /// if it had arrived now and found no room.
+    pub(crate) fn maybe_report_append_gap(&mut self) {
+        let Some(leader) = self.leader_id else {
+            return;
+        };
+        let last_index = self.log.last_index();
+        let Some(first) = self.early_appends.lasting_gap(last_index) else {
+            return;
+        };
+        let (read_round, prev) = (first.read_round, first.prev_log_index);
+        let hint = ConflictHint {
+            conflict_term: None,
+            first_index: last_index.next(),
+        };
+        self.reject_append(leader, read_round, prev, hint);
+    }
+
+    /// Figure 2's AppendEntries receiver, for a request from the current leader.
+    fn handle_append(&mut self, leader: NodeId, mut request: AppendEntries) {
         if !self.skip_compacted_entries(&mut request) {
             self.stats.messages_ignored += 1;
             return;
@@ -40,6 +82,18 @@ impl Node {
         // prevLogIndex whose term matches prevLogTerm.
         match self.log.term_at(prev) {
             None => {
+                // The log ends before `prev`: the requests in between may still be on their way.
+                let limits = Limits {
+                    count_max: self.config.early_appends_max,
+                    bytes_max: self.config.early_appends_bytes_max,
+                };
+                let Err(request) =
+                    self.early_appends
+                        .hold(self.current_term, leader, request, limits)
+                else {
+                    self.stats.early_appends_held += 1;
+                    return;
+                };
                 let hint = ConflictHint {
                     conflict_term: None,
                     first_index: self.log.last_index().next(),
@@ -64,6 +118,11 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         };
+        if crate::bugs::reintroduced!(self, EarlyAppendsOutliveTheirTerm) {
+            self.early_appends.stream = Some((self.current_term, leader));
+        } else {
+            self.early_appends.on_matched(self.current_term, leader);
+        }
         let last_new_index = LogIndex(prev.0 + request.entries.len() as u64);
         self.append_from_conflict(conflict, request.entries);
         // Figure 2, receiver rule 5: commitIndex = min(leaderCommit, index of last new entry).

@@ -1,0 +1,272 @@
+//! Follower: AppendEntries that arrived before the ones they follow.
+//!
+//! A leader in `Replicate` streams up to `inflight_appends_max` AppendEntries per follower,
+//! each starting where the previous one ended. Over a network that reorders (UDP, several
+//! paths, random delays), a later one often arrives first: its `prev_log_index` lies beyond
+//! the follower's log. Figure 2 rejects it, the leader falls back to probing and sends the
+//! window again, and at every overtaking the same happens anew: with 1-5 ms of random latency
+//! the leader sent about ten entries per entry per follower.
+//!
+//! Instead the follower keeps such a request, bounded by [`Config::early_appends_max`] and
+//! [`Config::early_appends_bytes_max`], and handles it once its log reaches the request's
+//! `prev_log_index`, exactly as if the network had delivered it then: every check of Figure 2
+//! runs at that time, and its response, like any other, waits until what it acknowledges is
+//! durable (contract rule 3). Holding a request is only a later delivery, which the network is
+//! free to make, so no safety rule depends on what is held; nothing held is acknowledged, and a
+//! crash forgets it like a lost message. Only requests of the current term from the current
+//! leader are held, and only while it is so: a request of an older leader is answered by the
+//! ordinary stale-term path instead, and a change of term or leader discards what is held.
+//! A request that does not fit is rejected as before.
+//!
+//! A request that never arrives (a lost datagram) leaves the held ones waiting: no
+//! acknowledgement advances the leader's `match_index` for a whole heartbeat interval, and its
+//! stall detection probes from `match_index + 1` (`Progress::is_stalled_at_heartbeat`); that
+//! probe fills the gap and the held requests follow it in one step.
+//!
+//! [`Config::early_appends_max`]: crate::Config::early_appends_max
+//! [`Config::early_appends_bytes_max`]: crate::Config::early_appends_bytes_max
+
+use alloc::collections::BTreeMap;
+
+use crate::message::AppendEntries;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// The requests held, for one leader's stream in one term.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct EarlyAppends {
+    /// The term and leader whose AppendEntries this log last matched: only their later
+    /// requests are held. A leader's first request of a term is its probe, which must be
+    /// answered at once for the leader to find where the logs match.
+    pub(crate) stream: Option<(Term, NodeId)>,
+    /// By `prev_log_index`: the longest request seen from there.
+    pub(crate) held: BTreeMap<LogIndex, AppendEntries>,
+    /// Entry bytes held ([`crate::Entry::size_bytes`]).
+    pub(crate) bytes: usize,
+    /// The `prev_log_index` of the request held last: the one a report of a gap rejects, as
+    /// a probing leader listens only to the answer to its latest probe.
+    pub(crate) latest: Option<LogIndex>,
+    /// Where the log ended at the last tick that found requests held.
+    pub(crate) gap_at_last_tick: Option<LogIndex>,
+}
+
+/// The limits of one follower's holding.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) count_max: usize,
+    pub(crate) bytes_max: usize,
+}
+
+fn size_bytes(request: &AppendEntries) -> usize {
+    request.entries.iter().map(crate::Entry::size_bytes).sum()
+}
+
+fn last_index(request: &AppendEntries) -> LogIndex {
+    LogIndex(request.prev_log_index.0 + request.entries.len() as u64)
+}
+
+impl EarlyAppends {
+    /// The log matched a request of `leader` in `term`: its later requests may be held.
+    pub(crate) fn on_matched(&mut self, term: Term, leader: NodeId) {
+        if self.stream != Some((term, leader)) {
+            self.clear();
+            self.stream = Some((term, leader));
+        }
+    }
+
+    /// Keeps `request` from `leader` in `term` for later; gives it back when it does not fit,
+    /// carries no entries (nothing would be gained by waiting for it), or is not part of a
+    /// stream this log matched.
+    pub(crate) fn hold(
+        &mut self,
+        term: Term,
+        leader: NodeId,
+        request: AppendEntries,
+        limits: Limits,
+    ) -> Result<(), AppendEntries> {
+        if request.entries.is_empty() || self.stream != Some((term, leader)) {
+            return Err(request);
+        }
+        let key = request.prev_log_index;
+        let replaced = match self.held.get(&key) {
+            // A duplicate, or a shorter request from the same point: what is held covers it.
+            Some(held) if last_index(held) >= last_index(&request) => {
+                self.latest = Some(key);
+                return Ok(());
+            }
+            Some(held) => size_bytes(held),
+            None => 0,
+        };
+        let count = self.held.len() + usize::from(!self.held.contains_key(&key));
+        let bytes = self.bytes - replaced + size_bytes(&request);
+        if count > limits.count_max || bytes > limits.bytes_max {
+            return Err(request);
+        }
+        self.bytes = bytes;
+        self.held.insert(key, request);
+        self.latest = Some(key);
+        Ok(())
+    }
+
+    /// The held request to handle next, now that the log ends at `log_last_index`, if one
+    /// follows on from it and the stream is still `term`'s and `leader`'s; otherwise the held
+    /// requests of another stream are discarded.
+    pub(crate) fn take_ready(
+        &mut self,
+        term: Term,
+        leader: Option<NodeId>,
+        log_last_index: LogIndex,
+    ) -> Option<AppendEntries> {
+        if self.held.is_empty() {
+            return None;
+        }
+        if leader.is_none_or(|leader| self.stream != Some((term, leader))) {
+            self.clear();
+            return None;
+        }
+        let (&key, _) = self.held.first_key_value()?;
+        if key > log_last_index {
+            return None;
+        }
+        let request = self.held.remove(&key)?;
+        self.bytes -= size_bytes(&request);
+        Some(request)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = EarlyAppends::default();
+    }
+
+    /// Called on every tick: the request to reject when the log has ended at
+    /// `log_last_index`, short of every held request, since the previous tick too. A request
+    /// overtaken on the way arrives within the network's spread of latencies; one still
+    /// missing a whole tick later is more likely lost, and the leader learns of the gap at
+    /// once instead of at its next heartbeat round.
+    pub(crate) fn lasting_gap(&mut self, log_last_index: LogIndex) -> Option<&AppendEntries> {
+        let (&first, _) = self.held.first_key_value()?;
+        let gap = (first > log_last_index).then_some(log_last_index);
+        let lasting = gap.is_some() && self.gap_at_last_tick == gap;
+        self.gap_at_last_tick = if lasting { None } else { gap };
+        if !lasting {
+            return None;
+        }
+        let latest = self.latest.and_then(|latest| self.held.get(&latest));
+        latest.or_else(|| self.held.get(&first))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::log_entry::{Entry, EntryPayload};
+
+    fn request(prev: u64, count: u64) -> AppendEntries {
+        AppendEntries {
+            prev_log_index: LogIndex(prev),
+            prev_log_term: Term(1),
+            entries: (prev + 1..=prev + count)
+                .map(|index| Entry {
+                    index: LogIndex(index),
+                    term: Term(1),
+                    payload: EntryPayload::Command(vec![0; 10]),
+                })
+                .collect(),
+            leader_commit: LogIndex::ZERO,
+            read_round: 0,
+        }
+    }
+
+    const ROOMY: Limits = Limits {
+        count_max: 4,
+        bytes_max: 1 << 20,
+    };
+    const LEADER: NodeId = NodeId(1);
+
+    #[test]
+    fn held_requests_come_back_in_log_order_once_the_log_reaches_them() {
+        let mut early = EarlyAppends::default();
+        early.on_matched(Term(1), LEADER);
+        for prev in [7, 5, 6] {
+            early
+                .hold(Term(1), LEADER, request(prev, 1), ROOMY)
+                .unwrap();
+        }
+        assert_eq!(early.take_ready(Term(1), Some(LEADER), LogIndex(4)), None);
+        let mut taken = Vec::new();
+        while let Some(r) = early.take_ready(Term(1), Some(LEADER), LogIndex(7)) {
+            taken.push(r.prev_log_index.0);
+        }
+        assert_eq!(taken, [5, 6, 7]);
+        assert_eq!((early.len(), early.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_duplicate_or_shorter_request_is_covered_and_a_longer_one_replaces_it() {
+        let mut early = EarlyAppends::default();
+        early.on_matched(Term(1), LEADER);
+        early.hold(Term(1), LEADER, request(5, 2), ROOMY).unwrap();
+        early.hold(Term(1), LEADER, request(5, 2), ROOMY).unwrap();
+        early.hold(Term(1), LEADER, request(5, 1), ROOMY).unwrap();
+        assert_eq!((early.len(), early.bytes), (1, size_bytes(&request(5, 2))));
+        early.hold(Term(1), LEADER, request(5, 3), ROOMY).unwrap();
+        assert_eq!((early.len(), early.bytes), (1, size_bytes(&request(5, 3))));
+    }
+
+    #[test]
+    fn requests_beyond_the_limits_or_without_entries_are_given_back() {
+        let mut early = EarlyAppends::default();
+        early.on_matched(Term(1), LEADER);
+        let tight = Limits {
+            count_max: 2,
+            bytes_max: size_bytes(&request(0, 3)),
+        };
+        assert!(early.hold(Term(1), LEADER, request(5, 0), tight).is_err());
+        early.hold(Term(1), LEADER, request(5, 1), tight).unwrap();
+        early.hold(Term(1), LEADER, request(6, 1), tight).unwrap();
+        assert!(early.hold(Term(1), LEADER, request(7, 1), tight).is_err());
+        assert!(early.hold(Term(1), LEADER, request(6, 3), tight).is_err());
+        assert_eq!(early.len(), 2);
+    }
+
+    #[test]
+    fn only_a_stream_the_log_matched_is_held_and_another_discards_it() {
+        let mut early = EarlyAppends::default();
+        assert!(early.hold(Term(1), LEADER, request(5, 1), ROOMY).is_err());
+        early.on_matched(Term(1), LEADER);
+        early.hold(Term(1), LEADER, request(5, 1), ROOMY).unwrap();
+        assert!(early
+            .hold(Term(2), NodeId(2), request(6, 1), ROOMY)
+            .is_err());
+        assert_eq!(
+            early.take_ready(Term(2), Some(NodeId(2)), LogIndex(9)),
+            None
+        );
+        assert_eq!(early.len(), 0);
+        early.on_matched(Term(3), LEADER);
+        early.hold(Term(3), LEADER, request(5, 1), ROOMY).unwrap();
+        assert_eq!(early.take_ready(Term(3), None, LogIndex(9)), None);
+        assert_eq!(early.len(), 0);
+    }
+
+    #[test]
+    fn a_gap_found_by_two_ticks_in_a_row_rejects_the_latest_request_held() {
+        let mut early = EarlyAppends::default();
+        early.on_matched(Term(1), LEADER);
+        early.hold(Term(1), LEADER, request(7, 1), ROOMY).unwrap();
+        early.hold(Term(1), LEADER, request(5, 1), ROOMY).unwrap();
+        assert!(early.lasting_gap(LogIndex(3)).is_none());
+        let rejected = early.lasting_gap(LogIndex(3)).map(|r| r.prev_log_index);
+        assert_eq!(rejected, Some(LogIndex(5)));
+        // The log grew in between: a new gap, not yet a lasting one.
+        assert!(early.lasting_gap(LogIndex(3)).is_none());
+        assert!(early.lasting_gap(LogIndex(4)).is_none());
+        assert!(early.lasting_gap(LogIndex(4)).is_some());
+    }
+}

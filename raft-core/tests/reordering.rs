@@ -1,0 +1,206 @@
+//! Replication over a network that reorders and loses AppendEntries: a follower holds an
+//! append that overtook the ones before it until they arrive (`early_appends.rs`), so the
+//! leader sends nothing twice; a lost append is reported or detected and resent, and the held
+//! ones follow it.
+
+mod support;
+
+use raft_core::{AppendResult, Envelope, Input, LogIndex, Message, Node, NodeId, RequestId};
+use support::*;
+
+const LEADER: NodeId = NodeId(1);
+const FOLLOWER: NodeId = NodeId(2);
+
+fn to_follower(envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    addressed(FOLLOWER, envelopes)
+}
+
+fn to_leader(envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    addressed(LEADER, envelopes)
+}
+
+fn addressed(to: NodeId, envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    envelopes
+        .into_iter()
+        .filter(|envelope| envelope.to == to)
+        .collect()
+}
+
+/// Delivers `envelopes` to `node` one by one, each write made durable at once; returns what
+/// it sent.
+fn deliver(node: &mut Node, envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    let mut sent = Vec::new();
+    for envelope in envelopes {
+        sent.extend(sends(&step_durably(node, Input::Receive(envelope))));
+    }
+    sent
+}
+
+fn entries_carried(envelopes: &[Envelope]) -> usize {
+    envelopes
+        .iter()
+        .map(|envelope| match &envelope.message {
+            Message::AppendEntries(request) => request.entries.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn rejects(envelopes: &[Envelope]) -> usize {
+    envelopes
+        .iter()
+        .filter(|envelope| {
+            matches!(&envelope.message, Message::AppendEntriesResponse(response)
+                if matches!(response.result, AppendResult::Reject { .. }))
+        })
+        .count()
+}
+
+/// A leader of a 3-node cluster streaming to its follower n2 (which holds the first entry),
+/// and that follower.
+fn streaming_pair() -> (Node, Node) {
+    let mut leader = node(1, 3);
+    let first = to_follower(sends(&make_leader(&mut leader)));
+    let mut follower = node(2, 3);
+    let answers = deliver(&mut follower, first);
+    let more = to_follower(deliver(&mut leader, answers));
+    assert!(more.is_empty(), "nothing more to send: {more:?}");
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(1)));
+    (leader, follower)
+}
+
+/// Proposes `count` commands one at a time: each goes out in an AppendEntries of its own.
+fn propose(leader: &mut Node, count: u64) -> Vec<Envelope> {
+    let mut appends = Vec::new();
+    for i in 0..count {
+        let actions = leader.step(Input::Propose {
+            request_id: RequestId(i + 1),
+            command: format!("c{i}").into_bytes(),
+        });
+        appends.extend(to_follower(sends(&actions)));
+    }
+    assert_eq!(appends.len() as u64, count);
+    appends
+}
+
+#[test]
+fn a_reordered_append_does_not_resend_the_window() {
+    let (mut leader, mut follower) = streaming_pair();
+    let mut appends = propose(&mut leader, 8);
+    // Every append but the last is overtaken by all that were sent after it.
+    appends.reverse();
+    let answers = deliver(&mut follower, appends);
+    assert_eq!(follower.last_log_index(), LogIndex(9));
+    assert_eq!(rejects(&answers), 0, "{answers:?}");
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(entries_carried(&resent), 0, "{resent:?}");
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(9)));
+    assert_eq!(follower.status().stats.early_appends_held, 7);
+}
+
+#[test]
+fn a_duplicated_or_late_append_costs_no_resend() {
+    let (mut leader, mut follower) = streaming_pair();
+    let appends = propose(&mut leader, 4);
+    // Each twice, the copies out of order, then every one again long after.
+    let mut delivered: Vec<Envelope> = appends.iter().rev().cloned().collect();
+    delivered.extend(appends.iter().cloned());
+    delivered.extend(appends.iter().rev().cloned());
+    let answers = deliver(&mut follower, delivered);
+    assert_eq!(follower.last_log_index(), LogIndex(5));
+    assert_eq!(rejects(&answers), 0, "{answers:?}");
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(entries_carried(&resent), 0, "{resent:?}");
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(5)));
+}
+
+#[test]
+fn a_lost_append_is_reported_by_the_follower_after_a_whole_tick() {
+    let (mut leader, mut follower) = streaming_pair();
+    let mut appends = propose(&mut leader, 8);
+    let _lost = appends.remove(0);
+    assert!(deliver(&mut follower, appends).is_empty());
+    // The first tick may fall right after the later appends arrived, before the lost one
+    // could have: only a gap found by two ticks in a row is reported.
+    assert!(to_leader(sends(&follower.step(Input::Tick))).is_empty());
+    let report = to_leader(sends(&follower.step(Input::Tick)));
+    assert_eq!(rejects(&report), 1, "{report:?}");
+    let Message::AppendEntriesResponse(response) = &report[0].message else {
+        unreachable!("a reject");
+    };
+    assert!(matches!(
+        response.result,
+        AppendResult::Reject {
+            // The latest append held: a probing leader hears only its latest probe's answer.
+            rejected_prev_index: LogIndex(8),
+            hint: raft_core::ConflictHint {
+                conflict_term: None,
+                first_index: LogIndex(2),
+            },
+        }
+    ));
+    // The leader resends from the gap, and the held appends follow the resent one.
+    let resent = to_follower(deliver(&mut leader, report));
+    assert_eq!(resent.len(), 1);
+    let answers = deliver(&mut follower, resent);
+    assert_eq!(follower.last_log_index(), LogIndex(9));
+    let _ = deliver(&mut leader, answers);
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(9)));
+}
+
+#[test]
+fn a_lost_append_is_resent_after_a_heartbeat_round() {
+    let (mut leader, mut follower) = streaming_pair();
+    let mut appends = propose(&mut leader, 8);
+    let _lost = appends.remove(0);
+    assert!(deliver(&mut follower, appends).is_empty());
+    // Even if the follower's report is lost too, the leader's heartbeats find no progress for
+    // a whole interval and resend from the follower's match index.
+    let mut resent = Vec::new();
+    for _ in 0..2 * leader.config().heartbeat_interval_ticks {
+        resent.extend(
+            to_follower(sends(&leader.step(Input::Tick)))
+                .into_iter()
+                .filter(|envelope| entries_carried(std::slice::from_ref(envelope)) > 0),
+        );
+    }
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    let Message::AppendEntries(request) = &resent[0].message else {
+        unreachable!("an append");
+    };
+    assert_eq!(request.prev_log_index, LogIndex(1));
+    let answers = deliver(&mut follower, resent);
+    assert_eq!(follower.last_log_index(), LogIndex(9));
+    let _ = deliver(&mut leader, answers);
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(9)));
+}
+
+#[test]
+fn held_appends_of_a_deposed_leader_are_never_applied() {
+    let (mut leader, mut follower) = streaming_pair();
+    let mut appends = propose(&mut leader, 2);
+    let lost = appends.remove(0);
+    assert!(
+        deliver(&mut follower, appends).is_empty(),
+        "entry 3 is held"
+    );
+    // A new leader (n3, term 2) holds entry 2 of term 1 and its own entry 3 of term 2; the
+    // follower takes both and acknowledges them.
+    let Message::AppendEntries(lost) = lost.message else {
+        unreachable!("an append");
+    };
+    let entries = vec![lost.entries[0].clone(), noop(3, 2)];
+    let answers = sends(&step_durably(
+        &mut follower,
+        append(3, 2, 2, (1, 1), entries, 0),
+    ));
+    assert!(answers.iter().any(|envelope| matches!(
+        &envelope.message,
+        Message::AppendEntriesResponse(response)
+            if response.result == AppendResult::Success { match_index: LogIndex(3) }
+    )));
+    // The held entry 3 of term 1 follows on from entry 2 too, but it belongs to the deposed
+    // leader's term: handled now, it would overwrite the entry just acknowledged.
+    assert_eq!(follower.last_log_index(), LogIndex(3));
+    assert_eq!(follower.entry(LogIndex(3)).map(|e| e.term.0), Some(2));
+}
