@@ -8,7 +8,7 @@
 //! (behind [`auth`] tokens, optionally over [`tls`]) next to the state machine's routes (the
 //! key-value machine's are in [`kv`]; they reach the driver through a [`service::Handle`]) and
 //! the dashboard, fed by the driver's [`events`]; [`node`] wires them together; a data dir
-//! belongs to one [`cluster_id`]. [`cluster`] (with its [`launcher`]), [`client`],
+//! belongs to one [`cluster_id`]; a service of its own starts from the [`prelude`]. [`cluster`] (with its [`launcher`]), [`client`],
 //! [`bench`](mod@bench), [`recover`] (a lost quorum) and [`backup`] (`snapshot save` and
 //! `restore`) are the other subcommands of the `raft-net` binary.
 
@@ -33,6 +33,7 @@ pub mod launcher;
 pub mod member_address;
 pub mod metrics;
 pub mod node;
+pub mod prelude;
 pub mod recover;
 pub mod replay;
 pub mod replica;

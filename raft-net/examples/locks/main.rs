@@ -14,18 +14,13 @@
 //! The raft-net README's "Build your own replicated service" walks through this file;
 //! `sim_test.rs` runs the machine in the simulator through a partition and a crash.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use raft_core::{LogIndex, SerdeMachine};
-use raft_net::http::{openapi::ErrorBody, ApiError, ApiResult};
-use raft_net::service::{json_ok, wall_clock_ms, Handle, Path, Query, Service, WriteFailures};
+use raft_net::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[cfg(test)]
 mod sim_test;
@@ -61,21 +56,11 @@ pub struct Holder {
     pub expires_ms: u64,
 }
 
-/// The held locks and the latest time a command carried. Leases that time passed are gone:
-/// `expiry` orders the locks by the end of their lease.
+/// The held locks and the latest time a command carried.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     held: BTreeMap<String, Holder>,
-    expiry: BTreeSet<(u64, String)>,
     now_ms: u64,
-}
-
-impl Table {
-    fn remove(&mut self, lock: &str) {
-        if let Some(holder) = self.held.remove(lock) {
-            self.expiry.remove(&(holder.expires_ms, lock.to_string()));
-        }
-    }
 }
 
 /// The machine: its table, shared with a snapshot until the next change copies it
@@ -97,20 +82,17 @@ impl SerdeMachine for Locks {
 
     fn apply(&mut self, index: LogIndex, command: Command) -> Output {
         let table = Arc::make_mut(&mut self.0);
-        // Proposers' clocks differ: the machine's time only moves forward.
-        table.now_ms = table.now_ms.max(command.now_ms);
-        while let Some((_, lock)) = table.expiry.first().filter(|e| e.0 <= table.now_ms) {
-            let lock = lock.clone();
-            table.remove(&lock);
-        }
+        // Proposers' clocks differ: the machine's time only moves forward. Leases it passed
+        // end here, on every replica at the same entry.
+        let now_ms = table.now_ms.max(command.now_ms);
+        table.now_ms = now_ms;
+        table.held.retain(|_, holder| holder.expires_ms > now_ms);
         let Command { lock, owner, .. } = command;
-        match (command.ttl_ms, table.held.get(&lock).cloned()) {
-            (Some(_), Some(other)) if other.owner != owner => Output::Held(other),
+        match (command.ttl_ms, table.held.get(&lock)) {
+            (Some(_), Some(other)) if other.owner != owner => Output::Held(other.clone()),
             (Some(ttl_ms), held) => {
                 let token = held.map_or(index.0, |h| h.token);
-                let expires_ms = table.now_ms.saturating_add(ttl_ms);
-                table.remove(&lock);
-                table.expiry.insert((expires_ms, lock.clone()));
+                let expires_ms = now_ms.saturating_add(ttl_ms);
                 let holder = Holder {
                     owner,
                     token,
@@ -120,7 +102,7 @@ impl SerdeMachine for Locks {
                 Output::Granted(holder)
             }
             (None, Some(held)) if held.owner == owner => {
-                table.remove(&lock);
+                table.held.remove(&lock);
                 Output::Released
             }
             (None, _) => Output::NotHolder,
@@ -160,7 +142,6 @@ impl Service for LockService {
         vec![
             format!("{lock}?owner=alice&ttl_ms=30000' -X POST"),
             format!("{lock}'"),
-            format!("{lock}?owner=alice' -X DELETE"),
         ]
     }
 }
@@ -229,7 +210,7 @@ fn answer(output: Output) -> ApiResult {
 
 /// The holder (a linearizable read), or `404`.
 #[utoipa::path(get, path = "/api/v1/locks/{lock}", tag = "locks", params(("lock" = String, Path)),
-    responses((status = 200, body = Holder), (status = 404, description = "not held", body = ErrorBody), raft_net::service::ReadFailures))]
+    responses((status = 200, body = Holder), (status = 404, description = "not held", body = ErrorBody), ReadFailures))]
 async fn holder(locks: State<Handle<Locks>>, uri: Uri, Path(lock): Path<String>) -> ApiResult {
     let holder = locks.read(lock, &uri).await?;
     json_ok(holder.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not held"))?)
