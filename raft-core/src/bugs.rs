@@ -1,6 +1,6 @@
 //! Known Raft bugs, reintroducible on purpose (the `bug-catalogue` feature), so that the
 //! simulator's exploration and the model checker can show they catch each one. A node runs the
-//! correct code unless [`Node::reintroduce`](crate::Node::reintroduce) switched a bug on; without
+//! correct code unless `Node::reintroduce` (with the feature) switched a bug on; without
 //! the feature the switches do not exist and every check below compiles to `false`.
 
 // Without the feature the catalogue exists only for the checks that compile to `false`.

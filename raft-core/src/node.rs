@@ -490,7 +490,7 @@ impl Node {
     }
 
     /// Figure 2, All Servers: "If commitIndex > lastApplied: increment lastApplied, apply
-    /// log[lastApplied] to state machine", restricted to entries this node has made durable.
+    /// `log[lastApplied]` to state machine", restricted to entries this node has made durable.
     fn take_entries_to_apply(&mut self) -> Vec<Entry> {
         let target = self.commit_index.min(self.persist.durable_index());
         if target <= self.applied_index {

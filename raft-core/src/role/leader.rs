@@ -351,7 +351,7 @@ impl Node {
     }
 
     /// Figure 2, Leaders: "If there exists an N such that N > commitIndex, a majority of
-    /// matchIndex[i] >= N, and log[N].term == currentTerm: set commitIndex = N". The leader's own
+    /// `matchIndex[i] >= N`, and `log[N].term == currentTerm`: set commitIndex = N". The leader's own
     /// match index is what it has made durable. Entries of earlier terms are never committed by
     /// counting replicas (Figure 8); they commit with the first entry of this term.
     pub(crate) fn maybe_advance_commit(&mut self) {

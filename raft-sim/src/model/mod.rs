@@ -200,7 +200,7 @@ impl Frame {
         }
     }
 
-    /// The message; frames are only ever made by [`Frame::of`], so they decode.
+    /// The message; frames are only ever made by `Frame::of`, so they decode.
     #[must_use]
     pub fn envelope(&self) -> Envelope {
         match raft_core::wire::decode(&self.bytes, usize::MAX) {
