@@ -945,36 +945,43 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_connection_is_kept_alive_between_requests() {
-        let (addr, accepted) = server("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", 3).await;
+    /// Three PUTs on one `Connection` to a server that answers each with `response`, up to
+    /// `per_connection` per connection: each answer's status and body length, and how many
+    /// connections the server accepted.
+    async fn three_puts(
+        response: &'static str,
+        per_connection: usize,
+    ) -> (Vec<(u16, usize)>, usize) {
+        let (addr, accepted) = server(response, per_connection).await;
         let mut connection = Connection::open(endpoint(&addr)).await.unwrap();
+        let mut answers = Vec::new();
         for _ in 0..3 {
             let answer = connection
                 .send(Method::PUT, "/api/v1/kv/k", Bytes::from_static(b"abc"))
                 .await
                 .unwrap();
-            assert_eq!(answer, (200, 5));
+            answers.push(answer);
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        (answers, accepted.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_alive_between_requests() {
+        let (answers, accepted) =
+            three_puts("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", 3).await;
+        assert_eq!(answers, vec![(200, 5); 3]);
+        assert_eq!(accepted, 1);
     }
 
     #[tokio::test]
     async fn a_connection_the_server_closes_is_opened_again() {
-        let (addr, accepted) = server(
+        let (answers, accepted) = three_puts(
             "HTTP/1.1 307 Temporary Redirect\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
             1,
         )
         .await;
-        let mut connection = Connection::open(endpoint(&addr)).await.unwrap();
-        for _ in 0..3 {
-            let answer = connection
-                .send(Method::PUT, "/api/v1/kv/k", Bytes::from_static(b"abc"))
-                .await
-                .unwrap();
-            assert_eq!(answer, (307, 0));
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(answers, vec![(307, 0); 3]);
+        assert_eq!(accepted, 3);
     }
 
     #[tokio::test]
