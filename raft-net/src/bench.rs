@@ -193,31 +193,26 @@ impl Report {
         use std::fmt::Write;
         let ms = |quantile: f64| self.histogram.value_at_quantile(quantile) as f64 / 1000.0;
         let noun = self.workload.noun();
-        let mut out = match self.workload {
-            Workload::Write => format!(
-                "{} clients, {} writes of {} bytes (after {} warm-up writes): {} committed in {:.2} s = {:.0} writes/s ({} errors)\n",
-                args.clients,
-                args.ops,
-                args.value_bytes,
-                args.warmup,
-                self.answered,
-                self.elapsed.as_secs_f64(),
-                self.per_second(),
-                self.errors,
-            ),
-            Workload::Read => format!(
-                "{} clients, {} linearizable reads of {} keys of {} bytes (after {} warm-up reads): {} answered in {:.2} s = {:.0} reads/s ({} errors)\n",
-                args.clients,
-                args.ops,
-                args.keys,
-                args.value_bytes,
-                args.warmup,
-                self.answered,
-                self.elapsed.as_secs_f64(),
-                self.per_second(),
-                self.errors,
+        let (asked, done) = match self.workload {
+            Workload::Write => (format!("writes of {} bytes", args.value_bytes), "committed"),
+            Workload::Read => (
+                format!(
+                    "linearizable reads of {} keys of {} bytes",
+                    args.keys, args.value_bytes
+                ),
+                "answered",
             ),
         };
+        let mut out = format!(
+            "{} clients, {} {asked} (after {} warm-up {noun}s): {} {done} in {:.2} s = {:.0} {noun}s/s ({} errors)\n",
+            args.clients,
+            args.ops,
+            args.warmup,
+            self.answered,
+            self.elapsed.as_secs_f64(),
+            self.per_second(),
+            self.errors,
+        );
         let _ = write!(
             out,
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
