@@ -78,12 +78,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Bench(args) => {
                 let report = raft_net::bench::run(&args).await?;
-                println!("{}", report.render(&args));
+                print_out(&report.render(&args))?;
                 Ok(())
             }
             Command::Snapshot(args) => {
                 let value = raft_net::backup::run(&args, now_micros()).await?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                print_out(&serde_json::to_string_pretty(&value)?)?;
                 Ok(())
             }
             Command::Recover(_) => Ok(()),
@@ -94,10 +94,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `raft-net recover`: the warning on stderr before anything changes, the report on stdout.
 fn recover(args: &RecoverArgs) -> anyhow::Result<()> {
     let plan = raft_net::recover::run(args, now_micros(), |warning| eprintln!("{warning}"))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&plan.report(args.dry_run, &args.data_dir))?
-    );
+    print_out(&serde_json::to_string_pretty(
+        &plan.report(args.dry_run, &args.data_dir),
+    )?)?;
     if args.dry_run {
         eprintln!("dry run: nothing was changed");
     } else {
@@ -107,6 +106,19 @@ fn recover(args: &RecoverArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`) is no error: the
+/// output was for it alone.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The wall clock in microseconds since the Unix epoch (0 before it).
