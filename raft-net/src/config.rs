@@ -23,6 +23,9 @@ pub const DATAGRAM_BYTES_MAX_DEFAULT: usize = 48 * 1024;
 /// entries queue in the leader's log and leave in one datagram with the next acknowledgement,
 /// instead of one datagram (and one follower fsync request) per proposal.
 pub const INFLIGHT_APPENDS_MAX_DEFAULT: usize = 4;
+/// raft-core's default. A leader keeps at most `inflight_appends_max` appends in flight to a
+/// follower, so the follower seldom holds more than that; the bound is against a flood.
+pub const EARLY_APPENDS_MAX_DEFAULT: usize = 64;
 /// Applied entries between snapshots by default.
 pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
 /// Room for an InstallSnapshot message's fields besides its data chunk: indexes, terms and the
@@ -146,6 +149,8 @@ pub struct NodeConfig {
     pub timing: Timing,
     pub datagram_bytes_max: usize,
     pub inflight_appends_max: usize,
+    /// AppendEntries a follower holds when they overtook earlier ones (0: reject them).
+    pub early_appends_max: usize,
     /// Take a snapshot (and compact the log) after this many applied entries; 0 never.
     pub snapshot_entries: u64,
     /// A WAL segment is closed once it holds this many bytes; whole segments below the
@@ -186,6 +191,7 @@ impl NodeConfig {
         config.election_timeout_ticks_max = self.timing.election_ticks_max;
         config.append_bytes_max = self.append_bytes_max(config.append_entries_max);
         config.inflight_appends_max = self.inflight_appends_max;
+        config.early_appends_max = self.early_appends_max;
         // An InstallSnapshot chunk plus its metadata (the membership) must fit one datagram too.
         config.snapshot_chunk_bytes_max = config
             .append_bytes_max
@@ -412,6 +418,11 @@ pub struct NodeArgs {
     /// Fewer in flight means more entries per datagram under load.
     #[arg(long, default_value_t = INFLIGHT_APPENDS_MAX_DEFAULT)]
     pub inflight_appends_max: usize,
+    /// AppendEntries a follower holds, instead of rejecting them, when they arrive before the
+    /// ones they follow (datagrams overtake each other); 0 rejects them, and the leader sends
+    /// again from the gap.
+    #[arg(long, default_value_t = EARLY_APPENDS_MAX_DEFAULT)]
+    pub early_appends_max: usize,
     /// Take a snapshot of the key-value store and compact the log every this many applied
     /// entries (0: never).
     #[arg(long, default_value_t = SNAPSHOT_ENTRIES_DEFAULT)]
@@ -505,6 +516,7 @@ impl NodeArgs {
             },
             datagram_bytes_max: self.datagram_bytes_max,
             inflight_appends_max: self.inflight_appends_max,
+            early_appends_max: self.early_appends_max,
             snapshot_entries: self.snapshot_entries,
             wal_segment_bytes: self.wal_segment_bytes,
             launcher: self
@@ -594,6 +606,7 @@ mod tests {
             timing: Timing::default(),
             datagram_bytes_max,
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
+            early_appends_max: EARLY_APPENDS_MAX_DEFAULT,
             snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
             wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES_MAX,
             launcher: None,
@@ -665,6 +678,18 @@ mod tests {
         assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
         assert!(config.command_bytes_max() > 40 * 1024);
         assert!(raft.snapshot_chunk_bytes_max + SNAPSHOT_META_BYTES <= raft.append_bytes_max);
+    }
+
+    #[test]
+    fn the_early_appends_bound_reaches_the_core_and_defaults_to_its_default() {
+        let mut config = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        let core_default = raft_core::Config::new(config.id, config.initial_voters());
+        assert_eq!(
+            config.raft_config().early_appends_max,
+            core_default.early_appends_max
+        );
+        config.early_appends_max = 0;
+        assert_eq!(config.raft_config().early_appends_max, 0);
     }
 
     #[test]
