@@ -365,17 +365,32 @@ impl Node {
     /// does, and still campaigns until it commits, so ignoring it would let it take the votes
     /// of the old membership's voters without ever winning. A server removed while it was away
     /// lacks the entry that removed it, so it cannot disrupt this node.
+    ///
+    /// A voter that only an uncommitted entry here removes is still a voter of the committed
+    /// membership, and its vote requests are processed whatever its log: this node takes its
+    /// term and refuses the vote by the log rule. Ignored, it would leave this node a term
+    /// behind it at every election, so that this node, which may be the only one able to win,
+    /// campaigns each time for a term the other voters already voted in.
     fn accepts_messages_from(&self, from: NodeId, message: &Message) -> bool {
         if self.membership.contains(from) {
             return true;
         }
         match message {
             Message::AppendEntries(_) | Message::InstallSnapshot(_) => true,
-            Message::RequestVote(request) | Message::PreVote(request) => self
-                .log
-                .is_up_to_date(request.last_log_index, request.last_log_term),
+            Message::RequestVote(request) | Message::PreVote(request) => {
+                self.log
+                    .is_up_to_date(request.last_log_index, request.last_log_term)
+                    || self.is_committed_voter(from)
+            }
             _ => false,
         }
+    }
+
+    /// Whether `id` is a voter of the membership at this node's commit index (its latest
+    /// membership may be newer, and not yet committed).
+    fn is_committed_voter(&self, id: NodeId) -> bool {
+        self.membership_index > self.commit_index
+            && self.membership_at(self.commit_index).0.is_voter(id)
     }
 
     /// Leader stickiness (Raft thesis §4.2.3): while this node hears from a live leader, vote

@@ -116,6 +116,18 @@ fn seed_30202_removed_voter_is_heard_by_the_new_membership() {
     passes(&[(30202, 5)]);
 }
 
+/// Regression: the follow-up of seed 30202. The voter that an uncommitted entry removes has the
+/// shorter log this time: a leader proposed the removal and was cut off, the rest committed
+/// without it, and a wiped voter's vote no longer counts. The removed voter cannot win without
+/// the old leader, whose log is ahead; the old leader ignored its vote requests (from outside
+/// its membership, with a log behind), so it never learned their terms and campaigned each
+/// time for a term the last voter had already voted in (`liveness_commit`, seed 51284 of 5
+/// nodes, found by `explore --seeds 0..100000 --nodes 5`).
+#[test]
+fn seed_51284_a_voter_removed_only_by_an_uncommitted_entry_is_heard() {
+    passes(&[(51284, 5)]);
+}
+
 /// Regression of the checker: a leader whose log holds only its own removal, the membership
 /// before it being in its snapshot, was judged against its boot configuration
 /// (`only_voters_lead`, a false alarm). Seeds 22051 and 47358 of 5 nodes.
