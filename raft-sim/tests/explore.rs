@@ -128,6 +128,16 @@ fn seed_51284_a_voter_removed_only_by_an_uncommitted_entry_is_heard() {
     passes(&[(51284, 5)]);
 }
 
+/// Regression: a candidate sent vote requests to its voters only. A server it still listed as
+/// a returning learner was a voter again in its own, newer log, and the only one that could
+/// win; it never heard the candidate's terms and campaigned each time for a term the
+/// candidate had already voted in (`liveness_commit`, seed 102895 of 3 nodes, found by
+/// `explore --seeds 100000..200000 --nodes 3`). Learners now hear the term too.
+#[test]
+fn seed_102895_a_candidates_learners_hear_its_term() {
+    passes(&[(102895, 3)]);
+}
+
 /// Regression of the checker: a leader whose log holds only its own removal, the membership
 /// before it being in its snapshot, was judged against its boot configuration
 /// (`only_voters_lead`, a false alarm). Seeds 22051 and 47358 of 5 nodes.

@@ -109,7 +109,14 @@ impl Node {
         // in the older term, the node could campaign for the same term again with another
         // log, and a late grant to the first campaign would count for the second.
         let at_once = reintroduced!(self, VoteRequestBeforeDurableTerm | LeadBeforeDurableVote);
-        for peer in self.other_voters() {
+        // Learners' votes count for nothing, but each hears the term: a learner here may be a
+        // voter again in its own, newer log (a returning server re-added), and one that never
+        // learned this node's terms would campaign a term behind it at every election, always
+        // for a term this node has already voted in (seed 102895 of 3 nodes).
+        let me = self.config.id;
+        let members: alloc::vec::Vec<NodeId> =
+            self.membership.members().filter(|&id| id != me).collect();
+        for peer in members {
             let message = Message::RequestVote(request.clone());
             if at_once {
                 self.send_request(peer, message);
