@@ -280,6 +280,12 @@ impl Node {
             .collect()
     }
 
+    /// Every member but this node, voters first.
+    pub(crate) fn other_members(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.membership.members().filter(|&id| id != me).collect()
+    }
+
     /// Voters among `ids` plus this node when it votes: the size of an acknowledging set.
     pub(crate) fn count_voters<'a>(
         &self,

@@ -113,10 +113,7 @@ impl Node {
         // voter again in its own, newer log (a returning server re-added), and one that never
         // learned this node's terms would campaign a term behind it at every election, always
         // for a term this node has already voted in (seed 102895 of 3 nodes).
-        let me = self.config.id;
-        let members: alloc::vec::Vec<NodeId> =
-            self.membership.members().filter(|&id| id != me).collect();
-        for peer in members {
+        for peer in self.other_members() {
             let message = Message::RequestVote(request.clone());
             if at_once {
                 self.send_request(peer, message);
