@@ -9,7 +9,9 @@ use raft_core::{
     PersistRequest, Term,
 };
 
-use super::wal::{batch_header, encode_record, list_segments, BATCH_HEADER_BYTES, SEGMENT_MAGIC};
+use super::wal::{
+    self, batch_header, encode_record, list_segments, Wal, BATCH_HEADER_BYTES, SEGMENT_MAGIC,
+};
 use super::*;
 use crate::metrics::Metrics;
 
@@ -83,9 +85,12 @@ fn expected(requests: &[PersistRequest]) -> DurableState {
     state
 }
 
-/// Writes `requests` directly as records, one append and sync each.
+/// Writes `requests` directly as records, one append and sync each, without preallocation:
+/// the segment ends where its last batch does (as a log of an earlier version does), so tests
+/// can damage its tail by appending to the file.
 fn write_records(dir: &Path, requests: &[PersistRequest]) {
     let mut opened = open(dir, NodeId(1), &creation()).unwrap();
+    opened.wal.set_preallocate_bytes(0);
     for request in requests {
         let mut buf = Vec::new();
         encode_record(request, &mut buf).unwrap();
@@ -207,16 +212,169 @@ fn full_length_tail_with_bad_crc_is_truncated() {
     assert_eq!(opened.report.truncated, Some((segment, good_len)));
 }
 
+/// Zeros after the last batch are where preallocation stopped, or sectors a crash left
+/// unwritten: either way the log ends there, and appends go on from there.
 #[test]
-fn zeroed_tail_is_truncated() {
+fn a_zeroed_tail_is_the_end_of_the_log() {
     let temp = tempfile::tempdir().unwrap();
     let all = requests();
-    write_records(temp.path(), &all);
+    write_records(temp.path(), &all[..3]);
     let segment = only_segment(temp.path());
+    let good_len = fs::metadata(&segment).unwrap().len();
     append_raw(&segment, &[0; 100]);
-    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    assert_eq!(opened.durable, expected(&all));
-    assert!(opened.report.truncated.is_some());
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(opened.durable, expected(&all[..3]));
+    assert_eq!(opened.report.truncated, None);
+    append_synced(&mut opened.wal, &all[3]);
+    drop(opened);
+    let bytes = fs::read(&segment).unwrap();
+    let last = batch_of(&all[3]);
+    assert_eq!(
+        &bytes[good_len as usize..good_len as usize + last.len()],
+        &last[..]
+    );
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(reopened.durable, expected(&all));
+}
+
+fn append_synced(wal: &mut Wal, request: &PersistRequest) {
+    let mut buf = Vec::new();
+    encode_record(request, &mut buf).unwrap();
+    wal.append(&buf).unwrap();
+    wal.sync().unwrap();
+}
+
+/// Where the batches of a segment written from `requests` end.
+fn batches_len(requests: &[PersistRequest]) -> usize {
+    SEGMENT_MAGIC.len()
+        + requests
+            .iter()
+            .map(|request| batch_of(request).len())
+            .sum::<usize>()
+}
+
+/// The tail segment is zero-filled ahead of its last batch, so that a batch's `fdatasync`
+/// changes no file metadata; a restart reads the zeros as the end, cuts nothing, and appends
+/// over them.
+#[test]
+fn the_tail_segment_is_preallocated_and_recovers_without_a_cut() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    for request in &all[..2] {
+        append_synced(&mut opened.wal, request);
+    }
+    drop(opened);
+    let segment = only_segment(temp.path());
+    let file_len = fs::metadata(&segment).unwrap().len();
+    // The first batch reached the end of the file and set the zeros ahead; the second went
+    // over them.
+    let first_end = batches_len(&all[..1]) as u64;
+    assert_eq!(file_len, first_end + wal::PREALLOCATE_BYTES);
+
+    let mut reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(reopened.durable, expected(&all[..2]));
+    assert_eq!(reopened.report.truncated, None);
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        file_len,
+        "nothing cut"
+    );
+    for request in &all[2..] {
+        append_synced(&mut reopened.wal, request);
+    }
+    drop(reopened);
+    let bytes = fs::read(&segment).unwrap();
+    let mut written = SEGMENT_MAGIC.to_vec();
+    for request in &all {
+        written.extend_from_slice(&batch_of(request));
+    }
+    assert_eq!(&bytes[..written.len()], &written[..]);
+    assert!(bytes[written.len()..].iter().all(|&byte| byte == 0));
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        file_len,
+        "the zeros were used"
+    );
+    let again = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(again.durable, expected(&all));
+}
+
+/// A crash while a batch was written over the preallocated zeros may leave any of its sectors
+/// unwritten (zeros, as before): whichever, recovery keeps exactly the batches before it. The
+/// zeros after a batch no longer tell that it is the last one, so this is checked sector by
+/// sector.
+#[test]
+fn every_crash_inside_the_preallocated_tail_keeps_the_batches_before_it() {
+    const SECTOR: usize = 512;
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests_with_a_big_second();
+    let all = &all[..2];
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    opened.wal.set_preallocate_bytes(8192);
+    for request in all {
+        append_synced(&mut opened.wal, request);
+    }
+    drop(opened);
+    let segment = only_segment(temp.path());
+    let original = fs::read(&segment).unwrap();
+    let (last_start, end) = (batches_len(&all[..1]), batches_len(all));
+    assert!(original.len() > end && end - last_start > 4 * SECTOR);
+    let recovered = |bytes: &[u8]| {
+        fs::write(&segment, bytes).unwrap();
+        let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+        assert!(opened.report.truncated.is_none() || bytes != original);
+        opened.durable
+    };
+    assert_eq!(recovered(&original), expected(all));
+    let sectors: Vec<usize> = std::iter::once(last_start)
+        .chain((last_start / SECTOR + 1..).map(|sector| sector * SECTOR))
+        .take_while(|&start| start < end)
+        .collect();
+    for &start in &sectors {
+        let mut bytes = original.clone();
+        bytes[start..].fill(0);
+        assert_eq!(recovered(&bytes), expected(&all[..1]), "zeros from {start}");
+        let mut bytes = original.clone();
+        bytes[start..((start / SECTOR + 1) * SECTOR).min(end)].fill(0);
+        assert_eq!(
+            recovered(&bytes),
+            expected(&all[..1]),
+            "the sector at {start}"
+        );
+    }
+}
+
+/// Only the last segment may end in zeros: a segment is trimmed to its batches before the next
+/// one starts (a checkpoint can start one at any length), so zeros at the end of an earlier
+/// segment stay corruption, never a quiet end that would hide lost batches.
+#[test]
+fn a_segment_is_trimmed_to_its_batches_before_the_next_starts() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = requests();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    append_synced(&mut opened.wal, &all[0]);
+    // Zeros are ahead of the first batch now; the next append starts a new segment.
+    opened.wal.set_segment_bytes_max(1);
+    for request in &all[1..] {
+        append_synced(&mut opened.wal, request);
+    }
+    drop(opened);
+    let segments = list_segments(&temp.path().join("wal")).unwrap();
+    assert_eq!(segments.len(), all.len());
+    for ((_, path), request) in segments.iter().zip(&all).take(all.len() - 1) {
+        let len = fs::metadata(path).unwrap().len() as usize;
+        assert_eq!(len, SEGMENT_MAGIC.len() + batch_of(request).len());
+    }
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(reopened.durable, expected(&all));
+    drop(reopened);
+    append_raw(&segments[0].1, &[0; 100]);
+    let error = open(temp.path(), NodeId(1), &creation()).unwrap_err();
+    assert!(
+        matches!(error, StorageError::Corrupt { ref path, .. } if *path == segments[0].1),
+        "{error}"
+    );
 }
 
 #[test]

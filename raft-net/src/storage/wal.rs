@@ -14,6 +14,14 @@
 //! syncs it, and only then deletes the older segments. Recovery starts at the last segment that
 //! begins with a checkpoint, so a crash at any point of this leaves a complete state.
 //!
+//! Preallocation: the tail segment is kept zero-filled ahead of its last batch, a mebibyte
+//! at a time (never past the segment limit). A batch written over zeros the disk already holds
+//! changes no file metadata, so its `fdatasync` is one data write and a cache flush instead of
+//! also an inode update: about half the time and CPU of an `fdatasync` after an append. The
+//! price is that every log byte is written twice, once as a zero. The zeros after the last
+//! batch of the last segment are its end, not damage; a segment is trimmed to its batches
+//! (and synced) before the next one is started, so no other segment has such a tail.
+//!
 //! Recovery tells a torn tail from corruption. A crash can only damage what was written after
 //! the last `fdatasync` returned, and the storage thread writes a batch only after the one
 //! before it is synced: so only the **last batch of the last segment** may be damaged, and it
@@ -26,7 +34,7 @@
 //! state included, are never cut with only a warning.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
@@ -64,6 +72,11 @@ pub enum WalRecordRef<'a> {
 }
 /// A new segment is started once the current one reaches this size.
 pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// How far ahead of its last batch the tail segment is zero-filled. A mebibyte of zeros and
+/// its sync cost about a millisecond here, once per mebibyte of log.
+pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+/// The zeros that preallocation writes, a piece at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 const SEGMENT_SUFFIX: &str = ".wal";
 
@@ -71,11 +84,16 @@ const SEGMENT_SUFFIX: &str = ".wal";
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
+    /// Its cursor is at `len`: batches are written there.
     file: File,
     path: PathBuf,
     sequence: u64,
+    /// Where the batches end.
     len: u64,
+    /// Where the file ends: zeros from `len` on.
+    file_len: u64,
     segment_bytes_max: u64,
+    preallocate_bytes: u64,
 }
 
 /// What recovery found besides the state.
@@ -252,18 +270,35 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<(WalRecord, usize), BadRec
 
 /// How a batch at some offset failed to read.
 enum BadBatch {
+    /// No batch here: the preallocated zeros of the last segment start at this offset.
+    End,
     /// The batch could be the last one a crash interrupted: cut it.
     Torn,
     /// Damage that no crash explains, at this offset.
     Corrupt(usize, String),
 }
 
+/// Where the bytes of a segment stop being preallocated zeros: after its last non-zero byte in
+/// the last segment, at its end in any other (those are trimmed to their batches).
+fn zeros_from(bytes: &[u8], is_last: bool) -> usize {
+    if is_last {
+        bytes
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(0, |last| last + 1)
+    } else {
+        bytes.len()
+    }
+}
+
 /// Reads the batch at `offset` of a segment: its records and the offset after it. `is_last`:
-/// this is the last segment, the only one a crash can have left unfinished.
+/// this is the last segment, the only one a crash can have left unfinished. `zeros_from`: see
+/// [`zeros_from`].
 fn read_batch(
     bytes: &[u8],
     offset: usize,
     is_last: bool,
+    zeros_from: usize,
 ) -> Result<(Vec<WalRecord>, usize), BadBatch> {
     let torn_or = |reason: &str| {
         if is_last {
@@ -275,6 +310,9 @@ fn read_batch(
     let Some(records_len) = read_batch_header(&bytes[offset..]) else {
         if bytes.len() - offset < BATCH_HEADER_BYTES {
             return Err(torn_or("the segment ends inside a batch header"));
+        }
+        if is_last && offset >= zeros_from {
+            return Err(BadBatch::End);
         }
         // A header the crash left unwritten reads as zeros; were it damaged later, the batches
         // written after it would still be intact, and cutting them would lose acknowledged data.
@@ -303,7 +341,7 @@ fn read_batch(
     };
     // The last batch of the last segment is the one a crash may have torn; any other batch was
     // synced before the next one was written, so it must read back whole.
-    let last_batch = is_last && end == bytes.len();
+    let last_batch = is_last && end >= zeros_from;
     let batch = &bytes[..end];
     let mut records = Vec::new();
     let mut at = start;
@@ -339,18 +377,28 @@ fn read_batch(
 fn intact_batch_after(bytes: &[u8], offset: usize) -> Option<usize> {
     (offset + 1..bytes.len().saturating_sub(BATCH_HEADER_BYTES - 1)).find(|&candidate| {
         read_batch_header(&bytes[candidate..]).is_some()
-            && read_batch(bytes, candidate, false).is_ok_and(|(records, _)| !records.is_empty())
+            && read_batch(bytes, candidate, false, bytes.len())
+                .is_ok_and(|(records, _)| !records.is_empty())
     })
 }
 
-/// Replays one segment into `state`. Returns the offset of a torn tail to cut, if any.
+/// Where a segment's batches end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SegmentEnd {
+    /// At this offset, where the file ends or its preallocated zeros begin.
+    Whole(u64),
+    /// A torn tail starts at this offset: cut it.
+    Torn(u64),
+}
+
+/// Replays one segment into `state`: where its batches end.
 fn replay_segment(
     path: &Path,
     is_last: bool,
     state: &mut DurableState,
     report: &mut RecoveryReport,
     buf: &mut Vec<u8>,
-) -> Result<Option<u64>, StorageError> {
+) -> Result<SegmentEnd, StorageError> {
     // One buffer for every segment: a fresh 64 MiB allocation per segment costs more in page
     // faults than reading the file does.
     buf.clear();
@@ -365,7 +413,7 @@ fn replay_segment(
     };
     if bytes.len() < SEGMENT_MAGIC.len() && is_last && SEGMENT_MAGIC.starts_with(bytes) {
         // A crash while the segment was being created; nothing was ever acknowledged in it.
-        return Ok(Some(0));
+        return Ok(SegmentEnd::Torn(0));
     }
     if bytes.starts_with(SEGMENT_MAGIC_V1) {
         return Err(StorageError::OldFormat {
@@ -375,9 +423,10 @@ fn replay_segment(
     if !bytes.starts_with(SEGMENT_MAGIC) {
         return Err(corrupt(0, "missing segment magic".to_string()));
     }
+    let zeros_from = zeros_from(bytes, is_last);
     let mut offset = SEGMENT_MAGIC.len();
     while offset < bytes.len() {
-        match read_batch(bytes, offset, is_last) {
+        match read_batch(bytes, offset, is_last, zeros_from) {
             Ok((records, next)) => {
                 for record in records {
                     match record {
@@ -388,11 +437,12 @@ fn replay_segment(
                 }
                 offset = next;
             }
-            Err(BadBatch::Torn) => return Ok(Some(offset as u64)),
+            Err(BadBatch::End) => break,
+            Err(BadBatch::Torn) => return Ok(SegmentEnd::Torn(offset as u64)),
             Err(BadBatch::Corrupt(at, reason)) => return Err(corrupt(at, reason)),
         }
     }
-    Ok(None)
+    Ok(SegmentEnd::Whole(offset as u64))
 }
 
 /// The sector size torn writes are detected in: an append that the crash interrupted leaves
@@ -460,15 +510,19 @@ impl Wal {
             return Ok((wal, state, report));
         };
         let mut buf = Vec::new();
+        let mut batches_end = 0;
         for (position, (_, path)) in segments.iter().enumerate() {
             let is_last = position + 1 == segments.len();
-            if let Some(offset) = replay_segment(path, is_last, &mut state, &mut report, &mut buf)?
-            {
-                truncate(path, offset)?;
-                report.truncated = Some((path.clone(), offset));
-            }
+            batches_end = match replay_segment(path, is_last, &mut state, &mut report, &mut buf)? {
+                SegmentEnd::Whole(end) => end,
+                SegmentEnd::Torn(offset) => {
+                    truncate(path, offset)?;
+                    report.truncated = Some((path.clone(), offset));
+                    offset
+                }
+            };
         }
-        let wal = Wal::open_segment(dir, last_sequence, &last_path)?;
+        let wal = Wal::open_segment(dir, last_sequence, &last_path, batches_end)?;
         Ok((wal, state, report))
     }
 
@@ -486,7 +540,8 @@ impl Wal {
         let mut buf = Vec::new();
         for (position, (_, path)) in segments.iter().enumerate() {
             let is_last = position + 1 == segments.len();
-            if let Some(offset) = replay_segment(path, is_last, &mut state, &mut report, &mut buf)?
+            if let SegmentEnd::Torn(offset) =
+                replay_segment(path, is_last, &mut state, &mut report, &mut buf)?
             {
                 report.truncated = Some((path.clone(), offset));
             }
@@ -502,7 +557,9 @@ impl Wal {
         let mut report = RecoveryReport::default();
         let mut buf = Vec::new();
         for (_, path) in segments.drain(start..) {
-            if let Some(offset) = replay_segment(&path, true, &mut state, &mut report, &mut buf)? {
+            if let SegmentEnd::Torn(offset) =
+                replay_segment(&path, true, &mut state, &mut report, &mut buf)?
+            {
                 return Err(StorageError::Corrupt {
                     path,
                     offset,
@@ -524,10 +581,11 @@ impl Wal {
         buf.extend_from_slice(&record);
         // The current segment must be complete on disk: if the new one is torn by a crash,
         // recovery replays the current one, and only a last segment may have a torn tail.
-        self.sync()?;
+        self.finish()?;
         let next = Wal::create_segment_with(&self.dir, self.sequence + 1, &buf)?;
         *self = Wal {
             segment_bytes_max: self.segment_bytes_max,
+            preallocate_bytes: self.preallocate_bytes,
             ..next
         };
         for (sequence, path) in list_segments(&self.dir)? {
@@ -554,29 +612,40 @@ impl Wal {
         let path = dir.join(segment_name(sequence));
         let mut file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(StorageError::io(&path))?;
         file.write_all(contents).map_err(StorageError::io(&path))?;
         file.sync_all().map_err(StorageError::io(&path))?;
         // The new name must be durable before anything acknowledged lands in the file.
         sync_dir(dir)?;
+        let len = contents.len() as u64;
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
             path,
             sequence,
-            len: contents.len() as u64,
+            len,
+            file_len: len,
             segment_bytes_max: SEGMENT_BYTES_MAX,
+            preallocate_bytes: PREALLOCATE_BYTES,
         })
     }
 
-    fn open_segment(dir: &Path, sequence: u64, path: &Path) -> Result<Wal, StorageError> {
+    /// Opens the last segment, whose batches end at `batches_end` (preallocated zeros may
+    /// follow), for appends there.
+    fn open_segment(
+        dir: &Path,
+        sequence: u64,
+        path: &Path,
+        batches_end: u64,
+    ) -> Result<Wal, StorageError> {
         let mut file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(StorageError::io(path))?;
-        let mut len = file.metadata().map_err(StorageError::io(path))?.len();
+        let file_len = file.metadata().map_err(StorageError::io(path))?.len();
+        let mut len = batches_end;
         if len == 0 {
             // Recovery cut a segment whose creation was torn; give it back its magic.
             file.write_all(SEGMENT_MAGIC)
@@ -584,19 +653,29 @@ impl Wal {
             file.sync_all().map_err(StorageError::io(path))?;
             len = SEGMENT_MAGIC.len() as u64;
         }
+        file.seek(SeekFrom::Start(len))
+            .map_err(StorageError::io(path))?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
             path: path.to_path_buf(),
             sequence,
             len,
+            file_len: file_len.max(len),
             segment_bytes_max: SEGMENT_BYTES_MAX,
+            preallocate_bytes: PREALLOCATE_BYTES,
         })
     }
 
     /// Starts a new segment once the current one reaches `bytes` (tests use small values).
     pub fn set_segment_bytes_max(&mut self, bytes: u64) {
         self.segment_bytes_max = bytes;
+    }
+
+    /// Zero-fills this far ahead of the last batch (0: never; tests that look at the file's
+    /// bytes use it).
+    pub fn set_preallocate_bytes(&mut self, bytes: u64) {
+        self.preallocate_bytes = bytes;
     }
 
     /// Appends already framed records as one batch (not yet durable: call `sync`). Recovery
@@ -609,6 +688,36 @@ impl Wal {
         }
         write_both(&mut self.file, &header, records).map_err(StorageError::io(&self.path))?;
         self.len += (BATCH_HEADER_BYTES + records.len()) as u64;
+        self.file_len = self.file_len.max(self.len);
+        if self.len == self.file_len {
+            self.preallocate()?;
+        }
+        Ok(())
+    }
+
+    /// Zero-fills the file past the last batch, up to `preallocate_bytes` ahead but not past the
+    /// segment limit. The next `sync` makes the zeros durable along with the batch: until
+    /// then a crash may keep any part of them, and zeros read as the end of the log anyway.
+    fn preallocate(&mut self) -> Result<(), StorageError> {
+        let target = self
+            .len
+            .saturating_add(self.preallocate_bytes)
+            .min(self.segment_bytes_max.max(self.len));
+        if self.file_len >= target {
+            return Ok(());
+        }
+        let io = StorageError::io(&self.path);
+        self.file.seek(SeekFrom::Start(self.file_len)).map_err(io)?;
+        while self.file_len < target {
+            let piece = (target - self.file_len).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all(&ZEROS[..piece])
+                .map_err(StorageError::io(&self.path))?;
+            self.file_len += piece as u64;
+        }
+        self.file
+            .seek(SeekFrom::Start(self.len))
+            .map_err(StorageError::io(&self.path))?;
         Ok(())
     }
 
@@ -617,13 +726,28 @@ impl Wal {
         self.file.sync_data().map_err(StorageError::io(&self.path))
     }
 
+    /// Trims the preallocated zeros and makes the segment durable, before a later segment is
+    /// started: only the last segment may end in zeros, so recovery can read any zeros in an
+    /// earlier one as the damage they are.
+    fn finish(&mut self) -> Result<(), StorageError> {
+        if self.file_len > self.len {
+            self.file
+                .set_len(self.len)
+                .map_err(StorageError::io(&self.path))?;
+            self.file_len = self.len;
+            return self.file.sync_all().map_err(StorageError::io(&self.path));
+        }
+        self.sync()
+    }
+
     fn rotate(&mut self) -> Result<(), StorageError> {
         // The old segment must be complete on disk before records appear in the next one, or a
         // crash could keep a later record and lose an earlier one.
-        self.sync()?;
+        self.finish()?;
         let next = Wal::create_segment(&self.dir, self.sequence + 1)?;
         *self = Wal {
             segment_bytes_max: self.segment_bytes_max,
+            preallocate_bytes: self.preallocate_bytes,
             ..next
         };
         Ok(())
@@ -685,7 +809,7 @@ fn first_batch_is_checkpoint(segment: impl Read) -> bool {
     }
     let first_payload = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + RECORD_HEADER_BYTES;
     batch.get(first_payload) == Some(&CHECKPOINT_TAG)
-        && read_batch(&batch, SEGMENT_MAGIC.len(), false)
+        && read_batch(&batch, SEGMENT_MAGIC.len(), false, batch.len())
             .is_ok_and(|(records, _)| matches!(records.first(), Some(WalRecord::Checkpoint(_))))
 }
 
