@@ -30,10 +30,12 @@ use tokio::sync::{mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod cross_origin;
 pub mod events;
 pub mod members;
 pub mod node;
 pub mod openapi;
+mod request_timeout;
 pub mod serve;
 pub mod state;
 mod ui;
@@ -170,7 +172,6 @@ pub fn router(
     limits: &HttpLimits,
 ) -> Router {
     let tokens = Arc::clone(&state.tokens);
-    let request_timeout = limits.request_timeout;
     let cors = ui::cors(&state);
     let node = node::routes(state, admin);
     let (document_route, document_api) = OpenApiRouter::new()
@@ -197,23 +198,25 @@ pub fn router(
         .merge(document_route.with_state(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            limits.body_timeout,
-        ))
+        // One `layer` call for all of them: axum boxes every route once per call, and every
+        // box is cloned (an allocation) for every request.
         .layer(
             tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    move |_: tower::BoxError| request_timed_out(request_timeout),
+                .layer(cross_origin::CrossOriginLayer(cors))
+                .layer(request_timeout::RequestTimeoutLayer::new(
+                    limits.request_timeout,
+                    request_timed_out,
                 ))
-                .timeout(limits.request_timeout),
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    limits.body_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
         )
-        .layer(cors)
 }
 
 /// A request that took longer than the request timeout. Whatever it was doing may still
 /// happen (a write in the log commits on its own), so the answer promises nothing.
-async fn request_timed_out(timeout: Duration) -> ApiError {
+fn request_timed_out(timeout: Duration) -> ApiError {
     ApiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         format!(
@@ -580,6 +583,37 @@ pub(crate) mod tests {
         );
         let (status, body) = call(&app, "PUT", "/api/v1/kv/k", None).await;
         assert_eq!(status, 503, "{body}");
+    }
+
+    /// CORS sees only requests with an `Origin` (every cross-origin request a browser makes):
+    /// others get no `Vary` header, and a preflight is still answered by CORS.
+    #[tokio::test]
+    async fn cors_handles_only_requests_that_carry_an_origin() {
+        let app = app(HttpLimits::default(), Tokens::default(), false);
+        let send = |origin: Option<&str>, method: &str| {
+            let mut request = axum::http::Request::builder()
+                .method(method)
+                .uri("/api/v1/state");
+            if let Some(origin) = origin {
+                request = request
+                    .header(header::ORIGIN, origin)
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET");
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let plain = send(None, "GET").await.unwrap();
+        assert!(plain.headers().get(header::VARY).is_none());
+        let cross = send(Some("http://elsewhere.example"), "GET").await.unwrap();
+        assert!(cross.headers().get(header::VARY).is_some());
+        assert!(cross
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
+        let preflight = send(Some("http://elsewhere.example"), "OPTIONS")
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), StatusCode::OK);
+        assert!(preflight.headers().get(header::VARY).is_some());
     }
 
     #[tokio::test]
