@@ -48,7 +48,8 @@ etcd_run() { # put|get clients connections ops
 
 raft_run() { # bench flags
   out=$("$B" bench "$@")
-  echo "$out" | head -2
+  echo "$out" | head -3
+  echo "$out" | grep '^node CPU'
 }
 
 for round in $(seq "$rounds"); do

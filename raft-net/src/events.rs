@@ -103,11 +103,9 @@ impl Key {
 /// The driver's side of the status channel.
 #[derive(Debug)]
 pub struct StatusFeed {
-    id: NodeId,
     sender: watch::Sender<NodeStatus>,
     key: Key,
     membership: Membership,
-    log_terms: Vec<[u64; 2]>,
     changes: VecDeque<RoleChange>,
     next_seq: u64,
 }
@@ -124,11 +122,9 @@ impl StatusFeed {
         let log_terms = log_terms(node);
         let status = status(node.id(), &key, &membership, &log_terms, &changes);
         StatusFeed {
-            id: node.id(),
             sender: watch::Sender::new(status),
             key,
             membership,
-            log_terms,
             changes,
             next_seq: 2,
         }
@@ -147,11 +143,8 @@ impl StatusFeed {
         if key == self.key && !membership_changed {
             return;
         }
-        if (key.last, key.last_term, key.snapshot)
-            != (self.key.last, self.key.last_term, self.key.snapshot)
-        {
-            self.log_terms = log_terms(node);
-        }
+        let log_changed = (key.last, key.last_term, key.snapshot)
+            != (self.key.last, self.key.last_term, self.key.snapshot);
         let role_changed = key.role_part() != self.key.role_part();
         self.key = key;
         if membership_changed {
@@ -160,7 +153,23 @@ impl StatusFeed {
         if role_changed {
             self.record_change();
         }
-        self.sender.send_replace(self.status());
+        let (membership, changes) = (&self.membership, &self.changes);
+        // In place: most steps change only the indexes, and the status is published after
+        // every step, so rebuilding its lists each time was an allocation per write or more.
+        self.sender.send_modify(|status| {
+            set_scalars(status, &key);
+            if membership_changed {
+                set_ids(&mut status.voters, &membership.voters);
+                set_ids(&mut status.learners, &membership.learners);
+            }
+            if log_changed {
+                fill_log_terms(node, &mut status.log_terms);
+            }
+            if role_changed {
+                status.changes.clear();
+                status.changes.extend(changes.iter().cloned());
+            }
+        });
     }
 
     fn record_change(&mut self) {
@@ -169,16 +178,6 @@ impl StatusFeed {
         }
         self.changes.push_back(change(self.next_seq, &self.key));
         self.next_seq += 1;
-    }
-
-    fn status(&self) -> NodeStatus {
-        status(
-            self.id,
-            &self.key,
-            &self.membership,
-            &self.log_terms,
-            &self.changes,
-        )
     }
 }
 
@@ -201,30 +200,57 @@ fn status(
     log_terms: &[[u64; 2]],
     changes: &VecDeque<RoleChange>,
 ) -> NodeStatus {
-    NodeStatus {
+    let mut status = NodeStatus {
         id: id.0,
         role: key.role.as_str(),
-        pre_candidate: key.pre_candidate,
-        term: key.term.0,
-        leader: key.leader.map(|id| id.0),
-        commit_index: key.commit.0,
-        applied_index: key.applied.0,
-        last_log_index: key.last.0,
-        snapshot_index: key.snapshot.0,
-        voters: membership.voters.iter().map(|id| id.0).collect(),
-        learners: membership.learners.iter().map(|id| id.0).collect(),
-        transfer_target: key.transfer.map(|id| id.0),
+        pre_candidate: false,
+        term: 0,
+        leader: None,
+        commit_index: 0,
+        applied_index: 0,
+        last_log_index: 0,
+        snapshot_index: 0,
+        voters: Vec::new(),
+        learners: Vec::new(),
+        transfer_target: None,
         log_terms: log_terms.to_vec(),
         changes: changes.iter().cloned().collect(),
-    }
+    };
+    set_scalars(&mut status, key);
+    set_ids(&mut status.voters, &membership.voters);
+    set_ids(&mut status.learners, &membership.learners);
+    status
+}
+
+fn set_scalars(status: &mut NodeStatus, key: &Key) {
+    status.role = key.role.as_str();
+    status.pre_candidate = key.pre_candidate;
+    status.term = key.term.0;
+    status.leader = key.leader.map(|id| id.0);
+    status.commit_index = key.commit.0;
+    status.applied_index = key.applied.0;
+    status.last_log_index = key.last.0;
+    status.snapshot_index = key.snapshot.0;
+    status.transfer_target = key.transfer.map(|id| id.0);
+}
+
+fn set_ids<'a>(list: &mut Vec<u64>, ids: impl IntoIterator<Item = &'a NodeId>) {
+    list.clear();
+    list.extend(ids.into_iter().map(|id| id.0));
 }
 
 /// The runs of equal terms in the log the node holds (after its snapshot): a binary search per
 /// run, since terms never decrease along a log.
 fn log_terms(node: &Node) -> Vec<[u64; 2]> {
-    let entries = node.entries(LogIndex(1), node.last_log_index());
     let mut runs = Vec::new();
-    let mut rest = entries;
+    fill_log_terms(node, &mut runs);
+    runs
+}
+
+/// [`log_terms`] into `runs`, reusing its allocation.
+fn fill_log_terms(node: &Node, runs: &mut Vec<[u64; 2]>) {
+    runs.clear();
+    let mut rest = node.entries(LogIndex(1), node.last_log_index());
     while let Some(first) = rest.first() {
         runs.push([first.index.0, first.term.0]);
         let term = first.term;
@@ -232,7 +258,6 @@ fn log_terms(node: &Node) -> Vec<[u64; 2]> {
         let end = rest.partition_point(|entry| entry.term <= term).max(1);
         rest = &rest[end..];
     }
-    runs
 }
 
 fn now_ms() -> u64 {
@@ -261,6 +286,15 @@ mod tests {
                 }
             }
             feed.publish(node, LogIndex(0));
+            // Updated in place, the status must be the one built from scratch.
+            let rebuilt = status(
+                node.id(),
+                &feed.key,
+                &feed.membership,
+                &log_terms(node),
+                &feed.changes,
+            );
+            assert_eq!(*feed.sender.borrow(), rebuilt);
         }
     }
 
@@ -313,6 +347,18 @@ mod tests {
         assert_eq!(appended.last_log_index, 2);
         assert_eq!(appended.commit_index, 2);
         assert_eq!(appended.changes, leader.changes, "no role change");
+
+        drive(
+            &mut node,
+            &mut feed,
+            Input::ChangeMembership {
+                request_id: RequestId(2),
+                change: raft_core::MembershipChange::AddLearner(NodeId(4)),
+            },
+        );
+        let grown = status.borrow_and_update().clone();
+        assert_eq!((grown.voters, grown.learners), (vec![1], vec![4]));
+        assert_eq!(grown.last_log_index, 3);
     }
 
     #[test]
