@@ -253,6 +253,29 @@ fn batches_len(requests: &[PersistRequest]) -> usize {
             .sum::<usize>()
 }
 
+/// Preallocation stops at the segment limit and batches stop anywhere inside the zeros, so
+/// fewer zeros than a batch header may follow the last batch: still the end of the log, for
+/// recovery and for the storage thread reading its own log back (found in review: such a
+/// tail read as a torn header, and the read-back refused it).
+#[test]
+fn a_zero_tail_shorter_than_a_batch_header_is_the_end_of_the_log() {
+    let all = requests();
+    for zeros in 1..BATCH_HEADER_BYTES {
+        let temp = tempfile::tempdir().unwrap();
+        write_records(temp.path(), &all);
+        let segment = only_segment(temp.path());
+        append_raw(&segment, &vec![0; zeros]);
+        let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+        assert_eq!(reopened.durable, expected(&all), "{zeros} zeros");
+        assert_eq!(reopened.report.truncated, None, "{zeros} zeros");
+        assert_eq!(
+            reopened.wal.replay().unwrap(),
+            expected(&all),
+            "{zeros} zeros"
+        );
+    }
+}
+
 /// The tail segment is zero-filled ahead of its last batch, so that a batch's `fdatasync`
 /// changes no file metadata; a restart reads the zeros as the end, cuts nothing, and appends
 /// over them.
@@ -300,32 +323,45 @@ fn the_tail_segment_is_preallocated_and_recovers_without_a_cut() {
     assert_eq!(again.durable, expected(&all));
 }
 
-/// A crash while a batch was written over the preallocated zeros may leave any of its sectors
-/// unwritten (zeros, as before): whichever, recovery keeps exactly the batches before it. The
-/// zeros after a batch no longer tell that it is the last one, so this is checked sector by
-/// sector.
+/// A crash while the last batch was written may leave any of its sectors unwritten (zeros),
+/// and the file shorter than what was written: whichever, recovery keeps exactly the batches
+/// before it. The zeros after a batch no longer tell that it is the last one, so this is
+/// checked sector by sector, for a batch written over preallocated zeros and for one that
+/// grows the file (and sets the next zeros ahead).
 #[test]
 fn every_crash_inside_the_preallocated_tail_keeps_the_batches_before_it() {
+    let all = requests_with_a_big_second();
+    let first_end = batches_len(&all[..1]) as u64;
+    // Over zeros already there; growing the file past a short zone of zeros.
+    for preallocate in [8192, 100] {
+        crash_images_of_the_last_batch(&all[..2], preallocate);
+    }
+    assert!(batches_len(&all[..2]) as u64 > first_end + 100);
+}
+
+fn crash_images_of_the_last_batch(all: &[PersistRequest], preallocate: u64) {
     const SECTOR: usize = 512;
     let temp = tempfile::tempdir().unwrap();
-    let all = requests_with_a_big_second();
-    let all = &all[..2];
     let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    opened.wal.set_preallocate_bytes(8192);
+    opened.wal.set_preallocate_bytes(preallocate);
     for request in all {
         append_synced(&mut opened.wal, request);
     }
     drop(opened);
     let segment = only_segment(temp.path());
     let original = fs::read(&segment).unwrap();
-    let (last_start, end) = (batches_len(&all[..1]), batches_len(all));
+    let last = all.len() - 1;
+    let (last_start, end) = (batches_len(&all[..last]), batches_len(all));
     assert!(original.len() > end && end - last_start > 4 * SECTOR);
     let recovered = |bytes: &[u8]| {
         fs::write(&segment, bytes).unwrap();
         let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
         assert!(opened.report.truncated.is_none() || bytes != original);
+        // What it read back is also what the storage thread reads back later.
+        assert_eq!(opened.wal.replay().unwrap(), opened.durable);
         opened.durable
     };
+    let before = expected(&all[..last]);
     assert_eq!(recovered(&original), expected(all));
     let sectors: Vec<usize> = std::iter::once(last_start)
         .chain((last_start / SECTOR + 1..).map(|sector| sector * SECTOR))
@@ -334,13 +370,29 @@ fn every_crash_inside_the_preallocated_tail_keeps_the_batches_before_it() {
     for &start in &sectors {
         let mut bytes = original.clone();
         bytes[start..].fill(0);
-        assert_eq!(recovered(&bytes), expected(&all[..1]), "zeros from {start}");
+        assert_eq!(
+            recovered(&bytes),
+            before,
+            "zeros from {start}, {preallocate}"
+        );
         let mut bytes = original.clone();
         bytes[start..((start / SECTOR + 1) * SECTOR).min(end)].fill(0);
         assert_eq!(
             recovered(&bytes),
-            expected(&all[..1]),
-            "the sector at {start}"
+            before,
+            "the sector at {start}, {preallocate}"
+        );
+        assert_eq!(
+            recovered(&original[..start]),
+            before,
+            "cut at {start}, {preallocate}"
+        );
+    }
+    for cut in end..original.len() {
+        assert_eq!(
+            recovered(&original[..cut]),
+            expected(all),
+            "cut at {cut}, {preallocate}"
         );
     }
 }

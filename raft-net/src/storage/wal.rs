@@ -31,7 +31,10 @@
 //! stops start-up as corruption, naming the file and byte offset: a bad record in a batch that
 //! another batch follows, a record length that points past its batch, a damaged batch header
 //! with intact batches after it, anything in an earlier segment. Acknowledged records, hard
-//! state included, are never cut with only a warning.
+//! state included, are never cut with only a warning, with one exception that preallocation
+//! brings: damage that zeroes the last segment from inside some batch to its very end looks
+//! like a torn last batch over preallocated zeros, and is cut as one. etcd's WAL, which
+//! preallocates too, reads zeros the same way (a zero length is the end of the log).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -308,11 +311,12 @@ fn read_batch(
         }
     };
     let Some(records_len) = read_batch_header(&bytes[offset..]) else {
-        if bytes.len() - offset < BATCH_HEADER_BYTES {
-            return Err(torn_or("the segment ends inside a batch header"));
-        }
+        // Before the short-header check: the zeros may be fewer than a header.
         if is_last && offset >= zeros_from {
             return Err(BadBatch::End);
+        }
+        if bytes.len() - offset < BATCH_HEADER_BYTES {
+            return Err(torn_or("the segment ends inside a batch header"));
         }
         // A header the crash left unwritten reads as zeros; were it damaged later, the batches
         // written after it would still be intact, and cutting them would lose acknowledged data.
@@ -698,6 +702,9 @@ impl Wal {
     /// Zero-fills the file past the last batch, up to `preallocate_bytes` ahead but not past the
     /// segment limit. The next `sync` makes the zeros durable along with the batch: until
     /// then a crash may keep any part of them, and zeros read as the end of the log anyway.
+    ///
+    /// Zeros are an optimisation, never a reason to stop: when writing them fails (a full
+    /// disk), the segment goes on without them, and so does every later one of this process.
     fn preallocate(&mut self) -> Result<(), StorageError> {
         let target = self
             .len
@@ -706,18 +713,35 @@ impl Wal {
         if self.file_len >= target {
             return Ok(());
         }
-        let io = StorageError::io(&self.path);
-        self.file.seek(SeekFrom::Start(self.file_len)).map_err(io)?;
-        while self.file_len < target {
-            let piece = (target - self.file_len).min(ZEROS.len() as u64) as usize;
-            self.file
-                .write_all(&ZEROS[..piece])
-                .map_err(StorageError::io(&self.path))?;
-            self.file_len += piece as u64;
+        if let Err(error) = self.write_zeros(target) {
+            tracing::warn!(
+                path = %self.path.display(),
+                %error,
+                "cannot preallocate the WAL segment; writing on without preallocation"
+            );
+            self.preallocate_bytes = 0;
+            // Some of the zeros may be in the file: `finish` must know to trim them.
+            self.file_len = self
+                .file
+                .metadata()
+                .map_err(StorageError::io(&self.path))?
+                .len()
+                .max(self.len);
         }
+        // Batches go on at the end of the last one, whatever happened above.
         self.file
             .seek(SeekFrom::Start(self.len))
             .map_err(StorageError::io(&self.path))?;
+        Ok(())
+    }
+
+    fn write_zeros(&mut self, target: u64) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.file_len))?;
+        while self.file_len < target {
+            let piece = (target - self.file_len).min(ZEROS.len() as u64) as usize;
+            self.file.write_all(&ZEROS[..piece])?;
+            self.file_len += piece as u64;
+        }
         Ok(())
     }
 
