@@ -480,6 +480,12 @@ fn mutated_log(bytes: &mut Bytes<'_>) {
     let opened = storage::open(&scratch.path, NODE, &creation()).expect("a fresh dir opens");
     let mut wal = opened.wal;
     wal.set_segment_bytes_max(64 + 64 * bytes.below(8));
+    // Preallocation off, short, or up to the segment limit (the default).
+    match bytes.below(3) {
+        0 => wal.set_preallocate_bytes(0),
+        1 => wal.set_preallocate_bytes(1 + bytes.below(64)),
+        _ => {}
+    }
     let written = write_log(&mut wal, bytes);
     drop(wal);
     let wal_dir = scratch.path.join("wal");
@@ -489,13 +495,18 @@ fn mutated_log(bytes: &mut Bytes<'_>) {
         mutate(&segments, bytes);
     }
     match Wal::recover(&wal_dir) {
-        Ok((_, state, _)) => {
+        Ok((wal, state, _)) => {
             assert!(
                 written.contains(&state),
                 "recovery produced a state that was never written: {state:?}"
             );
             if mutations == 0 {
                 assert_eq!(Some(&state), written.last(), "an intact log lost data");
+            }
+            // The storage thread reads its log back before its first checkpoint.
+            match wal.replay() {
+                Ok(replayed) => assert_eq!(replayed, state, "the read-back differs"),
+                Err(error) => panic!("a recovered log does not read back: {error}"),
             }
         }
         Err(error) => assert!(mutations > 0, "an intact log fails to recover: {error}"),
@@ -602,7 +613,17 @@ fn mutate(segments: &[(u64, PathBuf)], bytes: &mut Bytes<'_>) {
     let position =
         (usize::from(bytes.byte()) << 8 | usize::from(bytes.byte())) % (contents.len() + 1);
     if cut {
-        contents.truncate(position);
+        // A crash: the file ends early, or what follows some point was never written (zeros).
+        if bytes.flag() {
+            contents.truncate(position);
+        } else {
+            contents[position..].fill(0);
+        }
+    } else if bytes.flag() {
+        // A sector that never reached the disk.
+        let sector = position / 512 * 512;
+        let end = (sector + 512).min(contents.len());
+        contents[sector..end].fill(0);
     } else if let Some(byte) = contents.get_mut(position) {
         *byte ^= bytes.byte().max(1);
     }
