@@ -205,25 +205,12 @@ pub fn router(
                 .layer(cross_origin::CrossOriginLayer(cors))
                 .layer(request_timeout::RequestTimeoutLayer::new(
                     limits.request_timeout,
-                    request_timed_out,
                 ))
                 .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                     limits.body_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
         )
-}
-
-/// A request that took longer than the request timeout. Whatever it was doing may still
-/// happen (a write in the log commits on its own), so the answer promises nothing.
-fn request_timed_out(timeout: Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        format!(
-            "the request took longer than {} ms; the outcome is unknown: a write may still commit later",
-            timeout.as_millis()
-        ),
-    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {

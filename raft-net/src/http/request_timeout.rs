@@ -11,53 +11,50 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
-/// Answers `timed_out(limit)` for a request not answered within `limit`.
+use super::ApiError;
+
+/// Answers `504` for a request not answered within `limit`.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestTimeoutLayer<A> {
+pub struct RequestTimeoutLayer {
     limit: Duration,
-    timed_out: A,
 }
 
-impl<A> RequestTimeoutLayer<A> {
-    pub fn new(limit: Duration, timed_out: A) -> RequestTimeoutLayer<A> {
-        RequestTimeoutLayer { limit, timed_out }
+impl RequestTimeoutLayer {
+    pub fn new(limit: Duration) -> RequestTimeoutLayer {
+        RequestTimeoutLayer { limit }
     }
 }
 
-impl<S, A: Clone> Layer<S> for RequestTimeoutLayer<A> {
-    type Service = RequestTimeout<S, A>;
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequestTimeout {
             inner,
             limit: self.limit,
-            timed_out: self.timed_out.clone(),
         }
     }
 }
 
 /// The service of [`RequestTimeoutLayer`].
 #[derive(Debug, Clone)]
-pub struct RequestTimeout<S, A> {
+pub struct RequestTimeout<S> {
     inner: S,
     limit: Duration,
-    timed_out: A,
 }
 
-impl<S, A, R, B> Service<Request<B>> for RequestTimeout<S, A>
+impl<S, B> Service<Request<B>> for RequestTimeout<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible>,
-    A: Fn(Duration) -> R + Clone,
-    R: IntoResponse,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = TimedFuture<S::Future, A>;
+    type Future = TimedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -68,28 +65,24 @@ where
             answer: self.inner.call(request),
             deadline: tokio::time::sleep(self.limit),
             limit: self.limit,
-            timed_out: self.timed_out.clone(),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// A request's answer, or the timeout's once the deadline passes first.
-    pub struct TimedFuture<F, A> {
+    pub struct TimedFuture<F> {
         #[pin]
         answer: F,
         #[pin]
         deadline: Sleep,
         limit: Duration,
-        timed_out: A,
     }
 }
 
-impl<F, A, R> Future for TimedFuture<F, A>
+impl<F> Future for TimedFuture<F>
 where
     F: Future<Output = Result<Response, Infallible>>,
-    A: Fn(Duration) -> R,
-    R: IntoResponse,
 {
     type Output = Result<Response, Infallible>;
 
@@ -101,7 +94,18 @@ where
         if this.deadline.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let answer = (this.timed_out)(*this.limit).into_response();
-        Poll::Ready(Ok(answer))
+        Poll::Ready(Ok(timed_out(*this.limit).into_response()))
     }
+}
+
+/// A request that took longer than the request timeout. Whatever it was doing may still
+/// happen (a write in the log commits on its own), so the answer promises nothing.
+fn timed_out(limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "the request took longer than {} ms; the outcome is unknown: a write may still commit later",
+            limit.as_millis()
+        ),
+    )
 }
