@@ -296,12 +296,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     };
     if let Some(target) = &args.target {
         let leader = find_leader(&client, std::slice::from_ref(target)).await?;
-        let scheme = if leader.starts_with("https://") {
-            "https"
-        } else {
-            "http"
-        };
-        let urls = member_urls(&client, &leader, scheme)
+        let urls = member_urls(&client, &leader, scheme_of(&leader))
             .await
             .unwrap_or_else(|| vec![leader.clone()]);
         return load(&client, &access, &leader, &urls, &[], args).await;
@@ -397,18 +392,22 @@ async fn find_leader(client: &reqwest::Client, urls: &[String]) -> Result<String
             if state["state"] == "LEADER" {
                 return Ok(url.clone());
             }
-            let scheme = if url.starts_with("https://") {
-                "https"
-            } else {
-                "http"
-            };
-            if let Some(leader) = leader_url(client, url, &state, scheme).await {
+            if let Some(leader) = leader_url(client, url, &state, scheme_of(url)).await {
                 return Ok(leader);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(BenchError::NoLeader(LEADER_WAIT))
+}
+
+/// `https` for an `https://` URL, else `http`: other members are reached the same way.
+fn scheme_of(url: &str) -> &'static str {
+    if url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 async fn members(client: &reqwest::Client, url: &str) -> Option<Vec<Value>> {
