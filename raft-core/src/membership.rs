@@ -246,9 +246,8 @@ impl Node {
 
     /// Leader: track every member but itself, keeping what it knows of existing ones.
     pub(crate) fn sync_progress_with_membership(&mut self) {
-        let me = self.config.id;
         let next_index = self.log.last_index().next();
-        let members: Vec<NodeId> = self.membership.members().filter(|&id| id != me).collect();
+        let members = self.other_members();
         self.progress.retain(|id, _| members.contains(id));
         for id in members {
             self.progress

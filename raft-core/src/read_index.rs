@@ -57,35 +57,38 @@ impl Node {
     /// Reads that arrive together share one confirmation round: a round that starts after all
     /// of them arrived proves leadership for each.
     pub(crate) fn on_reads(&mut self, request_ids: &[RequestId]) {
-        let mut to_confirm = Vec::new();
-        for &request_id in request_ids {
-            if self.role != Role::Leader {
-                let leader_hint = self.leader_id;
+        if self.role != Role::Leader {
+            let leader_hint = self.leader_id;
+            for &request_id in request_ids {
                 self.reply(request_id, Reply::NotLeader { leader_hint });
-                continue;
             }
-            if self.reads.len() + to_confirm.len() >= self.config.pending_reads_max {
-                self.reply(request_id, Reply::Busy);
-                continue;
-            }
-            let term_committed = self.log.term_at(self.commit_index) == Some(self.current_term);
-            if term_committed || crate::bugs::reintroduced!(self, ReadWithoutTermCommit) {
-                if self.lease_holds() {
-                    // Later than every read already confirmed, so the queue stays in index order.
-                    self.reads.confirmed.push_back(PendingRead {
-                        read_index: self.commit_index,
-                        round: self.reads.round,
-                        request_id,
-                    });
-                    continue;
-                }
-                to_confirm.push(request_id);
-            } else {
-                self.reads.waiting_for_term_commit.push(request_id);
-            }
+            return;
         }
-        if !to_confirm.is_empty() {
-            self.register_reads(&to_confirm);
+        let room = self
+            .config
+            .pending_reads_max
+            .saturating_sub(self.reads.len());
+        let (accepted, refused) = request_ids.split_at(room.min(request_ids.len()));
+        for &request_id in refused {
+            self.reply(request_id, Reply::Busy);
+        }
+        let term_committed = self.log.term_at(self.commit_index) == Some(self.current_term);
+        if !term_committed && !crate::bugs::reintroduced!(self, ReadWithoutTermCommit) {
+            self.reads
+                .waiting_for_term_commit
+                .extend_from_slice(accepted);
+        } else if self.lease_holds() {
+            // Later than every read already confirmed, so the queue stays in index order.
+            let (read_index, round) = (self.commit_index, self.reads.round);
+            self.reads
+                .confirmed
+                .extend(accepted.iter().map(|&request_id| PendingRead {
+                    read_index,
+                    round,
+                    request_id,
+                }));
+        } else if !accepted.is_empty() {
+            self.register_reads(accepted);
         }
     }
 
