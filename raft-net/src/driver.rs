@@ -693,13 +693,12 @@ impl<M: Machine> Driver<M> {
             return Ok(());
         };
         let applied = self.node.applied_index();
-        if let (true, Some(installing)) = (encoding.again && applied > index, &mut self.installing)
-        {
-            // The machine is not at `applied` yet: these requests wait for the install.
-            installing.snapshot_requests.extend(encoding.waiters);
-            return Ok(());
-        }
         if encoding.again && applied > index {
+            if let Some(installing) = &mut self.installing {
+                // The machine is not at `applied` yet: these requests wait for the install.
+                installing.snapshot_requests.extend(encoding.waiters);
+                return Ok(());
+            }
             self.take_snapshot(applied);
             if let Some(next) = &mut self.encoding {
                 next.waiters = encoding.waiters;

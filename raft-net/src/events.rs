@@ -185,7 +185,7 @@ fn change(seq: u64, key: &Key) -> RoleChange {
     let (role, pre_candidate, term, leader) = key.role_part();
     RoleChange {
         seq,
-        at_ms: now_ms(),
+        at_ms: crate::service::wall_clock_ms(),
         role: role.as_str(),
         pre_candidate,
         term: term.0,
@@ -258,14 +258,6 @@ fn fill_log_terms(node: &Node, runs: &mut Vec<[u64; 2]>) {
         let end = rest.partition_point(|entry| entry.term <= term).max(1);
         rest = &rest[end..];
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 #[cfg(test)]
