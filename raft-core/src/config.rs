@@ -39,6 +39,10 @@ pub struct Config {
     pub early_appends_max: usize,
     /// Follower: entry bytes of the early AppendEntries held.
     pub early_appends_bytes_max: usize,
+    /// Follower: this many early AppendEntries held beyond a gap make it a likely loss, and
+    /// the gap is reported at once; otherwise a gap is reported when two ticks in a row find
+    /// it (see `early_appends.rs`). 0 reports by ticks only.
+    pub early_appends_gap_report_at: usize,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,
     /// Ask for pre-votes before starting an election, so a node that was cut off does not
@@ -79,6 +83,7 @@ impl Config {
             inflight_appends_max: 64,
             early_appends_max: 64,
             early_appends_bytes_max: 2 * 1024 * 1024,
+            early_appends_gap_report_at: 16,
             uncommitted_entries_max: 16 * 1024,
             pre_vote: true,
             check_quorum: true,

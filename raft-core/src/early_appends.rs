@@ -18,13 +18,20 @@
 //! ordinary stale-term path instead, and a change of term or leader discards what is held.
 //! A request that does not fit is rejected as before.
 //!
-//! A request that never arrives (a lost datagram) leaves the held ones waiting: no
-//! acknowledgement advances the leader's `match_index` for a whole heartbeat interval, and its
-//! stall detection probes from `match_index + 1` (`Progress::is_stalled_at_heartbeat`); that
-//! probe fills the gap and the held requests follow it in one step.
+//! A request that never arrives (a lost datagram) leaves the held ones waiting, so the
+//! follower tells the leader of the gap (`AppendResult::Gap`: where its log ends and where the
+//! held requests start) when it looks like a loss rather than a reordering: once
+//! [`Config::early_appends_gap_report_at`] requests are held beyond it (a late request is
+//! overtaken by a few, a lost one by all that follow), or when two ticks in a row find it.
+//! The leader sends again only the entries in between and keeps streaming; the held requests
+//! follow the resent one in one step. A report acknowledges nothing, so a wrong guess costs
+//! one request's entries sent twice. If the report or the resend is lost too, the count's next
+//! multiple, the next tick but one, or the leader's stall detection
+//! (`Progress::is_stalled_at_heartbeat`, which probes from `match_index + 1`) tries again.
 //!
 //! [`Config::early_appends_max`]: crate::Config::early_appends_max
 //! [`Config::early_appends_bytes_max`]: crate::Config::early_appends_bytes_max
+//! [`Config::early_appends_gap_report_at`]: crate::Config::early_appends_gap_report_at
 
 use alloc::collections::BTreeMap;
 
@@ -42,11 +49,11 @@ pub(crate) struct EarlyAppends {
     pub(crate) held: BTreeMap<LogIndex, AppendEntries>,
     /// Entry bytes held ([`crate::Entry::size_bytes`]).
     pub(crate) bytes: usize,
-    /// The `prev_log_index` of the request held last: the one a report of a gap rejects, as
-    /// a probing leader listens only to the answer to its latest probe.
-    pub(crate) latest: Option<LogIndex>,
     /// Where the log ended at the last tick that found requests held.
     pub(crate) gap_at_last_tick: Option<LogIndex>,
+    /// Where the log ended, and how many requests were held, when a gap was last reported
+    /// for their count.
+    pub(crate) reported_by_count: Option<(LogIndex, usize)>,
 }
 
 /// The limits of one follower's holding.
@@ -89,10 +96,7 @@ impl EarlyAppends {
         let key = request.prev_log_index;
         let replaced = match self.held.get(&key) {
             // A duplicate, or a shorter request from the same point: what is held covers it.
-            Some(held) if last_index(held) >= last_index(&request) => {
-                self.latest = Some(key);
-                return Ok(());
-            }
+            Some(held) if last_index(held) >= last_index(&request) => return Ok(()),
             Some(held) => size_bytes(held),
             None => 0,
         };
@@ -103,7 +107,6 @@ impl EarlyAppends {
         }
         self.bytes = bytes;
         self.held.insert(key, request);
-        self.latest = Some(key);
         Ok(())
     }
 
@@ -136,21 +139,49 @@ impl EarlyAppends {
         *self = EarlyAppends::default();
     }
 
-    /// Called on every tick: the request to reject when the log has ended at
-    /// `log_last_index`, short of every held request, since the previous tick too. A request
-    /// overtaken on the way arrives within the network's spread of latencies; one still
-    /// missing a whole tick later is more likely lost, and the leader learns of the gap at
-    /// once instead of at its next heartbeat round.
-    pub(crate) fn lasting_gap(&mut self, log_last_index: LogIndex) -> Option<&AppendEntries> {
-        let (&first, _) = self.held.first_key_value()?;
-        let gap = (first > log_last_index).then_some(log_last_index);
+    /// Called on every tick: true when the log has ended at `log_last_index`, short of every
+    /// held request, since the previous tick too. A request overtaken on the way arrives
+    /// within the network's spread of latencies; one still missing a whole tick later is
+    /// more likely lost, and the leader learns of the gap at once instead of at its next
+    /// heartbeat round.
+    pub(crate) fn is_gap_lasting(&mut self, log_last_index: LogIndex) -> bool {
+        let gap = self
+            .held
+            .first_key_value()
+            .and_then(|(&first, _)| (first > log_last_index).then_some(log_last_index));
         let lasting = gap.is_some() && self.gap_at_last_tick == gap;
         self.gap_at_last_tick = if lasting { None } else { gap };
-        if !lasting {
-            return None;
+        lasting
+    }
+
+    /// True when `report_at` (not 0) requests or more are held beyond a gap at
+    /// `log_last_index`: so many later requests overtook the missing one that it is more
+    /// likely lost than late. Once per gap, and again for every `report_at` more requests
+    /// held while it lasts, in case the report or what it made the leader send was lost too.
+    pub(crate) fn is_gap_crowded(&mut self, log_last_index: LogIndex, report_at: usize) -> bool {
+        let held = self.held.len();
+        let gap = report_at > 0
+            && held >= report_at
+            && self
+                .held
+                .first_key_value()
+                .is_some_and(|(&first, _)| first > log_last_index);
+        let due = match self.reported_by_count {
+            Some((at, count)) if at == log_last_index => held >= count + report_at,
+            _ => true,
+        };
+        if gap && due {
+            self.reported_by_count = Some((log_last_index, held));
         }
-        let latest = self.latest.and_then(|latest| self.held.get(&latest));
-        latest.or_else(|| self.held.get(&first))
+        gap && due
+    }
+
+    /// Where the held requests start (the `prev_log_index` of the first) and the latest read
+    /// round they carry: what a report of the gap before them tells the leader.
+    pub(crate) fn gap_end(&self) -> Option<(LogIndex, u64)> {
+        let (&held_from, _) = self.held.first_key_value()?;
+        let read_round = self.held.values().map(|r| r.read_round).max()?;
+        Some((held_from, read_round))
     }
 
     #[cfg(test)]
@@ -256,17 +287,54 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_found_by_two_ticks_in_a_row_rejects_the_latest_request_held() {
+    fn a_gap_found_by_two_ticks_in_a_row_is_lasting() {
         let mut early = EarlyAppends::default();
         early.on_matched(Term(1), LEADER);
         early.hold(Term(1), LEADER, request(7, 1), ROOMY).unwrap();
         early.hold(Term(1), LEADER, request(5, 1), ROOMY).unwrap();
-        assert!(early.lasting_gap(LogIndex(3)).is_none());
-        let rejected = early.lasting_gap(LogIndex(3)).map(|r| r.prev_log_index);
-        assert_eq!(rejected, Some(LogIndex(5)));
+        assert!(!early.is_gap_lasting(LogIndex(3)));
+        assert!(early.is_gap_lasting(LogIndex(3)));
+        assert_eq!(early.gap_end(), Some((LogIndex(5), 0)));
+        // Reported: the next tick starts over.
+        assert!(!early.is_gap_lasting(LogIndex(3)));
         // The log grew in between: a new gap, not yet a lasting one.
-        assert!(early.lasting_gap(LogIndex(3)).is_none());
-        assert!(early.lasting_gap(LogIndex(4)).is_none());
-        assert!(early.lasting_gap(LogIndex(4)).is_some());
+        assert!(!early.is_gap_lasting(LogIndex(4)));
+        assert!(early.is_gap_lasting(LogIndex(4)));
+        // No gap left, nothing lasting.
+        assert!(!early.is_gap_lasting(LogIndex(5)));
+        assert!(!early.is_gap_lasting(LogIndex(5)));
+    }
+
+    #[test]
+    fn a_gap_before_report_at_requests_held_is_crowded_once_per_report_at_more() {
+        let mut early = EarlyAppends::default();
+        early.on_matched(Term(1), LEADER);
+        let roomy = Limits {
+            count_max: 16,
+            ..ROOMY
+        };
+        let mut crowded = Vec::new();
+        for prev in [6, 8, 8, 7, 9, 10, 11, 12] {
+            early
+                .hold(Term(1), LEADER, request(prev, 1), roomy)
+                .unwrap();
+            crowded.push(early.is_gap_crowded(LogIndex(4), 3));
+        }
+        // The duplicate of 8 adds nothing: 7 is the third request held, 11 the sixth.
+        assert_eq!(
+            crowded,
+            [false, false, false, true, false, false, true, false]
+        );
+        let mut late = request(13, 1);
+        late.read_round = 4;
+        early.hold(Term(1), LEADER, late, roomy).unwrap();
+        assert_eq!(early.gap_end(), Some((LogIndex(6), 4)));
+        // The log moved on to a new gap (the first held request was taken): crowded at once.
+        let _ = early.take_ready(Term(1), Some(LEADER), LogIndex(6));
+        assert!(early.is_gap_crowded(LogIndex(6), 3));
+        assert!(!early.is_gap_crowded(LogIndex(6), 3));
+        // Never with 0, never without a gap.
+        assert!(!early.is_gap_crowded(LogIndex(4), 0));
+        assert!(!early.is_gap_crowded(LogIndex(13), 3));
     }
 }

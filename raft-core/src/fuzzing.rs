@@ -230,7 +230,7 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
         }
         6 => Message::AppendEntriesResponse(AppendEntriesResponse {
             read_round: bytes.wide(),
-            result: match bytes.below(3) {
+            result: match bytes.below(4) {
                 0 => AppendResult::Success {
                     match_index: index(bytes),
                 },
@@ -241,7 +241,11 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
                         first_index: index(bytes),
                     },
                 },
-                _ => AppendResult::StaleTerm,
+                2 => AppendResult::StaleTerm,
+                _ => AppendResult::Gap {
+                    log_last_index: index(bytes),
+                    held_from: index(bytes),
+                },
             },
         }),
         7 => {

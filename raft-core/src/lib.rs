@@ -56,7 +56,9 @@
 //! leader ignore vote requests. Followers hold an AppendEntries that overtook the ones before
 //! it (a reordering network) until those arrive, instead of rejecting it and making the
 //! leader send its window again ([`Config::early_appends_max`]; the `early_appends` module
-//! says why that is only a later delivery and keeps every rule above). Always available: leadership transfer
+//! says why that is only a later delivery and keeps every rule above); a gap before what they
+//! hold that looks like a loss they report ([`AppendResult::Gap`]), and the leader sends again
+//! only what is missing. Always available: leadership transfer
 //! ([`Input::TransferLeader`], §3.10) and linearizable reads by ReadIndex ([`Input::Read`],
 //! §6.4).
 //!

@@ -107,6 +107,13 @@ pub enum AppendResult {
     },
     /// The request carried a term older than the follower's; the envelope's term tells the sender.
     StaleTerm,
+    /// The follower holds requests that overtook an earlier one (`early_appends.rs`): its log
+    /// ends at `log_last_index`, and the first request held follows on from `held_from`. The
+    /// leader sends the entries in between again; nothing is acknowledged.
+    Gap {
+        log_last_index: LogIndex,
+        held_from: LogIndex,
+    },
 }
 
 /// Fast log backtracking (Raft §5.3, "the follower can include the term of the conflicting
@@ -158,6 +165,10 @@ impl Message {
                         && hint.conflict_term.is_none_or(Term::is_accepted)
                 }
                 AppendResult::StaleTerm => true,
+                AppendResult::Gap {
+                    log_last_index,
+                    held_from,
+                } => log_last_index.is_accepted() && held_from.is_accepted(),
             },
             Message::InstallSnapshot(request) => {
                 request.meta.last_included_index.is_accepted()

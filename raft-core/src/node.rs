@@ -81,6 +81,9 @@ pub struct Stats {
     pub persist_requests: u64,
     /// AppendEntries that arrived before the ones they follow and were held for them.
     pub early_appends_held: u64,
+    /// Leader: AppendEntries sent again to fill a gap a follower reported before the requests it
+    /// held (`AppendResult::Gap`).
+    pub gaps_resent: u64,
 }
 
 /// A snapshot of a node's state for display and checking.

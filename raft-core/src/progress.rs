@@ -61,7 +61,7 @@ impl Progress {
     /// interval without any acknowledgement advancing `match_index`, so they are presumed lost.
     /// The leader then probes from `match_index + 1`: the follower may hold the later appends
     /// (`early_appends.rs`), which follow the resent one at once. Followers usually report
-    /// such a gap sooner, after a tick; this catches a report that was lost too.
+    /// such a gap sooner (`AppendResult::Gap`); this catches reports that were lost too.
     pub(crate) fn is_stalled_at_heartbeat(&mut self) -> bool {
         let stalled = self.state == ReplicationState::Replicate
             && !self.inflight.is_empty()

@@ -269,8 +269,8 @@ fn rename_early_appends(early: &EarlyAppends, r: &NodeRenaming) -> EarlyAppends 
         stream,
         held,
         bytes,
-        latest,
         gap_at_last_tick,
+        reported_by_count,
     } = early;
     EarlyAppends {
         stream: stream.map(|(term, leader)| (term, r.id(leader))),
@@ -279,8 +279,8 @@ fn rename_early_appends(early: &EarlyAppends, r: &NodeRenaming) -> EarlyAppends 
             .map(|(&prev, request)| (prev, rename_append(request, r)))
             .collect(),
         bytes: *bytes,
-        latest: *latest,
         gap_at_last_tick: *gap_at_last_tick,
+        reported_by_count: *reported_by_count,
     }
 }
 
@@ -415,6 +415,7 @@ impl Rename for Config {
             inflight_appends_max,
             early_appends_max,
             early_appends_bytes_max,
+            early_appends_gap_report_at,
             uncommitted_entries_max,
             pre_vote,
             check_quorum,
@@ -439,6 +440,7 @@ impl Rename for Config {
             inflight_appends_max: *inflight_appends_max,
             early_appends_max: *early_appends_max,
             early_appends_bytes_max: *early_appends_bytes_max,
+            early_appends_gap_report_at: *early_appends_gap_report_at,
             uncommitted_entries_max: *uncommitted_entries_max,
             pre_vote: *pre_vote,
             check_quorum: *check_quorum,

@@ -114,6 +114,22 @@ fn a_duplicated_or_late_append_costs_no_resend() {
     assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(5)));
 }
 
+fn gap_reports(envelopes: &[Envelope]) -> Vec<(LogIndex, LogIndex)> {
+    envelopes
+        .iter()
+        .filter_map(|envelope| match &envelope.message {
+            Message::AppendEntriesResponse(response) => match response.result {
+                AppendResult::Gap {
+                    log_last_index,
+                    held_from,
+                } => Some((log_last_index, held_from)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_lost_append_is_reported_by_the_follower_after_a_whole_tick() {
     let (mut leader, mut follower) = streaming_pair();
@@ -124,28 +140,74 @@ fn a_lost_append_is_reported_by_the_follower_after_a_whole_tick() {
     // could have: only a gap found by two ticks in a row is reported.
     assert!(to_leader(sends(&follower.step(Input::Tick))).is_empty());
     let report = to_leader(sends(&follower.step(Input::Tick)));
-    assert_eq!(rejects(&report), 1, "{report:?}");
-    let Message::AppendEntriesResponse(response) = &report[0].message else {
-        unreachable!("a reject");
-    };
-    assert!(matches!(
-        response.result,
-        AppendResult::Reject {
-            // The latest append held: a probing leader hears only its latest probe's answer.
-            rejected_prev_index: LogIndex(8),
-            hint: raft_core::ConflictHint {
-                conflict_term: None,
-                first_index: LogIndex(2),
-            },
-        }
-    ));
-    // The leader resends from the gap, and the held appends follow the resent one.
+    // The log ends at 1; the first append held follows on from 2.
+    assert_eq!(
+        gap_reports(&report),
+        [(LogIndex(1), LogIndex(2))],
+        "{report:?}"
+    );
+    assert_eq!(rejects(&report), 0, "{report:?}");
+    // The leader sends again only the entry in between, and the held appends follow it.
     let resent = to_follower(deliver(&mut leader, report));
-    assert_eq!(resent.len(), 1);
+    assert_eq!(
+        (resent.len(), entries_carried(&resent)),
+        (1, 1),
+        "{resent:?}"
+    );
     let answers = deliver(&mut follower, resent);
     assert_eq!(follower.last_log_index(), LogIndex(9));
     let _ = deliver(&mut leader, answers);
     assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(9)));
+    assert_eq!(leader.status().stats.gaps_resent, 1);
+}
+
+#[test]
+fn a_lost_append_is_reported_at_once_when_report_at_later_ones_are_held() {
+    let (mut leader, mut follower) = streaming_pair();
+    let report_at = follower.config().early_appends_gap_report_at as u64;
+    // Two appends lost, far apart: entry 2, and the one report_at appends later.
+    let mut appends = propose(&mut leader, 2 * report_at + 1);
+    let second_lost = appends.remove(report_at as usize);
+    let _first_lost = appends.remove(0);
+    let mut answers = Vec::new();
+    for (held, append) in appends.into_iter().enumerate() {
+        let sent = deliver(&mut follower, vec![append]);
+        let reports = gap_reports(&sent);
+        if held + 1 == report_at as usize {
+            // As many later appends as `report_at` overtook it: more likely lost than late.
+            assert_eq!(reports, [(LogIndex(1), LogIndex(2))], "{sent:?}");
+        } else {
+            assert!(reports.is_empty(), "after {} held: {sent:?}", held + 1);
+        }
+        answers.extend(sent);
+    }
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(entries_carried(&resent), 1, "{resent:?}");
+    // The resent entry fills the first gap; the held appends follow it up to the second gap,
+    // and as many as `report_at` are still held beyond that: a new gap, reported at once.
+    let answers = deliver(&mut follower, resent);
+    let second = LogIndex(second_lost_prev(&second_lost));
+    assert_eq!(follower.last_log_index(), second);
+    assert_eq!(
+        gap_reports(&answers),
+        [(second, second.next())],
+        "{answers:?}"
+    );
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(entries_carried(&resent), 1, "{resent:?}");
+    let answers = deliver(&mut follower, resent);
+    let last = LogIndex(2 * report_at + 2);
+    assert_eq!(follower.last_log_index(), last);
+    let _ = deliver(&mut leader, answers);
+    assert_eq!(leader.match_index(FOLLOWER), Some(last));
+    assert_eq!(leader.status().stats.gaps_resent, 2);
+}
+
+fn second_lost_prev(envelope: &Envelope) -> u64 {
+    let Message::AppendEntries(request) = &envelope.message else {
+        unreachable!("an append");
+    };
+    request.prev_log_index.0
 }
 
 #[test]

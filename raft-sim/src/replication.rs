@@ -103,6 +103,8 @@ pub struct ReplicationReport {
     pub append_messages: u64,
     /// AppendEntries rejections the leader received.
     pub rejects: u64,
+    /// Gap reports the leader received: a follower held requests beyond a missing one.
+    pub gap_reports: u64,
     /// Virtual ms from the first proposal to the last commit.
     pub commit_ms: u64,
     pub latency_ms: LatencyPercentiles,
@@ -153,6 +155,7 @@ impl fmt::Display for ReplicationReport {
         )?;
         writeln!(f, "AppendEntries sent:  {}", self.append_messages)?;
         writeln!(f, "rejects received:    {}", self.rejects)?;
+        writeln!(f, "gap reports:         {}", self.gap_reports)?;
         writeln!(
             f,
             "throughput:          {:.0} commits per virtual s ({} ms)",
@@ -203,6 +206,7 @@ pub fn run(config: &ReplicationConfig) -> Result<ReplicationReport, String> {
     };
     let (messages_before, entries_before) = appends_sent(&sim, leader);
     let rejects_before = sim.append_rejects_delivered().unwrap_or(0);
+    let gaps_before = sim.append_gaps_delivered().unwrap_or(0);
     let started_ms = sim.now_ms();
     // Generous: a healthy cluster commits thousands of entries per virtual second.
     let deadline_ms = started_ms + 60_000 + config.proposals * 10;
@@ -264,6 +268,7 @@ pub fn run(config: &ReplicationConfig) -> Result<ReplicationReport, String> {
         entries_sent: entries_after - entries_before,
         append_messages: messages_after - messages_before,
         rejects: sim.append_rejects_delivered().unwrap_or(0) - rejects_before,
+        gap_reports: sim.append_gaps_delivered().unwrap_or(0) - gaps_before,
         commit_ms: last_commit_ms - started_ms,
         latency_ms: LatencyPercentiles::of(latencies),
         events: sim.events(),

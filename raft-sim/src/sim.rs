@@ -226,8 +226,9 @@ pub struct Sim {
     /// Messages sent per (sender, kind): (messages, entries carried). Counted only for
     /// transcripts, since a map update per message would slow exploration down.
     sent: Option<MessageCounts>,
-    /// AppendEntries rejections delivered, counted with `sent`.
+    /// AppendEntries rejections and gap reports delivered, counted with `sent`.
     rejects_delivered: u64,
+    gaps_delivered: u64,
     /// The latest membership known to be committed (applied by some node, or carried by an
     /// installed snapshot), and the index that set it.
     committed_membership: (LogIndex, Membership),
@@ -304,6 +305,7 @@ impl Sim {
             notes: None,
             sent: None,
             rejects_delivered: 0,
+            gaps_delivered: 0,
             committed_membership: (
                 LogIndex::ZERO,
                 Membership::new((1..=config.voters).map(NodeId)),
@@ -472,6 +474,12 @@ impl Sim {
     #[must_use]
     pub fn append_rejects_delivered(&self) -> Option<u64> {
         self.sent.as_ref().map(|_| self.rejects_delivered)
+    }
+
+    /// Gap reports (`AppendResult::Gap`) delivered to their leader so far, when collected.
+    #[must_use]
+    pub fn append_gaps_delivered(&self) -> Option<u64> {
+        self.sent.as_ref().map(|_| self.gaps_delivered)
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
@@ -790,8 +798,10 @@ impl Sim {
         self.events += 1;
         if self.sent.is_some() {
             if let Message::AppendEntriesResponse(response) = &envelope.message {
-                if matches!(response.result, AppendResult::Reject { .. }) {
-                    self.rejects_delivered += 1;
+                match response.result {
+                    AppendResult::Reject { .. } => self.rejects_delivered += 1,
+                    AppendResult::Gap { .. } => self.gaps_delivered += 1,
+                    AppendResult::Success { .. } | AppendResult::StaleTerm => {}
                 }
             }
         }

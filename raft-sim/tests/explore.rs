@@ -88,6 +88,17 @@ fn seeds_94134_and_30819_slow_disk_candidate_waits_for_its_vote() {
     passes(&[(94134, 3), (30819, 5)]);
 }
 
+/// Regression: a follower held the leader's probe (its `prev_log_index` beyond the log, in a
+/// stream the follower had matched) and reported the gap before it; the probing leader
+/// ignored gap reports and resent the same probe at every heartbeat, so the follower never
+/// caught up (`liveness_catch_up`). A probing leader now probes from where the reported log
+/// ends. Found by `explore --seeds 0..20000 --nodes 5`: 16 seeds, among them 14684 (duplicated
+/// stale messages), 3781 (partial partitions) and 17841 (a slow disk and loss bursts).
+#[test]
+fn seeds_14684_3781_and_17841_a_held_probe_is_answered_by_its_gap() {
+    passes(&[(14684, 5), (3781, 5), (17841, 5)]);
+}
+
 /// Regression of the simulator's model: a lease seed's paused leader gets the ticks it missed
 /// when it resumes. With its clock stood still it served reads from an expired lease
 /// (`read_covers_commit`): seeds 4584 of 3 nodes and 18487 of 5.

@@ -36,3 +36,17 @@ fn a_lossy_reordering_network_resends_little_more_than_it_lost() {
 fn the_same_seed_gives_the_same_report() {
     assert_eq!(measure(1, 5, 0.0), measure(1, 5, 0.0));
 }
+
+#[test]
+fn a_lossy_network_resends_only_what_it_lost_and_commits_soon_after() {
+    // One message in a hundred lost. Followers report a gap once 16 later requests are held
+    // beyond it, and the leader sends again only the missing entries: with gaps reported
+    // after a whole tick and a window resent, this seed sent 1.343 entries per entry at
+    // p99 25 ms (2 ms fixed), and 1.738 at p99 21 ms (1-5 ms).
+    for (min, max) in [(2, 2), (1, 5)] {
+        let lossy = measure(min, max, 0.01);
+        assert!(lossy.entries_per_entry_per_follower() <= 1.15, "{lossy}");
+        assert!(lossy.latency_ms.p99 <= 18, "{lossy}");
+        assert_eq!(lossy.rejects, 0, "{lossy}");
+    }
+}

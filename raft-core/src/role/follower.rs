@@ -49,25 +49,41 @@ impl Node {
             };
             self.handle_append(leader, request);
         }
+        let (last_index, report_at) = (
+            self.log.last_index(),
+            self.config.early_appends_gap_report_at,
+        );
+        if self.early_appends.is_gap_crowded(last_index, report_at) {
+            self.report_append_gap(leader);
+        }
     }
 
-    /// Tells the leader where this log ends when the requests held have waited a whole tick
-    /// for the ones before them (`early_appends.rs`): a reject of the first held request, as
-    /// if it had arrived now and found no room.
+    /// Tells the leader of the gap before the requests held when it has lasted a whole tick
+    /// (`early_appends.rs`).
     pub(crate) fn maybe_report_append_gap(&mut self) {
-        let Some(leader) = self.leader_id else {
+        if self.early_appends.is_gap_lasting(self.log.last_index()) {
+            if let Some(leader) = self.leader_id {
+                self.report_append_gap(leader);
+            }
+        }
+    }
+
+    /// Tells `leader` where this log ends and where the requests held start, so it sends
+    /// again what lies between and nothing more.
+    fn report_append_gap(&mut self, leader: NodeId) {
+        let Some((held_from, read_round)) = self.early_appends.gap_end() else {
             return;
         };
-        let last_index = self.log.last_index();
-        let Some(first) = self.early_appends.lasting_gap(last_index) else {
-            return;
-        };
-        let (read_round, prev) = (first.read_round, first.prev_log_index);
-        let hint = ConflictHint {
-            conflict_term: None,
-            first_index: last_index.next(),
-        };
-        self.reject_append(leader, read_round, prev, hint);
+        self.respond(
+            leader,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                read_round,
+                result: AppendResult::Gap {
+                    log_last_index: self.log.last_index(),
+                    held_from,
+                },
+            }),
+        );
     }
 
     /// Figure 2's AppendEntries receiver, for a request from the current leader.

@@ -274,7 +274,61 @@ impl Node {
             } => self.on_append_reject(follower, rejected_prev_index, hint),
             // The answer to a request of an older term: nothing to act on.
             AppendResult::StaleTerm => self.stats.messages_ignored += 1,
+            AppendResult::Gap {
+                log_last_index,
+                held_from,
+            } => self.on_append_gap(follower, log_last_index, held_from),
         }
+    }
+
+    /// The follower holds requests beyond a gap (`early_appends.rs`). In `Replicate`: send
+    /// what lies between again, once, and stay there: the held requests follow it, and the
+    /// stream goes on from where it is. A follower that guessed wrong (the missing request was
+    /// only late) costs one request's entries. If the resend is lost too, the follower's next
+    /// report or the heartbeat stall detection tries again; if the follower's log does not
+    /// match where the resend starts, its reject sends the leader probing. In `Probe`: the
+    /// probe itself was held, beyond where the follower's log ends, so probe from there.
+    fn on_append_gap(&mut self, follower: NodeId, log_last_index: LogIndex, held_from: LogIndex) {
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return;
+        };
+        let from = log_last_index.max(progress.match_index).next();
+        match progress.state {
+            ReplicationState::Probe { .. } if from < progress.next_index => {
+                progress.become_probe(from);
+                self.send_append(follower, true);
+                return;
+            }
+            ReplicationState::Replicate => {}
+            _ => {
+                self.stats.messages_ignored += 1;
+                return;
+            }
+        }
+        // Never beyond what this leader sent in this stream.
+        let to = held_from.min(progress.next_index.prev());
+        if from > to {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        let prev_log_index = from.prev();
+        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+            // The entries it needs were compacted away: probing leads to the snapshot.
+            progress.become_probe(from);
+            self.send_append(follower, true);
+            return;
+        };
+        let mut entries = self.entries_for_message(from);
+        entries.truncate(usize::try_from(to.0 - prev_log_index.0).unwrap_or(usize::MAX));
+        let request = AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit_index,
+            read_round: self.reads.round(),
+        };
+        self.stats.gaps_resent += 1;
+        self.send_request(follower, Message::AppendEntries(request));
     }
 
     fn on_append_success(&mut self, follower: NodeId, match_index: LogIndex) {

@@ -259,6 +259,10 @@ pub fn describe_envelope(envelope: &Envelope) -> String {
                 ..
             } => format!(" reject {rejected_prev_index}"),
             AppendResult::StaleTerm => " stale".to_owned(),
+            AppendResult::Gap {
+                log_last_index,
+                held_from,
+            } => format!(" gap {log_last_index}..{held_from}"),
         },
         Message::InstallSnapshot(request) => format!(
             " through {}/{} at {}",
