@@ -41,7 +41,9 @@ pub struct Config {
     pub early_appends_bytes_max: usize,
     /// Follower: this many early AppendEntries held beyond a gap make it a likely loss, and
     /// the gap is reported at once; otherwise a gap is reported when two ticks in a row find
-    /// it (see `early_appends.rs`). 0 reports by ticks only.
+    /// it (see `early_appends.rs`). 0 reports by ticks only. Never more than
+    /// `inflight_appends_max - 1`: a leader with this configuration sends no more than that
+    /// beyond a lost append before it waits.
     pub early_appends_gap_report_at: usize,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,

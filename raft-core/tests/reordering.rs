@@ -5,7 +5,9 @@
 
 mod support;
 
-use raft_core::{AppendResult, Envelope, Input, LogIndex, Message, Node, NodeId, RequestId};
+use raft_core::{
+    AppendResult, Config, Envelope, Input, LogIndex, Message, Node, NodeId, RequestId,
+};
 use support::*;
 
 const LEADER: NodeId = NodeId(1);
@@ -59,9 +61,15 @@ fn rejects(envelopes: &[Envelope]) -> usize {
 /// A leader of a 3-node cluster streaming to its follower n2 (which holds the first entry),
 /// and that follower.
 fn streaming_pair() -> (Node, Node) {
-    let mut leader = node(1, 3);
+    streaming_pair_with(|config| config)
+}
+
+/// The same, both nodes configured by `configure`.
+fn streaming_pair_with(configure: impl Fn(Config) -> Config) -> (Node, Node) {
+    let node = |id| Node::new(configure(config(id, 3))).expect("valid test config");
+    let mut leader = node(1);
     let first = to_follower(sends(&make_leader(&mut leader)));
-    let mut follower = node(2, 3);
+    let mut follower = node(2);
     let answers = deliver(&mut follower, first);
     let more = to_follower(deliver(&mut leader, answers));
     assert!(more.is_empty(), "nothing more to send: {more:?}");
@@ -201,6 +209,27 @@ fn a_lost_append_is_reported_at_once_when_report_at_later_ones_are_held() {
     let _ = deliver(&mut leader, answers);
     assert_eq!(leader.match_index(FOLLOWER), Some(last));
     assert_eq!(leader.status().stats.gaps_resent, 2);
+}
+
+#[test]
+fn a_lost_append_is_reported_once_the_rest_of_the_leaders_window_is_held() {
+    // Four appends in flight at most: beyond a lost one, the leader sends three and waits.
+    let (mut leader, mut follower) = streaming_pair_with(|config| Config {
+        inflight_appends_max: 4,
+        ..config
+    });
+    let mut appends = propose(&mut leader, 4);
+    let _lost = appends.remove(0);
+    let answers = deliver(&mut follower, appends);
+    assert_eq!(
+        gap_reports(&answers),
+        [(LogIndex(1), LogIndex(2))],
+        "{answers:?}"
+    );
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(entries_carried(&resent), 1, "{resent:?}");
+    let _ = deliver(&mut leader, deliver(&mut follower, resent));
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(5)));
 }
 
 fn second_lost_prev(envelope: &Envelope) -> u64 {

@@ -415,7 +415,9 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = DATAGRAM_BYTES_MAX_DEFAULT)]
     pub datagram_bytes_max: usize,
     /// AppendEntries in flight to one follower before the leader waits for acknowledgements.
-    /// Fewer in flight means more entries per datagram under load.
+    /// Fewer in flight means more entries per datagram under load. A follower holding all but
+    /// one of them beyond a missing one reports the gap at once (every node should use the
+    /// same value).
     #[arg(long, default_value_t = INFLIGHT_APPENDS_MAX_DEFAULT)]
     pub inflight_appends_max: usize,
     /// AppendEntries a follower holds, instead of rejecting them, when they arrive before the

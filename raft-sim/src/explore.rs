@@ -32,6 +32,9 @@ pub struct ExploreConfig {
     /// Each seed draws its own fault profile; without, every seed runs the classic faults
     /// only (the schedule seeds had before profiles existed).
     pub swarm: bool,
+    /// Profiles may narrow the replication window ([`FaultProfile::narrow_windows`]); without,
+    /// seeds keep the schedules they had before that family existed.
+    pub narrow_windows: bool,
     /// Known bugs every node reintroduces (the bug catalogue).
     #[cfg(feature = "catalogue")]
     pub bugs: Vec<raft_core::bugs::Bug>,
@@ -45,6 +48,7 @@ impl ExploreConfig {
             fault_ms: 10_000,
             liveness_timeouts: 10,
             swarm: true,
+            narrow_windows: true,
             #[cfg(feature = "catalogue")]
             bugs: Vec::new(),
         }
@@ -112,6 +116,13 @@ pub struct FaultProfile {
     /// with no voters, and waits to be re-added. At most a minority of the committed voters is
     /// wiped and not yet re-added at once, whatever else is down.
     pub wipes: bool,
+    /// 1 to 8 AppendEntries in flight per follower instead of 64 (`raft-net` runs with 4): a
+    /// lost or overtaken append stops the leader's stream sooner, and followers report the gap
+    /// once the rest of the window is held. Not with small batches: a follower with a slow
+    /// disk then takes a few entries per disk write (5 to 100 times slower than the others'),
+    /// and catching up after a fault takes longer than the liveness phase waits. That is the
+    /// configuration's throughput, not a fault of the protocol.
+    pub narrow_windows: bool,
 }
 
 impl FaultProfile {
@@ -142,10 +153,13 @@ impl FaultProfile {
             partial_partitions: rng.chance(0.5),
             read_only_periods: rng.chance(0.5),
             wipes: false,
+            narrow_windows: false,
         };
         profile.wide_clock_skew &= config.raft.pre_vote && !config.raft.lease_reads;
-        // Drawn from its own generator, so the families above stay what they were.
+        // Drawn from generators of their own, so the families above stay what they were.
         profile.wipes = SimRng::new(sub_seed(seed, "profile", 5)).chance(0.5);
+        profile.narrow_windows =
+            SimRng::new(sub_seed(seed, "profile", 6)).chance(0.5) && !profile.small_batches;
         profile
     }
 
@@ -167,6 +181,7 @@ impl FaultProfile {
             (self.small_batches, "small-batches"),
             (self.wide_clock_skew, "wide-clock-skew"),
             (self.wipes, "wipes"),
+            (self.narrow_windows, "narrow-windows"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -174,7 +189,7 @@ impl FaultProfile {
     }
 
     /// Every family name, in the order [`FaultProfile::families`] lists them.
-    pub const FAMILIES: [&'static str; 14] = [
+    pub const FAMILIES: [&'static str; 15] = [
         "slow-disk",
         "disk-stalls",
         "crash-pending",
@@ -189,6 +204,7 @@ impl FaultProfile {
         "small-batches",
         "wide-clock-skew",
         "wipes",
+        "narrow-windows",
     ];
 
     /// The seed's configuration changes: the slow disk, stale duplicates, the wide skew (its
@@ -228,6 +244,10 @@ impl FaultProfile {
         if self.wide_clock_skew {
             let mut rng = SimRng::new(sub_seed(seed, "profile", 2));
             config.tick_ms = (0..config.nodes).map(|_| rng.between(5, 20)).collect();
+        }
+        if self.narrow_windows {
+            let mut rng = SimRng::new(sub_seed(seed, "profile", 7));
+            config.raft.inflight_appends_max = usize::try_from(rng.between(1, 8)).unwrap_or(1);
         }
     }
 }
@@ -335,7 +355,9 @@ pub fn seed_profile(seed: u64, explore: &ExploreConfig) -> FaultProfile {
     if !explore.swarm {
         return FaultProfile::default();
     }
-    FaultProfile::draw(seed, &sim_config(seed, explore.nodes))
+    let mut profile = FaultProfile::draw(seed, &sim_config(seed, explore.nodes));
+    profile.narrow_windows &= explore.narrow_windows;
+    profile
 }
 
 /// Runs one seed: faults, then heal, then the liveness check.
@@ -1137,7 +1159,7 @@ pub struct Summary {
     pub sim_ms: u64,
     pub membership_changes: u64,
     /// Seeds per fault family ([`FaultProfile::FAMILIES`] order), and seeds with none.
-    pub profile_mix: [u64; 14],
+    pub profile_mix: [u64; FaultProfile::FAMILIES.len()],
     pub classic_seeds: u64,
 }
 
@@ -1193,6 +1215,7 @@ mod tests {
             small_batches: true,
             wide_clock_skew: true,
             wipes: true,
+            narrow_windows: true,
         }
     }
 

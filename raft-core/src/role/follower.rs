@@ -49,11 +49,16 @@ impl Node {
             };
             self.handle_append(leader, request);
         }
-        let (last_index, report_at) = (
-            self.log.last_index(),
-            self.config.early_appends_gap_report_at,
-        );
-        if self.early_appends.is_gap_crowded(last_index, report_at) {
+        // A leader stops after `inflight_appends_max` unacknowledged appends: once the rest of
+        // its window is held, nothing more comes, and waiting only stalls the stream.
+        let report_at = self
+            .config
+            .early_appends_gap_report_at
+            .min(self.config.inflight_appends_max.saturating_sub(1));
+        if self
+            .early_appends
+            .is_gap_crowded(self.log.last_index(), report_at)
+        {
             self.report_append_gap(leader);
         }
     }
