@@ -51,8 +51,8 @@ pub(crate) struct EarlyAppends {
     pub(crate) bytes: usize,
     /// Where the log ended at the last tick that found requests held.
     pub(crate) gap_at_last_tick: Option<LogIndex>,
-    /// Where the log ended, and how many requests were held, when a gap was last reported
-    /// for their count.
+    /// Where the gap last reported for the count of requests held ended (the first held
+    /// request's `prev_log_index`), and how many were held then.
     pub(crate) reported_by_count: Option<(LogIndex, usize)>,
 }
 
@@ -156,24 +156,25 @@ impl EarlyAppends {
 
     /// True when `report_at` (not 0) requests or more are held beyond a gap at
     /// `log_last_index`: so many later requests overtook the missing one that it is more
-    /// likely lost than late. Once per gap, and again for every `report_at` more requests
-    /// held while it lasts, in case the report or what it made the leader send was lost too.
+    /// likely lost than late. Once per gap: a gap within the one reported last (part of it
+    /// was filled since, the rest may be on its way) only again once `report_at` more
+    /// requests are held, in case the report or what it made the leader send was lost too.
     pub(crate) fn is_gap_crowded(&mut self, log_last_index: LogIndex, report_at: usize) -> bool {
         let held = self.held.len();
-        let gap = report_at > 0
-            && held >= report_at
-            && self
-                .held
-                .first_key_value()
-                .is_some_and(|(&first, _)| first > log_last_index);
+        let Some((&first, _)) = self.held.first_key_value() else {
+            return false;
+        };
+        if report_at == 0 || held < report_at || first <= log_last_index {
+            return false;
+        }
         let due = match self.reported_by_count {
-            Some((at, count)) if at == log_last_index => held >= count + report_at,
+            Some((reported_end, count)) if first <= reported_end => held >= count + report_at,
             _ => true,
         };
-        if gap && due {
-            self.reported_by_count = Some((log_last_index, held));
+        if due {
+            self.reported_by_count = Some((first, held));
         }
-        gap && due
+        due
     }
 
     /// Where the held requests start (the `prev_log_index` of the first) and the latest read
@@ -329,6 +330,8 @@ mod tests {
         late.read_round = 4;
         early.hold(Term(1), LEADER, late, roomy).unwrap();
         assert_eq!(early.gap_end(), Some((LogIndex(6), 4)));
+        // Part of the reported gap filled: the rest may be on its way, so no new report.
+        assert!(!early.is_gap_crowded(LogIndex(5), 3));
         // The log moved on to a new gap (the first held request was taken): crowded at once.
         let _ = early.take_ready(Term(1), Some(LEADER), LogIndex(6));
         assert!(early.is_gap_crowded(LogIndex(6), 3));

@@ -232,6 +232,37 @@ fn a_lost_append_is_reported_once_the_rest_of_the_leaders_window_is_held() {
     assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(5)));
 }
 
+#[test]
+fn a_gap_of_several_lost_appends_is_resent_in_one_go() {
+    // One entry per message: two appends lost in a row make a gap two messages long.
+    let (mut leader, mut follower) = streaming_pair_with(|config| Config {
+        append_entries_max: 1,
+        ..config
+    });
+    let report_at = follower.config().early_appends_gap_report_at as u64;
+    let mut appends = propose(&mut leader, report_at + 2);
+    appends.drain(..2);
+    let answers = deliver(&mut follower, appends);
+    assert_eq!(
+        gap_reports(&answers),
+        [(LogIndex(1), LogIndex(3))],
+        "{answers:?}"
+    );
+    let resent = to_follower(deliver(&mut leader, answers));
+    assert_eq!(
+        (resent.len(), entries_carried(&resent)),
+        (2, 2),
+        "{resent:?}"
+    );
+    // Both arrive, the held appends follow, and nothing is left to report.
+    let answers = deliver(&mut follower, resent);
+    assert!(gap_reports(&answers).is_empty(), "{answers:?}");
+    let last = LogIndex(report_at + 3);
+    assert_eq!(follower.last_log_index(), last);
+    let _ = deliver(&mut leader, answers);
+    assert_eq!(leader.match_index(FOLLOWER), Some(last));
+}
+
 fn second_lost_prev(envelope: &Envelope) -> u64 {
     let Message::AppendEntries(request) = &envelope.message else {
         unreachable!("an append");

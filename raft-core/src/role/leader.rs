@@ -283,11 +283,12 @@ impl Node {
 
     /// The follower holds requests beyond a gap (`early_appends.rs`). In `Replicate`: send
     /// what lies between again, once, and stay there: the held requests follow it, and the
-    /// stream goes on from where it is. A follower that guessed wrong (the missing request was
-    /// only late) costs one request's entries. If the resend is lost too, the follower's next
-    /// report or the heartbeat stall detection tries again; if the follower's log does not
-    /// match where the resend starts, its reject sends the leader probing. In `Probe`: the
-    /// probe itself was held, beyond where the follower's log ends, so probe from there.
+    /// stream goes on from where it is. A follower that guessed wrong (the missing request
+    /// was only late) costs the gap's entries sent twice. If the resend is lost too, the
+    /// follower's next report or the heartbeat stall detection tries again; if the follower's
+    /// log does not match where the resend starts, its reject sends the leader probing. In
+    /// `Probe`: the probe itself was held, beyond where the follower's log ends, so probe
+    /// from there.
     fn on_append_gap(&mut self, follower: NodeId, log_last_index: LogIndex, held_from: LogIndex) {
         let Some(progress) = self.progress.get_mut(&follower) else {
             return;
@@ -311,24 +312,31 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        let prev_log_index = from.prev();
-        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
-            // The entries it needs were compacted away: probing leads to the snapshot.
-            progress.become_probe(from);
-            self.send_append(follower, true);
-            return;
-        };
-        let mut entries = self.entries_for_message(from);
-        entries.truncate(usize::try_from(to.0 - prev_log_index.0).unwrap_or(usize::MAX));
-        let request = AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit: self.commit_index,
-            read_round: self.reads.round(),
-        };
-        self.stats.gaps_resent += 1;
-        self.send_request(follower, Message::AppendEntries(request));
+        // Every message the gap takes: several may have been lost in a row.
+        let mut from = from;
+        while from <= to {
+            let prev_log_index = from.prev();
+            let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+                // The entries it needs were compacted away: probing leads to the snapshot.
+                if let Some(progress) = self.progress.get_mut(&follower) {
+                    progress.become_probe(from);
+                }
+                self.send_append(follower, true);
+                return;
+            };
+            let mut entries = self.entries_for_message(from);
+            entries.truncate(usize::try_from(to.0 - prev_log_index.0).unwrap_or(usize::MAX));
+            from = LogIndex(prev_log_index.0 + entries.len() as u64).next();
+            let request = AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: self.commit_index,
+                read_round: self.reads.round(),
+            };
+            self.stats.gaps_resent += 1;
+            self.send_request(follower, Message::AppendEntries(request));
+        }
     }
 
     fn on_append_success(&mut self, follower: NodeId, match_index: LogIndex) {
