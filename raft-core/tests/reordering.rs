@@ -263,6 +263,42 @@ fn a_gap_of_several_lost_appends_is_resent_in_one_go() {
     assert_eq!(leader.match_index(FOLLOWER), Some(last));
 }
 
+#[test]
+fn a_probing_leader_whose_probe_was_held_probes_from_where_the_follower_log_ends() {
+    // A new leader with five entries probes its followers from the end of its log.
+    let mut leader = node_with_log(1, 3, 1, &[1, 1, 1, 1, 1]);
+    let probes = to_follower(sends(&make_leader(&mut leader)));
+    let Some(Message::AppendEntries(probe)) = probes.first().map(|e| &e.message) else {
+        panic!("a probe: {probes:?}");
+    };
+    let probe_prev = probe.prev_log_index;
+    let term = leader.term().0;
+    let gap = |log_last_index, held_from| {
+        append_response(
+            2,
+            1,
+            term,
+            AppendResult::Gap {
+                log_last_index: LogIndex(log_last_index),
+                held_from: LogIndex(held_from),
+            },
+        )
+    };
+    // The follower's log ends at 2 and it holds the probe: probe again from 3.
+    let sent = to_follower(sends(&leader.step(gap(2, probe_prev.0))));
+    let prevs: Vec<LogIndex> = sent
+        .iter()
+        .filter_map(|envelope| match &envelope.message {
+            Message::AppendEntries(request) => Some(request.prev_log_index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(prevs, [LogIndex(2)], "{sent:?}");
+    // A report of a log that reaches the probe's start (a stale one) changes nothing.
+    let sent = to_follower(sends(&leader.step(gap(probe_prev.0, probe_prev.0 + 1))));
+    assert!(sent.is_empty(), "{sent:?}");
+}
+
 fn second_lost_prev(envelope: &Envelope) -> u64 {
     let Message::AppendEntries(request) = &envelope.message else {
         unreachable!("an append");
