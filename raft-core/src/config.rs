@@ -45,6 +45,10 @@ pub struct Config {
     /// `inflight_appends_max - 1`: a leader with this configuration sends no more than that
     /// beyond a lost append before it waits.
     pub early_appends_gap_report_at: usize,
+    /// Leader: the last AppendEntries in flight to a follower is sent again after this many
+    /// ticks without an acknowledgement (a lost tail, which no follower can report). 0 waits
+    /// for the heartbeat stall detection instead.
+    pub tail_resend_ticks: u32,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,
     /// Ask for pre-votes before starting an election, so a node that was cut off does not
@@ -86,6 +90,7 @@ impl Config {
             early_appends_max: 64,
             early_appends_bytes_max: 2 * 1024 * 1024,
             early_appends_gap_report_at: 16,
+            tail_resend_ticks: 2,
             uncommitted_entries_max: 16 * 1024,
             pre_vote: true,
             check_quorum: true,

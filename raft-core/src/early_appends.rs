@@ -22,16 +22,20 @@
 //! follower tells the leader of the gap (`AppendResult::Gap`: where its log ends and where the
 //! held requests start) when it looks like a loss rather than a reordering: once
 //! [`Config::early_appends_gap_report_at`] requests are held beyond it (a late request is
-//! overtaken by a few, a lost one by all that follow), or when two ticks in a row find it.
-//! The leader sends again only the entries in between and keeps streaming; the held requests
-//! follow the resent one in one step. A report acknowledges nothing, so a wrong guess costs
-//! one request's entries sent twice. If the report or the resend is lost too, the count's next
+//! overtaken by a few, a lost one by all that follow; never more than the rest of the
+//! leader's window), or when two ticks in a row find it. The leader sends again only the
+//! entries in between and keeps streaming; the held requests follow the resent ones in one
+//! step. A report acknowledges nothing, so a wrong guess costs the gap's entries sent twice. If the report or the resend is lost too, the count's next
 //! multiple, the next tick but one, or the leader's stall detection
 //! (`Progress::is_stalled_at_heartbeat`, which probes from `match_index + 1`) tries again.
+//! Nothing follows the last request in flight, so a follower cannot report it lost: the
+//! leader sends it again itself after [`Config::tail_resend_ticks`] without an
+//! acknowledgement (`Progress::quiet_tail`).
 //!
 //! [`Config::early_appends_max`]: crate::Config::early_appends_max
 //! [`Config::early_appends_bytes_max`]: crate::Config::early_appends_bytes_max
 //! [`Config::early_appends_gap_report_at`]: crate::Config::early_appends_gap_report_at
+//! [`Config::tail_resend_ticks`]: crate::Config::tail_resend_ticks
 
 use alloc::collections::BTreeMap;
 

@@ -84,6 +84,9 @@ pub struct Stats {
     /// Leader: AppendEntries sent again to fill a gap a follower reported before the requests it
     /// held (`AppendResult::Gap`).
     pub gaps_resent: u64,
+    /// Leader: AppendEntries sent again because nothing was acknowledged after the last one
+    /// in flight for `Config::tail_resend_ticks`.
+    pub tails_resent: u64,
 }
 
 /// A snapshot of a node's state for display and checking.
@@ -276,6 +279,7 @@ impl Node {
                     self.on_check_quorum_timeout();
                 }
                 self.tick_transfer();
+                self.resend_quiet_tails();
             }
             Role::Follower | Role::Candidate => {
                 self.maybe_report_append_gap();

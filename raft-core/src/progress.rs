@@ -33,6 +33,9 @@ pub(crate) struct Progress {
     pub(crate) advanced_since_heartbeat: bool,
     /// Appends were in flight at the last heartbeat.
     pub(crate) inflight_at_last_heartbeat: bool,
+    /// Ticks, with appends in flight, since an acknowledgement last advanced `match_index`
+    /// or the last append in flight was last sent again.
+    pub(crate) quiet_ticks: u32,
     /// Heard from this follower since the last check-quorum round.
     pub(crate) recent_active: bool,
     /// The highest `read_round` this follower has answered in the current term.
@@ -51,6 +54,7 @@ impl Progress {
             inflight: VecDeque::new(),
             advanced_since_heartbeat: false,
             inflight_at_last_heartbeat: false,
+            quiet_ticks: 0,
             recent_active: true,
             acked_read_round: 0,
             incarnation: None,
@@ -72,6 +76,29 @@ impl Progress {
         stalled
     }
 
+    /// Called on every tick: the entries of the last append in flight, when nothing has been
+    /// acknowledged for `after` ticks (0: never). Nothing follows that append, so no follower
+    /// reports it lost (`early_appends.rs`); resending it costs a duplicate the follower drops
+    /// if it was only slow (a disk that takes longer), and saves waiting for the stall
+    /// detection of a whole heartbeat interval if it was lost.
+    pub(crate) fn quiet_tail(&mut self, after: u32) -> Option<(LogIndex, LogIndex)> {
+        let (ReplicationState::Replicate, Some(&last)) = (self.state, self.inflight.back()) else {
+            self.quiet_ticks = 0;
+            return None;
+        };
+        self.quiet_ticks += 1;
+        if after == 0 || self.quiet_ticks < after {
+            return None;
+        }
+        self.quiet_ticks = 0;
+        let before = self.inflight.iter().rev().nth(1).copied();
+        let from = before
+            .unwrap_or(self.match_index)
+            .max(self.match_index)
+            .next();
+        (from <= last).then_some((from, last))
+    }
+
     pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {
         match self.state {
             ReplicationState::Probe { paused } | ReplicationState::Snapshot { paused, .. } => {
@@ -90,6 +117,7 @@ impl Progress {
         self.state = ReplicationState::Probe { paused: false };
         self.next_index = next_index;
         self.inflight.clear();
+        self.quiet_ticks = 0;
     }
 
     /// A success acknowledgement for `match_index`: returns true when it taught us something new.
@@ -105,6 +133,7 @@ impl Progress {
         if advanced {
             self.match_index = match_index;
             self.advanced_since_heartbeat = true;
+            self.quiet_ticks = 0;
         }
         self.next_index = self.next_index.max(match_index.next());
         if let ReplicationState::Probe { .. } = self.state {

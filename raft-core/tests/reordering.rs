@@ -308,7 +308,11 @@ fn second_lost_prev(envelope: &Envelope) -> u64 {
 
 #[test]
 fn a_lost_append_is_resent_after_a_heartbeat_round() {
-    let (mut leader, mut follower) = streaming_pair();
+    // The heartbeat's stall detection alone, without the tail resends below.
+    let (mut leader, mut follower) = streaming_pair_with(|config| Config {
+        tail_resend_ticks: 0,
+        ..config
+    });
     let mut appends = propose(&mut leader, 8);
     let _lost = appends.remove(0);
     assert!(deliver(&mut follower, appends).is_empty());
@@ -361,4 +365,60 @@ fn held_appends_of_a_deposed_leader_are_never_applied() {
     // leader's term: handled now, it would overwrite the entry just acknowledged.
     assert_eq!(follower.last_log_index(), LogIndex(3));
     assert_eq!(follower.entry(LogIndex(3)).map(|e| e.term.0), Some(2));
+}
+
+/// Heartbeats as often as by default, less often than tails are resent.
+fn default_heartbeats(config: Config) -> Config {
+    let defaults = Config::new(config.id, config.voters.iter().copied());
+    Config {
+        heartbeat_interval_ticks: defaults.heartbeat_interval_ticks,
+        ..config
+    }
+}
+
+#[test]
+fn a_lost_last_append_is_sent_again_after_tail_resend_ticks() {
+    let (mut leader, mut follower) = streaming_pair_with(default_heartbeats);
+    let ticks = leader.config().tail_resend_ticks;
+    assert!(ticks < leader.config().heartbeat_interval_ticks);
+    // One write at a time: nothing follows the lost append, so nothing is held or reported.
+    let _lost = propose(&mut leader, 1);
+    let mut resent = Vec::new();
+    for tick in 1..=ticks {
+        resent = to_follower(sends(&leader.step(Input::Tick)));
+        assert_eq!(
+            entries_carried(&resent) > 0,
+            tick == ticks,
+            "tick {tick}: {resent:?}"
+        );
+    }
+    assert_eq!(entries_carried(&resent), 1, "{resent:?}");
+    let answers = deliver(&mut follower, resent);
+    let _ = deliver(&mut leader, answers);
+    assert_eq!(leader.match_index(FOLLOWER), Some(LogIndex(2)));
+    assert_eq!(leader.status().stats.tails_resent, 1);
+}
+
+#[test]
+fn a_slow_follower_gets_its_last_append_again_and_keeps_its_window() {
+    let (mut leader, mut follower) = streaming_pair_with(default_heartbeats);
+    let ticks = leader.config().tail_resend_ticks;
+    let appends = propose(&mut leader, 3);
+    // The follower has them, but its disk has not made them durable yet: no answer.
+    for append in appends {
+        let _ = follower.step(Input::Receive(append));
+    }
+    let mut resent = Vec::new();
+    for _ in 0..ticks {
+        resent = to_follower(sends(&leader.step(Input::Tick)));
+    }
+    // Only the last append again, not the window: the follower drops the duplicate.
+    assert_eq!(entries_carried(&resent), 1, "{resent:?}");
+    let Message::AppendEntries(request) = &resent[0].message else {
+        unreachable!("an append");
+    };
+    assert_eq!(request.prev_log_index, LogIndex(3));
+    assert!(sends(&follower.step(Input::Receive(resent[0].clone()))).is_empty());
+    // More writes still stream at once: the leader kept its window.
+    assert_eq!(propose(&mut leader, 1).len(), 1);
 }

@@ -6,7 +6,7 @@ use core::ops::Bound;
 use crate::action::Reply;
 use crate::log_entry::{Entry, EntryPayload};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
-use crate::node::Node;
+use crate::node::{Node, Stats};
 use crate::progress::ReplicationState;
 use crate::quorum::quorum_index;
 use crate::types::{LogIndex, NodeId, RequestId, Role, Term};
@@ -312,12 +312,40 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        // Every message the gap takes: several may have been lost in a row.
+        self.resend(follower, from, to, |stats| &mut stats.gaps_resent);
+    }
+
+    /// Resends the last append in flight to each follower that acknowledged nothing since
+    /// `Config::tail_resend_ticks` ago (`Progress::quiet_tail`).
+    pub(crate) fn resend_quiet_tails(&mut self) {
+        let after = self.config.tail_resend_ticks;
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
+            next = self.peer_after(Some(peer));
+            let tail = self
+                .progress
+                .get_mut(&peer)
+                .and_then(|progress| progress.quiet_tail(after));
+            if let Some((from, to)) = tail {
+                self.resend(peer, from, to, |stats| &mut stats.tails_resent);
+            }
+        }
+    }
+
+    /// Sends the entries `from..=to`, sent before and still counted in flight, to `follower`
+    /// again, in as many messages as they take, leaving its progress as it is; counts each
+    /// message in `counter`. If they were compacted away, probing leads to the snapshot.
+    fn resend(
+        &mut self,
+        follower: NodeId,
+        from: LogIndex,
+        to: LogIndex,
+        counter: fn(&mut Stats) -> &mut u64,
+    ) {
         let mut from = from;
         while from <= to {
             let prev_log_index = from.prev();
             let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
-                // The entries it needs were compacted away: probing leads to the snapshot.
                 if let Some(progress) = self.progress.get_mut(&follower) {
                     progress.become_probe(from);
                 }
@@ -334,7 +362,7 @@ impl Node {
                 leader_commit: self.commit_index,
                 read_round: self.reads.round(),
             };
-            self.stats.gaps_resent += 1;
+            *counter(&mut self.stats) += 1;
             self.send_request(follower, Message::AppendEntries(request));
         }
     }
