@@ -45,9 +45,10 @@ pub struct Config {
     /// `inflight_appends_max - 1`: a leader with this configuration sends no more than that
     /// beyond a lost append before it waits.
     pub early_appends_gap_report_at: usize,
-    /// Leader: the last AppendEntries in flight to a follower is sent again after this many
-    /// ticks without an acknowledgement (a lost tail, which no follower can report). 0 waits
-    /// for the heartbeat stall detection instead.
+    /// Leader: the last AppendEntries in flight to a follower is sent again, once, after this
+    /// many ticks without an acknowledgement (a lost tail, which no follower can report). It
+    /// should exceed a round trip including the follower's disk write, or every last append
+    /// goes twice. 0 waits for the heartbeat stall detection instead.
     pub tail_resend_ticks: u32,
     /// Entries past the commit index before the leader answers `Reply::Busy`.
     pub uncommitted_entries_max: usize,

@@ -55,9 +55,19 @@ pub(crate) struct EarlyAppends {
     pub(crate) bytes: usize,
     /// Where the log ended at the last tick that found requests held.
     pub(crate) gap_at_last_tick: Option<LogIndex>,
-    /// Where the gap last reported for the count of requests held ended (the first held
-    /// request's `prev_log_index`), and how many were held then.
-    pub(crate) reported_by_count: Option<(LogIndex, usize)>,
+    /// Where the gap last reported ended (the first held request's `prev_log_index`), and how
+    /// many requests were held then.
+    pub(crate) reported: Option<(LogIndex, usize)>,
+}
+
+/// What became of a request held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Held for the first time.
+    New,
+    /// What was held already covers it: the leader sent it again (its probe at a
+    /// heartbeat, a resend of the last append in flight), or the network duplicated it.
+    Again,
 }
 
 /// The limits of one follower's holding.
@@ -93,14 +103,14 @@ impl EarlyAppends {
         leader: NodeId,
         request: AppendEntries,
         limits: Limits,
-    ) -> Result<(), AppendEntries> {
+    ) -> Result<Held, AppendEntries> {
         if request.entries.is_empty() || self.stream != Some((term, leader)) {
             return Err(request);
         }
         let key = request.prev_log_index;
         let replaced = match self.held.get(&key) {
             // A duplicate, or a shorter request from the same point: what is held covers it.
-            Some(held) if last_index(held) >= last_index(&request) => return Ok(()),
+            Some(held) if last_index(held) >= last_index(&request) => return Ok(Held::Again),
             Some(held) => size_bytes(held),
             None => 0,
         };
@@ -111,7 +121,7 @@ impl EarlyAppends {
         }
         self.bytes = bytes;
         self.held.insert(key, request);
-        Ok(())
+        Ok(Held::New)
     }
 
     /// The held request to handle next, now that the log ends at `log_last_index`, if one
@@ -144,18 +154,30 @@ impl EarlyAppends {
     }
 
     /// Called on every tick: true when the log has ended at `log_last_index`, short of every
-    /// held request, since the previous tick too. A request overtaken on the way arrives
-    /// within the network's spread of latencies; one still missing a whole tick later is
-    /// more likely lost, and the leader learns of the gap at once instead of at its next
-    /// heartbeat round.
+    /// held request, since the previous tick too, and the gap is not within one reported
+    /// already. A request overtaken on the way arrives within the network's spread of
+    /// latencies; one still missing a whole tick later is more likely lost, and the leader
+    /// learns of the gap at once instead of at its next heartbeat round. A reported gap is
+    /// not reported again by ticks: the answer may take longer than two ticks, and if the
+    /// report or its resend was lost the leader's stall detection resends.
     pub(crate) fn is_gap_lasting(&mut self, log_last_index: LogIndex) -> bool {
-        let gap = self
-            .held
-            .first_key_value()
-            .and_then(|(&first, _)| (first > log_last_index).then_some(log_last_index));
+        let first = self.held.first_key_value().map(|(&first, _)| first);
+        let gap = first
+            .filter(|&first| first > log_last_index)
+            .map(|_| log_last_index);
         let lasting = gap.is_some() && self.gap_at_last_tick == gap;
         self.gap_at_last_tick = if lasting { None } else { gap };
-        lasting
+        let reported = matches!(
+            (first, self.reported),
+            (Some(first), Some((reported_end, _))) if first <= reported_end
+        );
+        if !lasting || reported {
+            return false;
+        }
+        if let Some(first) = first {
+            self.reported = Some((first, self.held.len()));
+        }
+        true
     }
 
     /// True when `report_at` (not 0) requests or more are held beyond a gap at
@@ -171,12 +193,12 @@ impl EarlyAppends {
         if report_at == 0 || held < report_at || first <= log_last_index {
             return false;
         }
-        let due = match self.reported_by_count {
+        let due = match self.reported {
             Some((reported_end, count)) if first <= reported_end => held >= count + report_at,
             _ => true,
         };
         if due {
-            self.reported_by_count = Some((first, held));
+            self.reported = Some((first, held));
         }
         due
     }
@@ -247,9 +269,9 @@ mod tests {
     fn a_duplicate_or_shorter_request_is_covered_and_a_longer_one_replaces_it() {
         let mut early = EarlyAppends::default();
         early.on_matched(Term(1), LEADER);
-        early.hold(Term(1), LEADER, request(5, 2), ROOMY).unwrap();
-        early.hold(Term(1), LEADER, request(5, 2), ROOMY).unwrap();
-        early.hold(Term(1), LEADER, request(5, 1), ROOMY).unwrap();
+        let held = [request(5, 2), request(5, 2), request(5, 1)]
+            .map(|r| early.hold(Term(1), LEADER, r, ROOMY).unwrap());
+        assert_eq!(held, [Held::New, Held::Again, Held::Again]);
         assert_eq!((early.len(), early.bytes), (1, size_bytes(&request(5, 2))));
         early.hold(Term(1), LEADER, request(5, 3), ROOMY).unwrap();
         assert_eq!((early.len(), early.bytes), (1, size_bytes(&request(5, 3))));
@@ -292,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_found_by_two_ticks_in_a_row_is_lasting() {
+    fn a_gap_found_by_two_ticks_in_a_row_is_lasting_and_reported_once() {
         let mut early = EarlyAppends::default();
         early.on_matched(Term(1), LEADER);
         early.hold(Term(1), LEADER, request(7, 1), ROOMY).unwrap();
@@ -300,14 +322,18 @@ mod tests {
         assert!(!early.is_gap_lasting(LogIndex(3)));
         assert!(early.is_gap_lasting(LogIndex(3)));
         assert_eq!(early.gap_end(), Some((LogIndex(5), 0)));
-        // Reported: the next tick starts over.
-        assert!(!early.is_gap_lasting(LogIndex(3)));
-        // The log grew in between: a new gap, not yet a lasting one.
-        assert!(!early.is_gap_lasting(LogIndex(4)));
-        assert!(early.is_gap_lasting(LogIndex(4)));
+        // Reported: not again by ticks, however long it lasts.
+        for _ in 0..4 {
+            assert!(!early.is_gap_lasting(LogIndex(3)));
+        }
+        // The first held request was taken: a new gap, reported once it lasts.
+        let _ = early.take_ready(Term(1), Some(LEADER), LogIndex(5));
+        assert!(!early.is_gap_lasting(LogIndex(6)));
+        assert!(early.is_gap_lasting(LogIndex(6)));
+        assert!(!early.is_gap_lasting(LogIndex(6)));
         // No gap left, nothing lasting.
-        assert!(!early.is_gap_lasting(LogIndex(5)));
-        assert!(!early.is_gap_lasting(LogIndex(5)));
+        assert!(!early.is_gap_lasting(LogIndex(7)));
+        assert!(!early.is_gap_lasting(LogIndex(7)));
     }
 
     #[test]

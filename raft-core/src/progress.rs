@@ -34,8 +34,10 @@ pub(crate) struct Progress {
     /// Appends were in flight at the last heartbeat.
     pub(crate) inflight_at_last_heartbeat: bool,
     /// Ticks, with appends in flight, since an acknowledgement last advanced `match_index`
-    /// or the last append in flight was last sent again.
+    /// or an append with entries was last sent.
     pub(crate) quiet_ticks: u32,
+    /// The last append in flight was sent again since then.
+    pub(crate) tail_resent: bool,
     /// Heard from this follower since the last check-quorum round.
     pub(crate) recent_active: bool,
     /// The highest `read_round` this follower has answered in the current term.
@@ -55,6 +57,7 @@ impl Progress {
             advanced_since_heartbeat: false,
             inflight_at_last_heartbeat: false,
             quiet_ticks: 0,
+            tail_resent: false,
             recent_active: true,
             acked_read_round: 0,
             incarnation: None,
@@ -76,27 +79,35 @@ impl Progress {
         stalled
     }
 
-    /// Called on every tick: the entries of the last append in flight, when nothing has been
-    /// acknowledged for `after` ticks (0: never). Nothing follows that append, so no follower
-    /// reports it lost (`early_appends.rs`); resending it costs a duplicate the follower drops
-    /// if it was only slow (a disk that takes longer), and saves waiting for the stall
-    /// detection of a whole heartbeat interval if it was lost.
+    /// Called on every tick: the entries of the last append in flight, once `after` ticks (not
+    /// 0) passed since it was sent with no acknowledgement. Nothing follows that append, so no
+    /// follower reports it lost (`early_appends.rs`). Once per append: if the copy is lost
+    /// too, or the follower only answers late (a slow disk, a long round trip), the heartbeat
+    /// stall detection takes over.
     pub(crate) fn quiet_tail(&mut self, after: u32) -> Option<(LogIndex, LogIndex)> {
         let (ReplicationState::Replicate, Some(&last)) = (self.state, self.inflight.back()) else {
-            self.quiet_ticks = 0;
             return None;
         };
-        self.quiet_ticks += 1;
-        if after == 0 || self.quiet_ticks < after {
+        if after == 0 || self.tail_resent {
             return None;
         }
-        self.quiet_ticks = 0;
+        self.quiet_ticks += 1;
+        if self.quiet_ticks < after {
+            return None;
+        }
+        self.tail_resent = true;
         let before = self.inflight.iter().rev().nth(1).copied();
         let from = before
             .unwrap_or(self.match_index)
             .max(self.match_index)
             .next();
         (from <= last).then_some((from, last))
+    }
+
+    /// Restarts the wait for the last append in flight (`quiet_tail`).
+    fn restart_quiet_ticks(&mut self) {
+        self.quiet_ticks = 0;
+        self.tail_resent = false;
     }
 
     pub(crate) fn is_paused(&self, inflight_max: usize) -> bool {
@@ -117,7 +128,7 @@ impl Progress {
         self.state = ReplicationState::Probe { paused: false };
         self.next_index = next_index;
         self.inflight.clear();
-        self.quiet_ticks = 0;
+        self.restart_quiet_ticks();
     }
 
     /// A success acknowledgement for `match_index`: returns true when it taught us something new.
@@ -133,7 +144,7 @@ impl Progress {
         if advanced {
             self.match_index = match_index;
             self.advanced_since_heartbeat = true;
-            self.quiet_ticks = 0;
+            self.restart_quiet_ticks();
         }
         self.next_index = self.next_index.max(match_index.next());
         if let ReplicationState::Probe { .. } = self.state {
@@ -162,6 +173,7 @@ impl Progress {
                 if carried_entries {
                     self.next_index = last_index.next();
                     self.inflight.push_back(last_index);
+                    self.restart_quiet_ticks();
                 }
             }
         }

@@ -270,7 +270,7 @@ fn rename_early_appends(early: &EarlyAppends, r: &NodeRenaming) -> EarlyAppends 
         held,
         bytes,
         gap_at_last_tick,
-        reported_by_count,
+        reported,
     } = early;
     EarlyAppends {
         stream: stream.map(|(term, leader)| (term, r.id(leader))),
@@ -280,7 +280,7 @@ fn rename_early_appends(early: &EarlyAppends, r: &NodeRenaming) -> EarlyAppends 
             .collect(),
         bytes: *bytes,
         gap_at_last_tick: *gap_at_last_tick,
-        reported_by_count: *reported_by_count,
+        reported: *reported,
     }
 }
 
@@ -349,6 +349,7 @@ fn rename_progress(
                 advanced_since_heartbeat,
                 inflight_at_last_heartbeat,
                 quiet_ticks,
+                tail_resent,
                 recent_active,
                 acked_read_round,
                 incarnation,
@@ -361,6 +362,7 @@ fn rename_progress(
                 advanced_since_heartbeat: *advanced_since_heartbeat,
                 inflight_at_last_heartbeat: *inflight_at_last_heartbeat,
                 quiet_ticks: *quiet_ticks,
+                tail_resent: *tail_resent,
                 recent_active: *recent_active,
                 acked_read_round: *acked_read_round,
                 incarnation: *incarnation,

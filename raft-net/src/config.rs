@@ -71,6 +71,9 @@ pub struct Timing {
     pub heartbeat_ticks: u32,
     pub election_ticks_min: u32,
     pub election_ticks_max: u32,
+    /// The leader sends the last append in flight to a follower again after this many ticks
+    /// without an answer (raft-core's `Config::tail_resend_ticks`); 0 never.
+    pub tail_resend_ticks: u32,
     /// How long a client write waits for its commit before the answer is 504.
     pub commit_timeout: Duration,
 }
@@ -82,6 +85,7 @@ impl Default for Timing {
             heartbeat_ticks: 5,
             election_ticks_min: 30,
             election_ticks_max: 60,
+            tail_resend_ticks: 2,
             commit_timeout: Duration::from_secs(5),
         }
     }
@@ -189,6 +193,7 @@ impl NodeConfig {
         config.heartbeat_interval_ticks = self.timing.heartbeat_ticks;
         config.election_timeout_ticks_min = self.timing.election_ticks_min;
         config.election_timeout_ticks_max = self.timing.election_ticks_max;
+        config.tail_resend_ticks = self.timing.tail_resend_ticks;
         config.append_bytes_max = self.append_bytes_max(config.append_entries_max);
         config.inflight_appends_max = self.inflight_appends_max;
         config.early_appends_max = self.early_appends_max;
@@ -408,6 +413,12 @@ pub struct NodeArgs {
     pub election_ticks_min: u32,
     #[arg(long, default_value_t = 60)]
     pub election_ticks_max: u32,
+    /// The leader sends the last AppendEntries in flight to a follower again, once, after this
+    /// many ticks without an answer: a lost one, with nothing after it that the follower could
+    /// report missing. Keep it above the round trip to the followers, their disk write
+    /// included; 0 leaves it to the heartbeat's stall detection.
+    #[arg(long, default_value_t = 2)]
+    pub tail_resend_ticks: u32,
     /// A write not committed within this long is answered 504 (outcome unknown).
     #[arg(long, default_value_t = 5000)]
     pub commit_timeout_ms: u64,
@@ -514,6 +525,7 @@ impl NodeArgs {
                 heartbeat_ticks: self.heartbeat_ticks,
                 election_ticks_min: self.election_ticks_min,
                 election_ticks_max: self.election_ticks_max,
+                tail_resend_ticks: self.tail_resend_ticks,
                 commit_timeout: Duration::from_millis(self.commit_timeout_ms),
             },
             datagram_bytes_max: self.datagram_bytes_max,
@@ -680,6 +692,18 @@ mod tests {
         assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
         assert!(config.command_bytes_max() > 40 * 1024);
         assert!(raft.snapshot_chunk_bytes_max + SNAPSHOT_META_BYTES <= raft.append_bytes_max);
+    }
+
+    #[test]
+    fn the_tail_resend_reaches_the_core_and_defaults_to_its_default() {
+        let mut config = config(DATAGRAM_BYTES_MAX_DEFAULT);
+        let core_default = raft_core::Config::new(config.id, config.initial_voters());
+        assert_eq!(
+            config.raft_config().tail_resend_ticks,
+            core_default.tail_resend_ticks
+        );
+        config.timing.tail_resend_ticks = 0;
+        assert_eq!(config.raft_config().tail_resend_ticks, 0);
     }
 
     #[test]

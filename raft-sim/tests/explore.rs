@@ -110,6 +110,16 @@ fn seeds_14684_3781_and_17841_a_held_probe_is_answered_by_its_gap() {
     passes(&[(14684, 5), (3781, 5), (17841, 5)]);
 }
 
+/// Regression: a follower reported a gap once by its ticks and then no more, to spare the
+/// leader duplicate resends; when that report was lost, a probing leader resent its held
+/// probe at every heartbeat and never heard of the gap (`liveness_catch_up`). A request
+/// held already and sent again now reports the gap at once. Found by `explore --seeds
+/// 0..20000`: seed 14665 of 5 nodes and 15230 of 3, among four.
+#[test]
+fn seeds_14665_and_15230_a_resent_held_request_reports_its_gap() {
+    passes(&[(14665, 5), (15230, 3)]);
+}
+
 /// Regression of the simulator's model: a lease seed's paused leader gets the ticks it missed
 /// when it resumes. With its clock stood still it served reads from an expired lease
 /// (`read_covers_commit`): seeds 4584 of 3 nodes and 18487 of 5.

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use crate::early_appends::Limits;
+use crate::early_appends::{Held, Limits};
 use crate::log_entry::Entry;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, ConflictHint, Message};
 use crate::node::Node;
@@ -108,13 +108,23 @@ impl Node {
                     count_max: self.config.early_appends_max,
                     bytes_max: self.config.early_appends_bytes_max,
                 };
-                let Err(request) =
-                    self.early_appends
+                let request =
+                    match self
+                        .early_appends
                         .hold(self.current_term, leader, request, limits)
-                else {
-                    self.stats.early_appends_held += 1;
-                    return;
-                };
+                    {
+                        Ok(Held::New) => {
+                            self.stats.early_appends_held += 1;
+                            return;
+                        }
+                        // The leader resends what it does not know arrived: it has not heard of
+                        // the gap before it (the report was lost, or it probes from there).
+                        Ok(Held::Again) => {
+                            self.report_append_gap(leader);
+                            return;
+                        }
+                        Err(request) => request,
+                    };
                 let hint = ConflictHint {
                     conflict_term: None,
                     first_index: self.log.last_index().next(),

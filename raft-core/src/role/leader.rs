@@ -312,7 +312,13 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.resend(follower, from, to, |stats| &mut stats.gaps_resent);
+        if !self.resend(follower, from, to, |stats| &mut stats.gaps_resent) {
+            // The follower's log ends before this leader's snapshot: probing leads to it.
+            if let Some(progress) = self.progress.get_mut(&follower) {
+                progress.become_probe(from);
+            }
+            self.send_append(follower, true);
+        }
     }
 
     /// Resends the last append in flight to each follower that acknowledged nothing since
@@ -327,30 +333,32 @@ impl Node {
                 .get_mut(&peer)
                 .and_then(|progress| progress.quiet_tail(after));
             if let Some((from, to)) = tail {
-                self.resend(peer, from, to, |stats| &mut stats.tails_resent);
+                // Compacted since it was sent: a quorum had it, and whether this follower
+                // needs the snapshot its own answer will tell.
+                let _ = self.resend(peer, from, to, |stats| &mut stats.tails_resent);
             }
         }
     }
 
     /// Sends the entries `from..=to`, sent before and still counted in flight, to `follower`
     /// again, in as many messages as they take, leaving its progress as it is; counts each
-    /// message in `counter`. If they were compacted away, probing leads to the snapshot.
+    /// message in `counter`. False, with nothing sent, when the log no longer holds where
+    /// they start (compacted into the snapshot).
     fn resend(
         &mut self,
         follower: NodeId,
         from: LogIndex,
         to: LogIndex,
         counter: fn(&mut Stats) -> &mut u64,
-    ) {
+    ) -> bool {
+        if self.log.term_at(from.prev()).is_none() {
+            return false;
+        }
         let mut from = from;
         while from <= to {
             let prev_log_index = from.prev();
             let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
-                if let Some(progress) = self.progress.get_mut(&follower) {
-                    progress.become_probe(from);
-                }
-                self.send_append(follower, true);
-                return;
+                return true;
             };
             let mut entries = self.entries_for_message(from);
             entries.truncate(usize::try_from(to.0 - prev_log_index.0).unwrap_or(usize::MAX));
@@ -365,6 +373,7 @@ impl Node {
             *counter(&mut self.stats) += 1;
             self.send_request(follower, Message::AppendEntries(request));
         }
+        true
     }
 
     fn on_append_success(&mut self, follower: NodeId, match_index: LogIndex) {
