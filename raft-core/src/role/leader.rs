@@ -158,14 +158,24 @@ impl Node {
         let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
             return;
         };
-        let request = AppendEntries {
+        let request = self.append_request(prev_log_index, prev_log_term, Vec::new());
+        self.send_request(peer, Message::AppendEntries(request));
+    }
+
+    /// An AppendEntries of this leader now: its commit index, its current read round.
+    fn append_request(
+        &self,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+    ) -> AppendEntries {
+        AppendEntries {
             prev_log_index,
             prev_log_term,
-            entries: Vec::new(),
+            entries,
             leader_commit: self.commit_index,
             read_round: self.reads.round(),
-        };
-        self.send_request(peer, Message::AppendEntries(request));
+        }
     }
 
     pub(crate) fn broadcast_append(&mut self) {
@@ -211,13 +221,7 @@ impl Node {
             }
             let last_index = LogIndex(prev_log_index.0 + entries.len() as u64);
             let carried_entries = !entries.is_empty();
-            let request = AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit: self.commit_index,
-                read_round: self.reads.round(),
-            };
+            let request = self.append_request(prev_log_index, prev_log_term, entries);
             self.send_request(peer, Message::AppendEntries(request));
             let Some(progress) = self.progress.get_mut(&peer) else {
                 return;
@@ -363,13 +367,7 @@ impl Node {
             let mut entries = self.entries_for_message(from);
             entries.truncate(usize::try_from(to.0 - prev_log_index.0).unwrap_or(usize::MAX));
             from = LogIndex(prev_log_index.0 + entries.len() as u64).next();
-            let request = AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit: self.commit_index,
-                read_round: self.reads.round(),
-            };
+            let request = self.append_request(prev_log_index, prev_log_term, entries);
             *counter(&mut self.stats) += 1;
             self.send_request(follower, Message::AppendEntries(request));
         }
