@@ -17,15 +17,14 @@
 //! - `Reply` answers the HTTP request that proposed the command (or asked for a read: the
 //!   machine answers it right then).
 //!
-//! After the actions, when the applied index crosses a multiple of `snapshot_entries` (shifted
-//! by a per-node offset), the driver takes the machine's snapshot, which the
+//! After the actions, when a snapshot is due (see [`SnapshotSchedule`]: every
+//! `snapshot_entries` at a per-node offset, once the log since the last one holds as many bytes
+//! as that snapshot), the driver takes the machine's snapshot, which the
 //! [`StateMachine`] contract makes cheap (the key-value store's is a
 //! pointer copy), and encodes it on a blocking thread while it goes on stepping; the bytes come
 //! back as one more source, and only then does the driver feed `Input::Compact` for the index
 //! the snapshot was taken at, so the log (and the WAL) stay bounded without a large store ever
-//! stalling heartbeats. One snapshot is encoded at a time. The offset keeps members from
-//! snapshotting at the same index: while one member writes its checkpoint, the others still
-//! form a majority and commit.
+//! stalling heartbeats. One snapshot is encoded at a time.
 //!
 //! Installing a leader's snapshot is the other way round: decoding and rebuilding a large store
 //! takes as long as encoding it (a third of a second for a million keys), so the driver builds an
@@ -63,6 +62,7 @@ use crate::member_address::check_member_address;
 use crate::metrics::{inc, Metrics};
 use crate::replica::{NodeOutput, Replica};
 use crate::service::Machine;
+use crate::snapshot_schedule::SnapshotSchedule;
 use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
@@ -343,11 +343,8 @@ pub struct Driver<M: StateMachine> {
     last_seen: (Role, Term, Option<NodeId>),
     /// The membership last logged.
     last_membership: Membership,
-    /// Take a snapshot after this many applied entries (0: never).
-    snapshot_entries: u64,
-    /// The index of the latest snapshot this node took (being encoded, or in the core) or
-    /// installed: the next one is due `snapshot_entries` after it.
-    snapshot_taken: LogIndex,
+    /// When the next snapshot is due; it knows the latest one taken or installed.
+    schedule: SnapshotSchedule,
     /// The index of the latest snapshot the core holds: the log is compacted up to it.
     snapshot_index: LogIndex,
     /// The snapshot being encoded, if any.
@@ -390,10 +387,13 @@ impl<M: Machine> Driver<M> {
         storage: StorageHandle,
         metrics: Arc<Metrics>,
         snapshot_entries: u64,
+        snapshot_bytes: usize,
     ) -> Driver<M> {
         let last_seen = (node.role(), node.term(), node.leader_id());
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
+        let schedule =
+            SnapshotSchedule::new(node.id(), snapshot_entries, snapshot_index, snapshot_bytes);
         let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
         let (restored_tx, restored_rx) = mpsc::unbounded_channel();
         let feed = StatusFeed::new(&node, snapshot_index);
@@ -410,8 +410,7 @@ impl<M: Machine> Driver<M> {
             step_outputs: Vec::new(),
             last_seen,
             last_membership,
-            snapshot_entries,
-            snapshot_taken: snapshot_index,
+            schedule,
             snapshot_index,
             encoding: None,
             encoded_tx,
@@ -616,7 +615,7 @@ impl<M: Machine> Driver<M> {
                             installing.snapshot_requests.push(respond);
                         }
                     }
-                    None if applied <= self.snapshot_taken => {
+                    None if applied <= self.schedule.last() => {
                         let _ = respond.send(None);
                     }
                     None => {
@@ -649,13 +648,7 @@ impl<M: Machine> Driver<M> {
     /// applied index (no leader's snapshot is being restored).
     fn maybe_snapshot(&mut self) {
         let applied = self.node.applied_index();
-        let due = snapshot_due(
-            self.node.id(),
-            self.snapshot_entries,
-            self.snapshot_taken,
-            applied,
-        );
-        if due && self.encoding.is_none() && self.installing.is_none() {
+        if self.schedule.is_due(applied) && self.encoding.is_none() && self.installing.is_none() {
             self.take_snapshot(applied);
         }
     }
@@ -664,7 +657,7 @@ impl<M: Machine> Driver<M> {
     /// encodes it on a blocking thread; the bytes come back through `encoded`.
     fn take_snapshot(&mut self, applied: LogIndex) {
         let snapshot = self.replica.snapshot();
-        self.snapshot_taken = applied;
+        self.schedule.taken(applied);
         self.encoding = Some(Encoding {
             index: applied,
             waiters: Vec::new(),
@@ -686,6 +679,7 @@ impl<M: Machine> Driver<M> {
     /// newer snapshot by now, from the leader), and the requests that waited are answered.
     fn on_encoded(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), DriverError> {
         tracing::info!(index = index.0, bytes = data.len(), "taking a snapshot");
+        self.schedule.encoded(index, data.len());
         let encoding = self.encoding.take();
         self.execute(Input::Compact { index, data })?;
         self.snapshot_index = self.snapshot_index.max(index);
@@ -742,7 +736,7 @@ impl<M: Machine> Driver<M> {
     fn install(&mut self, snapshot: Snapshot) {
         let index = snapshot.meta.last_included_index;
         self.snapshot_index = self.snapshot_index.max(index);
-        self.snapshot_taken = self.snapshot_taken.max(index);
+        self.schedule.installed(index, snapshot.data.len());
         self.installing = Some(Installing {
             bytes: snapshot.data.len(),
             deferred: Vec::new(),
@@ -827,6 +821,7 @@ impl<M: Machine> Driver<M> {
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if let EntryPayload::Command(bytes) = &entry.payload {
+                self.schedule.applied(bytes.len());
                 let output = self.replica.apply_bytes(entry.index, bytes);
                 match output {
                     NodeOutput::Invalid => tracing::warn!(
@@ -1107,21 +1102,6 @@ fn page_of(entries: &[Entry], limit: usize, bytes_max: usize) -> (Vec<Entry>, Op
     (page, None)
 }
 
-/// Whether a node that last snapshotted at `last` should snapshot at `applied`: when
-/// `applied` crosses a multiple of `every`, shifted by an offset drawn from the node's id
-/// (golden-ratio spacing spreads any number of ids over the interval). Every node thus snapshots
-/// once per `every` entries, at its own points of the log, never all at the same index.
-fn snapshot_due(id: NodeId, every: u64, last: LogIndex, applied: LogIndex) -> bool {
-    const GOLDEN: f64 = 0.618_033_988_749_895;
-    if every == 0 || applied <= last {
-        return false;
-    }
-    let fraction = (id.0 as f64 * GOLDEN).fract();
-    // `fraction < 1`, so the offset is below `every`.
-    let offset = (fraction * every as f64) as u64;
-    (applied.0 + offset) / every > (last.0 + offset) / every
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1223,6 +1203,7 @@ mod tests {
                 Arc::new(transport),
                 storage,
                 metrics,
+                0,
                 0,
             );
             (driver, persisted)
@@ -1362,33 +1343,5 @@ mod tests {
                 Err(DriverError::BadSnapshot { index: LogIndex(5) })
             ));
         }
-    }
-
-    #[test]
-    fn snapshots_are_spread_over_members_once_per_interval() {
-        let every = 1000;
-        let mut points = Vec::new();
-        for id in 1..=3 {
-            let mut last = LogIndex(0);
-            let mut taken = Vec::new();
-            for applied in 1..=5000 {
-                if snapshot_due(NodeId(id), every, last, LogIndex(applied)) {
-                    taken.push(applied);
-                    last = LogIndex(applied);
-                }
-            }
-            assert_eq!(taken.len(), 5, "node {id}: {taken:?}");
-            for pair in taken.windows(2) {
-                assert_eq!(pair[1] - pair[0], every, "node {id}: {taken:?}");
-            }
-            points.push(taken[0]);
-        }
-        // No two members share a snapshot point.
-        points.sort_unstable();
-        points.dedup();
-        assert_eq!(points.len(), 3, "{points:?}");
-        assert!(!snapshot_due(NodeId(1), 0, LogIndex(0), LogIndex(10_000)));
-        // An applied index that jumps (a batch of entries) still triggers once.
-        assert!(snapshot_due(NodeId(2), every, LogIndex(0), LogIndex(2500)));
     }
 }

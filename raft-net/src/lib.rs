@@ -38,6 +38,7 @@ pub mod recover;
 pub mod replay;
 pub mod replica;
 pub mod service;
+pub mod snapshot_schedule;
 pub mod storage;
 pub mod tls;
 pub mod transport;

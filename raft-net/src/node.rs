@@ -96,6 +96,11 @@ pub async fn run_service<S: Service>(
             index: snapshot.meta.last_included_index,
         })?;
     }
+    let snapshot_bytes = opened
+        .durable
+        .snapshot
+        .as_ref()
+        .map_or(0, |snapshot| snapshot.data.len());
     let fresh = is_fresh(&opened.durable);
     let addresses = Arc::new(AddressBook::new());
     seed_addresses(&addresses, &config, &replica, &opened.durable.entries);
@@ -163,6 +168,7 @@ pub async fn run_service<S: Service>(
         storage,
         Arc::clone(&metrics),
         config.snapshot_entries,
+        snapshot_bytes,
     );
     // Event streams end when the node starts shutting down, so an open dashboard never holds
     // up the server's graceful shutdown.

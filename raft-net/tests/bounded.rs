@@ -1,7 +1,7 @@
 //! Under an endless stream of writes, snapshots keep every node's data dir and memory bounded:
-//! the log (on disk and in memory) holds at most about one snapshot interval of entries, and the
-//! WAL keeps only the checkpoint of the latest snapshot (the key-value store's image) and the
-//! segments written since. The writes overwrite a fixed set of keys, so the store stays the same
+//! the log (on disk and in memory) holds at most about one snapshot interval of entries or one
+//! snapshot's worth of commands, whichever is more, and the WAL keeps only the checkpoint of the
+//! latest snapshot (the key-value store's image) and the segments written since. The writes overwrite a fixed set of keys, so the store stays the same
 //! size while the log, uncompacted, would grow with every write.
 //!
 //! `cargo test` makes `RAFT_BOUNDED_WRITES` writes (5,000 by default); the full run makes
@@ -18,7 +18,7 @@ use common::{http, state, TestCluster};
 const WAIT: Duration = Duration::from_secs(20);
 const SNAPSHOT_ENTRIES: u64 = 250;
 const SEGMENT_BYTES: u64 = 4096;
-const KEYS: usize = 1000;
+const KEYS: usize = 250;
 const CLIENTS: usize = 32;
 const VALUE: &str = "value-0123456789";
 
@@ -106,19 +106,24 @@ async fn snapshots_keep_data_dir_and_memory_bounded() {
             "node {}: {writes} writes, {in_memory} entries in the log, WAL {wal} B, data dir {total} B, RSS {rss} B",
             node.id
         );
-        // The leader may run up to one interval past its latest snapshot, plus what is in
-        // flight; a follower installs or takes snapshots at the same pace.
+        // A snapshot is due once an interval of entries was applied and the commands since
+        // add up to the last snapshot: the store's image (each key and value with a few bytes
+        // of framing) and the members' addresses. Every command holds a key and a value.
+        let store_bytes = KEYS as u64 * (10 + VALUE.len() as u64 + 4);
+        let snapshot_bytes = store_bytes + 1024;
+        let command_bytes = 10 + VALUE.len() as u64;
+        let between_snapshots = SNAPSHOT_ENTRIES.max(snapshot_bytes.div_ceil(command_bytes));
+        // The leader may run up to one interval past that, plus what is in flight; a follower
+        // installs or takes snapshots at the same pace.
+        let log_bound = between_snapshots + SNAPSHOT_ENTRIES;
         assert!(
-            in_memory <= 2 * SNAPSHOT_ENTRIES,
-            "node {}: {in_memory} entries held in memory",
+            in_memory <= log_bound,
+            "node {}: {in_memory} entries held in memory (bound {log_bound})",
             node.id
         );
-        // The WAL holds the latest checkpoint (the store's image: each key and value with a
-        // few bytes of framing) and about one interval of entries, in a few segments; without
+        // The WAL holds the latest checkpoint and those entries, in a few segments; without
         // compaction it would hold every write (each record more than 50 bytes).
-        let store_bytes = KEYS as u64 * (10 + VALUE.len() as u64 + 4);
-        let interval_bytes = 2 * SNAPSHOT_ENTRIES * 64;
-        let wal_bound = store_bytes + interval_bytes + 3 * SEGMENT_BYTES;
+        let wal_bound = snapshot_bytes + log_bound * 64 + 3 * SEGMENT_BYTES;
         assert!(
             writes as u64 * 50 > 2 * wal_bound,
             "{writes} writes are too few to tell a bounded WAL from a full one"
