@@ -164,6 +164,17 @@ pub fn batch_header(records_len: usize) -> Result<[u8; BATCH_HEADER_BYTES], Stor
     Ok(header)
 }
 
+/// At least the framed size of `state`'s checkpoint record, give or take the membership: the
+/// snapshot's bytes, each entry's payload with an allowance for its header, and some slack.
+fn checkpoint_bytes_estimate(state: &DurableState) -> usize {
+    let snapshot = state
+        .snapshot
+        .as_ref()
+        .map_or(0, |snapshot| snapshot.data.len());
+    let entries: usize = state.entries.iter().map(raft_core::Entry::size_bytes).sum();
+    RECORD_HEADER_BYTES + snapshot + entries + 4096
+}
+
 /// The length of records announced by a valid batch header at the start of `bytes`; `None`
 /// when the header is short or its CRC does not match.
 fn read_batch_header(bytes: &[u8]) -> Option<usize> {
@@ -577,12 +588,15 @@ impl Wal {
     /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
     /// every older segment: they are fully described by the checkpoint.
     pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
-        let mut record = Vec::with_capacity(64 * 1024);
-        encode(&WalRecordRef::Checkpoint(state), &mut record)?;
-        let mut buf = Vec::with_capacity(SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES + record.len());
+        // The record is encoded in place after the magic and its batch header, into a buffer
+        // that fits it: a large store's checkpoint is copied once, not grown and copied again.
+        let records_start = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES;
+        let mut buf = Vec::with_capacity(records_start + checkpoint_bytes_estimate(state));
         buf.extend_from_slice(SEGMENT_MAGIC);
-        buf.extend_from_slice(&batch_header(record.len())?);
-        buf.extend_from_slice(&record);
+        buf.extend_from_slice(&[0; BATCH_HEADER_BYTES]);
+        encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
+        let header = batch_header(buf.len() - records_start)?;
+        buf[SEGMENT_MAGIC.len()..records_start].copy_from_slice(&header);
         // The current segment must be complete on disk: if the new one is torn by a crash,
         // recovery replays the current one, and only a last segment may have a torn tail.
         self.finish()?;
