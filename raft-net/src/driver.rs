@@ -1157,9 +1157,21 @@ mod tests {
 
         const LEADER: NodeId = NodeId(2);
 
-        /// The driver of node 1, a follower of node 2 (which the test plays), on `dir`.
+        /// The driver of node 1, a follower of node 2 (which the test plays), on `dir`, with
+        /// snapshots off.
         fn follower(
             dir: &std::path::Path,
+        ) -> (
+            Driver<KvMachine>,
+            mpsc::UnboundedReceiver<PersistCompletion>,
+        ) {
+            follower_snapshotting(dir, 0)
+        }
+
+        /// Same, taking snapshots on the schedule of `snapshot_entries`.
+        fn follower_snapshotting(
+            dir: &std::path::Path,
+            snapshot_entries: u64,
         ) -> (
             Driver<KvMachine>,
             mpsc::UnboundedReceiver<PersistCompletion>,
@@ -1203,7 +1215,7 @@ mod tests {
                 Arc::new(transport),
                 storage,
                 metrics,
-                0,
+                snapshot_entries,
                 0,
             );
             (driver, persisted)
@@ -1316,6 +1328,49 @@ mod tests {
             assert_eq!(driver.replica.query(&"a".to_string()), Some(b"2".to_vec()));
             assert_eq!(driver.encoding.as_ref().map(|e| e.index), Some(LogIndex(6)));
             drop(snapshot_rx);
+        }
+
+        /// A store that grows by every write is snapshotted ever more rarely: each snapshot
+        /// waits until the commands applied since add up to the one before.
+        #[tokio::test]
+        async fn a_growing_store_is_snapshotted_once_the_log_holds_the_last_snapshots_size() {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let every = 20;
+            let (mut driver, mut persisted) = follower_snapshotting(dir.path(), every);
+            let mut encoded = driver.encoded_rx.take().expect("the receiver");
+            let value = "v".repeat(100);
+            let mut taken = Vec::new();
+            for index in 1..=400 {
+                let append = AppendEntries {
+                    prev_log_index: LogIndex(index - 1),
+                    prev_log_term: Term(u64::from(index > 1)),
+                    entries: vec![Entry {
+                        index: LogIndex(index),
+                        term: Term(1),
+                        payload: EntryPayload::Command(put(&format!("key-{index}"), &value)),
+                    }],
+                    leader_commit: LogIndex(index),
+                    read_round: 0,
+                };
+                driver
+                    .step(from_leader(Message::AppendEntries(append)))
+                    .expect("a step");
+                persist(&mut driver, &mut persisted).await;
+                if driver.encoding.is_some() {
+                    let (at, data) = encoded.recv().await.expect("the snapshot's bytes");
+                    driver.on_encoded(at, data).expect("a step");
+                    taken.push(at.0);
+                }
+            }
+            assert_eq!(driver.node.applied_index(), LogIndex(400));
+            // Every 20 entries alone would be 20 snapshots; each one here waits for about
+            // as many entries as the store held at the one before.
+            assert!(taken.len() >= 4 && taken.len() <= 7, "{taken:?}");
+            for pair in taken.windows(2) {
+                assert!(pair[1] - pair[0] >= every, "{taken:?}");
+                assert!(pair[1] >= pair[0] * 3 / 2, "{taken:?}");
+            }
+            assert_eq!(driver.snapshot_index, LogIndex(*taken.last().expect("one")));
         }
 
         #[tokio::test]
