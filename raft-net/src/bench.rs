@@ -178,6 +178,8 @@ pub struct Report {
     pub counters: BTreeMap<String, NodeCounters>,
     /// Per node of a local cluster: CPU seconds used during the measured phase.
     pub node_cpu: Vec<(u16, f64)>,
+    /// The id of the node that was loaded, when it is one of `node_cpu`'s.
+    pub leader: Option<u16>,
 }
 
 impl Report {
@@ -246,10 +248,21 @@ impl Report {
             }
         }
         if !self.node_cpu.is_empty() {
+            let per_op = |seconds: f64| seconds * 1e6 / self.answered.max(1) as f64;
             let nodes: Vec<String> = self
                 .node_cpu
                 .iter()
-                .map(|(id, seconds)| format!("node {id} {seconds:.2} s"))
+                .map(|&(id, seconds)| {
+                    let role = if self.leader == Some(id) {
+                        " (leader)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "node {id}{role} {seconds:.2} s = {:.1} us per {noun}",
+                        per_op(seconds)
+                    )
+                })
                 .collect();
             let _ = write!(out, "\nnode CPU: {}", nodes.join(", "));
         }
@@ -343,7 +356,16 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let urls: Vec<String> = cluster.specs.iter().map(|spec| spec.url(scheme)).collect();
     let pids = cluster.pids();
     let result = match find_leader(&client, &urls).await {
-        Ok(leader) => load(&client, &access, &leader, &urls, &pids, args).await,
+        Ok(leader) => load(&client, &access, &leader, &urls, &pids, args)
+            .await
+            .map(|report| Report {
+                leader: cluster
+                    .specs
+                    .iter()
+                    .find(|spec| spec.url(scheme) == leader)
+                    .map(|spec| spec.id),
+                ..report
+            }),
         Err(error) => Err(error),
     };
     let result = match cluster.exited() {
@@ -609,6 +631,7 @@ async fn load(
         cpu,
         counters,
         node_cpu,
+        leader: None,
     })
 }
 
@@ -1035,6 +1058,35 @@ mod tests {
         assert!(authority("http://x:1/path").is_err());
         assert!(authority("ftp://x:1").is_err());
         assert!(authority("x:1").is_err());
+    }
+
+    #[test]
+    fn the_summary_gives_each_nodes_cpu_per_write_and_names_the_leader() {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let args = <Command as clap::Parser>::parse_from(["bench", "--clients", "100"]).bench;
+        let report = Report {
+            workload: Workload::Write,
+            answered: 50_000,
+            errors: 0,
+            elapsed: Duration::from_secs(2),
+            histogram: histogram().unwrap(),
+            cpu: (0.25, 0.25),
+            counters: BTreeMap::new(),
+            node_cpu: vec![(1, 0.5), (2, 1.0), (3, 0.45)],
+            leader: Some(2),
+        };
+        let text = report.render(&args);
+        assert!(
+            text.contains(
+                "node CPU: node 1 0.50 s = 10.0 us per write, node 2 (leader) 1.00 s = 20.0 us per write, node 3 0.45 s = 9.0 us per write"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("= 25000 writes/s"), "{text}");
     }
 
     #[test]
