@@ -155,7 +155,7 @@ pub struct NodeConfig {
     pub inflight_appends_max: usize,
     /// AppendEntries a follower holds when they overtook earlier ones (0: reject them).
     pub early_appends_max: usize,
-    /// Take a snapshot (and compact the log) after this many applied entries, once the commands
+    /// Take a snapshot (and compact the log) after this many applied entries, once the entries
     /// applied since the last snapshot add up to its size; 0 never.
     pub snapshot_entries: u64,
     /// A WAL segment is closed once it holds this many bytes; whole segments below the
@@ -438,7 +438,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = EARLY_APPENDS_MAX_DEFAULT)]
     pub early_appends_max: usize,
     /// Take a snapshot of the key-value store and compact the log after this many applied
-    /// entries, once the commands applied since the last snapshot add up to its size (0: never).
+    /// entries, once the entries applied since the last snapshot add up to its size (0: never).
     #[arg(long, default_value_t = SNAPSHOT_ENTRIES_DEFAULT)]
     pub snapshot_entries: u64,
     /// Bytes per write-ahead log segment; the data dir holds the latest snapshot plus the

@@ -5,19 +5,20 @@
 //!   shifted by an offset drawn from the node's id, so members snapshot at their own points of
 //!   the log and never all at once (while one writes its checkpoint, the others form a
 //!   majority and commit);
-//! - **bytes**: the commands applied since the last snapshot add up to at least that snapshot's
-//!   encoded size.
+//! - **bytes**: the entries applied since the last snapshot add up to at least that snapshot's
+//!   encoded size (each entry counted as `Entry::size_bytes`: its payload and an allowance for
+//!   its header).
 //!
 //! A snapshot costs its whole size (encoding, writing, `fdatasync`) however little changed
 //! since the one before. With the entries rule alone, a store that grows rewrites itself every
 //! `every` entries: a key-value store of 100,000 keys of 256 bytes writes about 30 MB per
 //! 10,000 writes of 3 MB. Under `raft-net bench` (100 clients writing 100,000 new keys) that
-//! was 31 snapshots and 190-220 MB written per node; with the bytes rule it is 13 snapshots
-//! and 87-111 MB. The rule bounds snapshot work by the log it lets the node drop: snapshots
-//! never write more than the commands did. Redis rewrites its append-only file by the same rule (at 100% growth). It
-//! also bounds what is kept: the log after the last snapshot holds at most `every` entries or
-//! one snapshot's worth of bytes, whichever is more, so memory, the WAL and the replay at
-//! start-up stay proportional to the state.
+//! was 31 snapshots and 190-220 MB written per node; with the bytes rule it is 13-14
+//! snapshots and 87-113 MB. The rule bounds snapshot work by the log it lets the node drop:
+//! snapshots never write more than the log did (Redis rewrites its append-only file by the same
+//! rule, at 100% growth). It also bounds what is kept: the log after the last snapshot holds at
+//! most `every` entries or one snapshot's worth of bytes, whichever is more, so memory, the WAL
+//! and the replay at start-up stay proportional to the state.
 
 use raft_core::{LogIndex, NodeId};
 
@@ -32,7 +33,7 @@ pub struct SnapshotSchedule {
     last: LogIndex,
     /// That snapshot's encoded size, once known.
     last_bytes: u64,
-    /// Command bytes applied since that snapshot's index.
+    /// Entry bytes applied since that snapshot's index.
     applied_bytes: u64,
 }
 
@@ -60,7 +61,7 @@ impl SnapshotSchedule {
         self.last
     }
 
-    /// A command of `bytes` was applied.
+    /// An entry of `bytes` was applied.
     pub fn applied(&mut self, bytes: usize) {
         self.applied_bytes = self.applied_bytes.saturating_add(bytes as u64);
     }
