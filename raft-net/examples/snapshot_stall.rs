@@ -1,7 +1,7 @@
 //! How long does a snapshot stall a node? Starts a local cluster of a `raft-net` binary, loads
-//! `--keys` keys through the leader (the nodes snapshot on their schedule meanwhile, after
-//! `--snapshot-entries` applied entries and once the log since holds a snapshot's worth of
-//! commands, as they do by default), then asks each node in turn for one more snapshot
+//! `--keys` keys through the leader (the nodes snapshot on their schedule meanwhile, once the
+//! log since the last snapshot holds a snapshot's worth of entries, at multiples of
+//! `--snapshot-entries`, as they do by default), then asks each node in turn for one more snapshot
 //! of the full store, with the cluster idle. Throughout, a probe asks each node's `/healthz` (a round trip through its
 //! driver loop) every few milliseconds; the longest answer is how long that node was deaf to
 //! its peers and clients. It also reads each node's `raft_driver_busy_seconds` histogram, when

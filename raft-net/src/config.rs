@@ -28,6 +28,8 @@ pub const INFLIGHT_APPENDS_MAX_DEFAULT: usize = 4;
 pub const EARLY_APPENDS_MAX_DEFAULT: usize = 64;
 /// Applied entries between snapshots by default.
 pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
+/// The most log a snapshot waits for by default: 256 MiB.
+pub const SNAPSHOT_LOG_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Room for an InstallSnapshot message's fields besides its data chunk: indexes, terms and the
 /// membership (up to ~400 member ids at 10 bytes each).
 const SNAPSHOT_META_BYTES: usize = 4096;
@@ -155,9 +157,12 @@ pub struct NodeConfig {
     pub inflight_appends_max: usize,
     /// AppendEntries a follower holds when they overtook earlier ones (0: reject them).
     pub early_appends_max: usize,
-    /// Take a snapshot (and compact the log) after this many applied entries, once the entries
-    /// applied since the last snapshot add up to its size; 0 never.
+    /// Take a snapshot (and compact the log) once the entries applied since the last snapshot
+    /// add up to its size (or to `snapshot_log_bytes_max`), at the node's next multiple of
+    /// this many entries; 0 never.
     pub snapshot_entries: u64,
+    /// The most log bytes a snapshot waits for, however large the last one was.
+    pub snapshot_log_bytes_max: u64,
     /// A WAL segment is closed once it holds this many bytes; whole segments below the
     /// latest snapshot are deleted.
     pub wal_segment_bytes: u64,
@@ -437,10 +442,16 @@ pub struct NodeArgs {
     /// again from the gap.
     #[arg(long, default_value_t = EARLY_APPENDS_MAX_DEFAULT)]
     pub early_appends_max: usize,
-    /// Take a snapshot of the key-value store and compact the log after this many applied
-    /// entries, once the entries applied since the last snapshot add up to its size (0: never).
+    /// Take a snapshot of the key-value store and compact the log once the entries applied
+    /// since the last snapshot add up to its size (or to --snapshot-log-bytes-max), at the
+    /// node's next multiple of this many entries (0: never).
     #[arg(long, default_value_t = SNAPSHOT_ENTRIES_DEFAULT)]
     pub snapshot_entries: u64,
+    /// A snapshot waits for at most this many bytes of log, however large the last snapshot:
+    /// the bound on the log kept in memory and in the WAL between snapshots of a large store.
+    #[arg(long, default_value_t = SNAPSHOT_LOG_BYTES_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_log_bytes_max: u64,
     /// Bytes per write-ahead log segment; the data dir holds the latest snapshot plus the
     /// segments written since the one it covers.
     #[arg(long, default_value_t = crate::storage::wal::SEGMENT_BYTES_MAX,
@@ -533,6 +544,7 @@ impl NodeArgs {
             inflight_appends_max: self.inflight_appends_max,
             early_appends_max: self.early_appends_max,
             snapshot_entries: self.snapshot_entries,
+            snapshot_log_bytes_max: self.snapshot_log_bytes_max,
             wal_segment_bytes: self.wal_segment_bytes,
             launcher: self
                 .launcher_url
@@ -623,6 +635,7 @@ mod tests {
             inflight_appends_max: INFLIGHT_APPENDS_MAX_DEFAULT,
             early_appends_max: EARLY_APPENDS_MAX_DEFAULT,
             snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
+            snapshot_log_bytes_max: SNAPSHOT_LOG_BYTES_MAX_DEFAULT,
             wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES_MAX,
             launcher: None,
         }
@@ -693,6 +706,26 @@ mod tests {
         assert!(config.command_bytes_max() + ENTRY_HEADER_BYTES <= raft.append_bytes_max);
         assert!(config.command_bytes_max() > 40 * 1024);
         assert!(raft.snapshot_chunk_bytes_max + SNAPSHOT_META_BYTES <= raft.append_bytes_max);
+    }
+
+    #[test]
+    fn the_snapshot_log_cap_is_a_flag_of_at_least_one_byte() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Command {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let args = ["node", "--id", "1", "--data-dir", "d"].iter().chain(extra);
+            Command::try_parse_from(args).map(|command| command.node.snapshot_log_bytes_max)
+        };
+        assert_eq!(parse(&[]).unwrap(), SNAPSHOT_LOG_BYTES_MAX_DEFAULT);
+        assert_eq!(
+            parse(&["--snapshot-log-bytes-max", "1000000"]).unwrap(),
+            1_000_000
+        );
+        assert!(parse(&["--snapshot-log-bytes-max", "0"]).is_err());
     }
 
     #[test]

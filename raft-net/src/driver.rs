@@ -17,9 +17,9 @@
 //! - `Reply` answers the HTTP request that proposed the command (or asked for a read: the
 //!   machine answers it right then).
 //!
-//! After the actions, when a snapshot is due (see [`SnapshotSchedule`]: every
-//! `snapshot_entries` at a per-node offset, once the log since the last one holds as many bytes
-//! as that snapshot), the driver takes the machine's snapshot, which the
+//! After the actions, when a snapshot is due (see [`SnapshotSchedule`]: once the log since the
+//! last one holds as many bytes as that snapshot, up to a cap, at the node's next multiple of
+//! `snapshot_entries`), the driver takes the machine's snapshot, which the
 //! [`StateMachine`] contract makes cheap (the key-value store's is a
 //! pointer copy), and encodes it on a blocking thread while it goes on stepping; the bytes come
 //! back as one more source, and only then does the driver feed `Input::Compact` for the index
@@ -62,7 +62,7 @@ use crate::member_address::check_member_address;
 use crate::metrics::{inc, Metrics};
 use crate::replica::{NodeOutput, Replica};
 use crate::service::Machine;
-use crate::snapshot_schedule::SnapshotSchedule;
+use crate::snapshot_schedule::{SnapshotPolicy, SnapshotSchedule};
 use crate::storage::{self, Meta, PersistCompletion, StorageHandle};
 use crate::transport::Transport;
 
@@ -386,14 +386,14 @@ impl<M: Machine> Driver<M> {
         transport: Arc<Transport>,
         storage: StorageHandle,
         metrics: Arc<Metrics>,
-        snapshot_entries: u64,
+        snapshot_policy: SnapshotPolicy,
         snapshot_bytes: usize,
     ) -> Driver<M> {
         let last_seen = (node.role(), node.term(), node.leader_id());
         let last_membership = node.membership().clone();
         let snapshot_index = node.applied_index();
         let schedule =
-            SnapshotSchedule::new(node.id(), snapshot_entries, snapshot_index, snapshot_bytes);
+            SnapshotSchedule::new(node.id(), snapshot_policy, snapshot_index, snapshot_bytes);
         let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
         let (restored_tx, restored_rx) = mpsc::unbounded_channel();
         let feed = StatusFeed::new(&node, snapshot_index);
@@ -822,7 +822,7 @@ impl<M: Machine> Driver<M> {
         for entry in entries {
             // What the entry costs the log, its header included: tiny commands that build a
             // large state still add up.
-            self.schedule.applied(entry.size_bytes());
+            self.schedule.applied(entry.index, entry.size_bytes());
             if let EntryPayload::Command(bytes) = &entry.payload {
                 let output = self.replica.apply_bytes(entry.index, bytes);
                 match output {
@@ -1217,7 +1217,10 @@ mod tests {
                 Arc::new(transport),
                 storage,
                 metrics,
-                snapshot_entries,
+                SnapshotPolicy {
+                    entries: snapshot_entries,
+                    log_bytes_max: u64::MAX,
+                },
                 0,
             );
             (driver, persisted)

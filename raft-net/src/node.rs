@@ -24,6 +24,7 @@ use crate::member_address::check_member_address;
 use crate::metrics::Metrics;
 use crate::replica::{may_be_set_address, NodeCommand, Replica};
 use crate::service::{describe_entry, Handle, Service};
+use crate::snapshot_schedule::SnapshotPolicy;
 use crate::storage::{self, spawn_writer};
 use crate::transport::{Codec, Transport};
 
@@ -167,7 +168,10 @@ pub async fn run_service<S: Service>(
         transport,
         storage,
         Arc::clone(&metrics),
-        config.snapshot_entries,
+        SnapshotPolicy {
+            entries: config.snapshot_entries,
+            log_bytes_max: config.snapshot_log_bytes_max,
+        },
         snapshot_bytes,
     );
     // Event streams end when the node starts shutting down, so an open dashboard never holds

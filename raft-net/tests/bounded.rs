@@ -18,7 +18,7 @@ use common::{http, state, TestCluster};
 const WAIT: Duration = Duration::from_secs(20);
 const SNAPSHOT_ENTRIES: u64 = 250;
 const SEGMENT_BYTES: u64 = 4096;
-const KEYS: usize = 250;
+const KEYS: usize = 1000;
 const CLIENTS: usize = 32;
 const VALUE: &str = "value-0123456789";
 
@@ -106,13 +106,16 @@ async fn snapshots_keep_data_dir_and_memory_bounded() {
             "node {}: {writes} writes, {in_memory} entries in the log, WAL {wal} B, data dir {total} B, RSS {rss} B",
             node.id
         );
-        // A snapshot is due once an interval of entries was applied and the commands since
-        // add up to the last snapshot: the store's image (each key and value with a few bytes
-        // of framing) and the members' addresses. Every command holds a key and a value.
+        // A snapshot is due once the entries applied since the last one add up to it (the
+        // store's image: each key and value with a few bytes of framing, and the members'
+        // addresses), at the node's next multiple of the interval. Every entry counts its key,
+        // its value and a 24-byte header allowance; the store (1,000 keys) outweighs an
+        // interval of entries (250), so here it is the bytes that the snapshots wait for.
         let store_bytes = KEYS as u64 * (10 + VALUE.len() as u64 + 4);
         let snapshot_bytes = store_bytes + 1024;
-        let command_bytes = 10 + VALUE.len() as u64;
-        let between_snapshots = SNAPSHOT_ENTRIES.max(snapshot_bytes.div_ceil(command_bytes));
+        let entry_bytes = 24 + 10 + VALUE.len() as u64;
+        assert!(snapshot_bytes > SNAPSHOT_ENTRIES * entry_bytes);
+        let between_snapshots = snapshot_bytes.div_ceil(entry_bytes) + SNAPSHOT_ENTRIES;
         // The leader may run up to one interval past that, plus what is in flight; a follower
         // installs or takes snapshots at the same pace.
         let log_bound = between_snapshots + SNAPSHOT_ENTRIES;
