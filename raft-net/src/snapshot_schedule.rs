@@ -169,6 +169,13 @@ mod tests {
         taken
     }
 
+    /// How many different indexes `points` holds.
+    fn distinct(mut points: Vec<u64>) -> usize {
+        points.sort_unstable();
+        points.dedup();
+        points.len()
+    }
+
     #[test]
     fn a_small_state_snapshots_once_per_interval_at_each_members_own_points() {
         let every = 1000;
@@ -183,9 +190,11 @@ mod tests {
             }
             firsts.push(taken[0]);
         }
-        firsts.sort_unstable();
-        firsts.dedup();
-        assert_eq!(firsts.len(), 3, "no two members share a point: {firsts:?}");
+        assert_eq!(
+            distinct(firsts.clone()),
+            3,
+            "no two members share a point: {firsts:?}"
+        );
     }
 
     #[test]
@@ -225,9 +234,7 @@ mod tests {
             );
             points.push(taken[0]);
         }
-        points.sort_unstable();
-        points.dedup();
-        assert_eq!(points.len(), 3, "{points:?}");
+        assert_eq!(distinct(points.clone()), 3, "{points:?}");
     }
 
     #[test]
