@@ -210,3 +210,45 @@ async fn a_client_that_stops_reading_does_not_keep_its_connection() {
     }
     drop(stalled);
 }
+
+/// A request body that stops arriving is answered `408` once it has paused for the body
+/// timeout, and the node goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408() {
+    let cluster = TestCluster::start(1, &["--http-body-timeout-ms", "500"]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let node = cluster.node(1);
+    let mut stream = tokio::net::TcpStream::connect(&node.http_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"PUT /api/v1/kv/stalled HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("no answer to a stalled body within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let waited = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "answered after {waited:?}"
+    );
+    // The key was not written, and the node still answers.
+    let client = http();
+    let response = client
+        .get(node.url("/api/v1/kv/stalled"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod body_timeout;
 mod cross_origin;
 pub mod events;
 pub mod members;
@@ -122,6 +123,11 @@ impl IntoResponse for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> ApiError {
+        if let BytesRejection::FailedToBufferBody(failed) = &rejection {
+            if body_timeout::timed_out(failed) {
+                return ApiError::new(StatusCode::REQUEST_TIMEOUT, failed.body_text());
+            }
+        }
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!("request body exceeds the limit of {BODY_BYTES_MAX} bytes")
@@ -206,9 +212,7 @@ pub fn router(
                 .layer(request_timeout::RequestTimeoutLayer::new(
                     limits.request_timeout,
                 ))
-                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-                    limits.body_timeout,
-                ))
+                .layer(body_timeout::BodyTimeoutLayer::new(limits.body_timeout))
                 .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
         )
 }
