@@ -205,8 +205,9 @@ impl Codec {
     /// only with a key.
     #[must_use]
     pub fn seal(&self, envelope: &Envelope, stamp: Stamp) -> Option<Vec<u8>> {
-        let frame = wire::encode(envelope);
-        let mut datagram = Vec::with_capacity(DATAGRAM_OVERHEAD_BYTES + frame.len());
+        // The frame is encoded in place, behind the header: one buffer, sized once.
+        let mut datagram =
+            Vec::with_capacity(DATAGRAM_OVERHEAD_BYTES + wire::encoded_len(envelope));
         match &self.key {
             None => self.write_header(0, &mut datagram),
             Some(_) => {
@@ -214,7 +215,7 @@ impl Codec {
                 stamp.write(&mut datagram);
             }
         }
-        datagram.extend_from_slice(&frame);
+        wire::encode_into(envelope, &mut datagram);
         self.sign(&mut datagram);
         (datagram.len() <= self.datagram_bytes_max).then_some(datagram)
     }
