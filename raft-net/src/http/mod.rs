@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-mod body_timeout;
+mod body_limits;
 mod cross_origin;
 pub mod events;
 pub mod members;
@@ -124,7 +124,7 @@ impl IntoResponse for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> ApiError {
         if let BytesRejection::FailedToBufferBody(failed) = &rejection {
-            if body_timeout::timed_out(failed) {
+            if body_limits::caused_by::<body_limits::BodyTimedOut>(failed) {
                 return ApiError::new(StatusCode::REQUEST_TIMEOUT, failed.body_text());
             }
         }
@@ -212,8 +212,13 @@ pub fn router(
                 .layer(request_timeout::RequestTimeoutLayer::new(
                     limits.request_timeout,
                 ))
-                .layer(body_timeout::BodyTimeoutLayer::new(limits.body_timeout))
-                .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
+                .layer(body_limits::BodyLimitsLayer::new(body_limits::Limits {
+                    pause_max: limits.body_timeout,
+                    bytes_max: BODY_BYTES_MAX,
+                }))
+                // The layer above enforces the size limit; axum's own would wrap every body
+                // again.
+                .layer(DefaultBodyLimit::disable()),
         )
 }
 

@@ -1,11 +1,13 @@
-//! The pause allowed between two chunks of a request body: a body that stops arriving for
-//! longer fails with [`BodyTimedOut`], which the extractors' rejection turns into `408`.
+//! The limits on a request body, in one wrapper: at most `bytes_max` bytes (beyond that the
+//! body fails with `http_body_util`'s length limit error, which axum's extractors answer
+//! `413`), and a pause of at most `pause_max` between two chunks (beyond that it fails with
+//! [`BodyTimedOut`], `408`).
 //!
-//! Unlike `tower_http`'s `RequestBodyTimeout`, which arms a timer before every read of the
-//! body, the timer here is armed only when a read finds no data yet. A small body arrives with
-//! its request head, so most requests never touch the timer wheel (a registration and a
-//! removal per read, two reads per request, were about 2% of the leader's instructions per
-//! write).
+//! It replaces axum's `DefaultBodyLimit` (whose extractors wrap and box every body once more)
+//! and `tower_http`'s `RequestBodyTimeout`, which arms a timer before every read of the body.
+//! The timer here is armed only when a read finds no data yet: a small body arrives with its
+//! request head, so most requests never touch the timer wheel. Together that was about 4% of
+//! the leader's instructions per write (`bench/instructions/leader.sh`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,41 +16,51 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use http_body_util::Limited;
 use hyper::body::{Frame, SizeHint};
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
-/// Fails a request body that pauses for longer than `limit` between two chunks.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyTimeoutLayer {
-    limit: Duration,
+/// What a request body may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest pause between two chunks.
+    pub pause_max: Duration,
+    /// The most bytes in all.
+    pub bytes_max: usize,
 }
 
-impl BodyTimeoutLayer {
-    pub fn new(limit: Duration) -> BodyTimeoutLayer {
-        BodyTimeoutLayer { limit }
+/// Fails a request body that breaks its [`Limits`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitsLayer {
+    limits: Limits,
+}
+
+impl BodyLimitsLayer {
+    pub fn new(limits: Limits) -> BodyLimitsLayer {
+        BodyLimitsLayer { limits }
     }
 }
 
-impl<S> Layer<S> for BodyTimeoutLayer {
-    type Service = BodyTimeout<S>;
+impl<S> Layer<S> for BodyLimitsLayer {
+    type Service = BodyLimits<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BodyTimeout {
+        BodyLimits {
             inner,
-            limit: self.limit,
+            limits: self.limits,
         }
     }
 }
 
-/// The service of [`BodyTimeoutLayer`].
+/// The service of [`BodyLimitsLayer`].
 #[derive(Debug, Clone)]
-pub struct BodyTimeout<S> {
+pub struct BodyLimits<S> {
     inner: S,
-    limit: Duration,
+    limits: Limits,
 }
 
-impl<S> Service<Request<Body>> for BodyTimeout<S>
+impl<S> Service<Request<Body>> for BodyLimits<S>
 where
     S: Service<Request<Body>>,
 {
@@ -61,9 +73,9 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let limit = self.limit;
+        let limits = self.limits;
         self.inner
-            .call(request.map(|body| Body::new(TimedBody::new(body, limit))))
+            .call(request.map(|body| Body::new(LimitedBody::new(body, limits))))
     }
 }
 
@@ -86,28 +98,29 @@ impl std::fmt::Display for BodyTimedOut {
 impl std::error::Error for BodyTimedOut {}
 
 pin_project_lite::pin_project! {
-    /// A body whose reads fail once one has waited `limit` for data.
-    pub struct TimedBody<B> {
+    /// A body whose reads fail once it has exceeded `bytes_max` (`http_body_util`'s
+    /// `Limited`, unboxed), or once one has waited `pause_max` for data.
+    pub struct LimitedBody<B> {
         #[pin]
-        body: B,
+        body: Limited<B>,
         // Armed by the first read that finds no data, dropped by the next one that does.
         #[pin]
         pause: Option<Sleep>,
-        limit: Duration,
+        pause_max: Duration,
     }
 }
 
-impl<B> TimedBody<B> {
-    pub fn new(body: B, limit: Duration) -> TimedBody<B> {
-        TimedBody {
-            body,
+impl<B> LimitedBody<B> {
+    pub fn new(body: B, limits: Limits) -> LimitedBody<B> {
+        LimitedBody {
+            body: Limited::new(body, limits.bytes_max),
             pause: None,
-            limit,
+            pause_max: limits.pause_max,
         }
     }
 }
 
-impl<B> hyper::body::Body for TimedBody<B>
+impl<B> hyper::body::Body for LimitedBody<B>
 where
     B: hyper::body::Body,
     B::Error: Into<axum::BoxError>,
@@ -120,19 +133,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        // Its error over the limit is the one axum's extractors answer `413`.
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
             this.pause.set(None);
-            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+            return Poll::Ready(frame);
         }
         if this.pause.is_none() {
-            this.pause.set(Some(tokio::time::sleep(*this.limit)));
+            this.pause.set(Some(tokio::time::sleep(*this.pause_max)));
         }
         let expired = this
             .pause
             .as_pin_mut()
             .is_some_and(|pause| pause.poll(cx).is_ready());
         if expired {
-            return Poll::Ready(Some(Err(Box::new(BodyTimedOut { limit: *this.limit }))));
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut {
+                limit: *this.pause_max,
+            }))));
         }
         Poll::Pending
     }
@@ -146,11 +162,14 @@ where
     }
 }
 
-/// Whether `error`, or an error it was caused by, is a [`BodyTimedOut`].
-pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error`, or an error it was caused by, is an `E`: the rejection of an extractor
+/// that read a body wraps the body's error.
+pub fn caused_by<E: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.is::<BodyTimedOut>() {
+        if error.is::<E>() {
             return true;
         }
         next = error.source();
@@ -183,6 +202,13 @@ mod tests {
         }
     }
 
+    fn limits(pause_ms: u64, bytes_max: usize) -> Limits {
+        Limits {
+            pause_max: Duration::from_millis(pause_ms),
+            bytes_max,
+        }
+    }
+
     fn fed() -> (mpsc::Sender<Bytes>, Fed) {
         let (tx, rx) = mpsc::channel(4);
         (tx, Fed(rx))
@@ -191,13 +217,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_pauses_for_longer_than_the_limit_fails() {
         let (tx, body) = fed();
-        let mut body = std::pin::pin!(TimedBody::new(body, Duration::from_millis(100)));
+        let mut body = std::pin::pin!(LimitedBody::new(body, limits(100, 1024)));
         tx.send(Bytes::from_static(b"a")).await.unwrap();
         let first = body.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"a"));
         let started = tokio::time::Instant::now();
         let error = body.frame().await.unwrap().unwrap_err();
-        assert!(timed_out(&*error), "{error}");
+        assert!(caused_by::<BodyTimedOut>(&*error), "{error}");
         assert_eq!(started.elapsed(), Duration::from_millis(100));
         drop(tx);
     }
@@ -205,7 +231,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_chunk_restarts_the_pause_allowed() {
         let (tx, body) = fed();
-        let body = TimedBody::new(body, Duration::from_millis(100));
+        let body = LimitedBody::new(body, limits(100, 1024));
         let feeder = tokio::spawn(async move {
             for _ in 0..5 {
                 tokio::time::sleep(Duration::from_millis(80)).await;
@@ -219,14 +245,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_already_there_arms_no_timer() {
-        let body = TimedBody::new(
+        let body = LimitedBody::new(
             http_body_util::Full::new(Bytes::from_static(b"abc")),
-            Duration::from_millis(100),
+            limits(100, 1024),
         );
         let mut body = std::pin::pin!(body);
         let first = body.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"abc"));
         assert!(body.pause.is_none());
         assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_over_the_limit_fails_once_it_passes_it() {
+        let (tx, body) = fed();
+        let mut body = std::pin::pin!(LimitedBody::new(body, limits(100, 5)));
+        tx.send(Bytes::from_static(b"abc")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tx.send(Bytes::from_static(b"de")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tx.send(Bytes::from_static(b"f")).await.unwrap();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(
+            caused_by::<http_body_util::LengthLimitError>(&*error),
+            "{error}"
+        );
     }
 }
