@@ -4,12 +4,19 @@
 # each. Node 1 runs under `valgrind --tool=callgrind`, nodes 2 and 3 natively; once node 1
 # leads, `bench --target` loads it and the counters cover exactly the measured writes.
 # User space only: the kernel's work (TCP, UDP, fdatasync) is not in the count.
-#   bash bench/instructions/leader.sh [BINARY] [CLIENTS] [OPS]
-# from the workspace root (BINARY defaults to target/release/raft-net). Needs valgrind.
+#   bash bench/instructions/leader.sh [BINARY] [CLIENTS] [OPS] [leader|follower]
+# from the workspace root (BINARY defaults to target/release/raft-net). Needs valgrind. With
+# `follower`, node 2 leads and takes the load, and node 1 (still under callgrind) follows.
 set -euo pipefail
 B=${1:-target/release/raft-net}
 clients=${2:-16}
 ops=${3:-3000}
+role=${4:-leader}
+case $role in
+  leader) lead=1 ;;
+  follower) lead=2 ;;
+  *) echo "the role is leader or follower, not $role" >&2; exit 2 ;;
+esac
 http=28100
 raft=28200
 work=$(mktemp -d)
@@ -37,15 +44,15 @@ leader() {
     python3 -c 'import json, sys; print(json.load(sys.stdin).get("leader"))' 2>/dev/null || true
 }
 for _ in $(seq 120); do
-  [ "$(leader)" = 1 ] && break
-  "$B" client --server "http://127.0.0.1:$((http + 2))" transfer-leader 1 >/dev/null 2>&1 || true
+  [ "$(leader)" = "$lead" ] && break
+  "$B" client --server "http://127.0.0.1:$((http + 2))" transfer-leader "$lead" >/dev/null 2>&1 || true
   sleep 1
 done
-[ "$(leader)" = 1 ] || { echo "node 1 did not become the leader" >&2; exit 1; }
-target=http://127.0.0.1:$((http + 1))
+[ "$(leader)" = "$lead" ] || { echo "node $lead did not become the leader" >&2; exit 1; }
+target=http://127.0.0.1:$((http + lead))
 "$B" bench --target "$target" --clients "$clients" --ops 500 --warmup 0 --value-bytes 256 >/dev/null
 callgrind_control --zero "$callgrind" >/dev/null 2>&1
 "$B" bench --target "$target" --clients "$clients" --ops "$ops" --warmup 0 --value-bytes 256 | head -1
 callgrind_control --dump "$callgrind" >/dev/null 2>&1
 total=$(grep -hE '^(summary|totals):' "$work"/callgrind.out.* | awk '{print $2}' | sort -n | tail -1)
-echo "leader: $((total / ops)) instructions per write ($clients clients, $ops writes of 256 bytes)"
+echo "$role: $((total / ops)) instructions per write ($clients clients, $ops writes of 256 bytes)"
