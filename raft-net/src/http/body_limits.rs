@@ -6,7 +6,7 @@
 //! It replaces axum's `DefaultBodyLimit` (whose extractors wrap and box every body once more)
 //! and `tower_http`'s `RequestBodyTimeout`, which arms a timer before every read of the body.
 //! The timer here is armed only when a read finds no data yet: a small body arrives with its
-//! request head, so most requests never touch the timer wheel. Together that was about 4% of
+//! request head, so most requests never touch the timer wheel. Together that was about 5% of
 //! the leader's instructions per write (`bench/instructions/leader.sh`).
 
 use std::future::Future;
