@@ -161,6 +161,7 @@ impl StateMachine for KvStore {
     type Snapshot = KvSnapshot;
 
     fn encode_command(command: &Command, out: &mut Vec<u8>) {
+        out.reserve(machine::postcard::encoded_len(command));
         machine::postcard::encode(command, out);
     }
 

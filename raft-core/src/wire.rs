@@ -23,7 +23,11 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 #[must_use]
 pub fn encoded_len(envelope: &Envelope) -> usize {
     // Sizing, like encoding into a `Vec`, cannot fail for these plain data types.
-    1 + postcard::experimental::serialized_size(envelope).unwrap_or(0)
+    1 + postcard::serialize_with_flavor::<Envelope, postcard::ser_flavors::Size, usize>(
+        envelope,
+        postcard::ser_flavors::Size::default(),
+    )
+    .unwrap_or(0)
 }
 
 /// Appends `envelope`'s frame to `out`.

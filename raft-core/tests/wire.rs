@@ -134,6 +134,12 @@ proptest! {
     fn every_message_round_trips(envelope in envelope_strategy()) {
         let frame = encode(&envelope);
         prop_assert_eq!(frame[0], WIRE_VERSION);
+        // Sized exactly, and the same bytes when appended behind a header.
+        prop_assert_eq!(raft_core::wire::encoded_len(&envelope), frame.len());
+        prop_assert_eq!(frame.capacity(), frame.len());
+        let mut behind = vec![9, 9, 9];
+        raft_core::wire::encode_into(&envelope, &mut behind);
+        prop_assert_eq!(&behind[3..], &frame[..]);
         prop_assert_eq!(decode(&frame, usize::MAX).unwrap(), envelope);
     }
 

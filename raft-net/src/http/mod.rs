@@ -164,8 +164,9 @@ pub type ApiResult = Result<Response, ApiError>;
 /// | node | admin | `POST /api/v1/members`, `DELETE /api/v1/members/{id}`, `PUT /api/v1/members/{id}/address`, `GET /join`, `GET /api/v1/backup`; with `admin`: `/api/v1/admin/*`, `/block`, `/unblock` |
 /// | machine | client | the key-value machine's: `/api/v1/kv/{key}`, `POST /api/v1/append`, `POST /api/v1/sessions`, `GET /set`, `/get`, `/remove` |
 ///
-/// Every request is also bounded: a body of at most `BODY_BYTES_MAX`, a pause of at most
-/// `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
+/// Every request is also bounded: a body of at most `BODY_BYTES_MAX` (for every route, one
+/// that streams its body included; a route's own `DefaultBodyLimit` can only lower it), a
+/// pause of at most `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
 /// head: an event stream goes on after it). Pages from members' origins may call every route
 /// (CORS, see `ui`).
 ///
