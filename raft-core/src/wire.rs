@@ -22,12 +22,7 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 /// eight reallocations, each a copy.
 #[must_use]
 pub fn encoded_len(envelope: &Envelope) -> usize {
-    // Sizing, like encoding into a `Vec`, cannot fail for these plain data types.
-    1 + postcard::serialize_with_flavor::<Envelope, postcard::ser_flavors::Size, usize>(
-        envelope,
-        postcard::ser_flavors::Size::default(),
-    )
-    .unwrap_or(0)
+    1 + crate::machine::postcard::encoded_len(envelope)
 }
 
 /// Appends `envelope`'s frame to `out`.

@@ -166,9 +166,9 @@ pub type ApiResult = Result<Response, ApiError>;
 ///
 /// Every request is also bounded: a body of at most `BODY_BYTES_MAX` (for every route, one
 /// that streams its body included; a route's own `DefaultBodyLimit` can only lower it), a
-/// pause of at most `limits.body_timeout` between body chunks, `limits.request_timeout` in all (the answer's
-/// head: an event stream goes on after it). Pages from members' origins may call every route
-/// (CORS, see `ui`).
+/// pause of at most `limits.body_timeout` between body chunks, `limits.request_timeout` in
+/// all (the answer's head: an event stream goes on after it). Pages from members' origins may
+/// call every route (CORS, see `ui`).
 ///
 /// `GET /api/v1/openapi.json` (open) describes every route, generated from the handlers'
 /// annotations as they are registered (see [`openapi`]).
