@@ -14,7 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use http_body_util::Limited;
 use hyper::body::{Frame, SizeHint};
@@ -60,9 +61,11 @@ pub struct BodyLimits<S> {
     limits: Limits,
 }
 
-impl<S> Service<Request<Body>> for BodyLimits<S>
+impl<S, B> Service<Request<B>> for BodyLimits<S>
 where
     S: Service<Request<Body>>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -72,10 +75,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    /// The body becomes axum's `Body` here, boxed once; the router then takes it as it is.
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let limits = self.limits;
-        self.inner
-            .call(request.map(|body| Body::new(LimitedBody::new(body, limits))))
+        let mut request = request.map(|body| Body::new(LimitedBody::new(body, limits)));
+        // The limit above holds for every extractor; axum's own would wrap the body again.
+        DefaultBodyLimit::disable().apply(&mut request);
+        self.inner.call(request)
     }
 }
 
@@ -181,7 +187,6 @@ pub fn caused_by<E: std::error::Error + 'static>(
 mod tests {
     use super::*;
 
-    use axum::body::Bytes;
     use http_body_util::BodyExt;
     use tokio::sync::mpsc;
 

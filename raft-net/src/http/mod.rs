@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -150,12 +149,19 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// A node's HTTP service: its router, behind the limits and the CORS answers that hold for
+/// every request.
+pub type App = cross_origin::CrossOrigin<Bounded, tower_http::cors::Cors<Bounded>>;
+
+/// The router behind the request's time and body limits.
+type Bounded = request_timeout::RequestTimeout<body_limits::BodyLimits<Router>>;
+
 /// What a handler returns.
 pub type ApiResult = Result<Response, ApiError>;
 
-/// The router for one node: the node's own routes (`admin` adds the fault-injection, transfer
-/// and snapshot routes) and the machine's `machine` routes, which are served with the client
-/// class.
+/// The HTTP service of one node: the node's own routes (`admin` adds the fault-injection,
+/// transfer and snapshot routes) and the machine's `machine` routes, which are served with the
+/// client class.
 ///
 /// | group | class | routes |
 /// | --- | --- | --- |
@@ -172,12 +178,7 @@ pub type ApiResult = Result<Response, ApiError>;
 ///
 /// `GET /api/v1/openapi.json` (open) describes every route, generated from the handlers'
 /// annotations as they are registered (see [`openapi`]).
-pub fn router(
-    state: NodeState,
-    machine: OpenApiRouter,
-    admin: bool,
-    limits: &HttpLimits,
-) -> Router {
+pub fn router(state: NodeState, machine: OpenApiRouter, admin: bool, limits: &HttpLimits) -> App {
     let tokens = Arc::clone(&state.tokens);
     let cors = ui::cors(&state);
     let node = node::routes(state, admin);
@@ -201,26 +202,22 @@ pub fn router(
     openapi::apply_class(&mut document_api, Access::Open, &tokens);
     apis.push(document_api);
     let document = openapi::to_json(&openapi::document(apis));
-    routers
+    let routes = routers
         .merge(document_route.with_state(document))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // One `layer` call for all of them: axum boxes every route once per call, and every
-        // box is cloned (an allocation) for every request.
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(cross_origin::CrossOriginLayer(cors))
-                .layer(request_timeout::RequestTimeoutLayer::new(
-                    limits.request_timeout,
-                ))
-                .layer(body_limits::BodyLimitsLayer::new(body_limits::Limits {
-                    pause_max: limits.body_timeout,
-                    bytes_max: BODY_BYTES_MAX,
-                }))
-                // The layer above enforces the size limit; axum's own would wrap every body
-                // again.
-                .layer(DefaultBodyLimit::disable()),
-        )
+        .method_not_allowed_fallback(method_not_allowed);
+    // Around the router, not inside it (`Router::layer`): inside, axum wraps every route in
+    // the layers and boxes it, and clones that box and boxes its future for every request.
+    tower::ServiceBuilder::new()
+        .layer(cross_origin::CrossOriginLayer(cors))
+        .layer(request_timeout::RequestTimeoutLayer::new(
+            limits.request_timeout,
+        ))
+        .layer(body_limits::BodyLimitsLayer::new(body_limits::Limits {
+            pause_max: limits.body_timeout,
+            bytes_max: BODY_BYTES_MAX,
+        }))
+        .service(routes)
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -366,7 +363,7 @@ pub(crate) mod tests {
         tokens: Tokens,
         admin: bool,
         limits: &HttpLimits,
-    ) -> Router {
+    ) -> App {
         let addresses = Arc::new(AddressBook::new());
         let state = NodeState {
             id: NodeId(1),
@@ -394,7 +391,7 @@ pub(crate) mod tests {
 
     /// A router whose driver drops every request it takes, or holds it forever (on tasks of
     /// their own).
-    fn app(limits: HttpLimits, tokens: Tokens, hold: bool) -> Router {
+    fn app(limits: HttpLimits, tokens: Tokens, hold: bool) -> App {
         let (requests, mut received) = mpsc::channel::<Request<KvMachine>>(8);
         let (node_requests, mut node_received) = mpsc::channel::<NodeRequest>(8);
         tokio::spawn(async move {
@@ -529,7 +526,7 @@ pub(crate) mod tests {
         );
     }
 
-    async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
+    async fn call(app: &App, method: &str, uri: &str, auth: Option<&str>) -> (u16, Value) {
         let mut request = axum::http::Request::builder().method(method).uri(uri);
         if let Some(auth) = auth {
             request = request.header(header::AUTHORIZATION, auth);

@@ -22,7 +22,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use super::App;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -40,7 +40,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Serves `app` on `listener` until `shutdown` resolves, then drains within the grace period.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
