@@ -800,13 +800,15 @@ impl Connection {
         if let Some(authorization) = &self.endpoint.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        let mut link = match self.link.take() {
+        // The link stays in place: hyper's connection state is large, and moving it out and
+        // back for every request cost about 3% of this client's instructions.
+        let link = match &mut self.link {
             Some(link) => link,
-            None => connect(&self.endpoint).await?,
+            None => self.link.insert(connect(&self.endpoint).await?),
         };
-        let answer = exchange(&mut link, request).await;
-        if answer.is_ok() && link.connection.is_some() && !link.sender.is_closed() {
-            self.link = Some(link);
+        let answer = exchange(link, request).await;
+        if answer.is_err() || link.connection.is_none() || link.sender.is_closed() {
+            self.link = None;
         }
         answer
     }
