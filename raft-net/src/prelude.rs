@@ -11,5 +11,6 @@ pub use utoipa_axum::{router::OpenApiRouter, routes};
 pub use crate::http::openapi::ErrorBody;
 pub use crate::http::{ApiError, ApiResult};
 pub use crate::service::{
-    json_ok, wall_clock_ms, Committed, Handle, Path, Query, ReadFailures, Service, WriteFailures,
+    json_ok, wall_clock_ms, Committed, Handle, Json, Path, Query, ReadFailures, Service,
+    WriteFailures,
 };

@@ -187,6 +187,7 @@ pub fn caused_by<E: std::error::Error + 'static>(
 mod tests {
     use super::*;
 
+    use axum::http::StatusCode;
     use http_body_util::BodyExt;
     use tokio::sync::mpsc;
 
@@ -313,6 +314,48 @@ mod tests {
         let (tx, body) = fed();
         tx.send(Bytes::from_static(b"abc")).await.unwrap();
         assert_eq!(answer_to(body, limits(100, 1024)).await, 408);
+        drop(tx);
+    }
+
+    /// A service's JSON bodies get the same answers as the node's own routes.
+    #[tokio::test(start_paused = true)]
+    async fn the_json_extractor_of_services_answers_as_the_node_does() {
+        use crate::service::Json;
+        use axum::extract::FromRequest;
+        async fn extract(
+            body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
+            limits: Limits,
+        ) -> Result<serde_json::Value, axum::http::StatusCode> {
+            let request = Request::new(Body::new(LimitedBody::new(body, limits)));
+            Json::<serde_json::Value>::from_request(request, &())
+                .await
+                .map(|Json(value)| value)
+                .map_err(|error| error.status())
+        }
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"{\"a\": 1}")).await.unwrap();
+        drop(tx);
+        let value = extract(body, limits(100, 1024)).await;
+        assert_eq!(value, Ok(serde_json::json!({"a": 1})));
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"{\"a\"")).await.unwrap();
+        drop(tx);
+        assert_eq!(
+            extract(body, limits(100, 1024)).await,
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"[1, 2, 3]")).await.unwrap();
+        assert_eq!(
+            extract(body, limits(100, 5)).await,
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"[1,")).await.unwrap();
+        assert_eq!(
+            extract(body, limits(100, 1024)).await,
+            Err(StatusCode::REQUEST_TIMEOUT)
+        );
         drop(tx);
     }
 
