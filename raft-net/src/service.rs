@@ -9,7 +9,8 @@
 //! leader, `503`, `409`, `504`).
 //!
 //! What every machine's routes need is here too: [`Path`] and [`Query`] extractors whose
-//! rejections are the node's JSON `400`s, [`json_ok`] for a `200` with a JSON body,
+//! rejections are the node's JSON `400`s, [`Json`] for a JSON body refused as the node's own
+//! routes refuse one (`413`, `408`, `400`), [`json_ok`] for a `200` with a JSON body,
 //! [`wall_clock_ms`] for a machine whose commands carry the time, and [`WriteFailures`] and
 //! [`ReadFailures`], the statuses a [`Handle`]'s errors answer with, for a route's
 //! `#[utoipa::path(responses(...))]`.
@@ -262,7 +263,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 /// A JSON request body, refused with the node's JSON errors as every route with a body is:
 /// `413` over the size limit, `408` when the body stops arriving for longer than the body
 /// timeout, `400` when it is not a `T` in JSON. Unlike `axum::Json` it takes the body whatever
-/// its `Content-Type` says, as the node's own routes do.
+/// its `Content-Type` says, as the node's own routes do: so a page in a browser can send one
+/// without a CORS preflight, and only a client token (`--client-token`; the `Authorization`
+/// header always takes a preflight) keeps any page a user visits from writing. It only reads;
+/// answer with [`json_ok`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Json<T>(pub T);
 

@@ -325,7 +325,7 @@ mod tests {
         async fn extract(
             body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
             limits: Limits,
-        ) -> Result<serde_json::Value, axum::http::StatusCode> {
+        ) -> Result<serde_json::Value, StatusCode> {
             let request = Request::new(Body::new(LimitedBody::new(body, limits)));
             Json::<serde_json::Value>::from_request(request, &())
                 .await
@@ -357,6 +357,32 @@ mod tests {
             Err(StatusCode::REQUEST_TIMEOUT)
         );
         drop(tx);
+    }
+
+    /// Through the layer, its limit is the only one: axum's extractors would otherwise cut a
+    /// body at their own 2 MB default.
+    #[tokio::test]
+    async fn the_layer_sets_the_only_limit_of_a_body() {
+        use crate::service::Json;
+        use tower::ServiceExt;
+        let route = axum::Router::new().route(
+            "/",
+            axum::routing::post(|Json(value): Json<serde_json::Value>| async move {
+                value.as_str().map_or(0, str::len).to_string()
+            }),
+        );
+        let app = BodyLimitsLayer::new(limits(1000, 4 << 20)).layer(route);
+        let send = |len: usize| {
+            let body = format!("\"{}\"", "a".repeat(len));
+            let request = Request::post("/").body(Body::from(body)).unwrap();
+            app.clone().oneshot(request)
+        };
+        let response = send(3 << 20).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, (3 << 20).to_string().as_bytes());
+        let response = send(5 << 20).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test(start_paused = true)]

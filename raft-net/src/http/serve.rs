@@ -8,8 +8,8 @@
 //!   hyper starts that clock whenever a connection waits for a request, so it is also the idle
 //!   timeout of a keep-alive connection, and a slowloris head is cut after it. A TLS handshake
 //!   gets the same time.
-//! - The router's layers (see `router`) bound the time between two body chunks and the time of
-//!   a whole request.
+//! - The layers around the router (see `router`) bound the time between two body chunks and
+//!   the time of a whole request.
 //! - A client that stops reading its answers cannot park a connection on a blocked write:
 //!   `TCP_USER_TIMEOUT` (Linux) makes the kernel drop a connection whose sent data stays
 //!   unacknowledged, zero-window probes included, for the header timeout.
