@@ -8,11 +8,13 @@
 //! `Cache-Control`), so no cache can hand it to a page in place of a CORS answer, and if one
 //! did, the page would be refused it (no `Access-Control-Allow-Origin`), never shown it.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::http::{header, Request};
 use futures_util::future::Either;
-use tower::{Layer, Service};
+use tower::util::Oneshot;
+use tower::{Layer, Service, ServiceExt};
 
 /// Wraps a service so that `layer` sees only requests with an `Origin` header.
 #[derive(Debug, Clone)]
@@ -24,39 +26,37 @@ impl<L: Layer<S>, S: Clone> Layer<S> for CrossOriginLayer<L> {
     fn layer(&self, inner: S) -> Self::Service {
         CrossOrigin {
             plain: inner.clone(),
-            layered: self.0.layer(inner),
+            layered: Arc::new(self.0.layer(inner)),
         }
     }
 }
 
 /// The service of [`CrossOriginLayer`]: the same inner service, with and without the layer.
+/// The server clones its service for every request; the layered one is shared and cloned only
+/// for a request that goes through it (cloning CORS's settings allocates).
 #[derive(Debug, Clone)]
 pub struct CrossOrigin<S, W> {
     plain: S,
-    layered: W,
+    layered: Arc<W>,
 }
 
 impl<S, W, B> Service<Request<B>> for CrossOrigin<S, W>
 where
     S: Service<Request<B>>,
-    W: Service<Request<B>, Response = S::Response, Error = S::Error>,
+    W: Service<Request<B>, Response = S::Response, Error = S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, W::Future>;
+    type Future = Either<S::Future, Oneshot<W, Request<B>>>;
 
-    /// Both must be ready, as either may take the next request. The routers this wraps are
-    /// always ready, so readiness reserved on the one not called holds nothing back.
+    /// The layered service is made ready with each request it takes (`oneshot`).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self.plain.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.layered.poll_ready(cx),
-            other => other,
-        }
+        self.plain.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.headers().contains_key(header::ORIGIN) {
-            Either::Right(self.layered.call(request))
+            Either::Right(W::clone(&self.layered).oneshot(request))
         } else {
             Either::Left(self.plain.call(request))
         }
