@@ -299,11 +299,20 @@ mod tests {
     async fn answer_to(
         body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
         limits: Limits,
-    ) -> axum::http::StatusCode {
+    ) -> StatusCode {
         use axum::extract::FromRequest;
-        let request = Request::new(Body::new(LimitedBody::new(body, limits)));
-        let rejection = Bytes::from_request(request, &()).await.unwrap_err();
+        let rejection = Bytes::from_request(limited(body, limits), &())
+            .await
+            .unwrap_err();
         super::super::ApiError::from(rejection).status()
+    }
+
+    /// A request whose body is `body` under `limits`, as the layer hands it on.
+    fn limited(
+        body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
+        limits: Limits,
+    ) -> Request<Body> {
+        Request::new(Body::new(LimitedBody::new(body, limits)))
     }
 
     #[tokio::test(start_paused = true)]
@@ -326,8 +335,7 @@ mod tests {
             body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
             limits: Limits,
         ) -> Result<serde_json::Value, StatusCode> {
-            let request = Request::new(Body::new(LimitedBody::new(body, limits)));
-            Json::<serde_json::Value>::from_request(request, &())
+            Json::<serde_json::Value>::from_request(limited(body, limits), &())
                 .await
                 .map(|Json(value)| value)
                 .map_err(|error| error.status())
