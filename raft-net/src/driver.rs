@@ -9,7 +9,10 @@
 //!
 //! - `Persist` goes to the storage thread (group commit). Its completion comes back later as
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
-//!   depends on it, so the driver never orders anything itself.
+//!   depends on it, so the driver never orders anything itself. A follower whose storage thread
+//!   is idle writes and syncs the turn's requests itself at the end of the turn and steps
+//!   `PersistDone` right away; meanwhile (on the default one-thread runtime) its HTTP routes
+//!   wait for that one fdatasync.
 //! - `Send` is encoded and sent as one datagram.
 //! - `ApplySnapshot` replaces the machine with the leader's snapshot, restored off the driver
 //!   (see below).
@@ -48,7 +51,8 @@ use std::sync::Arc;
 
 use raft_core::{
     Action, BadSnapshot, ChangeRejection, Entry, EntryPayload, Input, LogIndex, Membership,
-    MembershipChange, Node, NodeId, Reply, RequestId, Role, Snapshot, StateMachine, Term,
+    MembershipChange, Node, NodeId, PersistId, Reply, RequestId, Role, Snapshot, StateMachine,
+    Term,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
@@ -457,7 +461,7 @@ impl<M: Machine> Driver<M> {
                 completion = persisted.recv() => {
                     turn = Instant::now();
                     match completion {
-                        Some(Ok(persist_id)) => self.step(Input::PersistDone { persist_id })?,
+                        Some(Ok(persist_id)) => self.on_persisted(persist_id)?,
                         Some(Err(error)) => break Err(error.into()),
                         None => break Err(StorageError::ThreadGone.into()),
                     }
@@ -505,7 +509,8 @@ impl<M: Machine> Driver<M> {
                     self.on_restored(index, machine)?;
                 }
             }
-            // Everything the inputs of this iteration asked to persist goes to the storage
+            self.persist_inline()?;
+            // Everything else the inputs of this iteration asked to persist goes to the storage
             // thread together, before the loop waits again.
             if let Err(error) = self.storage.flush() {
                 break Err(error.into());
@@ -635,6 +640,27 @@ impl<M: Machine> Driver<M> {
         self.next_request_id += 1;
         self.waiters.insert(request_id, waiter);
         request_id
+    }
+
+    /// Every request up to `persist_id` is durable.
+    fn on_persisted(&mut self, persist_id: PersistId) -> Result<(), DriverError> {
+        self.storage.reported(persist_id);
+        self.step(Input::PersistDone { persist_id })
+    }
+
+    /// A follower writes what this turn asked to persist itself, when its storage thread is
+    /// idle (see `StorageHandle::write_inline`): the acknowledgement leaves in the same turn.
+    /// A leader hands its writes over: it sends its AppendEntries before its own fsync, and a
+    /// driver blocked in that fsync would leave the followers' acknowledgements and the next
+    /// requests waiting.
+    fn persist_inline(&mut self) -> Result<(), DriverError> {
+        while self.node.role() == Role::Follower {
+            let Some(completion) = self.storage.write_inline() else {
+                break;
+            };
+            self.on_persisted(completion?)?;
+        }
+        Ok(())
     }
 
     /// One input, then every action it caused, in order; then a snapshot if one is due.
@@ -1256,9 +1282,51 @@ mod tests {
                 .expect("the storage thread takes requests");
             let done = persisted.recv().await.expect("a completion");
             let persist_id = done.expect("the write succeeds");
+            driver.on_persisted(persist_id).expect("a step");
+        }
+
+        fn append(index: u64, key: &str) -> Input {
+            from_leader(Message::AppendEntries(AppendEntries {
+                prev_log_index: LogIndex(index - 1),
+                prev_log_term: Term(if index == 1 { 0 } else { 1 }),
+                entries: vec![Entry {
+                    index: LogIndex(index),
+                    term: Term(1),
+                    payload: EntryPayload::Command(put(key, "1")),
+                }],
+                leader_commit: LogIndex(0),
+                read_round: 0,
+            }))
+        }
+
+        /// A follower writes a turn's requests itself only once its storage thread has
+        /// reported everything handed to it: a write of its own before that could land in the
+        /// log ahead of the thread's, and its cumulative report would cover the thread's too.
+        #[tokio::test]
+        async fn a_follower_writes_inline_only_behind_what_its_storage_thread_reported() {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let (mut driver, mut persisted) = follower(dir.path());
+            driver.step(append(1, "a")).expect("a step");
             driver
-                .step(Input::PersistDone { persist_id })
+                .storage
+                .flush()
+                .expect("the storage thread takes requests");
+
+            driver.step(append(2, "b")).expect("a step");
+            driver.persist_inline().expect("no write fails");
+            assert_eq!(driver.node.status().durable_index, LogIndex(0));
+
+            let done = persisted.recv().await.expect("a completion");
+            driver
+                .on_persisted(done.expect("the write succeeds"))
                 .expect("a step");
+            assert_eq!(driver.node.status().durable_index, LogIndex(1));
+            driver.persist_inline().expect("no write fails");
+            assert_eq!(driver.node.status().durable_index, LogIndex(2));
+            assert!(
+                persisted.try_recv().is_err(),
+                "entry 2 was written inline, not by the thread"
+            );
         }
 
         /// The leader's snapshot is restored off the driver: until it is back, the machine

@@ -51,6 +51,8 @@ pub enum StorageError {
     MissingSegment { dir: PathBuf, missing: String },
     #[error("the storage thread stopped")]
     ThreadGone,
+    #[error("an earlier write to the log failed, so nothing more is written behind it")]
+    EarlierWriteFailed,
     #[error("the snapshot in the data dir (index {index}) is not a snapshot of this node's state machine")]
     BadSnapshot { index: raft_core::LogIndex },
 }

@@ -178,6 +178,54 @@ fn round_trip_through_the_storage_thread() {
     assert_eq!(reopened.report.truncated, None);
 }
 
+/// Requests written inline and requests handed to the thread, alternately, recover as one log
+/// in order; a request is written inline only while the thread has nothing unreported, and a
+/// snapshot never is.
+#[test]
+fn inline_writes_and_the_threads_writes_make_one_log() {
+    let temp = tempfile::tempdir().unwrap();
+    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut handle = spawn_writer(
+        opened.wal,
+        Some(opened.durable),
+        done_tx,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let mut all = requests();
+    all.push(snapshot_request(5, 1, 1));
+    let mut all = all.into_iter();
+
+    handle.queue(all.next().unwrap());
+    assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(1));
+    handle.reported(PersistId(1));
+    handle.persist(all.next().unwrap()).unwrap();
+    handle.queue(all.next().unwrap());
+    assert!(
+        handle.write_inline().is_none(),
+        "the thread has not reported 2"
+    );
+    assert_eq!(done_rx.blocking_recv().unwrap().unwrap(), PersistId(2));
+    handle.reported(PersistId(2));
+    assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(3));
+    handle.reported(PersistId(3));
+    handle.queue(all.next().unwrap());
+    handle.queue(all.next().unwrap());
+    assert!(
+        handle.write_inline().is_none(),
+        "a snapshot goes to the thread"
+    );
+    handle.flush().unwrap();
+    assert_eq!(done_rx.blocking_recv().unwrap().unwrap(), PersistId(5));
+    handle.shutdown();
+
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    let mut all = requests();
+    all.push(snapshot_request(5, 1, 1));
+    assert_eq!(reopened.durable, expected(&all));
+}
+
 #[test]
 fn torn_tail_is_truncated() {
     let temp = tempfile::tempdir().unwrap();

@@ -23,8 +23,8 @@
 //! (and synced) before the next one is started, so no other segment has such a tail.
 //!
 //! Recovery tells a torn tail from corruption. A crash can only damage what was written after
-//! the last `fdatasync` returned, and the storage thread writes a batch only after the one
-//! before it is synced: so only the **last batch of the last segment** may be damaged, and it
+//! the last `fdatasync` returned, and a batch is written (by the storage thread or a follower's
+//! driver) only after the one before it is synced: so only the **last batch of the last segment** may be damaged, and it
 //! is cut as a whole (none of it was acknowledged). It counts as torn when the file ends inside
 //! it, when one of its records is incomplete, zeroed or unwritten in whole sectors, or when its
 //! header is itself unwritten (zeros) with no intact batch anywhere after it. Everything else

@@ -5,9 +5,15 @@
 //! once for the whole batch, and only then reports the highest `persist_id` of the batch. Since
 //! `Input::PersistDone` is cumulative, one report covers the batch, and the core releases the
 //! acknowledgements that depend on it (contract rule 3) only after the data is on disk.
+//!
+//! A follower's driver may instead write a batch itself ([`StorageHandle::write_inline`]):
+//! its acknowledgement waits for the fsync either way, and the hand-off to the thread and back
+//! costs two wake-ups per round trip. The log and its mirror sit behind one mutex shared by
+//! both paths, and the driver writes only once the thread has reported everything handed to
+//! it, so the log stays in `persist_id` order and at most one batch is ever unsynced.
 
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -32,8 +38,14 @@ pub type PersistCompletion = Result<PersistId, StorageError>;
 pub struct StorageHandle {
     requests: mpsc::Sender<Vec<PersistRequest>>,
     thread: Option<thread::JoinHandle<()>>,
-    /// Requests held back by `queue` until `flush`.
+    /// Requests held back by `queue` until `flush` or `write_inline`.
     queued: Vec<PersistRequest>,
+    /// The log and its mirror, shared with the thread; see `write_inline`.
+    writer: Arc<Mutex<Writer>>,
+    /// The highest id handed to the thread.
+    handed: PersistId,
+    /// The highest id the driver has been told is durable.
+    reported: PersistId,
 }
 
 impl StorageHandle {
@@ -52,12 +64,42 @@ impl StorageHandle {
 
     /// Hands every queued request to the thread.
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        if self.queued.is_empty() {
+        let Some(last) = self.queued.last() else {
             return Ok(());
-        }
+        };
+        self.handed = last.persist_id;
         self.requests
             .send(std::mem::take(&mut self.queued))
             .map_err(|_| StorageError::ThreadGone)
+    }
+
+    /// Records that every request up to `persist_id` is durable (the driver has stepped the
+    /// thread's completion for it).
+    pub fn reported(&mut self, persist_id: PersistId) {
+        self.reported = self.reported.max(persist_id);
+    }
+
+    /// Writes and syncs the queued requests on the caller's thread, when that keeps the log in
+    /// order: the thread has reported everything handed to it, so it is idle and no earlier
+    /// write is in flight. `None` when there is nothing to write, the thread is still busy, or
+    /// a queued request carries a snapshot (a checkpoint rewrites the whole state: that stays
+    /// off the caller's thread). A follower acknowledges only after its fsync, so handing
+    /// that fsync to another thread and waiting for its report adds two thread wake-ups to
+    /// every round trip and saves nothing.
+    pub fn write_inline(&mut self) -> Option<PersistCompletion> {
+        if self.queued.is_empty()
+            || self.handed > self.reported
+            || self.queued.iter().any(|request| request.snapshot.is_some())
+        {
+            return None;
+        }
+        let requests = std::mem::take(&mut self.queued);
+        let completion = match self.writer.lock() {
+            Ok(mut writer) => writer.write(requests, || None),
+            // The thread panicked while it wrote: what the log holds is unknown.
+            Err(_) => Err(StorageError::ThreadGone),
+        };
+        Some(completion)
     }
 
     /// Stops the thread after it has written everything queued.
@@ -84,35 +126,87 @@ pub fn spawn_writer(
 ) -> Result<StorageHandle, StorageError> {
     let (requests, receiver) = mpsc::channel();
     let path = wal.path().to_path_buf();
+    let writer = Arc::new(Mutex::new(Writer {
+        wal,
+        durable,
+        buf: Vec::with_capacity(64 * 1024),
+        batch: Vec::new(),
+        metrics,
+        failed: false,
+    }));
+    let shared = Arc::clone(&writer);
     let thread = thread::Builder::new()
         .name("raft-storage".to_string())
-        .spawn(move || run(wal, durable, &receiver, &done, &metrics))
+        .spawn(move || run(&shared, &receiver, &done))
         .map_err(StorageError::io(path))?;
     Ok(StorageHandle {
         requests,
         thread: Some(thread),
         queued: Vec::new(),
+        writer,
+        handed: PersistId(0),
+        reported: PersistId(0),
     })
 }
 
-/// The thread's body. `durable` mirrors what the log holds (once known), so that a checkpoint can
-/// be written when a snapshot lets the older segments go.
+/// The thread's body: one batch per wake-up, reported after its sync, with the lock released
+/// first so that a caller that has seen the report finds the writer free.
 fn run(
-    mut wal: Wal,
-    mut durable: Option<DurableState>,
+    writer: &Mutex<Writer>,
     receiver: &mpsc::Receiver<Vec<PersistRequest>>,
     done: &UnboundedSender<PersistCompletion>,
-    metrics: &Metrics,
 ) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut batch = Vec::new();
     while let Ok(first) = receiver.recv() {
+        let completion = match writer.lock() {
+            Ok(mut writer) => writer.write(first, || receiver.try_recv().ok()),
+            Err(_) => Err(StorageError::ThreadGone),
+        };
+        let failed = completion.is_err();
+        if done.send(completion).is_err() || failed {
+            // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
+            return;
+        }
+    }
+}
+
+/// The log and what it holds. `durable` mirrors the log (once known), so that a checkpoint can
+/// be written when a snapshot lets the older segments go.
+#[derive(Debug)]
+struct Writer {
+    wal: Wal,
+    durable: Option<DurableState>,
+    buf: Vec<u8>,
+    batch: Vec<PersistRequest>,
+    metrics: Arc<Metrics>,
+    /// A write failed: the log's end is unknown, so nothing may be written behind it.
+    failed: bool,
+}
+
+impl Writer {
+    /// Writes `first` and whatever `more` yields while the batch has room, as one group commit,
+    /// and returns the highest id written once it is synced.
+    fn write(
+        &mut self,
+        first: Vec<PersistRequest>,
+        mut more: impl FnMut() -> Option<Vec<PersistRequest>>,
+    ) -> PersistCompletion {
+        if self.failed {
+            return Err(StorageError::EarlierWriteFailed);
+        }
+        let Self {
+            wal,
+            durable,
+            buf,
+            batch,
+            metrics,
+            failed,
+        } = self;
         buf.clear();
         batch.clear();
-        let mut result = take(first, &mut batch, &mut buf);
+        let mut result = take(first, batch, buf);
         while result.is_ok() && batch.len() < BATCH_REQUESTS_MAX && buf.len() < BATCH_BYTES_MAX {
-            let Ok(next) = receiver.try_recv() else { break };
-            result = take(next, &mut batch, &mut buf);
+            let Some(next) = more() else { break };
+            result = take(next, batch, buf);
         }
         let entries: u64 = batch
             .iter()
@@ -123,22 +217,22 @@ fn run(
         if compact && durable.is_none() && result.is_ok() {
             // The log holds everything before this batch (it is all synced).
             match wal.replay() {
-                Ok(state) => durable = Some(state),
+                Ok(state) => *durable = Some(state),
                 Err(error) => result = Err(error),
             }
         }
-        if let Some(durable) = &mut durable {
-            for request in &batch {
+        if let Some(durable) = durable.as_mut() {
+            for request in batch.iter() {
                 durable.apply(request);
             }
         }
         if result.is_ok() {
-            result = match (compact, &durable) {
+            result = match (compact, durable.as_ref()) {
                 // The batch goes into a checkpoint that starts a new segment instead of into
                 // the current one: the snapshot is written and synced once, not twice, and the
                 // group commits queued behind it wait for one sync instead of several.
-                (true, Some(durable)) => checkpoint(&mut wal, durable, metrics),
-                _ => write_batch(&mut wal, &buf, metrics),
+                (true, Some(durable)) => checkpoint(wal, durable, metrics),
+                _ => write_batch(wal, buf, metrics),
             };
         }
         metrics
@@ -147,14 +241,11 @@ fn run(
         metrics
             .persist_entries
             .fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
+        *failed = result.is_err();
         let last = batch
             .last()
             .map_or(PersistId(0), |request| request.persist_id);
-        let failed = result.is_err();
-        if done.send(result.map(|()| last)).is_err() || failed {
-            // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
-            return;
-        }
+        result.map(|()| last)
     }
 }
 
