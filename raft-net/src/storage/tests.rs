@@ -147,18 +147,29 @@ fn empty_existing_dir_is_initialised() {
     assert_eq!(opened.report.records, 0);
 }
 
-#[test]
-fn round_trip_through_the_storage_thread() {
-    let temp = tempfile::tempdir().unwrap();
-    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut handle = spawn_writer(
+/// A fresh data dir in `dir` and its storage thread.
+fn storage_thread(
+    dir: &Path,
+) -> (
+    StorageHandle,
+    tokio::sync::mpsc::UnboundedReceiver<PersistCompletion>,
+) {
+    let opened = open(dir, NodeId(1), &creation()).unwrap();
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = spawn_writer(
         opened.wal,
         Some(opened.durable),
         done_tx,
         Arc::new(Metrics::default()),
     )
     .unwrap();
+    (handle, done_rx)
+}
+
+#[test]
+fn round_trip_through_the_storage_thread() {
+    let temp = tempfile::tempdir().unwrap();
+    let (mut handle, mut done_rx) = storage_thread(temp.path());
     for request in requests() {
         handle.persist(request).unwrap();
     }
@@ -184,15 +195,7 @@ fn round_trip_through_the_storage_thread() {
 #[test]
 fn inline_writes_and_the_threads_writes_make_one_log() {
     let temp = tempfile::tempdir().unwrap();
-    let opened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut handle = spawn_writer(
-        opened.wal,
-        Some(opened.durable),
-        done_tx,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let (mut handle, mut done_rx) = storage_thread(temp.path());
     let mut all = requests();
     all.push(snapshot_request(5, 1, 1));
     let mut all = all.into_iter();
