@@ -11,8 +11,9 @@
 //!   `PersistDone`, reported only after `fdatasync`; the core holds back every message that
 //!   depends on it, so the driver never orders anything itself. A follower whose storage thread
 //!   is idle writes and syncs the turn's requests itself at the end of the turn and steps
-//!   `PersistDone` right away; meanwhile (on the default one-thread runtime) its HTTP routes
-//!   wait for that one fdatasync.
+//!   `PersistDone` right away. Meanwhile the driver takes no datagram, tick or request, and
+//!   its runtime thread is blocked: on the default one-thread runtime the HTTP routes wait
+//!   too, for the write and its fdatasync (at times a segment rotation).
 //! - `Send` is encoded and sent as one datagram.
 //! - `ApplySnapshot` replaces the machine with the leader's snapshot, restored off the driver
 //!   (see below).
@@ -509,7 +510,9 @@ impl<M: Machine> Driver<M> {
                     self.on_restored(index, machine)?;
                 }
             }
-            self.persist_inline()?;
+            if let Err(error) = self.persist_inline() {
+                break Err(error);
+            }
             // Everything else the inputs of this iteration asked to persist goes to the storage
             // thread together, before the loop waits again.
             if let Err(error) = self.storage.flush() {

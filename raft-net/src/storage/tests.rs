@@ -190,15 +190,13 @@ fn round_trip_through_the_storage_thread() {
 }
 
 /// Requests written inline and requests handed to the thread, alternately, recover as one log
-/// in order; a request is written inline only while the thread has nothing unreported, and a
-/// snapshot never is.
+/// in order, record by record; a request is written inline only while the thread has nothing
+/// unreported.
 #[test]
 fn inline_writes_and_the_threads_writes_make_one_log() {
     let temp = tempfile::tempdir().unwrap();
     let (mut handle, mut done_rx) = storage_thread(temp.path());
-    let mut all = requests();
-    all.push(snapshot_request(5, 1, 1));
-    let mut all = all.into_iter();
+    let mut all = requests().into_iter();
 
     handle.queue(all.next().unwrap());
     assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(1));
@@ -214,18 +212,30 @@ fn inline_writes_and_the_threads_writes_make_one_log() {
     assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(3));
     handle.reported(PersistId(3));
     handle.queue(all.next().unwrap());
-    handle.queue(all.next().unwrap());
-    assert!(
-        handle.write_inline().is_none(),
-        "a snapshot goes to the thread"
-    );
+    assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(4));
+    handle.shutdown();
+
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(reopened.durable, expected(&requests()));
+    assert_eq!(reopened.report.records, 4);
+}
+
+/// A batch carrying a snapshot is checkpointed by the thread, never inline.
+#[test]
+fn a_snapshot_is_never_written_inline() {
+    let temp = tempfile::tempdir().unwrap();
+    let (mut handle, mut done_rx) = storage_thread(temp.path());
+    let mut all = requests();
+    all.push(snapshot_request(5, 1, 1));
+    for request in all.clone() {
+        handle.queue(request);
+    }
+    assert!(handle.write_inline().is_none());
     handle.flush().unwrap();
     assert_eq!(done_rx.blocking_recv().unwrap().unwrap(), PersistId(5));
     handle.shutdown();
 
     let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    let mut all = requests();
-    all.push(snapshot_request(5, 1, 1));
     assert_eq!(reopened.durable, expected(&all));
 }
 

@@ -83,9 +83,9 @@ impl StorageHandle {
     /// order: the thread has reported everything handed to it, so it is idle and no earlier
     /// write is in flight. `None` when there is nothing to write, the thread is still busy, or
     /// a queued request carries a snapshot (a checkpoint rewrites the whole state: that stays
-    /// off the caller's thread). A follower acknowledges only after its fsync, so handing
-    /// that fsync to another thread and waiting for its report adds two thread wake-ups to
-    /// every round trip and saves nothing.
+    /// off the caller's thread). A follower acknowledges only after its fsync either way;
+    /// writing it here spares two thread wake-ups per round trip, at the price of the caller
+    /// doing nothing else until the write (at times a segment rotation) and its sync are done.
     pub fn write_inline(&mut self) -> Option<PersistCompletion> {
         if self.queued.is_empty()
             || self.handed > self.reported
@@ -96,7 +96,7 @@ impl StorageHandle {
         let requests = std::mem::take(&mut self.queued);
         let completion = match self.writer.lock() {
             Ok(mut writer) => writer.write(requests, || None),
-            // The thread panicked while it wrote: what the log holds is unknown.
+            // The thread panicked while it held the writer: what the log holds is unknown.
             Err(_) => Err(StorageError::ThreadGone),
         };
         Some(completion)
@@ -159,6 +159,7 @@ fn run(
     while let Ok(first) = receiver.recv() {
         let completion = match writer.lock() {
             Ok(mut writer) => writer.write(first, || receiver.try_recv().ok()),
+            // The driver panicked inside an inline write: it is gone, and the log's end unknown.
             Err(_) => Err(StorageError::ThreadGone),
         };
         let failed = completion.is_err();
