@@ -94,12 +94,7 @@ impl StorageHandle {
             return None;
         }
         let requests = std::mem::take(&mut self.queued);
-        let completion = match self.writer.lock() {
-            Ok(mut writer) => writer.write(requests, || None),
-            // The thread panicked while it held the writer: what the log holds is unknown.
-            Err(_) => Err(StorageError::ThreadGone),
-        };
-        Some(completion)
+        Some(write_shared(&self.writer, requests, || None))
     }
 
     /// Stops the thread after it has written everything queued.
@@ -157,16 +152,25 @@ fn run(
     done: &UnboundedSender<PersistCompletion>,
 ) {
     while let Ok(first) = receiver.recv() {
-        let completion = match writer.lock() {
-            Ok(mut writer) => writer.write(first, || receiver.try_recv().ok()),
-            // The driver panicked inside an inline write: it is gone, and the log's end unknown.
-            Err(_) => Err(StorageError::ThreadGone),
-        };
+        let completion = write_shared(writer, first, || receiver.try_recv().ok());
         let failed = completion.is_err();
         if done.send(completion).is_err() || failed {
             // The driver is gone, or the disk failed: writing on could reorder or hide the loss.
             return;
         }
+    }
+}
+
+/// `Writer::write` under the lock. A poisoned lock means the other side (the thread, or the
+/// driver inside an inline write) panicked while it wrote: the log's end is unknown.
+fn write_shared(
+    writer: &Mutex<Writer>,
+    first: Vec<PersistRequest>,
+    more: impl FnMut() -> Option<Vec<PersistRequest>>,
+) -> PersistCompletion {
+    match writer.lock() {
+        Ok(mut writer) => writer.write(first, more),
+        Err(_) => Err(StorageError::ThreadGone),
     }
 }
 
