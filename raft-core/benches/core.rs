@@ -282,7 +282,7 @@ fn wire(c: &mut Criterion) {
                 .map(|i| Entry {
                     index: LogIndex(i),
                     term: Term(3),
-                    payload: EntryPayload::Command(vec![42; 128]),
+                    payload: EntryPayload::Command(vec![42; 128].into()),
                 })
                 .collect(),
             leader_commit: LogIndex(999),

@@ -233,7 +233,7 @@ mod tests {
                 .map(|index| Entry {
                     index: LogIndex(index),
                     term: Term(1),
-                    payload: EntryPayload::Command(vec![0; 10]),
+                    payload: EntryPayload::Command(vec![0; 10].into()),
                 })
                 .collect(),
             leader_commit: LogIndex::ZERO,

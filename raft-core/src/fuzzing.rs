@@ -211,7 +211,7 @@ fn arbitrary_envelope(bytes: &mut Bytes<'_>, current: Term) -> Envelope {
                         1 => EntryPayload::Membership(Membership::new(
                             (1..=3 + bytes.below(3)).map(NodeId),
                         )),
-                        _ => EntryPayload::Command(alloc::vec![bytes.byte()]),
+                        _ => EntryPayload::Command(alloc::vec![bytes.byte()].into()),
                     };
                     Entry {
                         index: LogIndex(prev_log_index.0.saturating_add(offset)),

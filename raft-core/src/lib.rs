@@ -158,9 +158,9 @@ mod read_index;
 mod rename;
 mod role;
 pub mod session;
+mod shared_bytes;
 mod shared_map;
 mod snapshot;
-mod snapshot_data;
 mod timer;
 mod transfer;
 mod types;
@@ -185,7 +185,7 @@ pub use message::{
 pub use node::{Node, Stats, Status};
 pub use persist::{DurableState, HardState, LogSplice, PersistRequest, Snapshot, SnapshotMeta};
 pub use rename::{NodeRenaming, Rename, RenamingError};
-pub use snapshot_data::SnapshotData;
+pub use shared_bytes::SharedBytes;
 pub use types::{
     Incarnation, LogIndex, NodeId, PersistId, RequestId, Role, Term, ACCEPTED_VALUE_MAX,
 };

@@ -1,9 +1,9 @@
 //! Log entries as they are replicated, persisted and applied.
 
-use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
+use crate::shared_bytes::SharedBytes;
 use crate::types::{LogIndex, Term};
 
 /// One entry of the replicated log.
@@ -19,10 +19,11 @@ pub struct Entry {
 pub enum EntryPayload {
     /// Appended by every new leader so it can commit entries of earlier terms (Raft §5.4.2, §8).
     Noop,
-    /// An application command, opaque to the core. Serialized as a byte string: postcard
-    /// writes the same bytes as for a sequence of bytes (length, then the bytes) but copies
-    /// them in one go instead of one element at a time.
-    Command(#[serde(with = "crate::byte_string")] Vec<u8>),
+    /// An application command, opaque to the core. Its clones (in a `Persist`, in every
+    /// follower's AppendEntries, in an `Apply`) share the bytes. Serialized as a byte string:
+    /// postcard writes the same bytes as for a sequence of bytes (length, then the bytes) but
+    /// copies them in one go instead of one element at a time.
+    Command(SharedBytes),
     /// The cluster's membership from this entry on (it takes effect once appended).
     Membership(Membership),
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_entry::{Entry, EntryPayload};
 use crate::membership::Membership;
-use crate::snapshot_data::SnapshotData;
+use crate::shared_bytes::SharedBytes;
 use crate::types::{Incarnation, LogIndex, NodeId, PersistId, Term};
 
 /// Figure 2's persistent state other than the log.
@@ -37,11 +37,11 @@ pub struct SnapshotMeta {
 }
 
 /// The application's state machine as of `meta.last_included_index`, opaque to the core. Its
-/// bytes are shared by every clone (see [`SnapshotData`]).
+/// bytes are shared by every clone (see [`SharedBytes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
-    pub data: SnapshotData,
+    pub data: SharedBytes,
 }
 
 /// Remove every stored entry with index `>= from`, then append `entries` (which start at `from`).

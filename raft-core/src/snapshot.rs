@@ -9,7 +9,7 @@ use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message};
 use crate::node::Node;
 use crate::persist::{Snapshot, SnapshotMeta};
 use crate::progress::ReplicationState;
-use crate::snapshot_data::SnapshotData;
+use crate::shared_bytes::SharedBytes;
 use crate::types::{LogIndex, NodeId, Role};
 
 impl Node {
@@ -94,7 +94,7 @@ impl Node {
             .filter(|incoming| incoming.meta == request.meta)
             .unwrap_or(Snapshot {
                 meta: request.meta.clone(),
-                data: SnapshotData::default(),
+                data: SharedBytes::default(),
             });
         let mut incoming = incoming;
         if request.offset == incoming.data.len() as u64 {

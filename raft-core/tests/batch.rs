@@ -95,7 +95,7 @@ fn every_command_of_a_batch_commits_in_order() {
                 .collect();
             let expected: Vec<EntryPayload> = ["x", "y", "z", "w"]
                 .iter()
-                .map(|c| EntryPayload::Command(c.as_bytes().to_vec()))
+                .map(|c| EntryPayload::Command(c.as_bytes().to_vec().into()))
                 .collect();
             assert_eq!(
                 tail,

@@ -43,7 +43,8 @@ fn payload() -> BoxedStrategy<EntryPayload> {
     let ids = || proptest::collection::btree_set(node_id(), 0..4);
     prop_oneof![
         Just(EntryPayload::Noop),
-        proptest::collection::vec(any::<u8>(), 0..4).prop_map(EntryPayload::Command),
+        proptest::collection::vec(any::<u8>(), 0..4)
+            .prop_map(|bytes| EntryPayload::Command(bytes.into())),
         (ids(), ids()).prop_map(|(voters, learners)| EntryPayload::Membership(Membership {
             voters,
             learners,

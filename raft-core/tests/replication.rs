@@ -440,3 +440,56 @@ fn duplicated_rejection_at_the_match_index_is_stale() {
     assert!(sends(&actions).is_empty());
     assert_eq!(n.match_index(id(2)), Some(LogIndex(1)));
 }
+
+/// A command is one buffer from proposal to apply: the leader's `Persist`, its AppendEntries
+/// and its `Apply` hold that buffer rather than copies of it.
+#[test]
+fn a_command_is_shared_by_its_persist_its_append_and_its_apply() {
+    fn command_of(entries: &[raft_core::Entry]) -> raft_core::SharedBytes {
+        match &entries.last().expect("an entry").payload {
+            EntryPayload::Command(bytes) => bytes.clone(),
+            other => panic!("expected a command, got {other:?}"),
+        }
+    }
+    let mut n = leader_streaming_to_n2();
+    let actions = n.step(Input::Propose {
+        request_id: raft_core::RequestId(1),
+        command: b"one buffer".to_vec(),
+    });
+    let persisted = actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Persist(request) => request.log.as_ref(),
+            _ => None,
+        })
+        .expect("the proposal is persisted");
+    let appended = sends(&actions)
+        .into_iter()
+        .find_map(|envelope| match envelope.message {
+            Message::AppendEntries(request) if envelope.to == id(2) => Some(request.entries),
+            _ => None,
+        })
+        .expect("the proposal is sent to n2");
+    let persist_id = persist_id(&actions).expect("a persist");
+    let mut committed = n.step(Input::PersistDone { persist_id });
+    committed.extend(n.step(append_response(
+        2,
+        1,
+        1,
+        AppendResult::Success {
+            match_index: LogIndex(2),
+        },
+    )));
+    let applied = applied(&committed);
+
+    let buffer = command_of(&persisted.entries);
+    assert_eq!(buffer.as_slice(), b"one buffer");
+    assert!(std::ptr::eq(
+        buffer.as_slice(),
+        command_of(&appended).as_slice()
+    ));
+    assert!(std::ptr::eq(
+        buffer.as_slice(),
+        command_of(&applied).as_slice()
+    ));
+}

@@ -13,7 +13,8 @@ fn payload_strategy() -> impl Strategy<Value = EntryPayload> {
     let ids = || proptest::collection::btree_set(any::<u64>().prop_map(NodeId), 0..5);
     prop_oneof![
         Just(EntryPayload::Noop),
-        proptest::collection::vec(any::<u8>(), 0..64).prop_map(EntryPayload::Command),
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|bytes| EntryPayload::Command(bytes.into())),
         (ids(), ids()).prop_map(|(voters, learners)| {
             EntryPayload::Membership(raft_core::Membership {
                 voters,
@@ -149,7 +150,7 @@ proptest! {
     #[test]
     fn command_bytes_encode_like_a_byte_vector(command in proptest::collection::vec(any::<u8>(), 0..300)) {
         let as_vec = postcard::to_allocvec(&(7u8, command.clone())).unwrap();
-        let payload = EntryPayload::Command(command.clone());
+        let payload = EntryPayload::Command(command.clone().into());
         let as_payload = postcard::to_allocvec(&payload).unwrap();
         // The enum's variant index (1 for Command), then the same bytes as the vector.
         prop_assert_eq!(as_payload[0], 1);

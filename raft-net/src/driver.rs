@@ -1141,7 +1141,7 @@ mod tests {
         Entry {
             index: LogIndex(index),
             term: Term(1),
-            payload: EntryPayload::Command(vec![b'x'; len]),
+            payload: EntryPayload::Command(vec![b'x'; len].into()),
         }
     }
 
@@ -1295,7 +1295,7 @@ mod tests {
                 entries: vec![Entry {
                     index: LogIndex(index),
                     term: Term(1),
-                    payload: EntryPayload::Command(put(key, "1")),
+                    payload: EntryPayload::Command(put(key, "1").into()),
                 }],
                 leader_commit: LogIndex(0),
                 read_round: 0,
@@ -1369,7 +1369,7 @@ mod tests {
                 entries: vec![Entry {
                     index: LogIndex(6),
                     term: Term(1),
-                    payload: EntryPayload::Command(put("a", "2")),
+                    payload: EntryPayload::Command(put("a", "2").into()),
                 }],
                 leader_commit: LogIndex(6),
                 read_round: 0,
@@ -1423,7 +1423,7 @@ mod tests {
                     entries: vec![Entry {
                         index: LogIndex(index),
                         term: Term(1),
-                        payload: EntryPayload::Command(put(&format!("key-{index}"), &value)),
+                        payload: EntryPayload::Command(put(&format!("key-{index}"), &value).into()),
                     }],
                     leader_commit: LogIndex(index),
                     read_round: 0,

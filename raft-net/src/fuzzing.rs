@@ -431,7 +431,7 @@ fn arbitrary_entries(bytes: &mut Bytes<'_>) -> Vec<Entry> {
                 1 => EntryPayload::Membership(Membership::new(
                     (0..bytes.below(4)).map(|_| NodeId(bytes.below(5))),
                 )),
-                _ => EntryPayload::Command(vec![bytes.byte(); bytes.below(4) as usize]),
+                _ => EntryPayload::Command(vec![bytes.byte(); bytes.below(4) as usize].into()),
             },
         })
         .collect()
@@ -591,7 +591,7 @@ fn valid_request(
             Entry {
                 index: LogIndex(from.0 + offset),
                 term: entry_term,
-                payload: EntryPayload::Command(vec![bytes.byte(); bytes.below(24) as usize]),
+                payload: EntryPayload::Command(vec![bytes.byte(); bytes.below(24) as usize].into()),
             }
         })
         .collect();

@@ -283,7 +283,7 @@ mod tests {
             entries: vec![
                 entry(1, 1, EntryPayload::Noop),
                 entry(2, 2, EntryPayload::Membership(grown.clone())),
-                entry(3, 3, EntryPayload::Command(b"x".to_vec())),
+                entry(3, 3, EntryPayload::Command(b"x".to_vec().into())),
             ],
         };
         // A clock behind the old incarnation still gives a greater one.

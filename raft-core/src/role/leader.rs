@@ -56,7 +56,7 @@ impl Node {
                 self.reply(request_id, Reply::Busy);
                 continue;
             }
-            appended |= self.append_proposal(request_id, EntryPayload::Command(command));
+            appended |= self.append_proposal(request_id, EntryPayload::Command(command.into()));
         }
         if appended {
             self.broadcast_append();

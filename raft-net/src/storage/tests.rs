@@ -31,7 +31,7 @@ fn entry(index: u64, term: u64, command: &str) -> Entry {
     Entry {
         index: LogIndex(index),
         term: Term(term),
-        payload: EntryPayload::Command(command.as_bytes().to_vec()),
+        payload: EntryPayload::Command(command.as_bytes().to_vec().into()),
     }
 }
 
