@@ -4,7 +4,7 @@
 # each. Node 1 runs under `valgrind --tool=callgrind`, nodes 2 and 3 natively; once node 1
 # leads, `bench --target` loads it and the counters cover exactly the measured writes.
 # User space only: the kernel's work (TCP, UDP, fdatasync) is not in the count.
-#   bash bench/instructions/leader.sh [BINARY] [CLIENTS] [OPS] [leader|follower]
+#   bash bench/instructions/leader.sh [BINARY] [CLIENTS] [OPS] [leader|follower] [VALUE_BYTES]
 # from the workspace root (BINARY defaults to target/release/raft-net). Needs valgrind. With
 # `follower`, node 2 leads and takes the load, and node 1 (still under callgrind) follows.
 set -euo pipefail
@@ -12,6 +12,7 @@ B=${1:-target/release/raft-net}
 clients=${2:-16}
 ops=${3:-3000}
 role=${4:-leader}
+value_bytes=${5:-256}
 case $role in
   leader) lead=1 ;;
   follower) lead=2 ;;
@@ -50,9 +51,9 @@ for _ in $(seq 120); do
 done
 [ "$(leader)" = "$lead" ] || { echo "node $lead did not become the leader" >&2; exit 1; }
 target=http://127.0.0.1:$((http + lead))
-"$B" bench --target "$target" --clients "$clients" --ops 500 --warmup 0 --value-bytes 256 >/dev/null
+"$B" bench --target "$target" --clients "$clients" --ops 500 --warmup 0 --value-bytes "$value_bytes" >/dev/null
 callgrind_control --zero "$callgrind" >/dev/null 2>&1
-"$B" bench --target "$target" --clients "$clients" --ops "$ops" --warmup 0 --value-bytes 256 | head -1
+"$B" bench --target "$target" --clients "$clients" --ops "$ops" --warmup 0 --value-bytes "$value_bytes" | head -1
 callgrind_control --dump "$callgrind" >/dev/null 2>&1
 total=$(grep -hE '^(summary|totals):' "$work"/callgrind.out.* | awk '{print $2}' | sort -n | tail -1)
-echo "$role: $((total / ops)) instructions per write ($clients clients, $ops writes of 256 bytes)"
+echo "$role: $((total / ops)) instructions per write ($clients clients, $ops writes of $value_bytes bytes)"
