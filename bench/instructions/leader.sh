@@ -54,6 +54,11 @@ target=http://127.0.0.1:$((http + lead))
 "$B" bench --target "$target" --clients "$clients" --ops 500 --warmup 0 --value-bytes "$value_bytes" >/dev/null
 callgrind_control --zero "$callgrind" >/dev/null 2>&1
 "$B" bench --target "$target" --clients "$clients" --ops "$ops" --warmup 0 --value-bytes "$value_bytes" | head -1
+dumps() { find "$work" -name 'callgrind.out.*' | wc -l; }
+before=$(dumps)
 callgrind_control --dump "$callgrind" >/dev/null 2>&1
+# The dump is written when the node next runs callgrind's code, not when the request returns.
+for _ in $(seq 100); do [ "$(dumps)" -gt "$before" ] && break; sleep 0.1; done
+[ "$(dumps)" -gt "$before" ] || { echo "callgrind wrote no dump of the measured writes" >&2; exit 1; }
 total=$(grep -hE '^(summary|totals):' "$work"/callgrind.out.* | awk '{print $2}' | sort -n | tail -1)
 echo "$role: $((total / ops)) instructions per write ($clients clients, $ops writes of $value_bytes bytes)"
