@@ -220,6 +220,61 @@ fn inline_writes_and_the_threads_writes_make_one_log() {
     assert_eq!(reopened.report.records, 4);
 }
 
+/// Once a write has failed, the log's end is unknown: nothing is written behind it, inline or by
+/// the thread, even when the disk takes writes again, and what was reported durable before the
+/// failure is what recovers.
+#[test]
+fn after_a_failed_write_nothing_is_written_behind_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    // Every batch after the first starts a new segment, so a file in the next segment's place
+    // makes the next write fail as a full or failing disk would.
+    opened.wal.set_segment_bytes_max(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut handle = spawn_writer(
+        opened.wal,
+        Some(opened.durable),
+        done_tx,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let mut all = requests().into_iter();
+
+    handle.queue(all.next().unwrap());
+    assert_eq!(handle.write_inline().unwrap().unwrap(), PersistId(1));
+    handle.reported(PersistId(1));
+
+    let blocker = temp.path().join("wal").join(wal::segment_name(2));
+    fs::write(&blocker, b"").unwrap();
+    handle.queue(all.next().unwrap());
+    let failed = handle.write_inline().unwrap();
+    assert!(matches!(failed, Err(StorageError::Io { .. })), "{failed:?}");
+
+    // The disk takes writes again; the log still refuses them.
+    fs::remove_file(&blocker).unwrap();
+    handle.queue(all.next().unwrap());
+    let inline = handle.write_inline().unwrap();
+    assert!(
+        matches!(inline, Err(StorageError::EarlierWriteFailed)),
+        "{inline:?}"
+    );
+    handle.persist(all.next().unwrap()).unwrap();
+    let threaded = done_rx.blocking_recv().unwrap();
+    assert!(
+        matches!(threaded, Err(StorageError::EarlierWriteFailed)),
+        "{threaded:?}"
+    );
+    assert!(
+        done_rx.blocking_recv().is_none(),
+        "a thread whose write failed reports nothing more"
+    );
+    handle.shutdown();
+
+    let reopened = open(temp.path(), NodeId(1), &creation()).unwrap();
+    assert_eq!(reopened.durable, expected(&requests()[..1]));
+    assert_eq!(reopened.report.records, 1);
+}
+
 /// A batch carrying a snapshot is checkpointed by the thread, never inline.
 #[test]
 fn a_snapshot_is_never_written_inline() {

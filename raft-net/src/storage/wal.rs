@@ -184,7 +184,7 @@ fn read_batch_header(bytes: &[u8]) -> Option<usize> {
     (batch_crc(len_bytes) == stored).then_some(u32::from_le_bytes(len_bytes) as usize)
 }
 
-fn segment_name(sequence: u64) -> String {
+pub(super) fn segment_name(sequence: u64) -> String {
     format!("{sequence:020}{SEGMENT_SUFFIX}")
 }
 
