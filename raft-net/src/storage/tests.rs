@@ -166,6 +166,28 @@ fn storage_thread(
     (handle, done_rx)
 }
 
+/// A fresh data dir in `dir` whose log starts a new segment for every batch after the first,
+/// and its storage thread; `mirror`: whether the thread is given the log's state.
+fn storage_thread_one_batch_per_segment(
+    dir: &Path,
+    mirror: bool,
+) -> (
+    StorageHandle,
+    tokio::sync::mpsc::UnboundedReceiver<PersistCompletion>,
+) {
+    let mut opened = open(dir, NodeId(1), &creation()).unwrap();
+    opened.wal.set_segment_bytes_max(1);
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = spawn_writer(
+        opened.wal,
+        mirror.then_some(opened.durable),
+        done_tx,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    (handle, done_rx)
+}
+
 #[test]
 fn round_trip_through_the_storage_thread() {
     let temp = tempfile::tempdir().unwrap();
@@ -226,18 +248,9 @@ fn inline_writes_and_the_threads_writes_make_one_log() {
 #[test]
 fn after_a_failed_write_nothing_is_written_behind_it() {
     let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
     // Every batch after the first starts a new segment, so a file in the next segment's place
     // makes the next write fail as a full or failing disk would.
-    opened.wal.set_segment_bytes_max(1);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut handle = spawn_writer(
-        opened.wal,
-        Some(opened.durable),
-        done_tx,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let (mut handle, mut done_rx) = storage_thread_one_batch_per_segment(temp.path(), true);
     let mut all = requests().into_iter();
 
     handle.queue(all.next().unwrap());
@@ -776,16 +789,7 @@ fn a_checkpoint_without_a_mirror_reads_the_log_back() {
 
 fn checkpoint_drops_older_segments(mirror: bool) {
     let temp = tempfile::tempdir().unwrap();
-    let mut opened = open(temp.path(), NodeId(1), &creation()).unwrap();
-    opened.wal.set_segment_bytes_max(1);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut handle = spawn_writer(
-        opened.wal,
-        mirror.then_some(opened.durable),
-        done_tx,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let (mut handle, mut done_rx) = storage_thread_one_batch_per_segment(temp.path(), mirror);
     let mut all = requests();
     // Entries 1 (term 1) and 2 (term 2) exist after the fourth request; snapshot through 1.
     all.push(snapshot_request(5, 1, 1));
