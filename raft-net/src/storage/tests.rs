@@ -154,20 +154,11 @@ fn storage_thread(
     StorageHandle,
     tokio::sync::mpsc::UnboundedReceiver<PersistCompletion>,
 ) {
-    let opened = open(dir, NodeId(1), &creation()).unwrap();
-    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = spawn_writer(
-        opened.wal,
-        Some(opened.durable),
-        done_tx,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
-    (handle, done_rx)
+    spawn_on(open(dir, NodeId(1), &creation()).unwrap(), true)
 }
 
 /// A fresh data dir in `dir` whose log starts a new segment for every batch after the first,
-/// and its storage thread; `mirror`: whether the thread is given the log's state.
+/// and its storage thread; `mirror` as for `spawn_on`.
 fn storage_thread_one_batch_per_segment(
     dir: &Path,
     mirror: bool,
@@ -177,6 +168,17 @@ fn storage_thread_one_batch_per_segment(
 ) {
     let mut opened = open(dir, NodeId(1), &creation()).unwrap();
     opened.wal.set_segment_bytes_max(1);
+    spawn_on(opened, mirror)
+}
+
+/// The storage thread of `opened`; `mirror`: whether it is given the log's state.
+fn spawn_on(
+    opened: Opened,
+    mirror: bool,
+) -> (
+    StorageHandle,
+    tokio::sync::mpsc::UnboundedReceiver<PersistCompletion>,
+) {
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = spawn_writer(
         opened.wal,
