@@ -516,6 +516,15 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|error| BenchError::Histogram(error.to_string()))
 }
 
+/// The histogram of the clients' latencies (microseconds), built once the clock is stopped.
+fn histogram_of(latencies: &[Vec<u32>]) -> Result<Histogram<u64>, BenchError> {
+    let mut histogram = histogram()?;
+    for &micros in latencies.iter().flatten() {
+        histogram.saturating_record(u64::from(micros));
+    }
+    Ok(histogram)
+}
+
 /// Whether an `http://host:port` or `https://host:port` URL is TLS, and its `host:port`.
 fn authority(url: &str) -> Result<(bool, String), BenchError> {
     let (tls, rest) = match url.strip_prefix("https://") {
@@ -575,7 +584,7 @@ async fn load(
     let measured = match args.workload {
         Workload::Write => Op::Put { prefix: "bench" },
         Workload::Read => {
-            let (preloaded, _, failed) = phase(connections, Op::Preload, args.keys, &value).await?;
+            let (preloaded, _, failed) = phase(connections, Op::Preload, args.keys, &value).await;
             if failed > 0 {
                 return Err(BenchError::Preload {
                     failed,
@@ -590,14 +599,15 @@ async fn load(
         Op::Put { .. } => Op::Put { prefix: "warmup" },
         other => other,
     };
-    let (connections, _, _) = phase(connections, warmup, args.warmup, &value).await?;
+    let (connections, _, _) = phase(connections, warmup, args.warmup, &value).await;
     let before = all_counters(client, urls).await;
     let nodes_before: Vec<Option<f64>> = pids.iter().map(|&(_, pid)| cpu_seconds(pid)).collect();
     let cpu_before = self_cpu();
     let started = Instant::now();
-    let (_, total, errors) = phase(connections, measured, args.ops, &value).await?;
+    let (_, latencies, errors) = phase(connections, measured, args.ops, &value).await;
     let elapsed = started.elapsed();
     let cpu_after = self_cpu();
+    let total = histogram_of(&latencies)?;
     let node_cpu = pids
         .iter()
         .zip(nodes_before)
@@ -670,20 +680,24 @@ impl Op {
 }
 
 /// Runs `ops` requests spread over the connections (one task each); gives the connections back
-/// with the merged latency histogram of the requests answered right, and the count of the
-/// others.
+/// with the latencies of the requests answered right (microseconds, one list per client), and
+/// the count of the others.
+///
+/// A client keeps a plain list rather than a histogram of its own: a histogram of this range
+/// and precision is 147 KB, so 1000 clients zeroed 147 MB before their first request and
+/// merged it after their last, inside the measured time (about 0.15 s of a 6 s run).
 async fn phase(
     connections: Vec<Connection>,
     what: Op,
     ops: usize,
     value: &Bytes,
-) -> Result<(Vec<Connection>, Histogram<u64>, u64), BenchError> {
+) -> (Vec<Connection>, Vec<Vec<u32>>, u64) {
     let clients = connections.len();
     let mut tasks = Vec::with_capacity(clients);
     for (task, mut connection) in connections.into_iter().enumerate() {
         let share = ops / clients + usize::from(task < ops % clients);
         let value = value.clone();
-        let mut histogram = histogram()?;
+        let mut latencies = Vec::with_capacity(share);
         tasks.push(tokio::spawn(async move {
             let mut errors = 0u64;
             let mut path = String::with_capacity(64);
@@ -696,24 +710,22 @@ async fn phase(
                 let sent = Instant::now();
                 match connection.send(method.clone(), &path, body.clone()).await {
                     Ok((200, len)) if expected.is_none_or(|expected| expected == len) => {
-                        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        histogram.saturating_record(micros.max(1));
+                        let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                        latencies.push(micros.max(1));
                     }
                     Ok(_) | Err(_) => errors += 1,
                 }
             }
-            (connection, histogram, errors)
+            (connection, latencies, errors)
         }));
     }
-    let mut total = histogram()?;
+    let mut all = Vec::with_capacity(clients);
     let mut errors = 0;
     let mut connections = Vec::with_capacity(clients);
     for task in tasks {
         match task.await {
-            Ok((connection, histogram, task_errors)) => {
-                total
-                    .add(&histogram)
-                    .map_err(|error| BenchError::Histogram(error.to_string()))?;
+            Ok((connection, latencies, task_errors)) => {
+                all.push(latencies);
                 errors += task_errors;
                 connections.push(connection);
             }
@@ -721,7 +733,7 @@ async fn phase(
             Err(_) => errors += 1,
         }
     }
-    Ok((connections, total, errors))
+    (connections, all, errors)
 }
 
 /// Where the clients send their requests.
@@ -1033,6 +1045,16 @@ mod tests {
         assert_eq!(path, "/api/v1/kv/key-3");
         Op::Put { prefix: "bench" }.path(&mut path, 2, 3, clients);
         assert_eq!(path, "/api/v1/kv/bench-2-3");
+    }
+
+    #[test]
+    fn the_histogram_holds_every_clients_latencies() {
+        let latencies = vec![vec![1, 2_000, 3_000], vec![], vec![40_000]];
+        let histogram = histogram_of(&latencies).unwrap();
+        assert_eq!(histogram.len(), 4);
+        assert_eq!(histogram.min(), 1);
+        assert!(histogram.equivalent(histogram.max(), 40_000));
+        assert!(histogram.equivalent(histogram.value_at_quantile(0.5), 2_000));
     }
 
     #[test]
