@@ -164,15 +164,79 @@ pub fn batch_header(records_len: usize) -> Result<[u8; BATCH_HEADER_BYTES], Stor
     Ok(header)
 }
 
-/// At least the framed size of `state`'s checkpoint record, give or take the membership: the
-/// snapshot's bytes, each entry's payload with an allowance for its header, and some slack.
-fn checkpoint_bytes_estimate(state: &DurableState) -> usize {
-    let snapshot = state
-        .snapshot
-        .as_ref()
-        .map_or(0, |snapshot| snapshot.data.len());
-    let entries: usize = state.entries.iter().map(raft_core::Entry::size_bytes).sum();
-    RECORD_HEADER_BYTES + snapshot + entries + 4096
+/// A new segment holding one checkpoint, in three pieces: the magic, the batch and record
+/// headers and every field before the snapshot's bytes; the snapshot's bytes, where they are;
+/// the fields after them. The snapshot is most of a large checkpoint (a store of a million
+/// keys is 145 MB), so it is written from its own buffer instead of copied into the record.
+struct CheckpointSegment<'a> {
+    head: Vec<u8>,
+    snapshot: &'a [u8],
+    tail: Vec<u8>,
+}
+
+impl CheckpointSegment<'_> {
+    fn pieces(&self) -> [&[u8]; 3] {
+        [&self.head, self.snapshot, &self.tail]
+    }
+}
+
+/// `state`'s checkpoint segment: byte for byte the magic, a batch header and
+/// `encode(&WalRecordRef::Checkpoint(state))`.
+fn checkpoint_segment(state: &DurableState) -> Result<CheckpointSegment<'_>, StorageError> {
+    let encoding = |error: postcard::Error| StorageError::Encode {
+        reason: error.to_string(),
+    };
+    let records_start = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES;
+    let payload_start = records_start + RECORD_HEADER_BYTES;
+    let mut head = Vec::with_capacity(payload_start + 256);
+    head.extend_from_slice(SEGMENT_MAGIC);
+    head.resize(payload_start, 0);
+    let (snapshot, tail) = match &state.snapshot {
+        // postcard writes a record as its fields in order: the variant, the hard state, the
+        // snapshot (`Some`, its meta, then its bytes as a length and the bytes themselves),
+        // the entries.
+        Some(snapshot) => {
+            let fields = (
+                CHECKPOINT_TAG,
+                &state.hard_state,
+                Some(()),
+                &snapshot.meta,
+                snapshot.data.len(),
+            );
+            head = postcard::to_extend(&fields, head).map_err(encoding)?;
+            // About the entries' size, so that a long log is not grown and copied again.
+            let tail_bytes: usize = state.entries.iter().map(raft_core::Entry::size_bytes).sum();
+            let tail = Vec::with_capacity(tail_bytes + 16);
+            let tail = postcard::to_extend(&state.entries, tail).map_err(encoding)?;
+            (snapshot.data.as_slice(), tail)
+        }
+        None => {
+            head = postcard::to_extend(&WalRecordRef::Checkpoint(state), head).map_err(encoding)?;
+            (&[][..], Vec::new())
+        }
+    };
+    let payload_len = head.len() - payload_start + snapshot.len() + tail.len();
+    if payload_len > RECORD_BYTES_MAX {
+        return Err(StorageError::RecordTooLarge {
+            len: payload_len,
+            max: RECORD_BYTES_MAX,
+        });
+    }
+    // `payload_len <= RECORD_BYTES_MAX < u32::MAX`, checked just above.
+    let len_bytes = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
+    let crc = [snapshot, &tail].into_iter().fold(
+        record_crc(len_bytes, &head[payload_start..]),
+        crc32c::crc32c_append,
+    );
+    let batch = batch_header(RECORD_HEADER_BYTES + payload_len)?;
+    head[SEGMENT_MAGIC.len()..records_start].copy_from_slice(&batch);
+    head[records_start..records_start + 4].copy_from_slice(&len_bytes);
+    head[records_start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    Ok(CheckpointSegment {
+        head,
+        snapshot,
+        tail,
+    })
 }
 
 /// The length of records announced by a valid batch header at the start of `bytes`; `None`
@@ -588,19 +652,11 @@ impl Wal {
     /// Starts a new segment holding one checkpoint of `state`, makes it durable, then deletes
     /// every older segment: they are fully described by the checkpoint.
     pub fn checkpoint(&mut self, state: &DurableState) -> Result<(), StorageError> {
-        // The record is encoded in place after the magic and its batch header, into a buffer
-        // that fits it: a large store's checkpoint is copied once, not grown and copied again.
-        let records_start = SEGMENT_MAGIC.len() + BATCH_HEADER_BYTES;
-        let mut buf = Vec::with_capacity(records_start + checkpoint_bytes_estimate(state));
-        buf.extend_from_slice(SEGMENT_MAGIC);
-        buf.extend_from_slice(&[0; BATCH_HEADER_BYTES]);
-        encode(&WalRecordRef::Checkpoint(state), &mut buf)?;
-        let header = batch_header(buf.len() - records_start)?;
-        buf[SEGMENT_MAGIC.len()..records_start].copy_from_slice(&header);
+        let segment = checkpoint_segment(state)?;
         // The current segment must be complete on disk: if the new one is torn by a crash,
         // recovery replays the current one, and only a last segment may have a torn tail.
         self.finish()?;
-        let next = Wal::create_segment_with(&self.dir, self.sequence + 1, &buf)?;
+        let next = Wal::create_segment_with(&self.dir, self.sequence + 1, &segment.pieces())?;
         *self = Wal {
             segment_bytes_max: self.segment_bytes_max,
             preallocate_bytes: self.preallocate_bytes,
@@ -617,15 +673,15 @@ impl Wal {
     }
 
     fn create_segment(dir: &Path, sequence: u64) -> Result<Wal, StorageError> {
-        Wal::create_segment_with(dir, sequence, SEGMENT_MAGIC)
+        Wal::create_segment_with(dir, sequence, &[SEGMENT_MAGIC])
     }
 
-    /// A new segment file holding `contents` (the magic and possibly records), durable along
-    /// with its directory entry.
+    /// A new segment file holding `contents`, one piece after the other (the magic and
+    /// possibly records), durable along with its directory entry.
     fn create_segment_with(
         dir: &Path,
         sequence: u64,
-        contents: &[u8],
+        contents: &[&[u8]],
     ) -> Result<Wal, StorageError> {
         let path = dir.join(segment_name(sequence));
         let mut file = OpenOptions::new()
@@ -633,11 +689,13 @@ impl Wal {
             .write(true)
             .open(&path)
             .map_err(StorageError::io(&path))?;
-        file.write_all(contents).map_err(StorageError::io(&path))?;
+        for piece in contents {
+            file.write_all(piece).map_err(StorageError::io(&path))?;
+        }
         file.sync_all().map_err(StorageError::io(&path))?;
         // The new name must be durable before anything acknowledged lands in the file.
         sync_dir(dir)?;
-        let len = contents.len() as u64;
+        let len = contents.iter().map(|piece| piece.len() as u64).sum();
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
@@ -878,6 +936,66 @@ mod checkpoint_probe_tests {
                 buf.len()
             );
             self.0.read(buf)
+        }
+    }
+
+    /// A checkpoint written in pieces is the segment `encode` would make in one buffer, for
+    /// snapshots whose length takes one, two and three varint bytes, and without one.
+    #[test]
+    fn a_checkpoint_in_pieces_is_the_record_encode_makes() {
+        use raft_core::{
+            Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
+            Term,
+        };
+        let entries = |from: u64| -> Vec<Entry> {
+            (from..from + 3)
+                .map(|index| Entry {
+                    index: LogIndex(index),
+                    term: Term(7),
+                    payload: EntryPayload::Command(vec![index as u8; 300].into()),
+                })
+                .collect()
+        };
+        let hard_state = HardState {
+            current_term: Term(7),
+            voted_for: Some(NodeId(2)),
+        };
+        let mut states = vec![DurableState {
+            hard_state,
+            snapshot: None,
+            entries: entries(1),
+        }];
+        for len in [0, 1, 127, 128, 20_000] {
+            states.push(DurableState {
+                hard_state,
+                snapshot: Some(Snapshot {
+                    meta: SnapshotMeta {
+                        last_included_index: LogIndex(40),
+                        last_included_term: Term(6),
+                        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+                    },
+                    data: (0..len).map(|byte| byte as u8).collect::<Vec<u8>>().into(),
+                }),
+                entries: if len == 1 { Vec::new() } else { entries(41) },
+            });
+        }
+        for state in &states {
+            let mut record = Vec::new();
+            encode(&WalRecordRef::Checkpoint(state), &mut record).unwrap();
+            let mut expected = SEGMENT_MAGIC.to_vec();
+            expected.extend_from_slice(&batch_header(record.len()).unwrap());
+            expected.extend_from_slice(&record);
+            let segment = checkpoint_segment(state).unwrap();
+            assert_eq!(segment.pieces().concat(), expected);
+            assert_eq!(
+                segment.snapshot.len(),
+                state
+                    .snapshot
+                    .as_ref()
+                    .map_or(0, |snapshot| snapshot.data.len()),
+                "the snapshot's bytes are their own piece"
+            );
+            assert!(first_batch_is_checkpoint(Small(&expected)));
         }
     }
 
