@@ -685,7 +685,7 @@ impl Op {
 ///
 /// A client keeps a plain list rather than a histogram of its own: a histogram of this range
 /// and precision is 147 KB, so 1000 clients zeroed 147 MB before their first request and
-/// merged it after their last, inside the measured time (about 0.15 s of a 6 s run).
+/// merged them after their last, inside the measured time (about 0.15 s of a 6 s run).
 async fn phase(
     connections: Vec<Connection>,
     what: Op,
