@@ -127,9 +127,22 @@ pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), Storag
         }
     };
     *buf = buf_taken;
-    let payload_len = buf.len() - start - RECORD_HEADER_BYTES;
+    match record_header(&[&buf[start + RECORD_HEADER_BYTES..]]) {
+        Ok(header) => {
+            buf[start..start + RECORD_HEADER_BYTES].copy_from_slice(&header);
+            Ok(())
+        }
+        Err(error) => {
+            buf.truncate(start);
+            Err(error)
+        }
+    }
+}
+
+/// The header (length and CRC) of a record whose payload is `pieces`, one after the other.
+fn record_header(pieces: &[&[u8]]) -> Result<[u8; RECORD_HEADER_BYTES], StorageError> {
+    let payload_len: usize = pieces.iter().map(|piece| piece.len()).sum();
     if payload_len > RECORD_BYTES_MAX {
-        buf.truncate(start);
         return Err(StorageError::RecordTooLarge {
             len: payload_len,
             max: RECORD_BYTES_MAX,
@@ -137,10 +150,15 @@ pub fn encode(record: &WalRecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), Storag
     }
     // `payload_len <= RECORD_BYTES_MAX < u32::MAX`, checked just above.
     let len_bytes = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
-    let crc = record_crc(len_bytes, &buf[start + RECORD_HEADER_BYTES..]);
-    buf[start..start + 4].copy_from_slice(&len_bytes);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
+    let crc = pieces
+        .iter()
+        .fold(crc32c::crc32c(&len_bytes), |crc, piece| {
+            crc32c::crc32c_append(crc, piece)
+        });
+    let mut header = [0; RECORD_HEADER_BYTES];
+    header[..4].copy_from_slice(&len_bytes);
+    header[4..].copy_from_slice(&crc.to_le_bytes());
+    Ok(header)
 }
 
 fn record_crc(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
@@ -215,23 +233,10 @@ fn checkpoint_segment(state: &DurableState) -> Result<CheckpointSegment<'_>, Sto
             (&[][..], Vec::new())
         }
     };
-    let payload_len = head.len() - payload_start + snapshot.len() + tail.len();
-    if payload_len > RECORD_BYTES_MAX {
-        return Err(StorageError::RecordTooLarge {
-            len: payload_len,
-            max: RECORD_BYTES_MAX,
-        });
-    }
-    // `payload_len <= RECORD_BYTES_MAX < u32::MAX`, checked just above.
-    let len_bytes = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
-    let crc = [snapshot, &tail].into_iter().fold(
-        record_crc(len_bytes, &head[payload_start..]),
-        crc32c::crc32c_append,
-    );
-    let batch = batch_header(RECORD_HEADER_BYTES + payload_len)?;
+    let record = record_header(&[&head[payload_start..], snapshot, &tail])?;
+    let batch = batch_header(head.len() - records_start + snapshot.len() + tail.len())?;
     head[SEGMENT_MAGIC.len()..records_start].copy_from_slice(&batch);
-    head[records_start..records_start + 4].copy_from_slice(&len_bytes);
-    head[records_start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    head[records_start..payload_start].copy_from_slice(&record);
     Ok(CheckpointSegment {
         head,
         snapshot,
