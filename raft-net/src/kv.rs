@@ -4,8 +4,7 @@
 //! and `/remove` are GETs that write). They are served with the client access class, like
 //! every machine's routes, next to the node's own routes (see [`crate::http::router`]).
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -20,8 +19,8 @@ use utoipa_axum::routes;
 
 use crate::config::KEY_BYTES_MAX;
 use crate::http::openapi::{ErrorBody, SEED_COMPATIBILITY};
-use crate::http::{ApiError, ApiResult};
-use crate::service::{Committed, Handle, Service};
+use crate::http::{ApiError, ApiResult, WholeBody};
+use crate::service::{json_ok, Committed, Handle, Service};
 
 /// The key-value machine: the store, exactly-once for clients that open sessions.
 pub type KvMachine = Sessions<KvStore>;
@@ -137,10 +136,10 @@ async fn append(
     State(kv): State<Handle<KvMachine>>,
     uri: Uri,
     session: Result<Query<SessionQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, ApiError>,
 ) -> ApiResult {
     let session = session?.0;
-    let body = body?;
+    let WholeBody(body) = body?;
     let AppendBody { command } = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(format!(
             "malformed JSON: {error}; expected {{\"command\": \"...\"}}"
@@ -210,11 +209,11 @@ async fn kv_put(
     uri: Uri,
     key: Result<Path<String>, PathRejection>,
     session: Result<Query<SessionQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, ApiError>,
 ) -> ApiResult {
     let Path(key) = key?;
     check_key(&key)?;
-    let value = body?.to_vec();
+    let value = body?.0.to_vec();
     write(&kv, session?.0.wrap(Command::Put { key, value })?, &uri).await
 }
 
@@ -251,7 +250,7 @@ async fn write(kv: &Handle<KvMachine>, command: SessionCommand<Command>, uri: &U
         SessionOutput::Applied(Output::Appended | Output::Value(_) | Output::Invalid)
         | SessionOutput::Invalid => {}
     }
-    Ok(Json(body).into_response())
+    json_ok(body)
 }
 
 /// Deletes a key; answers once committed and applied.

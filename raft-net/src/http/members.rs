@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -20,7 +19,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{ErrorBody, SEED_COMPATIBILITY};
-use super::{ask, ApiError, ApiResult, Effect, NodeState};
+use super::{ask, ApiError, ApiResult, Effect, NodeState, WholeBody};
 use crate::config::{parse_node_id, resolve};
 use crate::driver::{NodeRequest, Outcome, StatePage};
 use crate::member_address::check_member_address;
@@ -146,9 +145,9 @@ pub struct MemberAdded {
 pub(super) async fn add_member(
     State(state): State<NodeState>,
     uri: Uri,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, ApiError>,
 ) -> ApiResult {
-    let request: AddMemberBody = serde_json::from_slice(&body?).map_err(|error| {
+    let request: AddMemberBody = serde_json::from_slice(&body?.0).map_err(|error| {
         ApiError::bad_request(format!(
             "malformed JSON: {error}; expected {{\"id\": 4, \"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
         ))
@@ -337,7 +336,7 @@ pub(super) async fn change_address(
     State(state): State<NodeState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, ApiError>,
 ) -> ApiResult {
     if !state.tokens.has_admin() {
         return Err(ApiError::new(
@@ -347,7 +346,7 @@ pub(super) async fn change_address(
     }
     let Path(id) = id?;
     let id = parse_node_id(&id).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let request: AddressBody = serde_json::from_slice(&body?).map_err(|error| {
+    let request: AddressBody = serde_json::from_slice(&body?.0).map_err(|error| {
         ApiError::bad_request(format!(
             "malformed JSON: {error}; expected {{\"raft_addr\": \"host:port\", \"http_addr\": \"host:port\"}}"
         ))

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -44,6 +44,7 @@ use crate::addresses::AddressBook;
 use crate::auth::{self, Access};
 use crate::config::{HttpLimits, BODY_BYTES_MAX};
 use crate::driver::Outcome;
+pub use body_limits::WholeBody;
 pub use node::NodeState;
 
 /// How long a request that does not wait for a commit may wait for the driver before the node
@@ -117,23 +118,6 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::LOCATION, value);
         }
         response
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> ApiError {
-        if let BytesRejection::FailedToBufferBody(failed) = &rejection {
-            if body_limits::caused_by::<body_limits::BodyTimedOut>(failed) {
-                return ApiError::new(StatusCode::REQUEST_TIMEOUT, failed.body_text());
-            }
-        }
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("request body exceeds the limit of {BODY_BYTES_MAX} bytes")
-        } else {
-            rejection.body_text()
-        };
-        ApiError::new(status, message)
     }
 }
 

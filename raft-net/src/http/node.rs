@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +20,8 @@ use utoipa_axum::routes;
 
 use super::openapi::{ErrorBody, SEED_COMPATIBILITY};
 use super::{
-    ask, check_command_size, members, state, ApiError, ApiResult, Effect, Redirect, DRIVER_TIMEOUT,
+    ask, check_command_size, members, state, ApiError, ApiResult, Effect, Redirect, WholeBody,
+    DRIVER_TIMEOUT,
 };
 use crate::addresses::AddressBook;
 use crate::auth::Tokens;
@@ -235,7 +235,7 @@ async fn transfer_leader(
     State(state): State<NodeState>,
     uri: Uri,
     query: Result<Query<TransferQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, ApiError>,
 ) -> ApiResult {
     let Query(query) = query?;
     // `?to=` with nothing after it is no target: the body names it (schemathesis found the
@@ -243,7 +243,7 @@ async fn transfer_leader(
     let to = match query.to.filter(|to| !to.is_empty()) {
         Some(to) => to,
         None => {
-            let body: TransferBody = serde_json::from_slice(&body?).map_err(|error| {
+            let body: TransferBody = serde_json::from_slice(&body?.0).map_err(|error| {
                 ApiError::bad_request(format!(
                     "malformed JSON: {error}; expected {{\"to\": 2}} or ?to=2"
                 ))
