@@ -457,6 +457,16 @@ async fn a_captured_datagram_replayed_1000_times_changes_nothing() {
         (&relay.toward_two, follower_node.raft_addr.clone())
     };
 
+    // Settled first, so that only a replay could move the follower: a heartbeat may still be
+    // due to carry the commit of the leader's last entry (on a slow machine, the first entry of
+    // a leader elected again after the writes).
+    let last = state_of(leader_node).await["last_log_index"]
+        .as_u64()
+        .unwrap();
+    common::wait_for_state(follower_node, WAIT, |state| {
+        state["commit_index"].as_u64() >= Some(last) && state["leader"] == leader
+    })
+    .await;
     let before = state_of(follower_node).await;
     let (accepted, replayed, _) = follower_counters(follower_node, follower).await;
     replay_1000(replayer, &captured, &follower_real).await;
