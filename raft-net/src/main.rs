@@ -13,6 +13,15 @@ use raft_net::config::NodeArgs;
 use raft_net::kv::KvService;
 use raft_net::recover::RecoverArgs;
 
+/// jemalloc instead of glibc's malloc. A write's request passes through allocations of more
+/// than 1 KiB (hyper's 8 KiB read buffer, the router's boxed handler future), which glibc
+/// serves from its bins rather than its per-thread cache, often consolidating the freed small
+/// chunks first: glibc's malloc and free were 17% of the leader's driver thread at 100 clients
+/// (`perf record -e cpu-clock -t <tid>`). raft-net/README.md has the measurements.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raft-net",
