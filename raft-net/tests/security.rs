@@ -364,6 +364,18 @@ async fn state_of(node: &TestNode) -> Value {
 }
 
 /// The follower's counters that a replay could move.
+/// The follower's state once it follows `leader_id` and has committed the leader's last entry,
+/// so that only a replay could move it: a heartbeat may still be due to carry that commit (on a
+/// slow machine, the commit of the first entry of a leader elected again after the writes).
+async fn settled(follower: &TestNode, leader: &TestNode, leader_id: u64) -> Value {
+    let last = state_of(leader).await["last_log_index"].as_u64().unwrap();
+    common::wait_for_state(follower, WAIT, |state| {
+        state["commit_index"].as_u64() >= Some(last) && state["leader"] == leader_id
+    })
+    .await;
+    state_of(follower).await
+}
+
 async fn follower_counters(node: &TestNode, id: u64) -> (u64, u64, u64) {
     let reason =
         |reason: &str| format!("raft_datagrams_dropped_total{{node=\"{id}\",reason=\"{reason}\"}}");
@@ -457,17 +469,7 @@ async fn a_captured_datagram_replayed_1000_times_changes_nothing() {
         (&relay.toward_two, follower_node.raft_addr.clone())
     };
 
-    // Settled first, so that only a replay could move the follower: a heartbeat may still be
-    // due to carry the commit of the leader's last entry (on a slow machine, the first entry of
-    // a leader elected again after the writes).
-    let last = state_of(leader_node).await["last_log_index"]
-        .as_u64()
-        .unwrap();
-    common::wait_for_state(follower_node, WAIT, |state| {
-        state["commit_index"].as_u64() >= Some(last) && state["leader"] == leader
-    })
-    .await;
-    let before = state_of(follower_node).await;
+    let before = settled(follower_node, leader_node, leader).await;
     let (accepted, replayed, _) = follower_counters(follower_node, follower).await;
     replay_1000(replayer, &captured, &follower_real).await;
     let deadline = Instant::now() + WAIT;
@@ -496,14 +498,7 @@ async fn a_captured_datagram_replayed_1000_times_changes_nothing() {
     // The follower restarts: it forgot its windows, but the capture names its old epoch.
     processes[(follower - 1) as usize] = None;
     processes[(follower - 1) as usize] = Some(start(follower));
-    let commit = state_of(leader_node).await["commit_index"]
-        .as_u64()
-        .unwrap();
-    common::wait_for_state(follower_node, WAIT, |state| {
-        state["commit_index"].as_u64() >= Some(commit) && state["leader"] == leader
-    })
-    .await;
-    let before = state_of(follower_node).await;
+    let before = settled(follower_node, leader_node, leader).await;
     let (accepted, _, stale) = follower_counters(follower_node, follower).await;
     replay_1000(replayer, &captured, &follower_real).await;
     let deadline = Instant::now() + WAIT;
