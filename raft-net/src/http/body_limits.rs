@@ -177,7 +177,7 @@ where
 ///
 /// axum's `Bytes` extractor reads the same bytes through `http_body_util`'s `Collect`, a queue
 /// of the chunks that it then joins. A small body arrives as one chunk, which this takes as it
-/// is: about 1,100 instructions less per write at the leader (`bench/instructions/leader.sh`).
+/// is: about 550 instructions less per write at the leader (`bench/instructions/leader.sh`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WholeBody(pub Bytes);
 
