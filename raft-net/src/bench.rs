@@ -897,7 +897,7 @@ fn protocol(error: impl std::fmt::Display) -> std::io::Error {
 
 /// CPU seconds (user, system) this process has used: the counters `getrusage(RUSAGE_SELF)`
 /// reports, read from `/proc` (safe code only).
-fn self_cpu() -> Option<(f64, f64)> {
+pub fn self_cpu() -> Option<(f64, f64)> {
     proc_cpu("/proc/self/stat")
 }
 
