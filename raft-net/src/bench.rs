@@ -575,6 +575,7 @@ async fn load(
             .as_ref()
             .map(|token| header(&token.bearer()))
             .transpose()?,
+        read_buffer: answer_bytes_max(args.value_bytes),
     });
     let value = Bytes::from(bytes_value(args.value_bytes));
     let mut connections = Vec::with_capacity(args.clients);
@@ -746,6 +747,8 @@ struct Endpoint {
     host: HeaderValue,
     /// The `Authorization` header value, with a token.
     authorization: Option<HeaderValue>,
+    /// Bytes of hyper's read buffer: room for a whole answer (larger ones take more reads).
+    read_buffer: usize,
 }
 
 /// A plain or TLS byte stream.
@@ -846,9 +849,12 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
         }
     };
     // One contiguous write per request (head and body copied together, as small as they
-    // are) instead of a `writev` of both.
+    // are) instead of a `writev` of both. A read buffer of the answer's size: hyper's default
+    // starts at 8 KiB, and it takes a new one for every answer (the last one's body still
+    // holds the old), which the allocator serves from its slabs rather than its cache.
     let (sender, connection) = http1::Builder::new()
         .writev(false)
+        .read_buf_exact_size(Some(endpoint.read_buffer))
         .handshake(TokioIo::new(stream))
         .await
         .map_err(protocol)?;
@@ -889,6 +895,16 @@ async fn exchange(link: &mut Link, request: Request<Full<Bytes>>) -> std::io::Re
     }
     *connection = None;
     answer.await
+}
+
+/// The read buffer for answers carrying at most `value_bytes` (a GET's value): hyper refuses an
+/// answer whose head does not fit in it, a longer body only takes more reads.
+fn answer_bytes_max(value_bytes: usize) -> usize {
+    const HEAD_BYTES_MAX: usize = 2048;
+    const BUFFER_BYTES_MAX: usize = 64 * 1024;
+    value_bytes
+        .saturating_add(HEAD_BYTES_MAX)
+        .min(BUFFER_BYTES_MAX)
 }
 
 fn protocol(error: impl std::fmt::Display) -> std::io::Error {
@@ -973,6 +989,7 @@ mod tests {
             tls: None,
             host: HeaderValue::from_str(addr).unwrap(),
             authorization: None,
+            read_buffer: answer_bytes_max(0),
         })
     }
 
@@ -1013,6 +1030,18 @@ mod tests {
         .await;
         assert_eq!(answers, vec![(307, 0); 3]);
         assert_eq!(accepted, 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_read_buffer_is_read_whole() {
+        let body = "x".repeat(3 * answer_bytes_max(0));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (answers, accepted) = three_puts(Box::leak(response.into_boxed_str()), 3).await;
+        assert_eq!(answers, vec![(200, body.len()); 3]);
+        assert_eq!(accepted, 1);
     }
 
     #[tokio::test]
