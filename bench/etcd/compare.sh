@@ -8,6 +8,12 @@ set -euo pipefail
 rounds=${1:-1}
 root=$(pwd)
 work=$(mktemp -d)
+pids=()
+
+stop_etcd() {
+  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
+  pids=()
+}
 trap 'stop_etcd; rm -rf "$work"' EXIT
 cargo build --release --quiet -p raft-net --bin raft-net
 cargo build --release --quiet --manifest-path bench/etcd/load/Cargo.toml --target-dir "$root/target/etcd-load"
@@ -15,7 +21,6 @@ B=$root/target/release/raft-net
 L=$root/target/etcd-load/release/etcd-load
 members="m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380"
 endpoints="http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379"
-pids=()
 
 start_etcd() {
   rm -rf "$work"/etcd; mkdir -p "$work"/etcd
@@ -32,11 +37,6 @@ start_etcd() {
     sleep 0.5
   done
   echo "etcd did not start" >&2; exit 1
-}
-
-stop_etcd() {
-  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
-  pids=()
 }
 
 etcd_run() { # put|get clients connections ops
