@@ -9,6 +9,11 @@
 //!   timeout, keep-alive, `TCP_NODELAY`), answering from a `service_fn`;
 //! - `axum`: and an axum router with the node's route for a write (`PUT /api/v1/kv/{key}`,
 //!   the key as a path parameter, the body as bytes, a JSON answer).
+//! - `hyper-h2`, `axum-h2`: the same two over hyper's HTTP/2 connection (prior knowledge, no
+//!   upgrade), which the node does not speak: what multiplexing several clients' requests over
+//!   one connection, as etcd's clients do over gRPC, would save. `bench` speaks HTTP/1.1 only;
+//!   load these with an HTTP/2 client such as `h2load` (Debian: nghttp2-client), which sends
+//!   `POST`: every mode takes a `POST` to the write's path for a write.
 //!
 //! Every mode serves on a one-thread runtime, as the node does, and answers
 //! `GET /api/v1/state` with `{"state":"LEADER"}` so that `bench` takes it for a leader; a write
@@ -17,7 +22,8 @@
 //! `bench`'s warm-up, is printed when `--requests` writes are answered (or on Ctrl-C):
 //!
 //! ```sh
-//! cargo build --release -p raft-net --bin raft-net --example http_floor
+//! cargo build --release -p raft-net --bin raft-net
+//! cargo build --release -p raft-net --example http_floor
 //! target/release/examples/http_floor --mode raw --answer-delay-us 3000 --requests 52000 &
 //! target/release/raft-net bench --target http://127.0.0.1:18500 --clients 100 --ops 50000 --value-bytes 256
 //! ```
@@ -35,7 +41,7 @@ use axum::Router;
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use raft_net::bench::self_cpu;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +53,8 @@ enum Mode {
     Raw,
     Hyper,
     Axum,
+    HyperH2,
+    AxumH2,
 }
 
 #[derive(Debug, Parser)]
@@ -76,6 +84,8 @@ const STATE: &[u8] = br#"{"state":"LEADER"}"#;
 const WRITTEN: &[u8] = br#"{"index":3,"term":1,"replaced":false}"#;
 /// The node's header read timeout (`--http-header-timeout-ms`).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests in flight on one HTTP/2 connection.
+const H2_STREAMS_MAX: u32 = 256;
 
 /// Writes answered, the CPU time when the warm-up's were, and a wake-up once `--requests` are.
 struct Tally {
@@ -146,7 +156,7 @@ fn main() -> std::io::Result<()> {
 async fn accept(listener: TcpListener, mode: Mode, tally: Arc<Tally>) {
     let router = Router::new()
         .route("/api/v1/state", get(|| async { STATE }))
-        .route("/api/v1/kv/{key}", put(write))
+        .route("/api/v1/kv/{key}", put(write).post(write))
         .with_state(Arc::clone(&tally));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -166,6 +176,15 @@ async fn accept(listener: TcpListener, mode: Mode, tally: Arc<Tally>) {
             Mode::Axum => {
                 let service = TowerToHyperService::new(router.clone());
                 tokio::spawn(connection(tcp, service));
+            }
+            Mode::HyperH2 => {
+                let service =
+                    hyper::service::service_fn(move |request| answer(request, Arc::clone(&tally)));
+                tokio::spawn(connection_h2(tcp, service));
+            }
+            Mode::AxumH2 => {
+                let service = TowerToHyperService::new(router.clone());
+                tokio::spawn(connection_h2(tcp, service));
             }
         }
     }
@@ -197,11 +216,26 @@ where
     let _ = http.serve_connection(TokioIo::new(tcp), service).await;
 }
 
+async fn connection_h2<S>(tcp: TcpStream, service: S)
+where
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<axum::body::Body>,
+        > + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS_MAX);
+    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+}
+
 async fn answer(
     request: Request<hyper::body::Incoming>,
     tally: Arc<Tally>,
 ) -> Result<Response<axum::body::Body>, Infallible> {
-    let write = request.method() == Method::PUT;
+    let write = request.method() == Method::PUT || request.method() == Method::POST;
     let body = request
         .into_body()
         .collect()
