@@ -6,7 +6,9 @@
 //! The clients speak HTTP/1.1 through hyper's connection API over plain tokio sockets, or over
 //! rustls for an `https://` cluster, and poll each connection in the task that uses it: the
 //! load generator shares the machine with the nodes it measures, so every microsecond it
-//! spends is taken from them. It reports its own CPU time, and reads the nodes' `/metrics`
+//! spends is taken from them. With `--http2` they share `--connections` HTTP/2 connections
+//! instead (prior knowledge, or ALPN on TLS), as etcd's clients share gRPC connections: ten
+//! clients per connection unless told. It reports its own CPU time, and reads the nodes' `/metrics`
 //! before and after the measured phase to report how many log entries each `fdatasync`
 //! carried (writes) or how many datagrams each read cost (reads).
 
@@ -18,10 +20,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+use hyper::http::uri::{Authority, Scheme};
 use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,6 +40,9 @@ use crate::error::ConfigError;
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 /// Latencies above this are clamped in the histogram (microseconds).
 const LATENCY_MICROS_MAX: u64 = 120_000_000;
+/// Clients per HTTP/2 connection unless `--connections` says otherwise: the share of etcd's
+/// benchmark (`--clients 100 --conns 10`).
+const CLIENTS_PER_H2_CONNECTION: usize = 10;
 
 /// What the clients send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +97,13 @@ pub struct BenchArgs {
     /// Data dir of the local cluster (a fresh temporary one by default, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Speak HTTP/2 (prior knowledge on http://, ALPN on https://), the clients sharing
+    /// `--connections` connections.
+    #[arg(long)]
+    pub http2: bool,
+    /// HTTP/2 connections the clients share, in turn (default: one per ten clients).
+    #[arg(long, requires = "http2")]
+    pub connections: Option<usize>,
     /// Runtime threads of the load generator (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -120,7 +133,7 @@ pub enum BenchError {
     Client(#[from] reqwest::Error),
     #[error("no leader elected within {0:?}")]
     NoLeader(Duration),
-    #[error("--clients and --ops must be at least 1")]
+    #[error("--clients, --ops and --connections must be at least 1")]
     Empty,
     #[error("--workload read needs --keys of at least 1")]
     NoKeys,
@@ -284,7 +297,7 @@ struct Access {
 
 /// Runs the benchmark, starting and stopping a local cluster unless `--target` is given.
 pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
-    if args.clients == 0 || args.ops == 0 {
+    if args.clients == 0 || args.ops == 0 || args.connections == Some(0) {
         return Err(BenchError::Empty);
     }
     let ca = args.ca_cert.clone().or_else(|| args.tls_cert.clone());
@@ -553,8 +566,14 @@ async fn load(
         return Err(BenchError::NoKeys);
     }
     let (tls, addr) = authority(leader)?;
+    let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
     let tls = match (tls, &access.tls) {
         (false, _) => None,
+        (true, Some(config)) if args.http2 => {
+            let mut config = (**config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Some(Arc::new(config))
+        }
         (true, Some(config)) => Some(Arc::clone(config)),
         (true, None) => {
             return Err(ConfigError::Tls(format!(
@@ -566,8 +585,13 @@ async fn load(
     let header = |value: &str| {
         HeaderValue::from_str(value).map_err(|error| ConfigError::Tls(error.to_string()))
     };
+    let http2 = args.http2.then(|| H2Target {
+        scheme,
+        authority: Authority::try_from(addr.as_str()).ok(),
+    });
     let endpoint = Arc::new(Endpoint {
         host: header(&addr)?,
+        http2,
         addr,
         tls,
         authorization: access
@@ -579,8 +603,22 @@ async fn load(
     });
     let value = Bytes::from(bytes_value(args.value_bytes));
     let mut connections = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
-        connections.push(Connection::open(Arc::clone(&endpoint)).await?);
+    if args.http2 {
+        let shared = args
+            .connections
+            .unwrap_or_else(|| args.clients.div_ceil(CLIENTS_PER_H2_CONNECTION))
+            .min(args.clients);
+        let mut opened = Vec::with_capacity(shared);
+        for _ in 0..shared {
+            opened.push(Connection::open(Arc::clone(&endpoint)).await?);
+        }
+        for client in 0..args.clients {
+            connections.push(opened[client % shared].share());
+        }
+    } else {
+        for _ in 0..args.clients {
+            connections.push(Connection::open(Arc::clone(&endpoint)).await?);
+        }
     }
     let measured = match args.workload {
         Workload::Write => Op::Put { prefix: "bench" },
@@ -749,6 +787,15 @@ struct Endpoint {
     authorization: Option<HeaderValue>,
     /// Bytes of hyper's read buffer: room for a whole answer (larger ones take more reads).
     read_buffer: usize,
+    /// Set for HTTP/2: what every request's URI carries besides its path.
+    http2: Option<H2Target>,
+}
+
+#[derive(Debug)]
+struct H2Target {
+    scheme: Scheme,
+    /// `None` when `addr` is no valid authority (the requests then fail, and are counted).
+    authority: Option<Authority>,
 }
 
 /// A plain or TLS byte stream.
@@ -757,12 +804,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 type Io = TokioIo<Box<dyn Stream>>;
 
-/// An open HTTP/1.1 connection: hyper's request handle and the connection future that does the
-/// reading and writing.
-struct Link {
-    sender: http1::SendRequest<Full<Bytes>>,
-    /// `None` once it has finished (the server closed the connection, or it failed).
-    connection: Option<http1::Connection<Io, Full<Bytes>>>,
+/// An open connection.
+// The HTTP/1.1 connection stays inline rather than boxed: it is polled for every request.
+#[allow(clippy::large_enum_variant)]
+enum Link {
+    /// hyper's request handle and the connection future that does the reading and writing,
+    /// polled by the one client that uses it.
+    Http1 {
+        sender: http1::SendRequest<Full<Bytes>>,
+        /// `None` once it has finished (the server closed the connection, or it failed).
+        connection: Option<http1::Connection<Io, Full<Bytes>>>,
+    },
+    /// A handle to a connection that runs in a task of its own, shared by several clients.
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Link {
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Http1 { sender, connection } => connection.is_none() || sender.is_closed(),
+            Link::Http2(sender) => sender.is_closed(),
+        }
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection with one request in flight at a time.
@@ -798,9 +861,21 @@ impl Connection {
         Ok(connection)
     }
 
+    /// Another client of the same HTTP/2 connection (of a new one if this one has none).
+    fn share(&self) -> Connection {
+        let link = match &self.link {
+            Some(Link::Http2(sender)) => Some(Link::Http2(sender.clone())),
+            _ => None,
+        };
+        Connection {
+            endpoint: Arc::clone(&self.endpoint),
+            link,
+        }
+    }
+
     /// Sends `method path` with `body`; the response's status and the length of its body. An
     /// I/O or protocol error, or a connection the server closed, drops the connection (the
-    /// next request reconnects).
+    /// next request reconnects; on HTTP/2, to a connection of its own).
     async fn send(
         &mut self,
         method: Method,
@@ -809,9 +884,25 @@ impl Connection {
     ) -> std::io::Result<(u16, usize)> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = Uri::try_from(path).map_err(protocol)?;
+        *request.uri_mut() = match &self.endpoint.http2 {
+            None => Uri::try_from(path).map_err(protocol)?,
+            // HTTP/2 carries the scheme and authority in the request's pseudo-headers.
+            Some(target) => Uri::builder()
+                .scheme(target.scheme.clone())
+                .authority(
+                    target
+                        .authority
+                        .clone()
+                        .ok_or_else(|| protocol("authority"))?,
+                )
+                .path_and_query(path)
+                .build()
+                .map_err(protocol)?,
+        };
         let headers = request.headers_mut();
-        headers.insert(HOST, self.endpoint.host.clone());
+        if self.endpoint.http2.is_none() {
+            headers.insert(HOST, self.endpoint.host.clone());
+        }
         if let Some(authorization) = &self.endpoint.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
@@ -822,7 +913,7 @@ impl Connection {
             None => self.link.insert(connect(&self.endpoint).await?),
         };
         let answer = exchange(link, request).await;
-        if answer.is_err() || link.connection.is_none() || link.sender.is_closed() {
+        if answer.is_err() || link.is_closed() {
             self.link = None;
         }
         answer
@@ -852,13 +943,22 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
     // are) instead of a `writev` of both. A read buffer of the answer's size: hyper's default
     // starts at 8 KiB, and it takes a new one for every answer (the last one's body still
     // holds the old), which the allocator serves from its slabs rather than its cache.
+    if endpoint.http2.is_some() {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(protocol)?;
+        // It ends when the server closes it or every handle is dropped.
+        tokio::spawn(connection);
+        return Ok(Link::Http2(sender));
+    }
     let (sender, connection) = http1::Builder::new()
         .writev(false)
         .read_buf_exact_size(Some(endpoint.read_buffer))
         .handshake(TokioIo::new(stream))
         .await
         .map_err(protocol)?;
-    Ok(Link {
+    Ok(Link::Http1 {
         sender,
         connection: Some(connection),
     })
@@ -868,19 +968,18 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
 /// task: a task of its own per connection would add two wake-ups per request, each a cost the
 /// measured nodes pay on this shared machine.
 async fn exchange(link: &mut Link, request: Request<Full<Bytes>>) -> std::io::Result<(u16, usize)> {
-    let Link { sender, connection } = link;
+    let (sender, connection) = match link {
+        Link::Http1 { sender, connection } => (sender, connection),
+        Link::Http2(sender) => {
+            sender.ready().await.map_err(protocol)?;
+            let response = sender.send_request(request).await.map_err(protocol)?;
+            return answer_of(response).await;
+        }
+    };
     let answer = async {
         sender.ready().await.map_err(protocol)?;
         let response = sender.send_request(request).await.map_err(protocol)?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut len = 0;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame.map_err(protocol)?.data_ref() {
-                len += data.len();
-            }
-        }
-        Ok((status, len))
+        answer_of(response).await
     };
     tokio::pin!(answer);
     let Some(running) = connection else {
@@ -895,6 +994,21 @@ async fn exchange(link: &mut Link, request: Request<Full<Bytes>>) -> std::io::Re
     }
     *connection = None;
     answer.await
+}
+
+/// The status of `response` and the length of its whole body.
+async fn answer_of(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> std::io::Result<(u16, usize)> {
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.map_err(protocol)?.data_ref() {
+            len += data.len();
+        }
+    }
+    Ok((status, len))
 }
 
 /// The read buffer for answers carrying at most `value_bytes` (a GET's value): hyper refuses an
@@ -990,6 +1104,7 @@ mod tests {
             host: HeaderValue::from_str(addr).unwrap(),
             authorization: None,
             read_buffer: answer_bytes_max(0),
+            http2: None,
         })
     }
 

@@ -661,6 +661,13 @@ async fn https_serves_the_client_bench_and_a_join_with_the_admin_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    // A client that offers HTTP/2 by ALPN gets it.
+    let health = https
+        .get(format!("{}/healthz", url(leader)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
     // Plain HTTP to an HTTPS port gets no answer.
     let plain = http()
         .get(format!("http://{}/healthz", cluster.node(leader).http_addr))
@@ -731,19 +738,22 @@ async fn https_serves_the_client_bench_and_a_join_with_the_admin_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The load generator speaks TLS to a running cluster...
-    let output = Command::new(BIN)
-        .args(["bench", "--target", &url(leader)])
-        .args(["--ca-cert", &cert.display().to_string()])
-        .args(["--clients", "4", "--ops", "200", "--warmup", "20"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
-    assert!(
-        stdout.contains("200 committed") && stdout.contains("(0 errors)"),
-        "{stdout}"
-    );
+    // The load generator speaks TLS to a running cluster, HTTP/1.1 and HTTP/2...
+    for http2 in [&[][..], &["--http2"]] {
+        let output = Command::new(BIN)
+            .args(["bench", "--target", &url(leader)])
+            .args(["--ca-cert", &cert.display().to_string()])
+            .args(["--clients", "4", "--ops", "200", "--warmup", "20"])
+            .args(http2)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{http2:?} {output:?}");
+        assert!(
+            stdout.contains("200 committed") && stdout.contains("(0 errors)"),
+            "{http2:?} {stdout}"
+        );
+    }
     // ...and to the HTTPS cluster it starts itself.
     let http_base = free_port_run(3).to_string();
     let raft_base = free_port_run(3).to_string();

@@ -1,0 +1,155 @@
+//! HTTP/2 on the client API: prior knowledge on plain TCP, the same routes, tokens and limits
+//! as HTTP/1.1, and connections that do nothing are closed as idle HTTP/1.1 ones are.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestCluster, BIN};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(20);
+const HEADER_TIMEOUT_MS: u64 = 1000;
+
+fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_writes_reads_and_needs_the_token() {
+    let cluster = TestCluster::new(1, &[]);
+    let token = cluster.dir.path().join("client-token");
+    std::fs::write(&token, "client-token-of-the-h2-test").unwrap();
+    let mut cluster = cluster;
+    cluster.extra = vec!["--client-token".into(), token.display().to_string()];
+    cluster.start_node(1);
+    let node = cluster.node(1);
+    let client = h2_client();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(response) = client.get(node.url("/healthz")).send().await {
+            let health: serde_json::Value = response.json().await.unwrap_or_default();
+            if health["state"] == "LEADER" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let refused = client
+        .put(node.url("/api/v1/kv/greeting"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.version(), reqwest::Version::HTTP_2);
+    assert_eq!(refused.status(), 401, "a write without the token");
+
+    let written = client
+        .put(node.url("/api/v1/kv/greeting"))
+        .bearer_auth("client-token-of-the-h2-test")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.version(), reqwest::Version::HTTP_2);
+    assert_eq!(written.status(), 200, "{}", written.text().await.unwrap());
+    let read = client
+        .get(node.url("/api/v1/kv/greeting"))
+        .bearer_auth("client-token-of-the-h2-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.text().await.unwrap(), "hello");
+
+    // A body over the limit gets the same 413 as over HTTP/1.1.
+    let large = client
+        .put(node.url("/api/v1/kv/large"))
+        .bearer_auth("client-token-of-the-h2-test")
+        .body(vec![b'x'; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 413);
+
+    // The load generator shares two connections among its clients.
+    let output = std::process::Command::new(BIN)
+        .args(["bench", "--target", &node.url(""), "--http2"])
+        .args(["--clients", "20", "--connections", "2"])
+        .args(["--ops", "200", "--warmup", "20"])
+        .env("RAFT_CLIENT_TOKEN_FILE", &token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("200 committed") && stdout.contains("(0 errors)"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
+    let timeout = HEADER_TIMEOUT_MS.to_string();
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let tcp = tokio::net::TcpStream::connect(&cluster.node(1).http_addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(cluster.node(1).url("/api/v1/kv/idle"))
+        .method("PUT")
+        .body(Full::new(Bytes::from_static(b"v")))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    let answered = Instant::now();
+
+    // Closed after one to two header timeouts without a request.
+    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
+    tokio::time::timeout(limit, connection)
+        .await
+        .expect("an idle HTTP/2 connection was left open")
+        .unwrap()
+        .ok();
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(HEADER_TIMEOUT_MS - 100),
+        "closed after {idle:?} only"
+    );
+    assert!(sender.is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_inside_the_http2_preface_is_cut_off() {
+    let timeout = HEADER_TIMEOUT_MS.to_string();
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let mut tcp = tokio::net::TcpStream::connect(&cluster.node(1).http_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let started = Instant::now();
+    let limit = Duration::from_millis(HEADER_TIMEOUT_MS + 1500);
+    let read = tokio::time::timeout(limit, tcp.read(&mut [0; 64]))
+        .await
+        .expect("a connection stuck in the preface was left open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(HEADER_TIMEOUT_MS - 100));
+}
