@@ -48,6 +48,7 @@ etcd_run() { # put|get clients connections ops
 
 raft_run() { # bench flags
   out=$("$B" bench "$@")
+  case " $* " in *" --http2 "*) echo "over HTTP/2:" ;; esac
   echo "$out" | head -3
   echo "$out" | grep '^node CPU'
 }
@@ -55,8 +56,11 @@ raft_run() { # bench flags
 for round in $(seq "$rounds"); do
   echo "--- round $round"
   raft_run --clients 100 --ops 50000 --value-bytes 256
+  # The clients sharing 10 connections over HTTP/2, as etcd's share 10 gRPC connections.
+  raft_run --http2 --clients 100 --ops 50000 --value-bytes 256
   etcd_run put 100 10 50000
   raft_run --clients 1000 --ops 100000 --value-bytes 256
+  raft_run --http2 --clients 1000 --ops 100000 --value-bytes 256
   etcd_run put 1000 100 100000
   raft_run --clients 1 --ops 3000 --value-bytes 256
   etcd_run put 1 1 3000

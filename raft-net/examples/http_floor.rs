@@ -10,10 +10,10 @@
 //! - `axum`: and an axum router with the node's route for a write (`PUT /api/v1/kv/{key}`,
 //!   the key as a path parameter, the body as bytes, a JSON answer).
 //! - `hyper-h2`, `axum-h2`: the same two over hyper's HTTP/2 connection (prior knowledge, no
-//!   upgrade), which the node does not speak: what multiplexing several clients' requests over
-//!   one connection, as etcd's clients do over gRPC, would save. `bench` speaks HTTP/1.1 only;
-//!   load these with an HTTP/2 client such as `h2load` (Debian: nghttp2-client), which sends
-//!   `POST`: every mode takes a `POST` to the write's path for a write.
+//!   upgrade): what multiplexing several clients' requests over one connection, as etcd's
+//!   clients do over gRPC, saves. Load them with `bench --http2`, or with a lighter HTTP/2
+//!   client such as `h2load` (Debian: nghttp2-client), which sends `POST` unless told: every
+//!   mode takes a `POST` to the write's path for a write.
 //!
 //! Every mode serves on a one-thread runtime, as the node does, and answers
 //! `GET /api/v1/state` with `{"state":"LEADER"}` so that `bench` takes it for a leader; a write
