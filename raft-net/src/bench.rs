@@ -820,15 +820,21 @@ enum Link {
 }
 
 impl Link {
-    fn is_closed(&self) -> bool {
+    /// Whether to drop it after a request: an HTTP/1.1 connection after any error (it may be
+    /// in the middle of an answer), a shared HTTP/2 connection only once it is closed (an
+    /// error of one stream leaves the others, and the connection, as they were).
+    fn spent(&self, failed: bool) -> bool {
         match self {
-            Link::Http1 { sender, connection } => connection.is_none() || sender.is_closed(),
+            Link::Http1 { sender, connection } => {
+                failed || connection.is_none() || sender.is_closed()
+            }
             Link::Http2(sender) => sender.is_closed(),
         }
     }
 }
 
-/// One keep-alive HTTP/1.1 connection with one request in flight at a time.
+/// A client's connection, with one request of its own in flight at a time: a keep-alive
+/// HTTP/1.1 connection of its own, or a share of an HTTP/2 one.
 struct Connection {
     endpoint: Arc<Endpoint>,
     link: Option<Link>,
@@ -913,7 +919,7 @@ impl Connection {
             None => self.link.insert(connect(&self.endpoint).await?),
         };
         let answer = exchange(link, request).await;
-        if answer.is_err() || link.is_closed() {
+        if link.spent(answer.is_err()) {
             self.link = None;
         }
         answer

@@ -153,3 +153,58 @@ async fn a_client_that_stops_inside_the_http2_preface_is_cut_off() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert!(started.elapsed() >= Duration::from_millis(HEADER_TIMEOUT_MS - 100));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_over_http2_outlives_the_idle_timeout() {
+    let timeout = HEADER_TIMEOUT_MS.to_string();
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let mut events = h2_client()
+        .get(cluster.node(1).url("/api/v1/events"))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.version(), reqwest::Version::HTTP_2);
+    assert_eq!(events.status(), 200);
+    // Three idle periods and more: the stream is still open (reading it does not end).
+    let open_for = Duration::from_millis(3 * HEADER_TIMEOUT_MS + 500);
+    let read = tokio::time::timeout(open_for, async {
+        while let Ok(Some(_)) = events.chunk().await {}
+    })
+    .await;
+    assert!(read.is_err(), "the event stream ended within {open_for:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_does_not_read_its_answer_loses_its_connection() {
+    let timeout = HEADER_TIMEOUT_MS.to_string();
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let tcp = tokio::net::TcpStream::connect(&cluster.node(1).http_addr)
+        .await
+        .unwrap();
+    // A window of 1 KiB that it never opens further: the answer (the OpenAPI document, tens
+    // of kilobytes) cannot be sent whole.
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(1024)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(cluster.node(1).url("/api/v1/openapi.json"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
+    tokio::time::timeout(limit, connection)
+        .await
+        .expect("a client that does not read kept its HTTP/2 connection")
+        .unwrap()
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(HEADER_TIMEOUT_MS - 100));
+    drop(response);
+}

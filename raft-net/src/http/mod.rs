@@ -32,6 +32,7 @@ use utoipa_axum::routes;
 mod body_limits;
 mod cross_origin;
 pub mod events;
+mod h2;
 pub mod members;
 pub mod node;
 pub mod openapi;

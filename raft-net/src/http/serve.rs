@@ -11,37 +11,29 @@
 //!   hyper starts that clock whenever a connection waits for a request, so it is also the idle
 //!   timeout of a keep-alive connection, and a slowloris head is cut after it. A TLS handshake,
 //!   and the first bytes of a plain connection (HTTP/1.1 or HTTP/2?), get the same time.
-//! - HTTP/2: at most `H2_STREAMS_MAX` requests in flight on a connection, and at most
-//!   `connections_max` on all HTTP/2 connections together (the most that HTTP/1.1 connections
-//!   can carry); a request beyond that is answered `503` at once, its body unread. A
-//!   connection with no request in flight for `header_timeout` (checked every
-//!   `header_timeout`) is closed, as an idle HTTP/1.1 connection is; a request's answer stuck
-//!   behind a client's closed flow-control window does not count as one in flight.
+//! - HTTP/2 has limits of its own, for requests in flight and for idle or stalled connections
+//!   (see `h2`), with the header timeout as their period.
 //! - The layers around the router (see `router`) bound the time between two body chunks and
 //!   the time of a whole request.
 //! - A client that stops reading its answers cannot park a connection on a blocked write:
 //!   `TCP_USER_TIMEOUT` (Linux) makes the kernel drop a connection whose sent data stays
 //!   unacknowledged, zero-window probes included, for the header timeout.
-//! - On shutdown the listener closes, idle connections close at once, requests in flight get
-//!   `shutdown_grace` to finish; whatever is still open then is dropped, so no client can hold
-//!   the process.
+//! - On shutdown the listener closes, idle connections and connections still in their TLS
+//!   handshake or first bytes close at once, requests in flight get `shutdown_grace` to
+//!   finish; whatever is still open then is dropped, so no client can hold the process.
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ApiError, App};
-use axum::response::IntoResponse;
-use hyper::{Request, Response};
+use super::{h2, App};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -50,13 +42,6 @@ use crate::metrics::{inc, Metrics};
 
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-/// Requests in flight on one HTTP/2 connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
-pub const H2_STREAMS_MAX: u32 = 128;
-/// HTTP/2's connection preface, the first bytes a client sends.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Pause before looking again at a plain connection whose first bytes are a part of HTTP/2's
-/// preface: the rest is usually in the same segment, so this is rare.
-const PREFACE_RETRY: Duration = Duration::from_millis(1);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains within the grace period.
 pub async fn serve(
@@ -75,10 +60,9 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(H2_STREAMS_MAX);
-    let h2_requests = Arc::new(Semaphore::new(limits.connections_max));
+    let http2 = h2::builder();
+    let h2_pool = Arc::new(Semaphore::new(limits.connections_max));
+    let (stopping, stop) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -113,33 +97,37 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let protocols = Protocols {
             http1: http.clone(),
-            http2: h2.clone(),
-            h2_requests: Arc::clone(&h2_requests),
+            http2: http2.clone(),
+            h2_pool: Arc::clone(&h2_pool),
             header_timeout: limits.header_timeout,
         };
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let open = OpenConnection::new(Arc::clone(&metrics));
+        let mut stop = stop.clone();
         connections.spawn(async move {
             let _open = (permit, open);
+            let timeout = protocols.header_timeout;
             let result = match tls {
                 None => {
-                    let timeout = protocols.header_timeout;
-                    match tokio::time::timeout(timeout, opens_with_h2_preface(&tcp)).await {
-                        Ok(Ok(h2)) => protocols.serve(tcp, h2, service, watcher).await,
-                        Ok(Err(error)) => {
+                    let first = tokio::time::timeout(timeout, h2::opens_with_preface(&tcp));
+                    let h2 = match until_stopped(first, &mut stop).await {
+                        Some(Ok(Ok(h2))) => h2,
+                        Some(Ok(Err(error))) => {
                             tracing::debug!(%peer, %error, "HTTP connection closed before a request");
                             return;
                         }
-                        Err(_) => {
+                        Some(Err(_)) => {
                             tracing::debug!(%peer, "no request on an HTTP connection in time");
                             return;
                         }
-                    }
+                        None => return,
+                    };
+                    protocols.serve(tcp, h2, service, watcher).await
                 }
                 Some(acceptor) => {
-                    let Some(stream) =
-                        handshake(&acceptor, tcp, protocols.header_timeout).await
+                    let Some(Some(stream)) =
+                        until_stopped(handshake(&acceptor, tcp, timeout), &mut stop).await
                     else {
                         return;
                     };
@@ -153,6 +141,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Connections that have not begun a protocol yet end now.
+    let _ = stopping.send(true);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
@@ -167,12 +157,23 @@ pub async fn serve(
     Ok(())
 }
 
+/// `work`'s outcome, or `None` once shutdown has begun.
+async fn until_stopped<T>(
+    work: impl Future<Output = T>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stop.wait_for(|stopping| *stopping) => None,
+    }
+}
+
 /// How a connection is served, in either protocol.
 struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    /// Requests in flight on all HTTP/2 connections.
-    h2_requests: Arc<Semaphore>,
+    /// The places shared by the requests of all HTTP/2 connections.
+    h2_pool: Arc<Semaphore>,
     header_timeout: Duration,
 }
 
@@ -194,112 +195,17 @@ impl Protocols {
                 .watch(self.http1.serve_connection(TokioIo::new(io), service))
                 .await;
         }
-        let activity = Arc::new(Activity::default());
-        let streams: H2Streams<Service> = H2Streams {
+        let activity = Arc::new(h2::Activity::default());
+        let streams = h2::Streams {
             inner: service,
             activity: Arc::clone(&activity),
-            permits: self.h2_requests,
+            pool: self.h2_pool,
         };
         let connection = watcher.watch(self.http2.serve_connection(TokioIo::new(io), streams));
         tokio::select! {
             result = connection => result,
-            () = activity.idle_for(self.header_timeout) => Ok(()),
+            () = activity.stalled_or_idle(self.header_timeout) => Ok(()),
         }
-    }
-}
-
-/// Whether a plain connection opens with HTTP/2's preface; nothing is consumed. An error if
-/// it closes first.
-async fn opens_with_h2_preface(tcp: &TcpStream) -> io::Result<bool> {
-    let mut first = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = tcp.peek(&mut first).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if first[..n] != H2_PREFACE[..n] {
-            return Ok(false);
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
-        }
-        // Peeking again at once would find the same bytes: the socket stays readable.
-        tokio::time::sleep(PREFACE_RETRY).await;
-    }
-}
-
-/// The requests of one HTTP/2 connection: how many are in flight, and how many have started
-/// or finished.
-#[derive(Default)]
-struct Activity {
-    in_flight: AtomicUsize,
-    events: AtomicU64,
-}
-
-impl Activity {
-    /// Resolves once a whole `period`, checked every `period`, went by with no request in
-    /// flight and none started or finished: after `period` to twice that of idleness.
-    async fn idle_for(&self, period: Duration) {
-        let mut seen = self.events.load(Ordering::Relaxed);
-        loop {
-            tokio::time::sleep(period).await;
-            let events = self.events.load(Ordering::Relaxed);
-            if events == seen && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            seen = events;
-        }
-    }
-}
-
-/// Counts a request in flight on its connection, and holds its share of the HTTP/2 requests.
-struct InFlight {
-    activity: Arc<Activity>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.activity.events.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The node's service for the streams of one HTTP/2 connection, under the limits above.
-struct H2Streams<S> {
-    inner: S,
-    activity: Arc<Activity>,
-    permits: Arc<Semaphore>,
-}
-
-type Answer = Response<axum::body::Body>;
-
-impl<S, B> hyper::service::Service<Request<B>> for H2Streams<S>
-where
-    S: hyper::service::Service<Request<B>, Response = Answer>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Answer;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Answer, S::Error>> + Send>>;
-
-    fn call(&self, request: Request<B>) -> Self::Future {
-        self.activity.events.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            let busy = ApiError::unavailable("too many HTTP/2 requests in flight; try again");
-            return Box::pin(std::future::ready(Ok(busy.into_response())));
-        };
-        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        let in_flight = InFlight {
-            activity: Arc::clone(&self.activity),
-            _permit: permit,
-        };
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let _in_flight = in_flight;
-            answer.await
-        })
     }
 }
 
@@ -338,136 +244,5 @@ async fn handshake(
             tracing::debug!("TLS handshake timed out");
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hyper::service::Service as _;
-    use std::convert::Infallible;
-
-    type Body = http_body_util::Empty<hyper::body::Bytes>;
-
-    /// Answers `200` when `release` has a permit to take, and waits for one until then.
-    fn held(
-        release: Arc<Semaphore>,
-    ) -> impl hyper::service::Service<
-        Request<Body>,
-        Response = Answer,
-        Error = Infallible,
-        Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>,
-    > {
-        hyper::service::service_fn(move |_: Request<Body>| {
-            let release = Arc::clone(&release);
-            Box::pin(async move {
-                release.acquire().await.expect("never closed").forget();
-                Ok::<_, Infallible>(Response::new(axum::body::Body::empty()))
-            }) as Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>
-        })
-    }
-
-    #[tokio::test]
-    async fn http2_requests_beyond_the_limit_are_answered_503_at_once() {
-        let release = Arc::new(Semaphore::new(0));
-        let permits = Arc::new(Semaphore::new(2));
-        let activity = Arc::new(Activity::default());
-        let streams = H2Streams {
-            inner: held(Arc::clone(&release)),
-            activity: Arc::clone(&activity),
-            permits: Arc::clone(&permits),
-        };
-        let first = tokio::spawn(streams.call(Request::new(Body::new())));
-        let second = tokio::spawn(streams.call(Request::new(Body::new())));
-        let refused = streams.call(Request::new(Body::new())).await.unwrap();
-        assert_eq!(refused.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 2);
-        assert_eq!(activity.events.load(Ordering::Relaxed), 3);
-
-        release.add_permits(2);
-        assert_eq!(
-            first.await.unwrap().unwrap().status(),
-            hyper::StatusCode::OK
-        );
-        assert_eq!(
-            second.await.unwrap().unwrap().status(),
-            hyper::StatusCode::OK
-        );
-        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
-        assert_eq!(permits.available_permits(), 2);
-        // A request dropped before its answer gives its share back too.
-        let dropped = streams.call(Request::new(Body::new()));
-        assert_eq!(permits.available_permits(), 1);
-        drop(dropped);
-        assert_eq!(permits.available_permits(), 2);
-        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_is_idle_only_with_no_request_in_flight_for_a_whole_period() {
-        let period = Duration::from_secs(10);
-        let activity = Arc::new(Activity::default());
-        let release = Arc::new(Semaphore::new(0));
-        let streams = H2Streams {
-            inner: held(Arc::clone(&release)),
-            activity: Arc::clone(&activity),
-            permits: Arc::new(Semaphore::new(4)),
-        };
-        let first = tokio::spawn(streams.call(Request::new(Body::new())));
-        let idle = tokio::spawn({
-            let activity = Arc::clone(&activity);
-            async move { activity.idle_for(period).await }
-        });
-        // A request in flight for a minute: not idle.
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(!idle.is_finished());
-        // It finishes just before a check: the client has a whole period for the next one.
-        tokio::time::sleep(period - Duration::from_millis(1)).await;
-        release.add_permits(1);
-        first.await.unwrap().unwrap();
-        tokio::time::sleep(period / 2).await;
-        assert!(!idle.is_finished());
-        // Another one starts and finishes within that period.
-        release.add_permits(1);
-        streams.call(Request::new(Body::new())).await.unwrap();
-        tokio::time::sleep(period).await;
-        assert!(!idle.is_finished());
-        // Then nothing: idle within two periods.
-        tokio::time::sleep(period * 2).await;
-        assert!(idle.is_finished());
-    }
-
-    #[tokio::test]
-    async fn the_http2_preface_is_told_from_an_http1_request_without_consuming_it() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        for (sent, h2) in [
-            (H2_PREFACE, true),
-            (&b"PUT /api/v1/kv/k HTTP/1.1\r\n"[..], false),
-            (&b"PRI * HTTP/1.1\r\n"[..], false),
-        ] {
-            let mut client = TcpStream::connect(addr).await.unwrap();
-            let (mut server, _) = listener.accept().await.unwrap();
-            // The first half, then the rest: the preface may arrive in pieces.
-            let (head, tail) = sent.split_at(7);
-            client.write_all(head).await.unwrap();
-            let told = tokio::spawn(async move {
-                let h2 = opens_with_h2_preface(&server).await.unwrap();
-                let mut first = vec![0; 7];
-                server.read_exact(&mut first).await.unwrap();
-                (h2, first)
-            });
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            client.write_all(tail).await.unwrap();
-            let (told_h2, first) = told.await.unwrap();
-            assert_eq!(told_h2, h2, "{:?}", String::from_utf8_lossy(sent));
-            assert_eq!(first, head);
-        }
-        // A client that closes before sending anything.
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        drop(client);
-        assert!(opens_with_h2_preface(&server).await.is_err());
     }
 }
