@@ -14,6 +14,43 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WAIT: Duration = Duration::from_secs(20);
 const HEADER_TIMEOUT_MS: u64 = 1000;
 
+/// hyper's HTTP/2 client on a connection of its own to `addr`, with this stream window, and
+/// the task that runs the connection (it ends when the server closes it).
+async fn h2_connection(
+    addr: &str,
+    stream_window: Option<u32>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(stream_window)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+/// Waits for the server to close `connection`: one to two header timeouts after `since`.
+async fn closed_after_one_to_two_timeouts(
+    connection: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    since: Instant,
+    what: &str,
+) {
+    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
+    tokio::time::timeout(limit, connection)
+        .await
+        .unwrap_or_else(|_| panic!("{what} was left open"))
+        .unwrap()
+        .ok();
+    let open = since.elapsed();
+    assert!(
+        open >= Duration::from_millis(HEADER_TIMEOUT_MS - 100),
+        "{what} was closed after {open:?} only"
+    );
+}
+
 fn h2_client() -> reqwest::Client {
     reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -103,14 +140,7 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
     let timeout = HEADER_TIMEOUT_MS.to_string();
     let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
     cluster.wait_for_leader(&[1], WAIT).await;
-    let tcp = tokio::net::TcpStream::connect(&cluster.node(1).http_addr)
-        .await
-        .unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = h2_connection(&cluster.node(1).http_addr, None).await;
     let request = hyper::Request::builder()
         .uri(cluster.node(1).url("/api/v1/kv/idle"))
         .method("PUT")
@@ -119,20 +149,7 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
-    let answered = Instant::now();
-
-    // Closed after one to two header timeouts without a request.
-    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
-    tokio::time::timeout(limit, connection)
-        .await
-        .expect("an idle HTTP/2 connection was left open")
-        .unwrap()
-        .ok();
-    let idle = answered.elapsed();
-    assert!(
-        idle >= Duration::from_millis(HEADER_TIMEOUT_MS - 100),
-        "closed after {idle:?} only"
-    );
+    closed_after_one_to_two_timeouts(connection, Instant::now(), "an idle HTTP/2 connection").await;
     assert!(sender.is_closed());
 }
 
@@ -181,30 +198,16 @@ async fn an_http2_client_that_does_not_read_its_answer_loses_its_connection() {
     let timeout = HEADER_TIMEOUT_MS.to_string();
     let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
     cluster.wait_for_leader(&[1], WAIT).await;
-    let tcp = tokio::net::TcpStream::connect(&cluster.node(1).http_addr)
-        .await
-        .unwrap();
     // A window of 1 KiB that it never opens further: the answer (the OpenAPI document, tens
     // of kilobytes) cannot be sent whole.
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(1024)
-        .handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = h2_connection(&cluster.node(1).http_addr, Some(1024)).await;
     let request = hyper::Request::builder()
         .uri(cluster.node(1).url("/api/v1/openapi.json"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
-    let started = Instant::now();
-    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
-    tokio::time::timeout(limit, connection)
-        .await
-        .expect("a client that does not read kept its HTTP/2 connection")
-        .unwrap()
-        .ok();
-    assert!(started.elapsed() >= Duration::from_millis(HEADER_TIMEOUT_MS - 100));
+    let what = "the connection of a client that does not read";
+    closed_after_one_to_two_timeouts(connection, Instant::now(), what).await;
     drop(response);
 }
