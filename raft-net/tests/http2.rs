@@ -32,13 +32,14 @@ async fn h2_connection(
     (sender, tokio::spawn(connection))
 }
 
-/// Waits for the server to close `connection`: one to two header timeouts after `since`.
-async fn closed_after_one_to_two_timeouts(
+/// Waits for the server to close `connection`: one to `timeouts` header timeouts after `since`.
+async fn closed_after_one_header_timeout_and_within(
+    timeouts: u64,
     connection: tokio::task::JoinHandle<Result<(), hyper::Error>>,
     since: Instant,
     what: &str,
 ) {
-    let limit = Duration::from_millis(2 * HEADER_TIMEOUT_MS + 1500);
+    let limit = Duration::from_millis(timeouts * HEADER_TIMEOUT_MS + 1500);
     tokio::time::timeout(limit, connection)
         .await
         .unwrap_or_else(|_| panic!("{what} was left open"))
@@ -149,7 +150,9 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
-    closed_after_one_to_two_timeouts(connection, Instant::now(), "an idle HTTP/2 connection").await;
+    // One to two timeouts without a request; GOAWAY ends it at once.
+    let what = "an idle HTTP/2 connection";
+    closed_after_one_header_timeout_and_within(2, connection, Instant::now(), what).await;
     assert!(sender.is_closed());
 }
 
@@ -207,7 +210,58 @@ async fn an_http2_client_that_does_not_read_its_answer_loses_its_connection() {
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
+    // Idle or stalled after one to two timeouts, then a timeout for the answer after GOAWAY.
     let what = "the connection of a client that does not read";
-    closed_after_one_to_two_timeouts(connection, Instant::now(), what).await;
+    closed_after_one_header_timeout_and_within(3, connection, Instant::now(), what).await;
     drop(response);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_read_slowly_over_http2_arrives_whole() {
+    let timeout = HEADER_TIMEOUT_MS.to_string();
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
+    cluster.wait_for_leader(&[1], WAIT).await;
+    let node = cluster.node(1);
+    // Control bytes are escaped six to one in JSON: a page of about 6 MB, in one piece.
+    let client = common::http();
+    for i in 0..25 {
+        let response = client
+            .put(node.url(&format!("/api/v1/kv/big{i}")))
+            .body(vec![1u8; 40_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let (mut sender, _connection) = h2_connection(&node.http_addr, Some(64 << 10)).await;
+    let request = hyper::Request::builder()
+        .uri(node.url("/api/v1/state?limit=10000"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let expected = response
+        .headers()
+        .get("content-length")
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
+    let mut body = response.into_body();
+    // Slowly for more than three idle periods, then at full speed.
+    let started = Instant::now();
+    let slow_for = Duration::from_millis(3 * HEADER_TIMEOUT_MS + 500);
+    let mut received = 0;
+    while let Some(frame) = body.frame().await {
+        received += frame.unwrap().into_data().map_or(0, |data| data.len());
+        if started.elapsed() < slow_for {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(
+        started.elapsed() >= slow_for,
+        "read in {:?}",
+        started.elapsed()
+    );
+    assert!(received > 3_000_000, "{received} bytes");
+    if let Some(expected) = expected {
+        assert_eq!(received, expected);
+    }
 }

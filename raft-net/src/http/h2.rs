@@ -9,12 +9,13 @@
 //!   connections full of slow requests cannot turn every other client away.
 //! - A request is in flight until its answer's body is done, so an event stream or a long
 //!   download keeps its connection open.
-//! - The connection is closed once a whole period (the header timeout) went by with nothing
-//!   moving (no request started or finished, no part of an answer taken) while either no
-//!   request is in flight, or an answer waits for the client to take what it was handed:
-//!   a client whose flow-control window stays closed cannot hold its answers, and its place,
-//!   for good. An answer waiting for its own data (an event stream between two events, a write
-//!   waiting for its commit) is not waiting for the client.
+//! - The connection is closed (GOAWAY, then one more period for what is in flight) once a
+//!   whole period (the header timeout) went by with nothing moving (no request started or
+//!   finished, no part of an answer taken) while either no request is in flight, or an answer
+//!   waits for the client to take what it was handed: a client whose flow-control window
+//!   stays closed cannot hold its answers, and its place, for good. An answer waiting for its
+//!   own data (an event stream between two events, a write waiting for its commit) is not
+//!   waiting for the client.
 
 use std::future::Future;
 use std::io;
@@ -157,21 +158,40 @@ impl Drop for InFlight {
 }
 
 /// An answer's body that keeps its request in flight and tells when hyper takes its parts.
+/// hyper hands a whole data frame to h2, which holds what the client's window does not let
+/// out yet; so a large frame (a backup) is cut into `SLICE_BYTES` slices, and hyper comes back
+/// for the next one only when the last has gone out: each slice is a sign of progress, and the
+/// request stays in flight until the last.
 struct Tracked {
     inner: Body,
+    /// What is left of a data frame larger than a slice.
+    rest: Bytes,
     /// Handed to hyper and not come back to yet (the head counts as the first part).
     handed: bool,
     in_flight: InFlight,
 }
 
+/// The largest data frame handed to hyper at once.
+const SLICE_BYTES: usize = 64 << 10;
+
 impl Tracked {
     fn new(inner: Body, in_flight: InFlight) -> Tracked {
-        in_flight.activity.waiting_on_client.fetch_add(1, SeqCst);
-        Tracked {
+        let mut tracked = Tracked {
             inner,
-            handed: true,
+            rest: Bytes::new(),
+            handed: false,
             in_flight,
-        }
+        };
+        tracked.hand_over();
+        tracked
+    }
+
+    fn hand_over(&mut self) {
+        self.handed = true;
+        let activity = &self.in_flight.activity;
+        // The event first: a check that sees the count also sees that something moved.
+        activity.events.fetch_add(1, SeqCst);
+        activity.waiting_on_client.fetch_add(1, SeqCst);
     }
 
     fn came_back(&mut self) {
@@ -181,6 +201,16 @@ impl Tracked {
             activity.events.fetch_add(1, SeqCst);
             activity.waiting_on_client.fetch_sub(1, SeqCst);
         }
+    }
+
+    fn slice(&mut self) -> Frame<Bytes> {
+        let slice = if self.rest.len() > SLICE_BYTES {
+            self.rest.split_to(SLICE_BYTES)
+        } else {
+            std::mem::take(&mut self.rest)
+        };
+        self.hand_over();
+        Frame::data(slice)
     }
 }
 
@@ -194,23 +224,37 @@ impl hyper::body::Body for Tracked {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         this.came_back();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            this.handed = true;
-            this.in_flight
-                .activity
-                .waiting_on_client
-                .fetch_add(1, SeqCst);
+        if !this.rest.is_empty() {
+            return Poll::Ready(Some(Ok(this.slice())));
         }
-        polled
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    this.rest = data;
+                    Poll::Ready(Some(Ok(this.slice())))
+                }
+                Err(trailers) => {
+                    this.hand_over();
+                    Poll::Ready(Some(Ok(trailers)))
+                }
+            },
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
@@ -429,6 +473,25 @@ mod tests {
             "a stalled answer kept its connection"
         );
         drop(stuck);
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_handed_over_in_slices_and_stays_in_flight_until_the_last() {
+        let release = Arc::new(Semaphore::new(1));
+        let streams = streams(&release, || Body::from(vec![7u8; 200 << 10]), 4);
+        let answer = streams.call(request()).await.unwrap();
+        let mut body = answer.into_body();
+        assert_eq!(hyper::body::Body::size_hint(&body).exact(), Some(200 << 10));
+        let mut slices = Vec::new();
+        while let Some(frame) = body.frame().await {
+            slices.push(frame.unwrap().into_data().unwrap().len());
+            assert_eq!(streams.activity.in_flight.load(SeqCst), 1);
+            assert_eq!(streams.activity.waiting_on_client.load(SeqCst), 1);
+        }
+        assert_eq!(slices, [64 << 10, 64 << 10, 64 << 10, 8 << 10]);
+        drop(body);
+        assert_eq!(streams.activity.in_flight.load(SeqCst), 0);
+        assert_eq!(streams.activity.waiting_on_client.load(SeqCst), 0);
     }
 
     #[tokio::test]

@@ -19,8 +19,9 @@
 //!   `TCP_USER_TIMEOUT` (Linux) makes the kernel drop a connection whose sent data stays
 //!   unacknowledged, zero-window probes included, for the header timeout.
 //! - On shutdown the listener closes, idle connections and connections still in their TLS
-//!   handshake or first bytes close at once, requests in flight get `shutdown_grace` to
-//!   finish; whatever is still open then is dropped, so no client can hold the process.
+//!   handshake or first bytes close at once, HTTP/2 connections send GOAWAY, requests in
+//!   flight get `shutdown_grace` to finish; whatever is still open then is dropped, so no
+//!   client can hold the process.
 
 use std::future::Future;
 use std::io;
@@ -123,7 +124,7 @@ pub async fn serve(
                         }
                         None => return,
                     };
-                    protocols.serve(tcp, h2, service, watcher).await
+                    protocols.serve(tcp, h2, service, watcher, stop).await
                 }
                 Some(acceptor) => {
                     let Some(Some(stream)) =
@@ -132,7 +133,7 @@ pub async fn serve(
                         return;
                     };
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    protocols.serve(stream, h2, service, watcher).await
+                    protocols.serve(stream, h2, service, watcher, stop).await
                 }
             };
             if let Err(error) = result {
@@ -141,9 +142,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Connections that have not begun a protocol yet end now.
+    // Connections that have not begun a protocol yet end now, HTTP/2 ones send GOAWAY.
     let _ = stopping.send(true);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
     {
@@ -186,6 +191,7 @@ impl Protocols {
         h2: bool,
         service: Service,
         watcher: Watcher,
+        mut stop: watch::Receiver<bool>,
     ) -> Result<(), hyper::Error>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -201,11 +207,25 @@ impl Protocols {
             activity: Arc::clone(&activity),
             pool: self.h2_pool,
         };
-        let connection = watcher.watch(self.http2.serve_connection(TokioIo::new(io), streams));
+        drop(watcher);
+        let connection = self.http2.serve_connection(TokioIo::new(io), streams);
+        tokio::pin!(connection);
+        let closing = async {
+            tokio::select! {
+                () = activity.stalled_or_idle(self.header_timeout) => {}
+                _ = stop.wait_for(|stopping| *stopping) => {}
+            }
+        };
         tokio::select! {
-            result = connection => result,
-            () = activity.stalled_or_idle(self.header_timeout) => Ok(()),
+            result = connection.as_mut() => return result,
+            () = closing => {}
         }
+        // GOAWAY: no new requests; those in flight get one more period (and no more than the
+        // shutdown grace when the server stops).
+        connection.as_mut().graceful_shutdown();
+        tokio::time::timeout(self.header_timeout, connection)
+            .await
+            .unwrap_or(Ok(()))
     }
 }
 
