@@ -222,17 +222,7 @@ async fn a_large_answer_read_slowly_over_http2_arrives_whole() {
     let cluster = TestCluster::start(1, &["--http-header-timeout-ms", &timeout]);
     cluster.wait_for_leader(&[1], WAIT).await;
     let node = cluster.node(1);
-    // Control bytes are escaped six to one in JSON: a page of about 6 MB, in one piece.
-    let client = common::http();
-    for i in 0..25 {
-        let response = client
-            .put(node.url(&format!("/api/v1/kv/big{i}")))
-            .body(vec![1u8; 40_000])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-    }
+    common::write_a_6_mb_state_page(node).await;
     let (mut sender, _connection) = h2_connection(&node.http_addr, Some(64 << 10)).await;
     let request = hyper::Request::builder()
         .uri(node.url("/api/v1/state?limit=10000"))

@@ -169,19 +169,8 @@ async fn a_client_that_stops_reading_does_not_keep_its_connection() {
     let cluster = TestCluster::start(1, &["--http-header-timeout-ms", "1000"]);
     cluster.wait_for_leader(&[1], WAIT).await;
     let node = cluster.node(1);
-    // Control bytes are escaped six to one in JSON: a page of about 6 MB, more than the
-    // kernel buffers between the two sockets hold.
-    let client = http();
-    for i in 0..25 {
-        let response = client
-            .put(node.url(&format!("/api/v1/kv/big{i}")))
-            .body(vec![1u8; 40_000])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-    }
-    drop(client);
+    // More than the kernel buffers between the two sockets hold.
+    common::write_a_6_mb_state_page(node).await;
     // Each query comes on a connection of its own, counted too.
     let others = || async {
         metric(node, "raft_http_connections_open{node=\"1\"}")

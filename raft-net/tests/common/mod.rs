@@ -350,6 +350,21 @@ pub async fn put(node: &TestNode, key: &str, value: &str) -> u16 {
     }
 }
 
+/// Writes 25 values of 40,000 control bytes, which JSON escapes six to one: `GET
+/// /api/v1/state?limit=10000` then answers with a page of about 6 MB, in one piece.
+pub async fn write_a_6_mb_state_page(node: &TestNode) {
+    let client = http();
+    for i in 0..25 {
+        let response = client
+            .put(node.url(&format!("/api/v1/kv/big{i}")))
+            .body(vec![1u8; 40_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+}
+
 /// `GET /api/v1/kv/{key}` (linearizable unless `stale`); the status (0 when no answer came)
 /// and the body.
 pub async fn get(node: &TestNode, key: &str, stale: bool) -> (u16, String) {
