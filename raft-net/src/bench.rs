@@ -585,10 +585,13 @@ async fn load(
     let header = |value: &str| {
         HeaderValue::from_str(value).map_err(|error| ConfigError::Tls(error.to_string()))
     };
-    let http2 = args.http2.then(|| H2Target {
-        scheme,
-        authority: Authority::try_from(addr.as_str()).ok(),
-    });
+    let http2 = if args.http2 {
+        let authority = Authority::try_from(addr.as_str())
+            .map_err(|_| BenchError::BadUrl(leader.to_string()))?;
+        Some(H2Target { scheme, authority })
+    } else {
+        None
+    };
     let endpoint = Arc::new(Endpoint {
         host: header(&addr)?,
         http2,
@@ -794,8 +797,7 @@ struct Endpoint {
 #[derive(Debug)]
 struct H2Target {
     scheme: Scheme,
-    /// `None` when `addr` is no valid authority (the requests then fail, and are counted).
-    authority: Option<Authority>,
+    authority: Authority,
 }
 
 /// A plain or TLS byte stream.
@@ -895,12 +897,7 @@ impl Connection {
             // HTTP/2 carries the scheme and authority in the request's pseudo-headers.
             Some(target) => Uri::builder()
                 .scheme(target.scheme.clone())
-                .authority(
-                    target
-                        .authority
-                        .clone()
-                        .ok_or_else(|| protocol("authority"))?,
-                )
+                .authority(target.authority.clone())
                 .path_and_query(path)
                 .build()
                 .map_err(protocol)?,
@@ -945,10 +942,6 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
             Box::new(connector.connect(name, tcp).await?)
         }
     };
-    // One contiguous write per request (head and body copied together, as small as they
-    // are) instead of a `writev` of both. A read buffer of the answer's size: hyper's default
-    // starts at 8 KiB, and it takes a new one for every answer (the last one's body still
-    // holds the old), which the allocator serves from its slabs rather than its cache.
     if endpoint.http2.is_some() {
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
@@ -958,6 +951,10 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<Link> {
         tokio::spawn(connection);
         return Ok(Link::Http2(sender));
     }
+    // One contiguous write per request (head and body copied together, as small as they
+    // are) instead of a `writev` of both. A read buffer of the answer's size: hyper's default
+    // starts at 8 KiB, and it takes a new one for every answer (the last one's body still
+    // holds the old), which the allocator serves from its slabs rather than its cache.
     let (sender, connection) = http1::Builder::new()
         .writev(false)
         .read_buf_exact_size(Some(endpoint.read_buffer))

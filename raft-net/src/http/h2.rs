@@ -114,35 +114,30 @@ impl Activity {
     }
 }
 
-/// Where a request in flight has its place.
-enum Place {
-    Own,
-    Pooled(#[allow(dead_code)] OwnedSemaphorePermit),
-}
-
 /// A request in flight on its connection, until its answer's body is done or dropped.
 struct InFlight {
     activity: Arc<Activity>,
-    place: Place,
+    /// Its place in the shared pool; `None` for the connection's own place.
+    pooled: Option<OwnedSemaphorePermit>,
 }
 
 impl InFlight {
     /// A place for a new request, if there is one.
     fn start(activity: &Arc<Activity>, pool: &Arc<Semaphore>) -> Option<InFlight> {
         activity.events.fetch_add(1, SeqCst);
-        let place = if activity
+        let pooled = if activity
             .own_place_taken
             .compare_exchange(false, true, SeqCst, SeqCst)
             .is_ok()
         {
-            Place::Own
+            None
         } else {
-            Place::Pooled(Arc::clone(pool).try_acquire_owned().ok()?)
+            Some(Arc::clone(pool).try_acquire_owned().ok()?)
         };
         activity.in_flight.fetch_add(1, SeqCst);
         Some(InFlight {
             activity: Arc::clone(activity),
-            place,
+            pooled,
         })
     }
 }
@@ -151,7 +146,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.activity.events.fetch_add(1, SeqCst);
         self.activity.in_flight.fetch_sub(1, SeqCst);
-        if matches!(self.place, Place::Own) {
+        if self.pooled.is_none() {
             self.activity.own_place_taken.store(false, SeqCst);
         }
     }

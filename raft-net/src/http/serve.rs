@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use super::{h2, App};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,7 +55,6 @@ pub async fn serve(
 ) -> io::Result<()> {
     let tls = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.connections_max));
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -101,8 +100,8 @@ pub async fn serve(
             http2: http2.clone(),
             h2_pool: Arc::clone(&h2_pool),
             header_timeout: limits.header_timeout,
+            shutdown_grace: limits.shutdown_grace,
         };
-        let watcher = graceful.watcher();
         let tls = tls.clone();
         let open = OpenConnection::new(Arc::clone(&metrics));
         let mut stop = stop.clone();
@@ -124,7 +123,7 @@ pub async fn serve(
                         }
                         None => return,
                     };
-                    protocols.serve(tcp, h2, service, watcher, stop).await
+                    protocols.serve(tcp, h2, service, stop).await
                 }
                 Some(acceptor) => {
                     let Some(Some(stream)) =
@@ -133,7 +132,7 @@ pub async fn serve(
                         return;
                     };
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    protocols.serve(stream, h2, service, watcher, stop).await
+                    protocols.serve(stream, h2, service, stop).await
                 }
             };
             if let Err(error) = result {
@@ -142,12 +141,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Connections that have not begun a protocol yet end now, HTTP/2 ones send GOAWAY.
+    // Every connection is asked to close: those that have not begun a protocol end now, the
+    // others once what they have in flight is answered.
     let _ = stopping.send(true);
-    let drained = async {
-        graceful.shutdown().await;
-        while connections.join_next().await.is_some() {}
-    };
+    let drained = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
@@ -180,6 +177,7 @@ struct Protocols {
     /// The places shared by the requests of all HTTP/2 connections.
     h2_pool: Arc<Semaphore>,
     header_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 type Service = TowerToHyperService<App>;
@@ -190,16 +188,17 @@ impl Protocols {
         io: I,
         h2: bool,
         service: Service,
-        watcher: Watcher,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), hyper::Error>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        };
         if !h2 {
-            return watcher
-                .watch(self.http1.serve_connection(TokioIo::new(io), service))
-                .await;
+            let connection = self.http1.serve_connection(TokioIo::new(io), service);
+            return close_gracefully_after(connection, stopped, self.shutdown_grace).await;
         }
         let activity = Arc::new(h2::Activity::default());
         let streams = h2::Streams {
@@ -207,26 +206,39 @@ impl Protocols {
             activity: Arc::clone(&activity),
             pool: self.h2_pool,
         };
-        drop(watcher);
         let connection = self.http2.serve_connection(TokioIo::new(io), streams);
-        tokio::pin!(connection);
         let closing = async {
             tokio::select! {
                 () = activity.stalled_or_idle(self.header_timeout) => {}
-                _ = stop.wait_for(|stopping| *stopping) => {}
+                () = stopped => {}
             }
         };
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            () = closing => {}
-        }
-        // GOAWAY: no new requests; those in flight get one more period (and no more than the
-        // shutdown grace when the server stops).
-        connection.as_mut().graceful_shutdown();
-        tokio::time::timeout(self.header_timeout, connection)
-            .await
-            .unwrap_or(Ok(()))
+        // An idle or stalled connection gets one more period; on shutdown the server's grace
+        // bounds it too.
+        close_gracefully_after(connection, closing, self.header_timeout).await
     }
+}
+
+/// Serves `connection` until it ends or `closing` resolves; then asks it to close gracefully
+/// (HTTP/1.1: once the request in flight is answered, at once when idle; HTTP/2: GOAWAY, the
+/// requests in flight answered) and drops it if it has not within `then`.
+async fn close_gracefully_after<C>(
+    connection: C,
+    closing: impl Future<Output = ()>,
+    then: Duration,
+) -> Result<(), hyper::Error>
+where
+    C: GracefulConnection<Error = hyper::Error>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = closing => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::time::timeout(then, connection)
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// Counts an open connection in `raft_http_connections_open` while it lives.
